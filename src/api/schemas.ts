@@ -1,0 +1,184 @@
+/** JSON schemas of every request and response: fastify validates with them and the OpenAPI document is built from them. */
+
+const tierReport = {
+  type: 'object',
+  properties: {
+    size: { type: 'integer' },
+    tokens: { type: 'integer' },
+    paramBytes: { type: 'integer' },
+    optimizerBytes: { type: 'integer' },
+    indexBytes: { type: 'integer' },
+    totalBytes: { type: 'integer' },
+  },
+} as const;
+
+const errorReply = {
+  type: 'object',
+  properties: {
+    statusCode: { type: 'integer' },
+    code: { type: 'string' },
+    error: { type: 'string' },
+    message: { type: 'string' },
+  },
+} as const;
+
+/** Limits that keep one request's cost bounded. */
+export const LIMITS = { maxItemsPerScore: 1000, maxK: 1000, maxExclude: 1000, maxIdLength: 256, maxFields: 64 };
+
+const id = { type: 'string', minLength: 1, maxLength: LIMITS.maxIdLength } as const;
+
+export const scoreSchema = {
+  summary: 'Probabilities that the user interacts with each item, in the order given',
+  body: {
+    type: 'object',
+    required: ['user', 'items'],
+    additionalProperties: false,
+    properties: {
+      user: id,
+      items: { type: 'array', minItems: 1, maxItems: LIMITS.maxItemsPerScore, items: id },
+      fields: {
+        type: 'object',
+        maxProperties: LIMITS.maxFields,
+        additionalProperties: { type: 'string', maxLength: LIMITS.maxIdLength },
+      },
+    },
+  },
+  response: {
+    200: { type: 'object', properties: { scores: { type: 'array', items: { type: 'number' } } } },
+    400: errorReply,
+  },
+} as const;
+
+export const recommendSchema = {
+  summary: 'Top k items for the user, best first',
+  querystring: {
+    type: 'object',
+    required: ['user'],
+    additionalProperties: false,
+    properties: {
+      user: id,
+      k: { type: 'integer', minimum: 1, maximum: LIMITS.maxK, default: 10 },
+      exclude: { type: 'string', maxLength: LIMITS.maxExclude * (LIMITS.maxIdLength + 1) },
+      excludeRecent: { type: 'boolean', default: false },
+    },
+  },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        items: {
+          type: 'array',
+          items: { type: 'object', properties: { item: { type: 'string' }, score: { type: 'number' } } },
+        },
+        fallback: { type: ['string', 'null'] },
+      },
+    },
+    400: errorReply,
+  },
+} as const;
+
+const windowReport = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    reason: { type: 'string' },
+    startedAt: { type: 'number' },
+    durationMs: { type: 'number' },
+    searched: { type: 'integer' },
+    moved: { type: 'integer' },
+    demoted: { type: 'integer' },
+    evicted: { type: 'integer' },
+    aucBefore: { type: 'number' },
+    aucAfter: { type: ['number', 'null'] },
+    before: { type: 'array', items: tierReport },
+    after: { type: 'array', items: tierReport },
+  },
+} as const;
+
+export const pruneStartSchema = {
+  summary: 'Start a re-pruning window now',
+  body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
+  response: {
+    202: { type: 'object', properties: { window: { type: 'integer' }, status: { type: 'string' } } },
+    401: errorReply,
+    409: errorReply,
+  },
+} as const;
+
+export const pruneListSchema = {
+  summary: 'Past re-pruning windows, newest last, with memory per tier before and after',
+  response: { 200: { type: 'object', properties: { windows: { type: 'array', items: windowReport } } } },
+} as const;
+
+export const tiersSchema = {
+  summary: 'Memory and token counts per tier and per field',
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        tiers: { type: 'array', items: tierReport },
+        fields: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              field: { type: 'string' },
+              tokens: { type: 'integer' },
+              bytes: { type: 'integer' },
+              tiers: { type: 'object', additionalProperties: { type: 'integer' } },
+            },
+          },
+        },
+        totalBytes: { type: 'integer' },
+        budgetBytes: { type: 'number' },
+      },
+    },
+  },
+} as const;
+
+export const tokenSchema = {
+  summary: 'Where one token lives: tier, size, frequency, last seen',
+  params: {
+    type: 'object',
+    required: ['field', 'value'],
+    properties: { field: id, value: id },
+  },
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        token: { type: 'string' },
+        field: { type: 'string' },
+        tier: { type: 'integer' },
+        size: { type: 'integer' },
+        frequency: { type: 'number' },
+        lastSeen: { type: 'number' },
+      },
+    },
+    404: errorReply,
+  },
+} as const;
+
+export const readySchema = {
+  summary: 'Whether the model is loaded and the consumer is live',
+  response: {
+    200: {
+      type: 'object',
+      properties: {
+        ready: { type: 'boolean' },
+        modelLoaded: { type: 'boolean' },
+        consumerLive: { type: 'boolean' },
+        detail: { type: 'string' },
+      },
+    },
+    503: {
+      type: 'object',
+      properties: {
+        ready: { type: 'boolean' },
+        modelLoaded: { type: 'boolean' },
+        consumerLive: { type: 'boolean' },
+        detail: { type: 'string' },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,134 @@
+/**
+ * The HTTP API (fastify). Routes only translate between HTTP and ServiceApi: validation
+ * is fastify's own from the schemas in schemas.ts, errors come from the one catalog.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { isPmeError, PmeError } from '../errors.js';
+import type { ServiceApi } from './contract.js';
+import {
+  LIMITS,
+  pruneListSchema,
+  pruneStartSchema,
+  readySchema,
+  recommendSchema,
+  scoreSchema,
+  tiersSchema,
+  tokenSchema,
+} from './schemas.js';
+
+export interface ApiOptions {
+  /** When non-empty, mutating routes need `Authorization: Bearer <adminToken>`. */
+  adminToken: string;
+  /** Largest request body accepted, in bytes. Default 256 KiB: a score request of 1,000 ids fits. */
+  bodyLimit?: number;
+  /** fastify's logger; off by default (the service logs its own lines). */
+  logger?: boolean;
+}
+
+interface ErrorBody {
+  statusCode: number;
+  code: string;
+  error: string;
+  message: string;
+}
+
+function errorBody(statusCode: number, code: string, message: string): ErrorBody {
+  const error = statusCode === 401 ? 'Unauthorized' : statusCode === 404 ? 'Not Found' : statusCode < 500 ? 'Bad Request' : 'Error';
+  return { statusCode, code, error, message };
+}
+
+export async function buildApi(service: ServiceApi, options: ApiOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: options.bodyLimit ?? 256 * 1024,
+    // Unknown properties are rejected, not silently stripped (fastify's default strips them);
+    // scalars are coerced (query strings are text) but never wrapped into arrays.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'pme', description: 'Streaming PME recommender', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+
+  const expected = options.adminToken === '' ? null : Buffer.from(`Bearer ${options.adminToken}`);
+  const requireAdmin = async (request: FastifyRequest): Promise<void> => {
+    if (expected === null) return;
+    const given = Buffer.from(request.headers.authorization ?? '');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new PmeError('PME_ERR_UNAUTHORIZED');
+  };
+
+  app.setErrorHandler((error: FastifyError, _request, reply) => {
+    if (isPmeError(error)) return reply.code(error.statusCode).send(errorBody(error.statusCode, error.code, error.message));
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) return reply.code(status).send(errorBody(status, error.code ?? 'PME_ERR_BAD_REQUEST', error.message));
+    reply.log.error(error);
+    return reply.code(500).send(errorBody(500, 'PME_ERR_INTERNAL', 'internal error'));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send(errorBody(404, 'PME_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`));
+  });
+
+  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+    const route = request.routeOptions.url ?? 'unknown';
+    service.observeRequest(route, request.method, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  app.post<{ Body: { user: string; items: string[]; fields?: Record<string, string> } }>(
+    '/v1/score',
+    { schema: scoreSchema },
+    async (request) => {
+      const { user, items, fields } = request.body;
+      return { scores: service.score(user, items, fields ?? {}) };
+    },
+  );
+
+  app.get<{ Querystring: { user: string; k: number; exclude?: string; excludeRecent: boolean } }>(
+    '/v1/recommend',
+    { schema: recommendSchema },
+    async (request) => {
+      const { user, k, exclude, excludeRecent } = request.query;
+      const excluded = new Set(exclude ? exclude.split(',').filter((item) => item !== '') : []);
+      if (excluded.size > LIMITS.maxExclude)
+        throw new PmeError('PME_ERR_BAD_REQUEST', `exclude lists ${excluded.size} items; at most ${LIMITS.maxExclude}`);
+      return service.recommend(user, k, excluded, excludeRecent);
+    },
+  );
+
+  app.post<{ Body: { reason?: string } | null }>(
+    '/v1/prune',
+    { schema: { ...pruneStartSchema, security: [{ bearer: [] }] }, preHandler: requireAdmin },
+    async (request, reply) => {
+      const window = service.startPrune(request.body?.reason ?? 'api');
+      return reply.code(202).send({ window, status: 'started' });
+    },
+  );
+  app.get('/v1/prune', { schema: pruneListSchema }, async () => ({ windows: service.pruneWindows() }));
+  app.get('/v1/tiers', { schema: tiersSchema }, async () => service.tiers());
+  app.get<{ Params: { field: string; value: string } }>(
+    '/v1/tokens/:field/:value',
+    { schema: tokenSchema },
+    async (request) => {
+      const { field, value } = request.params;
+      const info = service.token(field, value);
+      if (info === null) throw new PmeError('PME_ERR_NOT_FOUND', `token ${field}=${value}`);
+      return info;
+    },
+  );
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('content-type', service.metricsContentType);
+    return service.metrics();
+  });
+  app.get('/healthz', { schema: { summary: 'The process is up' } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: readySchema }, async (_request, reply) => {
+    const readiness = service.readiness();
+    return reply.code(readiness.ready ? 200 : 503).send(readiness);
+  });
+  app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+
+  return app;
+}

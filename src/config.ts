@@ -1,0 +1,195 @@
+/**
+ * Service configuration: one table of options, each read from a flag or an environment
+ * variable, with its default, unit and cost documented once. Parsed and validated once at
+ * start (rules across options included), then frozen. The README's configuration table is
+ * generated from OPTIONS (`pme serve --help` prints it too), and a test keeps them equal.
+ */
+import { PmeError } from './errors.js';
+
+type Kind = 'string' | 'int' | 'number' | 'list' | 'bool';
+
+interface OptionSpec {
+  env: string;
+  kind: Kind;
+  default: string;
+  doc: string;
+}
+
+export const OPTIONS = {
+  brokers: {
+    env: 'KAFKA_BROKERS',
+    kind: 'list',
+    default: '',
+    doc: 'Kafka bootstrap servers, comma separated. Empty: `pme up` starts a local broker; `pme serve` requires it.',
+  },
+  interactionsTopic: {
+    env: 'PME_TOPIC_INTERACTIONS',
+    kind: 'string',
+    default: 'interactions',
+    doc: 'Topic of `pme.Interaction` events (its DLQ is `<topic>.dlq`).',
+  },
+  itemsTopic: {
+    env: 'PME_TOPIC_ITEMS',
+    kind: 'string',
+    default: 'items',
+    doc: 'Compacted topic of `pme.Item` catalog records.',
+  },
+  partitions: { env: 'PME_PARTITIONS', kind: 'int', default: '4', doc: 'Partitions when the service creates its topics.' },
+  group: { env: 'PME_GROUP', kind: 'string', default: 'pme-trainer', doc: 'Kafka consumer group of the trainer.' },
+  host: { env: 'PME_HOST', kind: 'string', default: '127.0.0.1', doc: 'HTTP listen address.' },
+  port: { env: 'PME_PORT', kind: 'int', default: '8080', doc: 'HTTP port (0 picks a free one).' },
+  adminToken: {
+    env: 'PME_ADMIN_TOKEN',
+    kind: 'string',
+    default: '',
+    doc: 'When set, mutating routes need `Authorization: Bearer <token>`.',
+  },
+  stateDir: {
+    env: 'PME_STATE_DIR',
+    kind: 'string',
+    default: '.pme-state',
+    doc: 'Directory of snapshots (store, model, offsets). A restart resumes from the newest valid one.',
+  },
+  snapshotIntervalMs: {
+    env: 'PME_SNAPSHOT_INTERVAL_MS',
+    kind: 'int',
+    default: '5000',
+    doc: 'Milliseconds between snapshots; offsets are committed only after a snapshot holds them, so this bounds re-reading after a crash.',
+  },
+  ladder: {
+    env: 'PME_LADDER',
+    kind: 'list',
+    default: '0,2,4,8,16,32,64',
+    doc: 'Allowed embedding sizes, ascending from 0; the last is D, the full (search) size.',
+  },
+  startSize: { env: 'PME_START_SIZE', kind: 'int', default: '8', doc: 'Size of a token on first sight.' },
+  budgetBytes: {
+    env: 'PME_BUDGET_BYTES',
+    kind: 'number',
+    default: '268435456',
+    doc: 'Hard memory budget of the embedding store, in bytes (parameters + optimizer state + index).',
+  },
+  tokenTtlMs: {
+    env: 'PME_TOKEN_TTL_MS',
+    kind: 'number',
+    default: '86400000',
+    doc: 'Tokens unseen this long (event time) are evicted at the next prune window.',
+  },
+  pruneEveryEvents: {
+    env: 'PME_PRUNE_EVERY_EVENTS',
+    kind: 'int',
+    default: '200000',
+    doc: 'Run a re-pruning window after this many events (0: off).',
+  },
+  pruneEveryMs: {
+    env: 'PME_PRUNE_EVERY_MS',
+    kind: 'int',
+    default: '300000',
+    doc: 'Run a re-pruning window after this many milliseconds (0: off).',
+  },
+  negatives: {
+    env: 'PME_NEGATIVES',
+    kind: 'int',
+    default: '0',
+    doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
+  },
+  seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
+  schemaRegistry: {
+    env: 'PME_SCHEMA_REGISTRY_URL',
+    kind: 'string',
+    default: '',
+    doc: 'Confluent schema registry URL; when set, messages use its wire format.',
+  },
+} as const satisfies Record<string, OptionSpec>;
+
+export type OptionName = keyof typeof OPTIONS;
+
+type ValueOf<K extends Kind> = K extends 'int' | 'number'
+  ? number
+  : K extends 'list'
+    ? string[]
+    : K extends 'bool'
+      ? boolean
+      : string;
+
+export type Config = { readonly [N in OptionName]: ValueOf<(typeof OPTIONS)[N]['kind']> };
+
+/** `--interactions-topic` for `interactionsTopic`. */
+export function flagName(name: string): string {
+  return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+function parseValue(name: string, spec: OptionSpec, raw: string): unknown {
+  const where = `${flagName(name)} / ${spec.env}`;
+  switch (spec.kind) {
+    case 'int':
+    case 'number': {
+      const value = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(value) || (spec.kind === 'int' && !Number.isInteger(value)) || value < 0)
+        throw new PmeError('PME_ERR_CONFIG_INVALID', `${where} must be a non-negative ${spec.kind}, got "${raw}"`);
+      return value;
+    }
+    case 'list':
+      return raw
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part !== '');
+    case 'bool':
+      return raw === 'true' || raw === '1';
+    default:
+      return raw;
+  }
+}
+
+/**
+ * Reads options from flags (`--port 9000` or `--port=9000`), then the environment, then
+ * defaults. Unknown flags are an error, so a typo never silently falls back to a default.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Config {
+  const byFlag = new Map(Object.keys(OPTIONS).map((name) => [flagName(name), name]));
+  const fromFlags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const name = byFlag.get(flag);
+    if (name === undefined) throw new PmeError('PME_ERR_CONFIG_INVALID', `unknown flag ${flag}`);
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw new PmeError('PME_ERR_CONFIG_INVALID', `${flag} needs a value`);
+    fromFlags.set(name, value);
+  }
+  const config: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(OPTIONS) as [string, OptionSpec][]) {
+    const raw = fromFlags.get(name) ?? env[spec.env] ?? spec.default;
+    config[name] = parseValue(name, spec, raw);
+  }
+  validate(config as Config);
+  return Object.freeze(config) as Config;
+}
+
+function validate(config: Config): void {
+  const ladder = config.ladder.map(Number);
+  if (ladder.some((s) => !Number.isInteger(s) || s < 0) || ladder[0] !== 0)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `--ladder must be integers starting at 0, got ${config.ladder}`);
+  for (let i = 1; i < ladder.length; i++)
+    if (ladder[i] <= ladder[i - 1])
+      throw new PmeError('PME_ERR_CONFIG_INVALID', `--ladder must be ascending, got ${config.ladder}`);
+  if (!ladder.includes(config.startSize))
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `--start-size ${config.startSize} is not on the ladder ${ladder}`);
+  if (config.port > 65535) throw new PmeError('PME_ERR_CONFIG_INVALID', `--port ${config.port} is not a port`);
+  if (config.partitions < 1) throw new PmeError('PME_ERR_CONFIG_INVALID', '--partitions must be at least 1');
+  if (config.snapshotIntervalMs < 100)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
+}
+
+/** The configuration table, as Markdown (README) or plain text (`--help`). */
+export function describeOptions(markdown: boolean): string {
+  const rows = (Object.entries(OPTIONS) as [string, OptionSpec][]).map(([name, spec]) =>
+    markdown
+      ? `| \`${flagName(name)}\` | \`${spec.env}\` | \`${spec.default}\` | ${spec.doc} |`
+      : `  ${flagName(name).padEnd(24)} ${spec.env.padEnd(26)} default: ${spec.default || '(empty)'}\n      ${spec.doc}`,
+  );
+  return markdown
+    ? ['| flag | environment | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n')
+    : rows.join('\n');
+}

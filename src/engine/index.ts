@@ -1,0 +1,43 @@
+/**
+ * src/engine: learns from every event and answers reads.
+ * - FmModel: factorization machine over the store's multi-size embeddings (hand-written
+ *   forward, backward, Adagrad over typed arrays).
+ * - Trainer: progressive validation, negatives, score / recommend.
+ * - PmeController: hot-token search, pruning windows under the budget, capacity transfer.
+ * - initBackend / backendName: the TensorFlow.js backend for dense work.
+ */
+export { type BackendChoice, backendName, initBackend } from './backend.js';
+export {
+  FM_DEFAULTS,
+  FmModel,
+  type FmOptions,
+  logloss,
+  type ModelStore,
+  resolveFmOptions,
+  sigmoid,
+  type TokenId,
+} from './fm.js';
+export { histogramAuc, type MetricsSnapshot, ProgressiveMetrics } from './metrics.js';
+export { PopularitySampler } from './negatives.js';
+export {
+  PME_DEFAULTS,
+  PmeController,
+  type PmeOptions,
+  type PmeStore,
+  resolvePmeOptions,
+  type WindowReport,
+} from './pme/controller.js';
+export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
+export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';
+export { exportTrainerState, importTrainerState } from './state.js';
+export {
+  type Recommendation,
+  type RecommendResult,
+  resolveTrainerOptions,
+  type TokenObserver,
+  TRAINER_DEFAULTS,
+  Trainer,
+  type TrainerOptions,
+  type TrainerStats,
+  type TrainerStore,
+} from './trainer.js';

@@ -1,0 +1,486 @@
+/**
+ * PME in the stream: finds hot tokens (decayed count-min), searches them at full size D for one
+ * window (their importances gather during the ordinary update), then at the end of the window
+ * prunes all searched tokens with one global threshold under the memory budget and carries each
+ * into the smallest tier that holds its kept dimensions (least squares through that tier's
+ * projection). Cooled tokens step down a size; expired tokens are evicted.
+ *
+ * Windows run in chunks with a yield (setImmediate) between them, so scoring and learning go on
+ * during a window; the longest synchronous chunk is measured and reported.
+ */
+import { PmeError } from '../../errors.js';
+import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
+import { createRandom, type Random } from '../../util/random.js';
+import type { FmModel, ModelTier, TokenId } from '../fm.js';
+import type { TokenObserver, Trainer, TrainerStore } from '../trainer.js';
+import { chooseSizes, TierLeastSquares } from './prune.js';
+import { DecayedCountMin, type SketchOptions } from './sketch.js';
+
+/** Per-tier bytes as the store accounts them. */
+export interface TierAccounting {
+  size: number;
+  tokens: number;
+  paramBytes: number;
+  optimizerBytes: number;
+  importanceBytes: number;
+  indexBytes: number;
+  totalBytes: number;
+}
+
+/** The store API PME needs on top of the trainer's. */
+export interface PmeStore extends TrainerStore {
+  readonly tiers: readonly (ModelTier & { readonly count: number })[];
+  sizeOf(id: TokenId): number;
+  move(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
+  forEachInTier(size: number, fn: (id: TokenId) => void): void;
+  evictExpired(now: Milliseconds): number;
+  accounting(): { tiers: TierAccounting[]; totalBytes: number; budgetBytes: number; tokens: number };
+}
+
+export interface PmeOptions {
+  /** Run a window every this many learned events; 0 = off. Default 100 000. */
+  windowEvents: number;
+  /** Run a window every this many ms of the clock; Infinity = off. Default Infinity. */
+  windowMs: Milliseconds;
+  /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
+  hotThreshold: number;
+  /** Decayed count under which a token not being searched has cooled and steps down a size. Default 1. */
+  coldThreshold: number;
+  /** Share of the budget that tokens being searched may hold at full size. Default 0.3. */
+  searchShare: number;
+  /** Share of the budget a window leaves free for tokens created before the next one. Default 0.1. */
+  headroom: number;
+  /** Windows before a pruned token may be searched again. Default 5. */
+  researchAfter: number;
+  /** Factor applied to the importances of tokens that stay at size D across a window. Default 0.5. */
+  importanceDecay: number;
+  /** Tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
+  chunk: number;
+  /** Window reports kept in memory. Default 100. */
+  keepReports: number;
+  /** Std of the noise added to a promoted token's new dimensions. Default 0.01. Without it a token
+   *  promoted from the nested low dims has zeros elsewhere, where the gradient is zero too
+   *  (a saddle) while every other token is small: it could never use its new capacity. */
+  promotionStd: number;
+  /** Seed of that noise. Default 1. */
+  seed: number;
+  /** The hot-token sketch. */
+  sketch: Partial<SketchOptions>;
+  clock: Clock;
+}
+
+export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Object.freeze({
+  windowEvents: 100_000,
+  windowMs: Number.POSITIVE_INFINITY,
+  hotThreshold: 20,
+  coldThreshold: 1,
+  searchShare: 0.3,
+  headroom: 0.1,
+  researchAfter: 5,
+  importanceDecay: 0.5,
+  chunk: 512,
+  keepReports: 100,
+  promotionStd: 0.01,
+  seed: 1,
+});
+
+export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<PmeOptions> {
+  const o: PmeOptions = { ...PME_DEFAULTS, sketch: {}, clock: systemClock, ...options };
+  const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `pme: ${m}`);
+  if (!Number.isInteger(o.windowEvents) || o.windowEvents < 0)
+    throw bad(`windowEvents must be an integer >= 0`);
+  if (!(o.windowMs > 0)) throw bad(`windowMs must be > 0 (Infinity = off), got ${o.windowMs}`);
+  if (!(o.hotThreshold > 0)) throw bad(`hotThreshold must be > 0, got ${o.hotThreshold}`);
+  if (!(o.coldThreshold >= 0 && o.coldThreshold < o.hotThreshold))
+    throw bad(`coldThreshold must be in [0, hotThreshold), got ${o.coldThreshold}`);
+  if (!(o.searchShare > 0 && o.searchShare <= 1))
+    throw bad(`searchShare must be in (0, 1], got ${o.searchShare}`);
+  if (!(o.headroom >= 0 && o.headroom < 1)) throw bad(`headroom must be in [0, 1), got ${o.headroom}`);
+  if (!(o.searchShare + o.headroom <= 1)) throw bad('searchShare + headroom must be <= 1');
+  if (!Number.isInteger(o.researchAfter) || o.researchAfter < 1)
+    throw bad('researchAfter must be an integer >= 1');
+  if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
+  if (!Number.isInteger(o.chunk) || o.chunk < 1) throw bad('chunk must be an integer >= 1');
+  if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
+  if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
+  if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
+  return Object.freeze(o);
+}
+
+export interface WindowTier {
+  size: number;
+  tokens: number;
+  paramBytes: number;
+  optimizerBytes: number;
+  indexBytes: number;
+  totalBytes: number;
+}
+
+/** One window, as reported (the shape of src/api/contract.ts PruneWindowReport, plus detail). */
+export interface WindowReport {
+  id: number;
+  reason: string;
+  startedAt: Milliseconds;
+  durationMs: number;
+  searched: number;
+  moved: number;
+  demoted: number;
+  promoted: number;
+  evicted: number;
+  /** Global importance threshold (Infinity when nothing was kept). */
+  threshold: number;
+  /** Mean and max of ||e_s·P_s − v'|| / ||v'|| over moved tokens (v' = pruned D-space vector). */
+  transferError: { mean: number; max: number };
+  /** Longest synchronous stretch of the window (what a concurrent score could wait), ms. */
+  longestPauseMs: number;
+  /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended. */
+  aucBefore: number;
+  aucAfter: number | null;
+  before: WindowTier[];
+  after: WindowTier[];
+  totalBytesBefore: number;
+  totalBytesAfter: number;
+  budgetBytes: number;
+}
+
+const now = (): number => performance.now();
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function tierReport(tiers: TierAccounting[]): WindowTier[] {
+  return tiers.map((t) => ({
+    size: t.size,
+    tokens: t.tokens,
+    paramBytes: t.paramBytes,
+    optimizerBytes: t.optimizerBytes + t.importanceBytes,
+    indexBytes: t.indexBytes,
+    totalBytes: t.totalBytes,
+  }));
+}
+
+export class PmeController implements TokenObserver {
+  readonly options: Readonly<PmeOptions>;
+  readonly store: PmeStore;
+  readonly sketch: DecayedCountMin;
+  readonly #random: Random;
+  readonly ladder: readonly number[];
+  readonly D: number;
+  #trainer: Trainer | null = null;
+  #model: FmModel | null = null;
+  #pending: TokenId[] = [];
+  readonly #pendingSet = new Set<TokenId>();
+  /** Window number after which each pruned token may be searched again. */
+  readonly #searchedUntil = new Map<TokenId, number>();
+  #windows = 0;
+  #running: Promise<WindowReport> | null = null;
+  #eventsAtLast = 0;
+  #timeAtLast: Milliseconds;
+  #promoted = 0;
+  readonly #reports: WindowReport[] = [];
+  /** Reports waiting for their aucAfter, with the event count at which to read it. */
+  readonly #awaitingAuc: Array<{ report: WindowReport; at: number }> = [];
+  /** Bytes one row of size s costs (params, optimizer, importance in the top tier). */
+  readonly #bytesPerRow: Float64Array;
+
+  constructor(store: PmeStore, options: Partial<PmeOptions> = {}) {
+    this.options = resolvePmeOptions(options);
+    this.store = store;
+    this.sketch = new DecayedCountMin(this.options.sketch);
+    this.#random = createRandom(this.options.seed);
+    this.ladder = store.tiers.map((t) => t.size);
+    this.D = store.dim;
+    this.#timeAtLast = this.options.clock.now();
+    this.#bytesPerRow = new Float64Array(this.ladder.length);
+  }
+
+  /** Connects the trainer (whose options must name this controller as `observer`). */
+  attach(trainer: Trainer): void {
+    if (trainer.options.observer !== this)
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        'pme: the trainer must be created with this controller as observer',
+      );
+    this.#trainer = trainer;
+    this.#model = trainer.model;
+  }
+
+  /** Per token resolved by the trainer: count it, queue it for search when it turns hot. */
+  observe(id: TokenId): void {
+    const estimate = this.sketch.add(id);
+    if (estimate < this.options.hotThreshold) return;
+    const store = this.store;
+    if (store.tiers[store.tierOf[id]].size === this.D || this.#pendingSet.has(id)) return;
+    const until = this.#searchedUntil.get(id);
+    if (until !== undefined && until > this.#windows) return;
+    this.#pending.push(id);
+    this.#pendingSet.add(id);
+  }
+
+  /** After each mini-batch: promote the queued hot tokens, start a window when one is due. */
+  endBatch(): void {
+    if (this.#running === null && this.#pending.length > 0) this.#promotePending();
+    const trainer = this.#trainer;
+    if (trainer === null || this.#running !== null) {
+      this.#fillAucAfter();
+      return;
+    }
+    this.#fillAucAfter();
+    const events = trainer.metrics.events;
+    const o = this.options;
+    if (o.windowEvents > 0 && events - this.#eventsAtLast >= o.windowEvents) {
+      this.startWindow('events');
+    } else if (o.clock.now() - this.#timeAtLast >= o.windowMs) {
+      this.startWindow('time');
+    }
+  }
+
+  #fillAucAfter(): void {
+    const trainer = this.#trainer;
+    if (trainer === null || this.#awaitingAuc.length === 0) return;
+    const events = trainer.metrics.events;
+    while (this.#awaitingAuc.length > 0 && this.#awaitingAuc[0].at <= events) {
+      this.#awaitingAuc.shift()!.report.aucAfter = trainer.metrics.snapshot().windowAuc;
+    }
+  }
+
+  #rowBytes(size: number): number {
+    const ti = this.ladder.indexOf(size);
+    const cached = this.#bytesPerRow[ti];
+    if (cached > 0 || size === 0) return cached;
+    // Learn the per-row cost (optimizer slots, importance) from the store's own accounting, once a
+    // tier has rows; until then assume params + one optimizer slot (+ importance at D).
+    const acc = this.store.accounting().tiers[ti] as TierAccounting & { capacityRows?: number };
+    const rows = acc.capacityRows ?? acc.tokens;
+    if (rows > 0) {
+      const bytes = (acc.paramBytes + acc.optimizerBytes + acc.importanceBytes) / rows;
+      this.#bytesPerRow[ti] = bytes;
+      return bytes;
+    }
+    return size * 4 * (size === this.D ? 3 : 2);
+  }
+
+  #promotePending(): void {
+    const store = this.store;
+    const D = this.D;
+    const model = this.#model;
+    const acc = store.accounting();
+    const budget = acc.budgetBytes;
+    const topIndex = this.ladder.indexOf(D);
+    const searchCap = Number.isFinite(budget) ? budget * this.options.searchShare : Number.POSITIVE_INFINITY;
+    let searchBytes = store.tiers[topIndex].count * this.#rowBytes(D);
+    let total = acc.totalBytes;
+    const limit = Number.isFinite(budget) ? budget * (1 - this.options.headroom) : Number.POSITIVE_INFINITY;
+    const rowD = this.#rowBytes(D);
+    for (const id of this.#pending) {
+      this.#pendingSet.delete(id);
+      if (store.id(this.keyOf(id)) !== id) continue;
+      const size = store.sizeOf(id);
+      if (size === D) continue;
+      const extra = rowD - this.#rowBytes(size);
+      if (searchBytes + rowD > searchCap || total + extra > limit) continue;
+      const ti = store.tierOf[id];
+      const P = model?.projections[ti] ?? null;
+      // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise.
+      const random = this.#random;
+      const std = this.options.promotionStd;
+      store.move(id, D, (src, dst) => {
+        for (let d = 0; d < D; d++) dst[d] = std * random.normal();
+        if (size === 0 || P === null) return;
+        for (let i = 0; i < size; i++) {
+          const e = src[i];
+          for (let d = 0; d < D; d++) dst[d] += e * P[i * D + d];
+        }
+      });
+      this.#searchedUntil.set(id, this.#windows + 1 + this.options.researchAfter);
+      searchBytes += rowD;
+      total += extra;
+      this.#promoted++;
+    }
+    this.#pending.length = 0;
+  }
+
+  /** The key of a token, when the store can say (used to skip ids evicted since they were queued). */
+  keyOf(id: TokenId): string {
+    const s = this.store as unknown as { key?: (id: TokenId) => string };
+    return s.key ? s.key(id) : '';
+  }
+
+  /** Starts a window now (API `POST /v1/prune`); throws PME_ERR_PRUNE_RUNNING if one runs. */
+  startWindow(reason: string): number {
+    if (this.#running !== null) throw new PmeError('PME_ERR_PRUNE_RUNNING');
+    const id = this.#windows + 1;
+    this.#running = this.runWindow(reason).finally(() => {
+      this.#running = null;
+    });
+    this.#running.catch(() => {});
+    return id;
+  }
+
+  /** The window in progress, if any. */
+  get running(): Promise<WindowReport> | null {
+    return this.#running;
+  }
+
+  /** Past windows, oldest first (bounded by keepReports). */
+  reports(): WindowReport[] {
+    return this.#reports.slice();
+  }
+
+  /** Runs one window to completion, yielding to the event loop between chunks. */
+  async runWindow(reason: string): Promise<WindowReport> {
+    const store = this.store;
+    const model = this.#model;
+    const trainer = this.#trainer;
+    const o = this.options;
+    const D = this.D;
+    const ladder = this.ladder;
+    const startedAt = o.clock.now();
+    const t0 = now();
+    let longest = 0;
+    let sliceStart = now();
+    const pause = async (): Promise<void> => {
+      const d = now() - sliceStart;
+      if (d > longest) longest = d;
+      await yieldToLoop();
+      sliceStart = now();
+    };
+    this.#windows++;
+    const windowId = this.#windows;
+    const accBefore = store.accounting();
+    const aucBefore = trainer === null ? Number.NaN : trainer.metrics.snapshot().windowAuc;
+
+    // 1. The searched tokens and a snapshot of their importances.
+    const topIndex = ladder.indexOf(D);
+    const ids: TokenId[] = [];
+    store.forEachInTier(D, (id) => {
+      ids.push(id);
+    });
+    const n = ids.length;
+    const importance = new Float32Array(n * D);
+    const imp = store.tiers[topIndex].importance;
+    if (imp !== null)
+      for (let k = 0; k < n; k++) {
+        const off = store.slotOf[ids[k]] * D;
+        importance.set(imp.subarray(off, off + D), k * D);
+      }
+
+    // 2. One global threshold so the searched tokens' new sizes fit what the rest leaves free.
+    const budget = accBefore.budgetBytes;
+    const limit = Number.isFinite(budget) ? budget * (1 - o.headroom) : Number.POSITIVE_INFINITY;
+    const searchedBytes = n * this.#rowBytes(D);
+    const available = limit - (accBefore.totalBytes - searchedBytes);
+    const bytesOf = (s: number) => this.#rowBytes(s);
+    const choice = Number.isFinite(available)
+      ? chooseSizes(importance, n, D, ladder, bytesOf, Math.max(0, available))
+      : null;
+    await pause();
+
+    // 3. Capacity transfer, chunk by chunk. Least-squares factors are rebuilt per chunk because
+    //    the projections keep learning while the window yields.
+    let moved = 0;
+    let errSum = 0;
+    let errMax = 0;
+    const target = new Float64Array(D);
+    const solvers = new Map<number, TierLeastSquares>();
+    const solverFor = (s: number): TierLeastSquares => {
+      let ls = solvers.get(s);
+      if (ls === undefined) {
+        const ti = ladder.indexOf(s);
+        ls = new TierLeastSquares(s === D || s === 0 ? null : (model?.projections[ti] ?? null), s, D);
+        solvers.set(s, ls);
+      }
+      return ls;
+    };
+    for (let k = 0; k < n; k++) {
+      if (k > 0 && k % o.chunk === 0) {
+        await pause();
+        solvers.clear();
+      }
+      const id = ids[k];
+      if (store.tierOf[id] !== topIndex) continue; // evicted or moved meanwhile
+      const size = choice === null ? D : choice.sizes[k];
+      const row = store.slotOf[id] * D;
+      if (size === D) {
+        if (imp !== null)
+          for (let d = 0; d < D; d++) store.tiers[topIndex].importance![row + d] *= o.importanceDecay;
+        continue;
+      }
+      const threshold = choice!.threshold;
+      const ls = solverFor(size);
+      store.move(id, size, (src, dst) => {
+        let norm = 0;
+        for (let d = 0; d < D; d++) {
+          target[d] = importance[k * D + d] >= threshold ? src[d] : 0;
+          norm += target[d] * target[d];
+        }
+        const r = ls.solve(target, dst);
+        const rel = norm > 0 ? Math.sqrt(r / norm) : 0;
+        errSum += rel;
+        if (rel > errMax) errMax = rel;
+      });
+      moved++;
+    }
+    await pause();
+
+    // 4. Cooled tokens step down one size (least squares from their current D-space vector).
+    let demoted = 0;
+    const v = new Float64Array(D);
+    for (let ti = ladder.length - 1; ti >= 1; ti--) {
+      const size = ladder[ti];
+      if (size === D) continue;
+      const cold: TokenId[] = [];
+      store.forEachInTier(size, (id) => {
+        if (this.sketch.estimate(id) < o.coldThreshold) cold.push(id);
+      });
+      const lower = ladder[ti - 1];
+      for (let c = 0; c < cold.length; c++) {
+        if (c > 0 && c % o.chunk === 0) {
+          await pause();
+          solvers.clear();
+        }
+        const id = cold[c];
+        if (store.tierOf[id] !== ti) continue;
+        if (model !== null) model.vectorOf(id, v);
+        const ls = solverFor(lower);
+        store.move(id, lower, (_src, dst) => {
+          ls.solve(v, dst);
+        });
+        demoted++;
+      }
+    }
+
+    // 5. TTL.
+    const evicted = store.evictExpired(o.clock.now());
+    const longestPauseMs = Math.max(longest, now() - sliceStart);
+    const accAfter = store.accounting();
+    const report: WindowReport = {
+      id: windowId,
+      reason,
+      startedAt,
+      durationMs: now() - t0,
+      searched: n,
+      moved,
+      demoted,
+      promoted: this.#promoted,
+      evicted,
+      threshold: choice === null ? Number.NaN : choice.threshold,
+      transferError: { mean: moved > 0 ? errSum / moved : 0, max: errMax },
+      longestPauseMs,
+      aucBefore,
+      aucAfter: null,
+      before: tierReport(accBefore.tiers),
+      after: tierReport(accAfter.tiers),
+      totalBytesBefore: accBefore.totalBytes,
+      totalBytesAfter: accAfter.totalBytes,
+      budgetBytes: budget,
+    };
+    this.#promoted = 0;
+    this.#reports.push(report);
+    if (this.#reports.length > o.keepReports) this.#reports.shift();
+    if (trainer !== null) {
+      this.#eventsAtLast = trainer.metrics.events;
+      this.#awaitingAuc.push({ report, at: trainer.metrics.events + trainer.metrics.window });
+    }
+    this.#timeAtLast = o.clock.now();
+    return report;
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * The trainer's state beyond the store, as named byte arrays for the store's snapshot `extra`
+ * section: the dense model (bias, projections and their Adagrad state) and the item list with
+ * popularity counts (negatives and the cold-start ranking). Progressive metrics start afresh.
+ */
+import { PmeError } from '../errors.js';
+import type { Trainer } from './trainer.js';
+
+const PREFIX = 'engine/';
+
+export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
+  const model = trainer.model;
+  const out: Record<string, Uint8Array | Float32Array> = {};
+  out[`${PREFIX}bias.f32`] = Float32Array.of(model.bias, model.biasAccumulator);
+  model.projections.forEach((P, ti) => {
+    if (P === null) return;
+    const size = model.store.tiers[ti].size;
+    out[`${PREFIX}P${size}.f32`] = Float32Array.from(P);
+    out[`${PREFIX}A${size}.f32`] = Float32Array.from(model.projectionAccumulators[ti]!);
+  });
+  out[`${PREFIX}items.json`] = new TextEncoder().encode(JSON.stringify(trainer.exportItems()));
+  return out;
+}
+
+export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8Array | Float32Array>): void {
+  const model = trainer.model;
+  const f32 = (name: string): Float32Array | null => {
+    const v = extra[`${PREFIX}${name}`];
+    if (v === undefined) return null;
+    return v instanceof Float32Array
+      ? v
+      : new Float32Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+  };
+  const bias = f32('bias.f32');
+  if (bias === null) return; // a snapshot without engine state: start the dense model fresh
+  model.bias = bias[0];
+  model.biasAccumulator = bias[1];
+  model.projections.forEach((P, ti) => {
+    if (P === null) return;
+    const size = model.store.tiers[ti].size;
+    const saved = f32(`P${size}.f32`);
+    const acc = f32(`A${size}.f32`);
+    if (saved === null || acc === null || saved.length !== P.length || acc.length !== P.length)
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        `snapshot projection for size ${size} does not match the model`,
+      );
+    P.set(saved);
+    model.projectionAccumulators[ti]!.set(acc);
+  });
+  const items = extra[`${PREFIX}items.json`];
+  if (items instanceof Uint8Array) trainer.importItems(JSON.parse(new TextDecoder().decode(items)));
+}

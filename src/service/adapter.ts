@@ -1,0 +1,87 @@
+/**
+ * Adapts the engine, the store and the consumer to what the HTTP layer needs (ServiceApi).
+ */
+import type { PruneWindowReport, ServiceApi, TierReport, TiersReport } from '../api/contract.js';
+import type { Trainer } from '../engine/index.js';
+import type { EmbeddingStore, StoreAccounting } from '../store/index.js';
+import type { ServiceMetrics } from './metrics.js';
+import type { RecentItems } from './recent.js';
+
+export interface PruneControl {
+  /** Starts a window now; returns its id. Throws PME_ERR_PRUNE_RUNNING while one runs. */
+  start(reason: string): number;
+  windows(): PruneWindowReport[];
+}
+
+export interface AdapterParts {
+  store: EmbeddingStore;
+  trainer: Trainer;
+  recent: RecentItems;
+  prune: PruneControl;
+  metrics: () => ServiceMetrics;
+  consumerLive: () => boolean;
+}
+
+export function tierReports(accounting: StoreAccounting): TierReport[] {
+  return accounting.tiers.map((tier) => ({
+    size: tier.size,
+    tokens: tier.tokens,
+    paramBytes: tier.paramBytes,
+    optimizerBytes: tier.optimizerBytes + tier.importanceBytes,
+    indexBytes: tier.indexBytes,
+    totalBytes: tier.totalBytes,
+  }));
+}
+
+export function serviceApi(parts: AdapterParts): ServiceApi {
+  const { store, trainer, recent, prune } = parts;
+  return {
+    score: (user, items, fields) => trainer.score(user, items, fields),
+    recommend: (user, k, exclude, excludeRecent) => {
+      const excluded = excludeRecent ? new Set([...exclude, ...recent.of(user)]) : exclude;
+      return trainer.recommend(user, k, { exclude: excluded });
+    },
+    startPrune: (reason) => prune.start(reason),
+    pruneWindows: () => prune.windows(),
+    tiers: (): TiersReport => {
+      const accounting = store.accounting();
+      return {
+        tiers: tierReports(accounting),
+        fields: store.fieldStats().map((f) => ({
+          field: f.field,
+          tokens: f.tokens,
+          bytes: f.bytes,
+          tiers: Object.fromEntries(Object.entries(f.tiers).map(([size, n]) => [String(size), n])),
+        })),
+        totalBytes: accounting.totalBytes,
+        budgetBytes: accounting.budgetBytes,
+      };
+    },
+    token: (field, value) => {
+      const id = store.id(`${field}=${value}`);
+      if (id < 0) return null;
+      return {
+        token: `${field}=${value}`,
+        field,
+        tier: store.tierOf[id],
+        size: store.sizeOf(id),
+        frequency: store.frequency[id],
+        lastSeen: store.lastSeen[id],
+      };
+    },
+    readiness: () => {
+      const consumerLive = parts.consumerLive();
+      return {
+        ready: consumerLive,
+        modelLoaded: true,
+        consumerLive,
+        detail: consumerLive ? 'model loaded, consumer live' : 'consumer not running',
+      };
+    },
+    metrics: () => parts.metrics().registry.metrics(),
+    get metricsContentType() {
+      return parts.metrics().registry.contentType;
+    },
+    observeRequest: (route, method, status, seconds) => parts.metrics().observeRequest(route, method, status, seconds),
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * The service: the one place that wires stream → engine → store and the API, and owns the
+ * lifecycle. Start: restore the newest snapshot, join the consumer group, serve HTTP.
+ * Every `snapshotIntervalMs`: snapshot (store, model, applied offsets) atomically, then
+ * commit those offsets. Stop, in order: stop HTTP intake, stop fetching, snapshot, commit,
+ * leave the group.
+ */
+import { mkdir } from 'node:fs/promises';
+import { buildApi } from '../api/server.js';
+import type { Config } from '../config.js';
+import { initBackend, PmeController, Trainer } from '../engine/index.js';
+import { PmeError } from '../errors.js';
+import { EmbeddingStore } from '../store/index.js';
+import { createCodec, ensureTopics, StreamConsumer } from '../stream/index.js';
+import { serviceApi, tierReports } from './adapter.js';
+import { StateLock } from './lock.js';
+import { ServiceMetrics } from './metrics.js';
+import { RecentItems } from './recent.js';
+import { applyRestored, restoreState, saveState } from './state.js';
+
+export interface Service {
+  /** Base URL of the HTTP API. */
+  readonly url: string;
+  readonly trainer: Trainer;
+  readonly store: EmbeddingStore;
+  /** Takes a snapshot now and commits its offsets; resolves with the snapshot's path. */
+  snapshot(): Promise<string>;
+  /** Ordered shutdown; safe to call more than once. */
+  stop(): Promise<void>;
+}
+
+export type Log = (line: string) => void;
+
+export async function startService(config: Config, log: Log = (line) => process.stderr.write(`${line}\n`)): Promise<Service> {
+  if (config.brokers.length === 0)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers (or run `pme up`)');
+  await mkdir(config.stateDir, { recursive: true });
+  const backend = await initBackend();
+  log(
+    `pme: dense backend ${backend.name}${backend.skipped.length > 0 ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})` : ''}`,
+  );
+  const { store, extra } = await restoreState(config);
+  const pme = new PmeController(store, {
+    windowEvents: config.pruneEveryEvents,
+    windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
+  });
+  const trainer = new Trainer(store, { negatives: config.negatives, seed: config.seed, observer: pme });
+  pme.attach(trainer);
+  const offsets = applyRestored(trainer, extra);
+  if (extra !== null) log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
+  const recent = new RecentItems();
+  const lock = new StateLock();
+
+  await ensureTopics(config.brokers, {
+    interactions: config.interactionsTopic,
+    items: config.itemsTopic,
+    partitions: config.partitions,
+  });
+  const consumer = new StreamConsumer({
+    brokers: config.brokers,
+    groupId: config.group,
+    interactionsTopic: config.interactionsTopic,
+    itemsTopic: config.itemsTopic,
+    codec: createCodec(),
+    appliedOffsets: offsets,
+    onEvents: (events) => {
+      trainer.learn(events);
+      recent.record(events);
+      pme.endBatch();
+    },
+    onItems: (items) => {
+      for (const item of items) trainer.upsertItem(item);
+    },
+    withStateLock: (fn) => lock.run(fn),
+  });
+
+  const snapshot = async (): Promise<string> => {
+    const { path, offsets } = await lock.run(async () => {
+      const offsets = consumer.appliedOffsets();
+      return { path: await saveState(config.stateDir, store, trainer, offsets), offsets };
+    });
+    await consumer.commit(offsets);
+    return path;
+  };
+
+  const prune = {
+    start: (reason: string) => pme.startWindow(reason),
+    windows: () => pme.reports(),
+  };
+  const metrics = new ServiceMetrics({
+    trainer: () => trainer.stats(),
+    consumer: () => consumer.stats,
+    tiers: () => {
+      const accounting = store.accounting();
+      return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
+    },
+    pruneWindows: () => pme.reports().length,
+    backend: () => backend.name,
+  });
+  const api = serviceApi({ store, trainer, recent, prune, metrics: () => metrics, consumerLive: () => consumer.live });
+  const app = await buildApi(api, { adminToken: config.adminToken });
+  await consumer.start();
+  const address = await app.listen({ host: config.host, port: config.port });
+  log(`pme: API on ${address} (model: ${store.size} tokens restored; state in ${config.stateDir})`);
+
+  let snapshotting = false;
+  const timer = setInterval(() => {
+    if (snapshotting) return;
+    snapshotting = true;
+    snapshot()
+      .catch((error: unknown) => log(`pme: snapshot failed: ${error instanceof Error ? error.message : error}`))
+      .finally(() => {
+        snapshotting = false;
+      });
+  }, config.snapshotIntervalMs);
+  timer.unref();
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      clearInterval(timer);
+      await app.close();
+      await consumer.stopFetching();
+      const path = await snapshot();
+      log(`pme: final snapshot ${path}`);
+      await consumer.close();
+    })();
+    return stopping;
+  };
+  return { url: address, trainer, store, snapshot, stop };
+}

@@ -1,0 +1,152 @@
+/**
+ * Prometheus metrics of the whole service. Values are read from their owners when scraped
+ * (collect callbacks), so the hot paths keep plain counters and pay nothing per event for
+ * metrics; only request latency is observed per request.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { TierReport } from '../api/contract.js';
+
+export interface MetricSources {
+  trainer(): { events: number; auc: number; logloss: number; windowAuc: number; windowLogloss: number };
+  consumer(): { consumed: number; dlq: Readonly<Record<string, number>>; lag: Readonly<Record<string, number>> };
+  tiers(): { tiers: TierReport[]; budgetBytes: number };
+  pruneWindows(): number;
+  backend(): string;
+}
+
+/** Counters whose value lives elsewhere: set on scrape from a monotonic source. */
+function setCounter(counter: Counter<string>, value: number, labels?: Record<string, string>): void {
+  if (labels) {
+    counter.remove(labels);
+    counter.inc(labels, value);
+  } else {
+    counter.reset();
+    counter.inc(value);
+  }
+}
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly #latency: Histogram<'route' | 'method' | 'status'>;
+
+  constructor(sources: MetricSources) {
+    const registers = [this.registry];
+    new Counter({
+      name: 'pme_events_consumed_total',
+      help: 'Messages read from the interactions topic',
+      registers,
+      collect() {
+        setCounter(this, sources.consumer().consumed);
+      },
+    });
+    new Counter({
+      name: 'pme_events_trained_total',
+      help: 'Events the trainer learned from',
+      registers,
+      collect() {
+        setCounter(this, sources.trainer().events);
+      },
+    });
+    new Counter({
+      name: 'pme_dlq_events_total',
+      help: 'Events sent to the dead-letter topic, by reason',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, count] of Object.entries(sources.consumer().dlq)) setCounter(this, count, { reason });
+      },
+    });
+    new Gauge({
+      name: 'pme_consumer_lag',
+      help: 'Messages behind the end of each partition at the last fetch',
+      labelNames: ['partition'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [partition, lag] of Object.entries(sources.consumer().lag)) this.set({ partition }, lag);
+      },
+    });
+    new Gauge({
+      name: 'pme_progressive_auc',
+      help: 'AUC of scores made before learning from each event (window: recent events)',
+      labelNames: ['scope'],
+      registers,
+      collect() {
+        const t = sources.trainer();
+        this.set({ scope: 'cumulative' }, t.auc);
+        this.set({ scope: 'window' }, t.windowAuc);
+      },
+    });
+    new Gauge({
+      name: 'pme_progressive_logloss',
+      help: 'Logloss of scores made before learning from each event',
+      labelNames: ['scope'],
+      registers,
+      collect() {
+        const t = sources.trainer();
+        this.set({ scope: 'cumulative' }, t.logloss);
+        this.set({ scope: 'window' }, t.windowLogloss);
+      },
+    });
+    new Gauge({
+      name: 'pme_tier_bytes',
+      help: 'Bytes held per embedding tier (parameters, optimizer state, index)',
+      labelNames: ['size', 'kind'],
+      registers,
+      collect() {
+        for (const tier of sources.tiers().tiers) {
+          const size = String(tier.size);
+          this.set({ size, kind: 'params' }, tier.paramBytes);
+          this.set({ size, kind: 'optimizer' }, tier.optimizerBytes);
+          this.set({ size, kind: 'index' }, tier.indexBytes);
+        }
+      },
+    });
+    new Gauge({
+      name: 'pme_tier_tokens',
+      help: 'Tokens per embedding tier',
+      labelNames: ['size'],
+      registers,
+      collect() {
+        for (const tier of sources.tiers().tiers) this.set({ size: String(tier.size) }, tier.tokens);
+      },
+    });
+    new Gauge({
+      name: 'pme_budget_bytes',
+      help: 'Hard memory budget of the embedding store',
+      registers,
+      collect() {
+        this.set(sources.tiers().budgetBytes);
+      },
+    });
+    new Counter({
+      name: 'pme_prune_windows_total',
+      help: 'Re-pruning windows run',
+      registers,
+      collect() {
+        setCounter(this, sources.pruneWindows());
+      },
+    });
+    new Gauge({
+      name: 'pme_backend_info',
+      help: 'Dense compute backend in use (value is always 1)',
+      labelNames: ['backend'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ backend: sources.backend() }, 1);
+      },
+    });
+    this.#latency = new Histogram({
+      name: 'pme_http_request_duration_seconds',
+      help: 'HTTP request latency per route',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+  }
+
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    this.#latency.observe({ route, method, status: String(status) }, seconds);
+  }
+}

@@ -1,0 +1,108 @@
+import type { Bytes } from '../util/bytes.js';
+
+/** Bytes held by one tier; capacity-based (allocated rows), not only live rows. */
+export interface TierAccounting {
+  size: number;
+  tokens: number;
+  capacityRows: number;
+  paramBytes: Bytes;
+  optimizerBytes: Bytes;
+  importanceBytes: Bytes;
+  /** The tier's slot -> token id column. */
+  indexBytes: Bytes;
+  totalBytes: Bytes;
+}
+
+export interface StoreAccounting {
+  tiers: TierAccounting[];
+  /** Per-token columns (tier, slot, field, linear weight and its optimizer state, last seen,
+   *  frequency, LRU links, free-id stack, key pointer) over the allocated id capacity. */
+  tokenColumnsBytes: Bytes;
+  /** Key index: `mapBytes + keyBytes`. */
+  indexBytes: Bytes;
+  /** The Map<string, id> table, modelled after V8's OrderedHashMap capacity (see MAP_BYTES_PER_SLOT). */
+  mapBytes: Bytes;
+  /** The key strings the store keeps alive. */
+  keyBytes: Bytes;
+  totalBytes: Bytes;
+  budgetBytes: Bytes;
+  tokens: number;
+}
+
+export interface FieldStats {
+  field: string;
+  tokens: number;
+  /** Bytes of this field's live tokens: their rows, their per-token columns, their keys and their share
+   *  of the Map. Slack capacity belongs to no field, so the fields sum to less than the total. */
+  bytes: Bytes;
+  /** size -> tokens, one entry per ladder size. */
+  tiers: Record<number, number>;
+}
+
+/**
+ * V8's OrderedHashMap: 3 words per entry slot + 1 bucket word per 2 slots = 28 bytes per slot on a
+ * 64-bit build without pointer compression (Node 20). Measured: 29.4 bytes per entry at 1M entries,
+ * i.e. 28 × 2^20 slots / 1M entries (scripts in bench/store.ts re-measure it).
+ */
+export const MAP_BYTES_PER_SLOT = 28;
+
+/** Bytes per allocated token id: tierOf 1, slotOf 4, fieldOf 2, linear 4, lastSeen 8, frequency 4,
+ *  prev 4, next 4, free-id stack 4, key pointer 8, plus 4 per linear optimizer slot. */
+export function tokenColumnBytes(optimizerSlots: number): Bytes {
+  return 1 + 4 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 4 * optimizerSlots;
+}
+
+/** Heap bytes of a flat V8 string: 16-byte header (map, hash, length) + chars, 8-byte aligned;
+ *  two bytes per char when any char is above U+00FF. */
+export function stringBytes(s: string): Bytes {
+  let width = 1;
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0xff) {
+      width = 2;
+      break;
+    }
+  }
+  return (16 + s.length * width + 7) & ~7;
+}
+
+/**
+ * Tracks the capacity V8 gives a Map, so the accounting charges what is allocated: it doubles when
+ * live + deleted entries fill it (or rehashes in place when half are deleted), and halves when
+ * fewer than a quarter of the slots are live.
+ */
+export class MapCapacityModel {
+  capacity = 0;
+  deleted = 0;
+
+  /** Extra bytes the next insert would allocate (0 unless it triggers a growth). */
+  growthOnInsert(live: number): Bytes {
+    const next = this.#capacityAfterInsert(live);
+    return (next - this.capacity) * MAP_BYTES_PER_SLOT;
+  }
+
+  /** Call after inserting, with the live count before the insert. */
+  inserted(liveBefore: number): void {
+    const next = this.#capacityAfterInsert(liveBefore);
+    if (next !== this.capacity || liveBefore + this.deleted >= this.capacity) this.deleted = 0;
+    this.capacity = next;
+  }
+
+  /** Call after deleting, with the live count after the delete. */
+  removed(liveAfter: number): void {
+    this.deleted++;
+    if (liveAfter < this.capacity >> 2 && this.capacity > 4) {
+      this.capacity = this.capacity >> 1;
+      this.deleted = 0;
+    }
+  }
+
+  get bytes(): Bytes {
+    return this.capacity * MAP_BYTES_PER_SLOT;
+  }
+
+  #capacityAfterInsert(live: number): number {
+    if (this.capacity === 0) return 4;
+    if (live + this.deleted < this.capacity) return this.capacity;
+    return this.deleted >= this.capacity >> 1 ? this.capacity : this.capacity * 2;
+  }
+}

@@ -1,0 +1,18 @@
+/**
+ * src/store: where PME's memory savings become bytes. Token key -> (tier, slot); one contiguous slab
+ * per ladder size with its optimizer state; accounting per tier and field; a hard budget with a stated
+ * demote-then-evict policy; LRU/TTL eviction; atomic, checksummed snapshots.
+ */
+export type { FieldStats, StoreAccounting, TierAccounting } from './accounting.js';
+export { MAP_BYTES_PER_SLOT, stringBytes, tokenColumnBytes } from './accounting.js';
+export { resolveStoreOptions, type StoreOptions } from './options.js';
+export {
+  listSnapshots,
+  type ReadSnapshotResult,
+  readSnapshot,
+  readSnapshotFile,
+  type SnapshotInfo,
+  writeSnapshot,
+} from './snapshot.js';
+export { EmbeddingStore, type StoreState, type TokenId } from './store.js';
+export type { Tier } from './tier.js';

@@ -1,0 +1,393 @@
+/**
+ * Snapshot files of the store (plus the engine's own arrays), written atomically.
+ *
+ * Layout (little-endian):
+ *   "PMESTORE" | u32 format version | u32 header length | header JSON | pad to 8
+ *   sections, each starting at a multiple of 8 (so they can be viewed as typed arrays in place)
+ *   sha-256 of everything before it (32 bytes) | "PMESEND\n"
+ * The end marker tells a truncated file from a corrupt one; the digest catches any flipped byte.
+ * Files are named store-<12-digit sequence>.pme; the newest two are kept.
+ */
+import { createHash } from 'node:crypto';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import { isPmeError, PmeError } from '../errors.js';
+import type { StoreOptions } from './options.js';
+import { EmbeddingStore, type StoreState } from './store.js';
+
+const MAGIC = Buffer.from('PMESTORE', 'latin1');
+const END = Buffer.from('PMESEND\n', 'latin1');
+const FORMAT_VERSION = 1;
+const DIGEST_BYTES = 32;
+const TRAILER_BYTES = DIGEST_BYTES + END.length;
+const PREAMBLE_BYTES = MAGIC.length + 8;
+const NAME = /^store-(\d{12})\.pme$/;
+/** Snapshots kept in a directory: the newest and the one before it, in case the newest is damaged. */
+const KEEP = 2;
+
+type Dtype = 'u8' | 'i32' | 'f32' | 'f64';
+const CTORS = { u8: Uint8Array, i32: Int32Array, f32: Float32Array, f64: Float64Array } as const;
+
+interface SectionInfo {
+  name: string;
+  dtype: Dtype;
+  offset: number;
+  byteLength: number;
+}
+
+interface Header {
+  format: 'pme-store';
+  options: StoreState['options'];
+  created: number;
+  idLimit: number;
+  idCapacity: number;
+  tiers: Array<{ count: number; capacity: number; head: number; tail: number; importance: boolean }>;
+  sections: SectionInfo[];
+  extra: string[];
+}
+
+export interface SnapshotInfo {
+  path: string;
+  sequence: number;
+}
+
+/** What `readSnapshot` returns. */
+export interface ReadSnapshotResult {
+  store: EmbeddingStore;
+  /** The `extra` arrays given to `writeSnapshot`, as bytes (8-byte aligned copies: view them as
+   *  Float32Array with `new Float32Array(u8.buffer, u8.byteOffset, u8.byteLength / 4)`). */
+  extra: Record<string, Uint8Array>;
+  /** The file the store was read from. */
+  path: string;
+  /** Newer snapshots that were unusable, with why (the caller should log them). */
+  skipped: Array<{ path: string; error: PmeError }>;
+}
+
+/** Snapshots in `dir`, newest first (an absent directory has none). */
+export async function listSnapshots(dir: string): Promise<SnapshotInfo[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const out: SnapshotInfo[] = [];
+  for (const name of names) {
+    const m = NAME.exec(name);
+    if (m) out.push({ path: join(dir, name), sequence: Number(m[1]) });
+  }
+  return out.sort((a, b) => b.sequence - a.sequence);
+}
+
+/** Writers per directory, chained so two snapshots of one process never race for a sequence number. */
+const writers = new Map<string, Promise<unknown>>();
+
+/**
+ * Writes the store (and `extra`) to a new snapshot in `dir` and returns its path. Atomic: the bytes go
+ * to a temporary file that is fsynced, then renamed, then the directory is fsynced; a crash leaves
+ * either the old set of snapshots or the new one. Keeps the newest two snapshots.
+ * Consistency: the state is copied synchronously when the write starts (before the first `await`), so
+ * the store may keep training while the file is written; the copy briefly doubles the store's memory.
+ */
+export function writeSnapshot(
+  store: EmbeddingStore,
+  dir: string,
+  extra: Record<string, Uint8Array | Float32Array> = {},
+): Promise<string> {
+  const state = copyState(store.exportState());
+  const extraCopy: Record<string, Uint8Array> = {};
+  for (const [name, data] of Object.entries(extra)) {
+    extraCopy[name] = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+  }
+  const previous = writers.get(dir) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(() => write(state, dir, extraCopy));
+  writers.set(dir, run);
+  void run.finally(() => {
+    if (writers.get(dir) === run) writers.delete(dir);
+  });
+  return run;
+}
+
+function copyState(s: StoreState): StoreState {
+  return {
+    ...s,
+    freeIds: s.freeIds.slice(),
+    tierOf: s.tierOf.slice(),
+    slotOf: s.slotOf.slice(),
+    linear: s.linear.slice(),
+    linearOptimizer: s.linearOptimizer.slice(),
+    lastSeen: s.lastSeen.slice(),
+    frequency: s.frequency.slice(),
+    prev: s.prev.slice(),
+    next: s.next.slice(),
+    tiers: s.tiers.map((t) => ({
+      ...t,
+      ids: t.ids.slice(),
+      params: t.params.slice(),
+      optimizer: t.optimizer.slice(),
+      importance: t.importance === null ? null : t.importance.slice(),
+    })),
+  };
+}
+
+async function write(state: StoreState, dir: string, extra: Record<string, Uint8Array>): Promise<string> {
+  if (endianness() !== 'LE')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', 'snapshots need a little-endian CPU');
+  const chunks: Array<{ name: string; dtype: Dtype; data: ArrayBufferView }> = [
+    { name: 'keys', dtype: 'u8', data: Buffer.from(JSON.stringify(state.keys), 'utf8') },
+    { name: 'freeIds', dtype: 'i32', data: state.freeIds },
+    { name: 'tierOf', dtype: 'u8', data: state.tierOf },
+    { name: 'slotOf', dtype: 'i32', data: state.slotOf },
+    { name: 'linear', dtype: 'f32', data: state.linear },
+    { name: 'linearOptimizer', dtype: 'f32', data: state.linearOptimizer },
+    { name: 'lastSeen', dtype: 'f64', data: state.lastSeen },
+    { name: 'frequency', dtype: 'f32', data: state.frequency },
+    { name: 'prev', dtype: 'i32', data: state.prev },
+    { name: 'next', dtype: 'i32', data: state.next },
+  ];
+  state.tiers.forEach((t, i) => {
+    chunks.push({ name: `tier${i}.ids`, dtype: 'i32', data: t.ids });
+    chunks.push({ name: `tier${i}.params`, dtype: 'f32', data: t.params });
+    chunks.push({ name: `tier${i}.optimizer`, dtype: 'f32', data: t.optimizer });
+    if (t.importance !== null) chunks.push({ name: `tier${i}.importance`, dtype: 'f32', data: t.importance });
+  });
+  const extraNames = Object.keys(extra);
+  for (const name of extraNames) chunks.push({ name: `extra.${name}`, dtype: 'u8', data: extra[name] });
+
+  let offset = 0;
+  const sections: SectionInfo[] = chunks.map((c) => {
+    const info = { name: c.name, dtype: c.dtype, offset, byteLength: c.data.byteLength };
+    offset = align8(offset + c.data.byteLength);
+    return info;
+  });
+  const header: Header = {
+    format: 'pme-store',
+    options: state.options,
+    created: state.created,
+    idLimit: state.idLimit,
+    idCapacity: state.idCapacity,
+    tiers: state.tiers.map((t) => ({
+      count: t.count,
+      capacity: t.capacity,
+      head: t.head,
+      tail: t.tail,
+      importance: t.importance !== null,
+    })),
+    sections,
+    extra: extraNames,
+  };
+  // JSON has no Infinity: budget and TTL travel as null.
+  const headerBytes = Buffer.from(
+    JSON.stringify(header, (_k, v) => (v === Number.POSITIVE_INFINITY ? null : v)),
+  );
+  const preamble = Buffer.alloc(PREAMBLE_BYTES);
+  MAGIC.copy(preamble, 0);
+  preamble.writeUInt32LE(FORMAT_VERSION, MAGIC.length);
+  preamble.writeUInt32LE(headerBytes.length, MAGIC.length + 4);
+
+  const sequence = ((await listSnapshots(dir))[0]?.sequence ?? 0) + 1;
+  const finalPath = join(dir, `store-${String(sequence).padStart(12, '0')}.pme`);
+  const tmpPath = join(dir, `.store-${sequence}.${process.pid}.${Date.now()}.tmp`);
+  const hash = createHash('sha256');
+  const fh = await open(tmpPath, 'wx');
+  try {
+    const put = async (data: ArrayBufferView): Promise<void> => {
+      const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      hash.update(bytes);
+      await writeAll(fh, bytes);
+    };
+    await put(preamble);
+    await put(headerBytes);
+    await put(padding(PREAMBLE_BYTES + headerBytes.length));
+    for (const c of chunks) {
+      await put(c.data);
+      await put(padding(c.data.byteLength));
+    }
+    await writeAll(fh, hash.digest());
+    await writeAll(fh, END);
+    await fh.sync();
+  } catch (error) {
+    await fh.close().catch(() => undefined);
+    await rm(tmpPath, { force: true });
+    throw error;
+  }
+  await fh.close();
+  await rename(tmpPath, finalPath);
+  await syncDir(dir);
+  const all = await listSnapshots(dir);
+  for (const old of all.slice(KEEP)) await rm(old.path, { force: true });
+  return finalPath;
+}
+
+/**
+ * Reads the newest usable snapshot in `dir`. A damaged newer file (corrupt, truncated, foreign) is
+ * skipped and reported in `skipped`; the previous snapshot is used. Throws PmeError
+ * PME_ERR_SNAPSHOT_CORRUPT when every snapshot is unusable, PME_ERR_NOT_FOUND when there is none.
+ * `overrides` sets what a file cannot hold (the clock) or what may change on restart (budget, TTL).
+ */
+export async function readSnapshot(
+  dir: string,
+  overrides: Partial<StoreOptions> = {},
+): Promise<ReadSnapshotResult> {
+  const all = await listSnapshots(dir);
+  if (all.length === 0) throw new PmeError('PME_ERR_NOT_FOUND', `store snapshot in ${dir}`);
+  const skipped: ReadSnapshotResult['skipped'] = [];
+  for (const { path } of all) {
+    try {
+      const { store, extra } = await readSnapshotFile(path, overrides);
+      return { store, extra, path, skipped };
+    } catch (error) {
+      if (!isPmeError(error, 'PME_ERR_SNAPSHOT_CORRUPT')) throw error;
+      skipped.push({ path, error });
+    }
+  }
+  const newest = skipped[0].error;
+  if (skipped.length === 1) throw newest;
+  throw new PmeError(
+    'PME_ERR_SNAPSHOT_CORRUPT',
+    `${dir} (all ${skipped.length})`,
+    skipped.map((s) => s.error.message).join('; '),
+  );
+}
+
+/** Reads one snapshot file; any damage is PmeError PME_ERR_SNAPSHOT_CORRUPT. */
+export async function readSnapshotFile(
+  path: string,
+  overrides: Partial<StoreOptions> = {},
+): Promise<{ store: EmbeddingStore; extra: Record<string, Uint8Array> }> {
+  const bad = (why: string): never => {
+    throw new PmeError('PME_ERR_SNAPSHOT_CORRUPT', path, why);
+  };
+  if (endianness() !== 'LE')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', 'snapshots need a little-endian CPU');
+  const size = (await stat(path)).size;
+  if (size < MAGIC.length) bad(`${size} bytes is too short to be a store snapshot`);
+  // Offset 0 in a fresh buffer: every section (8-aligned in the file) is aligned in memory too.
+  const bytes = new Uint8Array(size);
+  const fh = await open(path, 'r');
+  try {
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await fh.read(bytes, done, size - done, done);
+      if (bytesRead === 0) bad('file shrank while being read');
+      done += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  const buf = Buffer.from(bytes.buffer, 0, size);
+  if (!buf.subarray(0, MAGIC.length).equals(MAGIC)) bad('not a PME store snapshot (bad magic bytes)');
+  if (size < PREAMBLE_BYTES + TRAILER_BYTES || !buf.subarray(size - END.length).equals(END)) {
+    bad('truncated (no end marker)');
+  }
+  const version = buf.readUInt32LE(MAGIC.length);
+  if (version !== FORMAT_VERSION) bad(`format version ${version}, this build reads ${FORMAT_VERSION}`);
+  const bodyEnd = size - TRAILER_BYTES;
+  const digest = createHash('sha256').update(buf.subarray(0, bodyEnd)).digest();
+  if (!digest.equals(buf.subarray(bodyEnd, bodyEnd + DIGEST_BYTES))) bad('checksum mismatch (corrupt)');
+
+  const headerLength = buf.readUInt32LE(MAGIC.length + 4);
+  if (PREAMBLE_BYTES + headerLength > bodyEnd) bad('header runs past the end');
+  let header: Header;
+  try {
+    header = JSON.parse(buf.toString('utf8', PREAMBLE_BYTES, PREAMBLE_BYTES + headerLength));
+  } catch {
+    return bad('header is not JSON');
+  }
+  if (header?.format !== 'pme-store' || !Array.isArray(header.sections) || !Array.isArray(header.tiers)) {
+    bad('header is not a store header');
+  }
+  const dataStart = align8(PREAMBLE_BYTES + headerLength);
+  const found = new Map<string, ArrayBufferView>();
+  for (const s of header.sections) {
+    const ctor = CTORS[s.dtype];
+    const start = dataStart + s.offset;
+    if (
+      ctor === undefined ||
+      !(Number.isInteger(s.offset) && Number.isInteger(s.byteLength)) ||
+      s.offset % 8 !== 0 ||
+      s.byteLength % ctor.BYTES_PER_ELEMENT !== 0 ||
+      s.offset < 0 ||
+      start + s.byteLength > bodyEnd
+    ) {
+      bad(`section ${s.name} is out of bounds`);
+    }
+    found.set(s.name, new ctor(bytes.buffer, start, s.byteLength / ctor.BYTES_PER_ELEMENT));
+  }
+  const section = <T extends ArrayBufferView>(name: string, ctor: new (...args: never[]) => T): T => {
+    const v = found.get(name);
+    if (!(v instanceof ctor)) return bad(`section ${name} is missing`);
+    return v;
+  };
+  let keys: string[];
+  try {
+    keys = JSON.parse(Buffer.from(section('keys', Uint8Array)).toString('utf8'));
+  } catch {
+    return bad('keys are not JSON');
+  }
+  if (!Array.isArray(keys)) bad('keys are not an array');
+  const options = { ...header.options };
+  // Infinity travelled as null.
+  if (options.budgetBytes === null) options.budgetBytes = Number.POSITIVE_INFINITY;
+  if (options.ttlMs === null) options.ttlMs = Number.POSITIVE_INFINITY;
+  const state: StoreState = {
+    options,
+    created: header.created,
+    idLimit: header.idLimit,
+    idCapacity: header.idCapacity,
+    keys,
+    freeIds: section('freeIds', Int32Array),
+    tierOf: section('tierOf', Uint8Array),
+    slotOf: section('slotOf', Int32Array),
+    linear: section('linear', Float32Array),
+    linearOptimizer: section('linearOptimizer', Float32Array),
+    lastSeen: section('lastSeen', Float64Array),
+    frequency: section('frequency', Float32Array),
+    prev: section('prev', Int32Array),
+    next: section('next', Int32Array),
+    tiers: header.tiers.map((t, i) => ({
+      count: t.count,
+      capacity: t.capacity,
+      head: t.head,
+      tail: t.tail,
+      ids: section(`tier${i}.ids`, Int32Array),
+      params: section(`tier${i}.params`, Float32Array),
+      optimizer: section(`tier${i}.optimizer`, Float32Array),
+      importance: t.importance ? section(`tier${i}.importance`, Float32Array) : null,
+    })),
+  };
+  const store = EmbeddingStore.fromState(state, overrides, path);
+  const extra: Record<string, Uint8Array> = {};
+  for (const name of Array.isArray(header.extra) ? header.extra : []) {
+    extra[name] = section(`extra.${name}`, Uint8Array).slice();
+  }
+  return { store, extra };
+}
+
+function align8(n: number): number {
+  return Math.ceil(n / 8) * 8; // not `& ~7`: files may pass 2 GiB
+}
+
+const ZEROS = new Uint8Array(8);
+function padding(length: number): Uint8Array {
+  return ZEROS.subarray(0, align8(length) - length);
+}
+
+async function writeAll(fh: FileHandle, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await fh.write(bytes, done, bytes.length - done);
+    done += bytesWritten;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,111 @@
+import t from 'tap';
+import { chooseSizes, roundUpToLadder, TierLeastSquares } from '../../src/engine/pme/prune.js';
+import { DecayedCountMin } from '../../src/engine/pme/sketch.js';
+import { createRandom, ZipfSampler } from '../../src/util/random.js';
+
+const LADDER = [0, 2, 4, 8, 16];
+const D = 16;
+
+t.test(
+  'count-min: never under the true decayed count, close for hot keys, decays by half-life',
+  async (t) => {
+    const sketch = new DecayedCountMin({ width: 1024, depth: 4, halfLife: 1e12 });
+    const random = createRandom(2);
+    const zipf = new ZipfSampler(5000, 1.1);
+    const truth = new Map<number, number>();
+    for (let i = 0; i < 50000; i++) {
+      const k = zipf.sample(random);
+      sketch.add(k);
+      truth.set(k, (truth.get(k) ?? 0) + 1);
+    }
+    let under = 0;
+    for (const [k, c] of truth) if (sketch.estimate(k) < c * (1 - 1e-6)) under++;
+    t.equal(under, 0, 'no underestimate');
+    for (const k of [0, 1, 2]) t.ok(sketch.estimate(k) / truth.get(k)! < 1.05, `hot key ${k} within 5%`);
+
+    const decaying = new DecayedCountMin({ width: 256, depth: 2, halfLife: 100 });
+    for (let i = 0; i < 100; i++) decaying.add(7);
+    const before = decaying.estimate(7);
+    for (let i = 0; i < 100; i++) decaying.add(1000 + i);
+    t.ok(Math.abs(decaying.estimate(7) / before - 0.5) < 0.01, 'halved after one half-life');
+    t.throws(() => new DecayedCountMin({ depth: 0 }), { code: 'PME_ERR_CONFIG_INVALID' });
+  },
+);
+
+t.test('chooseSizes: one threshold, sizes rounded up to the ladder, budget respected exactly', async (t) => {
+  const random = createRandom(5);
+  const n = 50;
+  const imp = new Float32Array(n * D);
+  // Token t has about t/3 important dims, the rest tiny.
+  for (let tok = 0; tok < n; tok++)
+    for (let d = 0; d < D; d++) imp[tok * D + d] = d < tok / 3 ? 1 + random.next() : random.next() * 1e-3;
+  const bytesOf = (s: number) => 16 + 8 * s;
+  for (const available of [16 * n, 16 * n + 100, 3000, 6000, 9000, 16 * n + 8 * D * n]) {
+    const c = chooseSizes(imp, n, D, LADDER, bytesOf, available);
+    let bytes = 0;
+    for (let tok = 0; tok < n; tok++) {
+      bytes += bytesOf(c.sizes[tok]);
+      t.equal(c.sizes[tok], roundUpToLadder(c.kept[tok], LADDER));
+      let count = 0;
+      for (let d = 0; d < D; d++) if (imp[tok * D + d] >= c.threshold) count++;
+      t.equal(c.kept[tok], count, 'kept = dims at or above the global threshold');
+    }
+    t.equal(bytes, c.bytes);
+    t.ok(c.bytes <= available, `${c.bytes} <= ${available}`);
+    // Lowering the threshold to the next value would not fit (the choice is the largest that fits).
+    const next = Float32Array.from(imp)
+      .sort()
+      .reverse()
+      .find((x) => x < c.threshold && x > 0);
+    if (next !== undefined) {
+      let more = 0;
+      for (let tok = 0; tok < n; tok++) {
+        let count = 0;
+        for (let d = 0; d < D; d++) if (imp[tok * D + d] >= next) count++;
+        more += bytesOf(roundUpToLadder(count, LADDER));
+      }
+      t.ok(more > available, 'one more dimension would break the budget');
+    }
+  }
+  const important = chooseSizes(imp, n, D, LADDER, bytesOf, 9000);
+  t.ok(important.sizes[n - 1] >= important.sizes[0], 'tokens with more important dims get more');
+  const none = chooseSizes(imp, n, D, LADDER, bytesOf, 10);
+  t.equal(none.threshold, Number.POSITIVE_INFINITY);
+  t.ok(none.sizes.every((s) => s === 0));
+});
+
+t.test('least squares through a projection: exact in the row space, optimal otherwise', async (t) => {
+  const random = createRandom(9);
+  const s = 4;
+  const P = new Float32Array(s * D);
+  for (let i = 0; i < P.length; i++) P[i] = random.normal();
+  const ls = new TierLeastSquares(P, s, D);
+  // A target inside the row space is recovered exactly.
+  const e = Float32Array.from({ length: s }, () => random.normal());
+  const v = new Float64Array(D);
+  for (let i = 0; i < s; i++) for (let d = 0; d < D; d++) v[d] += e[i] * P[i * D + d];
+  const out = new Float32Array(s);
+  const r = ls.solve(v, out);
+  t.ok(r < 1e-8, `residual ${r}`);
+  for (let i = 0; i < s; i++) t.ok(Math.abs(out[i] - e[i]) < 1e-4);
+  // A generic target: the residual is orthogonal to every row of P (normal equations hold).
+  const w = Float64Array.from({ length: D }, () => random.normal());
+  ls.solve(w, out);
+  for (let i = 0; i < s; i++) {
+    let dot = 0;
+    for (let d = 0; d < D; d++) {
+      let x = 0;
+      for (let k = 0; k < s; k++) x += out[k] * P[k * D + d];
+      dot += (x - w[d]) * P[i * D + d];
+    }
+    t.ok(Math.abs(dot) < 1e-3, `residual ⟂ row ${i}: ${dot}`);
+  }
+  // Identity tier: copy; size 0: the whole vector is the error.
+  const id = new TierLeastSquares(null, D, D);
+  const copy = new Float32Array(D);
+  t.ok(id.solve(w, copy) < 1e-10);
+  const zero = new TierLeastSquares(null, 0, D);
+  let norm = 0;
+  for (const x of w) norm += x * x;
+  t.ok(Math.abs(zero.solve(w, copy) - norm) < 1e-9);
+});

@@ -1,0 +1,160 @@
+import t from 'tap';
+import { histogramAuc } from '../../src/engine/metrics.js';
+import { resolveTrainerOptions, Trainer } from '../../src/engine/trainer.js';
+import { ManualClock } from '../../src/util/clock.js';
+import { GrowingStore } from './fake-store.js';
+import { planted } from './planted.js';
+
+const D = 16;
+const LADDER = [0, 2, 4, 8, 16];
+
+function train(seed: number, events = planted(20000, 7).events, catalog = planted(1, 7).catalog) {
+  const store = new GrowingStore(D, LADDER, D, seed);
+  const trainer = new Trainer(store, { clock: new ManualClock(0), seed, catalog });
+  for (let i = 0; i < events.length; i += 100) trainer.learn(events.slice(i, i + 100));
+  return { store, trainer };
+}
+
+/** AUC of fixed scores, through the same histogram the metrics use. */
+function aucOf(scores: number[], labels: number[]): number {
+  const bins = 1000;
+  const pos = new Float64Array(bins);
+  const neg = new Float64Array(bins);
+  scores.forEach((s, i) => {
+    const b = Math.min(bins - 1, Math.floor(s * bins));
+    if (labels[i] > 0.5) pos[b]++;
+    else neg[b]++;
+  });
+  return histogramAuc(pos, neg);
+}
+
+/** Progressive AUC of "the item's positive rate so far": what popularity alone can do. */
+function popularityBaselineAuc(events: { item: string; label: number }[]): number {
+  const bins = 1000;
+  const pos = new Float64Array(bins);
+  const neg = new Float64Array(bins);
+  const seen = new Map<string, [number, number]>();
+  for (const e of events) {
+    const [p, n] = seen.get(e.item) ?? [0, 0];
+    const rate = (p + 1) / (p + n + 2);
+    const b = Math.min(bins - 1, Math.floor(rate * bins));
+    if (e.label > 0.5) pos[b]++;
+    else neg[b]++;
+    seen.set(e.item, [p + e.label, n + 1 - e.label]);
+  }
+  return histogramAuc(pos, neg);
+}
+
+t.test('learns the planted preferences: progressive AUC well above 0.5 and above popularity', async (t) => {
+  const { events, truths } = planted(20000, 7);
+  const { trainer } = train(1, events);
+  const stats = trainer.stats();
+  const baseline = popularityBaselineAuc(events);
+  const oracle = aucOf(
+    truths.slice(-10000),
+    events.slice(-10000).map((e) => e.label),
+  );
+  t.equal(stats.events, 20000);
+  t.ok(stats.auc > 0.7, `cumulative AUC ${stats.auc}`);
+  t.ok(stats.windowAuc > oracle - 0.03, `windowed AUC ${stats.windowAuc}, oracle ${oracle}`);
+  t.ok(stats.auc > baseline + 0.1, `AUC ${stats.auc} vs popularity ${baseline}`);
+  t.ok(stats.windowLogloss < stats.logloss, 'later events are predicted better than the average');
+});
+
+t.test('same seed, same scores', async (t) => {
+  const a = train(3).trainer;
+  const b = train(3).trainer;
+  const items = ['i0', 'i1', 'i2', 'i3', 'i50'];
+  t.same(a.score('u1', items), b.score('u1', items));
+  t.same(a.stats().auc, b.stats().auc);
+  t.same(a.recommend('u2', 5), b.recommend('u2', 5));
+});
+
+t.test('score has no side effects and ignores unknown tokens', async (t) => {
+  const { store, trainer } = train(1, planted(3000, 7).events);
+  const size = store.size;
+  const touches = store.touches;
+  const params = Float32Array.from(store.tiers[LADDER.indexOf(D)].params);
+  const linear = Float32Array.from(store.linear);
+  const first = trainer.score('u1', ['i0', 'i1']);
+  const unknown = trainer.score('nobody', ['i0', 'nothing'], { device: 'new' });
+  t.same(trainer.score('u1', ['i0', 'i1']), first, 'repeatable');
+  t.equal(store.size, size, 'no token created');
+  t.equal(store.touches, touches, 'nothing touched');
+  t.same(store.tiers[LADDER.indexOf(D)].params, params);
+  t.same(store.linear, linear);
+  t.ok(unknown.every((p) => p > 0 && p < 1));
+  t.not(first[0], first[1]);
+});
+
+t.test('recommend returns the planted favourites and agrees with score', async (t) => {
+  const p = planted(20000, 7);
+  const { trainer } = train(1, p.events);
+  let hits = 0;
+  let total = 0;
+  for (let u = 0; u < 40; u++) {
+    const user = `u${u}`;
+    const { items, fallback } = trainer.recommend(user, 5);
+    t.equal(fallback, null);
+    t.equal(items.length, 5);
+    for (const r of items) if (p.groupOf(r.item) === p.favourite(user)) hits++;
+    total += items.length;
+    if (u < 3) {
+      const scores = trainer.score(
+        user,
+        items.map((r) => r.item),
+      );
+      items.forEach((r, i) => {
+        t.ok(Math.abs(r.score - scores[i]) < 1e-5, 'recommend score equals score()');
+      });
+      for (let i = 1; i < items.length; i++) t.ok(items[i - 1].score >= items[i].score, 'sorted');
+    }
+  }
+  // Chance is 1/5 of the items in the favourite group.
+  t.ok(hits / total > 0.6, `favourite share ${hits / total}`);
+  const excluded = trainer.recommend('u0', 3).items.map((r) => r.item);
+  const again = trainer.recommend('u0', 3, { exclude: excluded }).items.map((r) => r.item);
+  t.notOk(
+    again.some((i) => excluded.includes(i)),
+    'exclude is honoured',
+  );
+});
+
+t.test('unknown users get popularity, flagged', async (t) => {
+  const { trainer } = train(1, planted(5000, 7).events);
+  const r = trainer.recommend('stranger', 3);
+  t.equal(r.fallback, 'popularity');
+  // Zipf ranks 0, 1, 2 are the most frequent items of the planted stream.
+  t.same(
+    r.items.map((x) => x.item),
+    ['i0', 'i1', 'i2'],
+  );
+  t.ok(r.items[0].score >= r.items[1].score);
+  t.throws(() => trainer.recommend('u1', 0), { code: 'PME_ERR_BAD_REQUEST' });
+});
+
+t.test('positive-only streams draw seeded negatives by smoothed popularity', async (t) => {
+  const p = planted(20000, 9);
+  const positives = p.events.filter((e) => e.label === 1);
+  const store = new GrowingStore(D, LADDER, D, 1);
+  const trainer = new Trainer(store, { clock: new ManualClock(0), negatives: 2, catalog: p.catalog });
+  for (let i = 0; i < positives.length; i += 50) trainer.learn(positives.slice(i, i + 50));
+  const s = trainer.stats();
+  // Some draws hit the positive's own item and are skipped, so slightly fewer than 2 per positive.
+  t.ok(s.negativesDrawn > 1.8 * positives.length && s.negativesDrawn <= 2 * positives.length);
+  t.equal(s.events, positives.length + s.negativesDrawn);
+  t.ok(Math.abs(s.positiveRate - positives.length / s.events) < 1e-9);
+  t.ok(s.auc > 0.6, `AUC against sampled negatives ${s.auc}`);
+});
+
+t.test('trainer options are validated and frozen', async (t) => {
+  t.ok(Object.isFrozen(resolveTrainerOptions({})));
+  for (const bad of [
+    { negatives: -1 },
+    { negatives: 1.5 },
+    { aucBins: 3 },
+    { negativeExponent: -1 },
+    { seed: 0.5 },
+  ])
+    t.throws(() => resolveTrainerOptions(bad), { code: 'PME_ERR_CONFIG_INVALID' });
+});

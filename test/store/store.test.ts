@@ -1,0 +1,321 @@
+import t from 'tap';
+import type { ModelStore } from '../../src/engine/fm.js';
+import { EmbeddingStore, stringBytes } from '../../src/store/index.js';
+import { ManualClock } from '../../src/util/clock.js';
+import { createRandom } from '../../src/util/random.js';
+import { checkInvariants } from './helpers.js';
+
+const truncate = (src: Float32Array, dst: Float32Array): void => {
+  dst.set(src.subarray(0, Math.min(src.length, dst.length)));
+};
+
+t.test('the store satisfies the model-facing interface of src/engine', async (t) => {
+  const store: ModelStore = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4 });
+  t.equal(store.dim, 8);
+  t.equal(store.tiers.length, 3);
+});
+
+t.test('create, look up, key, field, size, offset, row', async (t) => {
+  const clock = new ManualClock(1000);
+  const store = new EmbeddingStore({ clock, chunkRows: 4 });
+  t.equal(store.id('user=1'), -1, 'absent before creation');
+  t.equal(store.size, 0, 'id() has no side effect');
+  const a = store.getOrCreate('user=1');
+  const b = store.getOrCreate('genre=Drama', 64);
+  const c = store.getOrCreate('plain');
+  t.equal(store.getOrCreate('user=1'), a, 'second call returns the same id');
+  t.equal(store.getOrCreate('user=1', 64), a, 'an existing token keeps its size');
+  t.equal(store.size, 3);
+  t.same([store.key(a), store.field(a), store.sizeOf(a)], ['user=1', 'user', 8]);
+  t.same([store.field(b), store.sizeOf(b)], ['genre', 64]);
+  t.equal(store.field(c), '', 'no "=" means no field');
+  t.equal(store.lastSeen[a], 1000, 'created at clock time');
+  const row = store.row(a);
+  t.equal(row.length, 8);
+  t.ok(
+    row.some((v) => v !== 0),
+    'rows are initialised',
+  );
+  const tier = store.tiers[store.tierOf[a]];
+  t.equal(tier.params[store.offsetOf(a) + 3], row[3], 'offsetOf locates the row in the slab');
+  t.equal(store.linear[a], 0, 'linear weight starts at 0');
+  t.throws(() => store.getOrCreate('x=1', 5), { code: 'PME_ERR_STORE_SIZE' });
+  t.throws(() => store.key(99), { code: 'PME_ERR_NOT_FOUND' });
+  t.equal(checkInvariants(store), null);
+});
+
+t.test('initialisation is a function of (seed, creation count) with the requested std', async (t) => {
+  const rowsOf = (seed: number): number[] => {
+    const s = new EmbeddingStore({ seed, startSize: 64, initStd: 0.5 });
+    const out: number[] = [];
+    for (let i = 0; i < 200; i++) out.push(...s.row(s.getOrCreate(`item=${i}`)));
+    return out;
+  };
+  const x = rowsOf(7);
+  t.same(rowsOf(7), x, 'same seed, same rows');
+  t.not(rowsOf(8)[0], x[0], 'another seed, other rows');
+  const mean = x.reduce((a, v) => a + v, 0) / x.length;
+  const std = Math.sqrt(x.reduce((a, v) => a + (v - mean) ** 2, 0) / x.length);
+  t.ok(Math.abs(mean) < 0.02, `mean ${mean} near 0`);
+  t.ok(Math.abs(std - 0.5) < 0.02, `std ${std} near 0.5`);
+});
+
+t.test('touch keeps an LRU order per tier, also when time goes backwards', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ clock });
+  const ids = ['a=1', 'a=2', 'a=3', 'a=4'].map((k) => store.getOrCreate(k));
+  store.touch(ids[0], 10);
+  store.touch(ids[2], 20);
+  t.same(store.lruOrder(8), [ids[2], ids[0], ids[3], ids[1]]);
+  store.touch(ids[2], 5); // older event arriving late
+  t.same(store.lruOrder(8), [ids[0], ids[2], ids[3], ids[1]]);
+  t.equal(store.frequency[ids[2]], 2);
+  store.decayFrequencies(0.5);
+  t.equal(store.frequency[ids[2]], 1);
+  t.equal(checkInvariants(store), null);
+});
+
+t.test(
+  'move: transform sees the old row, state restarts, old slot is reused, throw leaves it intact',
+  async (t) => {
+    const store = new EmbeddingStore({ chunkRows: 2 });
+    const ids = [0, 1, 2, 3].map((i) => store.getOrCreate(`item=${i}`));
+    const before = Array.from(store.row(ids[1]));
+    const tier8 = store.tiers[store.tierOf[ids[1]]];
+    tier8.optimizer[store.slotOf[ids[1]] * 8] = 3;
+    const lastRowOwner = tier8.ids[tier8.count - 1];
+    const lastRow = Array.from(store.row(lastRowOwner));
+    let seen: number[] = [];
+    store.move(ids[1], 64, (src, dst) => {
+      seen = Array.from(src);
+      t.equal(dst.length, 64);
+      t.ok(
+        dst.every((v) => v === 0),
+        'dst is zero-filled',
+      );
+      dst.set(src);
+      dst[63] = 9;
+    });
+    t.same(seen, before);
+    t.equal(store.sizeOf(ids[1]), 64);
+    const row = store.row(ids[1]);
+    t.same(Array.from(row.subarray(0, 8)), before);
+    t.equal(row[63], 9);
+    const top = store.tiers[store.tierOf[ids[1]]];
+    const slot = store.slotOf[ids[1]];
+    t.ok(
+      top.optimizer.subarray(slot * 64, slot * 64 + 64).every((v) => v === 0),
+      'optimizer state starts at 0',
+    );
+    t.ok(
+      top.importance?.subarray(slot * 64, slot * 64 + 64).every((v) => v === 0),
+      'importance starts at 0',
+    );
+    t.equal(tier8.count, 3, 'old tier lost a row');
+    t.same(Array.from(store.row(lastRowOwner)), lastRow, 'the row that filled the hole moved intact');
+    t.equal(checkInvariants(store), null);
+
+    const snapshot = Array.from(store.row(ids[2]));
+    t.throws(() =>
+      store.move(ids[2], 2, () => {
+        throw new Error('boom');
+      }),
+    );
+    t.equal(store.sizeOf(ids[2]), 8, 'a failed transform leaves the token in place');
+    t.same(Array.from(store.row(ids[2])), snapshot);
+    store.move(ids[2], 0, truncate);
+    t.equal(store.sizeOf(ids[2]), 0);
+    t.equal(store.row(ids[2]).length, 0);
+    t.equal(checkInvariants(store), null);
+  },
+);
+
+t.test('evict frees the id for reuse and calls onEvict first', async (t) => {
+  const store = new EmbeddingStore();
+  const a = store.getOrCreate('user=a');
+  store.getOrCreate('user=b');
+  const calls: Array<[number, string, number]> = [];
+  store.onEvict = (id, key) => calls.push([id, key, store.row(id).length]);
+  store.evict(a);
+  t.same(calls, [[a, 'user=a', 8]], 'hook sees the token still readable');
+  t.equal(store.id('user=a'), -1);
+  t.notOk(store.alive(a));
+  t.throws(() => store.row(a), { code: 'PME_ERR_NOT_FOUND' });
+  t.equal(store.getOrCreate('user=c'), a, 'the freed id is reused');
+  t.equal(checkInvariants(store), null);
+});
+
+t.test('forEachInTier tolerates moves and evictions from the callback', async (t) => {
+  const store = new EmbeddingStore({ chunkRows: 3 });
+  for (let i = 0; i < 10; i++) store.getOrCreate(`item=${i}`);
+  const visited: number[] = [];
+  store.forEachInTier(8, (id) => {
+    visited.push(id);
+    if (id % 2 === 0) store.move(id, 16, truncate);
+    else if (id % 3 === 0) store.evict(id);
+  });
+  t.same(
+    visited.sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    'each token visited once',
+  );
+  t.equal(store.tiers[4].count, 5);
+  t.equal(checkInvariants(store), null);
+});
+
+t.test('TTL eviction with a manual clock', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ clock, ttlMs: 100, chunkRows: 2 });
+  const a = store.getOrCreate('user=a');
+  clock.advance(50);
+  const b = store.getOrCreate('user=b', 64);
+  const c = store.getOrCreate('user=c', 0);
+  clock.advance(49);
+  t.equal(store.evictExpired(clock.now()), 0, 'nothing is 100 ms old yet');
+  clock.advance(1);
+  const evicted: string[] = [];
+  store.onEvict = (_id, key) => evicted.push(key);
+  t.equal(store.evictExpired(clock.now()), 1);
+  t.same(evicted, ['user=a']);
+  store.touch(b, clock.now());
+  clock.advance(50);
+  t.equal(store.evictExpired(clock.now()), 1, 'c expired, b was touched');
+  t.same(evicted, ['user=a', 'user=c']);
+  t.ok(store.alive(b));
+  t.notOk(store.alive(c));
+  const off = new EmbeddingStore({ clock });
+  off.getOrCreate('x=1');
+  clock.advance(1e12);
+  t.equal(off.evictExpired(clock.now()), 0, 'TTL off by default');
+  t.equal(checkInvariants(store), null);
+});
+
+t.test('budget: demote the coldest of the largest tier first, then evict the coldest', async (t) => {
+  const clock = new ManualClock(0);
+  const ladder = [0, 2, 4, 8];
+  const probe = new EmbeddingStore({ ladder, startSize: 2, chunkRows: 1 });
+  // Room for roughly: 20 tokens at 8 and 40 at 2 (sizes from the store's own accounting).
+  for (let i = 0; i < 20; i++) probe.getOrCreate(`hot=${i}`, 8);
+  for (let i = 0; i < 40; i++) probe.getOrCreate(`new=${i}`);
+  const budget = probe.accounting().totalBytes;
+  const store = new EmbeddingStore({ ladder, startSize: 2, chunkRows: 1, budgetBytes: budget, clock });
+  for (let i = 0; i < 20; i++) {
+    clock.advance(1);
+    store.getOrCreate(`hot=${i}`, 8);
+  }
+  for (let i = 0; i < 40; i++) {
+    clock.advance(1);
+    store.getOrCreate(`new=${i}`);
+  }
+  t.equal(store.size, 60, 'everything fits exactly');
+  const evicted: string[] = [];
+  store.onEvict = (_id, key) => evicted.push(key);
+  clock.advance(1);
+  store.getOrCreate('new=40');
+  t.ok(store.accounting().totalBytes <= budget, 'the budget holds');
+  t.same(evicted, [], 'demotion made room: nothing evicted');
+  t.equal(store.sizeOf(store.id('hot=0')), 4, 'the coldest token of the largest tier went one step down');
+  t.equal(store.sizeOf(store.id('hot=19')), 8, 'the hottest kept its size');
+  // Keep creating: demotion stops at startSize, then the coldest tokens are evicted.
+  for (let i = 41; i < 400; i++) {
+    clock.advance(1);
+    store.getOrCreate(`new=${i}`);
+    const broken = checkInvariants(store);
+    if (broken !== null) t.fail(broken);
+  }
+  t.ok(evicted.length > 0, 'eviction happened once nothing could be demoted');
+  t.equal(store.tiers[3].count, 0, 'no token left above startSize... ');
+  t.equal(store.tiers[2].count, 0, '...');
+  t.equal(evicted[0], 'hot=0', 'the coldest token was evicted first');
+  t.ok(store.alive(store.id('new=399')), 'the newest token is there');
+});
+
+t.test(
+  'getOrCreateMany never evicts a token of its own batch; an impossible budget is a clear error',
+  async (t) => {
+    const clock = new ManualClock(0);
+    const ladder = [0, 4];
+    const probe = new EmbeddingStore({ ladder, startSize: 4, chunkRows: 1 });
+    for (let i = 0; i < 3; i++) probe.getOrCreate(`k=${i}`);
+    const store = new EmbeddingStore({
+      ladder,
+      startSize: 4,
+      chunkRows: 1,
+      clock,
+      budgetBytes: probe.accounting().totalBytes,
+    });
+    const old = store.getOrCreate('user=old'); // the coldest token
+    clock.advance(10);
+    const out = new Int32Array(3);
+    store.getOrCreateMany(['user=old', 'item=1', 'item=2'], out);
+    t.equal(out[0], old);
+    for (const id of out) t.ok(store.alive(id), `id ${id} of the batch is live`);
+    t.throws(
+      () => store.getOrCreateMany(['user=old', 'item=1', 'item=2', 'item=3'], new Int32Array(4)),
+      { code: 'PME_ERR_STORE_BUDGET' },
+      'a batch larger than the budget can hold',
+    );
+    t.equal(checkInvariants(store), null);
+    const tiny = new EmbeddingStore({ budgetBytes: 100 });
+    t.throws(() => tiny.getOrCreate('user=1'), { code: 'PME_ERR_STORE_BUDGET' });
+    t.equal(tiny.size, 0);
+  },
+);
+
+t.test('accounting charges capacity and key bytes; compact gives slack back', async (t) => {
+  const store = new EmbeddingStore({ chunkRows: 100, optimizerSlots: 2 });
+  store.getOrCreate('user=1');
+  const a = store.accounting();
+  const t8 = a.tiers[3];
+  t.equal(t8.capacityRows, 100);
+  t.equal(t8.paramBytes, 100 * 8 * 4);
+  t.equal(t8.optimizerBytes, 100 * 8 * 2 * 4);
+  t.equal(a.keyBytes, stringBytes('user=1'));
+  t.equal(checkInvariants(store), null);
+  const freed = store.compact();
+  t.equal(
+    freed,
+    99 * store.tiers[3].size * 4 * 4,
+    'compact frees the 99 unused rows of tier 8 (4 floats each: params, 2 slots, id)',
+  );
+  t.equal(store.accounting().tiers[3].capacityRows, 1);
+  t.equal(checkInvariants(store), null);
+});
+
+t.test('readers never see a half-moved token while moves run (interleaved with setImmediate)', async (t) => {
+  // Each row holds its token id in every dimension; a move writes the same marker at the new size.
+  const store = new EmbeddingStore({ chunkRows: 8, ladder: [0, 2, 4, 8, 16], startSize: 4 });
+  const N = 200;
+  for (let i = 0; i < N; i++) store.row(store.getOrCreate(`t=${i}`)).fill(i);
+  const sizes = store.options.ladder;
+  let done = false;
+  let reads = 0;
+  let bad = 0;
+  const reader = (async () => {
+    const random = createRandom(2);
+    while (!done) {
+      for (let k = 0; k < 50; k++) {
+        const id = random.int(N);
+        const tier = store.tiers[store.tierOf[id]];
+        const off = store.slotOf[id] * tier.size;
+        for (let j = 0; j < tier.size; j++) if (tier.params[off + j] !== id) bad++;
+        if (tier.ids[store.slotOf[id]] !== id) bad++;
+        reads++;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  const random = createRandom(3);
+  for (let step = 0; step < 300; step++) {
+    for (let k = 0; k < 5; k++) {
+      const id = random.int(N);
+      store.move(id, sizes[random.int(sizes.length)], (_src, dst) => dst.fill(id));
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  done = true;
+  await reader;
+  t.ok(reads > 1000, `${reads} reads interleaved with 1500 moves`);
+  t.equal(bad, 0, 'no read saw a mixed or foreign row');
+  t.equal(checkInvariants(store), null);
+});
