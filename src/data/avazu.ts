@@ -13,7 +13,7 @@
  * their own names. The catalog built from the data gives each item its domain and category.
  */
 import type { Interaction } from './event.js';
-import { type LineParser, toNumber } from './parser.js';
+import { compileRecord, type LineParser, toNumber } from './parser.js';
 import { type DataReport, malformed } from './report.js';
 
 export const AVAZU_COLUMNS: readonly string[] = Object.freeze([
@@ -57,9 +57,13 @@ const APP_ID = col('app_id');
 const DEVICE_ID = col('device_id');
 const DEVICE_IP = col('device_ip');
 const DEVICE_MODEL = col('device_model');
-/** Columns that become fields as they are. */
+/** Columns that become fields as they are, then the two taken from `hour` (pushed at 24, 25). */
 const FIELD_COLUMNS = AVAZU_COLUMNS.map((_, i) => i).filter(
   (i) => i > 2 && i !== SITE_ID && i !== APP_ID && i !== DEVICE_ID,
+);
+const makeFields = compileRecord(
+  [...FIELD_COLUMNS.map((c) => AVAZU_COLUMNS[c]), 'hour_of_day', 'weekday'],
+  [...FIELD_COLUMNS, 24, 25],
 );
 
 /** `YYMMDDHH` -> epoch milliseconds (UTC), or NaN. */
@@ -102,12 +106,12 @@ export function createAvazuParser(firstLine: string, report: DataReport): LinePa
       if (user.length === 0 || user === '/' || item.length === 0)
         return malformed(report, lineNo, 'empty_id');
       if (app) appItems.add(item);
-      const fields: Record<string, string> = {};
-      for (const c of FIELD_COLUMNS) fields[AVAZU_COLUMNS[c]] = cols[c];
-      const date = new Date(timestamp);
-      fields.hour_of_day = HOURS[date.getUTCHours()];
-      fields.weekday = WEEKDAYS[date.getUTCDay()];
-      return { user, item, label: click === '1' ? 1 : 0, timestamp, fields };
+      // Epoch day 0 (1970-01-01) was a Thursday; years >= 2000 keep the arithmetic positive.
+      cols.push(
+        HOURS[Math.floor(timestamp / 3_600_000) % 24],
+        WEEKDAYS[(Math.floor(timestamp / 86_400_000) + 4) % 7],
+      );
+      return { user, item, label: click === '1' ? 1 : 0, timestamp, fields: makeFields(cols) };
     },
     itemFields(event: Interaction): Record<string, string> {
       const f = event.fields;

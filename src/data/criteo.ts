@@ -13,7 +13,7 @@
  * is the row index (0-based, as milliseconds), so order is the file's order.
  */
 import type { Interaction } from './event.js';
-import { type LineParser, NO_FIELDS } from './parser.js';
+import { compileRecord, type LineParser, NO_FIELDS } from './parser.js';
 import { type DataReport, malformed } from './report.js';
 
 export const CRITEO_COLUMNS: readonly string[] = Object.freeze([
@@ -25,11 +25,15 @@ export const CRITEO_COLUMNS: readonly string[] = Object.freeze([
 /** Token value of an empty column (never a real value: those are integers or 8-hex hashes). */
 export const EMPTY_VALUE = 'empty';
 
+/** Bucket names up to ln(2^53)^2 ~ 1349, built once rather than per value. */
+const BUCKETS = Array.from({ length: 1400 }, (_, b) => `L${b}`);
+
 /** The Criteo integer transform: `L<floor(ln(v)^2)>` for v > 2, else v as written. */
 export function bucketCriteoInteger(v: number): string {
   if (v > 2) {
     const l = Math.log(v);
-    return `L${Math.floor(l * l)}`;
+    const b = Math.floor(l * l);
+    return b < BUCKETS.length ? BUCKETS[b] : `L${b}`;
   }
   return String(v);
 }
@@ -61,9 +65,13 @@ export function createCriteoParser(
 ): LineParser {
   const userCol = CRITEO_COLUMNS.indexOf(columns.userColumn ?? 'C1');
   const itemCol = CRITEO_COLUMNS.indexOf(columns.itemColumn ?? 'C2');
-  const names = CRITEO_COLUMNS;
+  const fieldColumns = CRITEO_COLUMNS.map((_, c) => c).filter((c) => c > 0 && c !== userCol && c !== itemCol);
+  const makeFields = compileRecord(
+    fieldColumns.map((c) => CRITEO_COLUMNS[c]),
+    fieldColumns,
+  );
   // Integer columns fail the whole line on a non-integer, so parse them before allocating.
-  const values = new Array<string>(40);
+  const values = new Array<string>(40).fill('');
   let row = 0;
   return {
     layout: 'tsv',
@@ -83,8 +91,7 @@ export function createCriteoParser(
         values[c] = bucketCriteoInteger(v);
       }
       for (let c = 14; c < 40; c++) values[c] = cols[c].length === 0 ? EMPTY_VALUE : cols[c];
-      const fields: Record<string, string> = {};
-      for (let c = 1; c < 40; c++) if (c !== userCol && c !== itemCol) fields[names[c]] = values[c];
+      const fields = makeFields(values);
       return {
         user: values[userCol],
         item: values[itemCol],

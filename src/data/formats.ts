@@ -77,7 +77,9 @@ function resolve(o: ReadOptions): Resolved {
   }
   if (typeof o.path !== 'string' || o.path.length === 0) throw invalid('a data path is needed');
   const format = o.format as FormatName;
-  if (o.itemsPath !== undefined && format !== 'movielens') {
+  // Callers pass optional flags straight through: treat null and '' as "not given".
+  const itemsPath = o.itemsPath == null || o.itemsPath === '' ? null : o.itemsPath;
+  if (itemsPath !== null && format !== 'movielens') {
     throw invalid(`itemsPath is read by the movielens format only, not ${format}`);
   }
   const limit = o.limit ?? Number.POSITIVE_INFINITY;
@@ -96,7 +98,7 @@ function resolve(o: ReadOptions): Resolved {
   return Object.freeze({
     path: o.path,
     format,
-    itemsPath: o.itemsPath ?? null,
+    itemsPath,
     sortByTime: o.sortByTime ?? true,
     limit,
     minCount,

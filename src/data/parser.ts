@@ -27,3 +27,17 @@ export const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
 
 /** Thrown by a parser factory when the file is not in its format; the reader adds the path. */
 export class FormatMismatch extends Error {}
+
+/**
+ * Compiles `(values) => ({ [names[k]]: values[indices[k]], ... })` as one object literal, so
+ * every record of a file gets the same hidden class from a boilerplate; filling `{}` key by key
+ * costs twice as much on Criteo's 37 fields (measured: 7.6 vs 3.7 us/row including the split,
+ * see bench/data.ts). Names are embedded through JSON.stringify, so any string is safe.
+ */
+export function compileRecord(
+  names: readonly string[],
+  indices: readonly number[],
+): (values: readonly string[]) => Record<string, string> {
+  const body = names.map((n, k) => `${JSON.stringify(n)}: v[${indices[k] | 0}]`).join(',\n');
+  return new Function('v', `return {\n${body}\n};`) as (values: readonly string[]) => Record<string, string>;
+}

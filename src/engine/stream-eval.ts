@@ -9,7 +9,7 @@ import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
 import { isPmeError, PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { formatBytes } from '../util/bytes.js';
-import { PmeController, type WindowReport } from './pme/controller.js';
+import { PmeController, type PmeOptions, type WindowReport } from './pme/controller.js';
 import { Trainer } from './trainer.js';
 
 const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | --synthetic N) [flags]
@@ -162,6 +162,8 @@ export interface StreamEvalOptions {
   seed: number;
   limit?: number;
   progress: boolean;
+  /** PME controller options beyond `windowEvents` (experiments, tests). */
+  pmeOptions?: Partial<PmeOptions>;
 }
 
 /** The command's work, callable in process (tests, offline). */
@@ -190,7 +192,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: o.budgetBytes ?? Number.POSITIVE_INFINITY,
     seed: o.seed,
   });
-  const controller = o.pme ? new PmeController(store, { windowEvents: o.windowEvents }) : null;
+  const controller = o.pme ? new PmeController(store, { ...o.pmeOptions, windowEvents: o.windowEvents }) : null;
   const trainer = new Trainer(store, {
     seed: o.seed,
     negatives: o.negatives,

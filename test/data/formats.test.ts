@@ -38,12 +38,18 @@ t.test('criteo: integer bucketing, empty tokens, user/item columns, row-index ti
     ['L1', '0', 'L2', '-1', 'L52', 'L1', 'L7', '2', 'L27', 'empty', 'L3', '1', 'L21'],
     'v > 2 -> L<floor(ln(v)^2)>, v <= 2 kept, empty -> empty',
   );
-  const cols = (await import('node:fs')).readFileSync(fixture('criteo.tsv'), 'utf8').split('\n')[0].split('\t');
+  const cols = (await import('node:fs'))
+    .readFileSync(fixture('criteo.tsv'), 'utf8')
+    .split('\n')[0]
+    .split('\t');
   t.equal(first.user, cols[14], 'user is C1');
   t.equal(first.item, cols[15], 'item is C2');
   t.equal(first.fields.C3, cols[16]);
   t.equal(first.fields.C26, cols[39] === '' ? 'empty' : cols[39]);
-  t.notOk('C1' in first.fields || 'C2' in first.fields || 'label' in first.fields, 'user/item columns are not fields');
+  t.notOk(
+    'C1' in first.fields || 'C2' in first.fields || 'label' in first.fields,
+    'user/item columns are not fields',
+  );
   t.equal(Object.keys(first.fields).length, 37);
   t.same(
     events.map((e) => e.timestamp),
@@ -53,14 +59,18 @@ t.test('criteo: integer bucketing, empty tokens, user/item columns, row-index ti
   t.ok(events.some((e) => e.label === 1) && events.some((e) => e.label === 0));
   t.equal(new Set(catalog.map((c) => c.item)).size, catalog.length, 'catalog has each item once');
 
-  const swapped = await readEvents({ path: fixture('criteo.tsv'), format: 'criteo', userColumn: 'C3', itemColumn: 'I1' });
+  const swapped = await readEvents({
+    path: fixture('criteo.tsv'),
+    format: 'criteo',
+    userColumn: 'C3',
+    itemColumn: 'I1',
+  });
   t.equal(swapped.events[0].user, cols[16]);
   t.equal(swapped.events[0].item, 'L1');
   t.equal(swapped.events[0].fields.C1, cols[14]);
-  await t.rejects(
-    readEvents({ path: fixture('criteo.tsv'), format: 'criteo', userColumn: 'C27' }),
-    { code: 'PME_ERR_CONFIG_INVALID' },
-  );
+  await t.rejects(readEvents({ path: fixture('criteo.tsv'), format: 'criteo', userColumn: 'C27' }), {
+    code: 'PME_ERR_CONFIG_INVALID',
+  });
 });
 
 t.test('bucketCriteoInteger at the edges', async (t) => {
@@ -76,7 +86,8 @@ t.test('minCount folds rare field values into one rare token per field', async (
   const minCount = 6;
   const folded = await readEvents({ path: fixture('criteo.tsv'), format: 'criteo', minCount });
   const counts = new Map<string, number>();
-  for (const e of plain.events) for (const k in e.fields) counts.set(`${k}=${e.fields[k]}`, (counts.get(`${k}=${e.fields[k]}`) ?? 0) + 1);
+  for (const e of plain.events)
+    for (const k in e.fields) counts.set(`${k}=${e.fields[k]}`, (counts.get(`${k}=${e.fields[k]}`) ?? 0) + 1);
   let expectedFolds = 0;
   for (let i = 0; i < plain.events.length; i++) {
     const a = plain.events[i];
@@ -94,7 +105,8 @@ t.test('minCount folds rare field values into one rare token per field', async (
 
   const report = createDataReport();
   const streamed: Interaction[] = [];
-  for await (const e of streamEvents({ path: fixture('criteo.tsv'), format: 'criteo', minCount }, report)) streamed.push(e);
+  for await (const e of streamEvents({ path: fixture('criteo.tsv'), format: 'criteo', minCount }, report))
+    streamed.push(e);
   t.same(streamed, folded.events, 'streaming folds the same way (two passes)');
   t.equal(report.rareFolded, expectedFolds);
   t.equal(report.malformed, 3, 'the counting pass does not double the report');
@@ -123,15 +135,30 @@ t.test('avazu with header: labels, user/item mapping, hour split, time order', a
   t.equal(b.label, 1);
   t.equal(b.user, 'd1e2f3a4', 'real device id: user = device_id');
   t.equal(b.item, '9f8e7d6c', 'app traffic (placeholder site): item = app_id');
-  for (const gone of ['id', 'click', 'hour', 'site_id', 'app_id', 'device_id']) t.notOk(gone in a.fields, gone);
-  for (const kept of ['C1', 'banner_pos', 'site_domain', 'app_category', 'device_ip', 'device_model', 'C21']) {
+  for (const gone of ['id', 'click', 'hour', 'site_id', 'app_id', 'device_id'])
+    t.notOk(gone in a.fields, gone);
+  for (const kept of [
+    'C1',
+    'banner_pos',
+    'site_domain',
+    'app_category',
+    'device_ip',
+    'device_model',
+    'C21',
+  ]) {
     t.ok(kept in a.fields, kept);
   }
   t.equal(Object.keys(a.fields).length, 20);
   const saturday = events.find((e) => e.timestamp === Date.UTC(2014, 9, 25, 13))!;
   t.same([saturday.fields.hour_of_day, saturday.fields.weekday], ['13', 'sat']);
-  t.same(catalog.find((c) => c.item === '5a1b2c3d')!.fields, { site_domain: '6b2c3d4e', site_category: '7c3d4e5f' });
-  t.same(catalog.find((c) => c.item === '9f8e7d6c')!.fields, { app_domain: '8e7d6c5b', app_category: '7d6c5b4a' });
+  t.same(catalog.find((c) => c.item === '5a1b2c3d')!.fields, {
+    site_domain: '6b2c3d4e',
+    site_category: '7c3d4e5f',
+  });
+  t.same(catalog.find((c) => c.item === '9f8e7d6c')!.fields, {
+    app_domain: '8e7d6c5b',
+    app_category: '7d6c5b4a',
+  });
 
   const sorted = (await readEvents({ path: fixture('avazu.csv'), format: 'avazu' })).events;
   const expected = events
@@ -167,15 +194,12 @@ t.test('parseAvazuHour', async (t) => {
 t.test('generic csv: header, ISO and ms times, quotes, empty fields, malformed', async (t) => {
   const { events, report, catalog } = await readEvents({ path: fixture('events.csv'), format: 'csv' });
   t.same(report.malformedByReason, { bad_label: 1, bad_timestamp: 1, columns: 1, empty_id: 1 });
-  t.same(
-    report.examples,
-    [
-      { line: 6, reason: 'bad_label' },
-      { line: 7, reason: 'bad_timestamp' },
-      { line: 8, reason: 'columns' },
-      { line: 9, reason: 'empty_id' },
-    ],
-  );
+  t.same(report.examples, [
+    { line: 6, reason: 'bad_label' },
+    { line: 7, reason: 'bad_timestamp' },
+    { line: 8, reason: 'columns' },
+    { line: 9, reason: 'empty_id' },
+  ]);
   t.same(
     events.map((e) => `${e.user}>${e.item}@${e.timestamp}`),
     [
@@ -230,7 +254,9 @@ t.test('gzip files are read transparently', async (t) => {
 });
 
 t.test('errors: unknown format, unreadable file, bad options', async (t) => {
-  const unknown = await readEvents({ path: fixture('events.csv'), format: 'parquet' }).catch((e: unknown) => e);
+  const unknown = await readEvents({ path: fixture('events.csv'), format: 'parquet' }).catch(
+    (e: unknown) => e,
+  );
   t.ok(isPmeError(unknown, 'PME_ERR_DATA_FORMAT'));
   t.match((unknown as Error).message, 'parquet');
   t.match((unknown as Error).message, FORMAT_NAMES.join(', '), 'the message lists the known formats');
@@ -238,19 +264,28 @@ t.test('errors: unknown format, unreadable file, bad options', async (t) => {
   t.ok(isPmeError(missing, 'PME_ERR_DATA_FILE'));
   t.match((missing as Error).message, 'missing.csv');
   t.equal((missing as { statusCode: number }).statusCode, 400);
-  await t.rejects(readEvents({ path: `${fixture('missing.csv')}.gz`, format: 'csv' }), { code: 'PME_ERR_DATA_FILE' });
-  await t.rejects(readEvents({ path: fixture('events.csv'), format: 'movielens' }), { code: 'PME_ERR_DATA_FILE' });
+  await t.rejects(readEvents({ path: `${fixture('missing.csv')}.gz`, format: 'csv' }), {
+    code: 'PME_ERR_DATA_FILE',
+  });
+  await t.rejects(readEvents({ path: fixture('events.csv'), format: 'movielens' }), {
+    code: 'PME_ERR_DATA_FILE',
+  });
   await t.rejects(
     readEvents({ path: fixture('ratings.csv'), format: 'movielens', itemsPath: fixture('nope.csv') }),
     { code: 'PME_ERR_DATA_FILE' },
   );
-  await t.rejects(readEvents({ path: fixture('events.csv'), format: 'csv', limit: 0 }), { code: 'PME_ERR_CONFIG_INVALID' });
+  await t.rejects(readEvents({ path: fixture('events.csv'), format: 'csv', limit: 0 }), {
+    code: 'PME_ERR_CONFIG_INVALID',
+  });
   await t.rejects(readEvents({ path: fixture('events.csv'), format: 'csv', minCount: 1.5 }), {
     code: 'PME_ERR_CONFIG_INVALID',
   });
-  await t.rejects(readEvents({ path: fixture('events.csv'), format: 'csv', itemsPath: fixture('movies.csv') }), {
-    code: 'PME_ERR_CONFIG_INVALID',
-  });
+  await t.rejects(
+    readEvents({ path: fixture('events.csv'), format: 'csv', itemsPath: fixture('movies.csv') }),
+    {
+      code: 'PME_ERR_CONFIG_INVALID',
+    },
+  );
   const stream = streamEvents({ path: fixture('nothing-here.tsv'), format: 'criteo' });
   await t.rejects(stream.next(), { code: 'PME_ERR_DATA_FILE' });
 });
@@ -278,4 +313,40 @@ t.test('splitCsv and parseTimestamp', async (t) => {
   t.equal(parseTimestamp('2024-03-01T10:00:00Z'), Date.UTC(2024, 2, 1, 10));
   t.ok(Number.isNaN(parseTimestamp('')));
   t.ok(Number.isNaN(parseTimestamp('soon')));
+});
+
+t.test('BOM, CRLF and a missing final newline', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pme-data-'));
+  const path = join(dir, 'bom.csv');
+  await writeFile(path, '\ufeffuser,item,label\r\nu1,i1,1\r\nu2,i2,0');
+  const { events, report } = await readEvents({ path, format: 'csv' });
+  t.equal(report.malformed, 0, 'the BOM does not hide the header');
+  t.same(
+    events.map((e) => [e.user, e.item, e.label]),
+    [
+      ['u1', 'i1', 1],
+      ['u2', 'i2', 0],
+    ],
+    'no \\r left, last line without newline read',
+  );
+});
+
+t.test('streamEvents: leaving the loop early stops reading; limit applies', async (t) => {
+  const report = createDataReport();
+  const seen: Interaction[] = [];
+  for await (const e of streamEvents({ path: fixture('avazu.csv'), format: 'avazu' }, report)) {
+    seen.push(e);
+    if (seen.length === 3) break;
+  }
+  t.equal(seen.length, 3);
+  const limited: Interaction[] = [];
+  const gen = streamEvents({ path: fixture('avazu.csv'), format: 'avazu', limit: 4 });
+  let r = await gen.next();
+  while (!r.done) {
+    limited.push(r.value);
+    r = await gen.next();
+  }
+  t.equal(limited.length, 4);
+  t.equal(r.value.events, 4, 'the generator returns its report');
+  t.same(limited.slice(0, 3), seen);
 });

@@ -41,26 +41,39 @@ t.test('ratings.csv + movies.csv: labels, seconds to ms, genres, time order', as
     { genre: 'Animation', genres: 'Animation|Children|Comedy' },
     'quoted title with a comma; tie on rarity broken by name',
   );
-  t.same(find(events, '1', '30')!.fields, { genre: 'Drama', genres: 'Drama' }, 'doubled quotes inside a title');
+  t.same(
+    find(events, '1', '30')!.fields,
+    { genre: 'Drama', genres: 'Drama' },
+    'doubled quotes inside a title',
+  );
   t.same(find(events, '2', '50')!.fields, { genre: 'Thriller', genres: 'Drama|Thriller' });
   t.same(find(events, '2', '40')!.fields, {}, '(no genres listed) gives no genre field');
   t.same(find(events, '3', '60')!.fields, {}, 'a movie missing from the movies file has no genres');
 
-  for (let i = 1; i < events.length; i++) t.ok(events[i - 1].timestamp <= events[i].timestamp, 'sorted by time');
+  for (let i = 1; i < events.length; i++)
+    t.ok(events[i - 1].timestamp <= events[i].timestamp, 'sorted by time');
   t.equal(events[0].user, '2', 'the earliest rating comes first');
 
   t.ok(report.items, 'the movies file has its own report');
   t.equal(report.items!.malformed, 1, 'a movie line without genres column is malformed');
   t.same(report.items!.examples, [{ line: 7, reason: 'columns' }]);
   const ids = catalog.map((c) => c.item);
-  t.same(ids.slice(0, 6), ['10', '20', '30', '40', '50', '90'], 'catalog starts with the movies file, in order');
+  t.same(
+    ids.slice(0, 6),
+    ['10', '20', '30', '40', '50', '90'],
+    'catalog starts with the movies file, in order',
+  );
   t.ok(ids.includes('60'), 'items rated but not in the movies file join the catalog');
   t.same(catalog.find((c) => c.item === '90')!.fields, { genre: 'Comedy', genres: 'Comedy' });
   t.ok(catalog.every((c) => c.active));
 });
 
 t.test('sortByTime false keeps file order; limit stops early', async (t) => {
-  const { events } = await readEvents({ path: fixture('ratings.csv'), format: 'movielens', sortByTime: false });
+  const { events } = await readEvents({
+    path: fixture('ratings.csv'),
+    format: 'movielens',
+    sortByTime: false,
+  });
   t.same(
     events.slice(0, 3).map((e) => e.item),
     ['10', '20', '30'],
@@ -89,7 +102,11 @@ t.test('u.data (tabs, CRLF) + u.item (genre flags)', async (t) => {
   t.equal(e.timestamp, 880_000_500_000);
   t.equal(e.item, '101', 'no carriage return left in the last column');
   t.same(e.fields, { genre: 'Adventure', genres: 'Action|Adventure|Thriller' });
-  t.same(find(events, '11', '102')!.fields, { genre: 'Drama', genres: 'Comedy|Drama|Romance' }, 'title with a |');
+  t.same(
+    find(events, '11', '102')!.fields,
+    { genre: 'Drama', genres: 'Comedy|Drama|Romance' },
+    'title with a |',
+  );
   t.same(find(events, '12', '103')!.fields, { genre: 'Animation', genres: "Animation|Children's|Comedy" });
   t.same(find(events, '13', '104')!.fields, {}, 'the unknown flag is no genre');
   t.same(find(events, '14', '105')!.fields, { genre: 'Sci-Fi', genres: 'Action|Sci-Fi|Thriller' });
@@ -129,11 +146,16 @@ t.test('layout detection', async (t) => {
 });
 
 t.test('streamEvents yields file order and fills the report', async (t) => {
-  const { events: sorted } = await readEvents({ path: fixture('ratings.csv'), format: 'movielens', sortByTime: false });
+  const { events: sorted } = await readEvents({
+    path: fixture('ratings.csv'),
+    format: 'movielens',
+    sortByTime: false,
+  });
   const { createDataReport } = await import('../../src/data/index.js');
   const report = createDataReport();
   const streamed: Interaction[] = [];
-  for await (const e of streamEvents({ path: fixture('ratings.csv'), format: 'movielens' }, report)) streamed.push(e);
+  for await (const e of streamEvents({ path: fixture('ratings.csv'), format: 'movielens' }, report))
+    streamed.push(e);
   t.same(streamed, sorted, 'same events as readEvents without sorting');
   t.equal(report.malformed, 4);
   t.equal(report.events, streamed.length);

@@ -1,0 +1,91 @@
+/**
+ * Writes interactions and catalog items to Kafka in the project's Avro contract, keyed as the
+ * contract says (interactions by user, items by item). Used by `pme replay` and the demo.
+ */
+import { CompressionTypes, Kafka, logLevel, type Producer } from 'kafkajs';
+import type { CatalogItem, Interaction } from '../data/event.js';
+import { encodeInteractionMessage, encodeItemMessage } from './codec.js';
+
+export interface ProducerOptions {
+  brokers: readonly string[];
+  clientId?: string;
+  /** Messages per produce request. Default 500. */
+  batchSize?: number;
+}
+
+/** A paced producer loop, stopped by `stop()`. */
+export interface RunningStream {
+  readonly sent: number;
+  stop(): Promise<void>;
+}
+
+export class EventProducer {
+  readonly #producer: Producer;
+  readonly #batchSize: number;
+
+  constructor(options: ProducerOptions) {
+    const kafka = new Kafka({ clientId: options.clientId ?? 'pme-producer', brokers: [...options.brokers], logLevel: logLevel.ERROR });
+    this.#producer = kafka.producer({ allowAutoTopicCreation: true });
+    this.#batchSize = options.batchSize ?? 500;
+  }
+
+  connect(): Promise<void> {
+    return this.#producer.connect();
+  }
+
+  disconnect(): Promise<void> {
+    return this.#producer.disconnect();
+  }
+
+  async sendInteractions(topic: string, events: readonly Interaction[]): Promise<void> {
+    for (let i = 0; i < events.length; i += this.#batchSize) {
+      await this.#producer.send({
+        topic,
+        compression: CompressionTypes.None,
+        messages: events.slice(i, i + this.#batchSize).map(encodeInteractionMessage),
+      });
+    }
+  }
+
+  async sendItems(topic: string, items: readonly CatalogItem[]): Promise<void> {
+    for (let i = 0; i < items.length; i += this.#batchSize) {
+      await this.#producer.send({ topic, messages: items.slice(i, i + this.#batchSize).map(encodeItemMessage) });
+    }
+  }
+
+  /**
+   * Sends `next()` events at about `rate` per second, in small batches every 50 ms, until
+   * stopped. A send that fails is reported once and the loop goes on (the demo must not die
+   * with a broker hiccup).
+   */
+  stream(topic: string, next: () => Interaction, rate: number, onError: (error: unknown) => void = () => {}): RunningStream {
+    let sent = 0;
+    let running = true;
+    const tickMs = 50;
+    const perTick = Math.max(1, Math.round((rate * tickMs) / 1000));
+    const loop = (async () => {
+      const started = Date.now();
+      while (running) {
+        const batch: Interaction[] = [];
+        for (let i = 0; i < perTick; i++) batch.push(next());
+        try {
+          await this.sendInteractions(topic, batch);
+          sent += batch.length;
+        } catch (error) {
+          onError(error);
+        }
+        const due = started + (sent / rate) * 1000;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - Date.now())));
+      }
+    })();
+    return {
+      get sent() {
+        return sent;
+      },
+      stop: async () => {
+        running = false;
+        await loop;
+      },
+    };
+  }
+}

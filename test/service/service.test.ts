@@ -1,0 +1,91 @@
+/**
+ * The whole service against the real broker and real sockets: events produced to Kafka are
+ * learned from, scores and recommendations change, a stop snapshots and commits, and a
+ * restart resumes from the snapshot without applying anything twice.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { loadConfig } from '../../src/config.js';
+import { SyntheticWorkload } from '../../src/data/index.js';
+import { startService } from '../../src/service/index.js';
+import { EventProducer } from '../../src/stream/index.js';
+import { testBrokers, uniqueName } from '../helpers/broker.js';
+
+async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+t.test('events from Kafka are learned, served, snapshotted and resumed', async (t) => {
+  const brokers = await testBrokers();
+  const stateDir = await mkdtemp(join(tmpdir(), 'pme-service-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const topic = uniqueName('interactions');
+  const env = {
+    KAFKA_BROKERS: brokers,
+    PME_TOPIC_INTERACTIONS: topic,
+    PME_TOPIC_ITEMS: `${topic}-items`,
+    PME_GROUP: uniqueName('group'),
+    PME_STATE_DIR: stateDir,
+    PME_PORT: '0',
+    PME_PARTITIONS: '2',
+    PME_SNAPSHOT_INTERVAL_MS: '500',
+  };
+  const config = loadConfig([], env);
+  const quiet = (): void => {};
+  const service = await startService(config, quiet);
+
+  const workload = new SyntheticWorkload({ seed: 5, users: 100, items: 300 });
+  const producer = new EventProducer({ brokers: config.brokers });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  await producer.sendItems(config.itemsTopic, workload.catalog());
+  const first = Array.from({ length: 20_000 }, () => workload.next());
+  const user = first[0].user;
+  const items = workload.catalog().slice(0, 10).map((i) => i.item);
+
+  const scoreOf = async (url: string) => {
+    const res = await fetch(`${url}/v1/score`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user, items }),
+    });
+    t.equal(res.status, 200);
+    return ((await res.json()) as { scores: number[] }).scores;
+  };
+  const before = await scoreOf(service.url);
+  await producer.sendInteractions(config.interactionsTopic, first);
+  await until('20,000 events trained', () => service.trainer.stats().learned >= 20_000);
+  t.equal(service.trainer.stats().learned, 20_000, 'each event learned exactly once');
+  const after = await scoreOf(service.url);
+  t.notSame(after, before, 'scores change after learning from the stream');
+
+  const rec = (await (await fetch(`${service.url}/v1/recommend?user=${user}&k=5`)).json()) as {
+    items: Array<{ item: string }>;
+    fallback: string | null;
+  };
+  t.equal(rec.items.length, 5);
+  t.equal(rec.fallback, null);
+  const ready = await fetch(`${service.url}/readyz`);
+  t.equal(ready.status, 200);
+
+  const tokens = service.store.size;
+  await service.stop();
+
+  // Restart from the snapshot: the state is back, and the events already applied are skipped.
+  const second = await startService(config, quiet);
+  t.teardown(() => second.stop());
+  t.equal(second.store.size, tokens, 'tokens restored from the snapshot');
+  const restoredScores = await scoreOf(second.url);
+  for (let i = 0; i < after.length; i++) t.ok(Math.abs(restoredScores[i] - after[i]) < 1e-6, `score ${i} restored`);
+  const more = Array.from({ length: 5_000 }, () => workload.next());
+  await producer.sendInteractions(config.interactionsTopic, more);
+  await until('5,000 more events trained', () => second.trainer.stats().learned >= 5_000);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  t.equal(second.trainer.stats().learned, 5_000, 'only the new events are learned after the restart');
+});
