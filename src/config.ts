@@ -73,7 +73,7 @@ export const OPTIONS = {
     env: 'PME_TOKEN_TTL_MS',
     kind: 'number',
     default: '86400000',
-    doc: 'Tokens unseen this long (event time) are evicted at the next prune window.',
+    doc: 'Tokens unseen this long (service clock) are evicted at the next prune window.',
   },
   pruneEveryEvents: {
     env: 'PME_PRUNE_EVERY_EVENTS',
@@ -94,12 +94,6 @@ export const OPTIONS = {
     doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
   },
   seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
-  schemaRegistry: {
-    env: 'PME_SCHEMA_REGISTRY_URL',
-    kind: 'string',
-    default: '',
-    doc: 'Confluent schema registry URL; when set, messages use its wire format.',
-  },
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;
@@ -186,7 +180,7 @@ function validate(config: Config): void {
 export function describeOptions(markdown: boolean): string {
   const rows = (Object.entries(OPTIONS) as [string, OptionSpec][]).map(([name, spec]) =>
     markdown
-      ? `| \`${flagName(name)}\` | \`${spec.env}\` | \`${spec.default}\` | ${spec.doc} |`
+      ? `| \`${flagName(name)}\` | \`${spec.env}\` | ${spec.default === '' ? '(empty)' : `\`${spec.default}\``} | ${spec.doc} |`
       : `  ${flagName(name).padEnd(24)} ${spec.env.padEnd(26)} default: ${spec.default || '(empty)'}\n      ${spec.doc}`,
   );
   return markdown

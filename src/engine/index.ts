@@ -29,6 +29,13 @@ export {
 } from './pme/controller.js';
 export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
 export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';
+export {
+  OFFLINE_METHODS,
+  type OfflineOptions,
+  type OfflineResult,
+  offlineCommand,
+  runOffline,
+} from './offline.js';
 export { exportTrainerState, importTrainerState } from './state.js';
 export {
   type Recommendation,

@@ -192,7 +192,9 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: o.budgetBytes ?? Number.POSITIVE_INFINITY,
     seed: o.seed,
   });
-  const controller = o.pme ? new PmeController(store, { ...o.pmeOptions, windowEvents: o.windowEvents }) : null;
+  const controller = o.pme
+    ? new PmeController(store, { ...o.pmeOptions, windowEvents: o.windowEvents })
+    : null;
   const trainer = new Trainer(store, {
     seed: o.seed,
     negatives: o.negatives,

@@ -35,6 +35,8 @@ export interface PmeStore extends TrainerStore {
   forEachInTier(size: number, fn: (id: TokenId) => void): void;
   evictExpired(now: Milliseconds): number;
   accounting(): { tiers: TierAccounting[]; totalBytes: number; budgetBytes: number; tokens: number };
+  /** Gives back allocated rows no token uses (optional: a store without slack needs none). */
+  compact?(): number;
 }
 
 export interface PmeOptions {
@@ -258,6 +260,49 @@ export class PmeController implements TokenObserver {
     return size * 4 * (size === this.D ? 3 : 2);
   }
 
+  /** Bytes the live rows hold: the accounted total minus allocated rows no token uses. The store
+   *  grows a tier by whole chunks, so its capacity can sit far above what tokens use; sizing a
+   *  window on capacity would read that slack as full and prune every searched token to 0. */
+  #liveBytes(acc: ReturnType<PmeStore['accounting']>): number {
+    let slack = 0;
+    for (let ti = 0; ti < acc.tiers.length; ti++) {
+      const t = acc.tiers[ti] as TierAccounting & { capacityRows?: number };
+      if (t.capacityRows !== undefined && t.capacityRows > t.tokens)
+        slack += (t.capacityRows - t.tokens) * (t.totalBytes / t.capacityRows);
+    }
+    return acc.totalBytes - slack;
+  }
+
+  /** Mean optimizer accumulator of a token's row (0 for size 0 or no optimizer state). */
+  #meanAccumulator(id: TokenId): number {
+    const store = this.store;
+    const tier = store.tiers[store.tierOf[id]];
+    const s = tier.size;
+    const opt = tier.optimizer;
+    if (s === 0 || opt.length === 0) return 0;
+    const slots = opt.length / tier.params.length || 0;
+    const width = s * slots;
+    const off = store.slotOf[id] * width;
+    let sum = 0;
+    for (let i = 0; i < width; i++) sum += opt[off + i];
+    return sum / width;
+  }
+
+  /** After a move: the store zeroes the new row's optimizer state, which would make the next
+   *  Adagrad steps of a well-trained token as large as a fresh token's (a jolt to every score it
+   *  takes part in). Its accumulators start at the old row's mean instead. */
+  #carryAccumulator(id: TokenId, mean: number): void {
+    if (!(mean > 0)) return;
+    const store = this.store;
+    const tier = store.tiers[store.tierOf[id]];
+    const s = tier.size;
+    const opt = tier.optimizer;
+    if (s === 0 || opt.length === 0) return;
+    const slots = opt.length / tier.params.length || 0;
+    const width = s * slots;
+    opt.fill(mean, store.slotOf[id] * width, (store.slotOf[id] + 1) * width);
+  }
+
   #promotePending(): void {
     const store = this.store;
     const D = this.D;
@@ -267,7 +312,7 @@ export class PmeController implements TokenObserver {
     const topIndex = this.ladder.indexOf(D);
     const searchCap = Number.isFinite(budget) ? budget * this.options.searchShare : Number.POSITIVE_INFINITY;
     let searchBytes = store.tiers[topIndex].count * this.#rowBytes(D);
-    let total = acc.totalBytes;
+    let total = this.#liveBytes(acc);
     const limit = Number.isFinite(budget) ? budget * (1 - this.options.headroom) : Number.POSITIVE_INFINITY;
     const rowD = this.#rowBytes(D);
     for (const id of this.#pending) {
@@ -290,6 +335,9 @@ export class PmeController implements TokenObserver {
           for (let d = 0; d < D; d++) dst[d] += e * P[i * D + d];
         }
       });
+      // No carry on promotion: the new dims must be free to grow (that is the search). Measured on
+      // ml-latest-small: carrying here gains 0.002 progressive AUC but breaks the planted split.
+
       this.#searchedUntil.set(id, this.#windows + 1 + this.options.researchAfter);
       searchBytes += rowD;
       total += extra;
@@ -345,6 +393,7 @@ export class PmeController implements TokenObserver {
     };
     this.#windows++;
     const windowId = this.#windows;
+    store.compact?.();
     const accBefore = store.accounting();
     const aucBefore = trainer === null ? Number.NaN : trainer.metrics.snapshot().windowAuc;
 
@@ -354,24 +403,37 @@ export class PmeController implements TokenObserver {
     store.forEachInTier(D, (id) => {
       ids.push(id);
     });
-    const n = ids.length;
-    const importance = new Float32Array(n * D);
+    // A token with no importance yet (promoted after its last event) has shown nothing: it stays
+    // at D into the next window instead of being pruned to 0 on no evidence.
+    const all = ids.length;
+    const importance = new Float32Array(all * D);
     const imp = store.tiers[topIndex].importance;
-    if (imp !== null)
-      for (let k = 0; k < n; k++) {
-        const off = store.slotOf[ids[k]] * D;
-        importance.set(imp.subarray(off, off + D), k * D);
+    let n = 0;
+    let waiting = 0;
+    for (let k = 0; k < all; k++) {
+      const id = ids[k];
+      const off = store.slotOf[id] * D;
+      let sum = 0;
+      if (imp !== null) for (let d = 0; d < D; d++) sum += imp[off + d];
+      if (imp !== null && !(sum > 0)) {
+        waiting++;
+        continue;
       }
+      if (imp !== null) importance.set(imp.subarray(off, off + D), n * D);
+      ids[n++] = id;
+    }
+    ids.length = n;
 
     // 2. One global threshold so the searched tokens' new sizes fit what the rest leaves free.
     const budget = accBefore.budgetBytes;
     const limit = Number.isFinite(budget) ? budget * (1 - o.headroom) : Number.POSITIVE_INFINITY;
     const searchedBytes = n * this.#rowBytes(D);
-    const available = limit - (accBefore.totalBytes - searchedBytes);
+    const available = limit - (this.#liveBytes(accBefore) - searchedBytes);
     const bytesOf = (s: number) => this.#rowBytes(s);
-    const choice = Number.isFinite(available)
-      ? chooseSizes(importance, n, D, ladder, bytesOf, Math.max(0, available))
-      : null;
+    const choice =
+      Number.isFinite(available) && imp !== null
+        ? chooseSizes(importance, n, D, ladder, bytesOf, Math.max(0, available))
+        : null;
     await pause();
 
     // 3. Capacity transfer, chunk by chunk. Least-squares factors are rebuilt per chunk because
@@ -406,6 +468,7 @@ export class PmeController implements TokenObserver {
       }
       const threshold = choice!.threshold;
       const ls = solverFor(size);
+      const acc0 = this.#meanAccumulator(id);
       store.move(id, size, (src, dst) => {
         let norm = 0;
         for (let d = 0; d < D; d++) {
@@ -417,35 +480,41 @@ export class PmeController implements TokenObserver {
         errSum += rel;
         if (rel > errMax) errMax = rel;
       });
+      this.#carryAccumulator(id, acc0);
       moved++;
     }
     await pause();
 
     // 4. Cooled tokens step down one size (least squares from their current D-space vector).
+    //    All cold tokens are listed before any moves, so a token steps down once per window
+    //    instead of cascading through every lower tier in the same pass.
     let demoted = 0;
     const v = new Float64Array(D);
+    const cold: TokenId[] = [];
     for (let ti = ladder.length - 1; ti >= 1; ti--) {
       const size = ladder[ti];
       if (size === D) continue;
-      const cold: TokenId[] = [];
       store.forEachInTier(size, (id) => {
         if (this.sketch.estimate(id) < o.coldThreshold) cold.push(id);
       });
-      const lower = ladder[ti - 1];
-      for (let c = 0; c < cold.length; c++) {
-        if (c > 0 && c % o.chunk === 0) {
-          await pause();
-          solvers.clear();
-        }
-        const id = cold[c];
-        if (store.tierOf[id] !== ti) continue;
-        if (model !== null) model.vectorOf(id, v);
-        const ls = solverFor(lower);
-        store.move(id, lower, (_src, dst) => {
-          ls.solve(v, dst);
-        });
-        demoted++;
+    }
+    const coldTier = Int32Array.from(cold, (id) => store.tierOf[id]);
+    for (let c = 0; c < cold.length; c++) {
+      if (c > 0 && c % o.chunk === 0) {
+        await pause();
+        solvers.clear();
       }
+      const id = cold[c];
+      const ti = coldTier[c];
+      if (store.tierOf[id] !== ti) continue;
+      if (model !== null) model.vectorOf(id, v);
+      const ls = solverFor(ladder[ti - 1]);
+      const acc0 = this.#meanAccumulator(id);
+      store.move(id, ladder[ti - 1], (_src, dst) => {
+        ls.solve(v, dst);
+      });
+      this.#carryAccumulator(id, acc0);
+      demoted++;
     }
 
     // 5. TTL.
@@ -457,7 +526,7 @@ export class PmeController implements TokenObserver {
       reason,
       startedAt,
       durationMs: now() - t0,
-      searched: n,
+      searched: n + waiting,
       moved,
       demoted,
       promoted: this.#promoted,

@@ -1,0 +1,675 @@
+/**
+ * `pme offline`: the paper's protocol on a file. Random 80/10/10 split (seeded); a search phase that
+ * trains the full-size model for `searchEpochs` while collecting per-(token, dimension) importance;
+ * one global threshold prunes those importances to the budget; the found sizes are retrained from
+ * scratch with early stopping on validation AUC. Baselines at the same embedding-parameter count:
+ * `full` (every token at D, the reference), `uniform` (every token at ⌊budget·D⌋), `mde` (sizes
+ * ∝ popularity rank^-alpha per field, alpha tuned to the budget) and `pme`.
+ *
+ * Embedding parameters are Σ over tokens of their size (the rows); the projections P_s (s × D per
+ * tier, shared by all tokens of a tier) are reported apart as `projectionParams`, and linear weights
+ * (one per token, the same in every method) are not counted.
+ */
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { CatalogItem, Interaction } from '../data/event.js';
+import { FORMAT_NAMES, readEvents, splitEvents } from '../data/index.js';
+import { isPmeError, PmeError } from '../errors.js';
+import { EmbeddingStore } from '../store/index.js';
+import { createRandom } from '../util/random.js';
+import { FmModel, type FmOptions, logloss } from './fm.js';
+import { chooseSizes } from './pme/prune.js';
+
+export const OFFLINE_METHODS = Object.freeze(['full', 'uniform', 'mde', 'pme'] as const);
+export type OfflineMethod = (typeof OFFLINE_METHODS)[number];
+
+/** Options of `runOffline`. Validated once by `resolveOfflineOptions`, then frozen. */
+export interface OfflineOptions {
+  /** Full embedding size D; the ladder is 0, 2, 4, .., D. Default 64. */
+  dim: number;
+  /** Embedding parameters allowed to the compressed methods, as a fraction of full's (N·D). Default 0.2. */
+  budget: number;
+  /** Seed of the split, the initialisation and the shuffles. Default 1. */
+  seed: number;
+  /** Most training epochs per method (early stopping usually ends sooner). Default 10. */
+  epochs: number;
+  /** Epochs without a better validation AUC before training stops. Default 1. */
+  patience: number;
+  /** Epochs of the PME search phase at full size (its cost is reported as pmeSearchSeconds). Default 1. */
+  searchEpochs: number;
+  /** Events per mini-batch: the projections step once per batch. Default 256. */
+  batch: number;
+  /** Methods to run, in this order. Default all four. */
+  methods: readonly OfflineMethod[];
+  /** FM options (learning rates, L2). Default the FM's defaults. */
+  model: Partial<FmOptions>;
+  /** Called after every epoch (progress display). Default none. */
+  onEpoch: ((e: EpochProgress) => void) | null;
+}
+
+export interface EpochProgress {
+  method: OfflineMethod | 'search';
+  epoch: number;
+  epochs: number;
+  valAuc: number;
+  seconds: number;
+}
+
+export const OFFLINE_DEFAULTS: Readonly<Omit<OfflineOptions, 'onEpoch' | 'model' | 'methods'>> =
+  Object.freeze({
+    dim: 64,
+    budget: 0.2,
+    seed: 1,
+    epochs: 10,
+    patience: 1,
+    searchEpochs: 1,
+    batch: 256,
+  });
+
+export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Readonly<OfflineOptions> {
+  const o: OfflineOptions = {
+    ...OFFLINE_DEFAULTS,
+    methods: OFFLINE_METHODS,
+    model: {},
+    onEpoch: null,
+    ...options,
+  };
+  const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `offline: ${m}`);
+  if (!Number.isInteger(o.dim) || o.dim < 2 || o.dim > 1024)
+    throw bad(`dim must be an integer in [2, 1024], got ${o.dim}`);
+  if (!(o.budget > 0 && o.budget <= 1)) throw bad(`budget must be a fraction in (0, 1], got ${o.budget}`);
+  if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
+  if (!Number.isInteger(o.epochs) || o.epochs < 1)
+    throw bad(`epochs must be an integer >= 1, got ${o.epochs}`);
+  if (!Number.isInteger(o.patience) || o.patience < 1)
+    throw bad(`patience must be an integer >= 1, got ${o.patience}`);
+  if (!Number.isInteger(o.searchEpochs) || o.searchEpochs < 1)
+    throw bad(`searchEpochs must be an integer >= 1, got ${o.searchEpochs}`);
+  if (!Number.isInteger(o.batch) || o.batch < 1) throw bad(`batch must be an integer >= 1, got ${o.batch}`);
+  if (o.methods.length === 0 || o.methods.some((m) => !OFFLINE_METHODS.includes(m)))
+    throw bad(`methods must be among ${OFFLINE_METHODS.join(', ')}, got ${o.methods.join(', ')}`);
+  return Object.freeze({ ...o, methods: Object.freeze([...o.methods]) });
+}
+
+export interface OfflineMethodResult {
+  method: OfflineMethod;
+  /** Test AUC and logloss of the epoch with the best validation AUC. */
+  auc: number;
+  logloss: number;
+  valAuc: number;
+  /** Σ token sizes. */
+  embeddingParams: number;
+  /** Σ over tiers with a projection of s·D. */
+  projectionParams: number;
+  /** Training time (all epochs run, evaluation included); the PME search is apart. */
+  seconds: number;
+  epochs: number;
+  bestEpoch: number;
+  /** Tokens per size. */
+  sizes: Record<string, number>;
+  /** mde only: the tuned exponent. */
+  alpha?: number;
+}
+
+export interface OfflineResult {
+  results: OfflineMethodResult[];
+  /** Seconds of the PME search phase (full-size training with importance, then the pruning). */
+  pmeSearchSeconds: number;
+  /** Mean seconds of one full-size training epoch, to compare the search cost against. */
+  fullEpochSeconds: number;
+  /** pmeSearchSeconds / fullEpochSeconds: the search cost in training passes. */
+  searchPasses: number;
+  budget: number;
+  /** budget · N · D, the embedding parameters allowed to uniform, mde and pme. */
+  budgetParams: number;
+  fullParams: number;
+  dim: number;
+  seed: number;
+  tokens: number;
+  events: { train: number; validation: number; test: number };
+}
+
+/** Events as flat token-index arrays over the training vocabulary. */
+interface Encoded {
+  tokens: Int32Array;
+  offsets: Int32Array;
+  labels: Float32Array;
+  length: number;
+}
+
+interface Vocabulary {
+  keys: string[];
+  index: Map<string, number>;
+  counts: Float64Array;
+  fields: string[];
+}
+
+function eventKeys(e: Interaction, catalog: Map<string, CatalogItem>, out: string[]): void {
+  out.length = 0;
+  out.push(`user=${e.user}`, `item=${e.item}`);
+  for (const name in e.fields) out.push(`${name}=${e.fields[name]}`);
+  const item = catalog.get(e.item);
+  if (item !== undefined)
+    for (const name in item.fields) if (!(name in e.fields)) out.push(`${name}=${item.fields[name]}`);
+}
+
+function buildVocabulary(train: readonly Interaction[], catalog: Map<string, CatalogItem>): Vocabulary {
+  const index = new Map<string, number>();
+  const keys: string[] = [];
+  const counts: number[] = [];
+  const scratch: string[] = [];
+  for (const e of train) {
+    eventKeys(e, catalog, scratch);
+    for (const k of scratch) {
+      let i = index.get(k);
+      if (i === undefined) {
+        i = keys.length;
+        index.set(k, i);
+        keys.push(k);
+        counts.push(0);
+      }
+      counts[i]++;
+    }
+  }
+  const fields = keys.map((k) => {
+    const eq = k.indexOf('=');
+    return eq < 0 ? '' : k.slice(0, eq);
+  });
+  return { keys, index, counts: Float64Array.from(counts), fields };
+}
+
+/** Tokens unknown to the training vocabulary are dropped (they would have no trained row). */
+function encode(
+  events: readonly Interaction[],
+  vocab: Vocabulary,
+  catalog: Map<string, CatalogItem>,
+): Encoded {
+  const offsets = new Int32Array(events.length + 1);
+  const tokens: number[] = [];
+  const labels = new Float32Array(events.length);
+  const scratch: string[] = [];
+  for (let i = 0; i < events.length; i++) {
+    eventKeys(events[i], catalog, scratch);
+    for (const k of scratch) {
+      const t = vocab.index.get(k);
+      if (t !== undefined) tokens.push(t);
+    }
+    offsets[i + 1] = tokens.length;
+    labels[i] = events[i].label;
+  }
+  return { tokens: Int32Array.from(tokens), offsets, labels, length: events.length };
+}
+
+export function ladderFor(dim: number): number[] {
+  const ladder = [0];
+  for (let s = 2; s < dim; s *= 2) ladder.push(s);
+  ladder.push(dim);
+  return ladder;
+}
+
+/** Exact AUC with ties counted one half (mid-ranks). NaN without both labels. */
+export function exactAuc(scores: Float64Array, labels: Float32Array): number {
+  const n = scores.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let pos = 0;
+  let rankSum = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
+    const rank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) {
+      const y = labels[order[k]];
+      pos += y;
+      rankSum += y * rank;
+    }
+    i = j + 1;
+  }
+  const neg = n - pos;
+  if (pos === 0 || neg === 0) return Number.NaN;
+  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+}
+
+/** One model with the given per-token sizes over a fresh store whose token ids are the vocabulary indexes. */
+class Run {
+  readonly store: EmbeddingStore;
+  readonly model: FmModel;
+  readonly #scratch: Int32Array;
+
+  constructor(
+    vocab: Vocabulary,
+    sizes: Int32Array,
+    ladder: number[],
+    o: Readonly<OfflineOptions>,
+    importance: boolean,
+  ) {
+    const top = ladder[ladder.length - 1];
+    this.store = new EmbeddingStore({
+      ladder,
+      startSize: top,
+      seed: o.seed,
+      importance,
+      chunkRows: 1024,
+    });
+    for (let v = 0; v < vocab.keys.length; v++) {
+      const id = this.store.getOrCreate(vocab.keys[v], sizes[v]);
+      if (id !== v) throw new Error(`offline: token ${v} got id ${id}`);
+    }
+    this.model = new FmModel(this.store, { ...o.model, importance, maxTokens: 256 });
+    this.#scratch = new Int32Array(256);
+  }
+
+  epoch(data: Encoded, order: Uint32Array, batch: number): void {
+    const { tokens, offsets, labels } = data;
+    const ids = this.#scratch;
+    const model = this.model;
+    for (let k = 0; k < order.length; k++) {
+      const i = order[k];
+      const from = offsets[i];
+      const n = Math.min(offsets[i + 1] - from, ids.length);
+      for (let j = 0; j < n; j++) ids[j] = tokens[from + j];
+      model.step(ids, n, labels[i]);
+      if ((k + 1) % batch === 0) model.flush();
+    }
+    model.flush();
+  }
+
+  evaluate(data: Encoded): { auc: number; logloss: number } {
+    const { tokens, offsets, labels } = data;
+    const ids = this.#scratch;
+    const scores = new Float64Array(data.length);
+    let loss = 0;
+    for (let i = 0; i < data.length; i++) {
+      const from = offsets[i];
+      const n = Math.min(offsets[i + 1] - from, ids.length);
+      for (let j = 0; j < n; j++) ids[j] = tokens[from + j];
+      const p = this.model.predict(ids, n);
+      scores[i] = p;
+      loss += logloss(p, labels[i]);
+    }
+    return { auc: exactAuc(scores, labels), logloss: data.length > 0 ? loss / data.length : Number.NaN };
+  }
+}
+
+function shuffled(n: number, seed: number): Uint32Array {
+  const random = createRandom(seed);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = random.int(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+function sizeCounts(sizes: Int32Array, ladder: number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of ladder) out[s] = 0;
+  for (const s of sizes) out[s]++;
+  return out;
+}
+
+/** Rounds x to the nearest ladder size on a log scale (0 below half the smallest positive size). */
+function nearestOnLadder(x: number, ladder: readonly number[]): number {
+  if (x < ladder[1] / 2) return 0;
+  let best = ladder[1];
+  for (const s of ladder)
+    if (s > 0 && Math.abs(Math.log(s) - Math.log(x)) < Math.abs(Math.log(best) - Math.log(x))) best = s;
+  return best;
+}
+
+/**
+ * MDE sizes: within each field, the token of popularity rank r (1 = most frequent) gets
+ * D · r^-alpha rounded to the ladder; alpha is the smallest (largest sizes) whose total fits.
+ */
+export function mdeSizes(
+  vocab: { counts: Float64Array; fields: string[] },
+  ladder: readonly number[],
+  budgetParams: number,
+): { sizes: Int32Array; alpha: number } {
+  const n = vocab.counts.length;
+  const D = ladder[ladder.length - 1];
+  const rank = new Float64Array(n);
+  const byField = new Map<string, number[]>();
+  for (let t = 0; t < n; t++) {
+    let list = byField.get(vocab.fields[t]);
+    if (list === undefined) {
+      list = [];
+      byField.set(vocab.fields[t], list);
+    }
+    list.push(t);
+  }
+  for (const list of byField.values()) {
+    list.sort((a, b) => vocab.counts[b] - vocab.counts[a] || a - b);
+    list.forEach((t, r) => {
+      rank[t] = r + 1;
+    });
+  }
+  const sizes = new Int32Array(n);
+  const fill = (alpha: number): number => {
+    let total = 0;
+    for (let t = 0; t < n; t++) {
+      const s = nearestOnLadder(D * rank[t] ** -alpha, ladder);
+      sizes[t] = s;
+      total += s;
+    }
+    return total;
+  };
+  let lo = 0;
+  let hi = 1;
+  while (fill(hi) > budgetParams && hi < 64) hi *= 2;
+  if (fill(lo) <= budgetParams) return { sizes, alpha: 0 };
+  if (fill(hi) > budgetParams) {
+    // Even the steepest decay leaves every field's top token at D over the budget: scale down.
+    let scale = 1;
+    const base = Float64Array.from(rank, (r) => D * r ** -hi);
+    const fillScaled = (c: number): number => {
+      let total = 0;
+      for (let t = 0; t < n; t++) {
+        sizes[t] = nearestOnLadder(c * base[t], ladder);
+        total += sizes[t];
+      }
+      return total;
+    };
+    while (scale > 1e-9 && fillScaled(scale) > budgetParams) scale /= 2;
+    return { sizes, alpha: hi };
+  }
+  for (let k = 0; k < 40; k++) {
+    const mid = (lo + hi) / 2;
+    if (fill(mid) <= budgetParams) hi = mid;
+    else lo = mid;
+  }
+  fill(hi);
+  return { sizes, alpha: hi };
+}
+
+/** Trains with early stopping on validation AUC; the test metrics are those of the best epoch. */
+function train(
+  method: OfflineMethod,
+  run: Run,
+  data: { train: Encoded; validation: Encoded; test: Encoded },
+  o: Readonly<OfflineOptions>,
+): {
+  auc: number;
+  logloss: number;
+  valAuc: number;
+  epochs: number;
+  bestEpoch: number;
+  epochSeconds: number[];
+} {
+  let best = { auc: Number.NaN, logloss: Number.NaN, valAuc: Number.NEGATIVE_INFINITY };
+  let bestEpoch = 0;
+  const epochSeconds: number[] = [];
+  let epoch = 0;
+  while (epoch < o.epochs) {
+    epoch++;
+    const t0 = performance.now();
+    run.epoch(data.train, shuffled(data.train.length, o.seed * 7919 + epoch), o.batch);
+    epochSeconds.push((performance.now() - t0) / 1000);
+    const val = run.evaluate(data.validation);
+    o.onEpoch?.({ method, epoch, epochs: o.epochs, valAuc: val.auc, seconds: epochSeconds[epoch - 1] });
+    if (val.auc > best.valAuc) {
+      const test = run.evaluate(data.test);
+      best = { auc: test.auc, logloss: test.logloss, valAuc: val.auc };
+      bestEpoch = epoch;
+    } else if (epoch - bestEpoch >= o.patience) break;
+  }
+  return { ...best, epochs: epoch, bestEpoch, epochSeconds };
+}
+
+function projectionParams(sizes: Int32Array, ladder: number[], D: number): number {
+  const used = new Set(sizes);
+  let p = 0;
+  for (const s of ladder) if (s > 0 && s < D && used.has(s)) p += s * D;
+  return p;
+}
+
+/** Runs the protocol over events already read. */
+export async function runOffline(
+  events: readonly Interaction[],
+  catalogItems: readonly CatalogItem[],
+  options: Partial<OfflineOptions> = {},
+): Promise<OfflineResult> {
+  const o = resolveOfflineOptions(options);
+  const D = o.dim;
+  const ladder = ladderFor(D);
+  const catalog = new Map(catalogItems.map((c) => [c.item, c]));
+  const [trainEvents, valEvents, testEvents] = splitEvents(events, [0.8, 0.1, 0.1], o.seed);
+  const vocab = buildVocabulary(trainEvents, catalog);
+  const N = vocab.keys.length;
+  if (N === 0) throw new PmeError('PME_ERR_CONFIG_INVALID', 'offline: the training split has no events');
+  const data = {
+    train: encode(trainEvents, vocab, catalog),
+    validation: encode(valEvents, vocab, catalog),
+    test: encode(testEvents, vocab, catalog),
+  };
+  const fullParams = N * D;
+  const budgetParams = Math.floor(o.budget * fullParams);
+  const results: OfflineMethodResult[] = [];
+  let pmeSearchSeconds = 0;
+  let fullEpochSeconds = Number.NaN;
+  const searchEpochSeconds: number[] = [];
+
+  const fit = (
+    method: OfflineMethod,
+    sizes: Int32Array,
+    runLadder: number[],
+    extra: Partial<OfflineMethodResult> = {},
+  ) => {
+    const t0 = performance.now();
+    const run = new Run(vocab, sizes, runLadder, o, false);
+    const r = train(method, run, data, o);
+    let embeddingParams = 0;
+    for (const s of sizes) embeddingParams += s;
+    results.push({
+      method,
+      auc: r.auc,
+      logloss: r.logloss,
+      valAuc: r.valAuc,
+      embeddingParams,
+      projectionParams: projectionParams(sizes, runLadder, D),
+      seconds: (performance.now() - t0) / 1000,
+      epochs: r.epochs,
+      bestEpoch: r.bestEpoch,
+      sizes: sizeCounts(sizes, runLadder),
+      ...extra,
+    });
+    return r;
+  };
+
+  for (const method of o.methods) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (method === 'full') {
+      const r = fit('full', new Int32Array(N).fill(D), ladder);
+      fullEpochSeconds = r.epochSeconds.reduce((a, b) => a + b, 0) / r.epochSeconds.length;
+    } else if (method === 'uniform') {
+      // The largest size whose table fits, not restricted to the ladder (so the baseline gets its
+      // whole budget): a tier of that size with its identity-initialised projection.
+      const u = Math.max(1, Math.min(D, Math.floor(budgetParams / N)));
+      fit(
+        'uniform',
+        new Int32Array(N).fill(u),
+        u === D ? ladder : [0, u, D].filter((s, i, a) => a.indexOf(s) === i),
+      );
+    } else if (method === 'mde') {
+      const { sizes, alpha } = mdeSizes(vocab, ladder, budgetParams);
+      fit('mde', sizes, ladder, { alpha });
+    } else {
+      const t0 = performance.now();
+      const search = new Run(vocab, new Int32Array(N).fill(D), ladder, o, true);
+      for (let e = 1; e <= o.searchEpochs; e++) {
+        const s0 = performance.now();
+        search.epoch(data.train, shuffled(data.train.length, o.seed * 7919 + e), o.batch);
+        searchEpochSeconds.push((performance.now() - s0) / 1000);
+        o.onEpoch?.({
+          method: 'search',
+          epoch: e,
+          epochs: o.searchEpochs,
+          valAuc: Number.NaN,
+          seconds: searchEpochSeconds[e - 1],
+        });
+      }
+      // Store ids are vocabulary indexes; rows sit at their slot in the top tier.
+      const top = search.store.tiers[ladder.length - 1];
+      const importance = new Float32Array(N * D);
+      const slotOf = search.store.slotOf;
+      for (let t = 0; t < N; t++)
+        importance.set(top.importance!.subarray(slotOf[t] * D, slotOf[t] * D + D), t * D);
+      const choice = chooseSizes(importance, N, D, ladder, (s) => s, budgetParams);
+      pmeSearchSeconds = (performance.now() - t0) / 1000;
+      fit('pme', choice.sizes, ladder);
+    }
+  }
+  if (Number.isNaN(fullEpochSeconds) && searchEpochSeconds.length > 0)
+    fullEpochSeconds = searchEpochSeconds.reduce((a, b) => a + b, 0) / searchEpochSeconds.length;
+  return {
+    results,
+    pmeSearchSeconds,
+    fullEpochSeconds,
+    searchPasses: fullEpochSeconds > 0 ? pmeSearchSeconds / fullEpochSeconds : Number.NaN,
+    budget: o.budget,
+    budgetParams,
+    fullParams,
+    dim: D,
+    seed: o.seed,
+    tokens: N,
+    events: { train: data.train.length, validation: data.validation.length, test: data.test.length },
+  };
+}
+
+const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
+
+  --data FILE        events file
+  --format F         ${FORMAT_NAMES.join(' | ')}
+  --items FILE       MovieLens movies file (genres)
+  --dim D            full embedding size D (ladder 0, 2, 4, .., D). Default 64
+  --budget F         embedding parameters of uniform / mde / pme as a fraction of full's. Default 0.2
+  --seed S           seed of the split, initialisation and shuffles. Default 1
+  --epochs N         most epochs per method (early stopping on validation AUC). Default 10
+  --patience N       epochs without a better validation AUC before stopping. Default 1
+  --search-epochs N  epochs of the PME search phase. Default 1
+  --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
+  --min-count N      field values seen fewer than N times become one "rare" token per field. Default 1
+  --lr X             learning rate of rows and linear weights (Adagrad). Default 0.05
+  --l2 X             L2 on the rows and linear weights a step touches. Default 1e-6
+  --limit N          read only the first N events
+  --json OUT         also write the result as JSON
+`;
+
+function parseNumber(name: string, value: string | undefined, fallback: number, integer = true): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--${name} must be ${integer ? 'an integer' : 'a number'}, got ${value}`,
+    );
+  return n;
+}
+
+function bar(p: EpochProgress): string {
+  const width = 20;
+  const f = Math.min(1, p.epoch / p.epochs);
+  const b = '#'.repeat(Math.round(f * width)).padEnd(width, '.');
+  const auc = Number.isNaN(p.valAuc) ? '' : `  val AUC ${p.valAuc.toFixed(4)}`;
+  return `${p.method.padEnd(7)} [${b}] epoch ${p.epoch}/${p.epochs}  ${p.seconds.toFixed(1)} s${auc}`;
+}
+
+/** `pme offline`: returns the exit code. */
+export async function offlineCommand(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        data: { type: 'string' },
+        format: { type: 'string' },
+        items: { type: 'string' },
+        dim: { type: 'string' },
+        budget: { type: 'string' },
+        seed: { type: 'string' },
+        epochs: { type: 'string' },
+        patience: { type: 'string' },
+        'search-epochs': { type: 'string' },
+        methods: { type: 'string' },
+        'min-count': { type: 'string' },
+        lr: { type: 'string' },
+        l2: { type: 'string' },
+        limit: { type: 'string' },
+        json: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    process.stderr.write(`pme offline: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const v = values as Record<string, string | undefined> & { help?: boolean };
+  if (v.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (v.data === undefined || v.format === undefined) {
+    process.stderr.write(`pme offline: --data and --format are needed\n\n${USAGE}`);
+    return 2;
+  }
+  const tty = process.stderr.isTTY === true;
+  try {
+    const read = await readEvents({
+      path: v.data,
+      format: v.format,
+      itemsPath: v.items,
+      sortByTime: false,
+      minCount: parseNumber('min-count', v['min-count'], 1),
+      limit: v.limit === undefined ? undefined : parseNumber('limit', v.limit, 0),
+    });
+    const methods = v.methods === undefined ? OFFLINE_METHODS : (v.methods.split(',') as OfflineMethod[]);
+    const result = await runOffline(read.events, read.catalog, {
+      dim: parseNumber('dim', v.dim, 64),
+      budget: parseNumber('budget', v.budget, 0.2, false),
+      seed: parseNumber('seed', v.seed, 1),
+      epochs: parseNumber('epochs', v.epochs, 10),
+      patience: parseNumber('patience', v.patience, 1),
+      searchEpochs: parseNumber('search-epochs', v['search-epochs'], 1),
+      methods,
+      model: {
+        ...(v.lr === undefined ? {} : { learningRate: parseNumber('lr', v.lr, 0.05, false) }),
+        ...(v.l2 === undefined ? {} : { l2: parseNumber('l2', v.l2, 1e-6, false) }),
+      },
+      onEpoch: (p) => process.stderr.write(tty ? `\r\x1b[K${bar(p)}` : `${bar(p)}\n`),
+    });
+    if (tty) process.stderr.write('\r\x1b[K');
+    const full = result.results.find((r) => r.method === 'full');
+    const rows = result.results.map(
+      (r) =>
+        `${r.method.padEnd(8)} ${r.auc.toFixed(4)}  ${r.logloss.toFixed(4)}  ${String(r.embeddingParams).padStart(10)}  ${(
+          (100 * r.embeddingParams) /
+          result.fullParams
+        )
+          .toFixed(1)
+          .padStart(
+            5,
+          )}%  ${full === undefined ? '      ' : (r.auc - full.auc).toFixed(4).padStart(7)}  ${r.seconds.toFixed(1).padStart(6)} s  ${r.bestEpoch}/${r.epochs}`,
+    );
+    const lines = [
+      `data      ${v.data} (${v.format}): ${result.events.train}/${result.events.validation}/${result.events.test} events, ${result.tokens} tokens, D=${result.dim}, budget ${result.budget} = ${result.budgetParams} params`,
+      'method   AUC     logloss  emb params  share   ΔAUC    train    best/epochs',
+      ...rows,
+      `pme search ${result.pmeSearchSeconds.toFixed(1)} s = ${result.searchPasses.toFixed(2)} full-size epochs`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    if (v.json !== undefined)
+      await writeFile(
+        v.json,
+        `${JSON.stringify({ ...result, data: { path: v.data, format: v.format, report: read.report } }, null, 2)}\n`,
+      );
+    return 0;
+  } catch (error) {
+    if (isPmeError(error)) {
+      process.stderr.write(`pme offline: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+}
