@@ -34,8 +34,18 @@ export const OPTIONS = {
     default: 'items',
     doc: 'Compacted topic of `pme.Item` catalog records.',
   },
-  partitions: { env: 'PME_PARTITIONS', kind: 'int', default: '4', doc: 'Partitions when the service creates its topics.' },
-  group: { env: 'PME_GROUP', kind: 'string', default: 'pme-trainer', doc: 'Kafka consumer group of the trainer.' },
+  partitions: {
+    env: 'PME_PARTITIONS',
+    kind: 'int',
+    default: '4',
+    doc: 'Partitions when the service creates its topics.',
+  },
+  group: {
+    env: 'PME_GROUP',
+    kind: 'string',
+    default: 'pme-trainer',
+    doc: 'Kafka consumer group of the trainer.',
+  },
   host: { env: 'PME_HOST', kind: 'string', default: '127.0.0.1', doc: 'HTTP listen address.' },
   port: { env: 'PME_PORT', kind: 'int', default: '8080', doc: 'HTTP port (0 picks a free one).' },
   adminToken: {
@@ -119,8 +129,16 @@ function parseValue(name: string, spec: OptionSpec, raw: string): unknown {
     case 'int':
     case 'number': {
       const value = Number(raw);
-      if (raw.trim() === '' || !Number.isFinite(value) || (spec.kind === 'int' && !Number.isInteger(value)) || value < 0)
-        throw new PmeError('PME_ERR_CONFIG_INVALID', `${where} must be a non-negative ${spec.kind}, got "${raw}"`);
+      if (
+        raw.trim() === '' ||
+        !Number.isFinite(value) ||
+        (spec.kind === 'int' && !Number.isInteger(value)) ||
+        value < 0
+      )
+        throw new PmeError(
+          'PME_ERR_CONFIG_INVALID',
+          `${where} must be a non-negative ${spec.kind}, got "${raw}"`,
+        );
       return value;
     }
     case 'list':
@@ -164,13 +182,20 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 function validate(config: Config): void {
   const ladder = config.ladder.map(Number);
   if (ladder.some((s) => !Number.isInteger(s) || s < 0) || ladder[0] !== 0)
-    throw new PmeError('PME_ERR_CONFIG_INVALID', `--ladder must be integers starting at 0, got ${config.ladder}`);
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--ladder must be integers starting at 0, got ${config.ladder}`,
+    );
   for (let i = 1; i < ladder.length; i++)
     if (ladder[i] <= ladder[i - 1])
       throw new PmeError('PME_ERR_CONFIG_INVALID', `--ladder must be ascending, got ${config.ladder}`);
   if (!ladder.includes(config.startSize))
-    throw new PmeError('PME_ERR_CONFIG_INVALID', `--start-size ${config.startSize} is not on the ladder ${ladder}`);
-  if (config.port > 65535) throw new PmeError('PME_ERR_CONFIG_INVALID', `--port ${config.port} is not a port`);
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--start-size ${config.startSize} is not on the ladder ${ladder}`,
+    );
+  if (config.port > 65535)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `--port ${config.port} is not a port`);
   if (config.partitions < 1) throw new PmeError('PME_ERR_CONFIG_INVALID', '--partitions must be at least 1');
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');

@@ -39,6 +39,7 @@ export const ERRORS = {
   PME_ERR_BAD_REQUEST: { message: '%s', status: 400, retriable: false },
   PME_ERR_NOT_FOUND: { message: '%s not found', status: 404, retriable: false },
   PME_ERR_NOT_READY: { message: 'the service is not ready: %s', status: 503, retriable: true },
+  PME_ERR_INTERNAL: { message: 'internal error', status: 500, retriable: true },
   PME_ERR_PRUNE_RUNNING: { message: 'a prune window is already running', status: 409, retriable: true },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -37,6 +37,9 @@ t.test('bad values and unknown flags are clear errors', async (t) => {
 
 t.test('the README configuration table is the one generated from OPTIONS', async (t) => {
   const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  t.ok(readme.includes(describeOptions(true)), 'run `npm run pme -- serve --help-markdown` and paste the table');
+  t.ok(
+    readme.includes(describeOptions(true)),
+    'run `npm run pme -- serve --help-markdown` and paste the table',
+  );
   for (const name of Object.keys(OPTIONS)) t.match(readme, flagName(name));
 });

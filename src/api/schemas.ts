@@ -23,7 +23,13 @@ const errorReply = {
 } as const;
 
 /** Limits that keep one request's cost bounded. */
-export const LIMITS = { maxItemsPerScore: 1000, maxK: 1000, maxExclude: 1000, maxIdLength: 256, maxFields: 64 };
+export const LIMITS = {
+  maxItemsPerScore: 1000,
+  maxK: 1000,
+  maxExclude: 1000,
+  maxIdLength: 256,
+  maxFields: 64,
+};
 
 const id = { type: 'string', minLength: 1, maxLength: LIMITS.maxIdLength } as const;
 
@@ -97,7 +103,11 @@ const windowReport = {
 
 export const pruneStartSchema = {
   summary: 'Start a re-pruning window now',
-  body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
+  body: {
+    type: ['object', 'null'],
+    additionalProperties: false,
+    properties: { reason: { type: 'string', maxLength: 200 } },
+  },
   response: {
     202: { type: 'object', properties: { window: { type: 'integer' }, status: { type: 'string' } } },
     401: errorReply,

@@ -4,7 +4,12 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
 import { isPmeError, PmeError } from '../errors.js';
 import type { ServiceApi } from './contract.js';
 import {
@@ -35,7 +40,14 @@ interface ErrorBody {
 }
 
 function errorBody(statusCode: number, code: string, message: string): ErrorBody {
-  const error = statusCode === 401 ? 'Unauthorized' : statusCode === 404 ? 'Not Found' : statusCode < 500 ? 'Bad Request' : 'Error';
+  const error =
+    statusCode === 401
+      ? 'Unauthorized'
+      : statusCode === 404
+        ? 'Not Found'
+        : statusCode < 500
+          ? 'Bad Request'
+          : 'Error';
   return { statusCode, code, error, message };
 }
 
@@ -58,18 +70,26 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
   const requireAdmin = async (request: FastifyRequest): Promise<void> => {
     if (expected === null) return;
     const given = Buffer.from(request.headers.authorization ?? '');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new PmeError('PME_ERR_UNAUTHORIZED');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected))
+      throw new PmeError('PME_ERR_UNAUTHORIZED');
   };
 
   app.setErrorHandler((error: FastifyError, _request, reply) => {
-    if (isPmeError(error)) return reply.code(error.statusCode).send(errorBody(error.statusCode, error.code, error.message));
+    if (isPmeError(error))
+      return reply.code(error.statusCode).send(errorBody(error.statusCode, error.code, error.message));
     const status = error.statusCode ?? 500;
-    if (status >= 400 && status < 500) return reply.code(status).send(errorBody(status, error.code ?? 'PME_ERR_BAD_REQUEST', error.message));
+    if (status >= 400 && status < 500)
+      return reply.code(status).send(errorBody(status, error.code ?? 'PME_ERR_BAD_REQUEST', error.message));
     reply.log.error(error);
-    return reply.code(500).send(errorBody(500, 'PME_ERR_INTERNAL', 'internal error'));
+    const internal = new PmeError('PME_ERR_INTERNAL');
+    return reply.code(500).send(errorBody(500, internal.code, internal.message));
   });
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send(errorBody(404, 'PME_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`));
+    reply
+      .code(404)
+      .send(
+        errorBody(404, 'PME_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`),
+      );
   });
 
   app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -93,7 +113,10 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
       const { user, k, exclude, excludeRecent } = request.query;
       const excluded = new Set(exclude ? exclude.split(',').filter((item) => item !== '') : []);
       if (excluded.size > LIMITS.maxExclude)
-        throw new PmeError('PME_ERR_BAD_REQUEST', `exclude lists ${excluded.size} items; at most ${LIMITS.maxExclude}`);
+        throw new PmeError(
+          'PME_ERR_BAD_REQUEST',
+          `exclude lists ${excluded.size} items; at most ${LIMITS.maxExclude}`,
+        );
       return service.recommend(user, k, excluded, excludeRecent);
     },
   );

@@ -98,7 +98,10 @@ function validate(options: BrokerOptions): void {
     throw new PmeError('PME_ERR_CONFIG_INVALID', 'broker port and controllerPort must differ');
   }
   if (options.heapMb !== undefined && !(Number.isInteger(options.heapMb) && options.heapMb >= 128)) {
-    throw new PmeError('PME_ERR_CONFIG_INVALID', `broker heapMb must be an integer >= 128, got ${options.heapMb}`);
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `broker heapMb must be an integer >= 128, got ${options.heapMb}`,
+    );
   }
 }
 
@@ -240,7 +243,16 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
       onProgress(`formatting ${kraftDir}`);
       const format = await run(
         java,
-        [...jvmArgs, 'kafka.tools.StorageTool', 'format', '-t', kafkaUuid(), '-c', propsFile, '--ignore-formatted'],
+        [
+          ...jvmArgs,
+          'kafka.tools.StorageTool',
+          'format',
+          '-t',
+          kafkaUuid(),
+          '-c',
+          propsFile,
+          '--ignore-formatted',
+        ],
         dataDir,
       );
       if (format.code !== 0) {
@@ -284,7 +296,14 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
 
   const watchdog = spawn(
     'sh',
-    ['-c', WATCHDOG, 'pme-broker-watchdog', String(pid), String(Math.ceil(stopGraceMs / 100)), persistent ? '' : dataDir],
+    [
+      '-c',
+      WATCHDOG,
+      'pme-broker-watchdog',
+      String(pid),
+      String(Math.ceil(stopGraceMs / 100)),
+      persistent ? '' : dataDir,
+    ],
     { detached: true, stdio: ['pipe', 'ignore', 'ignore'] },
   );
   watchdog.on('error', () => {}); // without sh there is no guard, but the broker still works

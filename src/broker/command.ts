@@ -28,7 +28,8 @@ Jars are cached in $PME_CACHE (default ~/.cache/pme); the first run downloads th
 function integerFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n)) throw new PmeError('PME_ERR_CONFIG_INVALID', `--${name} must be an integer, got "${value}"`);
+  if (!Number.isInteger(n))
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `--${name} must be an integer, got "${value}"`);
   return n;
 }
 

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { constants, accessSync, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -174,7 +174,10 @@ function runMaven(mvn: string, dir: string, onProgress: (line: string) => void):
       if (code === 0) resolve();
       else
         reject(
-          new PmeError('PME_ERR_BROKER_START', `mvn exited with ${code} while fetching jars:\n${tail.join('\n')}`),
+          new PmeError(
+            'PME_ERR_BROKER_START',
+            `mvn exited with ${code} while fetching jars:\n${tail.join('\n')}`,
+          ),
         );
     });
   });

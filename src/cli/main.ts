@@ -61,7 +61,10 @@ main(process.argv.slice(2)).then(
   (error: unknown) => {
     // A coded error is the user's to act on: one line, no stack.
     if (isPmeError(error)) process.stderr.write(`pme: ${error.code}: ${error.message}\n`);
-    else process.stderr.write(`pme: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    else
+      process.stderr.write(
+        `pme: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
     process.exitCode = 1;
   },
 );

@@ -41,7 +41,8 @@ export async function upCommand(argv: string[]): Promise<number> {
   const rest: string[] = [];
   for (const token of tokens ?? []) {
     if (token.kind === 'option' && own.has(token.name)) continue;
-    if (token.kind === 'option') rest.push(token.rawName, ...(token.value === undefined ? [] : [token.value]));
+    if (token.kind === 'option')
+      rest.push(token.rawName, ...(token.value === undefined ? [] : [token.value]));
     else if (token.kind === 'positional') rest.push(token.value);
   }
   const rate = Number(values.rate);

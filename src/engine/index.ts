@@ -20,6 +20,13 @@ export {
 export { histogramAuc, type MetricsSnapshot, ProgressiveMetrics } from './metrics.js';
 export { PopularitySampler } from './negatives.js';
 export {
+  OFFLINE_METHODS,
+  type OfflineOptions,
+  type OfflineResult,
+  offlineCommand,
+  runOffline,
+} from './offline.js';
+export {
   PME_DEFAULTS,
   PmeController,
   type PmeOptions,
@@ -29,13 +36,6 @@ export {
 } from './pme/controller.js';
 export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
 export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';
-export {
-  OFFLINE_METHODS,
-  type OfflineOptions,
-  type OfflineResult,
-  offlineCommand,
-  runOffline,
-} from './offline.js';
 export { exportTrainerState, importTrainerState } from './state.js';
 export {
   type Recommendation,

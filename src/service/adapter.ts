@@ -82,6 +82,7 @@ export function serviceApi(parts: AdapterParts): ServiceApi {
     get metricsContentType() {
       return parts.metrics().registry.contentType;
     },
-    observeRequest: (route, method, status, seconds) => parts.metrics().observeRequest(route, method, status, seconds),
+    observeRequest: (route, method, status, seconds) =>
+      parts.metrics().observeRequest(route, method, status, seconds),
   };
 }

@@ -10,7 +10,7 @@ import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
 import { initBackend, PmeController, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
-import { EmbeddingStore } from '../store/index.js';
+import type { EmbeddingStore } from '../store/index.js';
 import { createCodec, ensureTopics, StreamConsumer } from '../stream/index.js';
 import { serviceApi, tierReports } from './adapter.js';
 import { StateLock } from './lock.js';
@@ -31,9 +31,15 @@ export interface Service {
 
 export type Log = (line: string) => void;
 
-export async function startService(config: Config, log: Log = (line) => process.stderr.write(`${line}\n`)): Promise<Service> {
+export async function startService(
+  config: Config,
+  log: Log = (line) => process.stderr.write(`${line}\n`),
+): Promise<Service> {
   if (config.brokers.length === 0)
-    throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers (or run `pme up`)');
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      'no Kafka brokers: set KAFKA_BROKERS or --brokers (or run `pme up`)',
+    );
   await mkdir(config.stateDir, { recursive: true });
   const backend = await initBackend();
   log(
@@ -47,7 +53,8 @@ export async function startService(config: Config, log: Log = (line) => process.
   const trainer = new Trainer(store, { negatives: config.negatives, seed: config.seed, observer: pme });
   pme.attach(trainer);
   const offsets = applyRestored(trainer, extra);
-  if (extra !== null) log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
+  if (extra !== null)
+    log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
   const recent = new RecentItems();
   const lock = new StateLock();
 
@@ -97,7 +104,14 @@ export async function startService(config: Config, log: Log = (line) => process.
     pruneWindows: () => pme.reports().length,
     backend: () => backend.name,
   });
-  const api = serviceApi({ store, trainer, recent, prune, metrics: () => metrics, consumerLive: () => consumer.live });
+  const api = serviceApi({
+    store,
+    trainer,
+    recent,
+    prune,
+    metrics: () => metrics,
+    consumerLive: () => consumer.live,
+  });
   const app = await buildApi(api, { adminToken: config.adminToken });
   await consumer.start();
   const address = await app.listen({ host: config.host, port: config.port });
@@ -108,7 +122,9 @@ export async function startService(config: Config, log: Log = (line) => process.
     if (snapshotting) return;
     snapshotting = true;
     snapshot()
-      .catch((error: unknown) => log(`pme: snapshot failed: ${error instanceof Error ? error.message : error}`))
+      .catch((error: unknown) =>
+        log(`pme: snapshot failed: ${error instanceof Error ? error.message : error}`),
+      )
       .finally(() => {
         snapshotting = false;
       });

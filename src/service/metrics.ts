@@ -8,7 +8,11 @@ import type { TierReport } from '../api/contract.js';
 
 export interface MetricSources {
   trainer(): { events: number; auc: number; logloss: number; windowAuc: number; windowLogloss: number };
-  consumer(): { consumed: number; dlq: Readonly<Record<string, number>>; lag: Readonly<Record<string, number>> };
+  consumer(): {
+    consumed: number;
+    dlq: Readonly<Record<string, number>>;
+    lag: Readonly<Record<string, number>>;
+  };
   tiers(): { tiers: TierReport[]; budgetBytes: number };
   pruneWindows(): number;
   backend(): string;
@@ -53,7 +57,8 @@ export class ServiceMetrics {
       labelNames: ['reason'],
       registers,
       collect() {
-        for (const [reason, count] of Object.entries(sources.consumer().dlq)) setCounter(this, count, { reason });
+        for (const [reason, count] of Object.entries(sources.consumer().dlq))
+          setCounter(this, count, { reason });
       },
     });
     new Gauge({

@@ -26,7 +26,12 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
   };
 }
 
-export async function saveState(dir: string, store: EmbeddingStore, trainer: Trainer, offsets: OffsetMap): Promise<string> {
+export async function saveState(
+  dir: string,
+  store: EmbeddingStore,
+  trainer: Trainer,
+  offsets: OffsetMap,
+): Promise<string> {
   const extra = exportTrainerState(trainer);
   extra[OFFSETS] = new TextEncoder().encode(JSON.stringify(offsets));
   return writeSnapshot(store, dir, extra);

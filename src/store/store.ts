@@ -17,6 +17,8 @@ export type TokenId = number;
 
 /** `tierOf` value of an id that names no live token. */
 const FREE = 255;
+/** Longest walk when a token joins an LRU list out of time order (see `#linkSorted`). */
+const MAX_WALK = 64;
 
 /**
  * Everything needed to rebuild a store bit for bit (what a snapshot holds). Arrays are views of the
@@ -197,24 +199,30 @@ export class EmbeddingStore {
     return this.#fieldNames[this.#fieldOf[id]];
   }
 
-  /** The id of `key`, creating the token at `size` (default `startSize`) when absent. Creation applies
-   *  the budget policy first when needed and never exceeds the budget. An existing token keeps its size. */
-  getOrCreate(key: string, size?: number): TokenId {
+  /** The id of `key`, creating the token at `size` (default `startSize`) when absent, last seen at `now`
+   *  (default `clock.now()`; pass the time base you give `touch`). Creation applies the budget policy
+   *  first when needed and never exceeds the budget. An existing token keeps its size and last seen. */
+  getOrCreate(key: string, size?: number, now?: Milliseconds): TokenId {
     const found = this.#index.get(key);
     if (found !== undefined) return found;
-    return this.#create(key, size === undefined ? this.#startIndex : this.#tierIndex(size));
+    return this.#create(
+      key,
+      size === undefined ? this.#startIndex : this.#tierIndex(size),
+      now ?? this.options.clock.now(),
+    );
   }
 
   /**
    * Batch look-up: `out[i]` = id of `keys[i]`, created at `startSize` when absent. The budget policy
    * never evicts a token of the batch, so every id in `out` is live when this returns.
    */
-  getOrCreateMany(keys: readonly string[], out: Int32Array): void {
+  getOrCreateMany(keys: readonly string[], out: Int32Array, now?: Milliseconds): void {
     if (out.length < keys.length) throw new RangeError(`out has ${out.length} slots for ${keys.length} keys`);
     if (this.#protected.length < keys.length) this.#protected = new Int32Array(keys.length);
+    const at = now ?? this.options.clock.now();
     try {
       for (let i = 0; i < keys.length; i++) {
-        const id = this.#index.get(keys[i]) ?? this.#create(keys[i], this.#startIndex);
+        const id = this.#index.get(keys[i]) ?? this.#create(keys[i], this.#startIndex, at);
         out[i] = id;
         this.#protected[this.#protectedCount++] = id;
       }
@@ -234,8 +242,8 @@ export class EmbeddingStore {
     return found;
   }
 
-  /** Marks a token seen at `now`: lastSeen = now, frequency += 1, and it becomes the most recent of its
-   *  tier's LRU order (O(1) when time does not go backwards). */
+  /** Marks a token seen at `now`: lastSeen = now, frequency += 1, and it takes its place in its tier's
+   *  LRU order: O(1) when time does not go backwards, at most 64 steps otherwise (see `#linkSorted`). */
   touch(id: TokenId, now: Milliseconds): void {
     this.#check(id);
     const lastSeen = this.#lastSeen;
@@ -618,7 +626,7 @@ export class EmbeddingStore {
     return Math.max(this.options.chunkRows, capacity >> 3);
   }
 
-  #create(key: string, ti: number): TokenId {
+  #create(key: string, ti: number, now: Milliseconds): TokenId {
     if (typeof key !== 'string') throw new PmeError('PME_ERR_BAD_REQUEST', 'token key must be a string');
     const t = this.#tiers[ti];
     this.#ensureRoom(ti, true, stringBytes(key) + this.#mapModel.growthOnInsert(this.#size));
@@ -631,7 +639,7 @@ export class EmbeddingStore {
     this.#slotOf[id] = slot;
     this.#linear[id] = 0;
     this.#linearOptimizer.fill(0, id * this.#slots, (id + 1) * this.#slots);
-    this.#lastSeen[id] = this.options.clock.now();
+    this.#lastSeen[id] = now;
     this.#frequency[id] = 0;
     this.#linkSorted(t, id);
     this.#register(id, key, ti);
@@ -897,7 +905,14 @@ export class EmbeddingStore {
     t.head = id;
   }
 
-  /** Inserts by lastSeen, walking from the end nearer in time (O(1) for the usual newest/oldest). */
+  /**
+   * Inserts by lastSeen, walking from the end nearer in time. The walk is capped at MAX_WALK steps so
+   * no touch or move costs O(tier): a token placed out of time order further than that (an event much
+   * later than its neighbours, a move of a middle-aged token) stops there, and the list is then only
+   * nearly sorted. The effect is bounded and safe: such a token is treated as more recent (or older) than
+   * it is by at most the 64 tokens it skipped, i.e. TTL or budget eviction reaches it a little later
+   * (or sooner). With time-ordered touches the order is exact.
+   */
   #linkSorted(t: StoreTier, id: TokenId): void {
     const seen = this.#lastSeen;
     const x = seen[id];
@@ -908,14 +923,16 @@ export class EmbeddingStore {
     const prev = this.#prev;
     const next = this.#next;
     let after: number; // insert after this node
+    let steps = 0;
     if (x < seen[t.tail]) {
       after = t.tail;
     } else if (x - seen[t.tail] < seen[t.head] - x) {
       after = t.tail;
-      while (seen[after] <= x) after = prev[after]; // stops before head: seen[head] > x
+      // Stops before the head at the latest: seen[head] > x.
+      while (seen[after] <= x && steps++ < MAX_WALK) after = prev[after];
     } else {
       after = t.head;
-      while (next[after] !== -1 && seen[next[after]] > x) after = next[after];
+      while (next[after] !== -1 && seen[next[after]] > x && steps++ < MAX_WALK) after = next[after];
     }
     const n = next[after];
     prev[id] = after;

@@ -87,7 +87,9 @@ export class StreamConsumer {
     });
     this.#consumer = this.#kafka.consumer({ groupId: options.groupId, maxBytesPerPartition: 1 << 20 });
     // The catalog is small and compacted: every instance reads all of it, from the beginning.
-    this.#catalog = this.#kafka.consumer({ groupId: `${options.groupId}-catalog-${process.pid}-${Date.now()}` });
+    this.#catalog = this.#kafka.consumer({
+      groupId: `${options.groupId}-catalog-${process.pid}-${Date.now()}`,
+    });
     this.#producer = this.#kafka.producer({ allowAutoTopicCreation: true });
   }
 

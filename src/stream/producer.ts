@@ -24,7 +24,11 @@ export class EventProducer {
   readonly #batchSize: number;
 
   constructor(options: ProducerOptions) {
-    const kafka = new Kafka({ clientId: options.clientId ?? 'pme-producer', brokers: [...options.brokers], logLevel: logLevel.ERROR });
+    const kafka = new Kafka({
+      clientId: options.clientId ?? 'pme-producer',
+      brokers: [...options.brokers],
+      logLevel: logLevel.ERROR,
+    });
     this.#producer = kafka.producer({ allowAutoTopicCreation: true });
     this.#batchSize = options.batchSize ?? 500;
   }
@@ -49,7 +53,10 @@ export class EventProducer {
 
   async sendItems(topic: string, items: readonly CatalogItem[]): Promise<void> {
     for (let i = 0; i < items.length; i += this.#batchSize) {
-      await this.#producer.send({ topic, messages: items.slice(i, i + this.#batchSize).map(encodeItemMessage) });
+      await this.#producer.send({
+        topic,
+        messages: items.slice(i, i + this.#batchSize).map(encodeItemMessage),
+      });
     }
   }
 
@@ -58,7 +65,12 @@ export class EventProducer {
    * stopped. A send that fails is reported once and the loop goes on (the demo must not die
    * with a broker hiccup).
    */
-  stream(topic: string, next: () => Interaction, rate: number, onError: (error: unknown) => void = () => {}): RunningStream {
+  stream(
+    topic: string,
+    next: () => Interaction,
+    rate: number,
+    onError: (error: unknown) => void = () => {},
+  ): RunningStream {
     let sent = 0;
     let running = true;
     const tickMs = 50;

@@ -4,8 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import { resolveBrokers } from '../broker/index.js';
-import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
 import type { Interaction } from '../data/event.js';
+import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
 import { PmeError } from '../errors.js';
 import { Progress } from '../util/progress.js';
 import { EventProducer } from './producer.js';
@@ -26,7 +26,8 @@ const HELP = `usage: pme replay (--data FILE --format F [--items FILE] | --synth
 function positive(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be a positive number, got "${raw}"`);
+  if (!Number.isFinite(value) || value <= 0)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be a positive number, got "${raw}"`);
   return value;
 }
 
@@ -73,18 +74,27 @@ export async function replayCommand(argv: string[]): Promise<number> {
     catalog = workload.catalog();
   } else {
     if (values.data === undefined || values.format === undefined)
-      throw new PmeError('PME_ERR_CONFIG_INVALID', 'give --data FILE --format F, or --synthetic N (see pme replay --help)');
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        'give --data FILE --format F, or --synthetic N (see pme replay --help)',
+      );
     const read = await readEvents({ path: values.data, format: values.format, itemsPath: values.items });
     const { events, report } = read;
     catalog = read.catalog;
     if (report.malformed > 0)
-      process.stderr.write(`pme replay: ${report.malformed} malformed lines skipped ${JSON.stringify(report.malformedByReason)}\n`);
+      process.stderr.write(
+        `pme replay: ${report.malformed} malformed lines skipped ${JSON.stringify(report.malformedByReason)}\n`,
+      );
     total = events.length;
     let i = 0;
     next = () => events[i++];
   }
 
-  await ensureTopics(brokers, { interactions: topic, items: itemsTopic, partitions: Number(process.env.PME_PARTITIONS ?? 4) });
+  await ensureTopics(brokers, {
+    interactions: topic,
+    items: itemsTopic,
+    partitions: Number(process.env.PME_PARTITIONS ?? 4),
+  });
   const producer = new EventProducer({ brokers });
   await producer.connect();
   try {

@@ -6,7 +6,7 @@ import t from 'tap';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
-import { tierReports, serviceApi } from '../../src/service/adapter.js';
+import { serviceApi, tierReports } from '../../src/service/adapter.js';
 import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { EmbeddingStore } from '../../src/store/index.js';
@@ -73,7 +73,10 @@ t.test('score reflects learning; recommend finds planted favourites', async (t) 
   const { url, app, learn, workload } = await startApi();
   t.teardown(() => app.close());
   const user = 'u0';
-  const items = workload.catalog().slice(0, 20).map((i) => i.item);
+  const items = workload
+    .catalog()
+    .slice(0, 20)
+    .map((i) => i.item);
   const before = await json(post(`${url}/v1/score`, { user, items }));
   t.equal(before.scores.length, items.length);
   learn(30000);
@@ -81,7 +84,10 @@ t.test('score reflects learning; recommend finds planted favourites', async (t) 
   t.equal(afterRes.status, 200);
   const after = await json(afterRes);
   t.notSame(after.scores, before.scores, 'scores move after learning');
-  t.ok(after.scores.every((s: number) => s > 0 && s < 1), 'probabilities');
+  t.ok(
+    after.scores.every((s: number) => s > 0 && s < 1),
+    'probabilities',
+  );
 
   const rec = await json(fetch(`${url}/v1/recommend?user=${user}&k=10`));
   t.equal(rec.items.length, 10);
@@ -99,7 +105,10 @@ t.test('score reflects learning; recommend finds planted favourites', async (t) 
 
   const excluded = rec.items[0].item;
   const rec2 = await json(fetch(`${url}/v1/recommend?user=${user}&k=10&exclude=${excluded}`));
-  t.notOk(rec2.items.some((r: { item: string }) => r.item === excluded), 'exclude leaves the item out');
+  t.notOk(
+    rec2.items.some((r: { item: string }) => r.item === excluded),
+    'exclude leaves the item out',
+  );
 
   const unknown = await json(fetch(`${url}/v1/recommend?user=nobody&k=3`));
   t.equal(unknown.fallback, 'popularity');
@@ -184,7 +193,12 @@ t.test('bad input gets a 4xx that says what is wrong, never a 500', async (t) =>
     ['no user', fetch(`${url}/v1/recommend?k=3`), 400, /user/],
     ['unknown query', fetch(`${url}/v1/recommend?user=u1&kk=3`), 400, /additional/],
     ['unknown route', fetch(`${url}/v1/nothing`), 404, /not found/],
-    ['body too large', post(`${url}/v1/score`, { user: 'u', items: ['x'.repeat(300 * 1024)] }), 413, /large/i],
+    [
+      'body too large',
+      post(`${url}/v1/score`, { user: 'u', items: ['x'.repeat(300 * 1024)] }),
+      413,
+      /large/i,
+    ],
   ];
   for (const [name, response, status, message] of cases) {
     const res = await response;

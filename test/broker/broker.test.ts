@@ -113,7 +113,11 @@ t.test('produce to and consume from the real broker with a consumer group', asyn
       })
       .catch(fail);
   });
-  t.same(received.map((m) => m.value).sort(), sent.map((m) => m.value).sort(), 'every message comes back once');
+  t.same(
+    received.map((m) => m.value).sort(),
+    sent.map((m) => m.value).sort(),
+    'every message comes back once',
+  );
   // One key always lands on one partition, so per-key order is kept.
   for (const key of new Set(sent.map((m) => m.key))) {
     const ofKey = received.filter((m) => m.key === key);

@@ -13,7 +13,11 @@ import { startService } from '../../src/service/index.js';
 import { EventProducer } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
 
-async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -47,7 +51,10 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   await producer.sendItems(config.itemsTopic, workload.catalog());
   const first = Array.from({ length: 20_000 }, () => workload.next());
   const user = first[0].user;
-  const items = workload.catalog().slice(0, 10).map((i) => i.item);
+  const items = workload
+    .catalog()
+    .slice(0, 10)
+    .map((i) => i.item);
 
   const scoreOf = async (url: string) => {
     const res = await fetch(`${url}/v1/score`, {
@@ -82,7 +89,8 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   t.teardown(() => second.stop());
   t.equal(second.store.size, tokens, 'tokens restored from the snapshot');
   const restoredScores = await scoreOf(second.url);
-  for (let i = 0; i < after.length; i++) t.ok(Math.abs(restoredScores[i] - after[i]) < 1e-6, `score ${i} restored`);
+  for (let i = 0; i < after.length; i++)
+    t.ok(Math.abs(restoredScores[i] - after[i]) < 1e-6, `score ${i} restored`);
   const more = Array.from({ length: 5_000 }, () => workload.next());
   await producer.sendInteractions(config.interactionsTopic, more);
   await until('5,000 more events trained', () => second.trainer.stats().learned >= 5_000);

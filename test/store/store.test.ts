@@ -76,6 +76,23 @@ t.test('touch keeps an LRU order per tier, also when time goes backwards', async
 });
 
 t.test(
+  'a touch far out of time order walks at most 64 places (the order becomes nearly sorted)',
+  async (t) => {
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ clock, chunkRows: 64 });
+    const ids: number[] = [];
+    for (let i = 0; i < 1000; i++) ids.push(store.getOrCreate(`item=${i}`, undefined, i));
+    t.equal(store.lruOrder(8)[0], ids[999], 'creation time given explicitly');
+    store.touch(ids[10], 500.5); // late: belongs in the middle of the list
+    const order = store.lruOrder(8);
+    t.equal(order.length, 1000, 'still every token once');
+    t.equal(order.indexOf(ids[10]), 65, 'placed after 64 steps from the head, not 500');
+    store.touch(ids[20], -5); // older than everything: straight to the tail
+    t.equal(store.lruOrder(8).at(-1), ids[20]);
+  },
+);
+
+t.test(
   'move: transform sees the old row, state restarts, old slot is reused, throw leaves it intact',
   async (t) => {
     const store = new EmbeddingStore({ chunkRows: 2 });
