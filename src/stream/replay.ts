@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { resolveBrokers } from '../broker/index.js';
-import type { Interaction } from '../data/event.js';
+import type { CatalogItem, Interaction } from '../data/event.js';
 import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
 import { PmeError } from '../errors.js';
 import { Progress } from '../util/progress.js';
@@ -62,7 +62,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
 
   let total: number;
   let next: () => Interaction;
-  let catalog;
+  let catalog: CatalogItem[];
   if (values.synthetic !== undefined) {
     total = positive('--synthetic', values.synthetic, 0);
     const workload = new SyntheticWorkload({
