@@ -31,6 +31,19 @@ export interface Service {
 
 export type Log = (line: string) => void;
 
+/** Longest wait for Kafka during shutdown. */
+const STOP_GRACE_MS = 10_000;
+
+async function bounded(work: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  const outcome = await Promise.race([work.catch(() => undefined), timeout]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') onTimeout();
+}
+
 export async function startService(
   config: Config,
   log: Log = (line) => process.stderr.write(`${line}\n`),
@@ -86,7 +99,7 @@ export async function startService(
       const offsets = consumer.appliedOffsets();
       return { path: await saveState(config.stateDir, store, trainer, offsets), offsets };
     });
-    await consumer.commit(offsets);
+    await bounded(consumer.commit(offsets), STOP_GRACE_MS, () => log('pme: offset commit timed out (the snapshot holds them)'));
     return path;
   };
 
@@ -115,7 +128,7 @@ export async function startService(
   const app = await buildApi(api, { adminToken: config.adminToken });
   await consumer.start();
   const address = await app.listen({ host: config.host, port: config.port });
-  log(`pme: API on ${address} (model: ${store.size} tokens restored; state in ${config.stateDir})`);
+  log(`pme: API on ${address}; state in ${config.stateDir}`);
 
   let snapshotting = false;
   const timer = setInterval(() => {
@@ -139,7 +152,8 @@ export async function startService(
       await consumer.stopFetching();
       const path = await snapshot();
       log(`pme: final snapshot ${path}`);
-      await consumer.close();
+      // Leaving the group needs the broker; if it is gone, the snapshot already holds the state.
+      await bounded(consumer.close(), STOP_GRACE_MS, () => log('pme: Kafka did not answer; left without a goodbye'));
     })();
     return stopping;
   };

@@ -9,6 +9,7 @@
  */
 import { type IHeaders, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
+import { kafkaLog } from './log.js';
 
 /** Why a message could not be used; the DLQ header carries it. */
 export type DlqReason =
@@ -82,7 +83,8 @@ export class StreamConsumer {
     this.#kafka = new Kafka({
       clientId: options.clientId ?? 'pme',
       brokers: [...options.brokers],
-      logLevel: logLevel.ERROR,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLog,
       retry: { retries: 8 },
     });
     this.#consumer = this.#kafka.consumer({ groupId: options.groupId, maxBytesPerPartition: 1 << 20 });

@@ -5,6 +5,7 @@
 import { CompressionTypes, Kafka, logLevel, type Producer } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { encodeInteractionMessage, encodeItemMessage } from './codec.js';
+import { kafkaLog } from './log.js';
 
 export interface ProducerOptions {
   brokers: readonly string[];
@@ -27,7 +28,8 @@ export class EventProducer {
     const kafka = new Kafka({
       clientId: options.clientId ?? 'pme-producer',
       brokers: [...options.brokers],
-      logLevel: logLevel.ERROR,
+      logLevel: logLevel.WARN,
+      logCreator: kafkaLog,
     });
     this.#producer = kafka.producer({ allowAutoTopicCreation: true });
     this.#batchSize = options.batchSize ?? 500;

@@ -1,5 +1,6 @@
 /** Creates the service's topics when they are missing: interactions, the compacted catalog, and their DLQs. */
 import { Kafka, logLevel } from 'kafkajs';
+import { kafkaLog } from './log.js';
 
 export interface TopicNames {
   interactions: string;
@@ -8,7 +9,12 @@ export interface TopicNames {
 }
 
 export async function ensureTopics(brokers: readonly string[], names: TopicNames): Promise<string[]> {
-  const admin = new Kafka({ clientId: 'pme-admin', brokers: [...brokers], logLevel: logLevel.ERROR }).admin();
+  const admin = new Kafka({
+    clientId: 'pme-admin',
+    brokers: [...brokers],
+    logLevel: logLevel.WARN,
+    logCreator: kafkaLog,
+  }).admin();
   await admin.connect();
   try {
     const existing = new Set(await admin.listTopics());
