@@ -99,7 +99,9 @@ export async function startService(
       const offsets = consumer.appliedOffsets();
       return { path: await saveState(config.stateDir, store, trainer, offsets), offsets };
     });
-    await bounded(consumer.commit(offsets), STOP_GRACE_MS, () => log('pme: offset commit timed out (the snapshot holds them)'));
+    await bounded(consumer.commit(offsets), STOP_GRACE_MS, () =>
+      log('pme: offset commit timed out (the snapshot holds them)'),
+    );
     return path;
   };
 
@@ -153,7 +155,9 @@ export async function startService(
       const path = await snapshot();
       log(`pme: final snapshot ${path}`);
       // Leaving the group needs the broker; if it is gone, the snapshot already holds the state.
-      await bounded(consumer.close(), STOP_GRACE_MS, () => log('pme: Kafka did not answer; left without a goodbye'));
+      await bounded(consumer.close(), STOP_GRACE_MS, () =>
+        log('pme: Kafka did not answer; left without a goodbye'),
+      );
     })();
     return stopping;
   };
