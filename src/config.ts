@@ -104,6 +104,12 @@ export const OPTIONS = {
     doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
   },
   seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
+  schemaRegistry: {
+    env: 'PME_SCHEMA_REGISTRY_URL',
+    kind: 'string',
+    default: '',
+    doc: 'Confluent schema registry URL; when set, values use its wire format (magic byte, schema id) and writer schemas are fetched by id.',
+  },
 } as const satisfies Record<string, OptionSpec>;
 
 export type OptionName = keyof typeof OPTIONS;

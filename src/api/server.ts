@@ -12,6 +12,7 @@ import Fastify, {
 } from 'fastify';
 import { isPmeError, PmeError } from '../errors.js';
 import type { ServiceApi } from './contract.js';
+import { dashboard } from './dashboard/index.js'; // dashboard (issue 9)
 import {
   LIMITS,
   pruneListSchema,
@@ -152,6 +153,7 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
     return reply.code(readiness.ready ? 200 : 503).send(readiness);
   });
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(dashboard, { service }); // dashboard (issue 9): page at /, GET /v1/stats
 
   return app;
 }

@@ -317,9 +317,12 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
     stopping ??= (async () => {
       if (alive) {
         process.kill(pid, 'SIGTERM');
-        const timer = sleep(stopGraceMs, 'timeout' as const);
-        if ((await Promise.race([exited, timer])) === 'timeout' && alive) process.kill(pid, 'SIGKILL');
+        // A pending grace timer would keep this process alive after the broker is gone: clear it.
+        const grace = setTimeout(() => {
+          if (alive) process.kill(pid, 'SIGKILL');
+        }, stopGraceMs);
         await exited;
+        clearTimeout(grace);
       }
       process.removeListener('exit', killOnExit);
       // Kill the guard before closing its pipe, so that it does not act on a pid now free for reuse.

@@ -1,8 +1,21 @@
 /**
  * The online trainer: resolves each event's tokens in the store, scores the event before learning
  * from it (progressive validation), then updates the FM. It also serves reads: `score` (no side
- * effects, unknown tokens contribute nothing) and `recommend` (an exact scan over a precomputed
- * item-side table with a partial top-k).
+ * effects, unknown tokens contribute nothing) and `recommend` (an exact scan with a partial top-k).
+ *
+ * The logit of user side U and item side I = {item token i, catalog field tokens f} splits as
+ *   z = [b + Σw_U + pairs(U)] + [w_i + Σw_f + pairs(I)] + S_U·v_i + Σ_f S_U·v_f
+ * with S_U = Σ v over U, v_t = e_t P_s (row e_t of size s, tier projection P_s), and
+ * S_U·v_t = e_t · (P_s S_U): once P_s S_U is computed per request and tier (Σ s × D work), each
+ * token costs its own size s, read from the live slab. The second bracket c_I does not depend on
+ * the user: recommend keeps it per item (see itemRefreshMs) and scans s multiply-adds per item.
+ *
+ * Consistency rule of the reads. Reads and learn() are synchronous and JavaScript runs one at a
+ * time, so a read sees every batch learned before it and nothing of a later one. `score` is exact
+ * (staleness 0 events). `recommend`: everything that depends on the user (S_U·v for every item-side
+ * token) is read live, staleness 0; the item-only term c_I was computed from the model as it was at
+ * most `itemRefreshMs` before the read (0, the default: exact). PME moves and evictions are seen
+ * at once in the live part, and in c_I within the same bound. Measured in bench/api.ts.
  */
 
 import type { CatalogItem, Interaction } from '../data/event.js';
@@ -18,6 +31,10 @@ export interface TrainerStore extends ModelStore {
   id(key: string): TokenId;
   getOrCreate(key: string, size?: number): TokenId;
   touch(id: TokenId, now: Milliseconds): void;
+  /** Called before a token is evicted. The trainer caches each item's token id and chains itself
+   *  here (keeping any handler set before it) to forget ids that the store will reuse; a store that
+   *  evicts must call it. Set other handlers before creating the trainer. */
+  onEvict?: ((id: TokenId, key: string) => void) | undefined;
 }
 
 /** Sees every token the trainer resolves (the PME hot-token tracker plugs in here). */
@@ -45,8 +62,11 @@ export interface TrainerOptions {
   clock: Clock;
   /** Known items and their fields; their fields join the item side of every event. Default none. */
   catalog: Iterable<CatalogItem> | null;
-  /** Longest a recommend scan may use an item table older than the last update, in ms. Default 0
-   *  (always exact); larger values save the table refresh (items × tokens × D) under load. */
+  /** Longest the item-only part of a recommend score (item bias and the interactions among an
+   *  item's own tokens) may lag the model, in ms. Default 0: exact, every recommend recomputes it
+   *  for every item (items × (fields + 2) × D work: for tests and small catalogs). Above 0 it is
+   *  refreshed in chunks after each learn() (a full sweep every itemRefreshMs / 2) and a recommend
+   *  finishes any sweep older than the bound first. The user-dependent part is always live. */
   itemRefreshMs: Milliseconds;
   /** Notified of every resolved token (hot-token tracking). Default none. */
   observer: TokenObserver | null;
@@ -102,6 +122,44 @@ interface ItemEntry {
   active: boolean;
 }
 
+/** Signature of items without catalog fields (and of items unknown to the trainer). */
+const EMPTY_SIGNATURE = 0;
+/** Fewest items a learn() refreshes when itemRefreshMs > 0 (so a stopped clock still sweeps). */
+const MIN_SWEEP_CHUNK = 64;
+
+/** e[eAt..eAt+s) · q[qAt..qAt+s); ladder sizes are even: 4-way unrolled, 1-wide tail. */
+function dot(e: Float32Array, eAt: number, q: Float64Array, qAt: number, s: number): number {
+  let a0 = 0;
+  let a1 = 0;
+  let j = 0;
+  for (; j + 4 <= s; j += 4) {
+    a0 += e[eAt + j] * q[qAt + j] + e[eAt + j + 2] * q[qAt + j + 2];
+    a1 += e[eAt + j + 1] * q[qAt + j + 1] + e[eAt + j + 3] * q[qAt + j + 3];
+  }
+  for (; j < s; j++) a0 += e[eAt + j] * q[qAt + j];
+  return a0 + a1;
+}
+
+/** Whether a request's fields name any of an item's catalog fields. */
+function overlaps(names: ReadonlySet<string>, fields: Readonly<Record<string, string>>): boolean {
+  for (const name in fields) if (names.has(name)) return true;
+  return false;
+}
+
+function grownInt32(a: Int32Array<ArrayBuffer>, n: number, fill = 0): Int32Array<ArrayBuffer> {
+  if (a.length >= n) return a;
+  const b = new Int32Array(Math.max(n, a.length * 2));
+  b.fill(fill);
+  b.set(a);
+  return b;
+}
+function grownFloat64(a: Float64Array<ArrayBuffer>, n: number): Float64Array<ArrayBuffer> {
+  if (a.length >= n) return a;
+  const b = new Float64Array(Math.max(n, a.length * 2));
+  b.set(a);
+  return b;
+}
+
 export interface Recommendation {
   item: string;
   score: number;
@@ -143,15 +201,73 @@ export class Trainer {
   #learned = 0;
   #negativesDrawn = 0;
   #busyMs = 0;
-  /** Bumped by every learn(): the item table is current when it matches. */
-  #version = 0;
-  // Item-side table for recommend: per item, Σ v (D floats) and Σ w + self-interaction.
-  #itemVectors: Float32Array;
-  #itemScalars: Float64Array;
-  #tableVersion = -1;
-  #tableTime = Number.NEGATIVE_INFINITY;
+  // The item-only term c_I per item, when (clock) and at which #changes it was computed, and the
+  // sweep that refreshes it: cursor, start of the running sweep and of the last completed one.
+  #itemConst = new Float64Array(0);
+  #changes = 0;
+  #sweepCursor = 0;
+  #sweepStart = 0;
+  #sweepStartChanges = 0;
+  #doneStart = Number.NEGATIVE_INFINITY;
+  #doneChanges = -1;
+  #lastLearnAt = Number.NEGATIVE_INFINITY;
+  // Per-refresh caches of field tokens (stamp #rgen): id, w, v (D), |v|².
+  #rgen = 0;
+  #rfStamp = new Int32Array(0);
+  #rfId = new Int32Array(0);
+  #rfW = new Float64Array(0);
+  #rfSelf = new Float64Array(0);
+  #rfV = new Float64Array(0);
+  readonly #rF: Float64Array;
+  readonly #rv: Float64Array;
+  // Per-recommend live parts: S_U · v_f per field token, Σ of them per signature.
+  #ftLive = new Float64Array(0);
+  #sigLive = new Float64Array(0);
+
+  // Per item (by ItemEntry.index): its token id as last resolved (-1 none), its field signature,
+  // whether it is active, and the read generation that excluded it.
+  #itemToken = new Int32Array(0);
+  #itemSig = new Int32Array(0);
+  #itemActive = new Uint8Array(0);
+  #excludeStamp = new Int32Array(0);
+
+  // Field tokens of the catalog (by key) and signatures (distinct sets of them, CSR lists).
+  readonly #ftIndex = new Map<string, number>();
+  readonly #ftKeys: string[] = [];
+  readonly #sigIndex = new Map<string, number>();
+  #sigStart = new Int32Array(0);
+  #sigLength = new Int32Array(0);
+  #sigFields = new Int32Array(0);
+  #sigFieldsUsed = 0;
+
+  // Per-request caches, valid when their stamp equals #gen (one generation per read, so nothing
+  // is cleared between reads). Field tokens: id, w, v (D), |v|², S_U·v, P_t v per tier (block).
+  #gen = 0;
+  #ftStamp = new Int32Array(0);
+  #ftId = new Int32Array(0);
+  #ftW = new Float64Array(0);
+  #ftSelf = new Float64Array(0);
+  #ftSv = new Float64Array(0);
+  #ftV = new Float64Array(0);
+  #ftPStamp = new Int32Array(0);
+  #ftP = new Float64Array(0);
+  // Signatures: their logit part, and the per-tier query P_t (S_U + F) (block floats each).
+  #sigStamp = new Int32Array(0);
+  #sigZ = new Float64Array(0);
+  #qpStamp = new Int32Array(0);
+  #qp = new Float64Array(0);
+  // The user side: S_U and P_t S_U per tier.
+  readonly #userSum: Float64Array;
+  readonly #userP: Float64Array;
+  readonly #userPStamp: Int32Array;
+  /** Tier sizes, their offsets in a block, and the block (Σ sizes): one vector per tier, own space. */
+  readonly #tierSize: Int32Array;
+  readonly #tierOffset: Int32Array;
+  readonly #block: number;
+  /** The tiers' param slabs, re-read at the start of every read. */
+  readonly #slabs: Float32Array[];
+  readonly #scoreIds: Int32Array;
   readonly #vec: Float64Array;
-  readonly #acc: Float64Array;
   #heapIndex: Int32Array = new Int32Array(64);
   #heapScore: Float64Array = new Float64Array(64);
 
@@ -164,10 +280,30 @@ export class Trainer {
     this.#clock = this.options.clock;
     this.#popularity = new PopularitySampler(this.options.negativeExponent);
     this.#ids = new Int32Array(this.model.options.maxTokens);
-    this.#itemVectors = new Float32Array(0);
-    this.#itemScalars = new Float64Array(0);
-    this.#vec = new Float64Array(store.dim);
-    this.#acc = new Float64Array(store.dim);
+    this.#scoreIds = new Int32Array(this.model.options.maxTokens);
+    const D = store.dim;
+    this.#vec = new Float64Array(D);
+    this.#userSum = new Float64Array(D);
+    const T = store.tiers.length;
+    this.#tierSize = Int32Array.from(store.tiers, (t) => t.size);
+    this.#tierOffset = new Int32Array(T);
+    let block = 0;
+    for (let ti = 0; ti < T; ti++) {
+      this.#tierOffset[ti] = block;
+      block += this.#tierSize[ti];
+    }
+    this.#block = block;
+    this.#userP = new Float64Array(block);
+    this.#userPStamp = new Int32Array(T);
+    this.#slabs = store.tiers.map((t) => t.params);
+    this.#rF = new Float64Array(D);
+    this.#rv = new Float64Array(D);
+    const previous = store.onEvict;
+    store.onEvict = (id, key) => {
+      previous?.(id, key);
+      this.#forget(id, key);
+    };
+    this.#signature([]);
     if (this.options.catalog !== null) for (const item of this.options.catalog) this.upsertItem(item);
   }
 
@@ -183,8 +319,58 @@ export class Trainer {
     entry.fieldKeys = fieldKeys;
     entry.fieldNames = fieldNames;
     entry.active = item.active;
+    this.#itemSig[entry.index] = this.#signature(fieldKeys);
+    this.#itemActive[entry.index] = item.active ? 1 : 0;
     this.#popularity.setActive(entry.index, item.active);
-    this.#version++;
+    this.#changes++;
+    this.#rgen++;
+    this.#refreshItem(entry.index);
+  }
+
+  /** The signature of a set of field keys, registered when new (per-request caches grow with it). */
+  #signature(fieldKeys: readonly string[]): number {
+    const name = [...fieldKeys].sort().join('\u0001');
+    const known = this.#sigIndex.get(name);
+    if (known !== undefined) return known;
+    const g = this.#sigIndex.size;
+    this.#sigIndex.set(name, g);
+    const D = this.model.dim;
+    const T = this.#tierSize.length;
+    const B = this.#block;
+    for (const key of fieldKeys) {
+      if (this.#ftIndex.has(key)) continue;
+      const f = this.#ftKeys.length;
+      this.#ftIndex.set(key, f);
+      this.#ftKeys.push(key);
+      const n = f + 1;
+      this.#ftStamp = grownInt32(this.#ftStamp, n);
+      this.#ftId = grownInt32(this.#ftId, n);
+      this.#ftW = grownFloat64(this.#ftW, n);
+      this.#ftSelf = grownFloat64(this.#ftSelf, n);
+      this.#ftSv = grownFloat64(this.#ftSv, n);
+      this.#ftV = grownFloat64(this.#ftV, n * D);
+      this.#ftPStamp = grownInt32(this.#ftPStamp, n * T);
+      this.#ftP = grownFloat64(this.#ftP, n * B);
+      this.#rfStamp = grownInt32(this.#rfStamp, n);
+      this.#rfId = grownInt32(this.#rfId, n);
+      this.#rfW = grownFloat64(this.#rfW, n);
+      this.#rfSelf = grownFloat64(this.#rfSelf, n);
+      this.#rfV = grownFloat64(this.#rfV, n * D);
+      this.#ftLive = grownFloat64(this.#ftLive, n);
+    }
+    const n = g + 1;
+    this.#sigStart = grownInt32(this.#sigStart, n);
+    this.#sigLength = grownInt32(this.#sigLength, n);
+    this.#sigFields = grownInt32(this.#sigFields, this.#sigFieldsUsed + fieldKeys.length);
+    this.#sigStart[g] = this.#sigFieldsUsed;
+    this.#sigLength[g] = fieldKeys.length;
+    for (const key of fieldKeys) this.#sigFields[this.#sigFieldsUsed++] = this.#ftIndex.get(key)!;
+    this.#sigStamp = grownInt32(this.#sigStamp, n);
+    this.#sigZ = grownFloat64(this.#sigZ, n);
+    this.#qpStamp = grownInt32(this.#qpStamp, n * T);
+    this.#qp = grownFloat64(this.#qp, n * B);
+    this.#sigLive = grownFloat64(this.#sigLive, n);
+    return g;
   }
 
   #addItem(item: string): ItemEntry {
@@ -198,6 +384,21 @@ export class Trainer {
     };
     this.#items.set(item, entry);
     this.#itemList.push(entry);
+    const n = entry.index + 1;
+    this.#itemToken = grownInt32(this.#itemToken, n, -1);
+    this.#itemSig = grownInt32(this.#itemSig, n);
+    this.#excludeStamp = grownInt32(this.#excludeStamp, n);
+    this.#itemConst = grownFloat64(this.#itemConst, n);
+    if (this.#itemActive.length < n) {
+      const active = new Uint8Array(Math.max(n, this.#itemActive.length * 2));
+      active.set(this.#itemActive);
+      this.#itemActive = active;
+    }
+    this.#itemToken[entry.index] = this.store.id(entry.key);
+    this.#itemSig[entry.index] = EMPTY_SIGNATURE;
+    this.#itemActive[entry.index] = 1;
+    this.#rgen++;
+    this.#refreshItem(entry.index);
     return entry;
   }
 
@@ -227,7 +428,8 @@ export class Trainer {
       }
     }
     this.model.flush();
-    this.#version++;
+    this.#changes++;
+    this.#refreshAfterLearn(start);
     this.#busyMs += this.#clock.now() - start;
     if (this.options.observer !== null) this.options.observer.endBatch();
   }
@@ -268,6 +470,7 @@ export class Trainer {
     let n = from;
     if (n < ids.length) {
       const id = store.getOrCreate(entry.key);
+      this.#itemToken[entry.index] = id;
       ids[n++] = id;
       store.touch(id, now);
       if (observer !== null) observer.observe(id);
@@ -282,47 +485,353 @@ export class Trainer {
     return n;
   }
 
-  /** Ids of existing tokens only (reads never create tokens), user side then item side. */
-  #lookup(keys: readonly string[], into: number[]): void {
-    for (const key of keys) {
-      const id = this.store.id(key);
-      if (id >= 0) into.push(id);
+  /** An evicted item token: its id will be reused, so the item has none until it is learned again. */
+  #forget(id: TokenId, key: string): void {
+    if (!key.startsWith('item=')) return;
+    const entry = this.#items.get(key.slice(5));
+    if (entry !== undefined && this.#itemToken[entry.index] === id) this.#itemToken[entry.index] = -1;
+  }
+
+  /** One field token for this refresh: id, w, D-space v, |v|². */
+  #refreshField(f: number): void {
+    const id = this.store.id(this.#ftKeys[f]);
+    this.#rfId[f] = id;
+    this.#rfStamp[f] = this.#rgen;
+    if (id < 0) return;
+    const D = this.model.dim;
+    const at = f * D;
+    const V = this.#rfV;
+    this.model.vectorOf(id, V, at);
+    let self = 0;
+    for (let d = 0; d < D; d++) self += V[at + d] * V[at + d];
+    this.#rfW[f] = this.store.linear[id];
+    this.#rfSelf[f] = self;
+  }
+
+  /** c_I of item i from the current model: w_i + Σ w_f + ½(|v_i + F|² − |v_i|² − Σ|v_f|²). */
+  #refreshItem(i: number): void {
+    const D = this.model.dim;
+    const F = this.#rF;
+    F.fill(0);
+    let c = 0;
+    let self = 0;
+    const rgen = this.#rgen;
+    const V = this.#rfV;
+    const g = this.#itemSig[i];
+    const list = this.#sigFields;
+    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+      const f = list[j];
+      if (this.#rfStamp[f] !== rgen) this.#refreshField(f);
+      if (this.#rfId[f] < 0) continue;
+      c += this.#rfW[f];
+      self += this.#rfSelf[f];
+      const at = f * D;
+      for (let d = 0; d < D; d++) F[d] += V[at + d];
+    }
+    let ff = 0;
+    for (let d = 0; d < D; d++) ff += F[d] * F[d];
+    c += 0.5 * (ff - self);
+    const id = this.#itemToken[i];
+    if (id >= 0) {
+      const v = this.#rv;
+      this.model.vectorOf(id, v);
+      let vf = 0;
+      for (let d = 0; d < D; d++) vf += v[d] * F[d];
+      c += this.store.linear[id] + vf;
+    }
+    this.#itemConst[i] = c;
+  }
+
+  /** Refreshes up to `count` items along the sweep; returns true when a sweep completed. */
+  #advanceSweep(count: number, now: Milliseconds): boolean {
+    const n = this.#itemList.length;
+    if (n === 0) return false;
+    this.#rgen++;
+    let completed = false;
+    for (let j = 0; j < count; j++) {
+      if (this.#sweepCursor === 0) {
+        this.#sweepStart = now;
+        this.#sweepStartChanges = this.#changes;
+      }
+      this.#refreshItem(this.#sweepCursor);
+      if (++this.#sweepCursor >= n) {
+        this.#sweepCursor = 0;
+        this.#doneStart = this.#sweepStart;
+        this.#doneChanges = this.#sweepStartChanges;
+        completed = true;
+      }
+    }
+    return completed;
+  }
+
+  /** Before a recommend: every c_I computed at most itemRefreshMs ago (0: recomputed now). */
+  #refreshForRead(): void {
+    const n = this.#itemList.length;
+    const bound = this.options.itemRefreshMs;
+    const now = this.#clock.now();
+    if (bound === 0) {
+      this.#sweepCursor = 0;
+      this.#advanceSweep(n, now);
+      return;
+    }
+    if (this.#doneChanges === this.#changes || now - this.#doneStart < bound) return;
+    // Finish the running sweep; if even that one started too long ago, run a whole new one.
+    if (this.#sweepCursor > 0) this.#advanceSweep(n - this.#sweepCursor, now);
+    if (this.#doneChanges !== this.#changes && now - this.#doneStart >= bound) this.#advanceSweep(n, now);
+  }
+
+  /** After a learn(): advance the sweep so that it completes every itemRefreshMs / 2. */
+  #refreshAfterLearn(now: Milliseconds): void {
+    const bound = this.options.itemRefreshMs;
+    const last = this.#lastLearnAt;
+    this.#lastLearnAt = now;
+    if (bound === 0) return;
+    const n = this.#itemList.length;
+    const share = Number.isFinite(last) ? (now - last) / (bound / 2) : 1;
+    this.#advanceSweep(Math.min(n, Math.max(MIN_SWEEP_CHUNK, Math.ceil(n * share))), now);
+  }
+
+  /** Starts a read: a new generation (every per-request cache below goes stale at once). */
+  #nextGeneration(): number {
+    let gen = this.#gen + 1;
+    if (gen > 0x3fffffff) {
+      // Wrapped (after ~10⁹ reads): clear the stamps so no old value can pass for current.
+      gen = 1;
+      this.#ftStamp.fill(0);
+      this.#ftPStamp.fill(0);
+      this.#sigStamp.fill(0);
+      this.#qpStamp.fill(0);
+      this.#userPStamp.fill(0);
+      this.#excludeStamp.fill(0);
+    }
+    this.#gen = gen;
+    // Slabs and columns are replaced when they grow: read them once per request (no await follows).
+    const tiers = this.store.tiers;
+    for (let ti = 0; ti < tiers.length; ti++) this.#slabs[ti] = tiers[ti].params;
+    return gen;
+  }
+
+  /**
+   * Sums the user side once: S_U = Σ v (in #userSum) and returns b + Σ w + ½(|S_U|² − Σ|v|²).
+   * Unknown tokens contribute nothing.
+   */
+  #prepareUser(user: string, fields: Readonly<Record<string, string>>): number {
+    const D = this.model.dim;
+    const S = this.#userSum;
+    const v = this.#vec;
+    const linear = this.store.linear;
+    S.fill(0);
+    let base = this.model.bias;
+    let self = 0;
+    const add = (id: TokenId): void => {
+      base += linear[id];
+      this.model.vectorOf(id, v);
+      for (let d = 0; d < D; d++) {
+        S[d] += v[d];
+        self += v[d] * v[d];
+      }
+    };
+    const userId = this.store.id(`user=${user}`);
+    if (userId >= 0) add(userId);
+    for (const name in fields) {
+      const id = this.store.id(`${name}=${fields[name]}`);
+      if (id >= 0) add(id);
+    }
+    let sq = 0;
+    for (let d = 0; d < D; d++) sq += S[d] * S[d];
+    return base + 0.5 * (sq - self);
+  }
+
+  /** One field token for this request: id, w, v (D-space), |v|² and S_U · v. */
+  #prepareField(f: number): void {
+    const D = this.model.dim;
+    const id = this.store.id(this.#ftKeys[f]);
+    this.#ftId[f] = id;
+    this.#ftStamp[f] = this.#gen;
+    if (id < 0) return;
+    const V = this.#ftV;
+    const at = f * D;
+    this.model.vectorOf(id, V, at);
+    const S = this.#userSum;
+    let self = 0;
+    let sv = 0;
+    for (let d = 0; d < D; d++) {
+      const x = V[at + d];
+      self += x * x;
+      sv += S[d] * x;
+    }
+    this.#ftW[f] = this.store.linear[id];
+    this.#ftSelf[f] = self;
+    this.#ftSv[f] = sv;
+  }
+
+  /**
+   * The item-side part that does not depend on the item's own token, for field signature `g`:
+   * Σ w_f + S_U · F + ½(|F|² − Σ|v_f|²) with F = Σ v_f over its field tokens.
+   */
+  #prepareSignature(g: number): void {
+    const D = this.model.dim;
+    const gen = this.#gen;
+    const F = this.#vec;
+    F.fill(0);
+    const V = this.#ftV;
+    let z = 0;
+    let self = 0;
+    const list = this.#sigFields;
+    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+      const f = list[j];
+      if (this.#ftStamp[f] !== gen) this.#prepareField(f);
+      if (this.#ftId[f] < 0) continue;
+      z += this.#ftW[f] + this.#ftSv[f];
+      self += this.#ftSelf[f];
+      const at = f * D;
+      for (let d = 0; d < D; d++) F[d] += V[at + d];
+    }
+    let ff = 0;
+    for (let d = 0; d < D; d++) ff += F[d] * F[d];
+    this.#sigZ[g] = z + 0.5 * (ff - self);
+    this.#sigStamp[g] = gen;
+  }
+
+  /** x · P_tiᵀ into out[at..at+s): a D-space vector carried into tier ti's own space. */
+  #project(ti: number, x: Float64Array, xAt: number, out: Float64Array, at: number): void {
+    const D = this.model.dim;
+    const s = this.#tierSize[ti];
+    const P = this.model.projections[ti];
+    if (P === null) {
+      for (let d = 0; d < s; d++) out[at + d] = x[xAt + d];
+      return;
+    }
+    for (let j = 0; j < s; j++) {
+      const row = j * D;
+      let acc = 0;
+      for (let d = 0; d < D; d++) acc += P[row + d] * x[xAt + d];
+      out[at + j] = acc;
     }
   }
 
-  #userKeys(user: string, fields: Readonly<Record<string, string>>, entry: ItemEntry | undefined): string[] {
-    const keys = [`user=${user}`];
-    for (const name in fields)
-      if (entry === undefined || !entry.fieldNames.has(name)) keys.push(`${name}=${fields[name]}`);
-    return keys;
+  /**
+   * q = P_ti (S_U + F_g), in tier ti's own space (s floats): an item token of tier ti with row e
+   * then adds e · q = v_item · (S_U + F_g) to its logit. Built from per-request parts
+   * (P_ti S_U once per tier, P_ti v_f once per field token and tier).
+   */
+  #prepareQuery(g: number, ti: number): void {
+    const gen = this.#gen;
+    const T = this.#tierSize.length;
+    const s = this.#tierSize[ti];
+    const tierAt = this.#tierOffset[ti];
+    const B = this.#block;
+    if (this.#userPStamp[ti] !== gen) {
+      this.#project(ti, this.#userSum, 0, this.#userP, tierAt);
+      this.#userPStamp[ti] = gen;
+    }
+    const q = this.#qp;
+    const at = g * B + tierAt;
+    const uP = this.#userP;
+    for (let j = 0; j < s; j++) q[at + j] = uP[tierAt + j];
+    const list = this.#sigFields;
+    const fP = this.#ftP;
+    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+      const f = list[j];
+      if (this.#ftId[f] < 0) continue;
+      const fAt = f * B + tierAt;
+      if (this.#ftPStamp[f * T + ti] !== gen) {
+        this.#project(ti, this.#ftV, f * this.model.dim, fP, fAt);
+        this.#ftPStamp[f * T + ti] = gen;
+      }
+      for (let k = 0; k < s; k++) q[at + k] += fP[fAt + k];
+    }
+    this.#qpStamp[g * T + ti] = gen;
+  }
+
+  /**
+   * Logit of one item without the user-side base: the signature part plus the item token's
+   * w + e · q. Exact (no cached item table): reads the live slabs. Call after #prepareUser in
+   * the same synchronous stretch.
+   */
+  #itemLogit(g: number, id: TokenId): number {
+    const gen = this.#gen;
+    if (this.#sigStamp[g] !== gen) this.#prepareSignature(g);
+    let z = this.#sigZ[g];
+    if (id < 0) return z;
+    const store = this.store;
+    z += store.linear[id];
+    const ti = store.tierOf[id];
+    const s = this.#tierSize[ti];
+    if (s === 0) return z;
+    const T = this.#tierSize.length;
+    if (this.#qpStamp[g * T + ti] !== gen) this.#prepareQuery(g, ti);
+    const e = this.#slabs[ti];
+    const q = this.#qp;
+    const off = store.slotOf[id] * s;
+    const at = g * this.#block + this.#tierOffset[ti];
+    // Ladder sizes are even; 4-way unrolled with a 2-wide tail (sizes 2, 4, ..., 64).
+    let a0 = 0;
+    let a1 = 0;
+    let j = 0;
+    for (; j + 4 <= s; j += 4) {
+      a0 += e[off + j] * q[at + j] + e[off + j + 2] * q[at + j + 2];
+      a1 += e[off + j + 1] * q[at + j + 1] + e[off + j + 3] * q[at + j + 3];
+    }
+    for (; j < s; j++) a0 += e[off + j] * q[at + j];
+    return z + a0 + a1;
   }
 
   /**
    * Probabilities for `items` (same order) for `user`, with optional request fields. No side
-   * effects: nothing is created, touched or learned; unknown tokens contribute nothing.
+   * effects: nothing is created, touched or learned; unknown tokens contribute nothing. The user
+   * side is summed once; each item then costs its own token's size (see #itemLogit). Request
+   * fields that an item's catalog also names belong to that item's side (as in learn()); such
+   * items take the slower per-item path.
    */
   score(
     user: string,
     items: readonly string[],
     fields: Readonly<Record<string, string>> = NO_FIELDS,
   ): number[] {
+    this.#nextGeneration();
+    const base = this.#prepareUser(user, fields);
+    let anyField = false;
+    for (const _ in fields) {
+      anyField = true;
+      break;
+    }
     const out = new Array<number>(items.length);
-    const scratch = new Int32Array(this.model.options.maxTokens);
     for (let i = 0; i < items.length; i++) {
       const entry = this.#items.get(items[i]);
-      const ids: number[] = [];
-      this.#lookup(this.#userKeys(user, fields, entry), ids);
-      this.#lookup(entry === undefined ? [`item=${items[i]}`] : [entry.key, ...entry.fieldKeys], ids);
-      const n = Math.min(ids.length, scratch.length);
-      for (let k = 0; k < n; k++) scratch[k] = ids[k];
-      out[i] = this.model.predict(scratch, n);
+      if (entry === undefined) {
+        out[i] = sigmoid(base + this.#itemLogit(EMPTY_SIGNATURE, this.store.id(`item=${items[i]}`)));
+      } else if (anyField && overlaps(entry.fieldNames, fields)) {
+        out[i] = this.#scoreApart(user, entry, fields);
+      } else {
+        const id = this.#itemToken[entry.index];
+        out[i] = sigmoid(base + this.#itemLogit(this.#itemSig[entry.index], id));
+      }
     }
     return out;
   }
 
+  /** An item whose catalog names a request field: its own user side, through the model. */
+  #scoreApart(user: string, entry: ItemEntry, fields: Readonly<Record<string, string>>): number {
+    const ids = this.#scoreIds;
+    let n = 0;
+    const put = (key: string): void => {
+      const id = this.store.id(key);
+      if (id >= 0 && n < ids.length) ids[n++] = id;
+    };
+    put(`user=${user}`);
+    for (const name in fields) if (!entry.fieldNames.has(name)) put(`${name}=${fields[name]}`);
+    put(entry.key);
+    for (const key of entry.fieldKeys) put(key);
+    return this.model.predict(ids, n);
+  }
+
   /**
-   * Top-k active items for `user` by model score (exact scan). An unknown user gets the most
-   * popular items instead, flagged `fallback: 'popularity'`.
+   * Top-k active items for `user` by model score: an exact scan over every item, reading the live
+   * parameters (so it sees every batch learned before it: staleness 0 events), with the user side
+   * summed once and a partial top-k heap. Per item it costs the item token's own size s in
+   * multiply-adds; per request, per field signature and tier, a few s × D products. An unknown
+   * user gets the most popular items instead, flagged `fallback: 'popularity'`.
    */
   recommend(
     user: string,
@@ -331,19 +840,22 @@ export class Trainer {
   ): RecommendResult {
     if (!Number.isInteger(k) || k < 1)
       throw new PmeError('PME_ERR_BAD_REQUEST', `k must be an integer >= 1, got ${k}`);
-    const excluded = new Set<number>();
+    const gen = this.#nextGeneration();
+    const stamp = this.#excludeStamp;
     if (options.exclude !== undefined)
       for (const item of options.exclude) {
         const entry = this.#items.get(item);
-        if (entry !== undefined) excluded.add(entry.index);
+        if (entry !== undefined) stamp[entry.index] = gen;
       }
     const list = this.#itemList;
+    const n = list.length;
+    const active = this.#itemActive;
+    this.#prepareHeap(k);
+    let size = 0;
     if (this.store.id(`user=${user}`) < 0) {
       const total = Math.max(1, this.#popularity.total);
-      this.#prepareHeap(k);
-      let size = 0;
-      for (let i = 0; i < list.length; i++) {
-        if (!list[i].active || excluded.has(i)) continue;
+      for (let i = 0; i < n; i++) {
+        if (active[i] === 0 || stamp[i] === gen) continue;
         size = this.#offer(size, k, i, this.#popularity.count(i));
       }
       return {
@@ -351,36 +863,50 @@ export class Trainer {
         fallback: 'popularity',
       };
     }
-    this.#refreshItemTable();
-    // User side summed once: b + Σw + self-interaction, and S_user = Σ v.
-    const D = this.model.dim;
-    const ids: number[] = [];
-    this.#lookup(this.#userKeys(user, options.fields ?? NO_FIELDS, undefined), ids);
-    const S = this.#acc;
-    const v = this.#vec;
-    S.fill(0);
-    let base = this.model.bias;
-    let self = 0;
-    for (const id of ids) {
-      base += this.store.linear[id];
-      this.model.vectorOf(id, v);
-      for (let d = 0; d < D; d++) {
-        S[d] += v[d];
-        self += v[d] * v[d];
-      }
+    this.#refreshForRead();
+    const base = this.#prepareUser(user, options.fields ?? NO_FIELDS);
+    const store = this.store;
+    const tierOf = store.tierOf;
+    const slotOf = store.slotOf;
+    const slabs = this.#slabs;
+    const sizes = this.#tierSize;
+    const offsets = this.#tierOffset;
+    const uP = this.#userP;
+    // P_t S_U for every tier, then S_U · v_f = e_f · (P_t S_U) per field token, Σ per signature.
+    for (let ti = 0; ti < sizes.length; ti++) this.#project(ti, this.#userSum, 0, uP, offsets[ti]);
+    const live = this.#ftLive;
+    for (let f = 0; f < this.#ftKeys.length; f++) {
+      const id = store.id(this.#ftKeys[f]);
+      live[f] =
+        id < 0
+          ? 0
+          : dot(
+              slabs[tierOf[id]],
+              slotOf[id] * sizes[tierOf[id]],
+              uP,
+              offsets[tierOf[id]],
+              sizes[tierOf[id]],
+            );
     }
-    let sq = 0;
-    for (let d = 0; d < D; d++) sq += S[d] * S[d];
-    base += 0.5 * (sq - self);
-    const table = this.#itemVectors;
-    const scalars = this.#itemScalars;
-    this.#prepareHeap(k);
-    let size = 0;
-    for (let i = 0; i < list.length; i++) {
-      if (!list[i].active || excluded.has(i)) continue;
-      let z = scalars[i];
-      const row = i * D;
-      for (let d = 0; d < D; d++) z += S[d] * table[row + d];
+    const sigLive = this.#sigLive;
+    const fieldsOf = this.#sigFields;
+    for (let g = 0; g < this.#sigIndex.size; g++) {
+      let z = 0;
+      for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) z += live[fieldsOf[j]];
+      sigLive[g] = z;
+    }
+    const sigOf = this.#itemSig;
+    const tokens = this.#itemToken;
+    const constant = this.#itemConst;
+    for (let i = 0; i < n; i++) {
+      if (active[i] === 0 || stamp[i] === gen) continue;
+      let z = constant[i] + sigLive[sigOf[i]];
+      const id = tokens[i];
+      if (id >= 0) {
+        const ti = tierOf[id];
+        const s = sizes[ti];
+        if (s > 0) z += dot(slabs[ti], slotOf[id] * s, uP, offsets[ti], s);
+      }
       size = this.#offer(size, k, i, z);
     }
     return {
@@ -435,48 +961,6 @@ export class Trainer {
     const out: Array<{ index: number; score: number }> = [];
     for (let j = 0; j < size; j++) out.push({ index: this.#heapIndex[j], score: this.#heapScore[j] });
     return out.sort((a, b) => b.score - a.score || a.index - b.index);
-  }
-
-  /** Recomputes the item-side sums when the model changed since the last scan (and the table is
-   *  older than itemRefreshMs). Projections and shared field tokens move with every batch, so the
-   *  refresh is of the whole table; it costs items × tokens per item × s × D multiply-adds. */
-  #refreshItemTable(): void {
-    const now = this.#clock.now();
-    const n = this.#itemList.length;
-    const D = this.model.dim;
-    const stale = this.#tableVersion !== this.#version;
-    const grown = this.#itemScalars.length < n;
-    if (!grown && (!stale || now - this.#tableTime < this.options.itemRefreshMs)) return;
-    if (grown) {
-      const capacity = Math.max(n, this.#itemScalars.length * 2);
-      this.#itemVectors = new Float32Array(capacity * D);
-      this.#itemScalars = new Float64Array(capacity);
-    }
-    const table = this.#itemVectors;
-    const v = this.#vec;
-    const linear = this.store.linear;
-    for (let i = 0; i < n; i++) {
-      const entry = this.#itemList[i];
-      const row = i * D;
-      for (let d = 0; d < D; d++) table[row + d] = 0;
-      let w = 0;
-      let self = 0;
-      for (let j = -1; j < entry.fieldKeys.length; j++) {
-        const id = this.store.id(j < 0 ? entry.key : entry.fieldKeys[j]);
-        if (id < 0) continue;
-        w += linear[id];
-        this.model.vectorOf(id, v);
-        for (let d = 0; d < D; d++) {
-          table[row + d] += v[d];
-          self += v[d] * v[d];
-        }
-      }
-      let sq = 0;
-      for (let d = 0; d < D; d++) sq += table[row + d] * table[row + d];
-      this.#itemScalars[i] = w + 0.5 * (sq - self);
-    }
-    this.#tableVersion = this.#version;
-    this.#tableTime = now;
   }
 
   /** Items with their fields, activity and counts, for snapshots. */

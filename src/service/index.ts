@@ -11,7 +11,14 @@ import type { Config } from '../config.js';
 import { initBackend, PmeController, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
-import { createCodec, ensureTopics, StreamConsumer } from '../stream/index.js';
+import {
+  createInteractionCodec,
+  createItemCodec,
+  ensureTopics,
+  HttpSchemaRegistry,
+  StreamConsumer,
+  toEventCodec,
+} from '../stream/index.js';
 import { serviceApi, tierReports } from './adapter.js';
 import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
@@ -76,12 +83,17 @@ export async function startService(
     items: config.itemsTopic,
     partitions: config.partitions,
   });
+  const registry = config.schemaRegistry === '' ? undefined : new HttpSchemaRegistry(config.schemaRegistry);
+  const codec = toEventCodec(
+    await createInteractionCodec({ registry, topic: config.interactionsTopic }),
+    await createItemCodec({ registry, topic: config.itemsTopic }),
+  );
   const consumer = new StreamConsumer({
     brokers: config.brokers,
     groupId: config.group,
     interactionsTopic: config.interactionsTopic,
     itemsTopic: config.itemsTopic,
-    codec: createCodec(),
+    codec,
     appliedOffsets: offsets,
     onEvents: (events) => {
       trainer.learn(events);

@@ -7,9 +7,10 @@
  * Backpressure: kafkajs fetches a partition's next batch only after `eachBatch` returns, and
  * training is synchronous inside it, so memory holds at most one fetch per partition.
  */
-import { type IHeaders, Kafka, type KafkaMessage, logLevel } from 'kafkajs';
+import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { kafkaLog } from './log.js';
+import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic } from './topics.js';
 
 /** Why a message could not be used; the DLQ header carries it. */
 export type DlqReason =
@@ -18,8 +19,7 @@ export type DlqReason =
   | 'missing-user'
   | 'missing-item'
   | 'bad-label'
-  | 'oversized'
-  | 'no-value';
+  | 'oversized';
 
 export class DecodeError extends Error {
   constructor(
@@ -32,8 +32,10 @@ export class DecodeError extends Error {
 
 /** Decoders of the wire format; they throw DecodeError for a message that cannot be used. */
 export interface EventCodec {
-  decodeInteraction(value: Buffer, headers: IHeaders | undefined): Interaction;
-  decodeItem(value: Buffer, headers: IHeaders | undefined): CatalogItem;
+  decodeInteraction(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): Interaction;
+  decodeItem(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): CatalogItem;
+  /** Loads the writer schemas a batch names (schema registry mode), before it is decoded. */
+  prefetch?(values: Array<Buffer | null>): Promise<void>;
 }
 
 /** `topic:partition` -> next offset to read (the Kafka meaning of a committed offset). */
@@ -45,8 +47,6 @@ export interface ConsumerOptions {
   interactionsTopic: string;
   itemsTopic: string;
   codec: EventCodec;
-  /** Messages larger than this go to the DLQ as `oversized`. Default 1 MiB. */
-  maxMessageBytes?: number;
   /** Offsets already applied to the restored state: messages below them are skipped. */
   appliedOffsets?: OffsetMap;
   /** Applies decoded events to the state, synchronously (so offsets and state move together). */
@@ -63,8 +63,6 @@ export interface ConsumerStats {
   dlq: Record<string, number>;
   lag: Record<string, number>;
 }
-
-const DLQ_REASON_HEADER = 'pme-dlq-reason';
 
 export class StreamConsumer {
   readonly stats: ConsumerStats = { consumed: 0, skipped: 0, dlq: {}, lag: {} };
@@ -92,7 +90,10 @@ export class StreamConsumer {
     this.#catalog = this.#kafka.consumer({
       groupId: `${options.groupId}-catalog-${process.pid}-${Date.now()}`,
     });
-    this.#producer = this.#kafka.producer({ allowAutoTopicCreation: true });
+    this.#producer = this.#kafka.producer({
+      allowAutoTopicCreation: true,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
   }
 
   /** True while the group consumer is running. */
@@ -109,16 +110,16 @@ export class StreamConsumer {
 
   async start(): Promise<void> {
     const o = this.#options;
-    const maxBytes = o.maxMessageBytes ?? 1 << 20;
     await this.#producer.connect();
     await this.#catalog.connect();
     await this.#catalog.subscribe({ topics: [o.itemsTopic], fromBeginning: true });
     await this.#catalog.run({
       eachBatch: async ({ batch }) => {
         const items: CatalogItem[] = [];
+        await o.codec.prefetch?.(batch.messages.map((m) => m.value));
         for (const message of batch.messages) {
           try {
-            items.push(o.codec.decodeItem(this.#checkSize(message, maxBytes), message.headers));
+            items.push(o.codec.decodeItem(message.value, message.headers, message.key));
           } catch (error) {
             await this.#toDlq(o.itemsTopic, batch.partition, message, error);
           }
@@ -138,6 +139,7 @@ export class StreamConsumer {
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         const key = `${batch.topic}:${batch.partition}`;
         this.stats.lag[String(batch.partition)] = Number(batch.offsetLag());
+        await o.codec.prefetch?.(batch.messages.map((m) => m.value));
         await o.withStateLock(async () => {
           let pending: Interaction[] = [];
           let pendingNext = -1n;
@@ -159,7 +161,7 @@ export class StreamConsumer {
             }
             this.stats.consumed++;
             try {
-              pending.push(o.codec.decodeInteraction(this.#checkSize(message, maxBytes), message.headers));
+              pending.push(o.codec.decodeInteraction(message.value, message.headers, message.key));
               pendingNext = offset + 1n;
             } catch (error) {
               flush();
@@ -176,18 +178,11 @@ export class StreamConsumer {
     this.#live = true;
   }
 
-  #checkSize(message: KafkaMessage, maxBytes: number): Buffer {
-    if (message.value === null) throw new DecodeError('no-value', 'message has no value (tombstone)');
-    if (message.value.length > maxBytes)
-      throw new DecodeError('oversized', `message of ${message.value.length} bytes exceeds ${maxBytes}`);
-    return message.value;
-  }
-
   async #toDlq(topic: string, partition: number, message: KafkaMessage, error: unknown): Promise<void> {
     const reason: DlqReason = error instanceof DecodeError ? error.reason : 'undecodable';
     this.stats.dlq[reason] = (this.stats.dlq[reason] ?? 0) + 1;
     await this.#producer.send({
-      topic: `${topic}.dlq`,
+      topic: dlqTopic(topic),
       messages: [
         {
           key: message.key,
@@ -196,7 +191,7 @@ export class StreamConsumer {
             ...message.headers,
             [DLQ_REASON_HEADER]: reason,
             'pme-dlq-detail': error instanceof Error ? error.message.slice(0, 500) : String(error),
-            'pme-dlq-source': `${topic}:${partition}:${message.offset}`,
+            [DLQ_SOURCE_HEADER]: `${topic}:${partition}:${message.offset}`,
           },
         },
       ],

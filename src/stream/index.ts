@@ -2,20 +2,21 @@
  * src/stream: Kafka in and out.
  * - StreamConsumer: the trainer's consumer group (offsets committed only inside snapshots, DLQ).
  * - EventProducer: writes interactions and items in the Avro contract (`pme replay`, the demo).
- * - codec: the Avro schemas, writer-schema resolution, DecodeError reasons.
+ * - avro: the Avro schemas, writer-schema resolution (and the schema-registry wire format),
+ *   EventDecodeError reasons.
  * - ensureTopics: creates the topics the service needs.
  */
 export {
-  createCodec,
-  decodeInteraction,
-  decodeItem,
-  encodeInteractionMessage,
-  encodeItemMessage,
-  INTERACTION_SCHEMAS,
-  ITEM_SCHEMAS,
-  registerInteractionSchema,
+  AvroCodec,
+  type CodecOptions,
+  createInteractionCodec,
+  createItemCodec,
+  EventDecodeError,
+  INTERACTION_SCHEMA,
+  ITEM_SCHEMA,
   SCHEMA_HEADER,
-} from './codec.js';
+  toEventCodec,
+} from './avro.js';
 export {
   type ConsumerOptions,
   type ConsumerStats,
@@ -26,4 +27,5 @@ export {
   StreamConsumer,
 } from './consumer.js';
 export { EventProducer, type ProducerOptions, type RunningStream } from './producer.js';
-export { ensureTopics, type TopicNames } from './topics.js';
+export { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, ensureTopics, type TopicNames } from './topics.js';
+export { HttpSchemaRegistry, MemorySchemaRegistry, type SchemaRegistryClient } from './wire.js';

@@ -2,9 +2,9 @@
  * Writes interactions and catalog items to Kafka in the project's Avro contract, keyed as the
  * contract says (interactions by user, items by item). Used by `pme replay` and the demo.
  */
-import { CompressionTypes, Kafka, logLevel, type Producer } from 'kafkajs';
+import { CompressionTypes, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
-import { encodeInteractionMessage, encodeItemMessage } from './codec.js';
+import { type AvroCodec, type CodecOptions, createInteractionCodec, createItemCodec } from './avro.js';
 import { kafkaLog } from './log.js';
 
 export interface ProducerOptions {
@@ -12,6 +12,8 @@ export interface ProducerOptions {
   clientId?: string;
   /** Messages per produce request. Default 500. */
   batchSize?: number;
+  /** Codec options (schema registry); default: raw Avro with the `pme-schema` header. */
+  codec?: CodecOptions;
 }
 
 /** A paced producer loop, stopped by `stop()`. */
@@ -23,6 +25,9 @@ export interface RunningStream {
 export class EventProducer {
   readonly #producer: Producer;
   readonly #batchSize: number;
+  readonly #codecOptions: CodecOptions;
+  #interactions: AvroCodec<Interaction> | null = null;
+  #items: AvroCodec<CatalogItem> | null = null;
 
   constructor(options: ProducerOptions) {
     const kafka = new Kafka({
@@ -31,12 +36,24 @@ export class EventProducer {
       logLevel: logLevel.WARN,
       logCreator: kafkaLog,
     });
-    this.#producer = kafka.producer({ allowAutoTopicCreation: true });
+    this.#producer = kafka.producer({
+      allowAutoTopicCreation: true,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     this.#batchSize = options.batchSize ?? 500;
+    this.#codecOptions = options.codec ?? {};
   }
 
-  connect(): Promise<void> {
-    return this.#producer.connect();
+  async connect(): Promise<void> {
+    this.#interactions = await createInteractionCodec(this.#codecOptions);
+    this.#items = await createItemCodec(this.#codecOptions);
+    await this.#producer.connect();
+  }
+
+  #codecs(): { interactions: AvroCodec<Interaction>; items: AvroCodec<CatalogItem> } {
+    if (this.#interactions === null || this.#items === null)
+      throw new Error('EventProducer: call connect() first');
+    return { interactions: this.#interactions, items: this.#items };
   }
 
   disconnect(): Promise<void> {
@@ -44,21 +61,25 @@ export class EventProducer {
   }
 
   async sendInteractions(topic: string, events: readonly Interaction[]): Promise<void> {
+    const codec = this.#codecs().interactions;
     for (let i = 0; i < events.length; i += this.#batchSize) {
       await this.#producer.send({
         topic,
         compression: CompressionTypes.None,
-        messages: events.slice(i, i + this.#batchSize).map(encodeInteractionMessage),
+        messages: events
+          .slice(i, i + this.#batchSize)
+          .map((event) => ({ key: event.user, value: codec.encode(event), headers: codec.headers })),
       });
     }
   }
 
   async sendItems(topic: string, items: readonly CatalogItem[]): Promise<void> {
+    const codec = this.#codecs().items;
     for (let i = 0; i < items.length; i += this.#batchSize) {
-      await this.#producer.send({
-        topic,
-        messages: items.slice(i, i + this.#batchSize).map(encodeItemMessage),
-      });
+      const messages = items
+        .slice(i, i + this.#batchSize)
+        .map((item) => ({ key: item.item, value: codec.encode(item), headers: codec.headers }));
+      await this.#producer.send({ topic, messages });
     }
   }
 

@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
 import t from 'tap';
-import { findJava, resolveBrokers } from '../../src/broker/index.js';
+import { findJava, resolveBrokers, startBroker } from '../../src/broker/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
 
 const { Kafka, logLevel } = kafkajs;
@@ -165,11 +165,14 @@ t.test('a kill -9 of the parent does not leave an orphan JVM', async (t) => {
     stderr += c.toString();
   });
   await waitForLine(child, /^KAFKA_BROKERS=/);
-  const pid = Number(/\(pid (\d+),/.exec(stderr)?.[1]);
+  const [, pidText, dataDir] = /\(pid (\d+), data ([^)]+)\)/.exec(stderr) ?? [];
+  const pid = Number(pidText);
   t.ok(isAlive(pid), 'the JVM runs');
   child.kill('SIGKILL');
   await exitOf(child);
   t.ok(await waitDead(pid, 30_000), 'the orphan guard stopped the JVM');
+  for (let i = 0; i < 50 && existsSync(dataDir); i++) await new Promise((r) => setTimeout(r, 100));
+  t.notOk(existsSync(dataDir), 'and deleted its temporary data dir');
 });
 
 t.test('pme broker --exec runs the command with KAFKA_BROKERS and returns its exit code', async (t) => {
@@ -183,6 +186,7 @@ t.test('pme broker --exec runs the command with KAFKA_BROKERS and returns its ex
 t.test('without java: one line that says what is missing and what to do', async (t) => {
   // A PATH that has everything the command could need except java (and mvn).
   const bin = mkdtempSync(join(tmpdir(), 'pme-nojava-'));
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }));
   mkdirSync(join(bin, 'bin'));
   symlinkSync('/bin/sh', join(bin, 'bin', 'sh'));
   const env: NodeJS.ProcessEnv = { ...process.env, PATH: join(bin, 'bin') };
@@ -200,4 +204,31 @@ t.test('without java: one line that says what is missing and what to do', async 
   t.match(lines[0], /PME_ERR_BROKER_JAVA_MISSING: java was not found/);
   t.match(lines[0], /KAFKA_BROKERS/, 'points to an existing cluster');
   t.match(lines[0], /docker/, 'points to docker/');
+});
+
+t.test('a persistent data dir is formatted once and keeps its topics across restarts', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'pme-persistent-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const topic = uniqueName('kept');
+  const clusterId = () =>
+    /cluster\.id=(\S+)/.exec(readFileSync(join(dataDir, 'kraft', 'meta.properties'), 'utf8'))?.[1];
+
+  const first = await startBroker({ dataDir, heapMb: 256 });
+  t.equal(first.persistent, true, 'a given data dir is persistent by default');
+  const id = clusterId();
+  const admin = new Kafka({ brokers: [first.bootstrap], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic }], waitForLeaders: true });
+  await admin.disconnect();
+  await first.stop();
+  t.notOk(isAlive(first.pid), 'stopped');
+  t.ok(existsSync(join(dataDir, 'kraft')), 'the data survives stop()');
+
+  const second = await startBroker({ dataDir, heapMb: 256 });
+  t.teardown(() => second.stop());
+  t.equal(clusterId(), id, 'not formatted again');
+  const again = new Kafka({ brokers: [second.bootstrap], logLevel: logLevel.NOTHING }).admin();
+  await again.connect();
+  t.ok((await again.listTopics()).includes(topic), 'the topic is still there');
+  await again.disconnect();
 });
