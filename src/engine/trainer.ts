@@ -222,6 +222,8 @@ export class Trainer {
   readonly #rv: Float64Array;
   // Per-recommend live parts: S_U · v_f per field token, Σ of them per signature.
   #ftLive = new Float64Array(0);
+  /** Field token ids as last resolved (-1: absent then, resolved again on the next recommend). */
+  #ftTok = new Int32Array(0);
   #sigLive = new Float64Array(0);
 
   // Per item (by ItemEntry.index): its token id as last resolved (-1 none), its field signature,
@@ -357,6 +359,8 @@ export class Trainer {
       this.#rfSelf = grownFloat64(this.#rfSelf, n);
       this.#rfV = grownFloat64(this.#rfV, n * D);
       this.#ftLive = grownFloat64(this.#ftLive, n);
+      this.#ftTok = grownInt32(this.#ftTok, n, -1);
+      this.#ftTok[f] = -1;
     }
     const n = g + 1;
     this.#sigStart = grownInt32(this.#sigStart, n);
@@ -487,6 +491,8 @@ export class Trainer {
 
   /** An evicted item token: its id will be reused, so the item has none until it is learned again. */
   #forget(id: TokenId, key: string): void {
+    const f = this.#ftIndex.get(key);
+    if (f !== undefined && this.#ftTok[f] === id) this.#ftTok[f] = -1;
     if (!key.startsWith('item=')) return;
     const entry = this.#items.get(key.slice(5));
     if (entry !== undefined && this.#itemToken[entry.index] === id) this.#itemToken[entry.index] = -1;
@@ -875,8 +881,13 @@ export class Trainer {
     // P_t S_U for every tier, then S_U · v_f = e_f · (P_t S_U) per field token, Σ per signature.
     for (let ti = 0; ti < sizes.length; ti++) this.#project(ti, this.#userSum, 0, uP, offsets[ti]);
     const live = this.#ftLive;
+    const ftTok = this.#ftTok;
     for (let f = 0; f < this.#ftKeys.length; f++) {
-      const id = store.id(this.#ftKeys[f]);
+      let id = ftTok[f];
+      if (id < 0) {
+        id = store.id(this.#ftKeys[f]);
+        ftTok[f] = id;
+      }
       live[f] =
         id < 0
           ? 0
@@ -898,6 +909,7 @@ export class Trainer {
     const sigOf = this.#itemSig;
     const tokens = this.#itemToken;
     const constant = this.#itemConst;
+    const heap = this.#heapScore;
     for (let i = 0; i < n; i++) {
       if (active[i] === 0 || stamp[i] === gen) continue;
       let z = constant[i] + sigLive[sigOf[i]];
@@ -907,6 +919,8 @@ export class Trainer {
         const s = sizes[ti];
         if (s > 0) z += dot(slabs[ti], slotOf[id] * s, uP, offsets[ti], s);
       }
+      // Most items lose to the heap's root: skip the call for them.
+      if (size === k && z <= heap[0]) continue;
       size = this.#offer(size, k, i, z);
     }
     return {

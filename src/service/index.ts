@@ -62,9 +62,8 @@ export async function startService(
     );
   await mkdir(config.stateDir, { recursive: true });
   const backend = await initBackend();
-  log(
-    `pme: dense backend ${backend.name}${backend.skipped.length > 0 ? ` (skipped: ${backend.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})` : ''}`,
-  );
+  const skipped = backend.skipped.map((s) => s.name).join(', ');
+  log(`pme: dense backend ${backend.name}${skipped ? ` (not available here: ${skipped})` : ''}`);
   const { store, extra } = await restoreState(config);
   const pme = new PmeController(store, {
     windowEvents: config.pruneEveryEvents,

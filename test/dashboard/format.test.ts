@@ -160,7 +160,7 @@ t.test('the prune table: newest first, one column per size, unchanged tiers as o
   ]);
   t.equal(rows[0].total, '12.0 KiB → 6.0 KiB');
   t.equal(rows[0].change, '-50.0%');
-  t.ok(rows[0].smaller);
+  t.equal(rows[0].direction, -1, 'memory went down');
   t.equal(rows[0].searched, '1.50k');
   t.same(windowRows([], String), { sizes: [], rows: [] });
 });

@@ -233,7 +233,7 @@ function renderWindows(): void {
       `<tr data-window="${r.id}"><td>${r.id}</td><td class="left">${r.started}</td><td class="left">${escapeHtml(r.reason)}</td>` +
       `<td>${r.duration}</td><td>${r.searched}</td><td>${r.moved}</td><td>${r.auc}</td>` +
       r.tiers.map((cell) => `<td${cell.changed ? '' : ' class="same"'}>${cell.text}</td>`).join('') +
-      `<td>${r.total}</td><td><span class="${r.smaller ? 'down' : 'up'}">${r.change}</span></td></tr>`,
+      `<td>${r.total}</td><td><span class="${r.direction < 0 ? 'down' : r.direction > 0 ? 'up' : ''}">${r.change}</span></td></tr>`,
   );
   $('windows').innerHTML =
     `<table><thead><tr>${head}</tr></thead><tbody>${runningRow}${lines.join('')}</tbody></table>`;

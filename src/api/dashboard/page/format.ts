@@ -168,8 +168,8 @@ export interface WindowRow {
   tiers: Array<{ text: string; changed: boolean }>;
   total: string;
   change: string;
-  /** Whether memory went down. */
-  smaller: boolean;
+  /** Whether memory went down (-1), stayed (0) or went up (1). */
+  direction: -1 | 0 | 1;
 }
 
 /** Table model of the windows, newest first, with one column per tier size seen in any window. */
@@ -199,7 +199,7 @@ export function windowRows(
       }),
       total: `${formatBytes(before)} → ${formatBytes(after)}`,
       change: formatChange(before, after),
-      smaller: after < before,
+      direction: after < before ? -1 : after > before ? 1 : 0,
     };
   });
   return { sizes, rows };
