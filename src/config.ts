@@ -16,6 +16,12 @@ interface OptionSpec {
 }
 
 export const OPTIONS = {
+  role: {
+    env: 'PME_ROLE',
+    kind: 'string',
+    default: 'trainer',
+    doc: '`trainer` consumes events, learns and publishes its parameters; `replica` follows the parameter topic and serves reads only.',
+  },
   brokers: {
     env: 'KAFKA_BROKERS',
     kind: 'list',
@@ -104,6 +110,18 @@ export const OPTIONS = {
     doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
   },
   seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
+  paramsTopic: {
+    env: 'PME_TOPIC_PARAMS',
+    kind: 'string',
+    default: 'pme-params',
+    doc: 'Compacted topic of parameter updates: the trainer publishes to it, replicas follow it.',
+  },
+  publishIntervalMs: {
+    env: 'PME_PUBLISH_INTERVAL_MS',
+    kind: 'int',
+    default: '1000',
+    doc: 'Milliseconds between parameter publishes by the trainer (changed rows, projections, tier moves, evictions); 0: no publishing.',
+  },
   schemaRegistry: {
     env: 'PME_SCHEMA_REGISTRY_URL',
     kind: 'string',
@@ -203,6 +221,8 @@ function validate(config: Config): void {
   if (config.port > 65535)
     throw new PmeError('PME_ERR_CONFIG_INVALID', `--port ${config.port} is not a port`);
   if (config.partitions < 1) throw new PmeError('PME_ERR_CONFIG_INVALID', '--partitions must be at least 1');
+  if (config.role !== 'trainer' && config.role !== 'replica')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `--role must be trainer or replica, got "${config.role}"`);
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
 }

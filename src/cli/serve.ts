@@ -1,6 +1,7 @@
 /** `pme serve`: the service alone, against the Kafka named by KAFKA_BROKERS / --brokers. */
 import { describeOptions, loadConfig } from '../config.js';
 import { type Service, startService } from '../service/index.js';
+import { startReplica } from '../service/replica.js';
 
 export const SERVE_HELP = `usage: pme serve [flags]
 
@@ -42,7 +43,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig(argv);
-  const service: Service = await startService(config);
+  const service: Service =
+    config.role === 'replica' ? await startReplica(config) : await startService(config);
   process.stdout.write(`PME_URL=${service.url}\n`);
   await stopOnSignals(() => service.stop());
   return 0;

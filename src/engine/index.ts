@@ -4,9 +4,11 @@
  *   forward, backward, Adagrad over typed arrays).
  * - Trainer: progressive validation, negatives, score / recommend.
  * - PmeController: hot-token search, pruning windows under the budget, capacity transfer.
+ * - DeepFm: the FM plus an MLP over the field vectors, run through TensorFlow.js.
  * - initBackend / backendName: the TensorFlow.js backend for dense work.
  */
 export { type BackendChoice, backendName, initBackend } from './backend.js';
+export { DEEPFM_DEFAULTS, DeepFm, type DeepFmOptions, resolveDeepFmOptions } from './deepfm.js';
 export {
   FM_DEFAULTS,
   FmModel,
@@ -36,6 +38,7 @@ export {
 } from './pme/controller.js';
 export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
 export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';
+export { ChangeTracker, type ParamRecord, type PublishMarker, ReplicaApplier } from './replication.js';
 export { exportTrainerState, importTrainerState } from './state.js';
 export {
   type Recommendation,

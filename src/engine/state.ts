@@ -1,7 +1,8 @@
 /**
  * The trainer's state beyond the store, as named byte arrays for the store's snapshot `extra`
  * section: the dense model (bias, projections and their Adagrad state) and the item list with
- * popularity counts (negatives and the cold-start ranking). Progressive metrics start afresh.
+ * popularity counts (negatives and the cold-start ranking), and the learned-event counters.
+ * Progressive metrics start afresh.
  */
 import { PmeError } from '../errors.js';
 import type { Trainer } from './trainer.js';
@@ -11,7 +12,9 @@ const PREFIX = 'engine/';
 export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
   const model = trainer.model;
   const out: Record<string, Uint8Array | Float32Array> = {};
-  out[`${PREFIX}bias.f32`] = Float32Array.of(model.bias, model.biasAccumulator);
+  // Float64: the model keeps the bias in doubles, and a rounded bias would make a restored
+  // state drift from the one that was saved.
+  out[`${PREFIX}bias.f64`] = new Uint8Array(Float64Array.of(model.bias, model.biasAccumulator).buffer);
   model.projections.forEach((P, ti) => {
     if (P === null) return;
     const size = model.store.tiers[ti].size;
@@ -19,6 +22,8 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
     out[`${PREFIX}A${size}.f32`] = Float32Array.from(model.projectionAccumulators[ti]!);
   });
   out[`${PREFIX}items.json`] = new TextEncoder().encode(JSON.stringify(trainer.exportItems()));
+  const { learned, negativesDrawn } = trainer.stats();
+  out[`${PREFIX}counters.json`] = new TextEncoder().encode(JSON.stringify({ learned, negativesDrawn }));
   return out;
 }
 
@@ -31,7 +36,11 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
       ? v
       : new Float32Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
   };
-  const bias = f32('bias.f32');
+  const f64 = extra[`${PREFIX}bias.f64`];
+  const bias =
+    f64 === undefined
+      ? f32('bias.f32')
+      : new Float64Array(f64.buffer.slice(f64.byteOffset, f64.byteOffset + f64.byteLength));
   if (bias === null) return; // a snapshot without engine state: start the dense model fresh
   model.bias = bias[0];
   model.biasAccumulator = bias[1];
@@ -50,4 +59,6 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
   });
   const items = extra[`${PREFIX}items.json`];
   if (items instanceof Uint8Array) trainer.importItems(JSON.parse(new TextDecoder().decode(items)));
+  const counters = extra[`${PREFIX}counters.json`];
+  if (counters instanceof Uint8Array) trainer.restoreCounters(JSON.parse(new TextDecoder().decode(counters)));
 }

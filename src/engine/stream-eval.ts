@@ -9,8 +9,10 @@ import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
 import { isPmeError, PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { formatBytes } from '../util/bytes.js';
+import { initBackend } from './backend.js';
+import { DeepFm } from './deepfm.js';
 import { PmeController, type PmeOptions, type WindowReport } from './pme/controller.js';
-import { Trainer } from './trainer.js';
+import { Trainer, type TrainerStats } from './trainer.js';
 
 const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | --synthetic N) [flags]
 
@@ -19,6 +21,8 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
   --items FILE         MovieLens movies file (genres)
   --synthetic N        N events from the synthetic generator instead of a file
   --dim D              full embedding size D (ladder 0, 2, 4, .., D). Default 64
+  --model M            fm | deepfm (FM plus an MLP over the field vectors, on TensorFlow.js). Default fm
+  --hidden W,W         DeepFM hidden layer widths. Default 64,32
   --budget-bytes N     hard memory budget of the store. Default none
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
   --start-size S       size of new tokens. Default D without --pme, 8 with it
@@ -31,6 +35,10 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
 `;
 
 export interface StreamEvalResult {
+  /** 'fm' or 'deepfm'. */
+  model: string;
+  /** TensorFlow.js backend of the deep part (null for fm). */
+  backend: string | null;
   events: number;
   eventsPerSecond: number;
   auc: number;
@@ -78,6 +86,8 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
         items: { type: 'string' },
         synthetic: { type: 'string' },
         dim: { type: 'string' },
+        model: { type: 'string' },
+        hidden: { type: 'string' },
         'budget-bytes': { type: 'string' },
         pme: { type: 'boolean' },
         'start-size': { type: 'string' },
@@ -105,8 +115,23 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
     process.stderr.write(`pme stream-eval: --data and --format (or --synthetic N) are needed\n\n${USAGE}`);
     return 2;
   }
+  const model = v.model ?? 'fm';
+  if (model !== 'fm' && model !== 'deepfm') {
+    process.stderr.write(`pme stream-eval: --model must be fm or deepfm, got ${model}\n\n${USAGE}`);
+    return 2;
+  }
   try {
+    const hidden = v.hidden === undefined ? undefined : v.hidden.split(',').map((w) => int('hidden', w, 0));
+    if (model === 'deepfm') {
+      const backend = await initBackend();
+      const skipped = backend.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
+      process.stderr.write(
+        `deepfm: TensorFlow.js backend ${backend.name}${skipped === '' ? '' : ` (skipped ${skipped})`}\n`,
+      );
+    }
     const result = await streamEval({
+      model,
+      hidden,
       data: v.data,
       format: v.format,
       items: v.items,
@@ -124,6 +149,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
     });
     const t = result;
     const lines = [
+      `model            ${t.model}${t.backend === null ? '' : ` (TensorFlow.js ${t.backend})`}`,
       `events           ${t.events} (${t.negativesDrawn} negatives drawn)`,
       `events/s         ${Math.round(t.eventsPerSecond)}`,
       `progressive AUC  ${t.auc.toFixed(4)} (last window ${t.windowAuc.toFixed(4)})`,
@@ -148,6 +174,10 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
 }
 
 export interface StreamEvalOptions {
+  /** 'fm' (default) or 'deepfm'. */
+  model?: 'fm' | 'deepfm';
+  /** DeepFM hidden layer widths. Default [64, 32]. */
+  hidden?: number[];
   data?: string;
   format?: string;
   items?: string;
@@ -195,29 +225,38 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   const controller = o.pme
     ? new PmeController(store, { ...o.pmeOptions, windowEvents: o.windowEvents })
     : null;
-  const trainer = new Trainer(store, {
-    seed: o.seed,
-    negatives: o.negatives,
-    catalog,
-    observer: controller,
-  });
+  const trainerOptions = { seed: o.seed, negatives: o.negatives, catalog, observer: controller };
+  // DeepFM shares its FM trainer (model, metrics) with the PME controller and learns in its place.
+  const deep =
+    o.model === 'deepfm'
+      ? await DeepFm.create(store, {
+          seed: o.seed,
+          trainer: trainerOptions,
+          ...(o.hidden === undefined ? {} : { hidden: o.hidden }),
+        })
+      : null;
+  const trainer = deep?.trainer ?? new Trainer(store, trainerOptions);
+  const learner: { learn(batch: readonly Interaction[]): void; stats(): TrainerStats } = deep ?? trainer;
   controller?.attach(trainer);
 
   const started = performance.now();
   let lastDraw = 0;
   for (let i = 0; i < events.length; i += o.batch) {
-    trainer.learn(events.slice(i, i + o.batch));
+    learner.learn(events.slice(i, i + o.batch));
     if (controller?.running) await controller.running;
     if (o.progress && performance.now() - lastDraw > 100) {
       lastDraw = performance.now();
-      drawProgress(i + o.batch, events.length, trainer.stats().windowAuc);
+      drawProgress(i + o.batch, events.length, learner.stats().windowAuc);
     }
   }
   if (o.progress) process.stderr.write('\r\x1b[K');
   const seconds = (performance.now() - started) / 1000;
-  const stats = trainer.stats();
+  const stats = learner.stats();
+  deep?.dispose();
   const acc = store.accounting();
   return {
+    model: deep === null ? 'fm' : 'deepfm',
+    backend: deep === null ? null : deep.backend.name,
     events: stats.events,
     eventsPerSecond: stats.events / seconds,
     auc: stats.auc,

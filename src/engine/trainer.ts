@@ -242,8 +242,8 @@ export class Trainer {
   #sigFields = new Int32Array(0);
   #sigFieldsUsed = 0;
 
-  // Per-request caches, valid when their stamp equals #gen (one generation per read, so nothing
-  // is cleared between reads). Field tokens: id, w, v (D), |v|², S_U·v, P_t v per tier (block).
+  // Per-request caches of score, valid when their stamp equals #gen (one generation per read, so
+  // nothing is cleared between reads). Field tokens: id, w, v (D), |v|², S_U·v.
   #gen = 0;
   #ftStamp = new Int32Array(0);
   #ftId = new Int32Array(0);
@@ -251,25 +251,18 @@ export class Trainer {
   #ftSelf = new Float64Array(0);
   #ftSv = new Float64Array(0);
   #ftV = new Float64Array(0);
-  #ftPStamp = new Int32Array(0);
-  #ftP = new Float64Array(0);
-  // Signatures: their logit part, and the per-tier query P_t (S_U + F) (block floats each).
-  #sigStamp = new Int32Array(0);
-  #sigZ = new Float64Array(0);
-  #qpStamp = new Int32Array(0);
-  #qp = new Float64Array(0);
   // The user side: S_U and P_t S_U per tier.
   readonly #userSum: Float64Array;
   readonly #userP: Float64Array;
-  readonly #userPStamp: Int32Array;
   /** Tier sizes, their offsets in a block, and the block (Σ sizes): one vector per tier, own space. */
   readonly #tierSize: Int32Array;
   readonly #tierOffset: Int32Array;
-  readonly #block: number;
   /** The tiers' param slabs, re-read at the start of every read. */
   readonly #slabs: Float32Array[];
   readonly #scoreIds: Int32Array;
   readonly #vec: Float64Array;
+  /** F = Σ v_f of one item's field tokens (score). */
+  readonly #itemSum: Float64Array;
   #heapIndex: Int32Array = new Int32Array(64);
   #heapScore: Float64Array = new Float64Array(64);
 
@@ -285,6 +278,7 @@ export class Trainer {
     this.#scoreIds = new Int32Array(this.model.options.maxTokens);
     const D = store.dim;
     this.#vec = new Float64Array(D);
+    this.#itemSum = new Float64Array(D);
     this.#userSum = new Float64Array(D);
     const T = store.tiers.length;
     this.#tierSize = Int32Array.from(store.tiers, (t) => t.size);
@@ -294,9 +288,7 @@ export class Trainer {
       this.#tierOffset[ti] = block;
       block += this.#tierSize[ti];
     }
-    this.#block = block;
     this.#userP = new Float64Array(block);
-    this.#userPStamp = new Int32Array(T);
     this.#slabs = store.tiers.map((t) => t.params);
     this.#rF = new Float64Array(D);
     this.#rv = new Float64Array(D);
@@ -305,6 +297,16 @@ export class Trainer {
       previous?.(id, key);
       this.#forget(id, key);
     };
+    // A PME move changes a token's vector without a learn(): count it as a change of the model, so
+    // a bounded recommend does not take a sweep from before the move as current. The store offers
+    // no hook for moves; wrapping the instance's method is the one place that sees them all.
+    const moving = store as TrainerStore & { move?: (...args: unknown[]) => unknown };
+    const move = moving.move;
+    if (typeof move === 'function')
+      moving.move = (...args: unknown[]) => {
+        this.#changes++;
+        return move.apply(store, args);
+      };
     this.#signature([]);
     if (this.options.catalog !== null) for (const item of this.options.catalog) this.upsertItem(item);
   }
@@ -337,8 +339,6 @@ export class Trainer {
     const g = this.#sigIndex.size;
     this.#sigIndex.set(name, g);
     const D = this.model.dim;
-    const T = this.#tierSize.length;
-    const B = this.#block;
     for (const key of fieldKeys) {
       if (this.#ftIndex.has(key)) continue;
       const f = this.#ftKeys.length;
@@ -351,8 +351,6 @@ export class Trainer {
       this.#ftSelf = grownFloat64(this.#ftSelf, n);
       this.#ftSv = grownFloat64(this.#ftSv, n);
       this.#ftV = grownFloat64(this.#ftV, n * D);
-      this.#ftPStamp = grownInt32(this.#ftPStamp, n * T);
-      this.#ftP = grownFloat64(this.#ftP, n * B);
       this.#rfStamp = grownInt32(this.#rfStamp, n);
       this.#rfId = grownInt32(this.#rfId, n);
       this.#rfW = grownFloat64(this.#rfW, n);
@@ -369,10 +367,6 @@ export class Trainer {
     this.#sigStart[g] = this.#sigFieldsUsed;
     this.#sigLength[g] = fieldKeys.length;
     for (const key of fieldKeys) this.#sigFields[this.#sigFieldsUsed++] = this.#ftIndex.get(key)!;
-    this.#sigStamp = grownInt32(this.#sigStamp, n);
-    this.#sigZ = grownFloat64(this.#sigZ, n);
-    this.#qpStamp = grownInt32(this.#qpStamp, n * T);
-    this.#qp = grownFloat64(this.#qp, n * B);
     this.#sigLive = grownFloat64(this.#sigLive, n);
     return g;
   }
@@ -489,8 +483,19 @@ export class Trainer {
     return n;
   }
 
+  /** Tells the reads that parameters changed outside learn() (a replica applying updates, a
+   *  restore): a bounded recommend then refreshes the item-only term within itemRefreshMs. */
+  invalidateItems(): void {
+    this.#changes++;
+    // Item tokens created outside learn() (a replica's applied rows) are linked here.
+    const list = this.#itemList;
+    for (let i = 0; i < list.length; i++)
+      if (this.#itemToken[i] < 0) this.#itemToken[i] = this.store.id(list[i].key);
+  }
+
   /** An evicted item token: its id will be reused, so the item has none until it is learned again. */
   #forget(id: TokenId, key: string): void {
+    this.#changes++;
     const f = this.#ftIndex.get(key);
     if (f !== undefined && this.#ftTok[f] === id) this.#ftTok[f] = -1;
     if (!key.startsWith('item=')) return;
@@ -604,10 +609,6 @@ export class Trainer {
       // Wrapped (after ~10⁹ reads): clear the stamps so no old value can pass for current.
       gen = 1;
       this.#ftStamp.fill(0);
-      this.#ftPStamp.fill(0);
-      this.#sigStamp.fill(0);
-      this.#qpStamp.fill(0);
-      this.#userPStamp.fill(0);
       this.#excludeStamp.fill(0);
     }
     this.#gen = gen;
@@ -671,34 +672,6 @@ export class Trainer {
     this.#ftSv[f] = sv;
   }
 
-  /**
-   * The item-side part that does not depend on the item's own token, for field signature `g`:
-   * Σ w_f + S_U · F + ½(|F|² − Σ|v_f|²) with F = Σ v_f over its field tokens.
-   */
-  #prepareSignature(g: number): void {
-    const D = this.model.dim;
-    const gen = this.#gen;
-    const F = this.#vec;
-    F.fill(0);
-    const V = this.#ftV;
-    let z = 0;
-    let self = 0;
-    const list = this.#sigFields;
-    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
-      const f = list[j];
-      if (this.#ftStamp[f] !== gen) this.#prepareField(f);
-      if (this.#ftId[f] < 0) continue;
-      z += this.#ftW[f] + this.#ftSv[f];
-      self += this.#ftSelf[f];
-      const at = f * D;
-      for (let d = 0; d < D; d++) F[d] += V[at + d];
-    }
-    let ff = 0;
-    for (let d = 0; d < D; d++) ff += F[d] * F[d];
-    this.#sigZ[g] = z + 0.5 * (ff - self);
-    this.#sigStamp[g] = gen;
-  }
-
   /** x · P_tiᵀ into out[at..at+s): a D-space vector carried into tier ti's own space. */
   #project(ti: number, x: Float64Array, xAt: number, out: Float64Array, at: number): void {
     const D = this.model.dim;
@@ -717,76 +690,44 @@ export class Trainer {
   }
 
   /**
-   * q = P_ti (S_U + F_g), in tier ti's own space (s floats): an item token of tier ti with row e
-   * then adds e · q = v_item · (S_U + F_g) to its logit. Built from per-request parts
-   * (P_ti S_U once per tier, P_ti v_f once per field token and tier).
-   */
-  #prepareQuery(g: number, ti: number): void {
-    const gen = this.#gen;
-    const T = this.#tierSize.length;
-    const s = this.#tierSize[ti];
-    const tierAt = this.#tierOffset[ti];
-    const B = this.#block;
-    if (this.#userPStamp[ti] !== gen) {
-      this.#project(ti, this.#userSum, 0, this.#userP, tierAt);
-      this.#userPStamp[ti] = gen;
-    }
-    const q = this.#qp;
-    const at = g * B + tierAt;
-    const uP = this.#userP;
-    for (let j = 0; j < s; j++) q[at + j] = uP[tierAt + j];
-    const list = this.#sigFields;
-    const fP = this.#ftP;
-    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
-      const f = list[j];
-      if (this.#ftId[f] < 0) continue;
-      const fAt = f * B + tierAt;
-      if (this.#ftPStamp[f * T + ti] !== gen) {
-        this.#project(ti, this.#ftV, f * this.model.dim, fP, fAt);
-        this.#ftPStamp[f * T + ti] = gen;
-      }
-      for (let k = 0; k < s; k++) q[at + k] += fP[fAt + k];
-    }
-    this.#qpStamp[g * T + ti] = gen;
-  }
-
-  /**
-   * Logit of one item without the user-side base: the signature part plus the item token's
-   * w + e · q. Exact (no cached item table): reads the live slabs. Call after #prepareUser in
-   * the same synchronous stretch.
+   * Exact logit of one item without the user-side base (score's path): Σ w_f + S_U·F +
+   * ½(|F|² − Σ|v_f|²) + w_i + v_i · (S_U + F), from the live model. Field tokens are prepared
+   * once per request; the item token costs s × D. Call after #prepareUser, same synchronous stretch.
    */
   #itemLogit(g: number, id: TokenId): number {
+    const D = this.model.dim;
     const gen = this.#gen;
-    if (this.#sigStamp[g] !== gen) this.#prepareSignature(g);
-    let z = this.#sigZ[g];
-    if (id < 0) return z;
-    const store = this.store;
-    z += store.linear[id];
-    const ti = store.tierOf[id];
-    const s = this.#tierSize[ti];
-    if (s === 0) return z;
-    const T = this.#tierSize.length;
-    if (this.#qpStamp[g * T + ti] !== gen) this.#prepareQuery(g, ti);
-    const e = this.#slabs[ti];
-    const q = this.#qp;
-    const off = store.slotOf[id] * s;
-    const at = g * this.#block + this.#tierOffset[ti];
-    // Ladder sizes are even; 4-way unrolled with a 2-wide tail (sizes 2, 4, ..., 64).
-    let a0 = 0;
-    let a1 = 0;
-    let j = 0;
-    for (; j + 4 <= s; j += 4) {
-      a0 += e[off + j] * q[at + j] + e[off + j + 2] * q[at + j + 2];
-      a1 += e[off + j + 1] * q[at + j + 1] + e[off + j + 3] * q[at + j + 3];
+    const F = this.#itemSum;
+    F.fill(0);
+    const V = this.#ftV;
+    let z = 0;
+    let self = 0;
+    const list = this.#sigFields;
+    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+      const f = list[j];
+      if (this.#ftStamp[f] !== gen) this.#prepareField(f);
+      if (this.#ftId[f] < 0) continue;
+      z += this.#ftW[f] + this.#ftSv[f];
+      self += this.#ftSelf[f];
+      const at = f * D;
+      for (let d = 0; d < D; d++) F[d] += V[at + d];
     }
-    for (; j < s; j++) a0 += e[off + j] * q[at + j];
-    return z + a0 + a1;
+    let ff = 0;
+    for (let d = 0; d < D; d++) ff += F[d] * F[d];
+    z += 0.5 * (ff - self);
+    if (id < 0) return z;
+    const v = this.#vec;
+    this.model.vectorOf(id, v);
+    const S = this.#userSum;
+    let vq = 0;
+    for (let d = 0; d < D; d++) vq += v[d] * (S[d] + F[d]);
+    return z + this.store.linear[id] + vq;
   }
 
   /**
    * Probabilities for `items` (same order) for `user`, with optional request fields. No side
    * effects: nothing is created, touched or learned; unknown tokens contribute nothing. The user
-   * side is summed once; each item then costs its own token's size (see #itemLogit). Request
+   * side is summed once; each item then costs its own token's size × D (see #itemLogit). Request
    * fields that an item's catalog also names belong to that item's side (as in learn()); such
    * items take the slower per-item path.
    */
@@ -1009,5 +950,12 @@ export class Trainer {
       eventsPerSecond: this.#busyMs > 0 ? (this.#learned * 1000) / this.#busyMs : 0,
       items: this.#itemList.length,
     };
+  }
+
+  /** Restores the counters a snapshot holds (after construction, before learning), so that
+   *  `learned` counts every event applied to the state across restarts. */
+  restoreCounters(counters: { learned: number; negativesDrawn: number }): void {
+    this.#learned = counters.learned;
+    this.#negativesDrawn = counters.negativesDrawn;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Adapts the engine, the store and the consumer to what the HTTP layer needs (ServiceApi).
  */
-import type { PruneWindowReport, ServiceApi, TierReport, TiersReport } from '../api/contract.js';
+import type { PruneWindowReport, Readiness, ServiceApi, TierReport, TiersReport } from '../api/contract.js';
 import type { Trainer } from '../engine/index.js';
 import type { EmbeddingStore, StoreAccounting } from '../store/index.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -19,7 +19,21 @@ export interface AdapterParts {
   recent: RecentItems;
   prune: PruneControl;
   metrics: () => ServiceMetrics;
-  consumerLive: () => boolean;
+  /** Whether the model is loaded and the input (consumer, or parameter follower) is live. */
+  readiness: () => Readiness;
+}
+
+/** Readiness of a trainer: its model is in memory once started; ready while the consumer runs. */
+export function trainerReadiness(consumerLive: () => boolean): () => Readiness {
+  return () => {
+    const live = consumerLive();
+    return {
+      ready: live,
+      modelLoaded: true,
+      consumerLive: live,
+      detail: live ? 'model loaded, consumer live' : 'consumer not running',
+    };
+  };
 }
 
 export function tierReports(accounting: StoreAccounting): TierReport[] {
@@ -69,15 +83,7 @@ export function serviceApi(parts: AdapterParts): ServiceApi {
         lastSeen: store.lastSeen[id],
       };
     },
-    readiness: () => {
-      const consumerLive = parts.consumerLive();
-      return {
-        ready: consumerLive,
-        modelLoaded: true,
-        consumerLive,
-        detail: consumerLive ? 'model loaded, consumer live' : 'consumer not running',
-      };
-    },
+    readiness: parts.readiness,
     metrics: () => parts.metrics().registry.metrics(),
     get metricsContentType() {
       return parts.metrics().registry.contentType;

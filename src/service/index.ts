@@ -8,18 +8,20 @@
 import { mkdir } from 'node:fs/promises';
 import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
-import { initBackend, PmeController, Trainer } from '../engine/index.js';
+import { ChangeTracker, initBackend, PmeController, type PublishMarker, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
 import {
   createInteractionCodec,
   createItemCodec,
+  ensureParamsTopic,
   ensureTopics,
   HttpSchemaRegistry,
+  ParamsPublisher,
   StreamConsumer,
   toEventCodec,
 } from '../stream/index.js';
-import { serviceApi, tierReports } from './adapter.js';
+import { serviceApi, tierReports, trainerReadiness } from './adapter.js';
 import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
@@ -34,6 +36,12 @@ export interface Service {
   snapshot(): Promise<string>;
   /** Ordered shutdown; safe to call more than once. */
   stop(): Promise<void>;
+  /** Set on a replica: how far behind the trainer it is. */
+  replica?: {
+    staleness(): number;
+    caughtUp(): boolean;
+    marker(): PublishMarker | null;
+  };
 }
 
 export type Log = (line: string) => void;
@@ -49,6 +57,54 @@ async function bounded(work: Promise<unknown>, ms: number, onTimeout: () => void
   const outcome = await Promise.race([work.catch(() => undefined), timeout]);
   clearTimeout(timer);
   if (outcome === 'timeout') onTimeout();
+}
+
+/**
+ * The trainer's side of scale-out: every `publishIntervalMs`, the rows, projections, tier moves
+ * and evictions changed since the last publish go to the compacted parameter topic that
+ * replicas follow. Records are collected under the state lock (one consistent state), sent
+ * outside it. A failed send is retried with the next publish's records plus a full resend.
+ */
+async function startPublishing(
+  config: Config,
+  store: EmbeddingStore,
+  trainer: Trainer,
+  lock: StateLock,
+  log: Log,
+) {
+  if (config.publishIntervalMs === 0) return null;
+  await ensureParamsTopic(config.brokers, config.paramsTopic);
+  const tracker = new ChangeTracker(store, trainer);
+  const publisher = new ParamsPublisher(config.brokers, config.paramsTopic);
+  await publisher.connect();
+  let running: Promise<void> | null = null;
+  const publish = (): Promise<void> => {
+    running ??= (async () => {
+      const records = await lock.run(async () => tracker.collect(Date.now()));
+      try {
+        await publisher.publish(records);
+      } catch (error) {
+        log(
+          `pme: parameter publish failed (${error instanceof Error ? error.message : error}); resending all next time`,
+        );
+        tracker.reset();
+      }
+    })().finally(() => {
+      running = null;
+    });
+    return running;
+  };
+  await publish();
+  const timer = setInterval(() => void publish(), config.publishIntervalMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+      await bounded(publish(), STOP_GRACE_MS, () => log('pme: final parameter publish timed out'));
+      await bounded(publisher.disconnect(), STOP_GRACE_MS, () => {});
+    },
+  };
 }
 
 export async function startService(
@@ -69,7 +125,14 @@ export async function startService(
     windowEvents: config.pruneEveryEvents,
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
   });
-  const trainer = new Trainer(store, { negatives: config.negatives, seed: config.seed, observer: pme });
+  // itemRefreshMs: the item-only term of recommend may lag the model by up to 1 s, so a scan costs
+  // s multiply-adds per item instead of a full refresh (see the consistency rule in trainer.ts).
+  const trainer = new Trainer(store, {
+    negatives: config.negatives,
+    seed: config.seed,
+    observer: pme,
+    itemRefreshMs: 1000,
+  });
   pme.attach(trainer);
   const offsets = applyRestored(trainer, extra);
   if (extra !== null)
@@ -94,10 +157,10 @@ export async function startService(
     itemsTopic: config.itemsTopic,
     codec,
     appliedOffsets: offsets,
+    // The trainer ends each batch on its observer (pme): promotions and due windows start there.
     onEvents: (events) => {
       trainer.learn(events);
       recent.record(events);
-      pme.endBatch();
     },
     onItems: (items) => {
       for (const item of items) trainer.upsertItem(item);
@@ -106,10 +169,13 @@ export async function startService(
   });
 
   const snapshot = async (): Promise<string> => {
-    const { path, offsets } = await lock.run(async () => {
+    // saveState copies the state synchronously and writes the copy afterwards: the lock (and so
+    // training) waits only for the copy, not for the disk.
+    const { written, offsets } = await lock.run(async () => {
       const offsets = consumer.appliedOffsets();
-      return { path: await saveState(config.stateDir, store, trainer, offsets), offsets };
+      return { written: saveState(config.stateDir, store, trainer, offsets), offsets };
     });
+    const path = await written;
     await bounded(consumer.commit(offsets), STOP_GRACE_MS, () =>
       log('pme: offset commit timed out (the snapshot holds them)'),
     );
@@ -136,12 +202,14 @@ export async function startService(
     recent,
     prune,
     metrics: () => metrics,
-    consumerLive: () => consumer.live,
+    readiness: trainerReadiness(() => consumer.live),
   });
   const app = await buildApi(api, { adminToken: config.adminToken });
   await consumer.start();
   const address = await app.listen({ host: config.host, port: config.port });
   log(`pme: API on ${address}; state in ${config.stateDir}`);
+
+  const publishing = await startPublishing(config, store, trainer, lock, log);
 
   let snapshotting = false;
   const timer = setInterval(() => {
@@ -165,6 +233,7 @@ export async function startService(
       await consumer.stopFetching();
       const path = await snapshot();
       log(`pme: final snapshot ${path}`);
+      await publishing?.stop();
       // Leaving the group needs the broker; if it is gone, the snapshot already holds the state.
       await bounded(consumer.close(), STOP_GRACE_MS, () =>
         log('pme: Kafka did not answer; left without a goodbye'),

@@ -7,9 +7,19 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TierReport } from '../api/contract.js';
 
 export interface MetricSources {
-  trainer(): { events: number; auc: number; logloss: number; windowAuc: number; windowLogloss: number };
+  trainer(): {
+    events: number;
+    /** Events in the state across restarts; default `events`. */
+    learned?: number;
+    auc: number;
+    logloss: number;
+    windowAuc: number;
+    windowLogloss: number;
+  };
   consumer(): {
     consumed: number;
+    skipped?: number;
+    pauses?: number;
     dlq: Readonly<Record<string, number>>;
     lag: Readonly<Record<string, number>>;
   };
@@ -49,6 +59,31 @@ export class ServiceMetrics {
       registers,
       collect() {
         setCounter(this, sources.trainer().events);
+      },
+    });
+    new Counter({
+      name: 'pme_events_applied_total',
+      help: 'Events applied to the state since it began, across restarts (the snapshot holds the count)',
+      registers,
+      collect() {
+        const t = sources.trainer();
+        setCounter(this, t.learned ?? t.events);
+      },
+    });
+    new Counter({
+      name: 'pme_events_skipped_total',
+      help: 'Messages read again below the restored snapshot offsets, and skipped',
+      registers,
+      collect() {
+        setCounter(this, sources.consumer().skipped ?? 0);
+      },
+    });
+    new Counter({
+      name: 'pme_consumer_pauses_total',
+      help: 'Times fetching paused because the state lock was held too long',
+      registers,
+      collect() {
+        setCounter(this, sources.consumer().pauses ?? 0);
       },
     });
     new Counter({

@@ -2,13 +2,25 @@
  * The trainer's consumer group on the interactions topic, plus a catalog reader on the items
  * topic. Offsets are never auto-committed: the service commits only offsets that a durable
  * snapshot already holds (see `commit`), and after a restart messages below the snapshot's
- * offsets are skipped, so a crash at any point loses no event and applies none twice.
+ * offsets are skipped, so a crash at any point loses no event and applies none twice to the
+ * state it restarts from.
+ *
+ * Mini-batches are aligned to offsets: a partition's events reach the trainer in chunks that end
+ * after an offset that is a multiple of `batchEvents` (or where the partition is caught up), and a
+ * chunk started in one fetch is completed by the next. The trainer steps its shared parameters
+ * once per mini-batch, so this makes the state a function of the partition's contents alone, not
+ * of how Kafka happened to cut fetches: a run restarted from a snapshot trains exactly as an
+ * uninterrupted one (one partition; with several, their interleaving still depends on timing).
  *
  * Backpressure: kafkajs fetches a partition's next batch only after `eachBatch` returns, and
- * training is synchronous inside it, so memory holds at most one fetch per partition.
+ * training is synchronous inside it, so memory holds at most one fetch per partition plus one
+ * unfinished mini-batch. When the state lock is held longer (a slow snapshot), the batch waiting
+ * for it heartbeats, so the group keeps the member, and the topic is paused until it gets the lock.
  */
+import { performance } from 'node:perf_hooks';
 import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
+import { PmeError } from '../errors.js';
 import { kafkaLog } from './log.js';
 import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic } from './topics.js';
 
@@ -55,20 +67,87 @@ export interface ConsumerOptions {
   /** Serialises state changes with snapshots: eachBatch applies its events inside it. */
   withStateLock<T>(fn: () => Promise<T>): Promise<T>;
   clientId?: string;
+  /**
+   * Events per trainer mini-batch; chunks end at offsets that are multiples of it (see the module
+   * comment). Default 1024. Smaller: shared parameters step more often, more per-batch overhead.
+   */
+  batchEvents?: number;
+  /**
+   * Longest time, in ms, the broker holds a fetch open when there is nothing to read. Default 500.
+   * It bounds how long leaving the group waits for the fetch in flight; lower costs idle requests.
+   */
+  maxWaitMs?: number;
+  /** Wait for the state lock, in ms, after which the topic is paused until it is held. Default 1000. */
+  pauseAfterMs?: number;
 }
 
 export interface ConsumerStats {
+  /** Messages read from the interactions topic (not counting those skipped). */
   consumed: number;
+  /** Events handed to the trainer. */
+  trained: number;
+  /** Messages below the restored state's offsets, read again and skipped. */
   skipped: number;
+  /** Messages sent to the DLQ, per reason. */
   dlq: Record<string, number>;
+  /** Messages behind the end of each partition at its last fetch, by partition number. */
   lag: Record<string, number>;
+  /** Times the topic was paused because the state lock was held too long. */
+  pauses: number;
+  /** Mini-batches handed to the trainer. */
+  batches: number;
+  /** Milliseconds spent decoding, applying to the state (training), and waiting for the lock. */
+  decodeMs: number;
+  applyMs: number;
+  lockWaitMs: number;
+}
+
+interface Pending {
+  events: Interaction[];
+  /** Offset after the last message the chunk covers (events and DLQ'd messages). */
+  next: bigint;
+  /** offset / batchEvents of its messages. */
+  chunk: bigint;
+}
+
+type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs'>>>;
+
+const DEFAULTS = Object.freeze({ batchEvents: 1024, maxWaitMs: 500, pauseAfterMs: 1000 });
+
+function resolveOptions(options: ConsumerOptions): Resolved {
+  const o = { ...DEFAULTS, ...options };
+  for (const name of ['batchEvents', 'maxWaitMs', 'pauseAfterMs'] as const) {
+    if (!(Number.isInteger(o[name]) && o[name] > 0))
+      throw new PmeError('PME_ERR_CONFIG_INVALID', `consumer ${name} must be a positive integer, got ${o[name]}`);
+  }
+  return Object.freeze(o);
+}
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class StreamConsumer {
-  readonly stats: ConsumerStats = { consumed: 0, skipped: 0, dlq: {}, lag: {} };
+  readonly stats: ConsumerStats = {
+    consumed: 0,
+    trained: 0,
+    skipped: 0,
+    dlq: {},
+    lag: {},
+    pauses: 0,
+    batches: 0,
+    decodeMs: 0,
+    applyMs: 0,
+    lockWaitMs: 0,
+  };
   /** Next offset to read per partition, for events already applied to the in-memory state. */
   readonly #applied: Map<string, bigint>;
-  readonly #options: ConsumerOptions;
+  /** Unfinished mini-batch per partition: read, not applied yet. */
+  readonly #pending = new Map<string, Pending>();
+  /** Partitions this member owns in the current generation (`topic:partition`). */
+  #assigned = new Set<string>();
+  readonly #options: Resolved;
+  readonly #chunk: bigint;
   readonly #kafka: Kafka;
   readonly #consumer;
   readonly #catalog;
@@ -76,7 +155,8 @@ export class StreamConsumer {
   #live = false;
 
   constructor(options: ConsumerOptions) {
-    this.#options = options;
+    this.#options = resolveOptions(options);
+    this.#chunk = BigInt(this.#options.batchEvents);
     this.#applied = new Map(Object.entries(options.appliedOffsets ?? {}).map(([k, v]) => [k, BigInt(v)]));
     this.#kafka = new Kafka({
       clientId: options.clientId ?? 'pme',
@@ -85,10 +165,16 @@ export class StreamConsumer {
       logCreator: kafkaLog,
       retry: { retries: 8 },
     });
-    this.#consumer = this.#kafka.consumer({ groupId: options.groupId, maxBytesPerPartition: 1 << 20 });
+    const maxWaitTimeInMs = this.#options.maxWaitMs;
+    this.#consumer = this.#kafka.consumer({
+      groupId: options.groupId,
+      maxBytesPerPartition: 1 << 20,
+      maxWaitTimeInMs,
+    });
     // The catalog is small and compacted: every instance reads all of it, from the beginning.
     this.#catalog = this.#kafka.consumer({
       groupId: `${options.groupId}-catalog-${process.pid}-${Date.now()}`,
+      maxWaitTimeInMs,
     });
     this.#producer = this.#kafka.producer({
       allowAutoTopicCreation: true,
@@ -106,6 +192,11 @@ export class StreamConsumer {
     const out: OffsetMap = {};
     for (const [key, offset] of this.#applied) out[key] = offset.toString();
     return out;
+  }
+
+  /** Partitions of the interactions topic this member owns now, as `topic:partition`. */
+  assignment(): string[] {
+    return [...this.#assigned].sort();
   }
 
   async start(): Promise<void> {
@@ -133,49 +224,133 @@ export class StreamConsumer {
     this.#consumer.on(this.#consumer.events.CRASH, () => {
       this.#live = false;
     });
+    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      const assigned = new Set<string>();
+      for (const [topic, partitions] of Object.entries(payload.memberAssignment))
+        for (const partition of partitions) assigned.add(`${topic}:${partition}`);
+      // An unfinished chunk of a partition now owned by another member is that member's to read.
+      for (const key of this.#pending.keys()) if (!assigned.has(key)) this.#pending.delete(key);
+      this.#assigned = assigned;
+    });
     await this.#consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        if (batch.messages.length === 0) return;
         const key = `${batch.topic}:${batch.partition}`;
-        this.stats.lag[String(batch.partition)] = Number(batch.offsetLag());
         await o.codec.prefetch?.(batch.messages.map((m) => m.value));
-        await o.withStateLock(async () => {
-          let pending: Interaction[] = [];
-          let pendingNext = -1n;
-          // Applies decoded events and moves the applied offset with them, in one synchronous step.
-          const flush = (): void => {
-            if (pending.length > 0) o.onEvents(pending);
-            if (pendingNext >= 0n) this.#applied.set(key, pendingNext);
-            pending = [];
-            pendingNext = -1n;
+        await this.#locked(batch.topic, heartbeat, async () => {
+          const stats = this.stats;
+          const chunkSize = this.#chunk;
+          let last = -1n;
+          let complete = true;
+          const started = performance.now();
+          let applyMs = 0;
+          let yieldedMs = 0;
+          const flush = (p: Pending): void => {
+            this.#pending.delete(key);
+            if (p.events.length > 0) {
+              const t0 = performance.now();
+              o.onEvents(p.events);
+              applyMs += performance.now() - t0;
+              stats.trained += p.events.length;
+              stats.batches++;
+            }
+            this.#applied.set(key, p.next);
           };
           for (const message of batch.messages) {
-            if (!isRunning() || isStale()) break;
+            if (!isRunning() || isStale()) {
+              complete = false;
+              break;
+            }
             const offset = BigInt(message.offset);
-            const applied = this.#applied.get(key);
-            if (applied !== undefined && offset < applied) {
-              this.stats.skipped++;
+            let pending = this.#pending.get(key);
+            const applied = this.#applied.get(key) ?? -1n;
+            if (offset < applied) {
+              stats.skipped++;
               resolveOffset(message.offset);
               continue;
             }
-            this.stats.consumed++;
-            try {
-              pending.push(o.codec.decodeInteraction(message.value, message.headers, message.key));
-              pendingNext = offset + 1n;
-            } catch (error) {
-              flush();
-              await this.#toDlq(batch.topic, batch.partition, message, error);
-              this.#applied.set(key, offset + 1n);
+            // Read again after a seek while its chunk is still open: it is in that chunk already.
+            if (pending !== undefined && offset < pending.next) {
+              resolveOffset(message.offset);
+              continue;
             }
+            const chunk = offset / chunkSize;
+            if (pending !== undefined && pending.chunk !== chunk) {
+              flush(pending);
+              pending = undefined;
+            }
+            if (pending === undefined) {
+              pending = { events: [], next: offset, chunk };
+              this.#pending.set(key, pending);
+            }
+            stats.consumed++;
+            try {
+              pending.events.push(o.codec.decodeInteraction(message.value, message.headers, message.key));
+            } catch (error) {
+              // Sent before its offset can be applied: a crash in between sends it again, never loses it.
+              await this.#toDlq(batch.topic, batch.partition, message, error);
+            }
+            pending.next = offset + 1n;
             resolveOffset(message.offset);
+            last = offset;
+            if (pending.next % chunkSize === 0n) {
+              flush(pending);
+              // A fetch holds thousands of events: let HTTP requests in between mini-batches.
+              const y0 = performance.now();
+              await yieldToLoop();
+              yieldedMs += performance.now() - y0;
+            }
           }
-          flush();
+          // Caught up with the partition: nothing more to wait for, train what is there.
+          const open = this.#pending.get(key);
+          if (complete && open !== undefined && last + 1n >= BigInt(batch.highWatermark)) flush(open);
+          stats.applyMs += applyMs;
+          // The rest of the time in this loop: decoding, DLQ sends, bookkeeping.
+          stats.decodeMs += performance.now() - started - applyMs - yieldedMs;
         });
+        this.stats.lag[String(batch.partition)] = Math.max(0, Number(batch.offsetLag()));
         await heartbeat();
       },
     });
     this.#live = true;
+  }
+
+  /**
+   * Runs `fn` under the state lock. While it waits, the member heartbeats (kafkajs heartbeats only
+   * between batches, and a wait longer than the session timeout would cost it its partitions), and
+   * after `pauseAfterMs` the topic is paused, so no fetch piles up behind the lock.
+   */
+  async #locked(topic: string, heartbeat: () => Promise<void>, fn: () => Promise<void>): Promise<void> {
+    const o = this.#options;
+    const waitStart = performance.now();
+    let waiting = true;
+    let paused = false;
+    const beat = setInterval(
+      () => {
+        if (!waiting) return;
+        heartbeat().catch(() => undefined);
+        if (!paused && performance.now() - waitStart >= o.pauseAfterMs && this.#live) {
+          paused = true;
+          this.stats.pauses++;
+          this.#consumer.pause([{ topic }]);
+        }
+      },
+      Math.min(1000, o.pauseAfterMs),
+    );
+    try {
+      await o.withStateLock(async () => {
+        waiting = false;
+        clearInterval(beat);
+        this.stats.lockWaitMs += performance.now() - waitStart;
+        await fn();
+      });
+    } finally {
+      waiting = false;
+      clearInterval(beat);
+      if (paused && this.#live) this.#consumer.resume([{ topic }]);
+    }
   }
 
   async #toDlq(topic: string, partition: number, message: KafkaMessage, error: unknown): Promise<void> {
@@ -199,15 +374,18 @@ export class StreamConsumer {
   }
 
   /**
-   * Commits offsets that a durable snapshot holds. A failure here is harmless (the snapshot
-   * has the offsets and messages below them are skipped after a restart), so it is reported,
-   * not thrown.
+   * Commits offsets that a durable snapshot holds, for the partitions this member owns now: a
+   * partition another member took over has moved on, and committing it would rewind that member.
+   * A failure here is harmless (the snapshot has the offsets and messages below them are skipped
+   * after a restart), so it is reported, not thrown.
    */
   async commit(offsets: OffsetMap): Promise<boolean> {
-    const list = Object.entries(offsets).map(([key, offset]) => {
-      const at = key.lastIndexOf(':');
-      return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), offset };
-    });
+    const list = Object.entries(offsets)
+      .filter(([key]) => this.#assigned.has(key))
+      .map(([key, offset]) => {
+        const at = key.lastIndexOf(':');
+        return { topic: key.slice(0, at), partition: Number(key.slice(at + 1)), offset };
+      });
     if (list.length === 0) return true;
     try {
       await this.#consumer.commitOffsets(list);
@@ -220,7 +398,8 @@ export class StreamConsumer {
   /**
    * Stops fetching but stays in the group, so the final snapshot's offsets can still be
    * committed (kafkajs `stop()` would leave the group first). A batch in progress finishes
-   * under the state lock, which the final snapshot waits for.
+   * under the state lock, which the final snapshot waits for; an unfinished mini-batch is not
+   * applied (its events are read again by whoever owns the partition next).
    */
   async stopFetching(): Promise<void> {
     this.#live = false;
@@ -231,8 +410,6 @@ export class StreamConsumer {
   /** Leaves the group and closes every connection. */
   async close(): Promise<void> {
     this.#live = false;
-    await this.#consumer.disconnect();
-    await this.#catalog.disconnect();
-    await this.#producer.disconnect();
+    await Promise.all([this.#consumer.disconnect(), this.#catalog.disconnect(), this.#producer.disconnect()]);
   }
 }

@@ -26,6 +26,13 @@ export {
   type OffsetMap,
   StreamConsumer,
 } from './consumer.js';
+export {
+  ensureParamsTopic,
+  type FollowerOptions,
+  type ParamMessage,
+  ParamsFollower,
+  ParamsPublisher,
+} from './params.js';
 export { EventProducer, type ProducerOptions, type RunningStream } from './producer.js';
 export { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, ensureTopics, type TopicNames } from './topics.js';
 export { HttpSchemaRegistry, MemorySchemaRegistry, type SchemaRegistryClient } from './wire.js';

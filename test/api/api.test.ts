@@ -6,7 +6,7 @@ import t from 'tap';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
-import { serviceApi, tierReports } from '../../src/service/adapter.js';
+import { serviceApi, tierReports, trainerReadiness } from '../../src/service/adapter.js';
 import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { EmbeddingStore } from '../../src/store/index.js';
@@ -28,7 +28,7 @@ async function startApi(adminToken = '') {
   };
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
-    consumer: () => ({ consumed: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
+    consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
     tiers: () => {
       const a = store.accounting();
       return { tiers: tierReports(a), budgetBytes: a.budgetBytes };
@@ -43,7 +43,7 @@ async function startApi(adminToken = '') {
     recent,
     prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
     metrics: () => metrics,
-    consumerLive: () => live,
+    readiness: trainerReadiness(() => live),
   });
   const app = await buildApi(api, { adminToken });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -118,7 +118,7 @@ t.test('the dashboard charts the live service and starts a prune window', async 
   t.equal(await page.locator('canvas').count(), 6, 'each chart drew its canvas');
   t.match(
     (await page.locator('#chart-memory .u-legend').textContent()) ?? '',
-    /size 64[\s\S]*size 0/,
+    new RegExp(`size ${config.ladder.at(-1)}[\\s\\S]*size ${config.ladder[0]}`),
     'the memory chart stacks one series per tier, largest size on top',
   );
   const shownEvents = Number(((await page.locator('#kpi-events').textContent()) ?? '').replace(/,/g, ''));
@@ -145,10 +145,23 @@ t.test('the dashboard charts the live service and starts a prune window', async 
   const cells = await row.locator('td').allTextContents();
   t.equal(cells[0], String(id));
   t.equal(cells[2], 'dashboard', 'the reason the page sent');
-  t.ok(
-    cells.filter((cell) => / → /.test(cell) && /B/.test(cell)).length >= 2,
-    'bytes before → after per tier and in total',
+  // Cells: #, started, reason, took, searched, moved, AUC, one per tier size, total, change.
+  const sizes = await page.locator('#windows th', { hasText: /^size \d+$/ }).allTextContents();
+  t.same(
+    sizes,
+    config.ladder.map((size) => `size ${size}`),
+    'a column per size of the ladder',
   );
+  const tierCells = cells.slice(7, -2);
+  t.equal(tierCells.length, sizes.length);
+  const bytes = /^\d+(\.\d)? (B|KiB|MiB|GiB)$/;
+  for (const [i, cell] of tierCells.entries())
+    t.ok(
+      cell.split(' → ').every((part) => bytes.test(part)),
+      `${sizes[i]}: bytes (before → after when it changed): ${cell}`,
+    );
+  t.match(cells.at(-2), /^\S+ \S*B → \S+ \S*B$/, 'total bytes before → after');
+  t.match(cells.at(-1), /^[+-]?\d+\.\d%$|^0%$/, 'relative change');
   const listed = (await (await fetch(`${service.url}/v1/prune`)).json()) as {
     windows: Array<{ id: number; reason: string }>;
   };

@@ -182,7 +182,7 @@ export function windowRows(
   );
   const bytesAt = (tiers: PruneWindowReport['before'], size: number) =>
     tiers.find((t) => t.size === size)?.totalBytes ?? 0;
-  const rows = [...windows].reverse().map((w) => {
+  const rows = [...windows].reverse().map((w): WindowRow => {
     const before = w.before.reduce((sum, t) => sum + t.totalBytes, 0);
     const after = w.after.reduce((sum, t) => sum + t.totalBytes, 0);
     return {

@@ -1,0 +1,180 @@
+/**
+ * What serving replicas need to follow the trainer: the parameter changes since the last
+ * publish, as keyed binary records for a compacted Kafka topic, and the inverse (apply them
+ * to a replica's store and model). The transport lives in src/stream/params.ts.
+ *
+ * Keys: `t:<token>` → [size, linear, row...] as float32 (null value: evicted);
+ *       `d:bias` → [bias]; `d:P<s>` → P_s (s × D); `i:<item>` → JSON {fields, active, count};
+ *       `m:clock` → JSON {publishedAt, learned, seq}, written last in every publish.
+ * A replica that reads the topic from the beginning rebuilds the whole model: compaction keeps
+ * the newest record of every key.
+ */
+import type { EmbeddingStore, TokenId } from '../store/index.js';
+import type { Trainer } from './trainer.js';
+
+export interface ParamRecord {
+  key: string;
+  /** null is a tombstone: the token was evicted. */
+  value: Buffer | null;
+}
+
+export interface PublishMarker {
+  publishedAt: number;
+  learned: number;
+  seq: number;
+}
+
+const f32 = (values: Float32Array): Buffer =>
+  Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+
+/** Tracks what the trainer changed since the last publish. */
+export class ChangeTracker {
+  readonly #store: EmbeddingStore;
+  readonly #trainer: Trainer;
+  #publishedTier: Uint8Array = new Uint8Array(0);
+  #published: Uint8Array = new Uint8Array(0);
+  #since = Number.NEGATIVE_INFINITY;
+  #seq = 0;
+  readonly #evicted = new Set<string>();
+  readonly #itemCounts = new Map<string, number>();
+
+  constructor(store: EmbeddingStore, trainer: Trainer) {
+    this.#store = store;
+    this.#trainer = trainer;
+    const previous = store.onEvict;
+    store.onEvict = (id: TokenId, key: string) => {
+      previous?.(id, key);
+      this.#evicted.add(key);
+      if (id < this.#published.length) this.#published[id] = 0;
+    };
+  }
+
+  /** Forgets what was published: the next collect() sends everything again (after a failed send). */
+  reset(): void {
+    this.#published.fill(0);
+    this.#itemCounts.clear();
+  }
+
+  /**
+   * Every record changed since the last call (all of them on the first call). Synchronous: call
+   * it between training batches (under the service's state lock) so the records are one state.
+   */
+  collect(now: number): ParamRecord[] {
+    const store = this.#store;
+    const records: ParamRecord[] = [];
+    if (this.#published.length < store.idLimit) {
+      const grow = (old: Uint8Array): Uint8Array => {
+        const next = new Uint8Array(Math.max(store.idLimit, old.length * 2));
+        next.set(old);
+        return next;
+      };
+      this.#published = grow(this.#published);
+      this.#publishedTier = grow(this.#publishedTier);
+    }
+    for (const key of this.#evicted) if (store.id(key) < 0) records.push({ key: `t:${key}`, value: null });
+    this.#evicted.clear();
+    const lastSeen = store.lastSeen;
+    const tierOf = store.tierOf;
+    const linear = store.linear;
+    for (let id = 0; id < store.idLimit; id++) {
+      if (!store.alive(id)) continue;
+      const changed =
+        this.#published[id] === 0 || lastSeen[id] >= this.#since || tierOf[id] !== this.#publishedTier[id];
+      if (!changed) continue;
+      const size = store.sizeOf(id);
+      const out = new Float32Array(2 + size);
+      out[0] = size;
+      out[1] = linear[id];
+      if (size > 0) {
+        const at = store.offsetOf(id);
+        out.set(store.tiers[tierOf[id]].params.subarray(at, at + size), 2);
+      }
+      records.push({ key: `t:${store.key(id)}`, value: f32(out) });
+      this.#published[id] = 1;
+      this.#publishedTier[id] = tierOf[id];
+    }
+    const model = this.#trainer.model;
+    records.push({ key: 'd:bias', value: f32(Float32Array.of(model.bias)) });
+    model.projections.forEach((P, ti) => {
+      if (P !== null) records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(Float32Array.from(P)) });
+    });
+    for (const item of this.#trainer.exportItems()) {
+      if (this.#itemCounts.get(item.item) === item.count) continue;
+      this.#itemCounts.set(item.item, item.count);
+      records.push({ key: `i:${item.item}`, value: Buffer.from(JSON.stringify(item)) });
+    }
+    const marker: PublishMarker = {
+      publishedAt: now,
+      learned: this.#trainer.stats().learned,
+      seq: ++this.#seq,
+    };
+    records.push({ key: 'm:clock', value: Buffer.from(JSON.stringify(marker)) });
+    this.#since = now;
+    return records;
+  }
+}
+
+/** Applies published records to a replica's store and trainer (which never learns itself). */
+export class ReplicaApplier {
+  readonly #store: EmbeddingStore;
+  readonly #trainer: Trainer;
+  /** The last marker applied: how current this replica is. */
+  marker: PublishMarker | null = null;
+  applied = 0;
+
+  constructor(store: EmbeddingStore, trainer: Trainer) {
+    this.#store = store;
+    this.#trainer = trainer;
+  }
+
+  /** Applies one record; call `done()` after a batch so reads see it (item table refresh). */
+  apply(record: ParamRecord): void {
+    const { key, value } = record;
+    this.applied++;
+    if (key.startsWith('t:')) {
+      const token = key.slice(2);
+      if (value === null) {
+        const id = this.#store.id(token);
+        if (id >= 0) this.#store.evict(id);
+        return;
+      }
+      this.#applyToken(
+        token,
+        new Float32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)),
+      );
+      return;
+    }
+    if (value === null) return;
+    if (key === 'd:bias') {
+      this.#trainer.model.bias = value.readFloatLE(0);
+      this.#trainer.model.denseVersion++;
+    } else if (key.startsWith('d:P')) {
+      const size = Number(key.slice(3));
+      const ti = this.#store.tiers.findIndex((t) => t.size === size);
+      const P = ti < 0 ? null : this.#trainer.model.projections[ti];
+      if (P !== null && P !== undefined && P.byteLength === value.byteLength) {
+        P.set(new Float32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)));
+        this.#trainer.model.denseVersion++;
+      }
+    } else if (key.startsWith('i:')) {
+      this.#trainer.importItems([JSON.parse(value.toString())]);
+    } else if (key === 'm:clock') {
+      this.marker = JSON.parse(value.toString()) as PublishMarker;
+    }
+  }
+
+  /** Tells the trainer that its parameters changed outside learn(), so read paths refresh. */
+  done(): void {
+    this.#trainer.invalidateItems();
+  }
+
+  #applyToken(token: string, data: Float32Array): void {
+    const store = this.#store;
+    const size = data[0];
+    let id = store.id(token);
+    if (id < 0) id = store.getOrCreate(token, size);
+    else if (store.sizeOf(id) !== size) store.move(id, size, () => {});
+    store.linear[id] = data[1];
+    if (size > 0) store.tiers[store.tierOf[id]].params.set(data.subarray(2, 2 + size), store.offsetOf(id));
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * A serving replica: no interactions consumer, no training, no snapshots. It rebuilds the
+ * model from the trainer's compacted parameter topic and keeps following it, and serves the
+ * same read API. Its staleness (now − the trainer's last publish it applied) is in `/metrics`
+ * and `/readyz`.
+ */
+import { Gauge } from 'prom-client';
+import { buildApi } from '../api/server.js';
+import type { Config } from '../config.js';
+import { initBackend, ReplicaApplier, Trainer } from '../engine/index.js';
+import { PmeError } from '../errors.js';
+import { EmbeddingStore } from '../store/index.js';
+import { ensureParamsTopic, ParamsFollower } from '../stream/index.js';
+import { serviceApi, tierReports } from './adapter.js';
+import type { Log, Service } from './index.js';
+import { ServiceMetrics } from './metrics.js';
+import { RecentItems } from './recent.js';
+import { storeOptions } from './state.js';
+
+export async function startReplica(
+  config: Config,
+  log: Log = (line) => process.stderr.write(`${line}\n`),
+): Promise<Service> {
+  if (config.brokers.length === 0)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers');
+  const backend = await initBackend();
+  // A replica never steps, so it keeps no optimizer state or importance: half the bytes.
+  const store = new EmbeddingStore({ ...storeOptions(config), optimizerSlots: 0, importance: false });
+  // Same read-path staleness bound as the trainer's (see src/service/index.ts).
+  const trainer = new Trainer(store, { seed: config.seed, model: { optimizer: 'sgd' }, itemRefreshMs: 1000 });
+  const applier = new ReplicaApplier(store, trainer);
+  await ensureParamsTopic(config.brokers, config.paramsTopic);
+  const follower = new ParamsFollower({
+    brokers: config.brokers,
+    topic: config.paramsTopic,
+    onRecords: (records) => {
+      for (const record of records) applier.apply(record);
+      applier.done();
+    },
+  });
+  const staleness = (): number =>
+    applier.marker === null ? Number.POSITIVE_INFINITY : (Date.now() - applier.marker.publishedAt) / 1000;
+  // Ready once the topic as it was at start is applied and the last publish is recent.
+  const maxStaleSeconds = Math.max(5, (10 * config.publishIntervalMs) / 1000);
+
+  const metrics = new ServiceMetrics({
+    trainer: () => trainer.stats(),
+    consumer: () => ({ consumed: applier.applied, dlq: {}, lag: {} }),
+    tiers: () => {
+      const accounting = store.accounting();
+      return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
+    },
+    pruneWindows: () => 0,
+    backend: () => backend.name,
+  });
+  new Gauge({
+    name: 'pme_replica_staleness_seconds',
+    help: 'Seconds since the trainer published the newest parameters this replica has applied',
+    registers: [metrics.registry],
+    collect() {
+      const s = staleness();
+      this.set(Number.isFinite(s) ? s : -1);
+    },
+  });
+  const api = serviceApi({
+    store,
+    trainer,
+    recent: new RecentItems(),
+    prune: {
+      start: () => {
+        throw new PmeError('PME_ERR_BAD_REQUEST', 'this is a replica: start prune windows on the trainer');
+      },
+      windows: () => [],
+    },
+    metrics: () => metrics,
+    readiness: () => {
+      const s = staleness();
+      const ready = follower.live && follower.caughtUp && s <= maxStaleSeconds;
+      return {
+        ready,
+        modelLoaded: follower.caughtUp,
+        consumerLive: follower.live,
+        detail: follower.caughtUp
+          ? `replica ${Number.isFinite(s) ? `${s.toFixed(1)} s` : 'not yet'} behind the trainer`
+          : 'replica rebuilding from the parameter topic',
+      };
+    },
+  });
+  const app = await buildApi(api, { adminToken: config.adminToken });
+  await follower.start();
+  const address = await app.listen({ host: config.host, port: config.port });
+  log(`pme: replica API on ${address}, following ${config.paramsTopic}`);
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url: address,
+    trainer,
+    store,
+    snapshot: async () => '',
+    stop: () => {
+      stopping ??= (async () => {
+        await app.close();
+        await follower.stop();
+      })();
+      return stopping;
+    },
+    replica: { staleness, caughtUp: () => follower.caughtUp, marker: () => applier.marker },
+  };
+}

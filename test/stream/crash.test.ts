@@ -1,0 +1,98 @@
+/**
+ * kill -9 in mid-stream (one partition, so the order of events is fixed): the service, a child
+ * process, is killed after it has applied part of the topic and taken at least one snapshot,
+ * then restarted on the same state directory. The state it ends with has applied every event
+ * exactly once, and equals the state of a run that was never interrupted.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { EventProducer, ensureTopics } from '../../src/stream/index.js';
+import { testBrokers, uniqueName } from '../helpers/broker.js';
+import {
+  loadSnapshot,
+  metric,
+  plainEvents,
+  serviceEnv,
+  snapshotCount,
+  spawnService,
+  terminate,
+  until,
+  untilApplied,
+} from './helpers.js';
+
+const N = 60_000;
+
+t.test('kill -9 mid-stream, restart: every event applied once, state equal to a clean run', async (t) => {
+  const brokers = await testBrokers();
+  const topic = uniqueName('crash');
+  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 1 });
+  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
+  await producer.connect();
+  const events = plainEvents(N, 3000, 3000);
+  await producer.sendInteractions(topic, events);
+  await producer.disconnect();
+
+  const cleanDir = await mkdtemp(join(tmpdir(), 'pme-clean-'));
+  const crashDir = await mkdtemp(join(tmpdir(), 'pme-crash-'));
+  t.teardown(() => rm(cleanDir, { recursive: true, force: true }));
+  t.teardown(() => rm(crashDir, { recursive: true, force: true }));
+
+  // The run that is killed: wait for a snapshot and part of the topic, then SIGKILL.
+  const crashEnv = serviceEnv(brokers, topic, uniqueName('crash-group'), crashDir, {
+    PME_SNAPSHOT_INTERVAL_MS: '150',
+  });
+  const first = await spawnService(crashEnv);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  let appliedAtKill = 0;
+  await until(
+    'a snapshot and some events',
+    async () => {
+      appliedAtKill = await metric(first.url, 'pme_events_applied_total');
+      return appliedAtKill >= N / 10 && (await snapshotCount(crashDir)) > 0;
+    },
+    45_000,
+    10,
+  );
+  first.child.kill('SIGKILL');
+  const killed = await first.exited;
+  t.equal(killed.signal, 'SIGKILL');
+  const atCrash = await loadSnapshot(crashDir);
+  t.ok(atCrash.learned > 0 && atCrash.learned < N, `killed mid-stream (snapshot holds ${atCrash.learned} of ${N})`);
+  t.equal(Number(atCrash.offsets[`${topic}:0`]), atCrash.learned, 'the snapshot offset matches its applied count');
+
+  const second = await spawnService(crashEnv);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  t.equal(await metric(second.url, 'pme_events_applied_total'), atCrash.learned, 'restarted from the snapshot');
+  await untilApplied(second.url, N);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.equal(await metric(second.url, 'pme_events_applied_total'), N, 'exactly N events applied');
+  t.equal(await terminate(second), 0, 'SIGTERM: exit 0');
+  const crashed = await loadSnapshot(crashDir);
+  t.equal(crashed.learned, N, 'the final snapshot holds N events');
+  t.same(crashed.offsets, { [`${topic}:0`]: String(N) });
+
+  // The run that is never interrupted, over the same topic.
+  const clean = await spawnService(serviceEnv(brokers, topic, uniqueName('clean-group'), cleanDir));
+  t.teardown(() => clean.child.kill('SIGKILL'));
+  await untilApplied(clean.url, N);
+  t.equal(await terminate(clean), 0);
+  const reference = await loadSnapshot(cleanDir);
+  t.equal(reference.learned, N);
+  t.equal(crashed.tokens, reference.tokens, 'same tokens');
+
+  const items = Array.from({ length: 40 }, (_, i) => `i${i * 71}`);
+  let worst = 0;
+  let spread = 0;
+  for (let u = 0; u < 3000; u += 97) {
+    const a = crashed.trainer.score(`u${u}`, items);
+    const b = reference.trainer.score(`u${u}`, items);
+    for (let i = 0; i < items.length; i++) {
+      worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      spread = Math.max(spread, Math.abs(b[i] - b[0]));
+    }
+  }
+  t.ok(spread > 1e-3, `the model learned something (scores spread ${spread.toFixed(4)})`);
+  t.ok(worst < 1e-6, `scores equal a clean run's (largest difference ${worst})`);
+});
