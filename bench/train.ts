@@ -3,13 +3,15 @@
  * core: the hand-written FM (a) with every token at full size, (b) with a realistic tier mix
  * (sizes by popularity: few large, most small or 0), each measured on pre-resolved token ids
  * (model step only) and through Trainer.learn (string keys resolved in the store); then (c) the
- * same FM written as batched TensorFlow.js on the backend present. Writes bench/results/train.json.
+ * same FM written as batched TensorFlow.js on the backend present and on the slower ones (wasm,
+ * cpu), and (d) DeepFM through DeepFm.learn. Writes bench/results/train.json.
  *
  *   npm run build && node dist/bench/train.js [--events N]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Interaction } from '../src/data/event.js';
-import { initBackend } from '../src/engine/backend.js';
+import { initBackend, type Tf } from '../src/engine/backend.js';
+import { DeepFm } from '../src/engine/deepfm.js';
 import { FmModel } from '../src/engine/fm.js';
 import { Trainer } from '../src/engine/trainer.js';
 import { EmbeddingStore } from '../src/store/index.js';
@@ -73,6 +75,8 @@ interface Row {
   events: number;
   seconds: number;
   eventsPerSecond: number;
+  /** Shares of model.step's time (model rows only). */
+  breakdown?: { forwardShare: number; backwardShare: number; flushShare: number };
 }
 
 function timeModel(config: string, store: EmbeddingStore, events: Interaction[]): Row {
@@ -94,9 +98,50 @@ function timeModel(config: string, store: EmbeddingStore, events: Interaction[])
     if ((i & (BATCH - 1)) === BATCH - 1) model.flush();
   }
   const seconds = (performance.now() - t0) / 1000;
+  // Where the time goes: the forward pass alone over the same events (reads only), and the
+  // projection flushes alone (the step's remainder is the backward pass and its row updates).
+  let sink = 0;
+  const t1 = performance.now();
+  for (let i = 0; i < events.length; i++) sink += model.forward(views[i], 4);
+  const forwardSeconds = (performance.now() - t1) / 1000;
+  let flushSeconds = 0;
+  for (let j = 0; j < 200; j++) {
+    for (let i = j * BATCH; i < (j + 1) * BATCH && i < events.length; i++) model.step(views[i], 4, labels[i]);
+    const t2 = performance.now();
+    model.flush();
+    flushSeconds += (performance.now() - t2) / 1000;
+  }
+  flushSeconds *= events.length / BATCH / 200;
+  if (Number.isNaN(sink)) throw new Error('NaN score');
   return {
     config,
     path: 'model.step (ids resolved)',
+    events: events.length,
+    seconds,
+    eventsPerSecond: events.length / seconds,
+    breakdown: {
+      forwardShare: forwardSeconds / seconds,
+      flushShare: flushSeconds / seconds,
+      backwardShare: Math.max(0, 1 - (forwardSeconds + flushSeconds) / seconds),
+    },
+  };
+}
+
+/** Resolving the 4 string keys of each event in the store, alone (Trainer.learn's extra work). */
+function timeResolve(config: string, store: EmbeddingStore, events: Interaction[]): Row {
+  let sink = 0;
+  const t0 = performance.now();
+  for (const e of events) {
+    sink += store.getOrCreate(`user=${e.user}`);
+    sink += store.getOrCreate(`item=${e.item}`);
+    sink += store.getOrCreate(`category=${e.fields.category}`);
+    sink += store.getOrCreate(`device=${e.fields.device}`);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (sink < 0) throw new Error('negative id');
+  return {
+    config,
+    path: 'store.getOrCreate x4 only',
     events: events.length,
     seconds,
     eventsPerSecond: events.length / seconds,
@@ -118,16 +163,34 @@ function timeTrainer(config: string, store: EmbeddingStore, events: Interaction[
   };
 }
 
-async function timeTf(events: Interaction[]): Promise<Row & { backend: string }> {
-  const { tf, name } = await initBackend();
+interface TfRow extends Row {
+  backend: string;
+  /** Milliseconds per batch in each phase. */
+  msPerBatch: { gather: number; tf: number; scatter: number };
+}
+
+/**
+ * The same FM as batched TensorFlow.js on backend `backend`. The embedding table stays a JS
+ * Float32Array: each batch's rows are gathered into a dense B × 4 × D tensor, tfjs computes the
+ * logits and (taped) the gradient w.r.t. that dense tensor, and the gradient is scattered back
+ * into the table with Adagrad by hand. Differentiating tf.gather instead needs the
+ * UnsortedSegmentSum kernel, which the wasm backend does not have (and on cpu it would densify a
+ * gradient over the whole table every batch).
+ */
+function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number): TfRow {
   const tokens = USERS + ITEMS + 100 + 10;
   const offsets = [0, USERS, USERS + ITEMS, USERS + ITEMS + 100];
-  const E = tf.variable(tf.randomNormal([tokens, D], 0, 0.01));
-  const W = tf.variable(tf.zeros([tokens, 1]));
-  const b = tf.variable(tf.scalar(0));
-  const opt = tf.train.adagrad(0.05);
+  const random = createRandom(3);
+  const E = new Float32Array(tokens * D);
+  for (let i = 0; i < E.length; i++) E[i] = random.normal() * 0.01;
+  const EA = new Float32Array(tokens * D);
+  const W = new Float32Array(tokens);
+  const WA = new Float32Array(tokens);
+  let bias = 0;
+  let biasA = 0;
+  const lr = 0.05;
   const B = 1024;
-  const n = Math.min(events.length, 100 * B);
+  const n = Math.min(events.length, (batches + 1) * B);
   const idBuf = new Int32Array(n * 4);
   events.slice(0, n).forEach((e, i) => {
     idBuf[i * 4] = offsets[0] + Number(e.user);
@@ -136,39 +199,98 @@ async function timeTf(events: Interaction[]): Promise<Row & { backend: string }>
     idBuf[i * 4 + 3] = offsets[3] + Number(e.fields.device);
   });
   const labels = Float32Array.from(events.slice(0, n), (e) => e.label);
+  const V = new Float32Array(B * 4 * D);
+  const L = new Float32Array(B * 4);
+  const grads = tf.grads((v: Tf, w: Tf, b: Tf, y: Tf) => {
+    const s = v.sum(1);
+    const pair = s
+      .square()
+      .sum(1)
+      .sub(v.square().sum([1, 2]))
+      .mul(0.5);
+    const z = pair.add(w.sum(1)).add(b);
+    return tf.losses.sigmoidCrossEntropy(y, z, undefined, tf.Reduction.SUM);
+  });
+  const time = { gather: 0, tf: 0, scatter: 0 };
   const step = (from: number) => {
-    const ids = tf.tensor2d(idBuf.subarray(from * 4, (from + B) * 4), [B, 4], 'int32');
-    const y = tf.tensor1d(labels.subarray(from, from + B));
-    opt.minimize(() => {
-      const v = tf.gather(E, ids); // B × 4 × D
-      const s = v.sum(1);
-      const pair = s
-        .square()
-        .sum(1)
-        .sub(v.square().sum([1, 2]))
-        .mul(0.5);
-      const lin = tf.gather(W, ids).sum([1, 2]);
-      const z = pair.add(lin).add(b);
-      return tf.losses.sigmoidCrossEntropy(y, z);
-    });
-    tf.dispose([ids, y]);
+    let t = performance.now();
+    for (let r = 0; r < B; r++)
+      for (let k = 0; k < 4; k++) {
+        const id = idBuf[(from + r) * 4 + k];
+        V.set(E.subarray(id * D, (id + 1) * D), (r * 4 + k) * D);
+        L[r * 4 + k] = W[id];
+      }
+    let t2 = performance.now();
+    time.gather += t2 - t;
+    t = t2;
+    const [dV, dL, dB] = tf.tidy(() =>
+      grads([
+        tf.tensor3d(V, [B, 4, D]),
+        tf.tensor2d(L, [B, 4]),
+        tf.scalar(bias),
+        tf.tensor1d(labels.subarray(from, from + B)),
+      ]).map((g: Tf) => g.dataSync() as Float32Array),
+    );
+    t2 = performance.now();
+    time.tf += t2 - t;
+    t = t2;
+    for (let r = 0; r < B; r++)
+      for (let k = 0; k < 4; k++) {
+        const id = idBuf[(from + r) * 4 + k];
+        const g = dL[r * 4 + k];
+        WA[id] += g * g;
+        W[id] -= (lr * g) / (Math.sqrt(WA[id]) + 1e-7);
+        const at = (r * 4 + k) * D;
+        const row = id * D;
+        for (let d = 0; d < D; d++) {
+          const gd = dV[at + d];
+          EA[row + d] += gd * gd;
+          E[row + d] -= (lr * gd) / (Math.sqrt(EA[row + d]) + 1e-7);
+        }
+      }
+    biasA += dB[0] * dB[0];
+    bias -= (0.01 * dB[0]) / (Math.sqrt(biasA) + 1e-7);
+    time.scatter += performance.now() - t;
   };
   step(0);
+  time.gather = 0;
+  time.tf = 0;
+  time.scatter = 0;
   const t0 = performance.now();
   let done = 0;
-  for (let from = 0; from + B <= n; from += B) {
+  for (let from = B; from + B <= n; from += B) {
     step(from);
     done += B;
   }
   const seconds = (performance.now() - t0) / 1000;
-  tf.dispose([E, W, b]);
+  const per = done / B;
   return {
     config: 'all at 64 (dense table)',
-    path: `tfjs batched ${B} (${name})`,
-    backend: name,
+    path: `tfjs batched ${B} (${backend})`,
+    backend,
     events: done,
     seconds,
     eventsPerSecond: done / seconds,
+    msPerBatch: { gather: time.gather / per, tf: time.tf / per, scatter: time.scatter / per },
+  };
+}
+
+/** DeepFM (FM + MLP [64, 32] over the 4 field vectors, on tfjs) through DeepFm.learn. */
+async function timeDeepFm(events: Interaction[]): Promise<Row & { backend: string }> {
+  const deep = await DeepFm.create(buildStore(false), { trainer: { seed: 1 } });
+  deep.learn(events.slice(0, 20 * BATCH));
+  const n = Math.min(events.length, 100_000);
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += BATCH) deep.learn(events.slice(i, i + BATCH));
+  const seconds = (performance.now() - t0) / 1000;
+  deep.dispose();
+  return {
+    config: 'all at 64',
+    path: `DeepFm.learn (${deep.backend.name})`,
+    backend: deep.backend.name,
+    events: n,
+    seconds,
+    eventsPerSecond: n / seconds,
   };
 }
 
@@ -185,23 +307,59 @@ async function main(): Promise<void> {
     mixes[config] = Object.fromEntries(acc.tiers.map((t) => [t.size, t.tokens]));
     rows.push(timeModel(config, store, events));
     rows.push(timeTrainer(config, buildStore(mix), events));
+    rows.push(timeResolve(config, buildStore(mix), events));
   }
-  let tfRow: (Row & { backend: string }) | { error: string };
+  // The tfjs FM on the backend chosen at start and on every slower one registered (wasm, cpu).
+  const choice = await initBackend();
+  const tf = choice.tf;
+  const chosen = tf.getBackend() as string;
+  const tfRows: Array<TfRow | { backend: string; error: string }> = [];
+  for (const backend of [...new Set([chosen, 'wasm', 'cpu'])]) {
+    if (tf.findBackendFactory(backend) == null) continue;
+    try {
+      await tf.setBackend(backend);
+      await tf.ready();
+      // cpu runs ~10x slower: fewer batches keep the run short.
+      const row = timeTf(tf, backend, events, backend === 'cpu' ? 30 : 100);
+      tfRows.push(row);
+      rows.push(row);
+    } catch (error) {
+      tfRows.push({ backend, error: (error as Error).message });
+    }
+  }
+  await tf.setBackend(chosen);
+  await tf.ready();
+  let deepRow: (Row & { backend: string }) | { error: string };
   try {
-    tfRow = await timeTf(events);
-    rows.push(tfRow);
+    deepRow = await timeDeepFm(events);
+    rows.push(deepRow);
   } catch (error) {
-    tfRow = { error: (error as Error).message };
+    deepRow = { error: (error as Error).message };
   }
-  for (const r of rows)
+  process.stdout.write(`TensorFlow.js backend chosen: ${choice.name}\n`);
+  for (const r of rows) {
+    const b = r.breakdown;
+    const t = (r as TfRow).msPerBatch;
+    const extra =
+      b !== undefined
+        ? `  forward ${pct(b.forwardShare)}, backward+rows ${pct(b.backwardShare)}, projection flush ${pct(b.flushShare)}`
+        : t !== undefined
+          ? `  per batch: gather ${t.gather.toFixed(1)} ms, tfjs ${t.tf.toFixed(1)} ms, scatter ${t.scatter.toFixed(1)} ms`
+          : '';
     process.stdout.write(
-      `${r.config.padEnd(24)} ${r.path.padEnd(32)} ${Math.round(r.eventsPerSecond).toString().padStart(9)} events/s  (${r.events} events, ${r.seconds.toFixed(2)} s)\n`,
+      `${r.config.padEnd(24)} ${r.path.padEnd(32)} ${Math.round(r.eventsPerSecond).toString().padStart(9)} events/s  (${r.events} events, ${r.seconds.toFixed(2)} s)${extra}\n`,
     );
+  }
+  for (const r of tfRows) if ('error' in r) process.stdout.write(`tfjs on ${r.backend}: ${r.error}\n`);
   await mkdir('bench/results', { recursive: true });
   await writeFile(
     'bench/results/train.json',
-    `${JSON.stringify({ dim: D, tokensPerEvent: 4, batch: BATCH, node: process.version, tierMix: mixes, results: rows, tf: tfRow }, null, 2)}\n`,
+    `${JSON.stringify({ dim: D, tokensPerEvent: 4, batch: BATCH, node: process.version, backend: choice.name, skipped: choice.skipped, tierMix: mixes, results: rows, tf: tfRows, deepfm: deepRow }, null, 2)}\n`,
   );
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(0)}%`;
 }
 
 await main();

@@ -79,6 +79,12 @@ export interface ConsumerOptions {
   maxWaitMs?: number;
   /** Wait for the state lock, in ms, after which the topic is paused until it is held. Default 1000. */
   pauseAfterMs?: number;
+  /**
+   * Group session timeout, in ms: how long a member that stopped heartbeating (killed) keeps its
+   * partitions. Default 10 000 (kafkajs: 30 000), so a restarted instance resumes within about
+   * that; the broker's group.min.session.timeout.ms (6 000 by default) is the floor.
+   */
+  sessionTimeoutMs?: number;
 }
 
 export interface ConsumerStats {
@@ -110,13 +116,14 @@ interface Pending {
   chunk: bigint;
 }
 
-type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs'>>>;
+type Tuning = 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs' | 'sessionTimeoutMs';
+type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, Tuning>>>;
 
-const DEFAULTS = Object.freeze({ batchEvents: 1024, maxWaitMs: 500, pauseAfterMs: 1000 });
+const DEFAULTS = Object.freeze({ batchEvents: 1024, maxWaitMs: 500, pauseAfterMs: 1000, sessionTimeoutMs: 10_000 });
 
 function resolveOptions(options: ConsumerOptions): Resolved {
   const o = { ...DEFAULTS, ...options };
-  for (const name of ['batchEvents', 'maxWaitMs', 'pauseAfterMs'] as const) {
+  for (const name of ['batchEvents', 'maxWaitMs', 'pauseAfterMs', 'sessionTimeoutMs'] as const) {
     if (!(Number.isInteger(o[name]) && o[name] > 0))
       throw new PmeError('PME_ERR_CONFIG_INVALID', `consumer ${name} must be a positive integer, got ${o[name]}`);
   }
@@ -170,6 +177,8 @@ export class StreamConsumer {
       groupId: options.groupId,
       maxBytesPerPartition: 1 << 20,
       maxWaitTimeInMs,
+      sessionTimeout: this.#options.sessionTimeoutMs,
+      heartbeatInterval: Math.min(3000, Math.floor(this.#options.sessionTimeoutMs / 3)),
     });
     // The catalog is small and compacted: every instance reads all of it, from the beginning.
     this.#catalog = this.#kafka.consumer({
