@@ -172,12 +172,13 @@ interface TfRow extends Row {
 /**
  * The same FM as batched TensorFlow.js on backend `backend`. The embedding table stays a JS
  * Float32Array: each batch's rows are gathered into a dense B × 4 × D tensor, tfjs computes the
- * logits and (taped) the gradient w.r.t. that dense tensor, and the gradient is scattered back
+ * logits and the gradient w.r.t. that dense tensor (taped with tf.grads, or written out in tfjs
+ * ops when `taped` is false), and the gradient is scattered back
  * into the table with Adagrad by hand. Differentiating tf.gather instead needs the
  * UnsortedSegmentSum kernel, which the wasm backend does not have (and on cpu it would densify a
  * gradient over the whole table every batch).
  */
-function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number): TfRow {
+function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number, taped: boolean): TfRow {
   const tokens = USERS + ITEMS + 100 + 10;
   const offsets = [0, USERS, USERS + ITEMS, USERS + ITEMS + 100];
   const random = createRandom(3);
@@ -223,14 +224,38 @@ function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number)
     let t2 = performance.now();
     time.gather += t2 - t;
     t = t2;
-    const [dV, dL, dB] = tf.tidy(() =>
-      grads([
-        tf.tensor3d(V, [B, 4, D]),
-        tf.tensor2d(L, [B, 4]),
-        tf.scalar(bias),
-        tf.tensor1d(labels.subarray(from, from + B)),
-      ]).map((g: Tf) => g.dataSync() as Float32Array),
-    );
+    // Read back after the tidy: dataSync inside tf.tidy costs ~100 ms per MB on wasm (measured).
+    const out: Tf[] = tf.tidy(() => {
+      const v = tf.tensor3d(V, [B, 4, D]);
+      const w = tf.tensor2d(L, [B, 4]);
+      const y = tf.tensor1d(labels.subarray(from, from + B));
+      if (taped) return grads([v, w, tf.scalar(bias), y]);
+      // Backward written out: dz = p − y, ∂v_k = dz (S − v_k), ∂w_k = dz, ∂b = Σ dz.
+      const s = v.sum(1, true);
+      const pair = s
+        .square()
+        .sum([1, 2])
+        .sub(v.square().sum([1, 2]))
+        .mul(0.5);
+      const dz = tf.sigmoid(pair.add(w.sum(1)).add(bias)).sub(y);
+      return [s.sub(v).mul(dz.reshape([B, 1, 1])), dz];
+    });
+    const dV = out[0].dataSync() as Float32Array;
+    let dL: Float32Array;
+    let dB: number;
+    if (taped) {
+      dL = out[1].dataSync() as Float32Array;
+      dB = (out[2].dataSync() as Float32Array)[0];
+    } else {
+      const dz = out[1].dataSync() as Float32Array;
+      dB = 0;
+      for (let r = 0; r < B; r++) {
+        dB += dz[r];
+        for (let k = 0; k < 4; k++) L[r * 4 + k] = dz[r];
+      }
+      dL = L;
+    }
+    tf.dispose(out);
     t2 = performance.now();
     time.tf += t2 - t;
     t = t2;
@@ -248,8 +273,8 @@ function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number)
           E[row + d] -= (lr * gd) / (Math.sqrt(EA[row + d]) + 1e-7);
         }
       }
-    biasA += dB[0] * dB[0];
-    bias -= (0.01 * dB[0]) / (Math.sqrt(biasA) + 1e-7);
+    biasA += dB * dB;
+    bias -= (0.01 * dB) / (Math.sqrt(biasA) + 1e-7);
     time.scatter += performance.now() - t;
   };
   step(0);
@@ -266,7 +291,7 @@ function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number)
   const per = done / B;
   return {
     config: 'all at 64 (dense table)',
-    path: `tfjs batched ${B} (${backend})`,
+    path: `tfjs batched ${B} ${taped ? 'taped' : 'manual'} (${backend})`,
     backend,
     events: done,
     seconds,
@@ -320,9 +345,11 @@ async function main(): Promise<void> {
       await tf.setBackend(backend);
       await tf.ready();
       // cpu runs ~10x slower: fewer batches keep the run short.
-      const row = timeTf(tf, backend, events, backend === 'cpu' ? 30 : 100);
-      tfRows.push(row);
-      rows.push(row);
+      for (const taped of [true, false]) {
+        const row = timeTf(tf, backend, events, backend === 'cpu' ? 30 : 100, taped);
+        tfRows.push(row);
+        rows.push(row);
+      }
     } catch (error) {
       tfRows.push({ backend, error: (error as Error).message });
     }
@@ -347,7 +374,7 @@ async function main(): Promise<void> {
           ? `  per batch: gather ${t.gather.toFixed(1)} ms, tfjs ${t.tf.toFixed(1)} ms, scatter ${t.scatter.toFixed(1)} ms`
           : '';
     process.stdout.write(
-      `${r.config.padEnd(24)} ${r.path.padEnd(32)} ${Math.round(r.eventsPerSecond).toString().padStart(9)} events/s  (${r.events} events, ${r.seconds.toFixed(2)} s)${extra}\n`,
+      `${r.config.padEnd(24)} ${r.path.padEnd(36)} ${Math.round(r.eventsPerSecond).toString().padStart(9)} events/s  (${r.events} events, ${r.seconds.toFixed(2)} s)${extra}\n`,
     );
   }
   for (const r of tfRows) if ('error' in r) process.stdout.write(`tfjs on ${r.backend}: ${r.error}\n`);

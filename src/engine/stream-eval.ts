@@ -31,6 +31,7 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
   --batch N            mini-batch size. Default 256
   --seed S             seed. Default 1
   --limit N            stop after N events
+  --timeline-events N  also sample AUC and memory per tier every N events (JSON timeline). Default off
   --json OUT           also write the result as JSON
 `;
 
@@ -51,7 +52,21 @@ export interface StreamEvalResult {
   budgetBytes: number | null;
   tiers: Array<{ size: number; tokens: number; bytes: number }>;
   windows: WindowReport[];
+  /** Samples every `timelineEvents` events (plus one at the end); absent when not asked for. */
+  timeline?: TimelineSample[];
   data: Record<string, unknown>;
+}
+
+/** One point of the optional timeline: progressive metrics and memory per tier after `events`. */
+export interface TimelineSample {
+  events: number;
+  /** Wall time since the replay started. */
+  seconds: number;
+  auc: number;
+  logloss: number;
+  windowAuc: number;
+  totalBytes: number;
+  tiers: Array<{ size: number; tokens: number; bytes: number }>;
 }
 
 function ladderFor(dim: number): number[] {
@@ -96,6 +111,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
         batch: { type: 'string' },
         seed: { type: 'string' },
         limit: { type: 'string' },
+        'timeline-events': { type: 'string' },
         json: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -145,6 +161,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       batch: Math.max(1, int('batch', v.batch, 256)),
       seed: int('seed', v.seed, 1),
       limit: v.limit === undefined ? undefined : int('limit', v.limit, 0),
+      timelineEvents: int('timeline-events', v['timeline-events'], 0),
       progress: process.stderr.isTTY === true,
     });
     const t = result;
@@ -191,6 +208,8 @@ export interface StreamEvalOptions {
   batch: number;
   seed: number;
   limit?: number;
+  /** Sample a timeline point every N events (at batch boundaries); 0 or absent = no timeline. */
+  timelineEvents?: number;
   progress: boolean;
   /** PME controller options beyond `windowEvents` (experiments, tests). */
   pmeOptions?: Partial<PmeOptions>;
@@ -240,10 +259,31 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   controller?.attach(trainer);
 
   const started = performance.now();
+  const every = o.timelineEvents ?? 0;
+  const timeline: TimelineSample[] | null = every > 0 ? [] : null;
+  // Sampled between batches, outside the learn call, so it costs the replay one accounting() per sample.
+  const sample = (): void => {
+    const m = learner.stats();
+    const acc = store.accounting();
+    timeline!.push({
+      events: m.events,
+      seconds: (performance.now() - started) / 1000,
+      auc: m.auc,
+      logloss: m.logloss,
+      windowAuc: m.windowAuc,
+      totalBytes: acc.totalBytes,
+      tiers: acc.tiers.map((t) => ({ size: t.size, tokens: t.tokens, bytes: t.totalBytes })),
+    });
+  };
+  let nextSample = every;
   let lastDraw = 0;
   for (let i = 0; i < events.length; i += o.batch) {
     learner.learn(events.slice(i, i + o.batch));
     if (controller?.running) await controller.running;
+    if (timeline !== null && i + o.batch >= nextSample) {
+      sample();
+      while (nextSample <= i + o.batch) nextSample += every;
+    }
     if (o.progress && performance.now() - lastDraw > 100) {
       lastDraw = performance.now();
       drawProgress(i + o.batch, events.length, learner.stats().windowAuc);
@@ -251,6 +291,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   }
   if (o.progress) process.stderr.write('\r\x1b[K');
   const seconds = (performance.now() - started) / 1000;
+  if (timeline !== null && timeline.at(-1)?.events !== learner.stats().events) sample();
   const stats = learner.stats();
   deep?.dispose();
   const acc = store.accounting();
@@ -269,6 +310,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: Number.isFinite(acc.budgetBytes) ? acc.budgetBytes : null,
     tiers: acc.tiers.map((t) => ({ size: t.size, tokens: t.tokens, bytes: t.totalBytes })),
     windows: controller?.reports() ?? [],
+    ...(timeline === null ? {} : { timeline }),
     data,
   };
 }

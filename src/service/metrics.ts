@@ -20,6 +20,7 @@ export interface MetricSources {
     consumed: number;
     skipped?: number;
     pauses?: number;
+    partitions?: number;
     dlq: Readonly<Record<string, number>>;
     lag: Readonly<Record<string, number>>;
   };
@@ -76,6 +77,14 @@ export class ServiceMetrics {
       registers,
       collect() {
         setCounter(this, sources.consumer().skipped ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'pme_consumer_partitions',
+      help: 'Partitions of the interactions topic this instance owns in its consumer group',
+      registers,
+      collect() {
+        this.set(sources.consumer().partitions ?? 0);
       },
     });
     new Counter({

@@ -98,6 +98,8 @@ export interface ConsumerStats {
   dlq: Record<string, number>;
   /** Messages behind the end of each partition at its last fetch, by partition number. */
   lag: Record<string, number>;
+  /** Partitions of the interactions topic this member owns now. */
+  partitions: number;
   /** Times the topic was paused because the state lock was held too long. */
   pauses: number;
   /** Mini-batches handed to the trainer. */
@@ -119,13 +121,21 @@ interface Pending {
 type Tuning = 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs' | 'sessionTimeoutMs';
 type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, Tuning>>>;
 
-const DEFAULTS = Object.freeze({ batchEvents: 1024, maxWaitMs: 500, pauseAfterMs: 1000, sessionTimeoutMs: 10_000 });
+const DEFAULTS = Object.freeze({
+  batchEvents: 1024,
+  maxWaitMs: 500,
+  pauseAfterMs: 1000,
+  sessionTimeoutMs: 10_000,
+});
 
 function resolveOptions(options: ConsumerOptions): Resolved {
   const o = { ...DEFAULTS, ...options };
   for (const name of ['batchEvents', 'maxWaitMs', 'pauseAfterMs', 'sessionTimeoutMs'] as const) {
     if (!(Number.isInteger(o[name]) && o[name] > 0))
-      throw new PmeError('PME_ERR_CONFIG_INVALID', `consumer ${name} must be a positive integer, got ${o[name]}`);
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        `consumer ${name} must be a positive integer, got ${o[name]}`,
+      );
   }
   return Object.freeze(o);
 }
@@ -141,6 +151,7 @@ export class StreamConsumer {
     skipped: 0,
     dlq: {},
     lag: {},
+    partitions: 0,
     pauses: 0,
     batches: 0,
     decodeMs: 0,
@@ -240,6 +251,10 @@ export class StreamConsumer {
       // An unfinished chunk of a partition now owned by another member is that member's to read.
       for (const key of this.#pending.keys()) if (!assigned.has(key)) this.#pending.delete(key);
       this.#assigned = assigned;
+      this.stats.partitions = assigned.size;
+      // Lag of a partition another member owns now is that member's to report.
+      for (const partition of Object.keys(this.stats.lag))
+        if (!assigned.has(`${o.interactionsTopic}:${partition}`)) delete this.stats.lag[partition];
     });
     await this.#consumer.run({
       autoCommit: false,

@@ -16,6 +16,7 @@ import { SyntheticWorkload } from '../../src/data/index.js';
 import { startService } from '../../src/service/index.js';
 import { EventProducer } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { until } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = [
@@ -30,14 +31,6 @@ const ARGS = [
 ];
 const TOKEN = 'dash-s3cret';
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
-
-async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 t.test('the dashboard charts the live service and starts a prune window', async (t) => {
   if (!existsSync(CHROMIUM)) {

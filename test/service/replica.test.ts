@@ -14,23 +14,11 @@ import { type Service, startService } from '../../src/service/index.js';
 import { startReplica } from '../../src/service/replica.js';
 import { EventProducer } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { until } from '../helpers/wait.js';
 
 const PUBLISH_MS = 1000;
 /** Scores agree to this (float32 rows sent as-is; the tolerance covers summation order only). */
 const TOLERANCE = 1e-5;
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 90_000,
-): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return Date.now() - started;
-}
 
 t.test('replicas follow the trainer through the parameter topic', async (t) => {
   const brokers = await testBrokers();

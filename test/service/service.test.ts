@@ -12,18 +12,7 @@ import { SyntheticWorkload } from '../../src/data/index.js';
 import { startService } from '../../src/service/index.js';
 import { EventProducer } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs = 60_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
+import { until } from '../helpers/wait.js';
 
 t.test('events from Kafka are learned, served, snapshotted and resumed', async (t) => {
   const brokers = await testBrokers();
@@ -91,9 +80,10 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   const restoredScores = await scoreOf(second.url);
   for (let i = 0; i < after.length; i++)
     t.ok(Math.abs(restoredScores[i] - after[i]) < 1e-6, `score ${i} restored`);
+  t.equal(second.trainer.stats().learned, 20_000, 'the learned-event count is restored');
   const more = Array.from({ length: 5_000 }, () => workload.next());
   await producer.sendInteractions(config.interactionsTopic, more);
-  await until('5,000 more events trained', () => second.trainer.stats().learned >= 5_000);
+  await until('5,000 more events trained', () => second.trainer.stats().learned >= 25_000);
   await new Promise((resolve) => setTimeout(resolve, 1000));
-  t.equal(second.trainer.stats().learned, 5_000, 'only the new events are learned after the restart');
+  t.equal(second.trainer.stats().learned, 25_000, 'only the new events are learned after the restart');
 });

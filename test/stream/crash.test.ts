@@ -64,8 +64,15 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   lap('killed');
   t.equal(killed.signal, 'SIGKILL');
   const atCrash = await loadSnapshot(crashDir);
-  t.ok(atCrash.learned > 0 && atCrash.learned < N, `killed mid-stream (snapshot holds ${atCrash.learned} of ${N})`);
-  t.equal(Number(atCrash.offsets[`${topic}:0`]), atCrash.learned, 'the snapshot offset matches its applied count');
+  t.ok(
+    atCrash.learned > 0 && atCrash.learned < N,
+    `killed mid-stream (snapshot holds ${atCrash.learned} of ${N})`,
+  );
+  t.equal(
+    Number(atCrash.offsets[`${topic}:0`]),
+    atCrash.learned,
+    'the snapshot offset matches its applied count',
+  );
 
   const second = await spawnService(crashEnv);
   lap('second up');

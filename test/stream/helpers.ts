@@ -93,7 +93,8 @@ export async function metricByLabel(url: string, name: string): Promise<Record<s
 export async function untilApplied(url: string, n: number, timeoutMs = 45_000): Promise<void> {
   await until(
     `${n} events applied`,
-    async () => (await metric(url, 'pme_events_applied_total')) >= n && (await metric(url, 'pme_consumer_lag')) === 0,
+    async () =>
+      (await metric(url, 'pme_events_applied_total')) >= n && (await metric(url, 'pme_consumer_lag')) === 0,
     timeoutMs,
   );
 }
@@ -130,7 +131,12 @@ export async function snapshotCount(dir: string): Promise<number> {
  * promotions follow a frequency sketch that snapshots do not hold). Labels follow a planted rule,
  * so there is something to learn.
  */
-export function plainEvents(n: number, users: number, items: number, start = 1_700_000_000_000): Interaction[] {
+export function plainEvents(
+  n: number,
+  users: number,
+  items: number,
+  start = 1_700_000_000_000,
+): Interaction[] {
   const out: Interaction[] = [];
   for (let i = 0; i < n; i++) {
     const u = i % users;
