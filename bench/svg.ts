@@ -47,7 +47,8 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const ticks: number[] = [];
-  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step)
+    ticks.push(+v.toPrecision(12));
   return ticks;
 }
 
@@ -87,12 +88,7 @@ function range(values: number[], lo?: number, hi?: number): [number, number] {
 }
 
 /** Axes, grid, labels and title; returns scales for the plot area. */
-function frame(
-  o: AxisOptions,
-  xs: number[],
-  ys: number[],
-  xTicks?: { at: number; label: string }[],
-): Frame {
+function frame(o: AxisOptions, xs: number[], ys: number[], xTicks?: { at: number; label: string }[]): Frame {
   const width = o.width ?? 640;
   const height = o.height ?? 360;
   const pw = width - MARGIN.left - MARGIN.right;
@@ -183,7 +179,10 @@ export function linePlot(o: AxisOptions & { series: readonly LineSeries[] }): st
 
 /** Stacked areas over a shared x: series[0] at the bottom. One closed `<path>` per series. */
 export function stackedAreaPlot(
-  o: AxisOptions & { x: readonly number[]; series: ReadonlyArray<{ name: string; values: readonly number[] }> },
+  o: AxisOptions & {
+    x: readonly number[];
+    series: ReadonlyArray<{ name: string; values: readonly number[] }>;
+  },
 ): string {
   const n = o.x.length;
   const tops: number[][] = [];

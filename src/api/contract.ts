@@ -1,28 +1,15 @@
 /**
  * What the HTTP layer needs from the rest of the service. The API reads the engine and the
  * store only through this interface, so routes can be tested over real sockets against a
- * real engine, and the service wiring (src/service.ts) is the one place that adapts them.
+ * real engine, and the service wiring (src/service/adapter.ts) is the one place that adapts them.
+ * Shapes the engine already defines are its own (one definition each).
  */
+import type { RecommendResult, WindowTier } from '../engine/index.js';
 
-export interface Recommendation {
-  item: string;
-  score: number;
-}
+export type { Recommendation, RecommendResult } from '../engine/index.js';
 
-export interface RecommendResult {
-  items: Recommendation[];
-  /** Set when the user is unknown and the answer is the popularity ranking. */
-  fallback: 'popularity' | null;
-}
-
-export interface TierReport {
-  size: number;
-  tokens: number;
-  paramBytes: number;
-  optimizerBytes: number;
-  indexBytes: number;
-  totalBytes: number;
-}
+/** Bytes and tokens of one tier (optimizer bytes include the importance slab of the top tier). */
+export type TierReport = WindowTier;
 
 export interface FieldReport {
   field: string;
@@ -48,22 +35,6 @@ export interface TokenInfo {
   lastSeen: number;
 }
 
-/** A re-pruning window as reported: kept bounded in memory by the engine. */
-export interface PruneWindowReport {
-  id: number;
-  reason: string;
-  startedAt: number;
-  durationMs: number;
-  searched: number;
-  moved: number;
-  demoted: number;
-  evicted: number;
-  aucBefore: number;
-  aucAfter: number | null;
-  before: TierReport[];
-  after: TierReport[];
-}
-
 export interface Readiness {
   ready: boolean;
   modelLoaded: boolean;
@@ -85,4 +56,20 @@ export interface ServiceApi {
   metricsContentType: string;
   /** Called per request with the route and its duration, for the latency histograms. */
   observeRequest(route: string, method: string, status: number, seconds: number): void;
+}
+
+/** A re-pruning window as reported: kept bounded in memory by the engine. */
+export interface PruneWindowReport {
+  id: number;
+  reason: string;
+  startedAt: number;
+  durationMs: number;
+  searched: number;
+  moved: number;
+  demoted: number;
+  evicted: number;
+  aucBefore: number;
+  aucAfter: number | null;
+  before: TierReport[];
+  after: TierReport[];
 }

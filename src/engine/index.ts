@@ -35,6 +35,7 @@ export {
   type PmeStore,
   resolvePmeOptions,
   type WindowReport,
+  type WindowTier,
 } from './pme/controller.js';
 export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
 export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';

@@ -21,6 +21,9 @@ export interface MetricSources {
     skipped?: number;
     pauses?: number;
     partitions?: number;
+    decodeMs?: number;
+    applyMs?: number;
+    lockWaitMs?: number;
     dlq: Readonly<Record<string, number>>;
     lag: Readonly<Record<string, number>>;
   };
@@ -85,6 +88,18 @@ export class ServiceMetrics {
       registers,
       collect() {
         this.set(sources.consumer().partitions ?? 0);
+      },
+    });
+    new Counter({
+      name: 'pme_consumer_seconds_total',
+      help: 'Time the consumer spent per phase: decode (Avro, checks, DLQ), train (applying events), lock-wait',
+      labelNames: ['phase'],
+      registers,
+      collect() {
+        const c = sources.consumer();
+        setCounter(this, (c.decodeMs ?? 0) / 1000, { phase: 'decode' });
+        setCounter(this, (c.applyMs ?? 0) / 1000, { phase: 'train' });
+        setCounter(this, (c.lockWaitMs ?? 0) / 1000, { phase: 'lock-wait' });
       },
     });
     new Counter({

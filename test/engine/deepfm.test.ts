@@ -7,6 +7,7 @@ import {
   type DeepFmOptions,
   resolveDeepFmOptions,
 } from '../../src/engine/deepfm.js';
+import { streamEval } from '../../src/engine/stream-eval.js';
 import { Trainer } from '../../src/engine/trainer.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { GrowingStore } from './fake-store.js';
@@ -168,4 +169,28 @@ t.test('negatives are drawn for positive-only streams and scored as events', asy
   for (let i = 0; i < positives.length; i += 100) fm.learn(positives.slice(i, i + 100));
   t.ok(s.auc > 0.6, `AUC ${s.auc}`);
   t.ok(s.auc > fm.stats().auc - 0.03, `DeepFM ${s.auc} vs FM ${fm.stats().auc}`);
+});
+
+t.test('stream-eval --model deepfm runs the fixture and reports the backend', async (t) => {
+  const common = {
+    data: 'test/fixtures/ratings.csv',
+    items: 'test/fixtures/movies.csv',
+    format: 'movielens',
+    dim: 8,
+    pme: false,
+    windowEvents: 100_000,
+    negatives: 0,
+    batch: 4,
+    seed: 1,
+    progress: false,
+  };
+  const fm = await streamEval({ ...common, model: 'fm' });
+  const deep = await streamEval({ ...common, model: 'deepfm', hidden: [4] });
+  t.equal(fm.model, 'fm');
+  t.equal(fm.backend, null);
+  t.equal(deep.model, 'deepfm');
+  t.equal(deep.backend, backendName());
+  t.ok(deep.events > 0);
+  t.equal(deep.events, fm.events, 'same events scored');
+  t.same(deep.tiers, fm.tiers, 'same tokens');
 });

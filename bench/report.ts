@@ -1,0 +1,794 @@
+/**
+ * Turns the benchmark results (bench/results/*.json) into bench/REPORT.md, SVG plots next to the
+ * JSON, and a short headline block (bench/results/headline.md) for the README.
+ *
+ * Inputs are read as plain JSON, tolerantly: each benchmark writes its own shape and owns it, so a
+ * field that is absent shows as "–" rather than failing the whole report. A benchmark whose file is
+ * missing, or whose last run (in all.json, written by bench/all.ts) was skipped or failed, gets a
+ * section that says so and why.
+ *
+ *   npm run build && node dist/bench/report.js [--results bench/results] [--out bench/REPORT.md]
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatBytes } from '../src/util/bytes.js';
+import { barPlot, type LineSeries, linePlot, stackedAreaPlot } from './svg.js';
+
+/** The outcome of one benchmark in the last `bench/all.ts` run that included it. */
+export interface RunRecord {
+  name: string;
+  status: 'ok' | 'skipped' | 'failed';
+  /** Why it was skipped or failed (missing data, no java, exit code and stderr tail, timeout). */
+  reason?: string;
+  /** Commands that reproduce it, run from the repository root. */
+  commands: string[];
+  seconds?: number;
+  startedAt?: string;
+  /** os.loadavg() when it started: the machine is shared, so a busy run is visible. */
+  loadAverage?: number[];
+}
+
+/** The machine the benchmarks ran on. */
+export interface MachineRecord {
+  cores: number;
+  cpu: string;
+  memoryBytes: number;
+  node: string;
+  platform: string;
+  tfjsBackend: string | null;
+  tfjsSkipped?: string[];
+  kafkaVersion: string;
+  java?: string | null;
+  loadAverageBefore?: number[];
+  loadAverageAfter?: number[];
+}
+
+/** Shape of bench/results/all.json. */
+export interface AllRecord {
+  machine?: MachineRecord;
+  startedAt?: string;
+  totalSeconds?: number;
+  runs: RunRecord[];
+}
+
+export interface ReportOptions {
+  /** Folder of the result JSON files; SVGs and headline.md are written here too. */
+  resultsDir: string;
+  /** Report file. Default `<resultsDir>/../REPORT.md`. */
+  reportFile?: string;
+  /** Run records; default: read from `<resultsDir>/all.json` when present. */
+  all?: AllRecord;
+}
+
+export interface SectionOutcome {
+  name: string;
+  title: string;
+  status: 'ok' | 'skipped' | 'failed';
+  reason?: string;
+}
+
+export interface ReportOutput {
+  markdown: string;
+  headline: string;
+  sections: SectionOutcome[];
+  /** Paths of the SVG files written. */
+  svgs: string[];
+}
+
+/** Datasets of the offline quality runs, in report order. */
+export const OFFLINE_DATASETS = ['ml-latest-small', 'criteo-sample', 'avazu-sample'] as const;
+
+/** The report's sections in order: the benchmark name (as in all.ts / all.json), title and main file. */
+export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string }> = Object.freeze([
+  ...OFFLINE_DATASETS.map((d) => ({
+    name: `offline-${d}`,
+    title: `Offline PME protocol: ${d}`,
+    file: `offline-${d}.json`,
+  })),
+  { name: 'stream-eval-full', title: 'Stream replay, full size (D = 64)', file: 'stream-eval-ml-full.json' },
+  {
+    name: 'stream-eval-pme',
+    title: 'Stream replay with PME under a budget',
+    file: 'stream-eval-ml-pme.json',
+  },
+  { name: 'e2e', title: 'End to end through Kafka', file: 'e2e.json' },
+  { name: 'api', title: 'HTTP API latency under training', file: 'api.json' },
+  { name: 'replica', title: 'Serving replicas: staleness and catch-up', file: 'replica.json' },
+  { name: 'train', title: 'Trainer throughput', file: 'train.json' },
+  { name: 'store', title: 'Embedding store', file: 'store.json' },
+  { name: 'data', title: 'File parsing and synthetic workload', file: 'data.json' },
+]);
+
+// ───────────────────────────── helpers ─────────────────────────────
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Value at a dotted path, or undefined. */
+function at(v: unknown, path: string): unknown {
+  let cur = v;
+  for (const key of path.split('.')) {
+    if (!isObject(cur) && !Array.isArray(cur)) return undefined;
+    cur = (cur as Json)[key];
+  }
+  return cur;
+}
+
+function num(v: unknown, path: string): number {
+  const x = at(v, path);
+  return typeof x === 'number' ? x : Number.NaN;
+}
+
+function arr(v: unknown, path: string): Json[] {
+  const x = at(v, path);
+  return Array.isArray(x) ? x.filter(isObject) : [];
+}
+
+const DASH = '–';
+/** Fixed decimals, or a dash for a missing value. */
+function fx(x: number, digits = 2): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : DASH;
+}
+/** Integer with thousands separators. */
+function int(x: number): string {
+  return Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : DASH;
+}
+function bytes(x: number): string {
+  return Number.isFinite(x) ? formatBytes(x) : DASH;
+}
+function pct(x: number, digits = 0): string {
+  return Number.isFinite(x) ? `${(x * 100).toFixed(digits)}%` : DASH;
+}
+
+function escapeCell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+/** A markdown table; numbers in cells should already be formatted. */
+export function mdTable(headers: string[], rows: string[][]): string {
+  const right = headers.map(
+    (_, i) => rows.length > 0 && rows.every((r) => /^[-+]?[\d.,]+|^–$/.test(r[i] ?? '')),
+  );
+  const line = (cells: string[]) => `| ${cells.map(escapeCell).join(' | ')} |`;
+  return [line(headers), `|${right.map((r) => (r ? ' ---: ' : ' --- ')).join('|')}|`, ...rows.map(line)].join(
+    '\n',
+  );
+}
+
+function readJson(file: string): { value?: unknown; error?: string } {
+  if (!existsSync(file)) return { error: `${file} not found` };
+  try {
+    return { value: JSON.parse(readFileSync(file, 'utf8')) };
+  } catch (error) {
+    return { error: `${file} is not valid JSON: ${(error as Error).message}` };
+  }
+}
+
+/** Flattens nested scalars into dotted keys (arrays are left out): a generic table for any result. */
+function flatten(
+  v: unknown,
+  prefix = '',
+  out: Array<[string, string]> = [],
+  depth = 0,
+): Array<[string, string]> {
+  if (!isObject(v) || depth > 3) return out;
+  for (const [k, x] of Object.entries(v)) {
+    const key = prefix === '' ? k : `${prefix}.${k}`;
+    if (typeof x === 'number')
+      out.push([key, Number.isInteger(x) ? int(x) : x.toPrecision(4).replace(/\.?0+$/, '')]);
+    else if (typeof x === 'string' || typeof x === 'boolean') out.push([key, String(x)]);
+    else if (isObject(x)) flatten(x, key, out, depth + 1);
+  }
+  return out;
+}
+
+// ───────────────────────────── sections ─────────────────────────────
+
+interface Ctx {
+  dir: string;
+  /** Relative link from the report to a file of the results folder. */
+  link: (file: string) => string;
+  svgs: string[];
+  headline: string[];
+}
+
+function writeSvg(ctx: Ctx, file: string, svg: string): string {
+  const path = join(ctx.dir, file);
+  writeFileSync(path, svg);
+  ctx.svgs.push(path);
+  return `![${file}](${ctx.link(file)})`;
+}
+
+const METHODS = ['full', 'uniform', 'mde', 'pme'];
+
+/** The budget sweep files of one dataset: offline-<d>.json plus offline-<d>-b<budget>.json. */
+function offlineRuns(ctx: Ctx, dataset: string): Json[] {
+  const re = new RegExp(`^offline-${dataset.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(-b[\\d.]+)?\\.json$`);
+  const runs: Json[] = [];
+  for (const f of readdirSync(ctx.dir).filter((name) => re.test(name))) {
+    const { value } = readJson(join(ctx.dir, f));
+    if (isObject(value)) runs.push(value);
+  }
+  return runs.sort((a, b) => num(a, 'budget') - num(b, 'budget'));
+}
+
+function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
+  const out: string[] = [];
+  const results = arr(main, 'results');
+  const full = results.find((r) => r.method === 'full');
+  out.push(
+    `${int(num(main, 'events.train'))} train / ${int(num(main, 'events.validation'))} validation / ${int(num(main, 'events.test'))} test events, ${int(num(main, 'tokens'))} tokens, D = ${num(main, 'dim')}, budget ${pct(num(main, 'budget'))} of full's embedding parameters; PME search ${fx(num(main, 'pmeSearchSeconds'))} s (${fx(num(main, 'searchPasses'), 1)} passes).`,
+    '',
+    mdTable(
+      ['method', 'test AUC', 'Δ AUC vs full', 'logloss', 'embedding params', 'of full', 'seconds', 'epochs'],
+      results.map((r) => [
+        String(r.method),
+        fx(num(r, 'auc'), 4),
+        full && r !== full ? fx(num(r, 'auc') - num(full, 'auc'), 4) : DASH,
+        fx(num(r, 'logloss'), 4),
+        int(num(r, 'embeddingParams')),
+        full ? pct(num(r, 'embeddingParams') / num(full, 'embeddingParams'), 1) : DASH,
+        fx(num(r, 'seconds'), 1),
+        String(r.epochs ?? DASH),
+      ]),
+    ),
+  );
+  const runs = offlineRuns(ctx, dataset);
+  const series: LineSeries[] = METHODS.map((m) => ({
+    name: m,
+    markers: true,
+    points: runs
+      .flatMap((run) => arr(run, 'results').filter((r) => r.method === m))
+      .map((r) => [num(r, 'embeddingParams'), num(r, 'auc')] as [number, number])
+      // full is the same model at every budget: keep one point per parameter count.
+      .filter((p, i, all) => all.findIndex((q) => q[0] === p[0]) === i)
+      .sort((a, b) => a[0] - b[0]),
+  })).filter((s) => s.points.length > 0);
+  if (runs.length > 1) {
+    const budgets = runs.map((r) => num(r, 'budget'));
+    out.push(
+      '',
+      'Budget sweep (test AUC):',
+      '',
+      mdTable(
+        ['budget', ...METHODS],
+        budgets.map((b, i) => [
+          pct(b),
+          ...METHODS.map((m) =>
+            fx(
+              num(
+                arr(runs[i], 'results').find((r) => r.method === m),
+                'auc',
+              ),
+              4,
+            ),
+          ),
+        ]),
+      ),
+    );
+  }
+  if (series.length > 0)
+    out.push(
+      '',
+      writeSvg(
+        ctx,
+        `auc-vs-params-${dataset}.svg`,
+        linePlot({
+          title: `Test AUC against embedding parameters: ${dataset}`,
+          xLabel: 'embedding parameters (log scale)',
+          yLabel: 'test AUC',
+          xLog: true,
+          series,
+        }),
+      ),
+    );
+  const pme = results.find((r) => r.method === 'pme');
+  if (full && pme)
+    ctx.headline.push(
+      `| Offline ${dataset}: test AUC, PME at ${pct(num(pme, 'embeddingParams') / num(full, 'embeddingParams'))} of the parameters vs full | ${fx(num(pme, 'auc'), 4)} vs ${fx(num(full, 'auc'), 4)} (uniform ${fx(
+        num(
+          results.find((r) => r.method === 'uniform'),
+          'auc',
+        ),
+        4,
+      )}, MDE ${fx(
+        num(
+          results.find((r) => r.method === 'mde'),
+          'auc',
+        ),
+        4,
+      )}) |`,
+    );
+  return out.join('\n');
+}
+
+function tierRows(tiers: Json[]): string[][] {
+  return tiers.map((t) => [String(t.size), int(num(t, 'tokens')), bytes(num(t, 'bytes'))]);
+}
+
+function renderStreamEval(ctx: Ctx, name: string, r: unknown): string {
+  const out: string[] = [];
+  out.push(
+    mdTable(
+      [
+        'events',
+        'events/s',
+        'progressive AUC',
+        'logloss',
+        'last-window AUC',
+        'embedding bytes',
+        'budget',
+        'windows',
+      ],
+      [
+        [
+          int(num(r, 'events')),
+          int(num(r, 'eventsPerSecond')),
+          fx(num(r, 'auc'), 4),
+          fx(num(r, 'logloss'), 4),
+          fx(num(r, 'windowAuc'), 4),
+          bytes(num(r, 'totalEmbeddingBytes')),
+          at(r, 'budgetBytes') === null ? 'none' : bytes(num(r, 'budgetBytes')),
+          String(arr(r, 'windows').length),
+        ],
+      ],
+    ),
+    '',
+    'Memory per tier at the end:',
+    '',
+    mdTable(['size', 'tokens', 'bytes'], tierRows(arr(r, 'tiers'))),
+  );
+  const windows = arr(r, 'windows');
+  if (windows.length > 0)
+    out.push(
+      '',
+      'PME windows:',
+      '',
+      mdTable(
+        ['window', 'searched', 'promoted', 'demoted', 'evicted', 'pause ms', 'AUC before', 'AUC after'],
+        windows.map((w) => [
+          String(w.id),
+          int(num(w, 'searched')),
+          int(num(w, 'promoted')),
+          int(num(w, 'demoted')),
+          int(num(w, 'evicted')),
+          fx(num(w, 'longestPauseMs'), 1),
+          fx(num(w, 'aucBefore'), 4),
+          fx(num(w, 'aucAfter'), 4),
+        ]),
+      ),
+    );
+  const timeline = arr(r, 'timeline');
+  if (name === 'stream-eval-pme' && timeline.length > 1) {
+    const sizes = arr(timeline[0], 'tiers').map((t) => num(t, 'size'));
+    out.push(
+      '',
+      writeSvg(
+        ctx,
+        'memory-per-tier.svg',
+        stackedAreaPlot({
+          title: 'Memory per tier over the stream (PME)',
+          xLabel: 'events',
+          yLabel: 'bytes',
+          x: timeline.map((s) => num(s, 'events')),
+          series: sizes.map((size) => ({
+            name: `size ${size}`,
+            values: timeline.map((s) =>
+              num(
+                arr(s, 'tiers').find((t) => num(t, 'size') === size),
+                'bytes',
+              ),
+            ),
+          })),
+        }),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+/** Progressive AUC over the stream, full size and PME on one plot (from both timelines). */
+function renderAucOverTime(ctx: Ctx, full: unknown, pme: unknown): string | null {
+  const series: LineSeries[] = [];
+  for (const [label, r] of [
+    ['full D=64', full],
+    ['PME', pme],
+  ] as const) {
+    const timeline = arr(r, 'timeline');
+    if (timeline.length < 2) continue;
+    series.push(
+      { name: `${label} cumulative`, points: timeline.map((s) => [num(s, 'events'), num(s, 'auc')]) },
+      { name: `${label} window`, points: timeline.map((s) => [num(s, 'events'), num(s, 'windowAuc')]) },
+    );
+  }
+  if (series.length === 0) return null;
+  return writeSvg(
+    ctx,
+    'auc-over-time.svg',
+    linePlot({ title: 'Progressive AUC over the stream', xLabel: 'events', yLabel: 'AUC', series }),
+  );
+}
+
+/** Short names for the api cases, for the plot's x axis (the table keeps the full names). */
+function shortCase(name: string): string {
+  const verb = name.split(' ')[0];
+  if (verb === 'bare') return 'bare route';
+  // The catalog size is the last number in the case name ("10,000 items", "(100k catalog)").
+  const sizes = [...name.matchAll(/(\d[\d,]*)(k?)\b/g)].map(
+    (m) => Number(m[1].replace(/,/g, '')) * (m[2] === 'k' ? 1000 : 1),
+  );
+  const n = sizes.at(-1);
+  return n === undefined ? name.slice(0, 16) : `${verb} ${n >= 1000 ? `${n / 1000}k` : n}`;
+}
+
+function renderApi(ctx: Ctx, r: unknown): string {
+  const results = arr(r, 'results');
+  const out = [
+    `${num(r, 'secondsPerCase')} s per case at a fixed request rate (autocannon, ${num(r, 'autocannon.connections')} connections) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s.`,
+    '',
+    mdTable(
+      [
+        'case',
+        'target req/s',
+        'req/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'max ms',
+        'goal p99',
+        'trained ev/s',
+        'errors',
+      ],
+      results.map((c) => [
+        String(c.case),
+        int(num(c, 'targetRate')),
+        fx(num(c, 'requestsPerSecond'), 0),
+        fx(num(c, 'p50Ms'), 0),
+        fx(num(c, 'p90Ms'), 0),
+        fx(num(c, 'p99Ms'), 0),
+        fx(num(c, 'maxMs'), 0),
+        c.goalP99Ms === null || c.goalP99Ms === undefined
+          ? DASH
+          : `≤ ${c.goalP99Ms} ms ${c.met === true ? 'met' : 'missed'}`,
+        int(num(c, 'trainedEventsPerSecond')),
+        int(num(c, 'non2xx') + num(c, 'errors')),
+      ]),
+    ),
+  ];
+  const inProcess = at(r, 'inProcessMs');
+  if (isObject(inProcess))
+    out.push(
+      '',
+      'Read paths in process (no HTTP, training paused):',
+      '',
+      mdTable(
+        ['catalog items', 'recommend p50 ms', 'recommend p99 ms', 'score p50 ms', 'score p99 ms'],
+        Object.entries(inProcess).map(([items, v]) => [
+          int(Number(items)),
+          fx(num(v, 'recommendMs.p50')),
+          fx(num(v, 'recommendMs.p99')),
+          fx(num(v, 'scoreMs.p50')),
+          fx(num(v, 'scoreMs.p99')),
+        ]),
+      ),
+    );
+  if (results.length > 0) {
+    out.push(
+      '',
+      writeSvg(
+        ctx,
+        'api-latency.svg',
+        barPlot({
+          title: 'HTTP latency percentiles per route (training running)',
+          xLabel: 'route',
+          yLabel: 'ms',
+          width: 720,
+          categories: results.map((c) => shortCase(String(c.case))),
+          series: ['p50', 'p90', 'p99'].map((p) => ({
+            name: p,
+            values: results.map((c) => num(c, `${p}Ms`)),
+          })),
+        }),
+      ),
+    );
+    for (const c of results.filter((c) => c.goalP99Ms !== null && c.goalP99Ms !== undefined))
+      ctx.headline.push(
+        `| API ${c.case} at ${int(num(c, 'targetRate'))} req/s, training on: p50 / p99 | ${fx(num(c, 'p50Ms'), 0)} / ${fx(num(c, 'p99Ms'), 0)} ms |`,
+      );
+  }
+  return out.join('\n');
+}
+
+function renderTrain(ctx: Ctx, r: unknown): string {
+  const results = arr(r, 'results');
+  const step = results.find((x) => x.config === 'tier mix' && String(x.path).startsWith('Trainer.learn'));
+  if (step)
+    ctx.headline.push(
+      `| Trainer.learn, FM with a PME tier mix, D = ${num(r, 'dim')} (one core) | ${int(num(step, 'eventsPerSecond'))} events/s |`,
+    );
+  return [
+    `D = ${num(r, 'dim')}, ${num(r, 'tokensPerEvent')} tokens per event, batch ${num(r, 'batch')}, TensorFlow.js backend ${String(at(r, 'backend') ?? DASH)}.`,
+    '',
+    mdTable(
+      ['config', 'path', 'events', 'events/s'],
+      results.map((x) => [
+        String(x.config),
+        String(x.path),
+        int(num(x, 'events')),
+        int(num(x, 'eventsPerSecond')),
+      ]),
+    ),
+  ].join('\n');
+}
+
+function renderStore(ctx: Ctx, r: unknown): string {
+  const ratio = num(r, 'bytes.pmeOverUniform');
+  if (Number.isFinite(ratio))
+    ctx.headline.push(
+      `| Store bytes per token, PME tier mix vs uniform D = 64 (params + optimizer + index) | ${fx(num(r, 'bytes.pmeBytesPerToken'), 0)} vs ${fx(num(r, 'bytes.uniformD64BytesPerToken'), 0)} B (${pct(ratio)}) |`,
+    );
+  return [
+    `${int(num(r, 'tokens'))} tokens.`,
+    '',
+    mdTable(
+      ['figure', 'value'],
+      [
+        ['look-ups/s (Zipf)', int(num(r, 'speed.lookupsPerSecond'))],
+        ['warm look-ups/s', int(num(r, 'speed.warmLookupsPerSecond'))],
+        ['row updates/s', int(num(r, 'speed.rowUpdatesPerSecond'))],
+        ['accounted bytes', bytes(num(r, 'memory.accountedBytes'))],
+        ['accounted / RSS growth', fx(num(r, 'memory.accountedOverRss'), 3)],
+        ['accounted / heap+arrayBuffers growth', fx(num(r, 'memory.accountedOverHeap'), 3)],
+        ['PME mix bytes per token', fx(num(r, 'bytes.pmeBytesPerToken'), 1)],
+        ['uniform D=64 bytes per token', fx(num(r, 'bytes.uniformD64BytesPerToken'), 1)],
+        ['snapshot write MB/s', fx(num(r, 'snapshot.writeMBps'), 1)],
+        ['snapshot read MB/s', fx(num(r, 'snapshot.readMBps'), 1)],
+      ],
+    ),
+    '',
+    mdTable(
+      ['tier size', 'tokens', 'bytes per token'],
+      arr(r, 'bytes.perTier').map((t) => [
+        String(t.size),
+        int(num(t, 'tokens')),
+        fx(num(t, 'bytesPerToken'), 1),
+      ]),
+    ),
+  ].join('\n');
+}
+
+function renderData(_ctx: Ctx, r: unknown): string {
+  const rows: string[][] = [];
+  for (const [name, v] of Object.entries(isObject(r) ? r : {})) {
+    if (!isObject(v)) continue;
+    rows.push([
+      name,
+      int(num(v, 'events')),
+      int(num(v, 'readEventsPerSecond')),
+      int(num(v, 'streamEventsPerSecond')),
+      int(num(v, 'eventsPerSecond')),
+    ]);
+  }
+  return mdTable(['input', 'events', 'readEvents ev/s', 'streamEvents ev/s', 'generated ev/s'], rows);
+}
+
+/** Any other result (e2e, replica): its scalar figures, and a plot of a time series if it has one. */
+function renderGeneric(ctx: Ctx, name: string, r: unknown): string {
+  const out = [
+    mdTable(
+      ['figure', 'value'],
+      flatten(r).filter(([k]) => !/^(machine|node|cpu)/.test(k)),
+    ),
+  ];
+  // A time series: the first array of objects with a time key and numeric fields.
+  const timeKey = /^(t|time|seconds|elapsedSeconds|atSeconds|timeSeconds|second)$/;
+  const visit = (v: unknown, depth: number): Json[] | null => {
+    if (depth > 2 || !isObject(v)) return null;
+    for (const x of Object.values(v)) {
+      if (
+        Array.isArray(x) &&
+        x.length > 1 &&
+        isObject(x[0]) &&
+        Object.keys(x[0]).some((k) => timeKey.test(k))
+      )
+        return x.filter(isObject);
+      const inner = visit(x, depth + 1);
+      if (inner) return inner;
+    }
+    return null;
+  };
+  const samples = visit(r, 0);
+  if (samples) {
+    const tk = Object.keys(samples[0]).find((k) => timeKey.test(k))!;
+    const keys = Object.keys(samples[0]).filter((k) => k !== tk && typeof samples[0][k] === 'number');
+    // One plot per unit family keeps lag (events) and rate (events/s) off a shared y axis.
+    const groups = [keys.filter((k) => /lag/i.test(k)), keys.filter((k) => !/lag/i.test(k))];
+    groups.forEach((group, i) => {
+      if (group.length === 0) return;
+      out.push(
+        '',
+        writeSvg(
+          ctx,
+          `${name}-over-time${i === 0 ? '-lag' : ''}.svg`,
+          linePlot({
+            title: `${name}: ${group.join(', ')} over time`,
+            xLabel: tk,
+            yLabel: i === 0 ? 'lag' : 'value',
+            series: group.map((k) => ({ name: k, points: samples.map((s) => [num(s, tk), num(s, k)]) })),
+          }),
+        ),
+      );
+    });
+  }
+  const flat = new Map(flatten(r));
+  for (const [k, v] of flat)
+    if (name === 'e2e' && /eventsPerSecond$/i.test(k) && !k.includes('.'))
+      ctx.headline.push(`| End to end through Kafka (${k}) | ${v} |`);
+  if (name === 'replica' && flat.has('staleness.p99Seconds'))
+    ctx.headline.push(
+      `| Replica staleness p99 / catch-up of ${flat.get('catchUp.modelTokens') ?? DASH} tokens | ${flat.get('staleness.p99Seconds')} s / ${flat.get('catchUp.seconds') ?? DASH} s |`,
+    );
+  return out.join('\n');
+}
+
+// ───────────────────────────── the report ─────────────────────────────
+
+function machineBlock(m: MachineRecord | undefined): string {
+  if (!m) return '_Machine not recorded (run `npm run bench` to record it)._';
+  return mdTable(
+    ['machine', ''],
+    [
+      ['cores', `${m.cores} × ${m.cpu}`],
+      ['memory', bytes(m.memoryBytes)],
+      ['Node.js', `${m.node} (${m.platform})`],
+      [
+        'TensorFlow.js backend',
+        `${m.tfjsBackend ?? 'unknown'}${m.tfjsSkipped && m.tfjsSkipped.length > 0 ? ` (not available: ${m.tfjsSkipped.join('; ')})` : ''}`,
+      ],
+      [
+        'Kafka',
+        `${m.kafkaVersion}${m.java ? ` (java: ${m.java})` : m.java === null ? ' (no java found)' : ''}`,
+      ],
+      [
+        'load average (1, 5, 15 min)',
+        `before ${m.loadAverageBefore?.map((x) => x.toFixed(2)).join(', ') ?? DASH}; after ${m.loadAverageAfter?.map((x) => x.toFixed(2)).join(', ') ?? DASH}`,
+      ],
+    ],
+  );
+}
+
+/** Reads the results, writes REPORT.md, the SVGs and headline.md; returns what it wrote. */
+export function generateReport(options: ReportOptions): ReportOutput {
+  const dir = resolve(options.resultsDir);
+  const reportFile = resolve(options.reportFile ?? join(dir, '..', 'REPORT.md'));
+  mkdirSync(dir, { recursive: true });
+  let all = options.all;
+  if (all === undefined) {
+    const read = readJson(join(dir, 'all.json'));
+    all =
+      isObject(read.value) && Array.isArray(read.value.runs)
+        ? (read.value as unknown as AllRecord)
+        : { runs: [] };
+  }
+  const ctx: Ctx = {
+    dir,
+    link: (file) => relative(dirname(reportFile), join(dir, file)).split('\\').join('/'),
+    svgs: [],
+    headline: [],
+  };
+  const runs = new Map(all.runs.map((r) => [r.name, r]));
+  const sections: SectionOutcome[] = [];
+  const body: string[] = [];
+  const loaded = new Map<string, unknown>();
+
+  for (const s of SECTIONS) {
+    const run = runs.get(s.name);
+    const commands = run?.commands ?? [`npm run bench -- --only ${s.name}`];
+    const read = readJson(join(dir, s.file));
+    let status: SectionOutcome['status'];
+    let reason: string | undefined;
+    if (run && run.status !== 'ok') {
+      status = run.status;
+      reason = run.reason ?? 'no reason recorded';
+    } else if (read.error !== undefined) {
+      status = 'skipped';
+      reason = run ? `it ran but ${read.error}` : `no results: ${read.error}`;
+    } else status = 'ok';
+    sections.push({ name: s.name, title: s.title, status, reason });
+    body.push(`## ${s.title}`, '');
+    if (status !== 'ok') {
+      body.push(`**${status}**: ${reason}`, '');
+    } else {
+      loaded.set(s.name, read.value);
+      const v = read.value;
+      let text: string;
+      if (s.name.startsWith('offline-')) text = renderOffline(ctx, s.name.slice('offline-'.length), v);
+      else if (s.name.startsWith('stream-eval-')) text = renderStreamEval(ctx, s.name, v);
+      else if (s.name === 'api') text = renderApi(ctx, v);
+      else if (s.name === 'train') text = renderTrain(ctx, v);
+      else if (s.name === 'store') text = renderStore(ctx, v);
+      else if (s.name === 'data') text = renderData(ctx, v);
+      else text = renderGeneric(ctx, s.name, v);
+      body.push(text, '');
+      if (s.name === 'stream-eval-pme') {
+        const plot = renderAucOverTime(ctx, loaded.get('stream-eval-full'), v);
+        if (plot) body.push(plot, '');
+      }
+      const meta: string[] = [];
+      if (run?.seconds !== undefined) meta.push(`took ${run.seconds.toFixed(0)} s`);
+      if (run?.startedAt) meta.push(`started ${run.startedAt}`);
+      if (run?.loadAverage) meta.push(`load average ${run.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
+      if (!run) meta.push(`from ${s.file}, not run by bench/all`);
+      if (meta.length > 0) body.push(`_${meta.join('; ')}._`, '');
+    }
+    body.push('Reproduce:', '', '```sh', ...commands, '```', '');
+  }
+
+  // Streaming headline needs both replays.
+  const full = loaded.get('stream-eval-full');
+  const pme = loaded.get('stream-eval-pme');
+  const stream: string[] = [];
+  if (full)
+    stream.push(
+      `| Stream replay ml-latest-small, full D = 64: progressive AUC, events/s, memory | ${fx(num(full, 'auc'), 4)}, ${int(num(full, 'eventsPerSecond'))}, ${bytes(num(full, 'totalEmbeddingBytes'))} |`,
+    );
+  if (pme)
+    stream.push(
+      `| Stream replay ml-latest-small, PME (budget ${bytes(num(pme, 'budgetBytes'))}): progressive AUC, events/s, memory | ${fx(num(pme, 'auc'), 4)}, ${int(num(pme, 'eventsPerSecond'))}, ${bytes(num(pme, 'totalEmbeddingBytes'))} |`,
+    );
+  const m = all.machine;
+  const headline = [
+    '| Figure | Value |',
+    '| --- | --- |',
+    ...ctx.headline.filter((h) => h.includes('Offline')),
+    ...stream,
+    ...ctx.headline.filter((h) => !h.includes('Offline')),
+    '',
+    m
+      ? `Measured on ${m.cores} cores (${m.cpu}), Node ${m.node}, TensorFlow.js ${m.tfjsBackend ?? 'unknown'}, Kafka ${m.kafkaVersion}${m.loadAverageBefore ? `, load average ${m.loadAverageBefore[0].toFixed(2)} at start` : ''}. Reproduce with \`npm run bench\` (full report: bench/REPORT.md).`
+      : 'Reproduce with `npm run bench` (full report: bench/REPORT.md).',
+    '',
+  ].join('\n');
+
+  const summary = mdTable(
+    ['benchmark', 'status', 'note'],
+    sections.map((s) => [s.name, s.status, s.reason ?? '']),
+  );
+  const markdown = [
+    '# Benchmark report',
+    '',
+    `Generated by \`bench/report.ts\`${all.startedAt ? ` from the run started ${all.startedAt}` : ''}${all.totalSeconds !== undefined ? ` (${(all.totalSeconds / 60).toFixed(1)} min)` : ''}. Reproduce everything with \`npm run bench\` (\`-- --data-dir DIR\`, \`-- --only a,b\`); every section gives its own command.`,
+    '',
+    machineBlock(m),
+    '',
+    '## Headline',
+    '',
+    headline,
+    summary,
+    '',
+    ...body,
+  ].join('\n');
+  writeFileSync(reportFile, markdown);
+  writeFileSync(join(dir, 'headline.md'), headline);
+  return { markdown, headline, sections, svgs: ctx.svgs };
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const out = generateReport({
+    resultsDir: arg('results') ?? join(root, 'bench/results'),
+    reportFile: arg('out') ?? join(root, 'bench/REPORT.md'),
+  });
+  process.stdout.write(`${out.headline}\n`);
+  for (const s of out.sections.filter((x) => x.status !== 'ok'))
+    process.stdout.write(`${s.name}: ${s.status}: ${s.reason}\n`);
+}
