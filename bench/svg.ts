@@ -52,6 +52,24 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks;
 }
 
+/** Ticks of a log10 axis over exponents [e0, e1]: 1-2-5 steps per decade, or whole decades when wide. */
+export function logTicks(e0: number, e1: number): number[] {
+  if (!(Number.isFinite(e0) && Number.isFinite(e1))) return [];
+  const make = (steps: number[]): number[] => {
+    const ticks: number[] = [];
+    for (let k = Math.floor(e0); k <= Math.ceil(e1); k++)
+      for (const m of steps) {
+        const v = m * 10 ** k;
+        if (Math.log10(v) >= e0 && Math.log10(v) <= e1) ticks.push(v);
+      }
+    return ticks;
+  };
+  const ticks = make([1, 2, 5]);
+  if (ticks.length > 8) return make([1]);
+  if (ticks.length < 2) return make([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  return ticks;
+}
+
 /** Short tick label: 1.2k, 3.4M, 0.785. */
 export function formatTick(v: number): string {
   const a = Math.abs(v);
@@ -113,7 +131,7 @@ function frame(o: AxisOptions, xs: number[], ys: number[], xTicks?: { at: number
   const ticks =
     xTicks ??
     (o.xLog
-      ? niceTicks(x0, x1).map((e) => ({ at: 10 ** e, label: formatTick(10 ** e) }))
+      ? logTicks(x0, x1).map((v) => ({ at: v, label: formatTick(v) }))
       : niceTicks(x0, x1).map((v) => ({ at: v, label: formatTick(v) })));
   for (const t of ticks) {
     parts.push(
