@@ -576,7 +576,66 @@ function renderData(_ctx: Ctx, r: unknown): string {
   return mdTable(['input', 'events', 'readEvents ev/s', 'streamEvents ev/s', 'generated ev/s'], rows);
 }
 
-/** Any other result (e2e, replica): its scalar figures, and a plot of a time series if it has one. */
+const E2E_PHASES = ['backlog', 'concurrent'] as const;
+
+function renderE2e(ctx: Ctx, r: unknown): string {
+  const out = [
+    `${num(r, 'partitions')} partitions, broker ${String(at(r, 'broker') ?? DASH)}; producer ${int(num(r, 'produce.eventsPerSecond'))} events/s. Backlog: events produced first, then consumed; concurrent: produced while consumed (events/s from first send to last applied).`,
+    '',
+    mdTable(
+      [
+        'phase',
+        'events',
+        'seconds',
+        'events/s',
+        'sustained events/s',
+        'max lag',
+        'peak RSS MB',
+        'decode s',
+        'train s',
+        'other s',
+      ],
+      E2E_PHASES.filter((p) => isObject(at(r, p))).map((p) => [
+        p,
+        int(num(r, `${p}.events`)),
+        fx(num(r, `${p}.seconds`), 1),
+        int(p === 'concurrent' ? num(r, `${p}.endToEndEventsPerSecond`) : num(r, `${p}.eventsPerSecond`)),
+        int(num(r, `${p}.sustainedEventsPerSecond`)),
+        int(num(r, `${p}.maxLag`)),
+        int(num(r, `${p}.peakRssMb`)),
+        fx(num(r, `${p}.timeSplit.decodeSeconds`), 1),
+        fx(num(r, `${p}.timeSplit.trainSeconds`), 1),
+        fx(num(r, `${p}.timeSplit.otherSeconds`), 1),
+      ]),
+    ),
+  ];
+  const series: LineSeries[] = E2E_PHASES.map((p) => ({
+    name: `${p} lag`,
+    points: arr(r, `${p}.lagOverTime`).map((x) => [num(x, 't'), num(x, 'lag')] as [number, number]),
+  })).filter((x) => x.points.length > 1);
+  if (series.length > 0)
+    out.push(
+      '',
+      writeSvg(
+        ctx,
+        'e2e-lag.svg',
+        linePlot({
+          title: 'Consumer lag over time (end to end)',
+          xLabel: 'seconds since the phase started',
+          yLabel: 'lag (events)',
+          yMin: 0,
+          series,
+        }),
+      ),
+    );
+  if (isObject(at(r, 'backlog')))
+    ctx.headline.push(
+      `| End to end (Kafka → trained state, ${num(r, 'partitions')} partitions): backlog / concurrent events/s, max lag while concurrent | ${int(num(r, 'backlog.eventsPerSecond'))} / ${int(num(r, 'concurrent.endToEndEventsPerSecond'))}, ${int(num(r, 'concurrent.maxLag'))} events |`,
+    );
+  return out.join('\n');
+}
+
+/** Any other result (replica, future ones): its scalar figures, and a plot of a time series if it has one. */
 function renderGeneric(ctx: Ctx, name: string, r: unknown): string {
   const out = [
     mdTable(
@@ -625,9 +684,6 @@ function renderGeneric(ctx: Ctx, name: string, r: unknown): string {
     });
   }
   const flat = new Map(flatten(r));
-  for (const [k, v] of flat)
-    if (name === 'e2e' && /eventsPerSecond$/i.test(k) && !k.includes('.'))
-      ctx.headline.push(`| End to end through Kafka (${k}) | ${v} |`);
   if (name === 'replica' && flat.has('staleness.p99Seconds'))
     ctx.headline.push(
       `| Replica staleness p99 / catch-up of ${flat.get('catchUp.modelTokens') ?? DASH} tokens | ${flat.get('staleness.p99Seconds')} s / ${flat.get('catchUp.seconds') ?? DASH} s |`,
@@ -712,6 +768,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'train') text = renderTrain(ctx, v);
       else if (s.name === 'store') text = renderStore(ctx, v);
       else if (s.name === 'data') text = renderData(ctx, v);
+      else if (s.name === 'e2e') text = renderE2e(ctx, v);
       else text = renderGeneric(ctx, s.name, v);
       body.push(text, '');
       if (s.name === 'stream-eval-pme') {
