@@ -137,6 +137,9 @@ function fx(x: number, digits = 2): string {
 function int(x: number): string {
   return Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : DASH;
 }
+function signed(x: number, digits: number): string {
+  return Number.isFinite(x) ? `${x > 0 ? '+' : ''}${x.toFixed(digits)}` : DASH;
+}
 function bytes(x: number): string {
   return Number.isFinite(x) ? formatBytes(x) : DASH;
 }
@@ -159,12 +162,13 @@ export function mdTable(headers: string[], rows: string[][]): string {
   );
 }
 
-function readJson(file: string): { value?: unknown; error?: string } {
-  if (!existsSync(file)) return { error: `${file} not found` };
+/** Reads a JSON file; `shown` is how the file is named in an error (the report's relative path). */
+function readJson(file: string, shown = file): { value?: unknown; error?: string } {
+  if (!existsSync(file)) return { error: `${shown} not found` };
   try {
     return { value: JSON.parse(readFileSync(file, 'utf8')) };
   } catch (error) {
-    return { error: `${file} is not valid JSON: ${(error as Error).message}` };
+    return { error: `${shown} is not valid JSON: ${(error as Error).message}` };
   }
 }
 
@@ -228,7 +232,7 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
       results.map((r) => [
         String(r.method),
         fx(num(r, 'auc'), 4),
-        full && r !== full ? fx(num(r, 'auc') - num(full, 'auc'), 4) : DASH,
+        full && r !== full ? signed(num(r, 'auc') - num(full, 'auc'), 4) : DASH,
         fx(num(r, 'logloss'), 4),
         int(num(r, 'embeddingParams')),
         full ? pct(num(r, 'embeddingParams') / num(full, 'embeddingParams'), 1) : DASH,
@@ -703,7 +707,7 @@ function machineBlock(m: MachineRecord | undefined): string {
       ['Node.js', `${m.node} (${m.platform})`],
       [
         'TensorFlow.js backend',
-        `${m.tfjsBackend ?? 'unknown'}${m.tfjsSkipped && m.tfjsSkipped.length > 0 ? ` (not available: ${m.tfjsSkipped.join('; ')})` : ''}`,
+        `${m.tfjsBackend ?? 'unknown'}${m.tfjsSkipped && m.tfjsSkipped.length > 0 ? ` (not available: ${m.tfjsSkipped.map((x) => x.split(':')[0]).join(', ')})` : ''}`,
       ],
       [
         'Kafka',
@@ -744,7 +748,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
   for (const s of SECTIONS) {
     const run = runs.get(s.name);
     const commands = run?.commands ?? [`npm run bench -- --only ${s.name}`];
-    const read = readJson(join(dir, s.file));
+    const read = readJson(join(dir, s.file), ctx.link(s.file));
     let status: SectionOutcome['status'];
     let reason: string | undefined;
     if (run && run.status !== 'ok') {
@@ -795,7 +799,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
     );
   if (pme)
     stream.push(
-      `| Stream replay ml-latest-small, PME (budget ${bytes(num(pme, 'budgetBytes'))}): progressive AUC, events/s, memory | ${fx(num(pme, 'auc'), 4)}, ${int(num(pme, 'eventsPerSecond'))}, ${bytes(num(pme, 'totalEmbeddingBytes'))} |`,
+      `| Stream replay ml-latest-small, PME (budget ${bytes(num(pme, 'budgetBytes'))}${full ? `, ${pct(num(pme, 'budgetBytes') / num(full, 'totalEmbeddingBytes'))} of full's` : ''}): progressive AUC, events/s, memory | ${fx(num(pme, 'auc'), 4)}, ${int(num(pme, 'eventsPerSecond'))}, ${bytes(num(pme, 'totalEmbeddingBytes'))} |`,
     );
   const m = all.machine;
   const headline = [

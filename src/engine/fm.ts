@@ -134,6 +134,8 @@ export class FmModel {
   readonly #v: Float64Array;
   readonly #sum: Float64Array;
   readonly #dv: Float64Array;
+  /** dL/de of the projected token being updated (its own s-space). */
+  readonly #rowGrad: Float64Array;
   #ids: Int32Array;
   #n = 0;
   #p = 0;
@@ -171,6 +173,7 @@ export class FmModel {
     this.#v = new Float64Array(m * D);
     this.#sum = new Float64Array(D);
     this.#dv = new Float64Array(D);
+    this.#rowGrad = new Float64Array(D);
     this.#ids = new Int32Array(0);
   }
 
@@ -190,6 +193,10 @@ export class FmModel {
     const tierOf = store.tierOf;
     const slotOf = store.slotOf;
     const linear = store.linear;
+    const projections = this.projections;
+    const tierScratch = this.#tier;
+    const sizeScratch = this.#size;
+    const offsetScratch = this.#offset;
     const V = this.#v;
     const S = this.#sum;
     S.fill(0);
@@ -201,17 +208,17 @@ export class FmModel {
       const ti = tierOf[id];
       const tier = tiers[ti];
       const s = tier.size;
-      this.#tier[k] = ti;
-      this.#size[k] = s;
-      const base = k * D;
+      tierScratch[k] = ti;
+      sizeScratch[k] = s;
       if (s === 0) {
-        this.#offset[k] = 0;
+        offsetScratch[k] = 0;
         continue;
       }
       const off = slotOf[id] * s;
-      this.#offset[k] = off;
-      const e = tier.params;
+      offsetScratch[k] = off;
+      const base = k * D;
       if (s === D) {
+        const e = tier.params;
         for (let d = 0; d < D; d++) {
           const x = e[off + d];
           V[base + d] = x;
@@ -219,13 +226,7 @@ export class FmModel {
           selfSq += x * x;
         }
       } else {
-        const P = this.projections[ti]!;
-        for (let d = 0; d < D; d++) V[base + d] = 0;
-        for (let i = 0; i < s; i++) {
-          const ei = e[off + i];
-          const row = i * D;
-          for (let d = 0; d < D; d++) V[base + d] += ei * P[row + d];
-        }
+        project(tier.params, off, s, projections[ti]!, D, V, base);
         for (let d = 0; d < D; d++) {
           const x = V[base + d];
           S[d] += x;
@@ -251,6 +252,7 @@ export class FmModel {
     const o = this.options;
     const D = this.dim;
     const n = this.#n;
+    const ids = this.#ids;
     const g = this.#p - label;
     const lr = o.learningRate;
     const l2 = o.l2;
@@ -262,6 +264,10 @@ export class FmModel {
     const V = this.#v;
     const S = this.#sum;
     const dv = this.#dv;
+    const rowGrad = this.#rowGrad;
+    const sizeScratch = this.#size;
+    const tierScratch = this.#tier;
+    const offsetScratch = this.#offset;
     const withImportance = o.importance;
 
     // Bias: dense, but one scalar, so it is stepped per event.
@@ -271,7 +277,6 @@ export class FmModel {
     } else this.bias -= o.projectionLearningRate * g;
 
     for (let k = 0; k < n; k++) {
-      const ids = this.#ids;
       const id = ids[k];
       const gw = g + l2 * linear[id];
       if (adagrad) {
@@ -280,47 +285,41 @@ export class FmModel {
         linear[id] -= (lr * gw) / (Math.sqrt(acc) + eps);
       } else linear[id] -= lr * gw;
 
-      const s = this.#size[k];
+      const s = sizeScratch[k];
       if (s === 0) continue;
-      const ti = this.#tier[k];
+      const ti = tierScratch[k];
       const tier = tiers[ti];
       const e = tier.params;
       const opt = tier.optimizer;
-      const off = this.#offset[k];
+      const off = offsetScratch[k];
       const base = k * D;
-      for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
       if (s === D) {
+        // dL/de_d = g (S_d − v_d): read straight from the forward's sums, no dv pass.
         const imp = withImportance ? tier.importance : null;
-        for (let d = 0; d < D; d++) {
-          const x = e[off + d];
-          const gl = dv[d];
-          if (imp !== null) imp[off + d] += Math.abs(x * gl);
-          const gr = gl + l2 * x;
-          if (adagrad) {
-            const acc = opt[off + d] + gr * gr;
-            opt[off + d] = acc;
-            e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
-          } else e[off + d] = x - lr * gr;
+        if (adagrad) {
+          if (imp !== null) adagradRowImportance(e, opt, imp, off, D, S, V, base, g, lr, l2, eps);
+          else adagradRow(e, opt, off, D, S, V, base, g, lr, l2, eps);
+        } else {
+          for (let d = 0; d < D; d++) {
+            const x = e[off + d];
+            const gl = g * (S[d] - V[base + d]);
+            if (imp !== null) imp[off + d] += Math.abs(x * gl);
+            e[off + d] = x - lr * (gl + l2 * x);
+          }
         }
       } else {
-        const P = this.projections[ti]!;
-        const dP = this.#projectionGrads[ti]!;
+        for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
         this.#projectionTouched[ti] = 1;
-        for (let i = 0; i < s; i++) {
-          const row = i * D;
-          const x = e[off + i];
-          let gi = 0;
-          for (let d = 0; d < D; d++) {
-            gi += P[row + d] * dv[d];
-            dP[row + d] += x * dv[d];
-          }
-          const gr = gi + l2 * x;
-          if (adagrad) {
+        backProject(e, off, s, this.projections[ti]!, this.#projectionGrads[ti]!, D, dv, rowGrad);
+        if (adagrad)
+          for (let i = 0; i < s; i++) {
+            const x = e[off + i];
+            const gr = rowGrad[i] + l2 * x;
             const acc = opt[off + i] + gr * gr;
             opt[off + i] = acc;
             e[off + i] = x - (lr * gr) / (Math.sqrt(acc) + eps);
-          } else e[off + i] = x - lr * gr;
-        }
+          }
+        else for (let i = 0; i < s; i++) e[off + i] -= lr * (rowGrad[i] + l2 * e[off + i]);
       }
     }
   }
@@ -406,4 +405,144 @@ function initialProjection(s: number, D: number): Float32Array {
   const P = new Float32Array(s * D);
   for (let i = 0; i < s; i++) P[i * D + i] = 1;
   return P;
+}
+
+// The per-event kernels. With a tier mix, the s × D products below are most of a step's work
+// (bench/train.ts, "tier mix"); rows go two or four at a time so each pass over the D-space
+// vector serves several rows (fewer loads and stores of out / dv per multiply-add).
+
+/** out[at..at+D) = e[off..off+s) · P, P row-major s × D. */
+function project(
+  e: Float32Array,
+  off: number,
+  s: number,
+  P: Float32Array,
+  D: number,
+  out: Float64Array,
+  at: number,
+): void {
+  let i: number;
+  if ((s & 1) === 1) {
+    const a = e[off];
+    for (let d = 0; d < D; d++) out[at + d] = a * P[d];
+    i = 1;
+  } else {
+    const a = e[off];
+    const b = e[off + 1];
+    for (let d = 0; d < D; d++) out[at + d] = a * P[d] + b * P[D + d];
+    i = 2;
+  }
+  for (; i + 4 <= s; i += 4) {
+    const a = e[off + i];
+    const b = e[off + i + 1];
+    const c = e[off + i + 2];
+    const f = e[off + i + 3];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    const r2 = r1 + D;
+    const r3 = r2 + D;
+    for (let d = 0; d < D; d++) out[at + d] += a * P[r0 + d] + b * P[r1 + d] + c * P[r2 + d] + f * P[r3 + d];
+  }
+  if (i < s) {
+    // s − i is even here (the first step took the odd row): two rows remain.
+    const a = e[off + i];
+    const b = e[off + i + 1];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    for (let d = 0; d < D; d++) out[at + d] += a * P[r0 + d] + b * P[r1 + d];
+  }
+}
+
+/**
+ * The two products of a projected token's backward pass in one sweep over P: grad = P · dv (the
+ * row's gradient, s entries) and dP += e ⊗ dv (the projection's gradient). Rows in pairs.
+ */
+function backProject(
+  e: Float32Array,
+  off: number,
+  s: number,
+  P: Float32Array,
+  dP: Float64Array,
+  D: number,
+  dv: Float64Array,
+  grad: Float64Array,
+): void {
+  let i = 0;
+  for (; i + 2 <= s; i += 2) {
+    const x0 = e[off + i];
+    const x1 = e[off + i + 1];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    let g0 = 0;
+    let g1 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      g1 += P[r1 + d] * q;
+      dP[r0 + d] += x0 * q;
+      dP[r1 + d] += x1 * q;
+    }
+    grad[i] = g0;
+    grad[i + 1] = g1;
+  }
+  if (i < s) {
+    const x0 = e[off + i];
+    const r0 = i * D;
+    let g0 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      dP[r0 + d] += x0 * q;
+    }
+    grad[i] = g0;
+  }
+}
+
+/** Adagrad on a full-size row whose gradient is g (S − v) + l2 e. */
+function adagradRow(
+  e: Float32Array,
+  opt: Float32Array,
+  off: number,
+  D: number,
+  S: Float64Array,
+  V: Float64Array,
+  base: number,
+  g: number,
+  lr: number,
+  l2: number,
+  eps: number,
+): void {
+  for (let d = 0; d < D; d++) {
+    const x = e[off + d];
+    const gr = g * (S[d] - V[base + d]) + l2 * x;
+    const acc = opt[off + d] + gr * gr;
+    opt[off + d] = acc;
+    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
+}
+
+/** adagradRow that also adds |e_d · dL/de_d| to the row's importance (a searched token). */
+function adagradRowImportance(
+  e: Float32Array,
+  opt: Float32Array,
+  imp: Float32Array,
+  off: number,
+  D: number,
+  S: Float64Array,
+  V: Float64Array,
+  base: number,
+  g: number,
+  lr: number,
+  l2: number,
+  eps: number,
+): void {
+  for (let d = 0; d < D; d++) {
+    const x = e[off + d];
+    const gl = g * (S[d] - V[base + d]);
+    imp[off + d] += Math.abs(x * gl);
+    const gr = gl + l2 * x;
+    const acc = opt[off + d] + gr * gr;
+    opt[off + d] = acc;
+    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
 }

@@ -1,0 +1,46 @@
+import t from 'tap';
+import { streamEval } from '../../src/engine/stream-eval.js';
+
+const base = {
+  synthetic: 5000,
+  dim: 16,
+  pme: true,
+  windowEvents: 2000,
+  negatives: 0,
+  batch: 256,
+  seed: 1,
+  progress: false,
+};
+
+t.test('stream-eval samples a timeline every N events when asked', async (t) => {
+  const r = await streamEval({ ...base, timelineEvents: 1000 });
+  const timeline = r.timeline!;
+  t.ok(Array.isArray(timeline));
+  // Samples at batch boundaries past each 1000 events, plus the end.
+  t.equal(timeline.length, 5);
+  for (let i = 1; i < timeline.length; i++) {
+    t.ok(timeline[i].events > timeline[i - 1].events, 'events grow');
+    t.ok(timeline[i].seconds >= timeline[i - 1].seconds, 'time grows');
+  }
+  for (const [i, s] of timeline.slice(0, -1).entries())
+    t.ok(
+      s.events >= (i + 1) * 1000 && s.events < (i + 1) * 1000 + base.batch,
+      `sample ${i} near ${(i + 1) * 1000}`,
+    );
+  const last = timeline.at(-1)!;
+  t.equal(last.events, r.events, 'the last sample is the end of the stream');
+  t.equal(last.auc, r.auc);
+  t.equal(last.totalBytes, r.totalEmbeddingBytes);
+  t.same(last.tiers, r.tiers);
+  t.equal(
+    last.tiers.reduce((n, x) => n + x.bytes, 0) <= last.totalBytes,
+    true,
+    'tier bytes fit in the total',
+  );
+});
+
+t.test('no timeline unless asked', async (t) => {
+  const r = await streamEval({ ...base, synthetic: 1000 });
+  t.equal(r.timeline, undefined);
+  t.notOk('timeline' in r);
+});
