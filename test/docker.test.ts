@@ -10,15 +10,18 @@ import t from 'tap';
 const root = new URL('../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
 
-t.test('docker/compose.yml is a valid compose file with Kafka, a trainer, two replicas and the demo', async (t) => {
-  const out = execFileSync('docker-compose', ['-f', 'docker/compose.yml', 'config'], {
-    cwd: new URL('.', root),
-    encoding: 'utf8',
-  });
-  for (const service of ['kafka:', 'trainer:', 'replica-1:', 'replica-2:', 'demo:']) t.match(out, service);
-  t.match(out, /image: apache\/kafka/);
-  t.equal((out.match(/- --role\n\s+- replica/g) ?? []).length, 2, 'two replicas follow the trainer');
-});
+t.test(
+  'docker/compose.yml is a valid compose file with Kafka, a trainer, two replicas and the demo',
+  async (t) => {
+    const out = execFileSync('docker-compose', ['-f', 'docker/compose.yml', 'config'], {
+      cwd: new URL('.', root),
+      encoding: 'utf8',
+    });
+    for (const service of ['kafka:', 'trainer:', 'replica-1:', 'replica-2:', 'demo:']) t.match(out, service);
+    t.match(out, /image: apache\/kafka/);
+    t.equal((out.match(/- --role\n\s+- replica/g) ?? []).length, 2, 'two replicas follow the trainer');
+  },
+);
 
 t.test('the Dockerfile builds and runs what the tests build and run', async (t) => {
   const dockerfile = read('docker/Dockerfile');
