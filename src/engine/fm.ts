@@ -468,6 +468,35 @@ function backProject(
   grad: Float64Array,
 ): void {
   let i = 0;
+  for (; i + 4 <= s; i += 4) {
+    const x0 = e[off + i];
+    const x1 = e[off + i + 1];
+    const x2 = e[off + i + 2];
+    const x3 = e[off + i + 3];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    const r2 = r1 + D;
+    const r3 = r2 + D;
+    let g0 = 0;
+    let g1 = 0;
+    let g2 = 0;
+    let g3 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      g1 += P[r1 + d] * q;
+      g2 += P[r2 + d] * q;
+      g3 += P[r3 + d] * q;
+      dP[r0 + d] += x0 * q;
+      dP[r1 + d] += x1 * q;
+      dP[r2 + d] += x2 * q;
+      dP[r3 + d] += x3 * q;
+    }
+    grad[i] = g0;
+    grad[i + 1] = g1;
+    grad[i + 2] = g2;
+    grad[i + 3] = g3;
+  }
   for (; i + 2 <= s; i += 2) {
     const x0 = e[off + i];
     const x1 = e[off + i + 1];

@@ -185,6 +185,55 @@ export interface TrainerStats extends MetricsSnapshot {
 
 const NO_FIELDS: Readonly<Record<string, string>> = Object.freeze({});
 
+/**
+ * Raw values of the resolved tokens seen lately, summed over every field: a bound on the trainer's
+ * key caches. Two generations of at most this many entries each are kept (≈ 100 bytes an entry).
+ */
+const KEY_CACHE_ENTRIES = 1 << 15;
+
+/**
+ * Raw value → token id for one field, so that learn() resolves a token without building its
+ * `field=value` key (a concatenation, then flattening and hashing the new string in the store's
+ * index). Two generations, young and old: a hit in old moves to young; when the trainer's young
+ * entries reach KEY_CACHE_ENTRIES every cache drops its old generation (LRU-ish, no per-entry list).
+ * Entries are removed when the store evicts their token (its id may be reused).
+ */
+class KeyCache {
+  readonly prefix: string;
+  young = new Map<string, TokenId>();
+  old = new Map<string, TokenId>();
+
+  constructor(field: string) {
+    this.prefix = `${field}=`;
+  }
+
+  /** The id of `value` in the young generation, or -1. */
+  get(value: string): TokenId {
+    return this.young.get(value) ?? -1;
+  }
+
+  /** The id of `value` in the old generation, or -1; a hit leaves old (the caller adds it to young). */
+  getOld(value: string): TokenId {
+    const id = this.old.get(value);
+    if (id === undefined) return -1;
+    this.old.delete(value);
+    return id;
+  }
+
+  /** Forgets `key` if this cache holds it for `id`. */
+  forget(id: TokenId, key: string): void {
+    if (!key.startsWith(this.prefix)) return;
+    const value = key.slice(this.prefix.length);
+    if (this.young.get(value) === id) this.young.delete(value);
+    if (this.old.get(value) === id) this.old.delete(value);
+  }
+
+  rotate(): void {
+    this.old = this.young;
+    this.young = new Map();
+  }
+}
+
 export class Trainer {
   readonly store: TrainerStore;
   readonly model: FmModel;
@@ -196,6 +245,11 @@ export class Trainer {
   readonly #itemList: ItemEntry[] = [];
   readonly #popularity: PopularitySampler;
   readonly #ids: Int32Array;
+  /** Key caches of learn(): the user's, and one per event field name (see KeyCache). */
+  readonly #userKeys = new KeyCache('user');
+  readonly #fieldKeys = new Map<string, KeyCache>();
+  /** Entries added to the young generations since the last rotation. */
+  #youngKeys = 0;
   /** Tokens of the user side of the current event, kept to build its negatives. */
   #userCount = 0;
   #learned = 0;
@@ -443,21 +497,42 @@ export class Trainer {
     const store = this.store;
     const ids = this.#ids;
     const observer = this.options.observer;
+    const itemFields = entry.fieldNames.size > 0 ? entry.fieldNames : null;
     let n = 0;
-    const userId = store.getOrCreate(`user=${user}`);
+    const userId = this.#resolve(this.#userKeys, user);
     ids[n++] = userId;
     store.touch(userId, now);
     if (observer !== null) observer.observe(userId);
     for (const name in fields) {
-      if (entry.fieldNames.has(name)) continue;
+      if (itemFields !== null && itemFields.has(name)) continue;
       if (n === ids.length) break;
-      const id = store.getOrCreate(`${name}=${fields[name]}`);
+      let cache = this.#fieldKeys.get(name);
+      if (cache === undefined) {
+        cache = new KeyCache(name);
+        this.#fieldKeys.set(name, cache);
+      }
+      const id = this.#resolve(cache, fields[name]);
       ids[n++] = id;
       store.touch(id, now);
       if (observer !== null) observer.observe(id);
     }
     this.#userCount = n;
     return n;
+  }
+
+  /** The token of `value` in the cache's field, created in the store when absent. */
+  #resolve(cache: KeyCache, value: string): TokenId {
+    let id = cache.get(value);
+    if (id >= 0) return id;
+    id = cache.getOld(value);
+    if (id < 0) id = this.store.getOrCreate(cache.prefix + value);
+    cache.young.set(value, id);
+    if (++this.#youngKeys >= KEY_CACHE_ENTRIES) {
+      this.#youngKeys = 0;
+      this.#userKeys.rotate();
+      for (const c of this.#fieldKeys.values()) c.rotate();
+    }
+    return id;
   }
 
   /** Writes the item-side token ids after the user side (at #ids[from..)) and returns the total. */
@@ -467,8 +542,12 @@ export class Trainer {
     const observer = this.options.observer;
     let n = from;
     if (n < ids.length) {
-      const id = store.getOrCreate(entry.key);
-      this.#itemToken[entry.index] = id;
+      // The item's token id is kept per item and forgotten when the store evicts it (#forget).
+      let id = this.#itemToken[entry.index];
+      if (id < 0) {
+        id = store.getOrCreate(entry.key);
+        this.#itemToken[entry.index] = id;
+      }
       ids[n++] = id;
       store.touch(id, now);
       if (observer !== null) observer.observe(id);
@@ -496,6 +575,8 @@ export class Trainer {
   /** An evicted item token: its id will be reused, so the item has none until it is learned again. */
   #forget(id: TokenId, key: string): void {
     this.#changes++;
+    this.#userKeys.forget(id, key);
+    for (const cache of this.#fieldKeys.values()) cache.forget(id, key);
     const f = this.#ftIndex.get(key);
     if (f !== undefined && this.#ftTok[f] === id) this.#ftTok[f] = -1;
     if (!key.startsWith('item=')) return;

@@ -24,10 +24,17 @@ export function roundUpToLadder(k: number, ladder: readonly number[]): number {
 /**
  * One global threshold over the importances of all n searched tokens (row-major n × D), the
  * lowest (so the most dimensions kept) whose sizes fit `available` bytes, where a token of size s
- * costs bytesOf(s). Dimensions of importance 0 are never kept. If even all-zero sizes do not fit,
- * the result is all-zero sizes with their bytes, and the caller decides what to evict.
+ * costs bytesOf(s) (non-decreasing in s). Dimensions of importance 0 are never kept. If even
+ * all-zero sizes do not fit, the result is all-zero sizes with their bytes, and the caller decides
+ * what to evict.
  *
- * Cost: a sort of the n·D importances and O(n log D) per probe of the binary search.
+ * Cost: linear in n·D, plus a sort of D values per token. Only a token's ladder steps can change
+ * the bytes: it reaches size ladder[l] when its (ladder[l−1] + 1)-th largest importance is kept.
+ * Those breakpoints, each weighing the bytes its step adds, go through a weighted radix select on
+ * their float bits (three passes of histograms), which finds the largest breakpoint c whose
+ * inclusion breaks the budget; the threshold is then the smallest importance above c. The result
+ * is exactly that of sorting every importance and binary-searching the threshold (the previous
+ * method, kept in test/engine/pme-parts.test.ts as the reference).
  */
 export function chooseSizes(
   importance: Float32Array,
@@ -37,52 +44,113 @@ export function chooseSizes(
   bytesOf: (size: number) => number,
   available: number,
 ): SizeChoice {
-  // Per token, its importances in descending order: kept(τ) is then a binary search.
-  const sorted = new Float32Array(n * D);
-  for (let t = 0; t < n; t++) {
-    const row = sorted.subarray(t * D, (t + 1) * D);
-    row.set(importance.subarray(t * D, (t + 1) * D));
-    row.sort();
-    row.reverse();
+  const L = ladder.length;
+  const base = bytesOf(roundUpToLadder(0, ladder));
+  // Steps l = 1..L-1 whose rank exists (a token of D dims cannot keep more than D).
+  const rank: number[] = [];
+  const delta: number[] = [];
+  for (let l = 1; l < L; l++) {
+    if (ladder[l - 1] + 1 > D) break;
+    rank.push(ladder[l - 1] + 1);
+    delta.push(bytesOf(ladder[l]) - bytesOf(ladder[l - 1]));
   }
-  const all = Float32Array.from(importance.subarray(0, n * D))
-    .sort()
-    .reverse();
-  const kept = new Int32Array(n);
-  const sizes = new Int32Array(n);
-  const evaluate = (threshold: number, write: boolean): number => {
-    let bytes = 0;
+  const steps = rank.length;
+  let threshold = Number.POSITIVE_INFINITY;
+  if (base * n <= available) {
+    // Breakpoints with a positive value, as float bits (order-preserving for positive floats).
+    const bits = new Uint32Array(n * steps);
+    const weight = new Float64Array(n * steps);
+    const row = new Float32Array(D);
+    let m = 0;
     for (let t = 0; t < n; t++) {
-      let lo = 0;
-      let hi = D;
-      const base = t * D;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (sorted[base + mid] >= threshold) lo = mid + 1;
-        else hi = mid;
-      }
-      const size = lo === 0 ? roundUpToLadder(0, ladder) : roundUpToLadder(lo, ladder);
-      bytes += bytesOf(size);
-      if (write) {
-        kept[t] = lo;
-        sizes[t] = size;
+      for (let d = 0; d < D; d++) row[d] = importance[t * D + d];
+      row.sort();
+      for (let l = 0; l < steps; l++) {
+        const v = row[D - rank[l]];
+        if (!(v > 0)) break; // ranks go down the row: the rest are 0 too
+        weight[m] = delta[l];
+        bits[m++] = floatBits(v);
       }
     }
-    return bytes;
-  };
-  // Candidates: all[m] for m in [0, positives); keeping more as m grows. Find the largest m that fits.
-  let positives = 0;
-  while (positives < all.length && all[positives] > 0) positives++;
-  let lo = -1; // index known to fit (-1: threshold Infinity)
-  let hi = positives; // first index known not to fit
-  while (hi - lo > 1) {
-    const mid = (lo + hi) >>> 1;
-    if (evaluate(all[mid], false) <= available) lo = mid;
-    else hi = mid;
+    const c = weightedSelect(bits, weight, m, available - base * n);
+    // The smallest importance above c (c = 0 when every breakpoint fits).
+    const floor = c < 0 ? 0 : bitsFloat(c);
+    let best = Number.POSITIVE_INFINITY;
+    for (let j = 0, end = n * D; j < end; j++) {
+      const v = importance[j];
+      if (v > floor && v < best) best = v;
+    }
+    threshold = best;
   }
-  const threshold = lo < 0 ? Number.POSITIVE_INFINITY : all[lo];
-  const bytes = evaluate(threshold, true);
+  const kept = new Int32Array(n);
+  const sizes = new Int32Array(n);
+  let bytes = 0;
+  for (let t = 0; t < n; t++) {
+    let k = 0;
+    if (threshold !== Number.POSITIVE_INFINITY)
+      for (let j = t * D, end = j + D; j < end; j++) if (importance[j] >= threshold) k++;
+    const size = roundUpToLadder(k, ladder);
+    kept[t] = k;
+    sizes[t] = size;
+    bytes += bytesOf(size);
+  }
   return { threshold, kept, sizes, bytes };
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+function floatBits(v: number): number {
+  f32[0] = v;
+  return u32[0];
+}
+function bitsFloat(b: number): number {
+  u32[0] = b;
+  return f32[0];
+}
+
+/**
+ * Among keys[0..m) (bits of positive floats) with weights, the largest key c such that the total
+ * weight of keys >= c exceeds `room`; -1 when the whole weight fits. Radix select from the top:
+ * per pass a histogram of the next bits of the keys still in play, scanned from the high end.
+ */
+function weightedSelect(keys: Uint32Array, weight: Float64Array, m: number, room: number): number {
+  // Positive float bits use the low 31 bits: passes over bits 30..20, 19..10, 9..0.
+  const passes = [
+    [20, 11],
+    [10, 10],
+    [0, 10],
+  ];
+  const hist = new Float64Array(1 << 11);
+  let prefix = 0; // the bits fixed so far (above `shift + width`)
+  let count = m;
+  let cand = keys;
+  let candWeight = weight;
+  for (let p = 0; p < passes.length; p++) {
+    const [shift, width] = passes[p];
+    const mask = (1 << width) - 1;
+    hist.fill(0, 0, mask + 1);
+    for (let j = 0; j < count; j++) hist[(cand[j] >>> shift) & mask] += candWeight[j];
+    let b = mask;
+    for (; b >= 0; b--) {
+      if (hist[b] > room) break;
+      room -= hist[b];
+    }
+    if (b < 0) return -1;
+    prefix = prefix | (b << shift);
+    // Keep the keys of bucket b for the next pass.
+    let k = 0;
+    const next = p === 0 ? new Uint32Array(count) : cand;
+    const nextWeight = p === 0 ? new Float64Array(count) : candWeight;
+    for (let j = 0; j < count; j++)
+      if (((cand[j] >>> shift) & mask) === b) {
+        next[k] = cand[j];
+        nextWeight[k++] = candWeight[j];
+      }
+    cand = next;
+    candWeight = nextWeight;
+    count = k;
+  }
+  return prefix >>> 0;
 }
 
 /**
