@@ -82,6 +82,8 @@ interface Dataset {
   format: string;
   data: string;
   items?: string;
+  /** Categorical values seen fewer times fold into one rare token per field (the datasets' convention, lower on a sample). */
+  minCount?: number;
 }
 const DATASETS: Dataset[] = [
   {
@@ -90,8 +92,8 @@ const DATASETS: Dataset[] = [
     data: join(dataRel, 'ml-latest-small/ratings.csv'),
     items: join(dataRel, 'ml-latest-small/movies.csv'),
   },
-  { name: 'criteo-sample', format: 'criteo', data: join(dataRel, 'criteo-sample/train.tsv') },
-  { name: 'avazu-sample', format: 'avazu', data: join(dataRel, 'avazu-sample/train.csv') },
+  { name: 'criteo-sample', format: 'criteo', data: join(dataRel, 'criteo-sample/train.tsv'), minCount: 3 },
+  { name: 'avazu-sample', format: 'avazu', data: join(dataRel, 'avazu-sample/train.csv'), minCount: 3 },
 ];
 const ML = DATASETS[0];
 const dataArgs = (d: Dataset): string[] => [
@@ -100,6 +102,7 @@ const dataArgs = (d: Dataset): string[] => [
   '--format',
   d.format,
   ...(d.items ? ['--items', d.items] : []),
+  ...(d.minCount ? ['--min-count', String(d.minCount)] : []),
 ];
 /** Share of the uniform D = 64 store bytes given to the PME replay. */
 const PME_SHARE = 0.25;
