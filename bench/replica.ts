@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     PME_STATE_DIR: state,
     PME_PORT: '0',
     PME_PUBLISH_INTERVAL_MS: String(PUBLISH_MS),
-    PME_BUDGET_BYTES: String(4 << 30),
+    PME_BUDGET_BYTES: String(4 * 2 ** 30),
   };
   const children: ChildProcess[] = [];
   const result: Record<string, unknown> = {

@@ -130,9 +130,156 @@ t.test('adagrad steps lower the loss on a repeated event', async (t) => {
 
 t.test('options are validated and frozen', async (t) => {
   t.ok(Object.isFrozen(resolveFmOptions({})));
-  for (const bad of [{ learningRate: 0 }, { l2: -1 }, { maxTokens: 0.5 }, { optimizer: 'adam' as 'sgd' }]) {
+  for (const bad of [
+    { learningRate: 0 },
+    { l2: -1 },
+    { maxTokens: 0.5 },
+    { optimizer: 'adam' as 'sgd' },
+    { kernels: 'gpu' as 'js' },
+  ]) {
     t.throws(() => resolveFmOptions(bad), { code: 'PME_ERR_CONFIG_INVALID' });
   }
   const model = new FmModel(fakeStore(D, LADDER, SIZES), { maxTokens: 2 });
   t.throws(() => model.predict(IDS, 5), { code: 'PME_ERR_CONFIG_INVALID' });
+});
+
+/**
+ * One step written the plain way (every product a single loop, no pairing of rows), as the
+ * reference for the model's unrolled kernels on sizes that exercise every remainder (odd, 2 mod 4,
+ * several rows of 4) and on a tier shared by two tokens of the event.
+ */
+function referenceStep(
+  model: FmModel,
+  ids: Int32Array,
+  label: number,
+): { params: Float32Array[]; P: (Float64Array | null)[]; linear: Float32Array; imp: Float32Array | null } {
+  const store = model.store;
+  const dim = model.dim;
+  const o = model.options;
+  const adagrad = o.optimizer === 'adagrad';
+  const params = store.tiers.map((tier) => Float32Array.from(tier.params));
+  const opt = store.tiers.map((tier) => Float32Array.from(tier.optimizer));
+  const top = store.tiers.findIndex((tier) => tier.size === dim);
+  const imp =
+    top >= 0 && store.tiers[top].importance ? Float32Array.from(store.tiers[top].importance!) : null;
+  const linear = Float32Array.from(store.linear);
+  const linearOpt = Float32Array.from(store.linearOptimizer);
+  const vs = Array.from(ids, (id) => {
+    const v = new Float64Array(dim);
+    model.vectorOf(id, v);
+    return v;
+  });
+  const S = new Float64Array(dim);
+  let z = model.bias;
+  let self = 0;
+  for (const [k, id] of ids.entries()) {
+    z += store.linear[id];
+    for (let d = 0; d < dim; d++) {
+      S[d] += vs[k][d];
+      self += vs[k][d] ** 2;
+    }
+  }
+  let sq = 0;
+  for (let d = 0; d < dim; d++) sq += S[d] ** 2;
+  const g = sigmoid(z + 0.5 * (sq - self)) - label;
+  const step = (x: number, grad: number, acc: Float32Array, at: number): number => {
+    if (!adagrad) return x - o.learningRate * grad;
+    acc[at] += grad * grad;
+    return x - (o.learningRate * grad) / (Math.sqrt(acc[at]) + o.epsilon);
+  };
+  const dP = model.projections.map((P) => (P === null ? null : new Float64Array(P.length)));
+  for (const [k, id] of ids.entries()) {
+    linear[id] = step(store.linear[id], g + o.l2 * store.linear[id], linearOpt, id);
+    const ti = store.tierOf[id];
+    const s = store.tiers[ti].size;
+    if (s === 0) continue;
+    const off = store.slotOf[id] * s;
+    const e = store.tiers[ti].params;
+    const dv = Float64Array.from(S, (x, d) => g * (x - vs[k][d]));
+    const P = model.projections[ti];
+    for (let i = 0; i < s; i++) {
+      let gi = 0;
+      if (P === null) gi = dv[i];
+      else
+        for (let d = 0; d < dim; d++) {
+          gi += P[i * dim + d] * dv[d];
+          dP[ti]![i * dim + d] += e[off + i] * dv[d];
+        }
+      if (P === null && imp !== null && o.importance) imp[off + i] += Math.abs(e[off + i] * gi);
+      params[ti][off + i] = step(e[off + i], gi + o.l2 * e[off + i], opt[ti], off + i);
+    }
+  }
+  return { params, P: dP, linear, imp };
+}
+
+for (const kernels of ['auto', 'js'] as const)
+  for (const optimizer of ['adagrad', 'sgd'] as const)
+    t.test(`${kernels} kernels equal the plain step on every size remainder (${optimizer})`, async (t) => {
+      const dim = 16;
+      const ladder = [0, 1, 3, 5, 6, 7, 10, 16];
+      const sizes = [16, 10, 7, 6, 5, 3, 1, 0, 10, 16];
+      const ids = Int32Array.from(sizes, (_, i) => i);
+      const model = new FmModel(fakeStore(dim, ladder, sizes, 4, 0.2), { optimizer, maxTokens: 16, kernels });
+      // Node >= 16.4 runs wasm SIMD; 'auto' must then use it (D = 16 is a multiple of 4).
+      t.equal(model.kernels, kernels === 'auto' ? 'wasm-simd' : 'js');
+      let x = 0.61;
+      for (const P of model.projections)
+        if (P !== null)
+          for (let j = 0; j < P.length; j++) {
+            x = (x * 9.7) % 1;
+            P[j] += 0.3 * (x - 0.5);
+          }
+      for (const label of [1, 0]) {
+        const ref = referenceStep(model, ids, label);
+        const before = model.projections.map((P) => (P === null ? null : Float32Array.from(P)));
+        model.step(ids, ids.length, label);
+        const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
+        let bad = 0;
+        let checked = 0;
+        model.store.tiers.forEach((tier, ti) => {
+          for (let j = 0; j < tier.params.length; j++, checked++)
+            if (!close(tier.params[j], ref.params[ti][j])) bad++;
+        });
+        for (let j = 0; j < ref.linear.length; j++, checked++)
+          if (!close(model.store.linear[j], ref.linear[j])) bad++;
+        const top = model.store.tiers[ladder.length - 1].importance!;
+        for (let j = 0; j < top.length; j++, checked++) if (!close(top[j], ref.imp![j])) bad++;
+        t.equal(bad, 0, `${checked} parameters match the plain step (label ${label})`);
+        // With SGD the projection step is P − lr (dP + l2 P): compare the accumulated gradients.
+        if (optimizer === 'sgd') {
+          model.flush();
+          const lr = model.options.projectionLearningRate;
+          const l2 = model.options.l2Projection;
+          let badP = 0;
+          model.projections.forEach((P, ti) => {
+            if (P === null) return;
+            for (let j = 0; j < P.length; j++) {
+              const expected = before[ti]![j] - lr * (ref.P[ti]![j] + l2 * before[ti]![j]);
+              if (!close(P[j], expected)) badP++;
+            }
+          });
+          t.equal(badP, 0, `projection steps match (label ${label})`);
+        } else model.flush();
+      }
+    });
+
+t.test('kernels: D not a multiple of 4 falls back to JavaScript, with the same scores', async (t) => {
+  const sizes = [13, 6, 3, 0];
+  const ids = Int32Array.from(sizes, (_, i) => i);
+  const auto = new FmModel(fakeStore(13, [0, 3, 6, 13], sizes, 2), { kernels: 'auto' });
+  t.equal(auto.kernels, 'js');
+  const wasm = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), { kernels: 'auto' });
+  const js = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), { kernels: 'js' });
+  for (const m of [wasm, js])
+    m.projections.forEach((P) => {
+      if (P !== null) for (let j = 0; j < P.length; j++) P[j] += Math.sin(j) * 0.2;
+    });
+  for (let i = 0; i < 20; i++) {
+    const label = i % 2;
+    const a = wasm.step(ids, ids.length, label);
+    const b = js.step(ids, ids.length, label);
+    t.ok(Math.abs(a - b) < 1e-5, `step ${i}: wasm ${a} js ${b}`);
+    wasm.flush();
+    js.flush();
+  }
 });

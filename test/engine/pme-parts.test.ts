@@ -74,6 +74,138 @@ t.test('chooseSizes: one threshold, sizes rounded up to the ladder, budget respe
   t.ok(none.sizes.every((s) => s === 0));
 });
 
+/**
+ * The sort-based chooseSizes this project used before the linear-time one: sort every importance,
+ * binary-search the lowest threshold that fits. Kept as the reference the new one must equal.
+ */
+function chooseSizesBySort(
+  importance: Float32Array,
+  n: number,
+  D: number,
+  ladder: readonly number[],
+  bytesOf: (size: number) => number,
+  available: number,
+): { threshold: number; kept: Int32Array; sizes: Int32Array; bytes: number } {
+  const sorted = new Float32Array(n * D);
+  for (let tok = 0; tok < n; tok++) {
+    const row = sorted.subarray(tok * D, (tok + 1) * D);
+    row.set(importance.subarray(tok * D, (tok + 1) * D));
+    row.sort();
+    row.reverse();
+  }
+  const all = Float32Array.from(importance.subarray(0, n * D))
+    .sort()
+    .reverse();
+  const kept = new Int32Array(n);
+  const sizes = new Int32Array(n);
+  const evaluate = (threshold: number, write: boolean): number => {
+    let bytes = 0;
+    for (let tok = 0; tok < n; tok++) {
+      let lo = 0;
+      let hi = D;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (sorted[tok * D + mid] >= threshold) lo = mid + 1;
+        else hi = mid;
+      }
+      const size = roundUpToLadder(lo, ladder);
+      bytes += bytesOf(size);
+      if (write) {
+        kept[tok] = lo;
+        sizes[tok] = size;
+      }
+    }
+    return bytes;
+  };
+  let positives = 0;
+  while (positives < all.length && all[positives] > 0) positives++;
+  let lo = -1;
+  let hi = positives;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (evaluate(all[mid], false) <= available) lo = mid;
+    else hi = mid;
+  }
+  const threshold = lo < 0 ? Number.POSITIVE_INFINITY : all[lo];
+  return { threshold, kept, sizes, bytes: evaluate(threshold, true) };
+}
+
+t.test('chooseSizes equals the sort-based reference on a large random input', async (t) => {
+  const random = createRandom(11);
+  const n = 20_000;
+  const D64 = 64;
+  const ladder = [0, 2, 4, 8, 16, 32, 64];
+  const imp = new Float32Array(n * D64);
+  // Heavy-tailed, with exact zeros and ties, like decayed |w·g| sums.
+  for (let i = 0; i < imp.length; i++) {
+    const u = random.next();
+    imp[i] = u < 0.15 ? 0 : u < 0.2 ? 0.5 : Math.exp(2 * random.normal());
+  }
+  const bytesOf = (s: number) => (s === 0 ? 0 : s * 4 * (s === D64 ? 3 : 2) + 8);
+  const full = n * bytesOf(D64);
+  for (const share of [0.001, 0.05, 0.2, 0.6, 1.01]) {
+    const available = Math.floor(full * share);
+    const t0 = performance.now();
+    const fast = chooseSizes(imp, n, D64, ladder, bytesOf, available);
+    const t1 = performance.now();
+    const ref = chooseSizesBySort(imp, n, D64, ladder, bytesOf, available);
+    const t2 = performance.now();
+    t.equal(fast.threshold, ref.threshold, `threshold at ${share}`);
+    t.equal(fast.bytes, ref.bytes, `bytes at ${share}`);
+    t.ok(fast.bytes <= available, 'within the budget');
+    t.same(fast.sizes, ref.sizes, `sizes at ${share}`);
+    t.same(fast.kept, ref.kept, `kept at ${share}`);
+    t.comment(
+      `${n} × ${D64} at ${share}: linear ${(t1 - t0).toFixed(1)} ms, sort-based ${(t2 - t1).toFixed(1)} ms`,
+    );
+  }
+});
+
+t.test(
+  'chooseSizes equals the reference on awkward inputs (ties, zeros, narrow ranges, odd ladders)',
+  async (t) => {
+    const random = createRandom(12);
+    const values: Array<() => number> = [
+      () => 1,
+      () => 1 + random.next() * 1e-4,
+      () => (random.next() < 0.9 ? 0 : random.next()),
+      () => random.next() * 1e-40, // subnormal floats
+      () => Math.min(3e38, Math.exp(random.normal() * 30)),
+      () => Math.floor(random.next() * 3),
+    ];
+    const shapes: Array<[number, number[]]> = [
+      [1, [0, 1]],
+      [5, [0, 1, 2, 3, 4, 5]],
+      [16, [2, 4, 8]],
+      [16, [0, 16]],
+      [13, [0, 4, 13]],
+    ];
+    let cases = 0;
+    let same = 0;
+    for (const value of values)
+      for (const [dim, ladder] of shapes)
+        for (const n of [1, 3, 200]) {
+          const imp = Float32Array.from({ length: n * dim }, value);
+          const bytesOf = (s: number) => 10 + 3 * s;
+          for (const share of [0, 0.3, 0.5, 0.9, 2]) {
+            const available = Math.floor(share * n * bytesOf(ladder[ladder.length - 1]));
+            const a = chooseSizes(imp, n, dim, ladder, bytesOf, available);
+            const b = chooseSizesBySort(imp, n, dim, ladder, bytesOf, available);
+            cases++;
+            if (
+              a.threshold === b.threshold &&
+              a.bytes === b.bytes &&
+              a.sizes.every((x, i) => x === b.sizes[i]) &&
+              a.kept.every((x, i) => x === b.kept[i])
+            )
+              same++;
+            else t.fail(`differs: dim ${dim}, ladder ${ladder}, n ${n}, share ${share}`);
+          }
+        }
+    t.equal(same, cases, `${cases} cases agree`);
+  },
+);
+
 t.test('least squares through a projection: exact in the row space, optimal otherwise', async (t) => {
   const random = createRandom(9);
   const s = 4;

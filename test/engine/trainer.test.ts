@@ -1,6 +1,7 @@
 import t from 'tap';
 import { histogramAuc } from '../../src/engine/metrics.js';
-import { resolveTrainerOptions, Trainer } from '../../src/engine/trainer.js';
+import { resolveTrainerOptions, type TokenObserver, Trainer } from '../../src/engine/trainer.js';
+import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { GrowingStore } from './fake-store.js';
 import { planted } from './planted.js';
@@ -158,3 +159,81 @@ t.test('trainer options are validated and frozen', async (t) => {
   ])
     t.throws(() => resolveTrainerOptions(bad), { code: 'PME_ERR_CONFIG_INVALID' });
 });
+
+/** Records the ids the trainer resolves, in order. */
+class Recorder implements TokenObserver {
+  ids: number[] = [];
+  observe(id: number): void {
+    this.ids.push(id);
+  }
+  endBatch(): void {}
+}
+
+t.test('learn resolves every token to its current id after evictions reuse ids', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 4, seed: 1, ttlMs: 1000, clock });
+  const observer = new Recorder();
+  const trainer = new Trainer(store, { clock, seed: 1, observer });
+  const event = (u: number) => ({
+    user: `u${u}`,
+    item: `i${u}`,
+    label: 1,
+    timestamp: 0,
+    fields: { device: `d${u}` },
+  });
+  const keysOf = (u: number) => [`user=u${u}`, `device=d${u}`, `item=i${u}`];
+  trainer.learn([event(1)]);
+  const first = observer.ids.slice();
+  t.same(
+    first,
+    keysOf(1).map((k) => store.id(k)),
+  );
+  clock.advance(5000);
+  trainer.learn([event(2)]);
+  t.ok(store.evictExpired(clock.now()) >= 3, "u1's tokens expired");
+  trainer.learn([event(3)]); // new tokens take the freed ids
+  t.ok(
+    first.some((id) => store.alive(id) && !keysOf(1).includes(store.key(id))),
+    'an id of u1 now names another token',
+  );
+  observer.ids = [];
+  trainer.learn([event(1)]);
+  t.same(
+    observer.ids.map((id) => store.key(id)),
+    keysOf(1),
+    'u1 is resolved to its new tokens, not to the reused ids',
+  );
+});
+
+t.test(
+  'learn resolves correctly across key-cache generations (more users than the cache holds)',
+  async (t) => {
+    const store = new GrowingStore(D, LADDER, 2, 1);
+    const observer = new Recorder();
+    const trainer = new Trainer(store, { clock: new ManualClock(0), seed: 1, observer });
+    const users = 50_000;
+    let wrong = 0;
+    let checked = 0;
+    // Two passes over the users (the second finds them in the old generation or gone from it), then
+    // the first users again.
+    const order = [...Array(users).keys(), ...Array(users).keys(), ...Array(1000).keys()];
+    for (let b = 0; b < order.length; b += 1000) {
+      const batch = order.slice(b, b + 1000).map((u) => ({
+        user: `u${u}`,
+        item: `i${u % 97}`,
+        label: u % 2,
+        timestamp: 0,
+        fields: { device: `d${u % 13}` },
+      }));
+      observer.ids = [];
+      trainer.learn(batch);
+      batch.forEach((e, j) => {
+        const expected = [`user=${e.user}`, `device=${e.fields.device}`, `item=${e.item}`];
+        for (let k = 0; k < 3; k++, checked++)
+          if (store.keys[observer.ids[j * 3 + k]] !== expected[k]) wrong++;
+      });
+    }
+    t.equal(wrong, 0, `${checked} resolutions name the event's own tokens`);
+    t.equal(store.size, users + 97 + 13, 'no token created twice');
+  },
+);
