@@ -126,6 +126,12 @@ interface ItemEntry {
 const EMPTY_SIGNATURE = 0;
 /** Fewest items a learn() refreshes when itemRefreshMs > 0 (so a stopped clock still sweeps). */
 const MIN_SWEEP_CHUNK = 64;
+/**
+ * Most items one learn() refreshes (~1 ms at 3 tokens × D = 64 per item): after an idle gap the
+ * time-proportional share would be the whole catalog in one call, a pause every concurrent
+ * request would wait for. What the cap leaves undone, the next learns or a read finish.
+ */
+const MAX_SWEEP_CHUNK = 4096;
 
 /** e[eAt..eAt+s) · q[qAt..qAt+s); ladder sizes are even: 4-way unrolled, 1-wide tail. */
 function dot(e: Float32Array, eAt: number, q: Float64Array, qAt: number, s: number): number {
@@ -682,7 +688,7 @@ export class Trainer {
     if (bound === 0) return;
     const n = this.#itemList.length;
     const share = Number.isFinite(last) ? (now - last) / (bound / 2) : 1;
-    this.#advanceSweep(Math.min(n, Math.max(MIN_SWEEP_CHUNK, Math.ceil(n * share))), now);
+    this.#advanceSweep(Math.min(n, MAX_SWEEP_CHUNK, Math.max(MIN_SWEEP_CHUNK, Math.ceil(n * share))), now);
   }
 
   /** Starts a read: a new generation (every per-request cache below goes stale at once). */
