@@ -210,9 +210,9 @@ const BENCHMARKS: Benchmark[] = [
     name: 'replica',
     unavailable: () => noKafka(),
     steps: () => [
-      { args: ['dist/bench/replica.js', '--seconds', '30', '--tokens', '500000'], output: 'replica.json' },
+      { args: ['dist/bench/replica.js', '--seconds', '30', '--tokens', '1000000'], output: 'replica.json' },
     ],
-    timeoutSeconds: 480,
+    timeoutSeconds: 720,
   },
 ];
 

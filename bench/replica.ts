@@ -4,8 +4,8 @@
  * 1. A trainer (`pme serve`) and a replica (`pme serve --role replica`) run as child
  *    processes; this process produces the synthetic workload at --rate events/s (default
  *    20,000) and samples the replica's `pme_replica_staleness_seconds` every 250 ms.
- * 2. The trainer then learns a model of --tokens tokens (default 1,000,000: mostly distinct
- *    users), and a new replica joins: the time until its /readyz says the parameter topic is
+ * 2. The trainer then learns --tokens more events, each from a new user, so the model grows by
+ *    that many tokens (default 1,000,000), and a new replica joins: the time until its /readyz says the parameter topic is
  *    applied is its catch-up time.
  * Writes bench/results/replica.json and prints the figures.
  *
@@ -123,27 +123,27 @@ async function main(): Promise<void> {
     await stop(replica.child);
 
     // 2. Catch-up of a replica joining a model of TOKENS tokens.
-    process.stderr.write(`growing the model to ${TOKENS} tokens\n`);
-    const wide = new SyntheticWorkload({ seed: 2, users: TOKENS, items: 10_000, userZipf: 0 });
+    // One event per new user: the model grows by one token per event, to about TOKENS tokens.
+    process.stderr.write(`growing the model by ${TOKENS} tokens\n`);
+    const items = workload.catalog();
     const batch = 5000;
-    let tokens = await metric(trainer.url, 'pme_tier_tokens');
-    for (let sent = 0; ; sent += batch) {
-      await producer.sendInteractions(topic, wide.take(batch));
-      if (sent % 200_000 === 0) {
-        const text = await (await fetch(`${trainer.url}/v1/tiers`)).json();
-        tokens = (text as { tiers: { tokens: number }[] }).tiers.reduce((n, t) => n + t.tokens, 0);
-        process.stderr.write(`\r${tokens} tokens`);
-        if (tokens >= TOKENS) break;
-      }
+    for (let sent = 0; sent < TOKENS; sent += batch) {
+      const events = Array.from({ length: Math.min(batch, TOKENS - sent) }, (_, i) => ({
+        user: `w${sent + i}`,
+        item: items[(sent + i) % items.length].item,
+        label: (sent + i) % 4 === 0 ? 1 : 0,
+        timestamp: Date.now(),
+        fields: {},
+      }));
+      await producer.sendInteractions(topic, events);
     }
     await producer.disconnect();
-    // Let the trainer learn and publish what was sent.
-    let last = -1;
+    const target = stream.sent + TOKENS;
     for (;;) {
-      await sleep(2000);
-      const now = await metric(trainer.url, 'pme_events_trained_total');
-      if (now === last) break;
-      last = now;
+      await sleep(1000);
+      const trainedNow = await metric(trainer.url, 'pme_events_trained_total');
+      process.stderr.write(`\r${trainedNow} of ${target} events trained`);
+      if (trainedNow >= target) break;
     }
     await sleep(2 * PUBLISH_MS);
     const tiers = (await (await fetch(`${trainer.url}/v1/tiers`)).json()) as {
