@@ -1,4 +1,4 @@
-import { createRandom } from '../util/random.js';
+import { shuffledOrder } from '../util/random.js';
 
 /**
  * Splits events at random into parts of the given fractions (e.g. `[0.8, 0.1, 0.1]`), the same
@@ -12,15 +12,7 @@ export function splitEvents<T>(events: readonly T[], fractions: readonly number[
   const total = fractions.reduce((a, b) => a + b, 0);
   if (Math.abs(total - 1) > 1e-6) throw new RangeError(`split fractions must add up to 1, got ${total}`);
   const n = events.length;
-  const random = createRandom(seed);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = random.int(i + 1);
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
+  const order = shuffledOrder(n, seed);
   const parts: T[][] = [];
   let cumulative = 0;
   let start = 0;

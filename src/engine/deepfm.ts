@@ -26,7 +26,7 @@ import { PmeError } from '../errors.js';
 import { type Clock, systemClock } from '../util/clock.js';
 import { createRandom, type Random } from '../util/random.js';
 import { type BackendChoice, initBackend, type Tf } from './backend.js';
-import { type FmModel, sigmoid } from './fm.js';
+import { type FmModel, sigmoid, stepProjection } from './fm.js';
 import type { ProgressiveMetrics } from './metrics.js';
 import { PopularitySampler } from './negatives.js';
 import { Trainer, type TrainerOptions, type TrainerStats, type TrainerStore } from './trainer.js';
@@ -584,28 +584,17 @@ export class DeepFm {
   /** One Adagrad step of the projections on the deep gradient, as FmModel.flush does for its own. */
   #stepProjections(): void {
     const model = this.model;
-    const o = model.options;
-    const lr = o.projectionLearningRate;
-    const l2 = o.l2Projection;
-    const eps = o.epsilon;
-    const adagrad = o.optimizer === 'adagrad';
     let any = false;
     for (let ti = 0; ti < this.#projectionTouched.length; ti++) {
       if (this.#projectionTouched[ti] === 0) continue;
       this.#projectionTouched[ti] = 0;
       any = true;
-      const P = model.projections[ti]!;
-      const A = model.projectionAccumulators[ti]!;
-      const G = this.#projectionGrads[ti]!;
-      for (let k = 0; k < P.length; k++) {
-        const gr = G[k] + l2 * P[k];
-        G[k] = 0;
-        if (adagrad) {
-          const acc = A[k] + gr * gr;
-          A[k] = acc;
-          P[k] -= (lr * gr) / (Math.sqrt(acc) + eps);
-        } else P[k] -= lr * gr;
-      }
+      stepProjection(
+        model.projections[ti]!,
+        model.projectionAccumulators[ti]!,
+        this.#projectionGrads[ti]!,
+        model.options,
+      );
     }
     if (any) model.denseVersion++;
   }

@@ -115,6 +115,31 @@ export function logloss(p: number, y: number): number {
   return -(y * Math.log(q) + (1 - y) * Math.log(1 - q));
 }
 
+/**
+ * One step of a projection on its accumulated gradient G (then cleared), with L2, by Adagrad
+ * (accumulators A) or plain SGD as the options say. Shared by the FM's flush and DeepFM.
+ */
+export function stepProjection(
+  P: Float32Array,
+  A: Float32Array,
+  G: Float64Array | Float32Array,
+  o: Readonly<FmOptions>,
+): void {
+  const lr = o.projectionLearningRate;
+  const l2 = o.l2Projection;
+  const eps = o.epsilon;
+  const adagrad = o.optimizer === 'adagrad';
+  for (let j = 0; j < P.length; j++) {
+    const gr = G[j] + l2 * P[j];
+    G[j] = 0;
+    if (adagrad) {
+      const acc = A[j] + gr * gr;
+      A[j] = acc;
+      P[j] -= (lr * gr) / (Math.sqrt(acc) + eps);
+    } else P[j] -= lr * gr;
+  }
+}
+
 export class FmModel {
   readonly store: ModelStore;
   readonly options: Readonly<FmOptions>;
@@ -385,27 +410,12 @@ export class FmModel {
   /** Applies the projection gradients accumulated since the last flush (end of a mini-batch). */
   flush(): void {
     const o = this.options;
-    const lr = o.projectionLearningRate;
-    const l2 = o.l2Projection;
-    const eps = o.epsilon;
-    const adagrad = o.optimizer === 'adagrad';
     let any = false;
     for (let ti = 0; ti < this.#projectionTouched.length; ti++) {
       if (this.#projectionTouched[ti] === 0) continue;
       this.#projectionTouched[ti] = 0;
       any = true;
-      const P = this.projections[ti]!;
-      const A = this.projectionAccumulators[ti]!;
-      const G = this.#projectionGrads[ti]!;
-      for (let j = 0; j < P.length; j++) {
-        const gr = G[j] + l2 * P[j];
-        G[j] = 0;
-        if (adagrad) {
-          const acc = A[j] + gr * gr;
-          A[j] = acc;
-          P[j] -= (lr * gr) / (Math.sqrt(acc) + eps);
-        } else P[j] -= lr * gr;
-      }
+      stepProjection(this.projections[ti]!, this.projectionAccumulators[ti]!, this.#projectionGrads[ti]!, o);
     }
     if (any) this.denseVersion++;
   }

@@ -16,7 +16,7 @@ import type { CatalogItem, Interaction } from '../data/event.js';
 import { FORMAT_NAMES, readEvents, splitEvents } from '../data/index.js';
 import { isPmeError, PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
-import { createRandom } from '../util/random.js';
+import { shuffledOrder } from '../util/random.js';
 import { FmModel, type FmOptions, logloss } from './fm.js';
 import { chooseSizes } from './pme/prune.js';
 
@@ -290,19 +290,6 @@ class Run {
   }
 }
 
-function shuffled(n: number, seed: number): Uint32Array {
-  const random = createRandom(seed);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = random.int(i + 1);
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-  return order;
-}
-
 function sizeCounts(sizes: Int32Array, ladder: number[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const s of ladder) out[s] = 0;
@@ -405,7 +392,7 @@ function train(
   while (epoch < o.epochs) {
     epoch++;
     const t0 = performance.now();
-    run.epoch(data.train, shuffled(data.train.length, o.seed * 7919 + epoch), o.batch);
+    run.epoch(data.train, shuffledOrder(data.train.length, o.seed * 7919 + epoch), o.batch);
     epochSeconds.push((performance.now() - t0) / 1000);
     const val = run.evaluate(data.validation);
     o.onEpoch?.({ method, epoch, epochs: o.epochs, valAuc: val.auc, seconds: epochSeconds[epoch - 1] });
@@ -501,7 +488,7 @@ export async function runOffline(
       const t0 = performance.now();
       for (let e = 1; e <= o.searchEpochs; e++) {
         const s0 = performance.now();
-        search.epoch(data.train, shuffled(data.train.length, o.seed * 7919 + e), o.batch);
+        search.epoch(data.train, shuffledOrder(data.train.length, o.seed * 7919 + e), o.batch);
         searchEpochSeconds.push((performance.now() - s0) / 1000);
         o.onEpoch?.({
           method: 'search',

@@ -86,3 +86,17 @@ export class ZipfSampler {
     return lo;
   }
 }
+
+/** A seeded random permutation of 0..n-1 (Fisher-Yates). */
+export function shuffledOrder(n: number, seed: number): Uint32Array {
+  const random = createRandom(seed);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = random.int(i + 1);
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
