@@ -169,26 +169,17 @@ export const tokenSchema = {
   },
 } as const;
 
+const readiness = {
+  type: 'object',
+  properties: {
+    ready: { type: 'boolean' },
+    modelLoaded: { type: 'boolean' },
+    consumerLive: { type: 'boolean' },
+    detail: { type: 'string' },
+  },
+} as const;
+
 export const readySchema = {
   summary: 'Whether the model is loaded and the consumer is live',
-  response: {
-    200: {
-      type: 'object',
-      properties: {
-        ready: { type: 'boolean' },
-        modelLoaded: { type: 'boolean' },
-        consumerLive: { type: 'boolean' },
-        detail: { type: 'string' },
-      },
-    },
-    503: {
-      type: 'object',
-      properties: {
-        ready: { type: 'boolean' },
-        modelLoaded: { type: 'boolean' },
-        consumerLive: { type: 'boolean' },
-        detail: { type: 'string' },
-      },
-    },
-  },
+  response: { 200: readiness, 503: readiness },
 } as const;
