@@ -21,7 +21,7 @@ import Fastify from 'fastify';
 import { buildApi } from '../src/api/server.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { PmeController, Trainer } from '../src/engine/index.js';
-import { serviceApi, tierReports, trainerReadiness } from '../src/service/adapter.js';
+import { serviceApi, tierMetrics, trainerReadiness } from '../src/service/adapter.js';
 import { ServiceMetrics } from '../src/service/metrics.js';
 import { RecentItems } from '../src/service/recent.js';
 import { EmbeddingStore } from '../src/store/index.js';
@@ -84,10 +84,7 @@ async function serve(items: number): Promise<void> {
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: {}, lag: {} }),
-    tiers: () => {
-      const a = store.accounting();
-      return { tiers: tierReports(a), budgetBytes: a.budgetBytes };
-    },
+    tiers: () => tierMetrics(store),
     pruneWindows: () => pme.reports().length,
     backend: () => 'cpu',
   });

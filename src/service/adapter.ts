@@ -47,6 +47,12 @@ export function tierReports(accounting: StoreAccounting): TierReport[] {
   }));
 }
 
+/** Bytes and tokens per tier with the budget, as the metrics read them. */
+export function tierMetrics(store: EmbeddingStore): { tiers: TierReport[]; budgetBytes: number } {
+  const accounting = store.accounting();
+  return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
+}
+
 export function serviceApi(parts: AdapterParts): ServiceApi {
   const { store, trainer, recent, prune } = parts;
   return {

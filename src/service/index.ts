@@ -21,7 +21,7 @@ import {
   StreamConsumer,
   toEventCodec,
 } from '../stream/index.js';
-import { serviceApi, tierReports, trainerReadiness } from './adapter.js';
+import { serviceApi, tierMetrics, trainerReadiness } from './adapter.js';
 import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
@@ -189,10 +189,7 @@ export async function startService(
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => consumer.stats,
-    tiers: () => {
-      const accounting = store.accounting();
-      return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
-    },
+    tiers: () => tierMetrics(store),
     pruneWindows: () => pme.reports().length,
     backend: () => backend.name,
   });

@@ -11,7 +11,7 @@ import { initBackend, ReplicaApplier, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { ensureParamsTopic, ParamsFollower } from '../stream/index.js';
-import { serviceApi, tierReports } from './adapter.js';
+import { serviceApi, tierMetrics } from './adapter.js';
 import type { Log, Service } from './index.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
@@ -46,10 +46,7 @@ export async function startReplica(
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: applier.applied, dlq: {}, lag: {} }),
-    tiers: () => {
-      const accounting = store.accounting();
-      return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
-    },
+    tiers: () => tierMetrics(store),
     pruneWindows: () => 0,
     backend: () => backend.name,
   });

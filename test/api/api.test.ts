@@ -6,7 +6,7 @@ import t from 'tap';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
-import { serviceApi, tierReports, trainerReadiness } from '../../src/service/adapter.js';
+import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
 import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { EmbeddingStore } from '../../src/store/index.js';
@@ -29,10 +29,7 @@ async function startApi(adminToken = '') {
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
-    tiers: () => {
-      const a = store.accounting();
-      return { tiers: tierReports(a), budgetBytes: a.budgetBytes };
-    },
+    tiers: () => tierMetrics(store),
     pruneWindows: () => pme.reports().length,
     backend: () => 'cpu',
   });

@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { startService } from '../../src/service/index.js';
 import { EventProducer } from '../../src/stream/index.js';
-import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { isolatedEnv, testBrokers } from '../helpers/broker.js';
 import { until } from '../helpers/wait.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -40,15 +40,8 @@ t.test('the dashboard charts the live service and starts a prune window', async 
   const brokers = await testBrokers();
   const stateDir = await mkdtemp(join(tmpdir(), 'pme-dashboard-'));
   t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const topic = uniqueName('interactions');
   const config = loadConfig([], {
-    KAFKA_BROKERS: brokers,
-    PME_TOPIC_INTERACTIONS: topic,
-    PME_TOPIC_ITEMS: `${topic}-items`,
-    PME_GROUP: uniqueName('group'),
-    PME_STATE_DIR: stateDir,
-    PME_PORT: '0',
-    PME_PARTITIONS: '2',
+    ...isolatedEnv(brokers, stateDir),
     PME_ADMIN_TOKEN: TOKEN,
     // Only the button starts windows here, so the one it starts is the one the table must show.
     PME_PRUNE_EVERY_EVENTS: '0',

@@ -29,3 +29,21 @@ export function testBrokers(): Promise<string> {
 export function uniqueName(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
 }
+
+/**
+ * Service environment of one test: the shared broker, topics and a group no other test uses,
+ * its own state directory, a free HTTP port and two partitions.
+ */
+export function isolatedEnv(brokers: string, stateDir: string): Record<string, string> {
+  const topic = uniqueName('interactions');
+  return {
+    KAFKA_BROKERS: brokers,
+    PME_TOPIC_INTERACTIONS: topic,
+    PME_TOPIC_ITEMS: `${topic}-items`,
+    PME_TOPIC_PARAMS: `${topic}-params`,
+    PME_GROUP: uniqueName('group'),
+    PME_STATE_DIR: stateDir,
+    PME_PORT: '0',
+    PME_PARTITIONS: '2',
+  };
+}

@@ -13,7 +13,7 @@ import { SyntheticWorkload } from '../../src/data/index.js';
 import { type Service, startService } from '../../src/service/index.js';
 import { startReplica } from '../../src/service/replica.js';
 import { EventProducer } from '../../src/stream/index.js';
-import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { isolatedEnv, testBrokers } from '../helpers/broker.js';
 import { until } from '../helpers/wait.js';
 
 const PUBLISH_MS = 1000;
@@ -24,16 +24,8 @@ t.test('replicas follow the trainer through the parameter topic', async (t) => {
   const brokers = await testBrokers();
   const stateDir = await mkdtemp(join(tmpdir(), 'pme-replica-'));
   t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const topic = uniqueName('interactions');
   const env = {
-    KAFKA_BROKERS: brokers,
-    PME_TOPIC_INTERACTIONS: topic,
-    PME_TOPIC_ITEMS: `${topic}-items`,
-    PME_TOPIC_PARAMS: `${topic}-params`,
-    PME_GROUP: uniqueName('group'),
-    PME_STATE_DIR: stateDir,
-    PME_PORT: '0',
-    PME_PARTITIONS: '2',
+    ...isolatedEnv(brokers, stateDir),
     PME_SNAPSHOT_INTERVAL_MS: '500',
     PME_PUBLISH_INTERVAL_MS: String(PUBLISH_MS),
   };

@@ -11,24 +11,14 @@ import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { startService } from '../../src/service/index.js';
 import { EventProducer } from '../../src/stream/index.js';
-import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { isolatedEnv, testBrokers } from '../helpers/broker.js';
 import { until } from '../helpers/wait.js';
 
 t.test('events from Kafka are learned, served, snapshotted and resumed', async (t) => {
   const brokers = await testBrokers();
   const stateDir = await mkdtemp(join(tmpdir(), 'pme-service-'));
   t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const topic = uniqueName('interactions');
-  const env = {
-    KAFKA_BROKERS: brokers,
-    PME_TOPIC_INTERACTIONS: topic,
-    PME_TOPIC_ITEMS: `${topic}-items`,
-    PME_GROUP: uniqueName('group'),
-    PME_STATE_DIR: stateDir,
-    PME_PORT: '0',
-    PME_PARTITIONS: '2',
-    PME_SNAPSHOT_INTERVAL_MS: '500',
-  };
+  const env = { ...isolatedEnv(brokers, stateDir), PME_SNAPSHOT_INTERVAL_MS: '500' };
   const config = loadConfig([], env);
   const quiet = (): void => {};
   const service = await startService(config, quiet);
