@@ -85,6 +85,12 @@ export interface ConsumerOptions {
    * that; the broker's group.min.session.timeout.ms (6 000 by default) is the floor.
    */
   sessionTimeoutMs?: number;
+  /**
+   * How often, in ms, the lag of a partition that no fetch reported lately is read from the
+   * broker's end offsets. Default 2000. Fetches return only messages, so without this an idle
+   * partition's lag would be unknown (after a restart at its end) or stale.
+   */
+  lagRefreshMs?: number;
 }
 
 export interface ConsumerStats {
@@ -96,7 +102,10 @@ export interface ConsumerStats {
   skipped: number;
   /** Messages sent to the DLQ, per reason. */
   dlq: Record<string, number>;
-  /** Messages behind the end of each partition at its last fetch, by partition number. */
+  /**
+   * Messages behind the end of each owned partition, by partition number: from its last fetch,
+   * or, for a partition with nothing to fetch (a restart at its end), from the broker's offsets.
+   */
   lag: Record<string, number>;
   /** Partitions of the interactions topic this member owns now. */
   partitions: number;
@@ -118,7 +127,7 @@ interface Pending {
   chunk: bigint;
 }
 
-type Tuning = 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs' | 'sessionTimeoutMs';
+type Tuning = 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs' | 'sessionTimeoutMs' | 'lagRefreshMs';
 type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, Tuning>>>;
 
 const DEFAULTS = Object.freeze({
@@ -126,11 +135,18 @@ const DEFAULTS = Object.freeze({
   maxWaitMs: 500,
   pauseAfterMs: 1000,
   sessionTimeoutMs: 10_000,
+  lagRefreshMs: 2000,
 });
 
 function resolveOptions(options: ConsumerOptions): Resolved {
   const o = { ...DEFAULTS, ...options };
-  for (const name of ['batchEvents', 'maxWaitMs', 'pauseAfterMs', 'sessionTimeoutMs'] as const) {
+  for (const name of [
+    'batchEvents',
+    'maxWaitMs',
+    'pauseAfterMs',
+    'sessionTimeoutMs',
+    'lagRefreshMs',
+  ] as const) {
     if (!(Number.isInteger(o[name]) && o[name] > 0))
       throw new PmeError(
         'PME_ERR_CONFIG_INVALID',
@@ -170,6 +186,13 @@ export class StreamConsumer {
   readonly #consumer;
   readonly #catalog;
   readonly #producer;
+  readonly #admin;
+  /** When each partition's lag was last reported by a fetch (performance.now()). */
+  readonly #fetchedAt = new Map<string, number>();
+  #lagTimer: NodeJS.Timeout | undefined;
+  /** The broker read of `refreshLag` in flight, awaited by `close` (a late one would reconnect). */
+  #lagRead: Promise<void> | undefined;
+  #closed = false;
   #live = false;
 
   constructor(options: ConsumerOptions) {
@@ -200,6 +223,7 @@ export class StreamConsumer {
       allowAutoTopicCreation: true,
       createPartitioner: Partitioners.DefaultPartitioner,
     });
+    this.#admin = this.#kafka.admin();
   }
 
   /** True while the group consumer is running. */
@@ -222,6 +246,7 @@ export class StreamConsumer {
   async start(): Promise<void> {
     const o = this.#options;
     await this.#producer.connect();
+    await this.#admin.connect();
     await this.#catalog.connect();
     await this.#catalog.subscribe({ topics: [o.itemsTopic], fromBeginning: true });
     await this.#catalog.run({
@@ -255,6 +280,7 @@ export class StreamConsumer {
       // Lag of a partition another member owns now is that member's to report.
       for (const partition of Object.keys(this.stats.lag))
         if (!assigned.has(`${o.interactionsTopic}:${partition}`)) delete this.stats.lag[partition];
+      this.#readLag();
     });
     await this.#consumer.run({
       autoCommit: false,
@@ -335,10 +361,53 @@ export class StreamConsumer {
           stats.decodeMs += performance.now() - started - applyMs - yieldedMs;
         });
         this.stats.lag[String(batch.partition)] = Math.max(0, Number(batch.offsetLag()));
+        this.#fetchedAt.set(key, performance.now());
         await heartbeat();
       },
     });
     this.#live = true;
+    this.#lagTimer = setInterval(() => this.#readLag(), o.lagRefreshMs);
+    this.#lagTimer.unref();
+  }
+
+  /** Starts a lag read unless one is in flight or the consumer is closing. */
+  #readLag(): void {
+    if (this.#closed || this.#lagRead !== undefined) return;
+    this.#lagRead = this.#refreshLag()
+      .catch(() => undefined)
+      .finally(() => {
+        this.#lagRead = undefined;
+      });
+  }
+
+  /**
+   * Lag of each owned partition that no fetch reported within `lagRefreshMs`: its end offset less
+   * the next offset this member reads (an unfinished mini-batch's end, else the later of the
+   * applied and the group's committed offset, else the start of the log). A failed read leaves
+   * the last figures; the next tick tries again.
+   */
+  async #refreshLag(): Promise<void> {
+    const o = this.#options;
+    const topic = o.interactionsTopic;
+    const now = performance.now();
+    const isStale = (key: string): boolean =>
+      this.#assigned.has(key) &&
+      (this.#fetchedAt.get(key) ?? Number.NEGATIVE_INFINITY) < now - o.lagRefreshMs;
+    if (![...this.#assigned].some(isStale)) return;
+    const [ends, [committed]] = await Promise.all([
+      this.#admin.fetchTopicOffsets(topic),
+      this.#admin.fetchOffsets({ groupId: o.groupId, topics: [topic] }),
+    ]);
+    const committedAt = new Map(committed.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+    for (const { partition, high, low } of ends) {
+      const key = `${topic}:${partition}`;
+      if (!isStale(key)) continue;
+      let next = BigInt(low);
+      for (const at of [this.#applied.get(key), committedAt.get(partition)])
+        if (at !== undefined && at > next) next = at;
+      next = this.#pending.get(key)?.next ?? next;
+      this.stats.lag[String(partition)] = Math.max(0, Number(BigInt(high) - next));
+    }
   }
 
   /**
@@ -427,6 +496,7 @@ export class StreamConsumer {
    */
   async stopFetching(): Promise<void> {
     this.#live = false;
+    clearInterval(this.#lagTimer);
     this.#consumer.pause([{ topic: this.#options.interactionsTopic }]);
     this.#catalog.pause([{ topic: this.#options.itemsTopic }]);
   }
@@ -434,6 +504,14 @@ export class StreamConsumer {
   /** Leaves the group and closes every connection. */
   async close(): Promise<void> {
     this.#live = false;
-    await Promise.all([this.#consumer.disconnect(), this.#catalog.disconnect(), this.#producer.disconnect()]);
+    this.#closed = true;
+    clearInterval(this.#lagTimer);
+    await this.#lagRead;
+    await Promise.all([
+      this.#consumer.disconnect(),
+      this.#catalog.disconnect(),
+      this.#producer.disconnect(),
+      this.#admin.disconnect(),
+    ]);
   }
 }

@@ -4,6 +4,7 @@
  * below the restored offsets are skipped, a long-held state lock pauses fetching without losing
  * or repeating anything, and bad options are refused.
  */
+import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { isPmeError } from '../../src/errors.js';
@@ -41,6 +42,7 @@ t.test('refuses bad tuning options', async (t) => {
     { maxWaitMs: -1 },
     { pauseAfterMs: 1.5 },
     { sessionTimeoutMs: Number.NaN },
+    { lagRefreshMs: 0 },
   ]) {
     let caught: unknown;
     try {
@@ -162,4 +164,43 @@ t.test('a state lock held for long pauses fetching; nothing is lost or applied t
   // Heartbeats went on during the wait: the member kept its partition.
   t.same(consumer.assignment(), [`${topic}:0`]);
   t.same(consumer.stats.lag, { '0': 0 }, 'lag per partition, 0 at the end');
+});
+
+t.test('lag of a partition with nothing to fetch comes from the broker', async (t) => {
+  const events = plainEvents(400, 30, 31);
+  const { brokers, topic } = await topicWith(events);
+  const groupId = uniqueName('idle-lag');
+  // Restored at the end of the topic, and committed there: no fetch ever returns a message
+  // to report lag with.
+  const admin = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '400' }] });
+  await admin.disconnect();
+  const applied: Interaction[] = [];
+  const consumer = new StreamConsumer({
+    brokers: brokers.split(','),
+    groupId,
+    interactionsTopic: topic,
+    itemsTopic: `${topic}-items`,
+    codec: await codec(),
+    appliedOffsets: { [`${topic}:0`]: '400' },
+    lagRefreshMs: 100,
+    onEvents: (batch) => applied.push(...batch),
+    onItems: () => {},
+    withStateLock: (fn) => fn(),
+  });
+  await consumer.start();
+  t.teardown(() => consumer.close());
+  await until('lag reported', () => consumer.stats.lag['0'] !== undefined, 20_000);
+  t.same(consumer.stats.lag, { '0': 0 }, 'restored at the end: lag 0, not unknown');
+  t.equal(consumer.stats.skipped + applied.length, 0, 'and nothing was read');
+
+  // New events: the consumer reads them, and the lag returns to 0.
+  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 1000 });
+  await producer.connect();
+  await producer.sendInteractions(topic, plainEvents(50, 30, 32));
+  await producer.disconnect();
+  await until('new events applied', () => applied.length >= 50, 20_000);
+  await until('lag back to 0', () => consumer.stats.lag['0'] === 0, 20_000);
+  t.equal(applied.length, 50, 'only the new events');
 });

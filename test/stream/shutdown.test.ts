@@ -1,5 +1,6 @@
 /**
- * Two partitions, the service as a child process. SIGTERM in mid-stream: it finishes the batch,
+ * Two partitions, the service as a child process. Each stop lands mid-stream however fast the
+ * service reads: part of the events are produced before it, the rest after. SIGTERM in mid-stream: it finishes the batch,
  * snapshots, commits exactly the snapshot's offsets, leaves the group and exits 0; the restart
  * resumes there with nothing read twice. Then kill -9 in mid-stream: the restart applies every
  * remaining event exactly once (what it reads again below its snapshot's offsets it skips).
@@ -36,7 +37,7 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
   await producer.connect();
   t.teardown(() => producer.disconnect());
   const events = plainEvents(2 * N, 4000, 4001);
-  await producer.sendInteractions(topic, events.slice(0, N));
+  await producer.sendInteractions(topic, events.slice(0, N / 2));
   const env = serviceEnv(brokers, topic, group, dir, {
     PME_PARTITIONS: '2',
     PME_SNAPSHOT_INTERVAL_MS: '150',
@@ -71,6 +72,7 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
   const sum = (o: Record<string, string>) => Object.values(o).reduce((s, v) => s + Number(v), 0);
   t.equal(sum(stopped.offsets), stopped.learned, 'snapshot offsets match its applied count');
   t.same(await committed(), stopped.offsets, 'committed exactly the final snapshot offsets');
+  await producer.sendInteractions(topic, events.slice(N / 2, N));
 
   const second = await spawnService(env);
   t.teardown(() => second.child.kill('SIGKILL'));
@@ -80,7 +82,7 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
 
   // kill -9 in mid-stream, with a snapshot taken after the restart.
   const before = await snapshotCount(dir);
-  await producer.sendInteractions(topic, events.slice(N));
+  await producer.sendInteractions(topic, events.slice(N, N + N / 2));
   await until(
     'more events and a new snapshot',
     async () =>
@@ -96,6 +98,7 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
     atCrash.learned > N && atCrash.learned < 2 * N,
     `killed in mid-stream (snapshot holds ${atCrash.learned})`,
   );
+  await producer.sendInteractions(topic, events.slice(N + N / 2));
 
   const third = await spawnService(env);
   t.teardown(() => third.child.kill('SIGKILL'));
