@@ -5,8 +5,9 @@
  * trainer, warmed on the synthetic workload, then learning continuously at `--train-rate` events/s
  * (batches between requests) while the real API (src/api over src/service/adapter) serves. A bare
  * fastify route runs in the same child, under the same training load: the latency floor of the
- * stack on this machine. autocannon runs in this (parent) process, so load generation does not
- * share the server's core. Cases:
+ * stack on this machine. Load comes from this (parent) process, so it does not share the server's
+ * event loop: first an open-loop generator at a steady rate (see `paced`; the goals are judged on
+ * it), then autocannon at the same overallRate (per-second bursts), reported beside it. Cases:
  *   - bare route at 1,000 req/s; score of 100 items at 1,000 req/s; recommend k=10 over 10,000
  *     items at 1,000 req/s (one server); recommend k=10 over 100,000 items at 100 req/s (another).
  * Writes bench/results/api.json and prints a table. About 1.5 minutes.
@@ -15,12 +16,14 @@
  */
 import { fork } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import Fastify from 'fastify';
 import { buildApi } from '../src/api/server.js';
 import { SyntheticWorkload } from '../src/data/index.js';
-import { PmeController, Trainer } from '../src/engine/index.js';
+import { learnInSlices, PmeController, startItemRefresh, Trainer } from '../src/engine/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from '../src/service/adapter.js';
 import { ServiceMetrics } from '../src/service/metrics.js';
 import { RecentItems } from '../src/service/recent.js';
@@ -39,7 +42,8 @@ const FIELDS = [
   { name: 'brand', cardinality: 500 },
 ];
 const WARM_EVENTS = 300_000;
-const BATCH = 100;
+/** Events per mini-batch: the consumer's default (StreamConsumer batchEvents). */
+const BATCH = 1024;
 /** Staleness bound of the item-only term of recommend (TrainerOptions.itemRefreshMs). */
 const ITEM_REFRESH_MS = 1000;
 
@@ -48,7 +52,8 @@ const ITEM_REFRESH_MS = 1000;
 interface ServerStats {
   learned: number;
   learnMs: number;
-  longestLearnMs: number;
+  /** Longest the event loop was blocked (monitorEventLoopDelay max): what a request may wait for. */
+  longestStallMs: number;
   windows: number;
   tokens: number;
   tiers: Record<string, number>;
@@ -71,16 +76,18 @@ async function serve(items: number): Promise<void> {
   });
   pme.attach(trainer);
   const recent = new RecentItems();
-  const learn = (n: number): void => {
+  // As the service learns (src/service/index.ts): mini-batches in ~1 ms slices, with the item-only
+  // term of recommend refreshed on a timer.
+  const learn = async (n: number): Promise<void> => {
     const events = workload.take(n);
-    trainer.learn(events);
+    await learnInSlices(trainer, events);
     recent.record(events);
-    pme.endBatch();
   };
-  for (let i = 0; i < WARM_EVENTS; i += 1000) {
-    learn(1000);
+  for (let i = 0; i < WARM_EVENTS; i += BATCH) {
+    await learn(BATCH);
     if (pme.running !== null) await pme.running;
   }
+  startItemRefresh(trainer);
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: {}, lag: {} }),
@@ -102,9 +109,11 @@ async function serve(items: number): Promise<void> {
   bare.get('/bare', async () => ({ ok: true }));
   const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
 
-  // Training keeps pace with TRAIN_RATE: every tick learns what is due, one batch per macrotask,
-  // so requests get in between batches (as between the consumer's batches in the service).
-  const stats: ServerStats = { learned: 0, learnMs: 0, longestLearnMs: 0, windows: 0, tokens: 0, tiers: {} };
+  // Training keeps pace with TRAIN_RATE: every tick learns the mini-batch that is due, in slices,
+  // so requests get in between them (as the service does with the consumer's batches).
+  const stats: ServerStats = { learned: 0, learnMs: 0, longestStallMs: 0, windows: 0, tokens: 0, tiers: {} };
+  const stalls = monitorEventLoopDelay({ resolution: 1 });
+  stalls.enable();
   let due = 0;
   let last = performance.now();
   let running = true;
@@ -115,13 +124,13 @@ async function serve(items: number): Promise<void> {
     last = now;
     if (due >= BATCH) {
       const t0 = performance.now();
-      learn(BATCH);
-      const ms = performance.now() - t0;
-      stats.learned += BATCH;
-      stats.learnMs += ms;
-      if (ms > stats.longestLearnMs) stats.longestLearnMs = ms;
-      due -= BATCH;
-      setImmediate(tick);
+      void learn(BATCH).then(() => {
+        const ms = performance.now() - t0;
+        stats.learned += BATCH;
+        stats.learnMs += ms;
+        due -= BATCH;
+        setImmediate(tick);
+      });
     } else setTimeout(tick, Math.max(1, ((BATCH - due) * 1000) / TRAIN_RATE));
   };
   tick();
@@ -130,12 +139,13 @@ async function serve(items: number): Promise<void> {
     if (message.type === 'stats') {
       const a = store.accounting();
       stats.windows = pme.reports().length;
+      stats.longestStallMs = stalls.max / 1e6;
       stats.tokens = a.tokens;
       stats.tiers = Object.fromEntries(a.tiers.map((t) => [String(t.size), t.tokens]));
       process.send?.({ type: 'stats', stats });
       stats.learned = 0;
       stats.learnMs = 0;
-      stats.longestLearnMs = 0;
+      stalls.reset();
     } else if (message.type === 'inprocess') {
       // The read paths alone (no HTTP), training paused: where the time of a request goes.
       running = false;
@@ -246,8 +256,102 @@ interface CaseResult {
   non2xx: number;
   errors: number;
   trainedEventsPerSecond: number;
-  longestLearnBatchMs: number;
+  longestStallMs: number;
   pruneWindows: number;
+  sendLateP99Ms: number;
+  /** The same case through autocannon's per-second quotas (bursts), for comparison. */
+  autocannon: Omit<PacedResult, 'sendLateP99Ms'>;
+}
+
+interface PacedResult {
+  requestsPerSecond: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  non2xx: number;
+  errors: number;
+  /** How late the client sent its requests against the schedule (its own timer and load). */
+  sendLateP99Ms: number;
+}
+
+/**
+ * Open-loop load at a steady rate: request i is sent at start + i / rate whether or not earlier
+ * ones have answered (keep-alive sockets, more opened as needed), and its latency runs from its
+ * send to the end of its response. autocannon's overallRate is not that: each connection sends its
+ * per-second quota back to back at the start of every second, then idles, so its figures measure
+ * bursts of concurrent requests queueing behind each other.
+ */
+async function paced(
+  url: string,
+  requests: Array<Record<string, unknown>>,
+  rate: number,
+  seconds: number,
+): Promise<PacedResult> {
+  const target = new URL(url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const total = Math.round(rate * seconds);
+  const latencies: number[] = [];
+  const late: number[] = [];
+  let non2xx = 0;
+  let errors = 0;
+  const start = performance.now() + 5;
+  await new Promise<void>((done) => {
+    let finished = 0;
+    const finish = (): void => {
+      if (++finished === total) done();
+    };
+    const send = (i: number): void => {
+      const r = requests[i % requests.length];
+      const sentAt = performance.now();
+      late.push(sentAt - (start + (i * 1000) / rate));
+      const request = http.request(
+        {
+          host: target.hostname,
+          port: target.port,
+          path: r.path as string,
+          method: r.method as string,
+          headers: r.headers as Record<string, string> | undefined,
+          agent,
+        },
+        (response) => {
+          const status = response.statusCode ?? 0;
+          if (status < 200 || status >= 300) non2xx++;
+          response.resume();
+          response.on('end', () => {
+            latencies.push(performance.now() - sentAt);
+            finish();
+          });
+        },
+      );
+      request.on('error', () => {
+        errors++;
+        finish();
+      });
+      request.end(r.body as string | undefined);
+    };
+    let sent = 0;
+    const pump = (): void => {
+      const now = performance.now();
+      while (sent < total && start + (sent * 1000) / rate <= now) send(sent++);
+      if (sent < total) setTimeout(pump, 1);
+    };
+    setTimeout(pump, 5);
+  });
+  agent.destroy();
+  const sorted = (a: number[]) => a.slice().sort((x, y) => x - y);
+  const at = (a: number[], q: number) => a[Math.min(a.length - 1, Math.floor(q * a.length))] ?? Number.NaN;
+  const l = sorted(latencies);
+  return {
+    requestsPerSecond: latencies.length / seconds,
+    p50Ms: at(l, 0.5),
+    p90Ms: at(l, 0.9),
+    p99Ms: at(l, 0.99),
+    maxMs: l[l.length - 1] ?? Number.NaN,
+    non2xx,
+    errors,
+    sendLateP99Ms: at(sorted(late), 0.99),
+  };
 }
 
 async function run(server: Server, c: Case): Promise<CaseResult> {
@@ -259,23 +363,27 @@ async function run(server: Server, c: Case): Promise<CaseResult> {
   };
   await autocannon({ ...options, duration: 2 }); // JIT warm-up, not recorded
   await server.ask<ServerStats>('stats');
-  const r = await autocannon({ ...options, duration: SECONDS });
+  const p = await paced(c.url, c.requests, c.rate, SECONDS);
   const s = await server.ask<ServerStats>('stats');
+  const r = await autocannon({ ...options, duration: SECONDS });
   return {
     case: c.name,
     targetRate: c.rate,
-    requestsPerSecond: r.requests.average,
-    p50Ms: r.latency.p50,
-    p90Ms: r.latency.p90,
-    p99Ms: r.latency.p99,
-    maxMs: r.latency.max,
+    ...p,
     goalP99Ms: c.goalP99Ms,
-    met: c.goalP99Ms === null ? null : r.latency.p99 <= c.goalP99Ms,
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
+    met: c.goalP99Ms === null ? null : p.p99Ms <= c.goalP99Ms,
     trainedEventsPerSecond: s.learned / SECONDS,
-    longestLearnBatchMs: s.longestLearnMs,
+    longestStallMs: s.longestStallMs,
     pruneWindows: s.windows,
+    autocannon: {
+      requestsPerSecond: r.requests.average,
+      p50Ms: r.latency.p50,
+      p90Ms: r.latency.p90,
+      p99Ms: r.latency.p99,
+      maxMs: r.latency.max,
+      non2xx: r.non2xx,
+      errors: r.errors + r.timeouts,
+    },
   };
 }
 
@@ -359,11 +467,11 @@ async function main(): Promise<void> {
   const pad = (s: string, n: number) => s.padEnd(n);
   const num = (x: number, d = 2) => x.toFixed(d).padStart(9);
   console.log(
-    `${pad('case', 36)}${'target/s'.padStart(9)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}  goal   train ev/s`,
+    `${pad('case', 36)}${'target/s'.padStart(9)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}  goal    train ev/s stall ms  autocannon p50/p99`,
   );
   for (const r of results)
     console.log(
-      `${pad(r.case, 36)}${num(r.targetRate, 0)}${num(r.requestsPerSecond, 0)}${num(r.p50Ms)}${num(r.p99Ms)}${num(r.maxMs)}  ${r.goalP99Ms === null ? '  -  ' : `${r.met ? 'ok ' : 'MISS'} ≤${r.goalP99Ms}`}  ${r.trainedEventsPerSecond.toFixed(0)}`,
+      `${pad(r.case, 36)}${num(r.targetRate, 0)}${num(r.requestsPerSecond, 0)}${num(r.p50Ms)}${num(r.p99Ms)}${num(r.maxMs)}  ${r.goalP99Ms === null ? '  -  ' : `${r.met ? 'ok ' : 'MISS'} ≤${r.goalP99Ms}`}  ${r.trainedEventsPerSecond.toFixed(0).padStart(10)}${num(r.longestStallMs, 1)}  ${r.autocannon.p50Ms}/${r.autocannon.p99Ms}`,
     );
   console.log('read paths in process (no HTTP, training paused), ms:', JSON.stringify(inProcess));
   await mkdir('bench/results', { recursive: true });
@@ -381,6 +489,7 @@ async function main(): Promise<void> {
         warmEvents: WARM_EVENTS,
         users: USERS,
         fields: FIELDS,
+        load: 'paced: open loop at the target rate, latency from send; goals judged on it',
         autocannon: { connections: 8, overallRate: 'per case', warmupSeconds: 2 },
         results,
         inProcessMs: inProcess,

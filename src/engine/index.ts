@@ -3,6 +3,7 @@
  * - FmModel: factorization machine over the store's multi-size embeddings (hand-written
  *   forward, backward, Adagrad over typed arrays).
  * - Trainer: progressive validation, negatives, score / recommend.
+ * - learnInSlices / startItemRefresh: training paced to share the event loop with serving.
  * - PmeController: hot-token search, pruning windows under the budget, capacity transfer.
  * - DeepFm: the FM plus an MLP over the field vectors, run through TensorFlow.js.
  * - initBackend / backendName: the TensorFlow.js backend for dense work.
@@ -28,6 +29,7 @@ export {
   offlineCommand,
   runOffline,
 } from './offline.js';
+export { ITEM_REFRESH_TICK_MS, learnInSlices, SLICE_MS, startItemRefresh } from './pacing.js';
 export {
   PME_DEFAULTS,
   PmeController,

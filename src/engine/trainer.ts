@@ -65,7 +65,8 @@ export interface TrainerOptions {
   /** Longest the item-only part of a recommend score (item bias and the interactions among an
    *  item's own tokens) may lag the model, in ms. Default 0: exact, every recommend recomputes it
    *  for every item (items × (fields + 2) × D work: for tests and small catalogs). Above 0 it is
-   *  refreshed in chunks after each learn() (a full sweep every itemRefreshMs / 2) and a recommend
+   *  refreshed in chunks after each batch and on refreshItems() (a full sweep every
+   *  itemRefreshMs / 3) and a recommend
    *  finishes any sweep older than the bound first. The user-dependent part is always live. */
   itemRefreshMs: Milliseconds;
   /** Notified of every resolved token (hot-token tracking). Default none. */
@@ -124,14 +125,21 @@ interface ItemEntry {
 
 /** Signature of items without catalog fields (and of items unknown to the trainer). */
 const EMPTY_SIGNATURE = 0;
-/** Fewest items a learn() refreshes when itemRefreshMs > 0 (so a stopped clock still sweeps). */
+/** Fewest items a refreshItems() refreshes when itemRefreshMs > 0 (so a stopped clock still sweeps). */
 const MIN_SWEEP_CHUNK = 64;
 /**
- * Most items one learn() refreshes (~1 ms at 3 tokens × D = 64 per item): after an idle gap the
- * time-proportional share would be the whole catalog in one call, a pause every concurrent
- * request would wait for. What the cap leaves undone, the next learns or a read finish.
+ * Sweeps per itemRefreshMs: the last completed sweep then started at most 2/3 of the bound ago,
+ * and a timer that fires late does not push a read over the bound (it would finish the sweep itself).
  */
-const MAX_SWEEP_CHUNK = 4096;
+const SWEEPS_PER_BOUND = 3;
+/**
+ * Most real time one refreshItems() spends, in ms: after an idle gap the time-proportional share
+ * would be the whole catalog in one call, a pause every concurrent request would wait for. What
+ * it leaves undone, the next calls do.
+ */
+const MAX_SWEEP_MS = 1.5;
+/** Items refreshed between two looks at the clock. */
+const SWEEP_CLOCK_EVERY = 256;
 
 /** e[eAt..eAt+s) · q[qAt..qAt+s); ladder sizes are even: 4-way unrolled, 1-wide tail. */
 function dot(e: Float32Array, eAt: number, q: Float64Array, qAt: number, s: number): number {
@@ -272,7 +280,8 @@ export class Trainer {
   #sweepStartChanges = 0;
   #doneStart = Number.NEGATIVE_INFINITY;
   #doneChanges = -1;
-  #lastLearnAt = Number.NEGATIVE_INFINITY;
+  #lastSweepAt = Number.NEGATIVE_INFINITY;
+  #sweepOwed = 0;
   // Per-refresh caches of field tokens (stamp #rgen): id, w, v (D), |v|².
   #rgen = 0;
   #rfStamp = new Int32Array(0);
@@ -281,7 +290,18 @@ export class Trainer {
   #rfSelf = new Float64Array(0);
   #rfV = new Float64Array(0);
   readonly #rF: Float64Array;
-  readonly #rv: Float64Array;
+  // The sweep's order (items grouped by signature), the group being refreshed (its signature,
+  // base_g and P_s F per tier, valid while a tier's stamp equals #groupSerial).
+  #order = new Int32Array(0);
+  #sweepOrder = new Int32Array(0);
+  #orderVersion = -1;
+  /** Bumped when an item is added or its signature changes. */
+  #itemsVersion = 0;
+  #groupSig = -1;
+  #groupSerial = 0;
+  #groupBase = 0;
+  readonly #groupPF: Float64Array;
+  readonly #groupTierStamp: Int32Array;
   // Per-recommend live parts: S_U · v_f per field token, Σ of them per signature.
   #ftLive = new Float64Array(0);
   /** Field token ids as last resolved (-1: absent then, resolved again on the next recommend). */
@@ -353,7 +373,8 @@ export class Trainer {
     this.#userP = new Float64Array(block);
     this.#slabs = store.tiers.map((t) => t.params);
     this.#rF = new Float64Array(D);
-    this.#rv = new Float64Array(D);
+    this.#groupPF = new Float64Array(block);
+    this.#groupTierStamp = new Int32Array(T);
     const previous = store.onEvict;
     store.onEvict = (id, key) => {
       previous?.(id, key);
@@ -385,11 +406,12 @@ export class Trainer {
     entry.fieldKeys = fieldKeys;
     entry.fieldNames = fieldNames;
     entry.active = item.active;
-    this.#itemSig[entry.index] = this.#signature(fieldKeys);
+    const sig = this.#signature(fieldKeys);
+    if (this.#itemSig[entry.index] !== sig) this.#itemsVersion++;
+    this.#itemSig[entry.index] = sig;
     this.#itemActive[entry.index] = item.active ? 1 : 0;
     this.#popularity.setActive(entry.index, item.active);
     this.#changes++;
-    this.#rgen++;
     this.#refreshItem(entry.index);
   }
 
@@ -457,7 +479,7 @@ export class Trainer {
     this.#itemToken[entry.index] = this.store.id(entry.key);
     this.#itemSig[entry.index] = EMPTY_SIGNATURE;
     this.#itemActive[entry.index] = 1;
-    this.#rgen++;
+    this.#itemsVersion++;
     this.#refreshItem(entry.index);
     return entry;
   }
@@ -467,7 +489,19 @@ export class Trainer {
    * positives are followed by `negatives` drawn items. Projections step once per batch.
    */
   learn(batch: readonly Interaction[]): void {
+    this.learnEvents(batch);
+    this.endBatch();
+  }
+
+  /**
+   * The events of a mini-batch, or a slice of one: per-token parameters learn at once, projections
+   * wait for endBatch(). A mini-batch learned in several slices, with reads or other work in
+   * between, trains exactly as one learn() of it (the service slices so that requests get in).
+   */
+  learnEvents(batch: readonly Interaction[]): void {
     const start = this.#clock.now();
+    // Reads between slices see per-token changes already: the item-only term must not pass for current.
+    this.#changes++;
     const negatives = this.options.negatives;
     for (let b = 0; b < batch.length; b++) {
       const event = batch[b];
@@ -487,9 +521,15 @@ export class Trainer {
         }
       }
     }
+    this.#busyMs += this.#clock.now() - start;
+  }
+
+  /** Ends a mini-batch: projections step, the item sweep advances, the observer (PME) is told. */
+  endBatch(): void {
+    const start = this.#clock.now();
     this.model.flush();
     this.#changes++;
-    this.#refreshAfterLearn(start);
+    this.refreshItems();
     this.#busyMs += this.#clock.now() - start;
     if (this.options.observer !== null) this.options.observer.endBatch();
   }
@@ -608,60 +648,116 @@ export class Trainer {
     this.#rfSelf[f] = self;
   }
 
-  /** c_I of item i from the current model: w_i + Σ w_f + ½(|v_i + F|² − |v_i|² − Σ|v_f|²). */
+  /** c_I of item i alone, from the current model (its fields read again): a new or changed item. */
   #refreshItem(i: number): void {
+    this.#rgen++;
+    this.#groupSig = -1;
+    this.#refreshInGroup(i);
+  }
+
+  /**
+   * c_I of item i: w_i + Σ w_f + ½(|v_i + F|² − |v_i|² − Σ|v_f|²) = base_g + w_i + v_i · F with
+   * F = Σ v_f over its signature g's field tokens. The sweep visits items grouped by signature, so
+   * F and base_g are summed once per group, and v_i · F = e_i · (P_s F) costs s per item once
+   * P_s F is computed for the group (once per tier met).
+   */
+  #refreshInGroup(i: number): void {
     const D = this.model.dim;
     const F = this.#rF;
-    F.fill(0);
-    let c = 0;
-    let self = 0;
-    const rgen = this.#rgen;
-    const V = this.#rfV;
     const g = this.#itemSig[i];
-    const list = this.#sigFields;
-    for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
-      const f = list[j];
-      if (this.#rfStamp[f] !== rgen) this.#refreshField(f);
-      if (this.#rfId[f] < 0) continue;
-      c += this.#rfW[f];
-      self += this.#rfSelf[f];
-      const at = f * D;
-      for (let d = 0; d < D; d++) F[d] += V[at + d];
+    if (g !== this.#groupSig) {
+      this.#groupSig = g;
+      this.#groupSerial++;
+      F.fill(0);
+      let base = 0;
+      let self = 0;
+      const rgen = this.#rgen;
+      const V = this.#rfV;
+      const list = this.#sigFields;
+      for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+        const f = list[j];
+        if (this.#rfStamp[f] !== rgen) this.#refreshField(f);
+        if (this.#rfId[f] < 0) continue;
+        base += this.#rfW[f];
+        self += this.#rfSelf[f];
+        const at = f * D;
+        for (let d = 0; d < D; d++) F[d] += V[at + d];
+      }
+      let ff = 0;
+      for (let d = 0; d < D; d++) ff += F[d] * F[d];
+      this.#groupBase = base + 0.5 * (ff - self);
     }
-    let ff = 0;
-    for (let d = 0; d < D; d++) ff += F[d] * F[d];
-    c += 0.5 * (ff - self);
+    let c = this.#groupBase;
     const id = this.#itemToken[i];
     if (id >= 0) {
-      const v = this.#rv;
-      this.model.vectorOf(id, v);
+      const store = this.store;
+      const ti = store.tierOf[id];
+      const tier = store.tiers[ti];
+      const s = tier.size;
+      const e = tier.params;
+      const off = store.slotOf[id] * s;
       let vf = 0;
-      for (let d = 0; d < D; d++) vf += v[d] * F[d];
-      c += this.store.linear[id] + vf;
+      if (s === D) for (let d = 0; d < D; d++) vf += e[off + d] * F[d];
+      else if (s > 0) {
+        const PF = this.#groupPF;
+        const at = this.#tierOffset[ti];
+        if (this.#groupTierStamp[ti] !== this.#groupSerial) {
+          this.#groupTierStamp[ti] = this.#groupSerial;
+          const P = this.model.projections[ti]!;
+          for (let k = 0; k < s; k++) {
+            let sum = 0;
+            for (let d = 0, row = k * D; d < D; d++) sum += P[row + d] * F[d];
+            PF[at + k] = sum;
+          }
+        }
+        for (let k = 0; k < s; k++) vf += e[off + k] * PF[at + k];
+      }
+      c += store.linear[id] + vf;
     }
     this.#itemConst[i] = c;
   }
 
-  /** Refreshes up to `count` items along the sweep; returns true when a sweep completed. */
-  #advanceSweep(count: number, now: Milliseconds): boolean {
+  /** Item indices grouped by signature (counting sort), rebuilt when items or signatures changed. */
+  #sweepOrderNow(): Int32Array<ArrayBuffer> {
+    if (this.#orderVersion === this.#itemsVersion) return this.#order;
     const n = this.#itemList.length;
-    if (n === 0) return false;
-    this.#rgen++;
-    let completed = false;
-    for (let j = 0; j < count; j++) {
+    const sigs = this.#sigIndex.size;
+    const count = new Int32Array(sigs + 1);
+    for (let i = 0; i < n; i++) count[this.#itemSig[i] + 1]++;
+    for (let g = 0; g < sigs; g++) count[g + 1] += count[g];
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[count[this.#itemSig[i]]++] = i;
+    this.#order = order;
+    this.#orderVersion = this.#itemsVersion;
+    return order;
+  }
+
+  /**
+   * Refreshes up to `count` items along the sweep (fewer past `deadline`); returns how many. Field
+   * tokens are read once per sweep (at its start, or fresher): every c_I of a completed sweep comes
+   * from the model as it was at the sweep's start or later, which is what the bound promises.
+   */
+  #advanceSweep(count: number, now: Milliseconds, deadline = Number.POSITIVE_INFINITY): number {
+    if (this.#itemList.length === 0) return 0;
+    let j = 0;
+    for (; j < count; j++) {
+      if (j % SWEEP_CLOCK_EVERY === SWEEP_CLOCK_EVERY - 1 && performance.now() > deadline) break;
       if (this.#sweepCursor === 0) {
         this.#sweepStart = now;
         this.#sweepStartChanges = this.#changes;
+        this.#sweepOrder = this.#sweepOrderNow();
+        this.#rgen++;
+        this.#groupSig = -1;
       }
-      this.#refreshItem(this.#sweepCursor);
-      if (++this.#sweepCursor >= n) {
+      const order = this.#sweepOrder;
+      this.#refreshInGroup(order[this.#sweepCursor]);
+      if (++this.#sweepCursor >= order.length) {
         this.#sweepCursor = 0;
         this.#doneStart = this.#sweepStart;
         this.#doneChanges = this.#sweepStartChanges;
-        completed = true;
       }
     }
-    return completed;
+    return j;
   }
 
   /** Before a recommend: every c_I computed at most itemRefreshMs ago (0: recomputed now). */
@@ -676,19 +772,32 @@ export class Trainer {
     }
     if (this.#doneChanges === this.#changes || now - this.#doneStart < bound) return;
     // Finish the running sweep; if even that one started too long ago, run a whole new one.
-    if (this.#sweepCursor > 0) this.#advanceSweep(n - this.#sweepCursor, now);
+    if (this.#sweepCursor > 0) this.#advanceSweep(this.#sweepOrder.length - this.#sweepCursor, now);
     if (this.#doneChanges !== this.#changes && now - this.#doneStart >= bound) this.#advanceSweep(n, now);
   }
 
-  /** After a learn(): advance the sweep so that it completes every itemRefreshMs / 2. */
-  #refreshAfterLearn(now: Milliseconds): void {
+  /**
+   * Advances the item sweep by the share of the catalog due since the last call, so that a sweep
+   * completes every itemRefreshMs / SWEEPS_PER_BOUND (at most MAX_SWEEP_MS a call). endBatch() calls it;
+   * a service also calls it on a timer, so the sweep keeps pace when batches are rare or large and
+   * no read has to finish a late sweep itself. Nothing to do when itemRefreshMs is 0.
+   */
+  refreshItems(): void {
     const bound = this.options.itemRefreshMs;
-    const last = this.#lastLearnAt;
-    this.#lastLearnAt = now;
     if (bound === 0) return;
+    const now = this.#clock.now();
+    const last = this.#lastSweepAt;
+    this.#lastSweepAt = now;
+    // Nothing changed since the last completed sweep started: its values are current.
+    if (this.#doneChanges === this.#changes && this.#sweepCursor === 0) {
+      this.#sweepOwed = 0;
+      return;
+    }
     const n = this.#itemList.length;
-    const share = Number.isFinite(last) ? (now - last) / (bound / 2) : 1;
-    this.#advanceSweep(Math.min(n, MAX_SWEEP_CHUNK, Math.max(MIN_SWEEP_CHUNK, Math.ceil(n * share))), now);
+    const share = Number.isFinite(last) ? ((now - last) * SWEEPS_PER_BOUND) / bound : 1;
+    // What an earlier call left undone for lack of time is still due.
+    const count = Math.min(n, Math.max(MIN_SWEEP_CHUNK, Math.ceil(n * share)) + this.#sweepOwed);
+    this.#sweepOwed = count - this.#advanceSweep(count, now, performance.now() + MAX_SWEEP_MS);
   }
 
   /** Starts a read: a new generation (every per-request cache below goes stale at once). */

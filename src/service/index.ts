@@ -8,7 +8,15 @@
 import { mkdir } from 'node:fs/promises';
 import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
-import { ChangeTracker, initBackend, PmeController, type PublishMarker, Trainer } from '../engine/index.js';
+import {
+  ChangeTracker,
+  initBackend,
+  learnInSlices,
+  PmeController,
+  type PublishMarker,
+  startItemRefresh,
+  Trainer,
+} from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
 import {
@@ -134,6 +142,7 @@ export async function startService(
     itemRefreshMs: 1000,
   });
   pme.attach(trainer);
+  const stopItemRefresh = startItemRefresh(trainer);
   const offsets = applyRestored(trainer, extra);
   if (extra !== null)
     log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
@@ -157,9 +166,10 @@ export async function startService(
     itemsTopic: config.itemsTopic,
     codec,
     appliedOffsets: offsets,
-    // The trainer ends each batch on its observer (pme): promotions and due windows start there.
-    onEvents: (events) => {
-      trainer.learn(events);
+    // In slices, so requests wait ~1 ms at most for training; the trainer ends each batch on its
+    // observer (pme): promotions and due windows start there.
+    onEvents: async (events) => {
+      await learnInSlices(trainer, events);
       recent.record(events);
     },
     onItems: (items) => {
@@ -226,6 +236,7 @@ export async function startService(
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(timer);
+      stopItemRefresh();
       await app.close();
       await consumer.stopFetching();
       const path = await snapshot();

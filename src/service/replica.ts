@@ -7,7 +7,7 @@
 import { Gauge } from 'prom-client';
 import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
-import { initBackend, ReplicaApplier, Trainer } from '../engine/index.js';
+import { initBackend, ReplicaApplier, startItemRefresh, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { ensureParamsTopic, ParamsFollower } from '../stream/index.js';
@@ -29,6 +29,7 @@ export async function startReplica(
   // Same read-path staleness bound as the trainer's (see src/service/index.ts).
   const trainer = new Trainer(store, { seed: config.seed, model: { optimizer: 'sgd' }, itemRefreshMs: 1000 });
   const applier = new ReplicaApplier(store, trainer);
+  const stopItemRefresh = startItemRefresh(trainer);
   await ensureParamsTopic(config.brokers, config.paramsTopic);
   const follower = new ParamsFollower({
     brokers: config.brokers,
@@ -96,6 +97,7 @@ export async function startReplica(
     snapshot: async () => '',
     stop: () => {
       stopping ??= (async () => {
+        stopItemRefresh();
         await app.close();
         await follower.stop();
       })();

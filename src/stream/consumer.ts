@@ -61,8 +61,11 @@ export interface ConsumerOptions {
   codec: EventCodec;
   /** Offsets already applied to the restored state: messages below them are skipped. */
   appliedOffsets?: OffsetMap;
-  /** Applies decoded events to the state, synchronously (so offsets and state move together). */
-  onEvents(events: Interaction[]): void;
+  /**
+   * Applies decoded events to the state. It may return a promise (to learn in slices and let
+   * requests in between); the next events wait for it, and offsets move only when it resolves.
+   */
+  onEvents(events: Interaction[]): void | Promise<void>;
   onItems(items: CatalogItem[]): void;
   /** Serialises state changes with snapshots: eachBatch applies its events inside it. */
   withStateLock<T>(fn: () => Promise<T>): Promise<T>;
@@ -297,11 +300,11 @@ export class StreamConsumer {
           const started = performance.now();
           let applyMs = 0;
           let yieldedMs = 0;
-          const flush = (p: Pending): void => {
+          const flush = async (p: Pending): Promise<void> => {
             this.#pending.delete(key);
             if (p.events.length > 0) {
               const t0 = performance.now();
-              o.onEvents(p.events);
+              await o.onEvents(p.events);
               applyMs += performance.now() - t0;
               stats.trained += p.events.length;
               stats.batches++;
@@ -328,7 +331,7 @@ export class StreamConsumer {
             }
             const chunk = offset / chunkSize;
             if (pending !== undefined && pending.chunk !== chunk) {
-              flush(pending);
+              await flush(pending);
               pending = undefined;
             }
             if (pending === undefined) {
@@ -346,7 +349,7 @@ export class StreamConsumer {
             resolveOffset(message.offset);
             last = offset;
             if (pending.next % chunkSize === 0n) {
-              flush(pending);
+              await flush(pending);
               // A fetch holds thousands of events: let HTTP requests in between mini-batches.
               const y0 = performance.now();
               await yieldToLoop();
@@ -355,7 +358,7 @@ export class StreamConsumer {
           }
           // Caught up with the partition: nothing more to wait for, train what is there.
           const open = this.#pending.get(key);
-          if (complete && open !== undefined && last + 1n >= BigInt(batch.highWatermark)) flush(open);
+          if (complete && open !== undefined && last + 1n >= BigInt(batch.highWatermark)) await flush(open);
           stats.applyMs += applyMs;
           // The rest of the time in this loop: decoding, DLQ sends, bookkeeping.
           stats.decodeMs += performance.now() - started - applyMs - yieldedMs;

@@ -157,6 +157,25 @@ t.test('bounded mode: the item-only term lags at most itemRefreshMs', async (t) 
   t.ok(lag > EXACT || before > EXACT, 'the bound was in effect (some lag was seen)');
 });
 
+t.test(
+  'bounded mode: refreshItems() on a timer keeps the item-only term current without reads',
+  async (t) => {
+    const s = setup(1000);
+    s.learn(3000);
+    s.clock.advance(1000);
+    t.ok(gap(s, 'u0', 10) < EXACT, 'exact to start with');
+    s.learn(400);
+    // What a service timer does: call refreshItems() as time passes, with no learn and no read.
+    // Half the bound later a whole sweep has run since the change, so the read is exact although
+    // the bound (1000 ms) has not passed and the read itself refreshes nothing.
+    for (let i = 0; i < 50; i++) {
+      s.clock.advance(10);
+      s.trainer.refreshItems();
+    }
+    t.ok(gap(s, 'u0', s.catalog.size) < EXACT, 'every item exact 500 ms after the change, before the bound');
+  },
+);
+
 t.test('score equals the brute force, for known, unknown and field-carrying requests', async (t) => {
   const s = setup();
   s.learn(3000);

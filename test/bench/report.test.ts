@@ -139,6 +139,8 @@ function writeFakes(dir: string): void {
         non2xx: 0,
         errors: 0,
         trainedEventsPerSecond: 9980,
+        longestStallMs: 3.4,
+        autocannon: { p50Ms: 3, p99Ms: 12 },
       },
     ],
     inProcessMs: { '10000': { recommendMs: { p50: 0.3, p99: 1.2 }, scoreMs: { p50: 0.2, p99: 0.9 } } },
@@ -246,7 +248,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   // Stream tables, windows, api, e2e, machine.
   t.match(md, /\| 4,000 \| 40,000 \| 0\.7650 \| 0\.5800 \| 0\.7900 \| 1\.3 MiB \| 1\.4 MiB \| 1 \|/);
   t.match(md, /\| 1 \| 50 \| 50 \| 20 \| 0 \| 12\.5 \| 0\.7500 \| 0\.7600 \|/);
-  t.match(md, /\| recommend k=10 over 10,000 items \| 1,000 \| 998 \| 2 \| 4 \| 8 \| 20 \| ≤ 10 ms met \|/);
+  t.match(
+    md,
+    /\| recommend k=10 over 10,000 items \| 1,000 \| 998 \| 2\.0 \| 4\.0 \| 8\.0 \| 20 \| ≤ 10 ms met \| 9,980 \| 3\.4 \| 3 \/ 12 \|/,
+  );
   t.match(md, /\| backlog \| 1,000 \| 2\.0 \| 500 \|/);
   t.match(md, /\| cores \| 2 × Fake CPU \|/);
   t.match(md, /wasm \(not available: tfjs-node\)/);
@@ -279,7 +284,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(headline, out.headline);
   t.match(headline, /Offline ml-latest-small.*\| 0\.7791 vs 0\.7810 \(uniform 0\.7720, MDE 0\.7740\) \|/);
   t.match(headline, /PME \(budget 1\.4 MiB, 25% of full's\).*\| 0\.7650, 40,000, 1\.3 MiB \|/);
-  t.match(headline, /recommend k=10 over 10,000 items at 1,000 req\/s.*\| 2 \/ 8 ms \|/);
+  t.match(
+    headline,
+    /recommend k=10 over 10,000 items at a steady 1,000 req\/s.*\| 2\.0 \/ 8\.0 ms \(≤ 10: met\) \|/,
+  );
   t.match(headline, /backlog \/ concurrent events\/s.*\| 500 \/ 333, 50 events \|/);
   t.notMatch(headline, /Replica/, 'no headline from a failed run');
   t.match(headline, /npm run bench/);

@@ -71,6 +71,32 @@ t.test('same seed, same scores', async (t) => {
   t.same(a.recommend('u2', 5), b.recommend('u2', 5));
 });
 
+t.test(
+  'a mini-batch learned in slices, with reads between them, trains exactly as one learn()',
+  async (t) => {
+    const { events, catalog } = planted(6000, 7);
+    const whole = train(4, events, catalog);
+    const store = new GrowingStore(D, LADDER, D, 4);
+    const sliced = new Trainer(store, { clock: new ManualClock(0), seed: 4, catalog });
+    for (let i = 0; i < events.length; i += 100) {
+      for (let j = i; j < i + 100; j += 30) {
+        sliced.learnEvents(events.slice(j, Math.min(j + 30, i + 100)));
+        sliced.score('u1', ['i0', 'i1']);
+        sliced.recommend('u2', 3);
+      }
+      sliced.endBatch();
+    }
+    t.same(sliced.stats().auc, whole.trainer.stats().auc, 'same progressive AUC');
+    t.same(
+      store.tiers[store.tiers.length - 1].params,
+      whole.store.tiers[store.tiers.length - 1].params,
+      'same rows',
+    );
+    t.same(sliced.model.projections, whole.trainer.model.projections, 'same projections');
+    t.same(sliced.recommend('u3', 5), whole.trainer.recommend('u3', 5));
+  },
+);
+
 t.test('score has no side effects and ignores unknown tokens', async (t) => {
   const { store, trainer } = train(1, planted(3000, 7).events);
   const size = store.size;

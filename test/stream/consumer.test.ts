@@ -82,7 +82,9 @@ t.test(
         codec: await codec(),
         appliedOffsets: applied,
         batchEvents: 100,
-        onEvents: (batch) => batches.push(batch.slice()),
+        onEvents: (batch) => {
+          batches.push(batch.slice());
+        },
         onItems: () => {},
         withStateLock: (fn) => fn(),
       });
@@ -137,7 +139,9 @@ t.test('a state lock held for long pauses fetching; nothing is lost or applied t
     codec: await codec(),
     batchEvents: 500,
     pauseAfterMs: 200,
-    onEvents: (batch) => applied.push(...batch),
+    onEvents: (batch) => {
+      applied.push(...batch);
+    },
     onItems: () => {},
     // Held (as by a slow snapshot) until released below.
     withStateLock: async (fn) => {
@@ -185,7 +189,9 @@ t.test('lag of a partition with nothing to fetch comes from the broker', async (
     codec: await codec(),
     appliedOffsets: { [`${topic}:0`]: '400' },
     lagRefreshMs: 100,
-    onEvents: (batch) => applied.push(...batch),
+    onEvents: (batch) => {
+      applied.push(...batch);
+    },
     onItems: () => {},
     withStateLock: (fn) => fn(),
   });

@@ -93,7 +93,9 @@ async function consume(
       await createInteractionCodec({ ...codecOptions, topic }),
       await createItemCodec({ ...codecOptions, topic: `${topic}-items` }),
     ),
-    onEvents: (batch) => events.push(...batch),
+    onEvents: (batch) => {
+      events.push(...batch);
+    },
     onItems: () => {},
     withStateLock: (fn) => fn(),
   });

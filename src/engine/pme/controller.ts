@@ -56,8 +56,10 @@ export interface PmeOptions {
   researchAfter: number;
   /** Factor applied to the importances of tokens that stay at size D across a window. Default 0.5. */
   importanceDecay: number;
-  /** Tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
+  /** Most tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
   chunk: number;
+  /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 2. */
+  sliceMs: number;
   /** Window reports kept in memory. Default 100. */
   keepReports: number;
   /** Std of the noise added to a promoted token's new dimensions. Default 0.01. Without it a token
@@ -81,6 +83,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   researchAfter: 5,
   importanceDecay: 0.5,
   chunk: 512,
+  sliceMs: 2,
   keepReports: 100,
   promotionStd: 0.01,
   seed: 1,
@@ -103,6 +106,7 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
     throw bad('researchAfter must be an integer >= 1');
   if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
   if (!Number.isInteger(o.chunk) || o.chunk < 1) throw bad('chunk must be an integer >= 1');
+  if (!(o.sliceMs > 0)) throw bad(`sliceMs must be > 0, got ${o.sliceMs}`);
   if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
@@ -391,9 +395,12 @@ export class PmeController implements TokenObserver {
       await yieldToLoop();
       sliceStart = now();
     };
+    /** Time to yield: the k-th token of a loop ends a chunk, or the stretch has run sliceMs. */
+    const due = (k: number): boolean => k > 0 && (k % o.chunk === 0 || now() - sliceStart >= o.sliceMs);
     this.#windows++;
     const windowId = this.#windows;
     store.compact?.();
+    await pause();
     const accBefore = store.accounting();
     const aucBefore = trainer === null ? Number.NaN : trainer.metrics.snapshot().windowAuc;
 
@@ -423,6 +430,7 @@ export class PmeController implements TokenObserver {
       ids[n++] = id;
     }
     ids.length = n;
+    await pause();
 
     // 2. One global threshold so the searched tokens' new sizes fit what the rest leaves free.
     const budget = accBefore.budgetBytes;
@@ -453,7 +461,7 @@ export class PmeController implements TokenObserver {
       return ls;
     };
     for (let k = 0; k < n; k++) {
-      if (k > 0 && k % o.chunk === 0) {
+      if (due(k)) {
         await pause();
         solvers.clear();
       }
@@ -490,23 +498,34 @@ export class PmeController implements TokenObserver {
     //    instead of cascading through every lower tier in the same pass.
     let demoted = 0;
     const v = new Float64Array(D);
-    const cold: TokenId[] = [];
+    const below: TokenId[] = [];
+    const belowTier: number[] = [];
     for (let ti = ladder.length - 1; ti >= 1; ti--) {
-      const size = ladder[ti];
-      if (size === D) continue;
-      store.forEachInTier(size, (id) => {
-        if (this.sketch.estimate(id) < o.coldThreshold) cold.push(id);
+      if (ladder[ti] === D) continue;
+      store.forEachInTier(ladder[ti], (id) => {
+        below.push(id);
+        belowTier.push(ti);
       });
     }
-    const coldTier = Int32Array.from(cold, (id) => store.tierOf[id]);
+    const cold: TokenId[] = [];
+    const coldTier: number[] = [];
+    for (let k = 0; k < below.length; k++) {
+      if (due(k)) await pause();
+      const id = below[k];
+      if (store.tierOf[id] === belowTier[k] && this.sketch.estimate(id) < o.coldThreshold) {
+        cold.push(id);
+        coldTier.push(belowTier[k]);
+      }
+    }
     for (let c = 0; c < cold.length; c++) {
-      if (c > 0 && c % o.chunk === 0) {
+      if (due(c)) {
         await pause();
         solvers.clear();
       }
       const id = cold[c];
       const ti = coldTier[c];
-      if (store.tierOf[id] !== ti) continue;
+      // Moved, or evicted and its id reused by a token seen since the listing: not this one's turn.
+      if (store.tierOf[id] !== ti || this.sketch.estimate(id) >= o.coldThreshold) continue;
       if (model !== null) model.vectorOf(id, v);
       const ls = solverFor(ladder[ti - 1]);
       const acc0 = this.#meanAccumulator(id);
