@@ -10,12 +10,15 @@
  * token costs its own size s, read from the live slab. The second bracket c_I does not depend on
  * the user: recommend keeps it per item (see itemRefreshMs) and scans s multiply-adds per item.
  *
- * Consistency rule of the reads. Reads and learn() are synchronous and JavaScript runs one at a
- * time, so a read sees every batch learned before it and nothing of a later one. `score` is exact
- * (staleness 0 events). `recommend`: everything that depends on the user (S_U·v for every item-side
- * token) is read live, staleness 0; the item-only term c_I was computed from the model as it was at
- * most `itemRefreshMs` before the read (0, the default: exact). PME moves and evictions are seen
- * at once in the live part, and in c_I within the same bound. Measured in bench/api.ts.
+ * Consistency rule of the reads. Reads and learnEvents() are synchronous and JavaScript runs one
+ * at a time, so a read sees every event learned before it and nothing of a later one (a mini-batch
+ * learned in slices may be seen in part; its projections step at endBatch()). With itemRefreshMs 0
+ * (the default) `score` and `recommend` are exact. Above 0, for catalog items, both read everything
+ * that depends on the user (S_U·v for every item-side token) live, staleness 0, and take the
+ * item-only term c_I as computed from the model at most `itemRefreshMs` before the read, so the two
+ * agree; `score` stays exact for items the trainer does not know and for requests whose fields
+ * replace an item's own. PME moves and evictions are seen at once in the live part, and in c_I
+ * within the same bound. Measured in bench/api.ts.
  */
 
 import type { CatalogItem, Interaction } from '../data/event.js';
@@ -62,12 +65,12 @@ export interface TrainerOptions {
   clock: Clock;
   /** Known items and their fields; their fields join the item side of every event. Default none. */
   catalog: Iterable<CatalogItem> | null;
-  /** Longest the item-only part of a recommend score (item bias and the interactions among an
-   *  item's own tokens) may lag the model, in ms. Default 0: exact, every recommend recomputes it
+  /** Longest the item-only part of a score or recommend logit (item bias and the interactions among
+   *  an item's own tokens) may lag the model, in ms. Default 0: exact, every recommend recomputes it
    *  for every item (items × (fields + 2) × D work: for tests and small catalogs). Above 0 it is
    *  refreshed in chunks after each batch and on refreshItems() (a full sweep every
-   *  itemRefreshMs / 3) and a recommend
-   *  finishes any sweep older than the bound first. The user-dependent part is always live. */
+   *  itemRefreshMs / 3) and a read finishes any sweep older than the bound first. The
+   *  user-dependent part is always live. */
   itemRefreshMs: Milliseconds;
   /** Notified of every resolved token (hot-token tracking). Default none. */
   observer: TokenObserver | null;
@@ -307,6 +310,9 @@ export class Trainer {
   /** Field token ids as last resolved (-1: absent then, resolved again on the next recommend). */
   #ftTok = new Int32Array(0);
   #sigLive = new Float64Array(0);
+  /** Read generation in which #ftLive / #sigLive of a field token / signature was computed (score). */
+  #ftLiveStamp = new Int32Array(0);
+  #sigLiveStamp = new Int32Array(0);
 
   // Per item (by ItemEntry.index): its token id as last resolved (-1 none), its field signature,
   // whether it is active, and the read generation that excluded it.
@@ -443,6 +449,7 @@ export class Trainer {
       this.#ftLive = grownFloat64(this.#ftLive, n);
       this.#ftTok = grownInt32(this.#ftTok, n, -1);
       this.#ftTok[f] = -1;
+      this.#ftLiveStamp = grownInt32(this.#ftLiveStamp, n);
     }
     const n = g + 1;
     this.#sigStart = grownInt32(this.#sigStart, n);
@@ -452,6 +459,7 @@ export class Trainer {
     this.#sigLength[g] = fieldKeys.length;
     for (const key of fieldKeys) this.#sigFields[this.#sigFieldsUsed++] = this.#ftIndex.get(key)!;
     this.#sigLive = grownFloat64(this.#sigLive, n);
+    this.#sigLiveStamp = grownInt32(this.#sigLiveStamp, n);
     return g;
   }
 
@@ -941,6 +949,15 @@ export class Trainer {
       anyField = true;
       break;
     }
+    // Bounded mode: known items take the item-only term from the sweep, as recommend does, so the
+    // two agree and an item costs its own size (plus its fields' cached live terms).
+    const bounded = this.options.itemRefreshMs > 0;
+    if (bounded) {
+      this.#refreshForRead();
+      const uP = this.#userP;
+      for (let ti = 0; ti < this.#tierSize.length; ti++)
+        this.#project(ti, this.#userSum, 0, uP, this.#tierOffset[ti]);
+    }
     const out = new Array<number>(items.length);
     for (let i = 0; i < items.length; i++) {
       const entry = this.#items.get(items[i]);
@@ -948,12 +965,48 @@ export class Trainer {
         out[i] = sigmoid(base + this.#itemLogit(EMPTY_SIGNATURE, this.store.id(`item=${items[i]}`)));
       } else if (anyField && overlaps(entry.fieldNames, fields)) {
         out[i] = this.#scoreApart(user, entry, fields);
+      } else if (bounded) {
+        out[i] = sigmoid(base + this.#itemConst[entry.index] + this.#itemLive(entry.index));
       } else {
         const id = this.#itemToken[entry.index];
         out[i] = sigmoid(base + this.#itemLogit(this.#itemSig[entry.index], id));
       }
     }
     return out;
+  }
+
+  /**
+   * The user-dependent part of item i's logit, S_U · v_i + Σ_f S_U · v_f, with P_t S_U already in
+   * #userP: e · (P_t S_U) per token, each field token and signature computed once per read.
+   */
+  #itemLive(i: number): number {
+    const gen = this.#gen;
+    const g = this.#itemSig[i];
+    if (this.#sigLiveStamp[g] !== gen) {
+      let z = 0;
+      const list = this.#sigFields;
+      for (let j = this.#sigStart[g], end = j + this.#sigLength[g]; j < end; j++) {
+        const f = list[j];
+        if (this.#ftLiveStamp[f] !== gen) {
+          this.#ftLiveStamp[f] = gen;
+          this.#ftLive[f] = this.#tokenLive(this.store.id(this.#ftKeys[f]));
+        }
+        z += this.#ftLive[f];
+      }
+      this.#sigLive[g] = z;
+      this.#sigLiveStamp[g] = gen;
+    }
+    return this.#sigLive[g] + this.#tokenLive(this.#itemToken[i]);
+  }
+
+  /** e_t · (P_s S_U) for token `id` (0 for none or size 0), from #userP. */
+  #tokenLive(id: TokenId): number {
+    if (id < 0) return 0;
+    const ti = this.store.tierOf[id];
+    const s = this.#tierSize[ti];
+    return s === 0
+      ? 0
+      : dot(this.#slabs[ti], this.store.slotOf[id] * s, this.#userP, this.#tierOffset[ti], s);
   }
 
   /** An item whose catalog names a request field: its own user side, through the model. */

@@ -115,6 +115,13 @@ async function startPublishing(
   };
 }
 
+/**
+ * How long the item-only term of score and recommend may lag the model, in ms (trainer and
+ * replicas): a read then costs s multiply-adds per item instead of a full refresh (see the
+ * consistency rule in src/engine/trainer.ts). Past it since the last change, reads are exact.
+ */
+export const ITEM_REFRESH_MS = 1000;
+
 export async function startService(
   config: Config,
   log: Log = (line) => process.stderr.write(`${line}\n`),
@@ -133,13 +140,11 @@ export async function startService(
     windowEvents: config.pruneEveryEvents,
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
   });
-  // itemRefreshMs: the item-only term of recommend may lag the model by up to 1 s, so a scan costs
-  // s multiply-adds per item instead of a full refresh (see the consistency rule in trainer.ts).
   const trainer = new Trainer(store, {
     negatives: config.negatives,
     seed: config.seed,
     observer: pme,
-    itemRefreshMs: 1000,
+    itemRefreshMs: ITEM_REFRESH_MS,
   });
   pme.attach(trainer);
   const stopItemRefresh = startItemRefresh(trainer);

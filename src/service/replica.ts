@@ -12,7 +12,7 @@ import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { ensureParamsTopic, ParamsFollower } from '../stream/index.js';
 import { serviceApi, tierMetrics } from './adapter.js';
-import type { Log, Service } from './index.js';
+import { ITEM_REFRESH_MS, type Log, type Service } from './index.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
 import { storeOptions } from './state.js';
@@ -26,8 +26,11 @@ export async function startReplica(
   const backend = await initBackend();
   // A replica never steps, so it keeps no optimizer state or importance: half the bytes.
   const store = new EmbeddingStore({ ...storeOptions(config), optimizerSlots: 0, importance: false });
-  // Same read-path staleness bound as the trainer's (see src/service/index.ts).
-  const trainer = new Trainer(store, { seed: config.seed, model: { optimizer: 'sgd' }, itemRefreshMs: 1000 });
+  const trainer = new Trainer(store, {
+    seed: config.seed,
+    model: { optimizer: 'sgd' },
+    itemRefreshMs: ITEM_REFRESH_MS,
+  });
   const applier = new ReplicaApplier(store, trainer);
   const stopItemRefresh = startItemRefresh(trainer);
   await ensureParamsTopic(config.brokers, config.paramsTopic);

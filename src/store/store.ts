@@ -346,10 +346,14 @@ export class EmbeddingStore {
     return evicted;
   }
 
-  /** Gives back every unused row of every tier; returns the bytes freed. */
-  compact(): number {
+  /** Gives back every unused row of every tier, or of the tier of `size` alone; returns the bytes freed. */
+  compact(size?: number): number {
     const before = this.#totalBytes();
-    for (const t of this.#tiers) t.resize(t.count);
+    if (size === undefined) for (const t of this.#tiers) t.resize(t.count);
+    else {
+      const t = this.#tiers[this.#tierIndex(size)];
+      t.resize(t.count);
+    }
     return before - this.#totalBytes();
   }
 

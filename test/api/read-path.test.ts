@@ -176,6 +176,42 @@ t.test(
   },
 );
 
+t.test(
+  'bounded mode: score takes the same item-only term as recommend, and is exact past the bound',
+  async (t) => {
+    const s = setup(1000);
+    const items = [...s.catalog.keys()];
+    const agree = (user: string): number => {
+      const rec = s.trainer.recommend(user, items.length).items;
+      const scores = s.trainer.score(
+        user,
+        rec.map((r) => r.item),
+      );
+      return Math.max(...rec.map((r, i) => Math.abs(r.score - scores[i])));
+    };
+    s.learn(3000);
+    let lag = 0;
+    for (let round = 0; round < 4; round++) {
+      s.learn(200);
+      t.ok(agree('u4') < EXACT, `round ${round}: score agrees with recommend`);
+      const scores = s.trainer.score('u4', items);
+      items.forEach((item, i) => {
+        lag = Math.max(lag, Math.abs(scores[i] - s.brute('u4', item)));
+      });
+    }
+    t.ok(lag > EXACT, `within the bound the item-only term may lag (largest gap ${lag})`);
+    s.clock.advance(1000);
+    const scores = s.trainer.score('u4', [...items, 'never-seen']);
+    const worst = Math.max(...items.map((item, i) => Math.abs(scores[i] - s.brute('u4', item))));
+    t.ok(worst < EXACT, `exact once the bound has passed (largest gap ${worst})`);
+    t.ok(Math.abs(scores[items.length] - s.brute('u4', 'never-seen')) < EXACT, 'an unknown item is exact');
+    t.ok(
+      Math.abs(s.trainer.score('ghost', [items[0]])[0] - s.brute('ghost', items[0])) < EXACT,
+      'unknown user',
+    );
+  },
+);
+
 t.test('score equals the brute force, for known, unknown and field-carrying requests', async (t) => {
   const s = setup();
   s.learn(3000);

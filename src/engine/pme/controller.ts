@@ -35,8 +35,9 @@ export interface PmeStore extends TrainerStore {
   forEachInTier(size: number, fn: (id: TokenId) => void): void;
   evictExpired(now: Milliseconds): number;
   accounting(): { tiers: TierAccounting[]; totalBytes: number; budgetBytes: number; tokens: number };
-  /** Gives back allocated rows no token uses (optional: a store without slack needs none). */
-  compact?(): number;
+  /** Gives back allocated rows no token uses, of the tier of `size` (optional: a store without
+   *  slack needs none). */
+  compact?(size: number): number;
 }
 
 export interface PmeOptions {
@@ -319,7 +320,13 @@ export class PmeController implements TokenObserver {
     let total = this.#liveBytes(acc);
     const limit = Number.isFinite(budget) ? budget * (1 - this.options.headroom) : Number.POSITIVE_INFINITY;
     const rowD = this.#rowBytes(D);
+    // At most sliceMs of promotions per batch: after a window the pending list can be long, and
+    // the rest waits for the next batch rather than stall the reads.
+    const started = now();
+    let done = 0;
     for (const id of this.#pending) {
+      if (done > 0 && now() - started >= this.options.sliceMs) break;
+      done++;
       this.#pendingSet.delete(id);
       if (store.id(this.keyOf(id)) !== id) continue;
       const size = store.sizeOf(id);
@@ -347,7 +354,7 @@ export class PmeController implements TokenObserver {
       total += extra;
       this.#promoted++;
     }
-    this.#pending.length = 0;
+    this.#pending.splice(0, done);
   }
 
   /** The key of a token, when the store can say (used to skip ids evicted since they were queued). */
@@ -399,8 +406,11 @@ export class PmeController implements TokenObserver {
     const due = (k: number): boolean => k > 0 && (k % o.chunk === 0 || now() - sliceStart >= o.sliceMs);
     this.#windows++;
     const windowId = this.#windows;
-    store.compact?.();
-    await pause();
+    // One tier at a time: each is a copy of its slabs, a pause of its own.
+    for (const size of ladder) {
+      store.compact?.(size);
+      await pause();
+    }
     const accBefore = store.accounting();
     const aucBefore = trainer === null ? Number.NaN : trainer.metrics.snapshot().windowAuc;
 
