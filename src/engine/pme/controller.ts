@@ -320,12 +320,12 @@ export class PmeController implements TokenObserver {
     let total = this.#liveBytes(acc);
     const limit = Number.isFinite(budget) ? budget * (1 - this.options.headroom) : Number.POSITIVE_INFINITY;
     const rowD = this.#rowBytes(D);
-    // At most sliceMs of promotions per batch: after a window the pending list can be long, and
-    // the rest waits for the next batch rather than stall the reads.
-    const started = now();
+    // At most one chunk of promotions per batch: after a window the pending list can be long, and
+    // the rest waits for the next batch rather than stall the reads. A count, not a time, so that
+    // what is learned does not depend on the machine's speed.
     let done = 0;
     for (const id of this.#pending) {
-      if (done > 0 && now() - started >= this.options.sliceMs) break;
+      if (done === this.options.chunk) break;
       done++;
       this.#pendingSet.delete(id);
       if (store.id(this.keyOf(id)) !== id) continue;
