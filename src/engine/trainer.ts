@@ -296,7 +296,6 @@ export class Trainer {
   readonly #rF: Float64Array;
   // The sweep's order (items grouped by signature), the group being refreshed (its signature,
   // base_g and P_s F per tier, valid while a tier's stamp equals #groupSerial).
-  #order = new Int32Array(0);
   #sweepOrder = new Int32Array(0);
   #orderVersion = -1;
   /** Bumped when an item is added or its signature changes. */
@@ -733,9 +732,10 @@ export class Trainer {
     this.#itemConst[i] = c;
   }
 
-  /** Item indices grouped by signature (counting sort), rebuilt when items or signatures changed. */
-  #sweepOrderNow(): Int32Array<ArrayBuffer> {
-    if (this.#orderVersion === this.#itemsVersion) return this.#order;
+  /** The sweep order: item indices grouped by signature (counting sort), rebuilt at a sweep start
+   *  when items were added or changed signature. */
+  #updateSweepOrder(): void {
+    if (this.#orderVersion === this.#itemsVersion) return;
     const n = this.#itemList.length;
     const sigs = this.#sigIndex.size;
     const count = new Int32Array(sigs + 1);
@@ -743,9 +743,8 @@ export class Trainer {
     for (let g = 0; g < sigs; g++) count[g + 1] += count[g];
     const order = new Int32Array(n);
     for (let i = 0; i < n; i++) order[count[this.#itemSig[i]]++] = i;
-    this.#order = order;
+    this.#sweepOrder = order;
     this.#orderVersion = this.#itemsVersion;
-    return order;
   }
 
   /**
@@ -761,7 +760,7 @@ export class Trainer {
       if (this.#sweepCursor === 0) {
         this.#sweepStart = now;
         this.#sweepStartChanges = this.#changes;
-        this.#sweepOrder = this.#sweepOrderNow();
+        this.#updateSweepOrder();
         this.#rgen++;
         this.#groupSig = -1;
       }
@@ -997,7 +996,7 @@ export class Trainer {
         const f = list[j];
         if (this.#ftLiveStamp[f] !== gen) {
           this.#ftLiveStamp[f] = gen;
-          this.#ftLive[f] = this.#tokenLive(this.store.id(this.#ftKeys[f]));
+          this.#ftLive[f] = this.#tokenLive(this.#fieldToken(f));
         }
         z += this.#ftLive[f];
       }
@@ -1005,6 +1004,16 @@ export class Trainer {
       this.#sigLiveStamp[g] = gen;
     }
     return this.#sigLive[g] + this.#tokenLive(this.#itemToken[i]);
+  }
+
+  /** The token id of catalog field token f, cached until the store evicts it (-1: absent). */
+  #fieldToken(f: number): TokenId {
+    let id = this.#ftTok[f];
+    if (id < 0) {
+      id = this.store.id(this.#ftKeys[f]);
+      this.#ftTok[f] = id;
+    }
+    return id;
   }
 
   /** e_t · (P_s S_U) for token `id` (0 for none or size 0), from #userP. */
@@ -1081,13 +1090,8 @@ export class Trainer {
     // P_t S_U for every tier, then S_U · v_f = e_f · (P_t S_U) per field token, Σ per signature.
     for (let ti = 0; ti < sizes.length; ti++) this.#project(ti, this.#userSum, 0, uP, offsets[ti]);
     const live = this.#ftLive;
-    const ftTok = this.#ftTok;
     for (let f = 0; f < this.#ftKeys.length; f++) {
-      let id = ftTok[f];
-      if (id < 0) {
-        id = store.id(this.#ftKeys[f]);
-        ftTok[f] = id;
-      }
+      const id = this.#fieldToken(f);
       live[f] =
         id < 0
           ? 0
