@@ -432,7 +432,7 @@ function shortCase(name: string): string {
 function renderApi(ctx: Ctx, r: unknown): string {
   const results = arr(r, 'results');
   const out = [
-    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop: each request sent on schedule, latency from its send; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}. Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts. "stall" is the longest the server's event loop was blocked during the case.`,
+    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop: each request sent on schedule, latency from its send; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}. Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts. The loop delay is the server's event-loop delay (a 1 ms timer's lateness) during the case: what a request may wait for before it is read.`,
     '',
     mdTable(
       [
@@ -445,7 +445,7 @@ function renderApi(ctx: Ctx, r: unknown): string {
         'max ms',
         'goal p99',
         'trained ev/s',
-        'stall ms',
+        'loop delay p99 / max ms',
         'autocannon p50 / p99 ms',
         'errors',
       ],
@@ -461,7 +461,7 @@ function renderApi(ctx: Ctx, r: unknown): string {
           ? DASH
           : `≤ ${c.goalP99Ms} ms ${c.met === true ? 'met' : 'missed'}`,
         int(num(c, 'trainedEventsPerSecond')),
-        fx(num(c, 'longestStallMs'), 1),
+        `${fx(num(c, 'stallP99Ms'), 1)} / ${fx(num(c, 'longestStallMs'), 1)}`,
         `${fx(num(c, 'autocannon.p50Ms'), 0)} / ${fx(num(c, 'autocannon.p99Ms'), 0)}`,
         int(num(c, 'non2xx') + num(c, 'errors')),
       ]),
