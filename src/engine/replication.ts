@@ -36,7 +36,8 @@ export class ChangeTracker {
   #since = Number.NEGATIVE_INFINITY;
   #seq = 0;
   readonly #evicted = new Set<string>();
-  readonly #itemCounts = new Map<string, number>();
+  /** Event count of each item (by trainer index) when last published; -1: never. */
+  #itemCounts = new Float64Array(0);
 
   constructor(store: EmbeddingStore, trainer: Trainer) {
     this.#store = store;
@@ -52,7 +53,7 @@ export class ChangeTracker {
   /** Forgets what was published: the next collect() sends everything again (after a failed send). */
   reset(): void {
     this.#published.fill(0);
-    this.#itemCounts.clear();
+    this.#itemCounts.fill(-1);
   }
 
   /**
@@ -98,9 +99,19 @@ export class ChangeTracker {
     model.projections.forEach((P, ti) => {
       if (P !== null) records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(Float32Array.from(P)) });
     });
-    for (const item of this.#trainer.exportItems()) {
-      if (this.#itemCounts.get(item.item) === item.count) continue;
-      this.#itemCounts.set(item.item, item.count);
+    // Items by index, compared by their event count: only those that changed are exported (an
+    // object per item per publish would be 100k objects a second for a 100k catalog).
+    const trainer = this.#trainer;
+    if (this.#itemCounts.length < trainer.itemCount) {
+      const next = new Float64Array(Math.max(trainer.itemCount, this.#itemCounts.length * 2)).fill(-1);
+      next.set(this.#itemCounts);
+      this.#itemCounts = next;
+    }
+    for (let i = 0; i < trainer.itemCount; i++) {
+      const count = trainer.itemEvents(i);
+      if (this.#itemCounts[i] === count) continue;
+      this.#itemCounts[i] = count;
+      const item = trainer.exportItem(i);
       records.push({ key: `i:${item.item}`, value: Buffer.from(JSON.stringify(item)) });
     }
     const marker: PublishMarker = {

@@ -114,6 +114,14 @@ export function resolveTrainerOptions(options: Partial<TrainerOptions> = {}): Re
   return Object.freeze(o);
 }
 
+/** An item as snapshots and the parameter topic carry it. */
+export interface ExportedItem {
+  item: string;
+  fields: Record<string, string>;
+  active: boolean;
+  count: number;
+}
+
 /** One item known to the trainer: from the catalog, or first seen in the stream. */
 interface ItemEntry {
   readonly index: number;
@@ -1182,15 +1190,31 @@ export class Trainer {
   }
 
   /** Items with their fields, activity and counts, for snapshots. */
-  exportItems(): Array<{ item: string; fields: Record<string, string>; active: boolean; count: number }> {
-    return this.#itemList.map((e) => ({
+  exportItems(): ExportedItem[] {
+    return this.#itemList.map((e) => this.exportItem(e.index));
+  }
+
+  /** Items known, by index 0..itemCount-1 (the order of exportItems). */
+  get itemCount(): number {
+    return this.#itemList.length;
+  }
+
+  /** How many events item `index` has had (its popularity count). */
+  itemEvents(index: number): number {
+    return this.#popularity.count(index);
+  }
+
+  /** One item of exportItems, by index. */
+  exportItem(index: number): ExportedItem {
+    const e = this.#itemList[index];
+    return {
       item: e.item,
       fields: Object.fromEntries(
         e.fieldKeys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)]),
       ),
       active: e.active,
       count: this.#popularity.count(e.index),
-    }));
+    };
   }
 
   /** Restores what exportItems wrote (after construction, before learning). */

@@ -1,0 +1,48 @@
+/**
+ * ChangeTracker: what a publish carries. Every token and item the first time; after that only the
+ * tokens seen since and the items whose event count moved; everything again after reset().
+ */
+import t from 'tap';
+import { SyntheticWorkload } from '../../src/data/index.js';
+import { ChangeTracker, Trainer } from '../../src/engine/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { ManualClock } from '../../src/util/clock.js';
+
+t.test(
+  'a publish carries the items whose event count changed, and nothing else of the catalog',
+  async (t) => {
+    const clock = new ManualClock(1_000);
+    const store = new EmbeddingStore({ seed: 3, clock });
+    const workload = new SyntheticWorkload({ seed: 3, users: 20, items: 50 });
+    const trainer = new Trainer(store, { seed: 3, clock, catalog: workload.catalog() });
+    const tracker = new ChangeTracker(store, trainer);
+    const items = (records: { key: string }[]) =>
+      records
+        .filter((r) => r.key.startsWith('i:'))
+        .map((r) => r.key.slice(2))
+        .sort();
+
+    const first = tracker.collect(clock.now());
+    t.equal(items(first).length, 50, 'the first publish carries every item');
+    clock.advance(10);
+    t.same(items(tracker.collect(clock.now())), [], 'nothing learned: no item again');
+
+    const events = workload.take(30);
+    clock.advance(10);
+    trainer.learn(events);
+    const learned = [...new Set(events.map((e) => e.item))].sort();
+    const second = tracker.collect(clock.now());
+    t.same(items(second), learned, 'then exactly the items the events named');
+    const record = second.find((r) => r.key === `i:${learned[0]}`);
+    const body = JSON.parse(Buffer.from(record?.value ?? '').toString());
+    t.equal(body.count, events.filter((e) => e.item === learned[0]).length, 'with their new count');
+    t.same(
+      body,
+      trainer.exportItems().find((i) => i.item === learned[0]),
+      'as exportItems has it',
+    );
+
+    tracker.reset();
+    t.equal(items(tracker.collect(clock.now())).length, 50, 'after reset: every item again');
+  },
+);
