@@ -2,8 +2,8 @@
  * Training that shares one event loop with serving. A request waits for whatever synchronous
  * work runs when it arrives, so the work a service does besides answering is cut into slices of
  * about SLICE_MS with a macrotask turn between them: a mini-batch is learned in slices (which
- * trains exactly as one learn(), see Trainer.learnEvents), and the item-only term of recommend is
- * refreshed on a timer in bounded chunks instead of by a read that finds it late.
+ * trains exactly as one learn(), see Trainer.learnEvents), and the item-only term of score and
+ * recommend is refreshed on a timer in bounded chunks instead of by a read that finds it late.
  */
 import type { Interaction } from '../data/event.js';
 import type { Trainer } from './trainer.js';
@@ -25,7 +25,7 @@ export async function learnInSlices(
 ): Promise<void> {
   let sliceStart = performance.now();
   for (let i = 0; i < events.length; i += EVENTS_PER_CHECK) {
-    trainer.learnEvents(events.slice(i, i + EVENTS_PER_CHECK));
+    trainer.learnEvents(events, i, Math.min(i + EVENTS_PER_CHECK, events.length));
     if (performance.now() - sliceStart >= sliceMs) {
       await turn();
       sliceStart = performance.now();
@@ -36,7 +36,7 @@ export async function learnInSlices(
   trainer.endBatch();
 }
 
-/** Refreshes the item-only term of recommend every `tickMs` (see Trainer.refreshItems); returns stop. */
+/** Refreshes the item-only term of score and recommend every `tickMs` (see Trainer.refreshItems); returns stop. */
 export function startItemRefresh(trainer: Trainer, tickMs = ITEM_REFRESH_TICK_MS): () => void {
   const timer = setInterval(() => trainer.refreshItems(), tickMs);
   timer.unref();

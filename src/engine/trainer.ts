@@ -521,12 +521,12 @@ export class Trainer {
    * wait for endBatch(). A mini-batch learned in several slices, with reads or other work in
    * between, trains exactly as one learn() of it (the service slices so that requests get in).
    */
-  learnEvents(batch: readonly Interaction[]): void {
+  learnEvents(batch: readonly Interaction[], from = 0, to = batch.length): void {
     const start = this.#clock.now();
     // Reads between slices see per-token changes already: the item-only term must not pass for current.
     this.#changes++;
     const negatives = this.options.negatives;
-    for (let b = 0; b < batch.length; b++) {
+    for (let b = from; b < to; b++) {
       const event = batch[b];
       const entry = this.#items.get(event.item) ?? this.#addItem(event.item);
       const n = this.#resolveUser(event.user, event.fields, entry, start);
@@ -969,9 +969,7 @@ export class Trainer {
     const bounded = this.options.itemRefreshMs > 0;
     if (bounded) {
       this.#refreshForRead();
-      const uP = this.#userP;
-      for (let ti = 0; ti < this.#tierSize.length; ti++)
-        this.#project(ti, this.#userSum, 0, uP, this.#tierOffset[ti]);
+      this.#projectUser();
     }
     const out = new Array<number>(items.length);
     for (let i = 0; i < items.length; i++) {
@@ -1012,6 +1010,12 @@ export class Trainer {
       this.#sigLiveStamp[g] = gen;
     }
     return this.#sigLive[g] + this.#tokenLive(this.#itemToken[i]);
+  }
+
+  /** P_t S_U for every tier t into #userP (the user side in each tier's own space). */
+  #projectUser(): void {
+    for (let ti = 0; ti < this.#tierSize.length; ti++)
+      this.#project(ti, this.#userSum, 0, this.#userP, this.#tierOffset[ti]);
   }
 
   /** The token id of catalog field token f, cached until the store evicts it (-1: absent). */
@@ -1096,21 +1100,9 @@ export class Trainer {
     const offsets = this.#tierOffset;
     const uP = this.#userP;
     // P_t S_U for every tier, then S_U · v_f = e_f · (P_t S_U) per field token, Σ per signature.
-    for (let ti = 0; ti < sizes.length; ti++) this.#project(ti, this.#userSum, 0, uP, offsets[ti]);
+    this.#projectUser();
     const live = this.#ftLive;
-    for (let f = 0; f < this.#ftKeys.length; f++) {
-      const id = this.#fieldToken(f);
-      live[f] =
-        id < 0
-          ? 0
-          : dot(
-              slabs[tierOf[id]],
-              slotOf[id] * sizes[tierOf[id]],
-              uP,
-              offsets[tierOf[id]],
-              sizes[tierOf[id]],
-            );
-    }
+    for (let f = 0; f < this.#ftKeys.length; f++) live[f] = this.#tokenLive(this.#fieldToken(f));
     const sigLive = this.#sigLive;
     const fieldsOf = this.#sigFields;
     for (let g = 0; g < this.#sigIndex.size; g++) {

@@ -130,9 +130,6 @@ interface Pending {
   chunk: bigint;
 }
 
-type Tuning = 'batchEvents' | 'maxWaitMs' | 'pauseAfterMs' | 'sessionTimeoutMs' | 'lagRefreshMs';
-type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, Tuning>>>;
-
 const DEFAULTS = Object.freeze({
   batchEvents: 1024,
   maxWaitMs: 500,
@@ -140,16 +137,13 @@ const DEFAULTS = Object.freeze({
   sessionTimeoutMs: 10_000,
   lagRefreshMs: 2000,
 });
+/** The tuning options: positive integers, with the defaults above. */
+type Tuning = keyof typeof DEFAULTS;
+type Resolved = Readonly<ConsumerOptions & Required<Pick<ConsumerOptions, Tuning>>>;
 
 function resolveOptions(options: ConsumerOptions): Resolved {
   const o = { ...DEFAULTS, ...options };
-  for (const name of [
-    'batchEvents',
-    'maxWaitMs',
-    'pauseAfterMs',
-    'sessionTimeoutMs',
-    'lagRefreshMs',
-  ] as const) {
+  for (const name of Object.keys(DEFAULTS) as Tuning[]) {
     if (!(Number.isInteger(o[name]) && o[name] > 0))
       throw new PmeError(
         'PME_ERR_CONFIG_INVALID',
