@@ -1,25 +1,29 @@
 /**
- * HTTP API latency with training running, measured with autocannon at fixed request rates.
+ * HTTP API latency with training running, at fixed request rates.
  *
  * The server runs in a child process (this file with `--serve`): a real store, PME controller and
  * trainer, warmed on the synthetic workload, then learning continuously at `--train-rate` events/s
- * (batches between requests) while the real API (src/api over src/service/adapter) serves. A bare
- * fastify route runs in the same child, under the same training load: the latency floor of the
- * stack on this machine. Load comes from this (parent) process, so it does not share the server's
- * event loop: first an open-loop generator at a steady rate (see `paced`; the goals are judged on
- * it), then autocannon at the same overallRate (per-second bursts), reported beside it. Cases:
+ * in the service's mini-batches (~1 ms slices) while the real API (src/api over
+ * src/service/adapter) serves as the service does: from a serving thread over a copy synced every
+ * `--serve-sync-ms` (src/service/serving.ts), or with 0 on the training thread itself. A bare
+ * fastify route runs where the API runs (its own thread, or the training thread), under the same
+ * training load: the latency floor of the stack on this machine. Load comes from this (parent)
+ * process: first a lean open-loop generator at a steady rate (bench/paced.ts; the goals are judged
+ * on it), then autocannon at the same overallRate (per-second bursts), reported beside it. Cases:
  *   - bare route at 1,000 req/s; score of 100 items at 1,000 req/s; recommend k=10 over 10,000
- *     items at 1,000 req/s (one server); recommend k=10 over 100,000 items at 100 req/s (another).
+ *     items at 1,000 req/s (one server); recommend k=10 over 100,000 items at 100 req/s and score
+ *     over a 100,000-item catalog at 1,000 req/s (another).
  * Writes bench/results/api.json and prints a table. About 1.5 minutes.
  *
- *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000]
+ *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 100]
+ *     [--only <part of a case name>]
  */
 import { fork } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { buildApi } from '../src/api/server.js';
 import { SyntheticWorkload } from '../src/data/index.js';
@@ -27,8 +31,10 @@ import { learnInSlices, PmeController, startItemRefresh, Trainer } from '../src/
 import { serviceApi, tierMetrics, trainerReadiness } from '../src/service/adapter.js';
 import { ServiceMetrics } from '../src/service/metrics.js';
 import { RecentItems } from '../src/service/recent.js';
+import { type ServingThread, startServingThread } from '../src/service/serving.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom } from '../src/util/random.js';
+import { type PacedRequest, type PacedResult, paced } from './paced.js';
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,6 +42,8 @@ const arg = (name: string, fallback: number): number => {
 };
 const SECONDS = arg('seconds', 10);
 const TRAIN_RATE = arg('train-rate', 10_000);
+/** Sync interval of the serving thread's copy (the service's --serve-sync-ms); 0: serve on the training thread. */
+const SYNC_MS = arg('serve-sync-ms', 100);
 const USERS = 20_000;
 const FIELDS = [
   { name: 'category', cardinality: 20 },
@@ -78,12 +86,14 @@ async function serve(items: number): Promise<void> {
   });
   pme.attach(trainer);
   const recent = new RecentItems();
+  let serving: ServingThread | null = null;
   // As the service learns (src/service/index.ts): mini-batches in ~1 ms slices, with the item-only
   // term of recommend refreshed on a timer.
   const learn = async (n: number): Promise<void> => {
     const events = workload.take(n);
     await learnInSlices(trainer, events);
-    recent.record(events);
+    if (serving === null) recent.record(events);
+    else serving.recordRecent(events);
   };
   for (let i = 0; i < WARM_EVENTS; i += BATCH) {
     await learn(BATCH);
@@ -105,11 +115,38 @@ async function serve(items: number): Promise<void> {
     metrics: () => metrics,
     readiness: trainerReadiness(() => true),
   });
-  const app = await buildApi(api, { adminToken: '' });
-  const url = await app.listen({ host: '127.0.0.1', port: 0 });
-  const bare = Fastify();
-  bare.get('/bare', async () => ({ ok: true }));
-  const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+  // As the service serves: from a copy in a serving thread, or (--serve-sync-ms 0) on this thread.
+  // The bare route runs where the API does: its thread's floor.
+  let url: string;
+  let bareUrl: string;
+  let closeServers: () => Promise<unknown>;
+  if (SYNC_MS > 0) {
+    serving = await startServingThread(
+      store,
+      trainer,
+      api,
+      {
+        host: '127.0.0.1',
+        port: 0,
+        adminToken: '',
+        syncMs: SYNC_MS,
+        itemRefreshMs: ITEM_REFRESH_MS,
+        seed: 1,
+      },
+      (line) => process.stderr.write(`${line}\n`),
+    );
+    url = serving.url;
+    const bare = bareRouteThread();
+    bareUrl = await bare.url;
+    closeServers = () => Promise.all([serving?.stop(), bare.stop()]);
+  } else {
+    const app = await buildApi(api, { adminToken: '' });
+    url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const bare = Fastify();
+    bare.get('/bare', async () => ({ ok: true }));
+    bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
+    closeServers = () => Promise.all([app.close(), bare.close()]);
+  }
 
   // Training keeps pace with TRAIN_RATE: every tick learns the mini-batch that is due, in slices,
   // so requests get in between them (as the service does with the consumer's batches).
@@ -145,19 +182,31 @@ async function serve(items: number): Promise<void> {
   };
   tick();
 
-  process.on('message', (message: { type: string }) => {
-    if (message.type === 'stats') {
-      const a = store.accounting();
-      stats.windows = pme.reports().length;
+  // The loop that answers requests: this one, or the serving thread's (read from its /metrics).
+  const sendStats = async (): Promise<void> => {
+    const a = store.accounting();
+    stats.windows = pme.reports().length;
+    if (serving === null) {
       stats.longestStallMs = stalls.max / 1e6;
       stats.stallP99Ms = stalls.percentile(99) / 1e6;
-      stats.tokens = a.tokens;
-      stats.tiers = Object.fromEntries(a.tiers.map((t) => [String(t.size), t.tokens]));
-      process.send?.({ type: 'stats', stats });
-      stats.learned = 0;
-      stats.learnMs = 0;
-      stalls.reset();
-    } else if (message.type === 'inprocess') {
+    } else {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const delay = (q: string): number =>
+        1000 *
+        Number(new RegExp(`pme_serving_loop_delay_seconds\\{quantile="${q}"\\} (\\S+)`).exec(text)?.[1]);
+      stats.longestStallMs = delay('1');
+      stats.stallP99Ms = delay('0.99');
+    }
+    stats.tokens = a.tokens;
+    stats.tiers = Object.fromEntries(a.tiers.map((t) => [String(t.size), t.tokens]));
+    process.send?.({ type: 'stats', stats });
+    stats.learned = 0;
+    stats.learnMs = 0;
+    stalls.reset();
+  };
+  process.on('message', (message: { type: string }) => {
+    if (message.type === 'stats') void sendStats();
+    else if (message.type === 'inprocess') {
       // The read paths alone (no HTTP), training paused: where the time of a request goes.
       running = false;
       const random = createRandom(5);
@@ -183,10 +232,25 @@ async function serve(items: number): Promise<void> {
       process.send?.({ type: 'inprocess', result });
     } else if (message.type === 'stop') {
       running = false;
-      void Promise.all([app.close(), bare.close()]).then(() => process.exit(0));
+      void closeServers().then(() => process.exit(0));
     }
   });
   process.send?.({ type: 'ready', url, bareUrl, items, learnedWarm: WARM_EVENTS });
+}
+
+/** A bare fastify route in a thread of its own, as the serving thread runs the API. */
+function bareRouteThread(): { url: Promise<string>; stop(): Promise<number> } {
+  const worker = new Worker(
+    `const { parentPort } = require('node:worker_threads');
+     const app = require('fastify')();
+     app.get('/bare', async () => ({ ok: true }));
+     app.listen({ host: '127.0.0.1', port: 0 }).then((url) => parentPort.postMessage(url));`,
+    { eval: true },
+  );
+  return {
+    url: new Promise((resolve) => worker.once('message', resolve)),
+    stop: () => worker.terminate(),
+  };
 }
 
 // ───────────────────────────── load (parent) ─────────────────────────────
@@ -250,7 +314,7 @@ interface Case {
   name: string;
   rate: number;
   goalP99Ms: number | null;
-  requests: Array<Record<string, unknown>>;
+  requests: PacedRequest[];
   url: string;
 }
 
@@ -272,101 +336,17 @@ interface CaseResult {
   pruneWindows: number;
   sendLateP99Ms: number;
   /** The same case through autocannon's per-second quotas (bursts), for comparison. */
-  autocannon: Omit<PacedResult, 'sendLateP99Ms'>;
+  autocannon: Omit<PacedResult, 'sendLateP99Ms' | 'sockets' | 'clientLoopDelayP99Ms'>;
 }
 
-interface PacedResult {
-  requestsPerSecond: number;
-  p50Ms: number;
-  p90Ms: number;
-  p99Ms: number;
-  maxMs: number;
-  non2xx: number;
-  errors: number;
-  /** How late the client sent its requests against the schedule (its own timer and load). */
-  sendLateP99Ms: number;
-}
+/** `--only score`: run only the cases whose name contains it (the others are left out of the JSON). */
+const ONLY = (() => {
+  const i = process.argv.indexOf('--only');
+  return i > 0 ? process.argv[i + 1] : '';
+})();
 
-/**
- * Open-loop load at a steady rate: request i is sent at start + i / rate whether or not earlier
- * ones have answered (keep-alive sockets, more opened as needed), and its latency runs from its
- * send to the end of its response. autocannon's overallRate is not that: each connection sends its
- * per-second quota back to back at the start of every second, then idles, so its figures measure
- * bursts of concurrent requests queueing behind each other.
- */
-async function paced(
-  url: string,
-  requests: Array<Record<string, unknown>>,
-  rate: number,
-  seconds: number,
-): Promise<PacedResult> {
-  const target = new URL(url);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const total = Math.round(rate * seconds);
-  const latencies: number[] = [];
-  const late: number[] = [];
-  let non2xx = 0;
-  let errors = 0;
-  const start = performance.now() + 5;
-  await new Promise<void>((done) => {
-    let finished = 0;
-    const finish = (): void => {
-      if (++finished === total) done();
-    };
-    const send = (i: number): void => {
-      const r = requests[i % requests.length];
-      const sentAt = performance.now();
-      late.push(sentAt - (start + (i * 1000) / rate));
-      const request = http.request(
-        {
-          host: target.hostname,
-          port: target.port,
-          path: r.path as string,
-          method: r.method as string,
-          headers: r.headers as Record<string, string> | undefined,
-          agent,
-        },
-        (response) => {
-          const status = response.statusCode ?? 0;
-          if (status < 200 || status >= 300) non2xx++;
-          response.resume();
-          response.on('end', () => {
-            latencies.push(performance.now() - sentAt);
-            finish();
-          });
-        },
-      );
-      request.on('error', () => {
-        errors++;
-        finish();
-      });
-      request.end(r.body as string | undefined);
-    };
-    let sent = 0;
-    const pump = (): void => {
-      const now = performance.now();
-      while (sent < total && start + (sent * 1000) / rate <= now) send(sent++);
-      if (sent < total) setTimeout(pump, 1);
-    };
-    setTimeout(pump, 5);
-  });
-  agent.destroy();
-  const sorted = (a: number[]) => a.slice().sort((x, y) => x - y);
-  const at = (a: number[], q: number) => a[Math.min(a.length - 1, Math.floor(q * a.length))] ?? Number.NaN;
-  const l = sorted(latencies);
-  return {
-    requestsPerSecond: latencies.length / seconds,
-    p50Ms: at(l, 0.5),
-    p90Ms: at(l, 0.9),
-    p99Ms: at(l, 0.99),
-    maxMs: l[l.length - 1] ?? Number.NaN,
-    non2xx,
-    errors,
-    sendLateP99Ms: at(sorted(late), 0.99),
-  };
-}
-
-async function run(server: Server, c: Case): Promise<CaseResult> {
+async function run(server: Server, c: Case): Promise<CaseResult | null> {
+  if (!c.name.includes(ONLY)) return null;
   const options = {
     url: c.url,
     connections: 8,
@@ -401,7 +381,7 @@ async function run(server: Server, c: Case): Promise<CaseResult> {
 }
 
 /** Request variants: autocannon cycles through them (users and item lists vary per request). */
-function scoreRequests(items: number, n = 64): Array<Record<string, unknown>> {
+function scoreRequests(items: number, n = 64): PacedRequest[] {
   const random = createRandom(9);
   return Array.from({ length: n }, () => ({
     method: 'POST',
@@ -413,7 +393,7 @@ function scoreRequests(items: number, n = 64): Array<Record<string, unknown>> {
     }),
   }));
 }
-function recommendRequests(n = 64): Array<Record<string, unknown>> {
+function recommendRequests(n = 64): PacedRequest[] {
   const random = createRandom(10);
   return Array.from({ length: n }, () => ({
     method: 'GET',
@@ -422,7 +402,7 @@ function recommendRequests(n = 64): Array<Record<string, unknown>> {
 }
 
 async function main(): Promise<void> {
-  const results: CaseResult[] = [];
+  const results: Array<CaseResult | null> = [];
   const inProcess: Record<string, InProcess> = {};
   const t0 = performance.now();
   // The machine may be shared: the load before and after says how much the figures can be trusted.
@@ -482,7 +462,7 @@ async function main(): Promise<void> {
   console.log(
     `${pad('case', 36)}${'target/s'.padStart(9)}${'req/s'.padStart(9)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'max ms'.padStart(9)}  goal    train ev/s loop p99      max  autocannon p50/p99`,
   );
-  for (const r of results)
+  for (const r of results.filter((r) => r !== null))
     console.log(
       `${pad(r.case, 36)}${num(r.targetRate, 0)}${num(r.requestsPerSecond, 0)}${num(r.p50Ms)}${num(r.p99Ms)}${num(r.maxMs)}  ${r.goalP99Ms === null ? '  -  ' : `${r.met ? 'ok ' : 'MISS'} ≤${r.goalP99Ms}`}  ${r.trainedEventsPerSecond.toFixed(0).padStart(10)}${num(r.stallP99Ms, 1)}${num(r.longestStallMs, 1)}  ${r.autocannon.p50Ms}/${r.autocannon.p99Ms}`,
     );
@@ -498,13 +478,14 @@ async function main(): Promise<void> {
         secondsPerCase: SECONDS,
         trainRateTarget: TRAIN_RATE,
         trainBatch: BATCH,
+        serveSyncMs: SYNC_MS,
         itemRefreshMs: ITEM_REFRESH_MS,
         warmEvents: WARM_EVENTS,
         users: USERS,
         fields: FIELDS,
         load: 'paced: open loop at the target rate, latency from send; goals judged on it',
         autocannon: { connections: 8, overallRate: 'per case', warmupSeconds: 2 },
-        results,
+        results: results.filter((r) => r !== null),
         inProcessMs: inProcess,
         loadAverageBefore: loadBefore,
         loadAverageAfter: loadavg(),

@@ -432,7 +432,7 @@ function shortCase(name: string): string {
 function renderApi(ctx: Ctx, r: unknown): string {
   const results = arr(r, 'results');
   const out = [
-    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop: each request sent on schedule, latency from its send; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}. Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts. The loop delay is the server's event-loop delay (a 1 ms timer's lateness) during the case: what a request may wait for before it is read.`,
+    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop, bench/paced.ts: each request written on schedule on a keep-alive socket, latency from its write; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}. ${num(r, 'serveSyncMs') > 0 ? `As the service serves by default, the API (and the bare route) answer from their own threads, over a copy synced every ${num(r, 'serveSyncMs')} ms; the loop delay is the serving thread's.` : "The API and the bare route answer on the training thread (--serve-sync-ms 0); the loop delay is that thread's."} The loop delay is an event loop's delay (a 1 ms timer's lateness) during the case: what a request may wait for before it is read; the client's own is beside it (the load generator shares the 2 cores). Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts.`,
     '',
     mdTable(
       [
@@ -446,6 +446,7 @@ function renderApi(ctx: Ctx, r: unknown): string {
         'goal p99',
         'trained ev/s',
         'loop delay p99 / max ms',
+        'client loop p99 ms',
         'autocannon p50 / p99 ms',
         'errors',
       ],
@@ -462,6 +463,7 @@ function renderApi(ctx: Ctx, r: unknown): string {
           : `≤ ${c.goalP99Ms} ms ${c.met === true ? 'met' : 'missed'}`,
         int(num(c, 'trainedEventsPerSecond')),
         `${fx(num(c, 'stallP99Ms'), 1)} / ${fx(num(c, 'longestStallMs'), 1)}`,
+        fx(num(c, 'clientLoopDelayP99Ms'), 1),
         `${fx(num(c, 'autocannon.p50Ms'), 0)} / ${fx(num(c, 'autocannon.p99Ms'), 0)}`,
         int(num(c, 'non2xx') + num(c, 'errors')),
       ]),

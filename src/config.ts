@@ -54,6 +54,12 @@ export const OPTIONS = {
   },
   host: { env: 'PME_HOST', kind: 'string', default: '127.0.0.1', doc: 'HTTP listen address.' },
   port: { env: 'PME_PORT', kind: 'int', default: '8080', doc: 'HTTP port (0 picks a free one).' },
+  serveSyncMs: {
+    env: 'PME_SERVE_SYNC_MS',
+    kind: 'int',
+    default: '100',
+    doc: "Milliseconds between syncs of the HTTP API's read-only copy of the model in its own thread (reads lag training by about this; the copy costs the parameters' bytes again). 0: serve from the training thread (fresher reads, no copy, requests wait behind training).",
+  },
   adminToken: {
     env: 'PME_ADMIN_TOKEN',
     kind: 'string',

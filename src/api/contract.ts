@@ -42,15 +42,18 @@ export interface Readiness {
   detail: string;
 }
 
+/** Answered at once by a trainer's own thread, or asked of it by a serving thread. */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface ServiceApi {
   score(user: string, items: readonly string[], fields: Readonly<Record<string, string>>): number[];
   recommend(user: string, k: number, exclude: ReadonlySet<string>, excludeRecent: boolean): RecommendResult;
   /** Starts a window now; resolves with its id once started (not finished). Throws PME_ERR_PRUNE_RUNNING. */
-  startPrune(reason: string): number;
-  pruneWindows(): PruneWindowReport[];
-  tiers(): TiersReport;
-  token(field: string, value: string): TokenInfo | null;
-  readiness(): Readiness;
+  startPrune(reason: string): MaybePromise<number>;
+  pruneWindows(): MaybePromise<PruneWindowReport[]>;
+  tiers(): MaybePromise<TiersReport>;
+  token(field: string, value: string): MaybePromise<TokenInfo | null>;
+  readiness(): MaybePromise<Readiness>;
   /** Prometheus text exposition of every metric. */
   metrics(): Promise<string>;
   metricsContentType: string;

@@ -126,18 +126,18 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
     '/v1/prune',
     { schema: { ...pruneStartSchema, security: [{ bearer: [] }] }, preHandler: requireAdmin },
     async (request, reply) => {
-      const window = service.startPrune(request.body?.reason ?? 'api');
+      const window = await service.startPrune(request.body?.reason ?? 'api');
       return reply.code(202).send({ window, status: 'started' });
     },
   );
-  app.get('/v1/prune', { schema: pruneListSchema }, async () => ({ windows: service.pruneWindows() }));
+  app.get('/v1/prune', { schema: pruneListSchema }, async () => ({ windows: await service.pruneWindows() }));
   app.get('/v1/tiers', { schema: tiersSchema }, async () => service.tiers());
   app.get<{ Params: { field: string; value: string } }>(
     '/v1/tokens/:field/:value',
     { schema: tokenSchema },
     async (request) => {
       const { field, value } = request.params;
-      const info = service.token(field, value);
+      const info = await service.token(field, value);
       if (info === null) throw new PmeError('PME_ERR_NOT_FOUND', `token ${field}=${value}`);
       return info;
     },
@@ -149,7 +149,7 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
   });
   app.get('/healthz', { schema: { summary: 'The process is up' } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: readySchema }, async (_request, reply) => {
-    const readiness = service.readiness();
+    const readiness = await service.readiness();
     return reply.code(readiness.ready ? 200 : 503).send(readiness);
   });
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());

@@ -27,6 +27,13 @@ export interface PublishMarker {
 const f32 = (values: Float32Array): Buffer =>
   Buffer.from(values.buffer, values.byteOffset, values.byteLength);
 
+/** The float32 values of a record: a view when aligned (no copy), else a copy. */
+function floats(value: Buffer): Float32Array {
+  return value.byteOffset % 4 === 0
+    ? new Float32Array(value.buffer, value.byteOffset, value.byteLength / 4)
+    : new Float32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+}
+
 /** Tracks what the trainer changed since the last publish. */
 export class ChangeTracker {
   readonly #store: EmbeddingStore;
@@ -36,6 +43,9 @@ export class ChangeTracker {
   #since = Number.NEGATIVE_INFINITY;
   #seq = 0;
   readonly #evicted = new Set<string>();
+  /** The dense parameters as last published (NaN / none: never). */
+  #bias = Number.NaN;
+  #projections: Array<Float32Array | undefined> = [];
   /** Event count of each item (by trainer index) when last published; -1: never. */
   #itemCounts = new Float64Array(0);
 
@@ -54,6 +64,8 @@ export class ChangeTracker {
   reset(): void {
     this.#published.fill(0);
     this.#itemCounts.fill(-1);
+    this.#bias = Number.NaN;
+    this.#projections = [];
   }
 
   /**
@@ -94,10 +106,19 @@ export class ChangeTracker {
       this.#published[id] = 1;
       this.#publishedTier[id] = tierOf[id];
     }
+    // Dense parameters only when they changed: an idle trainer publishes nothing that would make
+    // a follower refresh every item's cached term.
     const model = this.#trainer.model;
-    records.push({ key: 'd:bias', value: f32(Float32Array.of(model.bias)) });
+    if (this.#bias !== model.bias) {
+      this.#bias = model.bias;
+      records.push({ key: 'd:bias', value: f32(Float32Array.of(model.bias)) });
+    }
     model.projections.forEach((P, ti) => {
-      if (P !== null) records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(Float32Array.from(P)) });
+      if (P === null) return;
+      const last = this.#projections[ti];
+      if (last !== undefined && last.length === P.length && last.every((v, j) => v === P[j])) return;
+      this.#projections[ti] = Float32Array.from(P);
+      records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(Float32Array.from(P)) });
     });
     // Items by index, compared by their event count: only those that changed are exported (an
     // object per item per publish would be 100k objects a second for a 100k catalog).
@@ -132,6 +153,8 @@ export class ReplicaApplier {
   /** The last marker applied: how current this replica is. */
   marker: PublishMarker | null = null;
   applied = 0;
+  /** Tokens created since the last done(): item tokens among them are linked to their items. */
+  #created: string[] = [];
 
   constructor(store: EmbeddingStore, trainer: Trainer) {
     this.#store = store;
@@ -149,10 +172,7 @@ export class ReplicaApplier {
         if (id >= 0) this.#store.evict(id);
         return;
       }
-      this.#applyToken(
-        token,
-        new Float32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)),
-      );
+      this.#applyToken(token, floats(value));
       return;
     }
     if (value === null) return;
@@ -164,7 +184,7 @@ export class ReplicaApplier {
       const ti = this.#store.tiers.findIndex((t) => t.size === size);
       const P = ti < 0 ? null : this.#trainer.model.projections[ti];
       if (P !== null && P !== undefined && P.byteLength === value.byteLength) {
-        P.set(new Float32Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)));
+        P.set(floats(value));
         this.#trainer.model.denseVersion++;
       }
     } else if (key.startsWith('i:')) {
@@ -176,15 +196,18 @@ export class ReplicaApplier {
 
   /** Tells the trainer that its parameters changed outside learn(), so read paths refresh. */
   done(): void {
-    this.#trainer.invalidateItems();
+    this.#trainer.invalidateItems(this.#created);
+    this.#created = [];
   }
 
   #applyToken(token: string, data: Float32Array): void {
     const store = this.#store;
     const size = data[0];
     let id = store.id(token);
-    if (id < 0) id = store.getOrCreate(token, size);
-    else if (store.sizeOf(id) !== size) store.move(id, size, () => {});
+    if (id < 0) {
+      id = store.getOrCreate(token, size);
+      this.#created.push(token);
+    } else if (store.sizeOf(id) !== size) store.move(id, size, () => {});
     store.linear[id] = data[1];
     if (size > 0) store.tiers[store.tierOf[id]].params.set(data.subarray(2, 2 + size), store.offsetOf(id));
   }

@@ -134,6 +134,16 @@ interface ItemEntry {
   active: boolean;
 }
 
+/** Whether an item already has exactly these catalog fields. */
+function sameFields(entry: ItemEntry, fields: Readonly<Record<string, string>>): boolean {
+  let n = 0;
+  for (const name in fields) {
+    if (!entry.fieldKeys.includes(`${name}=${fields[name]}`)) return false;
+    n++;
+  }
+  return n === entry.fieldKeys.length;
+}
+
 /** Signature of items without catalog fields (and of items unknown to the trainer). */
 const EMPTY_SIGNATURE = 0;
 /** Fewest items a refreshItems() refreshes when itemRefreshMs > 0 (so a stopped clock still sweeps). */
@@ -634,10 +644,19 @@ export class Trainer {
   }
 
   /** Tells the reads that parameters changed outside learn() (a replica applying updates, a
-   *  restore): a bounded recommend then refreshes the item-only term within itemRefreshMs. */
-  invalidateItems(): void {
+   *  restore): a bounded recommend then refreshes the item-only term within itemRefreshMs.
+   *  `created`: the token keys created since the last call, when known (saves a catalog scan). */
+  invalidateItems(created?: Iterable<string>): void {
     this.#changes++;
-    // Item tokens created outside learn() (a replica's applied rows) are linked here.
+    // Item tokens created outside learn() (a replica's applied rows) are linked here: the ones
+    // named when the caller knows them, else every item still without a token.
+    if (created !== undefined) {
+      for (const key of created) {
+        const entry = key.startsWith('item=') ? this.#items.get(key.slice(5)) : undefined;
+        if (entry !== undefined && entry.key === key) this.#itemToken[entry.index] = this.store.id(key);
+      }
+      return;
+    }
     const list = this.#itemList;
     for (let i = 0; i < list.length; i++)
       if (this.#itemToken[i] < 0) this.#itemToken[i] = this.store.id(list[i].key);
@@ -1214,7 +1233,10 @@ export class Trainer {
     items: Array<{ item: string; fields: Record<string, string>; active: boolean; count: number }>,
   ): void {
     for (const it of items) {
-      this.upsertItem({ item: it.item, fields: it.fields, active: it.active });
+      // A follower gets an item again whenever its count changes: only the count, mostly.
+      const known = this.#items.get(it.item);
+      if (known === undefined || known.active !== it.active || !sameFields(known, it.fields))
+        this.upsertItem({ item: it.item, fields: it.fields, active: it.active });
       const index = this.#items.get(it.item)!.index;
       for (let c = this.#popularity.count(index); c < it.count; c++) this.#popularity.increment(index);
       this.#popularity.setActive(index, it.active);

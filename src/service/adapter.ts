@@ -53,14 +53,21 @@ export function tierMetrics(store: EmbeddingStore): { tiers: TierReport[]; budge
   return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
 }
 
-export function serviceApi(parts: AdapterParts): ServiceApi {
-  const { store, trainer, recent, prune } = parts;
+/** The two latency-bound reads, answered from a trainer (the training one, or a serving copy). */
+export function readApi(trainer: Trainer, recent: RecentItems): Pick<ServiceApi, 'score' | 'recommend'> {
   return {
     score: (user, items, fields) => trainer.score(user, items, fields),
     recommend: (user, k, exclude, excludeRecent) => {
       const excluded = excludeRecent ? new Set([...exclude, ...recent.of(user)]) : exclude;
       return trainer.recommend(user, k, { exclude: excluded });
     },
+  };
+}
+
+export function serviceApi(parts: AdapterParts): ServiceApi {
+  const { store, trainer, recent, prune } = parts;
+  return {
+    ...readApi(trainer, recent),
     startPrune: (reason) => prune.start(reason),
     pruneWindows: () => prune.windows(),
     tiers: (): TiersReport => {

@@ -6,6 +6,7 @@
  * leave the group.
  */
 import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
 import {
@@ -33,6 +34,7 @@ import { serviceApi, tierMetrics, trainerReadiness } from './adapter.js';
 import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
+import { type ServingThread, startServingThread } from './serving.js';
 import { applyRestored, restoreState, saveState } from './state.js';
 
 export interface Service {
@@ -40,6 +42,8 @@ export interface Service {
   readonly url: string;
   readonly trainer: Trainer;
   readonly store: EmbeddingStore;
+  /** Resolves once the HTTP API serves the state as of this call (its copy synced; at once without one). */
+  synced(): Promise<void>;
   /** Takes a snapshot now and commits its offsets; resolves with the snapshot's path. */
   snapshot(): Promise<string>;
   /** Ordered shutdown; safe to call more than once. */
@@ -152,6 +156,7 @@ export async function startService(
   if (extra !== null)
     log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
   const recent = new RecentItems();
+  let serving: ServingThread | null = null;
   const lock = new StateLock();
 
   await ensureTopics(config.brokers, {
@@ -175,7 +180,9 @@ export async function startService(
     // observer (pme): promotions and due windows start there.
     onEvents: async (events) => {
       await learnInSlices(trainer, events);
-      recent.record(events);
+      // Recent items are kept where recommend runs: the serving thread, or this one.
+      if (serving === null) recent.record(events);
+      else serving.recordRecent(events);
     },
     onItems: (items) => {
       for (const item of items) trainer.upsertItem(item);
@@ -201,13 +208,17 @@ export async function startService(
     start: (reason: string) => pme.startWindow(reason),
     windows: () => pme.reports(),
   };
-  const metrics = new ServiceMetrics({
-    trainer: () => trainer.stats(),
-    consumer: () => consumer.stats,
-    tiers: () => tierMetrics(store),
-    pruneWindows: () => pme.reports().length,
-    backend: () => backend.name,
-  });
+  const threaded = config.serveSyncMs > 0;
+  const metrics = new ServiceMetrics(
+    {
+      trainer: () => trainer.stats(),
+      consumer: () => consumer.stats,
+      tiers: () => tierMetrics(store),
+      pruneWindows: () => pme.reports().length,
+      backend: () => backend.name,
+    },
+    { requests: !threaded },
+  );
   const api = serviceApi({
     store,
     trainer,
@@ -216,10 +227,31 @@ export async function startService(
     metrics: () => metrics,
     readiness: trainerReadiness(() => consumer.live),
   });
-  const app = await buildApi(api, { adminToken: config.adminToken });
+  // The API answers from a copy in its own thread (serving.ts), or on this thread when syncs are off.
+  let app: FastifyInstance | null = null;
+  let address: string;
+  if (threaded) {
+    serving = await startServingThread(
+      store,
+      trainer,
+      api,
+      {
+        host: config.host,
+        port: config.port,
+        adminToken: config.adminToken,
+        syncMs: config.serveSyncMs,
+        itemRefreshMs: ITEM_REFRESH_MS,
+        seed: config.seed,
+      },
+      log,
+    );
+    address = serving.url;
+  } else {
+    app = await buildApi(api, { adminToken: config.adminToken });
+    address = await app.listen({ host: config.host, port: config.port });
+  }
   await consumer.start();
-  const address = await app.listen({ host: config.host, port: config.port });
-  log(`pme: API on ${address}; state in ${config.stateDir}`);
+  log(`pme: API on ${address}${threaded ? ' (serving thread)' : ''}; state in ${config.stateDir}`);
 
   const publishing = await startPublishing(config, store, trainer, lock, log);
 
@@ -242,7 +274,8 @@ export async function startService(
     stopping ??= (async () => {
       clearInterval(timer);
       stopItemRefresh();
-      await app.close();
+      await app?.close();
+      await serving?.stop();
       await consumer.stopFetching();
       const path = await snapshot();
       log(`pme: final snapshot ${path}`);
@@ -254,5 +287,8 @@ export async function startService(
     })();
     return stopping;
   };
-  return { url: address, trainer, store, snapshot, stop };
+  const synced = async (): Promise<void> => {
+    await serving?.sync();
+  };
+  return { url: address, trainer, store, synced, snapshot, stop };
 }

@@ -3,6 +3,7 @@
  * (collect callbacks), so the hot paths keep plain counters and pay nothing per event for
  * metrics; only request latency is observed per request.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { TierReport } from '../api/contract.js';
 
@@ -45,9 +46,10 @@ function setCounter(counter: Counter<string>, value: number, labels?: Record<str
 
 export class ServiceMetrics {
   readonly registry = new Registry();
-  readonly #latency: Histogram<'route' | 'method' | 'status'>;
+  readonly #requests: RequestMetrics | null;
 
-  constructor(sources: MetricSources) {
+  /** `requests`: false when a serving thread observes requests itself (RequestMetrics). */
+  constructor(sources: MetricSources, options: { requests: boolean } = { requests: true }) {
     const registers = [this.registry];
     new Counter({
       name: 'pme_events_consumed_total',
@@ -201,12 +203,56 @@ export class ServiceMetrics {
         this.set({ backend: sources.backend() }, 1);
       },
     });
+    this.#requests = options.requests ? new RequestMetrics(null, this.registry) : null;
+  }
+
+  observeRequest(route: string, method: string, status: number, seconds: number): void {
+    this.#requests?.observeRequest(route, method, status, seconds);
+  }
+}
+
+/**
+ * What a serving thread measures itself: request latency per route and the bytes of its copy of
+ * the model. Its /metrics text is the training thread's ServiceMetrics (built without request
+ * metrics) followed by these.
+ */
+export class RequestMetrics {
+  readonly registry: Registry;
+  readonly #latency: Histogram<'route' | 'method' | 'status'>;
+
+  constructor(copyBytes: (() => number) | null, registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
     this.#latency = new Histogram({
       name: 'pme_http_request_duration_seconds',
       help: 'HTTP request latency per route',
       labelNames: ['route', 'method', 'status'],
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1],
       registers,
+    });
+    if (copyBytes === null) return;
+    new Gauge({
+      name: 'pme_serving_copy_bytes',
+      help: "Bytes of the serving thread's read-only copy of the model (parameters and index)",
+      registers,
+      collect() {
+        this.set(copyBytes());
+      },
+    });
+    // What a request may wait for before its handler runs: the serving loop's delay (1 ms timer).
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    new Gauge({
+      name: 'pme_serving_loop_delay_seconds',
+      help: "Delay of the serving thread's event loop since the previous scrape (quantile 0.5, 0.99, 1 = max)",
+      labelNames: ['quantile'],
+      registers,
+      collect() {
+        this.set({ quantile: '0.5' }, delay.percentile(50) / 1e9);
+        this.set({ quantile: '0.99' }, delay.percentile(99) / 1e9);
+        this.set({ quantile: '1' }, delay.max / 1e9);
+        delay.reset();
+      },
     });
   }
 

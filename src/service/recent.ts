@@ -1,5 +1,4 @@
 import { LRUCache } from 'lru-cache';
-import type { Interaction } from '../data/event.js';
 
 /**
  * The last few items each user interacted with, for `recommend?excludeRecent=true`.
@@ -14,7 +13,7 @@ export class RecentItems {
     this.#perUser = perUser;
   }
 
-  record(events: readonly Interaction[]): void {
+  record(events: ReadonlyArray<{ user: string; item: string }>): void {
     for (const event of events) {
       let items = this.#users.get(event.user);
       if (items === undefined) {

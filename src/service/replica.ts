@@ -97,6 +97,7 @@ export async function startReplica(
     url: address,
     trainer,
     store,
+    synced: async () => {},
     snapshot: async () => '',
     stop: () => {
       stopping ??= (async () => {

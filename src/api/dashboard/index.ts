@@ -127,6 +127,6 @@ export async function dashboard(app: FastifyInstance, options: DashboardOptions)
     },
   );
   app.get('/v1/stats', { schema: statsSchema }, async () =>
-    statsFromMetrics(await o.service.metrics(), o.service.pruneWindows(), o.clock.now()),
+    statsFromMetrics(await o.service.metrics(), await o.service.pruneWindows(), o.clock.now()),
   );
 }
