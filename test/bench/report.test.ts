@@ -141,6 +141,7 @@ function writeFakes(dir: string): void {
         trainedEventsPerSecond: 9980,
         longestStallMs: 3.4,
         stallP99Ms: 1.2,
+        clientLoopDelayP99Ms: 2.5,
         autocannon: { p50Ms: 3, p99Ms: 12 },
       },
     ],
@@ -251,7 +252,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /\| 1 \| 50 \| 50 \| 20 \| 0 \| 12\.5 \| 0\.7500 \| 0\.7600 \|/);
   t.match(
     md,
-    /\| recommend k=10 over 10,000 items \| 1,000 \| 998 \| 2\.0 \| 4\.0 \| 8\.0 \| 20 \| ≤ 10 ms met \| 9,980 \| 1\.2 \/ 3\.4 \| 3 \/ 12 \|/,
+    /\| recommend k=10 over 10,000 items \| 1,000 \| 998 \| 2\.0 \| 4\.0 \| 8\.0 \| 20 \| ≤ 10 ms met \| 9,980 \| 1\.2 \/ 3\.4 \| 2\.5 \| 3 \/ 12 \|/,
   );
   t.match(md, /\| backlog \| 1,000 \| 2\.0 \| 500 \|/);
   t.match(md, /\| cores \| 2 × Fake CPU \|/);
