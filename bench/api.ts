@@ -15,23 +15,34 @@
  *     over a 100,000-item catalog at 1,000 req/s (another).
  * Writes bench/results/api.json and prints a table. About 1.5 minutes.
  *
- *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 100]
- *     [--only <part of a case name>]
+ * Besides training, the server does the service's other periodic work at its defaults: the change
+ * scan of the parameter publish every second and a snapshot every 5 s.
+ *
+ *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 0]
+ *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <part of a case name>]
  */
 import { fork } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { cpus, loadavg } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { buildApi } from '../src/api/server.js';
 import { SyntheticWorkload } from '../src/data/index.js';
-import { learnInSlices, PmeController, startItemRefresh, Trainer } from '../src/engine/index.js';
+import {
+  ChangeTracker,
+  learnInSlices,
+  PmeController,
+  startItemRefresh,
+  Trainer,
+} from '../src/engine/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from '../src/service/adapter.js';
 import { ServiceMetrics } from '../src/service/metrics.js';
 import { RecentItems } from '../src/service/recent.js';
 import { type ServingThread, startServingThread } from '../src/service/serving.js';
+import { saveState } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom } from '../src/util/random.js';
 import { type PacedRequest, type PacedResult, paced } from './paced.js';
@@ -42,8 +53,14 @@ const arg = (name: string, fallback: number): number => {
 };
 const SECONDS = arg('seconds', 10);
 const TRAIN_RATE = arg('train-rate', 10_000);
-/** Sync interval of the serving thread's copy (the service's --serve-sync-ms); 0: serve on the training thread. */
-const SYNC_MS = arg('serve-sync-ms', 100);
+/** Sync interval of a serving thread's copy (the service's --serve-sync-ms; default 0: the API on the training thread). */
+const SYNC_MS = arg('serve-sync-ms', 0);
+/** The service's own periodic work besides training, at its defaults (0: off): the parameter
+ *  publish's change scan, in slices as the service runs it (PME_PUBLISH_INTERVAL_MS; the Kafka send
+ *  left out) and the snapshot
+ *  (PME_SNAPSHOT_INTERVAL_MS: a synchronous copy of the state, then a write). */
+const PUBLISH_MS = arg('publish-ms', 1000);
+const SNAPSHOT_MS = arg('snapshot-ms', 5000);
 const USERS = 20_000;
 const FIELDS = [
   { name: 'category', cardinality: 20 },
@@ -100,6 +117,15 @@ async function serve(items: number): Promise<void> {
     if (pme.running !== null) await pme.running;
   }
   startItemRefresh(trainer);
+  const snapshotDir = await mkdtemp(join(tmpdir(), 'pme-bench-api-'));
+  const background: NodeJS.Timeout[] = [];
+  if (PUBLISH_MS > 0) {
+    const tracker = new ChangeTracker(store, trainer);
+    tracker.collect(Date.now());
+    background.push(setInterval(() => void tracker.collectInSlices(Date.now()), PUBLISH_MS));
+  }
+  if (SNAPSHOT_MS > 0)
+    background.push(setInterval(() => void saveState(snapshotDir, store, trainer, {}), SNAPSHOT_MS));
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: {}, lag: {} }),
@@ -232,7 +258,10 @@ async function serve(items: number): Promise<void> {
       process.send?.({ type: 'inprocess', result });
     } else if (message.type === 'stop') {
       running = false;
-      void closeServers().then(() => process.exit(0));
+      for (const timer of background) clearInterval(timer);
+      void closeServers()
+        .then(() => rm(snapshotDir, { recursive: true, force: true }))
+        .then(() => process.exit(0));
     }
   });
   process.send?.({ type: 'ready', url, bareUrl, items, learnedWarm: WARM_EVENTS });
@@ -479,6 +508,8 @@ async function main(): Promise<void> {
         trainRateTarget: TRAIN_RATE,
         trainBatch: BATCH,
         serveSyncMs: SYNC_MS,
+        publishMs: PUBLISH_MS,
+        snapshotMs: SNAPSHOT_MS,
         itemRefreshMs: ITEM_REFRESH_MS,
         warmEvents: WARM_EVENTS,
         users: USERS,

@@ -57,8 +57,8 @@ export const OPTIONS = {
   serveSyncMs: {
     env: 'PME_SERVE_SYNC_MS',
     kind: 'int',
-    default: '100',
-    doc: "Milliseconds between syncs of the HTTP API's read-only copy of the model in its own thread (reads lag training by about this; the copy costs the parameters' bytes again). 0: serve from the training thread (fresher reads, no copy, requests wait behind training).",
+    default: '0',
+    doc: "0: the HTTP API answers on the training thread (training yields every ~1 ms). Above 0: it answers in a thread of its own from a read-only copy of the model synced every this many ms (reads lag training by about that; the copy costs the parameters' bytes again); for machines with cores to spare.",
   },
   adminToken: {
     env: 'PME_ADMIN_TOKEN',

@@ -27,6 +27,9 @@ export interface PublishMarker {
 const f32 = (values: Float32Array): Buffer =>
   Buffer.from(values.buffer, values.byteOffset, values.byteLength);
 
+/** Tokens or items scanned between two looks at the clock in collectInSlices(). */
+const SCAN_STEP = 512;
+
 /** The float32 values of a record: a view when aligned (no copy), else a copy. */
 function floats(value: Buffer): Float32Array {
   return value.byteOffset % 4 === 0
@@ -73,6 +76,34 @@ export class ChangeTracker {
    * it between training batches (under the service's state lock) so the records are one state.
    */
   collect(now: number): ParamRecord[] {
+    const steps = this.#collect(now);
+    let step = steps.next();
+    while (!step.done) step = steps.next();
+    return step.value;
+  }
+
+  /**
+   * collect() in slices of about `sliceMs` with a macrotask turn between them, so that requests
+   * served on the same event loop wait at most a slice (a 100k-item catalog takes ~25 ms in all).
+   * Hold the state lock across it (training waits, reads go on): each record is still one row as
+   * it was when read; a row a prune window moves meanwhile goes out again next time.
+   */
+  async collectInSlices(now: number, sliceMs = 1): Promise<ParamRecord[]> {
+    const steps = this.#collect(now);
+    let sliceStart = performance.now();
+    let step = steps.next();
+    while (!step.done) {
+      if (performance.now() - sliceStart >= sliceMs) {
+        await new Promise((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+      step = steps.next();
+    }
+    return step.value;
+  }
+
+  /** The work of collect(), pausing (yield) every SCAN_STEP tokens or items. */
+  *#collect(now: number): Generator<void, ParamRecord[]> {
     const store = this.#store;
     const records: ParamRecord[] = [];
     if (this.#published.length < store.idLimit) {
@@ -86,10 +117,20 @@ export class ChangeTracker {
     }
     for (const key of this.#evicted) if (store.id(key) < 0) records.push({ key: `t:${key}`, value: null });
     this.#evicted.clear();
-    const lastSeen = store.lastSeen;
-    const tierOf = store.tierOf;
-    const linear = store.linear;
-    for (let id = 0; id < store.idLimit; id++) {
+    let lastSeen = store.lastSeen;
+    let tierOf = store.tierOf;
+    let linear = store.linear;
+    // Scanned up to the id limit at the start: tokens created during a sliced collect are new
+    // since `now`, so the next collect sends them (and the columns, which may have grown, are
+    // read again after every pause).
+    const idLimit = Math.min(store.idLimit, this.#published.length);
+    for (let id = 0; id < idLimit; id++) {
+      if (id % SCAN_STEP === SCAN_STEP - 1) {
+        yield;
+        lastSeen = store.lastSeen;
+        tierOf = store.tierOf;
+        linear = store.linear;
+      }
       if (!store.alive(id)) continue;
       const changed =
         this.#published[id] === 0 || lastSeen[id] >= this.#since || tierOf[id] !== this.#publishedTier[id];
@@ -129,6 +170,7 @@ export class ChangeTracker {
       this.#itemCounts = next;
     }
     for (let i = 0; i < trainer.itemCount; i++) {
+      if (i % SCAN_STEP === SCAN_STEP - 1) yield;
       const count = trainer.itemEvents(i);
       if (this.#itemCounts[i] === count) continue;
       this.#itemCounts[i] = count;

@@ -92,7 +92,8 @@ async function startPublishing(
   let running: Promise<void> | null = null;
   const publish = (): Promise<void> => {
     running ??= (async () => {
-      const records = await lock.run(async () => tracker.collect(Date.now()));
+      // Under the lock (no batch half-applied), in slices (requests served in between).
+      const records = await lock.run(() => tracker.collectInSlices(Date.now()));
       try {
         await publisher.publish(records);
       } catch (error) {

@@ -31,7 +31,14 @@ const aligned = (n: number): number => (n + 3) & ~3;
 export type CallMethod = 'startPrune' | 'pruneWindows' | 'tiers' | 'token' | 'readiness' | 'metrics';
 
 export type MainMessage =
-  | { type: 'sync'; seq: number; records: PackedRecords; recent: Array<{ user: string; item: string }> }
+  | {
+      type: 'sync';
+      seq: number;
+      records: PackedRecords;
+      recent: Array<{ user: string; item: string }>;
+      /** The last message of one collect (a sync may come in several). */
+      last: boolean;
+    }
   | { type: 'reply'; id: number; value?: unknown; error?: { code: string; message: string } }
   | { type: 'stop' };
 

@@ -102,8 +102,10 @@ async function main(): Promise<void> {
       }
       applier.done();
       recent.record(sync.recent);
-      synced = true;
-      loaded();
+      if (sync.last && !synced) {
+        synced = true;
+        loaded();
+      }
       send({ type: 'applied', seq: sync.seq, tokens: store.size });
     }
     applying = false;

@@ -49,6 +49,9 @@ export interface ServingThread {
   stop(): Promise<void>;
 }
 
+/** Records per sync message (~0.5 ms for the serving thread to receive and unpack). */
+const SYNC_CHUNK = 2048;
+
 /** Most recent (user, item) pairs kept between two syncs: only the last few per user matter. */
 const MAX_RECENT_PER_SYNC = 100_000;
 
@@ -145,12 +148,20 @@ export async function startServingThread(
   const sync = (): Promise<void> => {
     const run = async (): Promise<void> => {
       if (stopped) return;
-      const records = packRecords(tracker.collect(Date.now()));
-      const at = ++seq;
-      const applied = new Promise<void>((resolve) => waiting.set(at, resolve));
-      post({ type: 'sync', seq: at, records, recent }, transferList(records));
+      const records = tracker.collect(Date.now());
+      // In messages of at most SYNC_CHUNK records: the serving thread deserializes a message in
+      // one go, and a prune window's moves can make a sync of ~10^5 records.
+      for (let from = 0; from < records.length; from += SYNC_CHUNK) {
+        const packed = packRecords(records.slice(from, from + SYNC_CHUNK));
+        const last = from + SYNC_CHUNK >= records.length;
+        post(
+          { type: 'sync', seq: ++seq, records: packed, recent: last ? recent : [], last },
+          transferList(packed),
+        );
+      }
       recent = [];
-      await applied;
+      const at = seq;
+      await new Promise<void>((resolve) => waiting.set(at, resolve));
     };
     const next: Promise<void> = (inFlight ?? Promise.resolve()).then(run).finally(() => {
       if (inFlight === next) inFlight = null;

@@ -46,3 +46,27 @@ t.test(
     t.equal(items(tracker.collect(clock.now())).length, 50, 'after reset: every item again');
   },
 );
+
+t.test('collectInSlices gives the records collect gives, with turns in between', async (t) => {
+  const clock = new ManualClock(1_000);
+  const store = new EmbeddingStore({ seed: 5, clock });
+  const workload = new SyntheticWorkload({ seed: 5, users: 2_000, items: 3_000 });
+  const trainer = new Trainer(store, { seed: 5, clock, catalog: workload.catalog() });
+  trainer.learn(workload.take(5_000));
+  const whole = new ChangeTracker(store, trainer);
+  const sliced = new ChangeTracker(store, trainer);
+  const asText = (records: { key: string; value: Buffer | null }[]) =>
+    records.map((r) => `${r.key}:${r.value === null ? 'null' : r.value.toString('base64')}`);
+
+  for (let round = 0; round < 2; round++) {
+    clock.advance(10);
+    const expected = asText(whole.collect(clock.now()));
+    let turns = 0;
+    const counting = setInterval(() => turns++, 0);
+    const got = asText(await sliced.collectInSlices(clock.now(), 0));
+    clearInterval(counting);
+    t.same(got, expected, `round ${round}: the same ${expected.length} records`);
+    t.ok(turns > 0, `round ${round}: other work ran during it (${turns} timer turns)`);
+    trainer.learn(workload.take(2_000));
+  }
+});
