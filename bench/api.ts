@@ -308,6 +308,12 @@ function startServer(items: number): Promise<Server> {
     String(items),
     '--train-rate',
     String(TRAIN_RATE),
+    '--serve-sync-ms',
+    String(SYNC_MS),
+    '--publish-ms',
+    String(PUBLISH_MS),
+    '--snapshot-ms',
+    String(SNAPSHOT_MS),
   ]);
   const ask = <T>(type: string): Promise<T> =>
     new Promise((resolve) => {

@@ -9,6 +9,8 @@ import type { Trainer } from './trainer.js';
 
 const PREFIX = 'engine/';
 
+const bytesOf = (a: Int32Array | Float64Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
 export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
   const model = trainer.model;
   const out: Record<string, Uint8Array | Float32Array> = {};
@@ -21,7 +23,15 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
     out[`${PREFIX}P${size}.f32`] = Float32Array.from(P);
     out[`${PREFIX}A${size}.f32`] = Float32Array.from(model.projectionAccumulators[ti]!);
   });
-  out[`${PREFIX}items.json`] = new TextEncoder().encode(JSON.stringify(trainer.exportItems()));
+  // The catalog compactly (names once, field keys once per signature, the rest typed arrays):
+  // the snapshot's synchronous copy is a pause for every request served on this thread.
+  const catalog = trainer.exportCatalog();
+  out[`${PREFIX}catalog.json`] = new TextEncoder().encode(
+    JSON.stringify({ names: catalog.names, signatures: catalog.signatures }),
+  );
+  out[`${PREFIX}catalogSignature.i32`] = bytesOf(catalog.signature);
+  out[`${PREFIX}catalogActive.u8`] = catalog.active;
+  out[`${PREFIX}catalogCount.f64`] = bytesOf(catalog.count);
   const { learned, negativesDrawn } = trainer.stats();
   out[`${PREFIX}counters.json`] = new TextEncoder().encode(JSON.stringify({ learned, negativesDrawn }));
   return out;
@@ -57,8 +67,29 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
     P.set(saved);
     model.projectionAccumulators[ti]!.set(acc);
   });
+  const catalog = extra[`${PREFIX}catalog.json`];
   const items = extra[`${PREFIX}items.json`];
-  if (items instanceof Uint8Array) trainer.importItems(JSON.parse(new TextDecoder().decode(items)));
+  if (catalog instanceof Uint8Array) {
+    const { names, signatures } = JSON.parse(new TextDecoder().decode(catalog)) as {
+      names: string[];
+      signatures: string[][];
+    };
+    const column = (name: string): ArrayBuffer => {
+      const v = extra[`${PREFIX}${name}`];
+      if (v === undefined) throw new PmeError('PME_ERR_CONFIG_INVALID', `snapshot catalog lacks ${name}`);
+      return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
+    };
+    trainer.importCatalog({
+      names,
+      signatures,
+      signature: new Int32Array(column('catalogSignature.i32')),
+      active: new Uint8Array(column('catalogActive.u8')),
+      count: new Float64Array(column('catalogCount.f64')),
+    });
+  } else if (items instanceof Uint8Array) {
+    // Snapshots written before the compact catalog.
+    trainer.importItems(JSON.parse(new TextDecoder().decode(items)));
+  }
   const counters = extra[`${PREFIX}counters.json`];
   if (counters instanceof Uint8Array) trainer.restoreCounters(JSON.parse(new TextDecoder().decode(counters)));
 }

@@ -122,6 +122,17 @@ export interface ExportedItem {
   count: number;
 }
 
+/** The catalog as snapshots hold it (Trainer.exportCatalog). */
+export interface ExportedCatalog {
+  names: string[];
+  /** Sorted `field=value` keys of each signature. */
+  signatures: string[][];
+  /** Per item: index into signatures, active (1/0), event count. */
+  signature: Int32Array;
+  active: Uint8Array;
+  count: Float64Array;
+}
+
 /** One item known to the trainer: from the catalog, or first seen in the stream. */
 interface ItemEntry {
   readonly index: number;
@@ -1226,6 +1237,39 @@ export class Trainer {
       active: e.active,
       count: this.#popularity.count(e.index),
     };
+  }
+
+  /**
+   * The catalog in a compact form for snapshots: item names, the field-key sets (signatures) they
+   * share, and per item its signature, active flag and event count. A 100,000-item catalog exports
+   * in a few ms (exportItems builds an object per item: ~140 ms, all of it a pause for requests).
+   */
+  exportCatalog(): ExportedCatalog {
+    const n = this.#itemList.length;
+    const count = new Float64Array(n);
+    for (let i = 0; i < n; i++) count[i] = this.#popularity.count(i);
+    return {
+      names: this.#itemList.map((e) => e.item),
+      signatures: this.#sigKeys.map((keys) => [...keys]),
+      signature: this.#itemSig.slice(0, n),
+      active: this.#itemActive.slice(0, n),
+      count,
+    };
+  }
+
+  /** Restores what exportCatalog wrote (after construction, before learning). */
+  importCatalog(catalog: ExportedCatalog): void {
+    const fields = catalog.signatures.map((keys) =>
+      Object.fromEntries(keys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)])),
+    );
+    this.importItems(
+      catalog.names.map((item, i) => ({
+        item,
+        fields: fields[catalog.signature[i]],
+        active: catalog.active[i] === 1,
+        count: catalog.count[i],
+      })),
+    );
   }
 
   /** Restores what exportItems wrote (after construction, before learning). */
