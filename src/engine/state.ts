@@ -9,7 +9,8 @@ import type { Trainer } from './trainer.js';
 
 const PREFIX = 'engine/';
 
-const bytesOf = (a: Int32Array | Float64Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+const bytesOf = (a: Int32Array | Float64Array): Uint8Array =>
+  new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
   const model = trainer.model;
