@@ -80,8 +80,9 @@ function lowerTrainingPriority(log: Log): void {
   }
 }
 
-/** Young generation of the serving thread's heap: requests allocate ~10–20 KB each, and fewer,
- *  not longer, scavenges is what keeps them out of the p99 (a pause hits the requests during it). */
+/** Young generation of the serving thread's heap (V8's default for a worker is smaller): every
+ *  request allocates several KB (a score of 100 items ~6.5 KB in the trainer alone), and a
+ *  scavenge pauses the requests that arrive during it, so fewer of them is the aim. */
 const SERVING_YOUNG_GENERATION_MB = 64;
 
 export async function startServingThread(
