@@ -80,7 +80,7 @@ function lowerTrainingPriority(log: Log): void {
   }
 }
 
-/** Young generation of the serving thread's heap (V8's default for a worker is smaller): every
+/** Young generation of the serving thread's heap: every
  *  request allocates several KB (a score of 100 items ~6.5 KB in the trainer alone), and a
  *  scavenge pauses the requests that arrive during it, so fewer of them is the aim. */
 const SERVING_YOUNG_GENERATION_MB = 64;
