@@ -52,6 +52,18 @@ t.test('round trip: options, extra arrays, and the state bit for bit', async (t)
   t.equal(again.store.options.budgetBytes, Number.POSITIVE_INFINITY, 'Infinity survives JSON');
 });
 
+t.test('a key index larger than one encoding step (16,384 keys) round-trips', async (t) => {
+  const dir = await tempDir(t);
+  const store = new EmbeddingStore({ chunkRows: 4096 });
+  for (let i = 0; i < 40_000; i++) store.getOrCreate(`user=u${i}`, 2);
+  store.evict(store.id('user=u17000'));
+  await writeSnapshot(store, dir);
+  const { store: back } = await readSnapshot(dir);
+  t.equal(diffStates(store.exportState(), back.exportState()), null, 'every key and id as written');
+  t.equal(back.id('user=u39999'), store.id('user=u39999'));
+  t.equal(back.id('user=u17000'), -1);
+});
+
 t.test('the newest two snapshots are kept, no temporary file is left', async (t) => {
   const dir = await tempDir(t);
   const store = sample(10);
