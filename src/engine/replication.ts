@@ -158,8 +158,9 @@ export class ChangeTracker {
       if (P === null) return;
       const last = this.#projections[ti];
       if (last !== undefined && last.length === P.length && last.every((v, j) => v === P[j])) return;
-      this.#projections[ti] = Float32Array.from(P);
-      records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(Float32Array.from(P)) });
+      const copy = Float32Array.from(P);
+      this.#projections[ti] = copy;
+      records.push({ key: `d:P${store.tiers[ti].size}`, value: f32(copy) });
     });
     // Items by index, compared by their event count: only those that changed are exported (an
     // object per item per publish would be 100k objects a second for a 100k catalog).

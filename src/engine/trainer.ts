@@ -664,7 +664,7 @@ export class Trainer {
     if (created !== undefined) {
       for (const key of created) {
         const entry = key.startsWith('item=') ? this.#items.get(key.slice(5)) : undefined;
-        if (entry !== undefined && entry.key === key) this.#itemToken[entry.index] = this.store.id(key);
+        if (entry !== undefined) this.#itemToken[entry.index] = this.store.id(key);
       }
       return;
     }

@@ -42,8 +42,6 @@ export interface Service {
   readonly url: string;
   readonly trainer: Trainer;
   readonly store: EmbeddingStore;
-  /** Resolves once the HTTP API serves the state as of this call (its copy synced; at once without one). */
-  synced(): Promise<void>;
   /** Takes a snapshot now and commits its offsets; resolves with the snapshot's path. */
   snapshot(): Promise<string>;
   /** Ordered shutdown; safe to call more than once. */
@@ -288,8 +286,5 @@ export async function startService(
     })();
     return stopping;
   };
-  const synced = async (): Promise<void> => {
-    await serving?.sync();
-  };
-  return { url: address, trainer, store, synced, snapshot, stop };
+  return { url: address, trainer, store, snapshot, stop };
 }

@@ -97,7 +97,6 @@ export async function startReplica(
     url: address,
     trainer,
     store,
-    synced: async () => {},
     snapshot: async () => '',
     stop: () => {
       stopping ??= (async () => {

@@ -44,9 +44,8 @@ export type MainMessage =
 
 export type WorkerMessage =
   | { type: 'listening'; url: string }
-  | { type: 'applied'; seq: number; tokens: number }
+  | { type: 'applied'; seq: number }
   | { type: 'call'; id: number; method: CallMethod; args: string[] }
-  | { type: 'stopped' }
   | { type: 'failed'; message: string };
 
 export function packRecords(records: readonly ParamRecord[]): PackedRecords {

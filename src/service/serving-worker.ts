@@ -106,7 +106,7 @@ async function main(): Promise<void> {
         synced = true;
         loaded();
       }
-      send({ type: 'applied', seq: sync.seq, tokens: store.size });
+      send({ type: 'applied', seq: sync.seq });
     }
     applying = false;
   };
@@ -137,7 +137,6 @@ async function main(): Promise<void> {
   stopping = async () => {
     stopItemRefresh();
     await app.close();
-    send({ type: 'stopped' });
     port.close();
   };
   send({ type: 'listening', url });
