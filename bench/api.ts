@@ -442,55 +442,65 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   // The machine may be shared: the load before and after says how much the figures can be trusted.
   const loadBefore = loadavg();
-  const small = await startServer(10_000);
-  process.stderr.write(
-    `server with 10,000 items ready after ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
-  );
-  results.push(
-    await run(small, {
-      name: 'bare fastify route',
-      rate: 1000,
-      goalP99Ms: null,
-      url: small.bareUrl,
-      requests: [{ method: 'GET', path: '/bare' }],
-    }),
-    await run(small, {
-      name: 'score 100 items (10k catalog)',
-      rate: 1000,
-      goalP99Ms: 5,
-      url: small.url,
-      requests: scoreRequests(10_000),
-    }),
-    await run(small, {
-      name: 'recommend k=10 over 10,000 items',
-      rate: 1000,
-      goalP99Ms: 10,
-      url: small.url,
-      requests: recommendRequests(),
-    }),
-  );
-  inProcess['10000'] = await small.ask<InProcess>('inprocess');
-  await small.stop();
-  const large = await startServer(100_000);
-  process.stderr.write('server with 100,000 items ready\n');
-  results.push(
-    await run(large, {
-      name: 'recommend k=10 over 100,000 items',
-      rate: 100,
-      goalP99Ms: 20,
-      url: large.url,
-      requests: recommendRequests(),
-    }),
-    await run(large, {
-      name: 'score 100 items (100k catalog)',
-      rate: 1000,
-      goalP99Ms: 5,
-      url: large.url,
-      requests: scoreRequests(100_000),
-    }),
-  );
-  inProcess['100000'] = await large.ask<InProcess>('inprocess');
-  await large.stop();
+  // One server per catalog size, started only when --only leaves it a case to run.
+  const servers: Array<{ items: number; cases: (server: Server) => Case[] }> = [
+    {
+      items: 10_000,
+      cases: (server) => [
+        {
+          name: 'bare fastify route',
+          rate: 1000,
+          goalP99Ms: null,
+          url: server.bareUrl,
+          requests: [{ method: 'GET', path: '/bare' }],
+        },
+        {
+          name: 'score 100 items (10k catalog)',
+          rate: 1000,
+          goalP99Ms: 5,
+          url: server.url,
+          requests: scoreRequests(10_000),
+        },
+        {
+          name: 'recommend k=10 over 10,000 items',
+          rate: 1000,
+          goalP99Ms: 10,
+          url: server.url,
+          requests: recommendRequests(),
+        },
+      ],
+    },
+    {
+      items: 100_000,
+      cases: (server) => [
+        {
+          name: 'recommend k=10 over 100,000 items',
+          rate: 100,
+          goalP99Ms: 20,
+          url: server.url,
+          requests: recommendRequests(),
+        },
+        {
+          name: 'score 100 items (100k catalog)',
+          rate: 1000,
+          goalP99Ms: 5,
+          url: server.url,
+          requests: scoreRequests(100_000),
+        },
+      ],
+    },
+  ];
+  const placeholder = { url: '', bareUrl: '' } as Server;
+  for (const { items, cases } of servers) {
+    if (!cases(placeholder).some((c) => c.name.includes(ONLY))) continue;
+    const server = await startServer(items);
+    process.stderr.write(
+      `server with ${items.toLocaleString('en-US')} items ready after ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
+    for (const c of cases(server)) results.push(await run(server, c));
+    inProcess[String(items)] = await server.ask<InProcess>('inprocess');
+    await server.stop();
+  }
 
   const pad = (s: string, n: number) => s.padEnd(n);
   const num = (x: number, d = 2) => x.toFixed(d).padStart(9);

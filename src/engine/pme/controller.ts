@@ -59,7 +59,8 @@ export interface PmeOptions {
   importanceDecay: number;
   /** Most tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
   chunk: number;
-  /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 2. */
+  /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 1
+   *  (as a training slice: a request waits about that long behind a window). */
   sliceMs: number;
   /** Window reports kept in memory. Default 100. */
   keepReports: number;
@@ -84,7 +85,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   researchAfter: 5,
   importanceDecay: 0.5,
   chunk: 512,
-  sliceMs: 2,
+  sliceMs: 1,
   keepReports: 100,
   promotionStd: 0.01,
   seed: 1,
