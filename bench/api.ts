@@ -19,7 +19,7 @@
  * scan of the parameter publish every second and a snapshot every 5 s.
  *
  *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 0]
- *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <part of a case name>]
+ *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <parts of case names, comma-separated>]
  */
 import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -303,18 +303,25 @@ interface Server {
 }
 
 function startServer(items: number): Promise<Server> {
-  const child = fork(new URL(import.meta.url).pathname, [
-    '--serve',
-    String(items),
-    '--train-rate',
-    String(TRAIN_RATE),
-    '--serve-sync-ms',
-    String(SYNC_MS),
-    '--publish-ms',
-    String(PUBLISH_MS),
-    '--snapshot-ms',
-    String(SNAPSHOT_MS),
-  ]);
+  const child = fork(
+    new URL(import.meta.url).pathname,
+    [
+      '--serve',
+      String(items),
+      '--train-rate',
+      String(TRAIN_RATE),
+      '--serve-sync-ms',
+      String(SYNC_MS),
+      '--publish-ms',
+      String(PUBLISH_MS),
+      '--snapshot-ms',
+      String(SNAPSHOT_MS),
+    ],
+    {
+      // As the service's launchers start it (package.json, docker/Dockerfile).
+      execArgv: [...process.execArgv, '--max-semi-space-size=32', '--initial-old-space-size=128'],
+    },
+  );
   const ask = <T>(type: string): Promise<T> =>
     new Promise((resolve) => {
       const on = (m: { type: string; stats?: unknown; result?: unknown }) => {
@@ -374,14 +381,16 @@ interface CaseResult {
   autocannon: Omit<PacedResult, 'sendLateP99Ms' | 'sockets' | 'clientLoopDelayP99Ms'>;
 }
 
-/** `--only score`: run only the cases whose name contains it (the others are left out of the JSON). */
+/** `--only score,bare`: run only the cases whose name contains one of these (the others are left
+ *  out of the JSON). */
 const ONLY = (() => {
   const i = process.argv.indexOf('--only');
-  return i > 0 ? process.argv[i + 1] : '';
+  return i > 0 ? process.argv[i + 1].split(',') : [''];
 })();
+const wanted = (c: Case): boolean => ONLY.some((part) => c.name.includes(part));
 
 async function run(server: Server, c: Case): Promise<CaseResult | null> {
-  if (!c.name.includes(ONLY)) return null;
+  if (!wanted(c)) return null;
   const options = {
     url: c.url,
     connections: 8,
@@ -492,7 +501,7 @@ async function main(): Promise<void> {
   ];
   const placeholder = { url: '', bareUrl: '' } as Server;
   for (const { items, cases } of servers) {
-    if (!cases(placeholder).some((c) => c.name.includes(ONLY))) continue;
+    if (!cases(placeholder).some(wanted)) continue;
     const server = await startServer(items);
     process.stderr.write(
       `server with ${items.toLocaleString('en-US')} items ready after ${((performance.now() - t0) / 1000).toFixed(1)} s\n`,

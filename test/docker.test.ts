@@ -31,9 +31,14 @@ t.test('the Dockerfile builds and runs what the tests build and run', async (t) 
   t.match(dockerfile, /npm ci/);
   t.match(dockerfile, /npm run build/);
   t.ok(pkg.scripts.build, 'package.json has the build script the Dockerfile runs');
-  const entry = /ENTRYPOINT \["node", "([^"]+)"\]/.exec(dockerfile)?.[1];
+  const [node, ...args] = JSON.parse(/ENTRYPOINT (\[.*\])/.exec(dockerfile)?.[1] ?? '[]') as string[];
+  const entry = args.pop();
+  t.equal(node, 'node');
   t.equal(entry, pkg.bin.pme, 'the entry point is the pme binary');
   t.ok(existsSync(new URL(entry!, root)), `${entry} is built`);
+  // The garbage-collector flags (README "Where reads are answered") are the ones npm run up uses.
+  t.match(args.join(' '), /--max-semi-space-size=\d+ --initial-old-space-size=\d+/);
+  t.ok(pkg.scripts.up.includes(`node ${args.join(' ')} ${entry} up`), 'npm run up starts node alike');
   t.match(dockerfile, /USER pme/, 'runs as a non-root user');
   t.match(dockerfile, /HEALTHCHECK .*\/healthz/s);
 });

@@ -35,6 +35,11 @@ export class PopularitySampler {
     return this.#count[index];
   }
 
+  /** A copy of the counts of items 0..n-1. */
+  counts(n: number): Float64Array {
+    return this.#count.slice(0, n);
+  }
+
   /** Adds item index `n` (indexes are dense, 0..size-1, added in order). */
   add(): number {
     const index = this.#n;

@@ -30,6 +30,27 @@ const f32 = (values: Float32Array): Buffer =>
 /** Tokens or items scanned between two looks at the clock in collectInSlices(). */
 const SCAN_STEP = 512;
 
+/**
+ * Row records of one collect, packed into a few shared blocks: one ArrayBuffer per record was tens
+ * of thousands of tracked external allocations a second at 10,000 events/s, which brought on a
+ * full garbage collection every second or two (5–9 ms pauses for the requests served here).
+ * Blocks double from 4,096 floats up to 262,144 (1 MiB).
+ */
+class RowBlocks {
+  #block = new Float32Array(0);
+  #used = 0;
+
+  /** n zeroed floats, 4-byte aligned (replicas read them in place). */
+  take(n: number): Float32Array {
+    if (this.#used + n > this.#block.length) {
+      this.#block = new Float32Array(Math.max(n, Math.min(1 << 18, Math.max(4096, this.#block.length * 2))));
+      this.#used = 0;
+    }
+    this.#used += n;
+    return this.#block.subarray(this.#used - n, this.#used);
+  }
+}
+
 /** The float32 values of a record: a view when aligned (no copy), else a copy. */
 function floats(value: Buffer): Float32Array {
   return value.byteOffset % 4 === 0
@@ -124,6 +145,7 @@ export class ChangeTracker {
     // since `now`, so the next collect sends them (and the columns, which may have grown, are
     // read again after every pause).
     const idLimit = Math.min(store.idLimit, this.#published.length);
+    const rows = new RowBlocks();
     for (let id = 0; id < idLimit; id++) {
       if (id % SCAN_STEP === SCAN_STEP - 1) {
         yield;
@@ -136,7 +158,7 @@ export class ChangeTracker {
         this.#published[id] === 0 || lastSeen[id] >= this.#since || tierOf[id] !== this.#publishedTier[id];
       if (!changed) continue;
       const size = store.sizeOf(id);
-      const out = new Float32Array(2 + size);
+      const out = rows.take(2 + size);
       out[0] = size;
       out[1] = linear[id];
       if (size > 0) {

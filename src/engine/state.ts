@@ -12,6 +12,19 @@ const PREFIX = 'engine/';
 const bytesOf = (a: Int32Array | Float64Array): Uint8Array =>
   new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
+/** Each trainer's catalog names and signatures, encoded at a keys version: they only grow, and
+ *  encoding them is most of a snapshot's synchronous copy (~1.5 ms at 10,000 items, ~4.4 ms at
+ *  100,000), a pause for every request served on this thread. */
+const encodedKeys = new WeakMap<Trainer, { version: number; bytes: Uint8Array }>();
+
+function catalogKeysJson(trainer: Trainer): Uint8Array {
+  const cached = encodedKeys.get(trainer);
+  if (cached !== undefined && cached.version === trainer.catalogKeysVersion) return cached.bytes;
+  const bytes = new TextEncoder().encode(JSON.stringify(trainer.exportCatalogKeys()));
+  encodedKeys.set(trainer, { version: trainer.catalogKeysVersion, bytes });
+  return bytes;
+}
+
 export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
   const model = trainer.model;
   const out: Record<string, Uint8Array | Float32Array> = {};
@@ -26,10 +39,8 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
   });
   // The catalog compactly (names once, field keys once per signature, the rest typed arrays):
   // the snapshot's synchronous copy is a pause for every request served on this thread.
-  const catalog = trainer.exportCatalog();
-  out[`${PREFIX}catalog.json`] = new TextEncoder().encode(
-    JSON.stringify({ names: catalog.names, signatures: catalog.signatures }),
-  );
+  out[`${PREFIX}catalog.json`] = catalogKeysJson(trainer);
+  const catalog = trainer.exportCatalogColumns();
   out[`${PREFIX}catalogSignature.i32`] = bytesOf(catalog.signature);
   out[`${PREFIX}catalogActive.u8`] = catalog.active;
   out[`${PREFIX}catalogCount.f64`] = bytesOf(catalog.count);

@@ -122,7 +122,7 @@ export interface ExportedItem {
   count: number;
 }
 
-/** The catalog as snapshots hold it (Trainer.exportCatalog). */
+/** The catalog as snapshots hold it (Trainer.exportCatalogKeys and exportCatalogColumns). */
 export interface ExportedCatalog {
   names: string[];
   /** Sorted `field=value` keys of each signature. */
@@ -329,6 +329,8 @@ export class Trainer {
   #orderVersion = -1;
   /** Bumped when an item is added or its signature changes. */
   #itemsVersion = 0;
+  /** Bumped when an item or a signature is added (see catalogKeysVersion). */
+  #keysVersion = 0;
   #groupSig = -1;
   #groupSerial = 0;
   #groupBase = 0;
@@ -464,6 +466,7 @@ export class Trainer {
     this.#sigIndex.set(name, g);
     this.#sigKeys.push(sorted);
     this.#sigNames.push(new Set(sorted.map((key) => key.slice(0, key.indexOf('=')))));
+    this.#keysVersion++;
     const D = this.model.dim;
     for (const key of sorted) {
       if (this.#ftIndex.has(key)) continue;
@@ -524,6 +527,7 @@ export class Trainer {
     this.#itemSig[entry.index] = EMPTY_SIGNATURE;
     this.#itemActive[entry.index] = 1;
     this.#itemsVersion++;
+    this.#keysVersion++;
     this.#refreshItem(entry.index);
     return entry;
   }
@@ -1240,24 +1244,35 @@ export class Trainer {
   }
 
   /**
-   * The catalog in a compact form for snapshots: item names, the field-key sets (signatures) they
-   * share, and per item its signature, active flag and event count. A 100,000-item catalog exports
-   * in a few ms (exportItems builds an object per item: ~140 ms, all of it a pause for requests).
+   * The catalog in a compact form for snapshots, in two parts: item names and the field-key sets
+   * (signatures) they share, then per item its signature, active flag and event count. A
+   * 100,000-item catalog exports in a few ms (exportItems builds an object per item: ~140 ms, all
+   * of it a pause for requests). Names and signatures are only ever added, never changed or
+   * removed: while catalogKeysVersion stays the same, so does exportCatalogKeys().
    */
-  exportCatalog(): ExportedCatalog {
-    const n = this.#itemList.length;
-    const count = new Float64Array(n);
-    for (let i = 0; i < n; i++) count[i] = this.#popularity.count(i);
+  exportCatalogKeys(): Pick<ExportedCatalog, 'names' | 'signatures'> {
     return {
       names: this.#itemList.map((e) => e.item),
       signatures: this.#sigKeys.map((keys) => [...keys]),
-      signature: this.#itemSig.slice(0, n),
-      active: this.#itemActive.slice(0, n),
-      count,
     };
   }
 
-  /** Restores what exportCatalog wrote (after construction, before learning). */
+  /** Changes whenever exportCatalogKeys() would. */
+  get catalogKeysVersion(): number {
+    return this.#keysVersion;
+  }
+
+  /** Per item (in exportCatalogKeys' order): signature, active flag, event count. */
+  exportCatalogColumns(): Omit<ExportedCatalog, 'names' | 'signatures'> {
+    const n = this.#itemList.length;
+    return {
+      signature: this.#itemSig.slice(0, n),
+      active: this.#itemActive.slice(0, n),
+      count: this.#popularity.counts(n),
+    };
+  }
+
+  /** Restores what exportCatalogKeys and exportCatalogColumns wrote (after construction, before learning). */
   importCatalog(catalog: ExportedCatalog): void {
     const fields = catalog.signatures.map((keys) =>
       Object.fromEntries(keys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)])),

@@ -57,3 +57,35 @@ t.test('a snapshot with the catalog as items.json (before the compact form) rest
   importTrainerState(restored, legacy);
   t.same(restored.exportItems(), trainer.exportItems());
 });
+
+t.test(
+  'items and signatures added after a snapshot are in the next one (names re-encoded only then)',
+  async (t) => {
+    const { store, trainer } = trained();
+    const keysOf = (extra: ReturnType<typeof exportTrainerState>) =>
+      Object.entries(extra).find(([name]) => name.endsWith('catalog.json'))![1];
+    const restoredFrom = (extra: ReturnType<typeof exportTrainerState>) => {
+      const restored = new Trainer(store, { seed: 8 });
+      importTrainerState(restored, extra);
+      return restored.exportItems();
+    };
+    const first = exportTrainerState(trainer);
+    const known = trainer.exportItems().slice(0, 5);
+    trainer.learn(known.map((i) => ({ user: 'u2', item: i.item, label: 1, timestamp: 1, fields: {} })));
+    t.equal(
+      keysOf(exportTrainerState(trainer)),
+      keysOf(first),
+      'learning alone adds no name: the same bytes',
+    );
+
+    trainer.learn([{ user: 'u2', item: 'new-in-stream', label: 1, timestamp: 2, fields: {} }]);
+    const second = exportTrainerState(trainer);
+    t.not(keysOf(second), keysOf(first), 'a new item: encoded again');
+    t.same(restoredFrom(second), trainer.exportItems(), 'the new item comes back');
+
+    trainer.upsertItem({ item: known[0].item, fields: { brand: 'brand-never-seen' }, active: true });
+    const third = exportTrainerState(trainer);
+    t.not(keysOf(third), keysOf(second), 'a new signature: encoded again');
+    t.same(restoredFrom(third), trainer.exportItems(), 'the new signature comes back');
+  },
+);
