@@ -20,6 +20,7 @@
  *
  *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 0]
  *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <parts of case names, comma-separated>]
+ *     [--server-node-flags "<node flags of the server>"]
  */
 import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -61,6 +62,13 @@ const SYNC_MS = arg('serve-sync-ms', 0);
  *  (PME_SNAPSHOT_INTERVAL_MS: a synchronous copy of the state, then a write). */
 const PUBLISH_MS = arg('publish-ms', 1000);
 const SNAPSHOT_MS = arg('snapshot-ms', 5000);
+/** Node flags of the server process: the launchers' (package.json, docker/Dockerfile) unless
+ *  `--server-node-flags "<flags>"` says otherwise ("" for V8's defaults). */
+const SERVER_NODE_FLAGS = (() => {
+  const i = process.argv.indexOf('--server-node-flags');
+  const flags = i > 0 ? process.argv[i + 1] : '--max-semi-space-size=32 --initial-old-space-size=128';
+  return flags.split(' ').filter((f) => f !== '');
+})();
 const USERS = 20_000;
 const FIELDS = [
   { name: 'category', cardinality: 20 },
@@ -317,10 +325,7 @@ function startServer(items: number): Promise<Server> {
       '--snapshot-ms',
       String(SNAPSHOT_MS),
     ],
-    {
-      // As the service's launchers start it (package.json, docker/Dockerfile).
-      execArgv: [...process.execArgv, '--max-semi-space-size=32', '--initial-old-space-size=128'],
-    },
+    { execArgv: [...process.execArgv, ...SERVER_NODE_FLAGS] },
   );
   const ask = <T>(type: string): Promise<T> =>
     new Promise((resolve) => {
@@ -535,6 +540,7 @@ async function main(): Promise<void> {
         serveSyncMs: SYNC_MS,
         publishMs: PUBLISH_MS,
         snapshotMs: SNAPSHOT_MS,
+        serverNodeFlags: SERVER_NODE_FLAGS,
         itemRefreshMs: ITEM_REFRESH_MS,
         warmEvents: WARM_EVENTS,
         users: USERS,

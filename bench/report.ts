@@ -128,6 +128,13 @@ function arr(v: unknown, path: string): Json[] {
   return Array.isArray(x) ? x.filter(isObject) : [];
 }
 
+/** The sentence naming the API bench server's Node flags ('' for results that did not record them). */
+function serverFlags(r: unknown): string {
+  const flags = at(r, 'serverNodeFlags');
+  if (!Array.isArray(flags)) return '';
+  return `The server runs with ${flags.length > 0 ? `the Node flags ${flags.join(' ')}` : "V8's default flags"}. `;
+}
+
 const DASH = '–';
 /** Fixed decimals, or a dash for a missing value. */
 function fx(x: number, digits = 2): string {
@@ -432,7 +439,7 @@ function shortCase(name: string): string {
 function renderApi(ctx: Ctx, r: unknown): string {
   const results = arr(r, 'results');
   const out = [
-    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop, bench/paced.ts: each request written on schedule on a keep-alive socket, latency from its write; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}${num(r, 'publishMs') > 0 ? `, scans its changes for the parameter publish every ${int(num(r, 'publishMs'))} ms and snapshots every ${int(num(r, 'snapshotMs'))} ms (the service's defaults)` : ''}. ${num(r, 'serveSyncMs') > 0 ? `As the service serves by default, the API (and the bare route) answer from their own threads, over a copy synced every ${num(r, 'serveSyncMs')} ms; the loop delay is the serving thread's.` : "The API and the bare route answer on the training thread (--serve-sync-ms 0); the loop delay is that thread's."} The loop delay is an event loop's delay (a 1 ms timer's lateness) during the case: what a request may wait for before it is read; the client's own is beside it (the load generator shares the 2 cores). Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts.`,
+    `${num(r, 'secondsPerCase')} s per case at a steady request rate (open loop, bench/paced.ts: each request written on schedule on a keep-alive socket, latency from its write; the goals are judged on these) while the trainer learns ${int(num(r, 'trainRateTarget'))} events/s in mini-batches of ${int(num(r, 'trainBatch'))}${num(r, 'publishMs') > 0 ? `, scans its changes for the parameter publish every ${int(num(r, 'publishMs'))} ms and snapshots every ${int(num(r, 'snapshotMs'))} ms (the service's defaults)` : ''}. ${num(r, 'serveSyncMs') > 0 ? `As the service serves by default, the API (and the bare route) answer from their own threads, over a copy synced every ${num(r, 'serveSyncMs')} ms; the loop delay is the serving thread's.` : "The API and the bare route answer on the training thread (--serve-sync-ms 0); the loop delay is that thread's."} ${serverFlags(r)}The loop delay is an event loop's delay (a 1 ms timer's lateness) during the case: what a request may wait for before it is read; the client's own is beside it (the load generator shares the 2 cores). Beside them, autocannon at the same overallRate (${num(r, 'autocannon.connections')} connections): it sends each second's quota back to back, then idles, so its figures are those of bursts.`,
     '',
     mdTable(
       [

@@ -110,6 +110,7 @@ function writeFakes(dir: string): void {
   w('api.json', {
     secondsPerCase: 5,
     trainRateTarget: 10000,
+    serverNodeFlags: ['--max-semi-space-size=32'],
     autocannon: { connections: 8 },
     results: [
       {
@@ -254,6 +255,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
     md,
     /\| recommend k=10 over 10,000 items \| 1,000 \| 998 \| 2\.0 \| 4\.0 \| 8\.0 \| 20 \| ≤ 10 ms met \| 9,980 \| 1\.2 \/ 3\.4 \| 2\.5 \| 3 \/ 12 \|/,
   );
+  t.match(md, /The server runs with the Node flags --max-semi-space-size=32\./, 'the API server flags');
   t.match(md, /\| backlog \| 1,000 \| 2\.0 \| 500 \|/);
   t.match(md, /\| cores \| 2 × Fake CPU \|/);
   t.match(md, /wasm \(not available: tfjs-node\)/);
