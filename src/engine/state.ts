@@ -25,6 +25,7 @@ function catalogKeysJson(trainer: Trainer): Uint8Array {
   return bytes;
 }
 
+/** The trainer's snapshot sections. Read-only: the catalog's names are shared with later calls. */
 export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array | Float32Array> {
   const model = trainer.model;
   const out: Record<string, Uint8Array | Float32Array> = {};
