@@ -11,6 +11,7 @@
  * (one per token, the same in every method) are not counted.
  */
 import { writeFile } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { FORMAT_NAMES, readEvents, splitEvents } from '../data/index.js';
@@ -466,7 +467,7 @@ export async function runOffline(
   };
 
   for (const method of o.methods) {
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     if (method === 'full') {
       const r = fit('full', new Int32Array(N).fill(D), ladder);
       fullEpochSeconds = r.epochSeconds.reduce((a, b) => a + b, 0) / r.epochSeconds.length;

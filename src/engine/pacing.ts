@@ -5,6 +5,7 @@
  * trains exactly as one learn(), see Trainer.learnEvents), and the item-only term of score and
  * recommend is refreshed on a timer in bounded chunks instead of by a read that finds it late.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Interaction } from '../data/event.js';
 import type { Trainer } from './trainer.js';
 
@@ -14,8 +15,6 @@ export const SLICE_MS = 1;
 const EVENTS_PER_CHECK = 16;
 /** Period of the item-term sweep timer: each tick refreshes its time share of the catalog. */
 export const ITEM_REFRESH_TICK_MS = 5;
-
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** Learns one mini-batch in slices of about `sliceMs`, letting I/O in between, then ends it. */
 export async function learnInSlices(
@@ -27,12 +26,12 @@ export async function learnInSlices(
   for (let i = 0; i < events.length; i += EVENTS_PER_CHECK) {
     trainer.learnEvents(events, i, Math.min(i + EVENTS_PER_CHECK, events.length));
     if (performance.now() - sliceStart >= sliceMs) {
-      await turn();
+      await nextTurn();
       sliceStart = performance.now();
     }
   }
   // Ending the batch (projections, item sweep share, PME bookkeeping) is a stretch of its own.
-  if (performance.now() - sliceStart > 0.25 * sliceMs) await turn();
+  if (performance.now() - sliceStart > 0.25 * sliceMs) await nextTurn();
   trainer.endBatch();
 }
 

@@ -9,6 +9,7 @@
  * A replica that reads the topic from the beginning rebuilds the whole model: compaction keeps
  * the newest record of every key.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { EmbeddingStore, TokenId } from '../store/index.js';
 import type { Trainer } from './trainer.js';
 
@@ -115,7 +116,7 @@ export class ChangeTracker {
     let step = steps.next();
     while (!step.done) {
       if (performance.now() - sliceStart >= sliceMs) {
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
         sliceStart = performance.now();
       }
       step = steps.next();

@@ -5,6 +5,8 @@
  * trainer's garbage collections. Reads of the trainer's own bookkeeping (tiers, tokens, prune
  * windows, readiness, its metrics) and starting a prune window are asked of the training thread.
  */
+
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ServiceApi } from '../api/contract.js';
 import { buildApi } from '../api/server.js';
@@ -29,7 +31,6 @@ const RECORDS_PER_CHECK = 64;
 const port = parentPort!;
 const setup = workerData as ServingSetup;
 const send = (message: WorkerMessage): void => port.postMessage(message);
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 async function main(): Promise<void> {
   await initBackend();
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
           i % RECORDS_PER_CHECK === RECORDS_PER_CHECK - 1 &&
           performance.now() - sliceStart >= APPLY_SLICE_MS
         ) {
-          await turn();
+          await nextTurn();
           sliceStart = performance.now();
         }
       }

@@ -9,6 +9,7 @@
  * readiness, training metrics) the serving thread asks of this thread, through `api`.
  */
 import { getPriority, setPriority } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import type { ServiceApi } from '../api/contract.js';
 import { ChangeTracker, type Trainer } from '../engine/index.js';
@@ -235,7 +236,7 @@ export async function startServingThread(
     async restart() {
       // Its exit starts the new one, as after a crash.
       await worker.terminate();
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
       await relaunching;
     },
     async stop() {

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isPmeError, PmeError } from '../errors.js';
 import type { StoreOptions } from './options.js';
 import { EmbeddingStore, type StoreState } from './store.js';
@@ -391,7 +392,7 @@ const KEYS_PER_STEP = 4096;
 async function keysJson(keys: readonly (string | null)[]): Promise<string> {
   const parts: string[] = [];
   for (let at = 0; at < keys.length; at += KEYS_PER_STEP) {
-    if (at > 0) await new Promise((resolve) => setImmediate(resolve));
+    if (at > 0) await nextTurn();
     parts.push(JSON.stringify(keys.slice(at, at + KEYS_PER_STEP)).slice(1, -1));
   }
   return `[${parts.join(',')}]`;

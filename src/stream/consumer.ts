@@ -18,6 +18,7 @@
  * for it heartbeats, so the group keeps the member, and the topic is paused until it gets the lock.
  */
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
@@ -151,10 +152,6 @@ function resolveOptions(options: ConsumerOptions): Resolved {
       );
   }
   return Object.freeze(o);
-}
-
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export class StreamConsumer {
@@ -346,7 +343,7 @@ export class StreamConsumer {
               await flush(pending);
               // A fetch holds thousands of events: let HTTP requests in between mini-batches.
               const y0 = performance.now();
-              await yieldToLoop();
+              await nextTurn();
               yieldedMs += performance.now() - y0;
             }
           }

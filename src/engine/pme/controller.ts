@@ -8,6 +8,7 @@
  * Windows run in chunks with a yield (setImmediate) between them, so scoring and learning go on
  * during a window; the longest synchronous chunk is measured and reported.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../../errors.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
@@ -152,7 +153,6 @@ export interface WindowReport {
 }
 
 const now = (): number => performance.now();
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function tierReport(tiers: TierAccounting[]): WindowTier[] {
   return tiers.map((t) => ({
@@ -400,7 +400,7 @@ export class PmeController implements TokenObserver {
     const pause = async (): Promise<void> => {
       const d = now() - sliceStart;
       if (d > longest) longest = d;
-      await yieldToLoop();
+      await nextTurn();
       sliceStart = now();
     };
     /** Time to yield: the k-th token of a loop ends a chunk, or the stretch has run sliceMs. */
