@@ -34,6 +34,7 @@ import { buildApi } from '../src/api/server.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import {
   ChangeTracker,
+  encodeCatalogAhead,
   learnInSlices,
   PmeController,
   startItemRefresh,
@@ -133,7 +134,12 @@ async function serve(items: number): Promise<void> {
     background.push(setInterval(() => void tracker.collectInSlices(Date.now()), PUBLISH_MS));
   }
   if (SNAPSHOT_MS > 0)
-    background.push(setInterval(() => void saveState(snapshotDir, store, trainer, {}), SNAPSHOT_MS));
+    background.push(
+      setInterval(
+        () => void encodeCatalogAhead(trainer).then(() => saveState(snapshotDir, store, trainer, {})),
+        SNAPSHOT_MS,
+      ),
+    );
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: {}, lag: {} }),

@@ -41,8 +41,16 @@ export {
 } from './pme/controller.js';
 export { chooseSizes, roundUpToLadder, TierLeastSquares } from './pme/prune.js';
 export { DecayedCountMin, type SketchOptions } from './pme/sketch.js';
-export { ChangeTracker, type ParamRecord, type PublishMarker, ReplicaApplier } from './replication.js';
-export { exportTrainerState, importTrainerState } from './state.js';
+export {
+  ChangeTracker,
+  type PackedRecords,
+  type ParamRecord,
+  type PublishMarker,
+  RECORDS_PER_PACK,
+  ReplicaApplier,
+  unpackRecords,
+} from './replication.js';
+export { encodeCatalogAhead, exportTrainerState, importTrainerState } from './state.js';
 export {
   type Recommendation,
   type RecommendResult,

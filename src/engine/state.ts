@@ -4,6 +4,7 @@
  * popularity counts (negatives and the cold-start ranking), and the learned-event counters.
  * Progressive metrics start afresh.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../errors.js';
 import type { Trainer } from './trainer.js';
 
@@ -12,17 +13,85 @@ const PREFIX = 'engine/';
 const bytesOf = (a: Int32Array | Float64Array): Uint8Array =>
   new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** Each trainer's catalog names and signatures, encoded at a keys version: they only grow, and
- *  encoding them is most of a snapshot's synchronous copy (~1.5 ms at 10,000 items, ~4.4 ms at
- *  100,000), a pause for every request served on this thread. */
-const encodedKeys = new WeakMap<Trainer, { version: number; bytes: Uint8Array }>();
+/**
+ * An append-only list as JSON lines (one JSON value and a newline per entry), encoded as the list
+ * grows: only new entries cost. Bytes once written are never rewritten (growing copies them to a
+ * new buffer), so a view of the first n lines stays valid while later ones are added.
+ */
+class JsonLines {
+  #bytes = new Uint8Array(1 << 12);
+  #used = 0;
+  count = 0;
 
-function catalogKeysJson(trainer: Trainer): Uint8Array {
-  const cached = encodedKeys.get(trainer);
-  if (cached !== undefined && cached.version === trainer.catalogKeysVersion) return cached.bytes;
-  const bytes = new TextEncoder().encode(JSON.stringify(trainer.exportCatalogKeys()));
-  encodedKeys.set(trainer, { version: trainer.catalogKeysVersion, bytes });
-  return bytes;
+  /** Encodes entries count..upTo-1. */
+  add(entry: (i: number) => unknown, upTo: number): void {
+    if (upTo <= this.count) return;
+    let text = '';
+    for (let i = this.count; i < upTo; i++) text += `${JSON.stringify(entry(i))}\n`;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (this.#used + 3 * text.length > this.#bytes.length) {
+      const bytes = new Uint8Array(Math.max(this.#used + 3 * text.length, 2 * this.#bytes.length));
+      bytes.set(this.#bytes.subarray(0, this.#used));
+      this.#bytes = bytes;
+    }
+    this.#used += encoder.encodeInto(text, this.#bytes.subarray(this.#used)).written;
+    this.count = upTo;
+  }
+
+  /** The lines so far: a view that later additions leave as it is. */
+  view(): Uint8Array {
+    return this.#bytes.subarray(0, this.#used);
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** JSON lines back to their values (JSON text holds no raw newline, so each one ends a value). */
+function parseJsonLines(bytes: Uint8Array): unknown[] {
+  const text = new TextDecoder().decode(bytes);
+  return text === '' ? [] : JSON.parse(`[${text.slice(0, -1).replaceAll('\n', ',')}]`);
+}
+
+/**
+ * A trainer's catalog names and signatures, encoded as they come: both only ever grow, all names
+ * of a 100,000-item catalog at once took ~8 ms (a pause for every request served on this thread),
+ * and a live catalog gains items between snapshots.
+ */
+interface CatalogLines {
+  names: JsonLines;
+  signatures: JsonLines;
+}
+
+const catalogLines = new WeakMap<Trainer, CatalogLines>();
+
+function catalogLinesOf(trainer: Trainer): CatalogLines {
+  let lines = catalogLines.get(trainer);
+  if (lines === undefined) {
+    lines = { names: new JsonLines(), signatures: new JsonLines() };
+    catalogLines.set(trainer, lines);
+  }
+  return lines;
+}
+
+/** Names or signatures encoded per step of encodeCatalogAhead(). */
+const LINES_PER_STEP = 2048;
+
+/**
+ * Encodes the catalog's new names and signatures ahead of a snapshot, in steps with a macrotask
+ * turn between them, so that exportTrainerState (synchronous, under the state lock) has little
+ * left to do. Needs no lock: both only ever grow.
+ */
+export async function encodeCatalogAhead(trainer: Trainer): Promise<void> {
+  const { names, signatures } = catalogLinesOf(trainer);
+  while (names.count < trainer.itemCount) {
+    names.add((i) => trainer.itemName(i), Math.min(trainer.itemCount, names.count + LINES_PER_STEP));
+    await nextTurn();
+  }
+  while (signatures.count < trainer.signatureCount) {
+    const upTo = Math.min(trainer.signatureCount, signatures.count + LINES_PER_STEP);
+    signatures.add((g) => trainer.signatureKeys(g), upTo);
+    await nextTurn();
+  }
 }
 
 /** The trainer's snapshot sections. Read-only: the catalog's names are shared with later calls. */
@@ -39,8 +108,13 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
     out[`${PREFIX}A${size}.f32`] = Float32Array.from(model.projectionAccumulators[ti]!);
   });
   // The catalog compactly (names once, field keys once per signature, the rest typed arrays):
-  // the snapshot's synchronous copy is a pause for every request served on this thread.
-  out[`${PREFIX}catalog.json`] = catalogKeysJson(trainer);
+  // the snapshot's synchronous copy is a pause for every request served on this thread. Names and
+  // signatures are views of lines encoded as they came (see JsonLines).
+  const lines = catalogLinesOf(trainer);
+  lines.names.add((i) => trainer.itemName(i), trainer.itemCount);
+  lines.signatures.add((g) => trainer.signatureKeys(g), trainer.signatureCount);
+  out[`${PREFIX}catalogNames.jsonl`] = lines.names.view();
+  out[`${PREFIX}catalogSignatures.jsonl`] = lines.signatures.view();
   const catalog = trainer.exportCatalogColumns();
   out[`${PREFIX}catalogSignature.i32`] = bytesOf(catalog.signature);
   out[`${PREFIX}catalogActive.u8`] = catalog.active;
@@ -80,21 +154,28 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
     P.set(saved);
     model.projectionAccumulators[ti]!.set(acc);
   });
+  const names = extra[`${PREFIX}catalogNames.jsonl`];
+  const signatures = extra[`${PREFIX}catalogSignatures.jsonl`];
   const catalog = extra[`${PREFIX}catalog.json`];
   const items = extra[`${PREFIX}items.json`];
-  if (catalog instanceof Uint8Array) {
-    const { names, signatures } = JSON.parse(new TextDecoder().decode(catalog)) as {
-      names: string[];
-      signatures: string[][];
-    };
+  if (names instanceof Uint8Array || catalog instanceof Uint8Array) {
+    // catalog.json: snapshots written before the names were kept as JSON lines.
+    const keys =
+      names instanceof Uint8Array
+        ? {
+            names: parseJsonLines(names) as string[],
+            signatures: parseJsonLines(
+              signatures instanceof Uint8Array ? signatures : new Uint8Array(0),
+            ) as string[][],
+          }
+        : (JSON.parse(new TextDecoder().decode(catalog)) as { names: string[]; signatures: string[][] });
     const column = (name: string): ArrayBuffer => {
       const v = extra[`${PREFIX}${name}`];
       if (v === undefined) throw new PmeError('PME_ERR_CONFIG_INVALID', `snapshot catalog lacks ${name}`);
       return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
     };
     trainer.importCatalog({
-      names,
-      signatures,
+      ...keys,
       signature: new Int32Array(column('catalogSignature.i32')),
       active: new Uint8Array(column('catalogActive.u8')),
       count: new Float64Array(column('catalogCount.f64')),

@@ -122,7 +122,7 @@ export interface ExportedItem {
   count: number;
 }
 
-/** The catalog as snapshots hold it (Trainer.exportCatalogKeys and exportCatalogColumns). */
+/** The catalog as snapshots hold it (names and signatures, then exportCatalogColumns). */
 export interface ExportedCatalog {
   names: string[];
   /** Sorted `field=value` keys of each signature. */
@@ -153,6 +153,11 @@ function sameFields(entry: ItemEntry, fields: Readonly<Record<string, string>>):
     n++;
   }
   return n === entry.fieldKeys.length;
+}
+
+/** Field keys (`name=value`) as the `fields` object of a catalog item. */
+function fieldsOf(keys: readonly string[]): Record<string, string> {
+  return Object.fromEntries(keys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)]));
 }
 
 /** Signature of items without catalog fields (and of items unknown to the trainer). */
@@ -329,8 +334,6 @@ export class Trainer {
   #orderVersion = -1;
   /** Bumped when an item is added or its signature changes. */
   #itemsVersion = 0;
-  /** Bumped when an item or a signature is added (see catalogKeysVersion). */
-  #keysVersion = 0;
   #groupSig = -1;
   #groupSerial = 0;
   #groupBase = 0;
@@ -358,6 +361,8 @@ export class Trainer {
   readonly #sigIndex = new Map<string, number>();
   /** Per signature: its sorted `field=value` keys and its field names (what items share). */
   readonly #sigKeys: string[][] = [];
+  /** Each signature's fields as the JSON object exportItemJson() writes. */
+  readonly #sigFieldsJson: string[] = [];
   readonly #sigNames: Set<string>[] = [];
   #sigStart = new Int32Array(0);
   #sigLength = new Int32Array(0);
@@ -466,7 +471,7 @@ export class Trainer {
     this.#sigIndex.set(name, g);
     this.#sigKeys.push(sorted);
     this.#sigNames.push(new Set(sorted.map((key) => key.slice(0, key.indexOf('=')))));
-    this.#keysVersion++;
+    this.#sigFieldsJson.push(JSON.stringify(fieldsOf(sorted)));
     const D = this.model.dim;
     for (const key of sorted) {
       if (this.#ftIndex.has(key)) continue;
@@ -527,7 +532,6 @@ export class Trainer {
     this.#itemSig[entry.index] = EMPTY_SIGNATURE;
     this.#itemActive[entry.index] = 1;
     this.#itemsVersion++;
-    this.#keysVersion++;
     this.#refreshItem(entry.index);
     return entry;
   }
@@ -1230,39 +1234,47 @@ export class Trainer {
     return this.#popularity.count(index);
   }
 
+  /** The name of item `index`. */
+  itemName(index: number): string {
+    return this.#itemList[index].item;
+  }
+
   /** One item of exportItems, by index. */
   exportItem(index: number): ExportedItem {
     const e = this.#itemList[index];
     return {
       item: e.item,
-      fields: Object.fromEntries(
-        e.fieldKeys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)]),
-      ),
+      fields: fieldsOf(e.fieldKeys),
       active: e.active,
       count: this.#popularity.count(e.index),
     };
   }
 
+  /** exportItem(index) as JSON text, its fields encoded once per signature: the change tracker
+   *  sends thousands of items a second, and an object per item was garbage for every one. */
+  exportItemJson(index: number): string {
+    const e = this.#itemList[index];
+    const fields = this.#sigFieldsJson[this.#itemSig[index]];
+    return `{"item":${JSON.stringify(e.item)},"fields":${fields},"active":${e.active},"count":${this.#popularity.count(index)}}`;
+  }
+
   /**
-   * The catalog in a compact form for snapshots, in two parts: item names and the field-key sets
-   * (signatures) they share, then per item its signature, active flag and event count. A
-   * 100,000-item catalog exports in a few ms (exportItems builds an object per item: ~140 ms, all
-   * of it a pause for requests). Names and signatures are only ever added, never changed or
-   * removed: while catalogKeysVersion stays the same, so does exportCatalogKeys().
+   * The catalog in a compact form for snapshots: item names (itemName) and the field-key sets
+   * (signatures) they share, then per item its signature, active flag and event count
+   * (exportCatalogColumns). exportItems builds an object per item: ~140 ms at 100,000 items, all
+   * of it a pause for requests. Names and signatures are only ever added, never changed or
+   * removed, so a snapshot can encode them as they come (src/engine/state.ts).
    */
-  exportCatalogKeys(): Pick<ExportedCatalog, 'names' | 'signatures'> {
-    return {
-      names: this.#itemList.map((e) => e.item),
-      signatures: this.#sigKeys.map((keys) => [...keys]),
-    };
+  get signatureCount(): number {
+    return this.#sigKeys.length;
   }
 
-  /** Changes whenever exportCatalogKeys() would. */
-  get catalogKeysVersion(): number {
-    return this.#keysVersion;
+  /** The field keys (`name=value`, sorted) of signature `g`. */
+  signatureKeys(g: number): readonly string[] {
+    return this.#sigKeys[g];
   }
 
-  /** Per item (in exportCatalogKeys' order): signature, active flag, event count. */
+  /** Per item (by index, as itemName): signature, active flag, event count. */
   exportCatalogColumns(): Omit<ExportedCatalog, 'names' | 'signatures'> {
     const n = this.#itemList.length;
     return {
@@ -1272,11 +1284,9 @@ export class Trainer {
     };
   }
 
-  /** Restores what exportCatalogKeys and exportCatalogColumns wrote (after construction, before learning). */
+  /** Restores a catalog exported as above (after construction, before learning). */
   importCatalog(catalog: ExportedCatalog): void {
-    const fields = catalog.signatures.map((keys) =>
-      Object.fromEntries(keys.map((k) => [k.slice(0, k.indexOf('=')), k.slice(k.indexOf('=') + 1)])),
-    );
+    const fields = catalog.signatures.map(fieldsOf);
     this.importItems(
       catalog.names.map((item, i) => ({
         item,

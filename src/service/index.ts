@@ -11,12 +11,14 @@ import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
 import {
   ChangeTracker,
+  encodeCatalogAhead,
   initBackend,
   learnInSlices,
   PmeController,
   type PublishMarker,
   startItemRefresh,
   Trainer,
+  unpackRecords,
 } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
@@ -91,9 +93,9 @@ async function startPublishing(
   const publish = (): Promise<void> => {
     running ??= (async () => {
       // Under the lock (no batch half-applied), in slices (requests served in between).
-      const records = await lock.run(() => tracker.collectInSlices(Date.now()));
+      const packs = await lock.run(() => tracker.collectInSlices(Date.now()));
       try {
-        await publisher.publish(records);
+        for (const pack of packs) await publisher.publish(unpackRecords(pack));
       } catch (error) {
         log(
           `pme: parameter publish failed (${error instanceof Error ? error.message : error}); resending all next time`,
@@ -191,7 +193,9 @@ export async function startService(
 
   const snapshot = async (): Promise<string> => {
     // saveState copies the state synchronously and writes the copy afterwards: the lock (and so
-    // training) waits only for the copy, not for the disk.
+    // training) waits only for the copy, not for the disk. New catalog names are encoded before,
+    // in steps, so the copy has few left.
+    await encodeCatalogAhead(trainer);
     const { written, offsets } = await lock.run(async () => {
       const offsets = consumer.appliedOffsets();
       return { written: saveState(config.stateDir, store, trainer, offsets), offsets };

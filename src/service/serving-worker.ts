@@ -10,19 +10,13 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ServiceApi } from '../api/contract.js';
 import { buildApi } from '../api/server.js';
-import { initBackend, ReplicaApplier, startItemRefresh, Trainer } from '../engine/index.js';
+import { initBackend, ReplicaApplier, startItemRefresh, Trainer, unpackRecords } from '../engine/index.js';
 import { type ErrorCode, PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { readApi } from './adapter.js';
 import { RequestMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
-import {
-  type CallMethod,
-  type MainMessage,
-  type ServingSetup,
-  unpackRecords,
-  type WorkerMessage,
-} from './serving-protocol.js';
+import type { CallMethod, MainMessage, ServingSetup, WorkerMessage } from './serving-protocol.js';
 
 /** Longest stretch of applying, in ms, before requests get a turn. */
 const APPLY_SLICE_MS = 1;

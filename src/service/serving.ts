@@ -16,13 +16,7 @@ import { ChangeTracker, type Trainer } from '../engine/index.js';
 import { isPmeError, PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
 import type { Log } from './index.js';
-import {
-  type MainMessage,
-  packRecords,
-  type ServingSetup,
-  transferList,
-  type WorkerMessage,
-} from './serving-protocol.js';
+import { type MainMessage, type ServingSetup, transferList, type WorkerMessage } from './serving-protocol.js';
 
 export interface ServingOptions {
   host: string;
@@ -49,9 +43,6 @@ export interface ServingThread {
   /** Closes the HTTP server and ends the thread. */
   stop(): Promise<void>;
 }
-
-/** Records per sync message (~0.5 ms for the serving thread to receive and unpack). */
-const SYNC_CHUNK = 2048;
 
 /** Most recent (user, item) pairs kept between two syncs: only the last few per user matter. */
 const MAX_RECENT_PER_SYNC = 100_000;
@@ -150,17 +141,16 @@ export async function startServingThread(
   const sync = (): Promise<void> => {
     const run = async (): Promise<void> => {
       if (stopped) return;
-      const records = tracker.collect(Date.now());
-      // In messages of at most SYNC_CHUNK records: the serving thread deserializes a message in
-      // one go, and a prune window's moves can make a sync of ~10^5 records.
-      for (let from = 0; from < records.length; from += SYNC_CHUNK) {
-        const packed = packRecords(records.slice(from, from + SYNC_CHUNK));
-        const last = from + SYNC_CHUNK >= records.length;
+      // A pack per message (~0.5 ms for the serving thread to receive and unpack): it
+      // deserializes a message in one go, and a prune window's moves can make ~10^5 records.
+      const packs = tracker.collect(Date.now());
+      packs.forEach((pack, i) => {
+        const last = i === packs.length - 1;
         post(
-          { type: 'sync', seq: ++seq, records: packed, recent: last ? recent : [], last },
-          transferList(packed),
+          { type: 'sync', seq: ++seq, records: pack, recent: last ? recent : [], last },
+          transferList(pack),
         );
-      }
+      });
       recent = [];
       const at = seq;
       await new Promise<void>((resolve) => waiting.set(at, resolve));

@@ -26,6 +26,10 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
   };
 }
 
+/**
+ * Writes a snapshot of the store and the trainer. Their state is copied synchronously, before the
+ * first await (hold the state lock across the call); encodeCatalogAhead() first keeps that short.
+ */
 export async function saveState(
   dir: string,
   store: EmbeddingStore,

@@ -91,6 +91,7 @@ const writers = new Map<string, Promise<unknown>>();
  * either the old set of snapshots or the new one. Keeps the newest two snapshots.
  * Consistency: the state is copied synchronously when the write starts (before the first `await`), so
  * the store may keep training while the file is written; the copy briefly doubles the store's memory.
+ * `extra` is written as given, not copied: pass arrays that nobody changes afterwards.
  */
 export function writeSnapshot(
   store: EmbeddingStore,
@@ -98,12 +99,11 @@ export function writeSnapshot(
   extra: Record<string, Uint8Array | Float32Array> = {},
 ): Promise<string> {
   const state = copyState(store.exportState());
-  const extraCopy: Record<string, Uint8Array> = {};
-  for (const [name, data] of Object.entries(extra)) {
-    extraCopy[name] = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
-  }
+  const bytes: Record<string, Uint8Array> = {};
+  for (const [name, data] of Object.entries(extra))
+    bytes[name] = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const previous = writers.get(dir) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(() => write(state, dir, extraCopy));
+  const run = previous.catch(() => undefined).then(() => write(state, dir, bytes));
   writers.set(dir, run);
   void run.finally(() => {
     if (writers.get(dir) === run) writers.delete(dir);

@@ -70,15 +70,13 @@ export class ParamsPublisher {
     return this.#producer.connect();
   }
 
-  /** Sends records in order, in requests of at most `chunk` messages. */
-  async publish(records: readonly ParamMessage[], chunk = 2000): Promise<void> {
-    for (let i = 0; i < records.length; i += chunk) {
-      await this.#producer.send({
-        topic: this.#topic,
-        compression: CompressionTypes.None,
-        messages: records.slice(i, i + chunk).map((r) => ({ key: r.key, value: r.value, partition: 0 })),
-      });
-    }
+  /** Sends records in order, in one request (the trainer's packs hold a few thousand). */
+  async publish(records: readonly ParamMessage[]): Promise<void> {
+    await this.#producer.send({
+      topic: this.#topic,
+      compression: CompressionTypes.None,
+      messages: records.map((r) => ({ key: r.key, value: r.value, partition: 0 })),
+    });
     this.published += records.length;
   }
 

@@ -4,7 +4,12 @@
  */
 import t from 'tap';
 import { SyntheticWorkload } from '../../src/data/index.js';
-import { exportTrainerState, importTrainerState, Trainer } from '../../src/engine/index.js';
+import {
+  encodeCatalogAhead,
+  exportTrainerState,
+  importTrainerState,
+  Trainer,
+} from '../../src/engine/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 
 function trained() {
@@ -30,7 +35,7 @@ t.test('the catalog comes back item for item: fields, active flag, event count, 
   const extra = exportTrainerState(trainer);
   const names = Object.keys(extra);
   t.ok(
-    names.some((k) => k.endsWith('catalog.json')) && !names.some((k) => k.endsWith('items.json')),
+    names.some((k) => k.endsWith('catalogNames.jsonl')) && !names.some((k) => k.endsWith('items.json')),
     'written in the compact form',
   );
   const restored = new Trainer(store, { seed: 8 });
@@ -44,48 +49,117 @@ t.test('the catalog comes back item for item: fields, active flag, event count, 
   t.same(restored.score('u3', items), trainer.score('u3', items), 'and it scores as the original');
 });
 
-t.test('a snapshot with the catalog as items.json (before the compact form) restores', async (t) => {
+/** One section of a trainer export, by the end of its name. */
+const section = (extra: ReturnType<typeof exportTrainerState>, suffix: string) =>
+  Object.entries(extra).find(([name]) => name.endsWith(suffix))![1] as Uint8Array;
+const text = (bytes: Uint8Array) =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+
+t.test('snapshots of the catalog in the forms written before restore', async (t) => {
   const { store, trainer } = trained();
   const extra = exportTrainerState(trainer);
-  const legacy: typeof extra = {};
-  for (const [name, value] of Object.entries(extra)) if (!/catalog/.test(name)) legacy[name] = value;
   const prefix = Object.keys(extra)
-    .find((k) => k.endsWith('catalog.json'))!
-    .replace('catalog.json', '');
-  legacy[`${prefix}items.json`] = new TextEncoder().encode(JSON.stringify(trainer.exportItems()));
-  const restored = new Trainer(store, { seed: 8 });
-  importTrainerState(restored, legacy);
-  t.same(restored.exportItems(), trainer.exportItems());
+    .find((k) => k.endsWith('catalogNames.jsonl'))!
+    .replace('catalogNames.jsonl', '');
+  const without: typeof extra = {};
+  for (const [name, value] of Object.entries(extra))
+    if (!/catalog(Names|Signatures)/.test(name)) without[name] = value;
+  const restore = (extra: ReturnType<typeof exportTrainerState>) => {
+    const restored = new Trainer(store, { seed: 8 });
+    importTrainerState(restored, extra);
+    return restored.exportItems();
+  };
+
+  const lines = (bytes: Uint8Array) =>
+    text(bytes)
+      .split('\n')
+      .slice(0, -1)
+      .map((line) => JSON.parse(line));
+  const catalogJson = {
+    ...without,
+    [`${prefix}catalog.json`]: new TextEncoder().encode(
+      JSON.stringify({
+        names: lines(section(extra, 'catalogNames.jsonl')),
+        signatures: lines(section(extra, 'catalogSignatures.jsonl')),
+      }),
+    ),
+  };
+  t.same(restore(catalogJson), trainer.exportItems(), 'names and signatures in one catalog.json');
+
+  const itemsJson: typeof extra = {};
+  for (const [name, value] of Object.entries(extra)) if (!/catalog/.test(name)) itemsJson[name] = value;
+  itemsJson[`${prefix}items.json`] = new TextEncoder().encode(JSON.stringify(trainer.exportItems()));
+  t.same(restore(itemsJson), trainer.exportItems(), 'every item as an object in items.json');
 });
 
 t.test(
-  'items and signatures added after a snapshot are in the next one (names re-encoded only then)',
+  'items and signatures added after a snapshot are in the next one; the earlier one stays as it was',
   async (t) => {
     const { store, trainer } = trained();
-    const keysOf = (extra: ReturnType<typeof exportTrainerState>) =>
-      Object.entries(extra).find(([name]) => name.endsWith('catalog.json'))![1];
     const restoredFrom = (extra: ReturnType<typeof exportTrainerState>) => {
       const restored = new Trainer(store, { seed: 8 });
       importTrainerState(restored, extra);
       return restored.exportItems();
     };
     const first = exportTrainerState(trainer);
-    const known = trainer.exportItems().slice(0, 5);
+    const firstNames = text(section(first, 'catalogNames.jsonl'));
+    const firstItems = trainer.exportItems();
+    const known = firstItems.slice(0, 5);
     trainer.learn(known.map((i) => ({ user: 'u2', item: i.item, label: 1, timestamp: 1, fields: {} })));
     t.equal(
-      keysOf(exportTrainerState(trainer)),
-      keysOf(first),
-      'learning alone adds no name: the same bytes',
+      text(section(exportTrainerState(trainer), 'catalogNames.jsonl')),
+      firstNames,
+      'learning alone adds no name',
     );
 
     trainer.learn([{ user: 'u2', item: 'new-in-stream', label: 1, timestamp: 2, fields: {} }]);
     const second = exportTrainerState(trainer);
-    t.not(keysOf(second), keysOf(first), 'a new item: encoded again');
+    t.equal(
+      text(section(second, 'catalogNames.jsonl')),
+      `${firstNames}"new-in-stream"\n`,
+      'a new item: one line more',
+    );
     t.same(restoredFrom(second), trainer.exportItems(), 'the new item comes back');
 
+    const signatures = text(section(second, 'catalogSignatures.jsonl'));
     trainer.upsertItem({ item: known[0].item, fields: { brand: 'brand-never-seen' }, active: true });
+    for (let i = 0; i < 5_000; i++) trainer.upsertItem({ item: `later-${i}`, fields: {}, active: true });
     const third = exportTrainerState(trainer);
-    t.not(keysOf(third), keysOf(second), 'a new signature: encoded again');
+    t.equal(
+      text(section(third, 'catalogSignatures.jsonl')),
+      `${signatures}["brand=brand-never-seen"]\n`,
+      'a new signature: one line more',
+    );
     t.same(restoredFrom(third), trainer.exportItems(), 'the new signature comes back');
+    t.equal(text(section(first, 'catalogNames.jsonl')), firstNames, 'the first export reads as it did');
+    t.same(restoredFrom(first).length, firstItems.length, 'and restores its items');
   },
 );
+
+t.test('names encoded as they come, some ahead in steps, are the lines of one whole encoding', async (t) => {
+  const trainer = new Trainer(new EmbeddingStore({ seed: 9 }), { seed: 9 });
+  const add = (from: number, to: number) => {
+    for (let i = from; i < to; i++)
+      trainer.upsertItem({ item: `ítem-${i}-"q"\n`, fields: { shelf: `s${i % 13}` }, active: true });
+  };
+  const names = () => text(section(exportTrainerState(trainer), 'catalogNames.jsonl'));
+  const whole = () =>
+    trainer
+      .exportItems()
+      .map((i) => `${JSON.stringify(i.item)}\n`)
+      .join('');
+
+  add(0, 5);
+  t.equal(names(), whole(), 'a first export');
+  add(5, 10_000);
+  let turns = 0;
+  const counting = setInterval(() => turns++, 0);
+  await encodeCatalogAhead(trainer);
+  clearInterval(counting);
+  t.ok(turns > 0, `encoding 9,995 names ahead gave other work turns (${turns})`);
+  add(10_000, 10_050);
+  t.equal(names(), whole(), 'names encoded ahead, then the rest at the export');
+  const restored = new Trainer(new EmbeddingStore({ seed: 9 }), { seed: 9 });
+  importTrainerState(restored, exportTrainerState(trainer));
+  t.same(restored.exportItems(), trainer.exportItems(), 'and names holding quotes and newlines come back');
+});
