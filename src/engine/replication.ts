@@ -26,15 +26,16 @@ export interface PublishMarker {
 }
 
 /**
- * Records packed: the keys, and the values back to back in one buffer, each starting 4-byte
- * aligned (float rows are read in place); a length of -1 is a tombstone (null value). A collect
- * makes packs of at most RECORDS_PER_PACK records: one Kafka request, or one message to the
- * serving thread, with its buffers handed over. A record object and a Buffer per row were, at
- * 10,000 events/s over a 100,000-item catalog, ~10 MB of garbage per publish (~840 B a record)
- * on the thread that serves requests, alive through the young collections the publish set off.
+ * Records packed: keys and values back to back in two buffers, UTF-8 keys ending at `keyEnds`,
+ * each value starting 4-byte aligned (float rows are read in place); a length of -1 is a
+ * tombstone (null value). A collect makes packs of at most RECORDS_PER_PACK records: one Kafka
+ * request, or one message to the serving thread, with its buffers handed over. A record object,
+ * a key string and a Buffer per row, alive until the publish was sent, made young collections
+ * copy them: at 10,000 events/s over a 100,000-item catalog, ~840 B a record, ~10 MB a publish.
  */
 export interface PackedRecords {
-  keys: string[];
+  keys: Uint8Array;
+  keyEnds: Int32Array;
   lengths: Int32Array;
   data: Uint8Array;
 }
@@ -45,13 +46,14 @@ const aligned = (n: number): number => (n + 3) & ~3;
 
 /** A pack's records, their values viewing its buffer (no copy). */
 export function unpackRecords(pack: PackedRecords): ParamRecord[] {
-  const { keys, lengths, data } = pack;
-  const records = new Array<ParamRecord>(keys.length);
+  const { keyEnds, lengths, data } = pack;
+  const keys = Buffer.from(pack.keys.buffer, pack.keys.byteOffset, pack.keys.byteLength);
+  const records = new Array<ParamRecord>(keyEnds.length);
   let at = 0;
-  for (let i = 0; i < keys.length; i++) {
+  for (let i = 0; i < keyEnds.length; i++) {
     const length = lengths[i];
     records[i] = {
-      key: keys[i],
+      key: keys.toString('utf8', i === 0 ? 0 : keyEnds[i - 1], keyEnds[i]),
       value: length < 0 ? null : Buffer.from(data.buffer, data.byteOffset + at, length),
     };
     if (length > 0) at += aligned(length);
@@ -59,69 +61,107 @@ export function unpackRecords(pack: PackedRecords): ParamRecord[] {
   return records;
 }
 
+/** A growable byte buffer written through Buffer's own string writes (no view per write). */
+class Bytes {
+  buffer: Buffer;
+  used = 0;
+
+  constructor(size: number) {
+    this.buffer = Buffer.alloc(size);
+  }
+
+  /** Room for `n` more bytes (a new buffer when it grows: views of the old one stay as they were). */
+  reserve(n: number): void {
+    if (this.used + n <= this.buffer.length) return;
+    const buffer = Buffer.alloc(aligned(Math.max(this.used + n, 2 * this.buffer.length)));
+    this.buffer.copy(buffer, 0, 0, this.used);
+    this.buffer = buffer;
+  }
+
+  /** Appends `text` as UTF-8 (room reserved: at most 3 bytes per UTF-16 unit). */
+  write(text: string): void {
+    this.used += this.buffer.write(text, this.used, 'utf8');
+  }
+}
+
 /** Writes records into packs as a collect makes them. */
 class Packer {
   readonly packs: PackedRecords[] = [];
-  #keys: string[] = [];
+  #count = 0;
+  #keys = new Bytes(1 << 15);
+  #keyEnds = new Int32Array(RECORDS_PER_PACK);
   #lengths = new Int32Array(RECORDS_PER_PACK);
-  #data = new Uint8Array(1 << 14);
-  /** The pack's buffer as floats: rows are written through it. */
-  f32 = new Float32Array(this.#data.buffer);
-  #used = 0;
-  readonly #encoder = new TextEncoder();
+  #data = new Bytes(1 << 14);
+  /** The pack's values as floats: rows are written through it (valid until the next record). */
+  f32 = new Float32Array(
+    this.#data.buffer.buffer,
+    this.#data.buffer.byteOffset,
+    this.#data.buffer.length / 4,
+  );
 
-  tombstone(key: string): void {
-    this.#add(key, -1, 0);
+  /** The key is `prefix` + `name`: two writes, no string made for it. */
+  tombstone(prefix: string, name: string): void {
+    this.#add(prefix, name, -1, 0);
   }
 
-  /** Room for `n` float32 values under `key`: returns their index in `f32`. */
-  floats(key: string, n: number): number {
-    return this.#add(key, 4 * n, 4 * n) / 4;
+  /** Room for `n` float32 values: returns their index in `f32`. */
+  floats(prefix: string, name: string, n: number): number {
+    return this.#add(prefix, name, 4 * n, 4 * n) / 4;
   }
 
-  text(key: string, text: string): void {
-    // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    const at = this.#add(key, 0, 3 * text.length);
-    const { written } = this.#encoder.encodeInto(text, this.#data.subarray(at, at + 3 * text.length));
-    this.#lengths[this.#keys.length - 1] = written;
-    this.#used = at + aligned(written);
+  text(prefix: string, name: string, text: string): void {
+    const at = this.#add(prefix, name, 0, 3 * text.length);
+    this.#data.used = at;
+    this.#data.write(text);
+    this.#lengths[this.#count - 1] = this.#data.used - at;
+    this.#data.used = aligned(this.#data.used);
   }
 
   /** The packs, the last one closed. */
   finish(): PackedRecords[] {
-    if (this.#keys.length > 0) this.#close();
+    if (this.#count > 0) this.#close();
     return this.packs;
   }
 
   /** Adds a record of `length` bytes (room for `room`); returns its byte offset. */
-  #add(key: string, length: number, room: number): number {
-    if (this.#keys.length === RECORDS_PER_PACK) this.#close();
-    if (this.#used + room > this.#data.length) {
-      const data = new Uint8Array(Math.max(aligned(this.#used + room), 2 * this.#data.length));
-      data.set(this.#data.subarray(0, this.#used));
-      this.#data = data;
-      this.f32 = new Float32Array(data.buffer);
-    }
-    const at = this.#used;
-    this.#lengths[this.#keys.length] = length;
-    this.#keys.push(key);
-    this.#used += aligned(room);
+  #add(prefix: string, name: string, length: number, room: number): number {
+    if (this.#count === RECORDS_PER_PACK) this.#close();
+    const keys = this.#keys;
+    keys.reserve(3 * (prefix.length + name.length));
+    keys.write(prefix);
+    keys.write(name);
+    const data = this.#data;
+    const before = data.buffer;
+    data.reserve(room);
+    if (data.buffer !== before)
+      this.f32 = new Float32Array(data.buffer.buffer, data.buffer.byteOffset, data.buffer.length / 4);
+    const at = data.used;
+    this.#keyEnds[this.#count] = keys.used;
+    this.#lengths[this.#count] = length;
+    this.#count++;
+    data.used += aligned(room);
     return at;
   }
 
   #close(): void {
-    const n = this.#keys.length;
+    const n = this.#count;
     this.packs.push({
-      keys: this.#keys,
+      keys: this.#keys.buffer.subarray(0, this.#keys.used),
+      keyEnds: this.#keyEnds.subarray(0, n),
       lengths: this.#lengths.subarray(0, n),
-      data: this.#data.subarray(0, this.#used),
+      data: this.#data.buffer.subarray(0, this.#data.used),
     });
-    this.#keys = [];
-    this.#lengths = new Int32Array(RECORDS_PER_PACK);
     // Sized like the pack before it: most packs of a collect hold the same kind of record.
-    this.#data = new Uint8Array(Math.max(1 << 14, this.#used));
-    this.f32 = new Float32Array(this.#data.buffer);
-    this.#used = 0;
+    this.#keys = new Bytes(Math.max(1 << 15, this.#keys.used));
+    this.#data = new Bytes(Math.max(1 << 14, this.#data.used));
+    this.f32 = new Float32Array(
+      this.#data.buffer.buffer,
+      this.#data.buffer.byteOffset,
+      this.#data.buffer.length / 4,
+    );
+    this.#keyEnds = new Int32Array(RECORDS_PER_PACK);
+    this.#lengths = new Int32Array(RECORDS_PER_PACK);
+    this.#count = 0;
   }
 }
 
@@ -213,7 +253,7 @@ export class ChangeTracker {
       this.#published = grow(this.#published);
       this.#publishedTier = grow(this.#publishedTier);
     }
-    for (const key of this.#evicted) if (store.id(key) < 0) out.tombstone(`t:${key}`);
+    for (const key of this.#evicted) if (store.id(key) < 0) out.tombstone('t:', key);
     this.#evicted.clear();
     let lastSeen = store.lastSeen;
     let tierOf = store.tierOf;
@@ -234,7 +274,7 @@ export class ChangeTracker {
         this.#published[id] === 0 || lastSeen[id] >= this.#since || tierOf[id] !== this.#publishedTier[id];
       if (!changed) continue;
       const size = store.sizeOf(id);
-      const row = out.floats(`t:${store.key(id)}`, 2 + size);
+      const row = out.floats('t:', store.key(id), 2 + size);
       const f32 = out.f32;
       f32[row] = size;
       f32[row + 1] = linear[id];
@@ -251,7 +291,7 @@ export class ChangeTracker {
     const model = this.#trainer.model;
     if (this.#bias !== model.bias) {
       this.#bias = model.bias;
-      const at = out.floats('d:bias', 1);
+      const at = out.floats('d:', 'bias', 1);
       out.f32[at] = model.bias;
     }
     model.projections.forEach((P, ti) => {
@@ -259,7 +299,7 @@ export class ChangeTracker {
       const last = this.#projections[ti];
       if (last !== undefined && last.length === P.length && last.every((v, j) => v === P[j])) return;
       this.#projections[ti] = Float32Array.from(P);
-      const at = out.floats(`d:P${store.tiers[ti].size}`, P.length);
+      const at = out.floats('d:P', String(store.tiers[ti].size), P.length);
       out.f32.set(P, at);
     });
     // Items by index, compared by their event count: only those that changed are exported (an
@@ -275,14 +315,14 @@ export class ChangeTracker {
       const count = trainer.itemEvents(i);
       if (this.#itemCounts[i] === count) continue;
       this.#itemCounts[i] = count;
-      out.text(`i:${trainer.itemName(i)}`, trainer.exportItemJson(i));
+      out.text('i:', trainer.itemName(i), trainer.exportItemJson(i));
     }
     const marker: PublishMarker = {
       publishedAt: now,
       learned: this.#trainer.stats().learned,
       seq: ++this.#seq,
     };
-    out.text('m:clock', JSON.stringify(marker));
+    out.text('m:', 'clock', JSON.stringify(marker));
     this.#since = now;
     return out.finish();
   }

@@ -2,7 +2,7 @@
  * Messages between the training thread (serving.ts) and the serving thread (serving-worker.ts).
  * A sync carries the trainer's changes as packs of the replication records of
  * src/engine/replication.ts, one pack per message: its buffers are handed over, so posting copies
- * nothing and the serving thread deserializes one array of keys instead of thousands of objects.
+ * nothing and the serving thread receives four buffers instead of thousands of objects.
  */
 import type { FmOptions, PackedRecords } from '../engine/index.js';
 
@@ -39,6 +39,6 @@ export type WorkerMessage =
   | { type: 'failed'; message: string };
 
 /** The buffers a sync can hand over instead of copying. */
-export function transferList(packed: PackedRecords): ArrayBuffer[] {
-  return [packed.lengths.buffer as ArrayBuffer, packed.data.buffer as ArrayBuffer];
+export function transferList(pack: PackedRecords): ArrayBuffer[] {
+  return [pack.keys, pack.keyEnds, pack.lengths, pack.data].map((a) => a.buffer as ArrayBuffer);
 }

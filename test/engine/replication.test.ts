@@ -92,7 +92,7 @@ t.test('a collect packs its records: rows aligned and as the store holds them, t
   const records = packs.flatMap(unpackRecords);
   t.ok(packs.length > 1, `${records.length} records make ${packs.length} packs`);
   t.ok(
-    packs.every((p) => p.keys.length <= RECORDS_PER_PACK && p.lengths.length === p.keys.length),
+    packs.every((p) => p.keyEnds.length <= RECORDS_PER_PACK && p.lengths.length === p.keyEnds.length),
     `each of at most ${RECORDS_PER_PACK} records`,
   );
   t.equal(records.at(-1)?.key, 'm:clock', 'the marker comes last');
