@@ -11,6 +11,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { EmbeddingStore, TokenId } from '../store/index.js';
+import { ByteWriter } from '../util/bytes.js';
 import type { Trainer } from './trainer.js';
 
 export interface ParamRecord {
@@ -61,57 +62,38 @@ export function unpackRecords(pack: PackedRecords): ParamRecord[] {
   return records;
 }
 
-/** A growable byte buffer written through Buffer's own string writes (no view per write). */
-class Bytes {
-  buffer: Buffer;
-  used = 0;
-
-  constructor(size: number) {
-    this.buffer = Buffer.alloc(size);
-  }
-
-  /** Room for `n` more bytes (a new buffer when it grows: views of the old one stay as they were). */
-  reserve(n: number): void {
-    if (this.used + n <= this.buffer.length) return;
-    const buffer = Buffer.alloc(aligned(Math.max(this.used + n, 2 * this.buffer.length)));
-    this.buffer.copy(buffer, 0, 0, this.used);
-    this.buffer = buffer;
-  }
-
-  /** Appends `text` as UTF-8 (room reserved: at most 3 bytes per UTF-16 unit). */
-  write(text: string): void {
-    this.used += this.buffer.write(text, this.used, 'utf8');
-  }
-}
-
 /** Writes records into packs as a collect makes them. */
 class Packer {
   readonly packs: PackedRecords[] = [];
   #count = 0;
-  #keys = new Bytes(1 << 15);
+  #keys = new ByteWriter(1 << 12);
   #keyEnds = new Int32Array(RECORDS_PER_PACK);
   #lengths = new Int32Array(RECORDS_PER_PACK);
-  #data = new Bytes(1 << 14);
+  #data = new ByteWriter(1 << 12);
+  #f32: Float32Array = new Float32Array(0);
+
   /** The pack's values as floats: rows are written through it (valid until the next record). */
-  f32 = new Float32Array(
-    this.#data.buffer.buffer,
-    this.#data.buffer.byteOffset,
-    this.#data.buffer.length / 4,
-  );
+  get f32(): Float32Array {
+    const b = this.#data.buffer;
+    if (this.#f32.buffer !== b.buffer) this.#f32 = new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+    return this.#f32;
+  }
 
   /** The key is `prefix` + `name`: two writes, no string made for it. */
   tombstone(prefix: string, name: string): void {
-    this.#add(prefix, name, -1, 0);
+    this.#add(prefix, name, -1);
   }
 
   /** Room for `n` float32 values: returns their index in `f32`. */
   floats(prefix: string, name: string, n: number): number {
-    return this.#add(prefix, name, 4 * n, 4 * n) / 4;
+    const at = this.#add(prefix, name, 4 * n);
+    this.#data.reserve(4 * n);
+    this.#data.used += 4 * n;
+    return at / 4;
   }
 
   text(prefix: string, name: string, text: string): void {
-    const at = this.#add(prefix, name, 0, 3 * text.length);
-    this.#data.used = at;
+    const at = this.#add(prefix, name, 0);
     this.#data.write(text);
     this.#lengths[this.#count - 1] = this.#data.used - at;
     this.#data.used = aligned(this.#data.used);
@@ -123,42 +105,29 @@ class Packer {
     return this.packs;
   }
 
-  /** Adds a record of `length` bytes (room for `room`); returns its byte offset. */
-  #add(prefix: string, name: string, length: number, room: number): number {
+  /** Adds a record of `length` bytes; returns the byte offset its value starts at. */
+  #add(prefix: string, name: string, length: number): number {
     if (this.#count === RECORDS_PER_PACK) this.#close();
-    const keys = this.#keys;
-    keys.reserve(3 * (prefix.length + name.length));
-    keys.write(prefix);
-    keys.write(name);
-    const data = this.#data;
-    const before = data.buffer;
-    data.reserve(room);
-    if (data.buffer !== before)
-      this.f32 = new Float32Array(data.buffer.buffer, data.buffer.byteOffset, data.buffer.length / 4);
-    const at = data.used;
-    this.#keyEnds[this.#count] = keys.used;
+    this.#keys.write(prefix);
+    this.#keys.write(name);
+    this.#keyEnds[this.#count] = this.#keys.used;
     this.#lengths[this.#count] = length;
     this.#count++;
-    data.used += aligned(room);
-    return at;
+    return this.#data.used;
   }
 
   #close(): void {
     const n = this.#count;
     this.packs.push({
-      keys: this.#keys.buffer.subarray(0, this.#keys.used),
+      keys: this.#keys.view(),
       keyEnds: this.#keyEnds.subarray(0, n),
       lengths: this.#lengths.subarray(0, n),
-      data: this.#data.buffer.subarray(0, this.#data.used),
+      data: this.#data.view(),
     });
-    // Sized like the pack before it: most packs of a collect hold the same kind of record.
-    this.#keys = new Bytes(Math.max(1 << 15, this.#keys.used));
-    this.#data = new Bytes(Math.max(1 << 14, this.#data.used));
-    this.f32 = new Float32Array(
-      this.#data.buffer.buffer,
-      this.#data.buffer.byteOffset,
-      this.#data.buffer.length / 4,
-    );
+    // Sized like the pack before it, with room to spare (most packs of a collect hold the same
+    // kind of record): every buffer grown is external memory, which V8 counts towards a full GC.
+    this.#keys = new ByteWriter(Math.max(1 << 12, Math.ceil(1.25 * this.#keys.used)));
+    this.#data = new ByteWriter(Math.max(1 << 12, Math.ceil(1.25 * this.#data.used)));
     this.#keyEnds = new Int32Array(RECORDS_PER_PACK);
     this.#lengths = new Int32Array(RECORDS_PER_PACK);
     this.#count = 0;

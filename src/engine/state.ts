@@ -6,6 +6,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../errors.js';
+import { ByteWriter } from '../util/bytes.js';
 import type { Trainer } from './trainer.js';
 
 const PREFIX = 'engine/';
@@ -19,32 +20,20 @@ const bytesOf = (a: Int32Array | Float64Array): Uint8Array =>
  * new buffer), so a view of the first n lines stays valid while later ones are added.
  */
 class JsonLines {
-  #bytes = new Uint8Array(1 << 12);
-  #used = 0;
+  readonly #bytes = new ByteWriter();
   count = 0;
 
   /** Encodes entries count..upTo-1. */
   add(entry: (i: number) => unknown, upTo: number): void {
-    if (upTo <= this.count) return;
-    let text = '';
-    for (let i = this.count; i < upTo; i++) text += `${JSON.stringify(entry(i))}\n`;
-    // UTF-8 takes at most 3 bytes per UTF-16 unit.
-    if (this.#used + 3 * text.length > this.#bytes.length) {
-      const bytes = new Uint8Array(Math.max(this.#used + 3 * text.length, 2 * this.#bytes.length));
-      bytes.set(this.#bytes.subarray(0, this.#used));
-      this.#bytes = bytes;
-    }
-    this.#used += encoder.encodeInto(text, this.#bytes.subarray(this.#used)).written;
-    this.count = upTo;
+    for (let i = this.count; i < upTo; i++) this.#bytes.write(`${JSON.stringify(entry(i))}\n`);
+    this.count = Math.max(this.count, upTo);
   }
 
   /** The lines so far: a view that later additions leave as it is. */
   view(): Uint8Array {
-    return this.#bytes.subarray(0, this.#used);
+    return this.#bytes.view();
   }
 }
-
-const encoder = new TextEncoder();
 
 /** JSON lines back to their values (JSON text holds no raw newline, so each one ends a value). */
 function parseJsonLines(bytes: Uint8Array): unknown[] {
