@@ -31,6 +31,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import Fastify from 'fastify';
 import { buildApi } from '../src/api/server.js';
+import { SERVICE_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import {
   ChangeTracker,
@@ -67,8 +68,7 @@ const SNAPSHOT_MS = arg('snapshot-ms', 5000);
  *  `--server-node-flags "<flags>"` says otherwise ("" for V8's defaults). */
 const SERVER_NODE_FLAGS = (() => {
   const i = process.argv.indexOf('--server-node-flags');
-  const flags = i > 0 ? process.argv[i + 1] : '--max-semi-space-size=32 --initial-old-space-size=128';
-  return flags.split(' ').filter((f) => f !== '');
+  return i > 0 ? process.argv[i + 1].split(' ').filter((f) => f !== '') : [...SERVICE_NODE_FLAGS];
 })();
 const USERS = 20_000;
 const FIELDS = [

@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import t from 'tap';
+import { SERVICE_NODE_FLAGS } from '../src/cli/node-flags.js';
 
 const root = new URL('../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
@@ -37,7 +38,7 @@ t.test('the Dockerfile builds and runs what the tests build and run', async (t) 
   t.equal(entry, pkg.bin.pme, 'the entry point is the pme binary');
   t.ok(existsSync(new URL(entry!, root)), `${entry} is built`);
   // The garbage-collector flags (README "Where reads are answered") are the ones npm run up uses.
-  t.match(args.join(' '), /--max-semi-space-size=\d+ --initial-old-space-size=\d+/);
+  t.same(args, SERVICE_NODE_FLAGS, 'with the service flags of src/cli/node-flags.ts');
   t.ok(pkg.scripts.up.includes(`node ${args.join(' ')} ${entry} up`), 'npm run up starts node alike');
   t.match(dockerfile, /USER pme/, 'runs as a non-root user');
   t.match(dockerfile, /HEALTHCHECK .*\/healthz/s);

@@ -2,6 +2,7 @@
 import { describeOptions, loadConfig } from '../config.js';
 import { type Service, startService } from '../service/index.js';
 import { startReplica } from '../service/replica.js';
+import { nodeFlagsHint } from './node-flags.js';
 
 export const SERVE_HELP = `usage: pme serve [flags]
 
@@ -43,6 +44,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const config = loadConfig(argv);
+  const hint = nodeFlagsHint();
+  if (hint !== null) process.stderr.write(`${hint}\n`);
   const service: Service =
     config.role === 'replica' ? await startReplica(config) : await startService(config);
   process.stdout.write(`PME_URL=${service.url}\n`);

@@ -8,6 +8,7 @@ import { loadConfig } from '../config.js';
 import { SyntheticWorkload } from '../data/index.js';
 import { startService } from '../service/index.js';
 import { EventProducer } from '../stream/index.js';
+import { nodeFlagsHint } from './node-flags.js';
 import { stopOnSignals } from './serve.js';
 
 const HELP = `usage: pme up [--rate EVENTS_PER_S] [--users N] [--items N] [service flags]
@@ -59,6 +60,8 @@ export async function upCommand(argv: string[]): Promise<number> {
     process.stderr.write(`${line}\n`);
   };
   const started = Date.now();
+  const hint = nodeFlagsHint();
+  if (hint !== null) log(hint);
   const kafka = await connectOrStartBroker({ persistent: true, onProgress: log });
   log(`pme: Kafka at ${kafka.brokers.join(',')} (${kafka.local ? 'local broker' : 'KAFKA_BROKERS'})`);
   const config = loadConfig(rest, {
