@@ -40,6 +40,8 @@ t.test('the Dockerfile builds and runs what the tests build and run', async (t) 
   // The garbage-collector flags (README "Where reads are answered") are the ones npm run up uses.
   t.same(args, SERVICE_NODE_FLAGS, 'with the service flags of src/cli/node-flags.ts');
   t.ok(pkg.scripts.up.includes(`node ${args.join(' ')} ${entry} up`), 'npm run up starts node alike');
+  t.ok(pkg.scripts.pme.includes(`node ${args.join(' ')} ${entry}`), 'and npm run pme');
+  t.ok(pkg.scripts['bench:gc'].includes(`node ${args.join(' ')} `), 'and the GC benchmark');
   t.match(dockerfile, /USER pme/, 'runs as a non-root user');
   t.match(dockerfile, /HEALTHCHECK .*\/healthz/s);
 });
