@@ -16,7 +16,8 @@
  * Writes bench/results/api.json and prints a table. About 1.5 minutes.
  *
  * Besides training, the server does the service's other periodic work at its defaults: the change
- * scan of the parameter publish every second and a snapshot every 5 s.
+ * scan of the parameter publish every second and a snapshot every 5 s, each under the state lock
+ * as the service takes it.
  *
  *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 0]
  *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <parts of case names, comma-separated>]
@@ -35,17 +36,17 @@ import { SERVICE_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import {
   ChangeTracker,
-  encodeCatalogAhead,
   learnInSlices,
   PmeController,
   startItemRefresh,
   Trainer,
 } from '../src/engine/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from '../src/service/adapter.js';
+import { StateLock } from '../src/service/lock.js';
 import { ServiceMetrics } from '../src/service/metrics.js';
 import { RecentItems } from '../src/service/recent.js';
 import { type ServingThread, startServingThread } from '../src/service/serving.js';
-import { saveState } from '../src/service/state.js';
+import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom } from '../src/util/random.js';
 import { type PacedRequest, type PacedResult, paced } from './paced.js';
@@ -61,7 +62,7 @@ const SYNC_MS = arg('serve-sync-ms', 0);
 /** The service's own periodic work besides training, at its defaults (0: off): the parameter
  *  publish's change scan, in slices as the service runs it (PME_PUBLISH_INTERVAL_MS; the Kafka send
  *  left out) and the snapshot
- *  (PME_SNAPSHOT_INTERVAL_MS: a synchronous copy of the state, then a write). */
+ *  (PME_SNAPSHOT_INTERVAL_MS: src/service/state.ts takeSnapshot). */
 const PUBLISH_MS = arg('publish-ms', 1000);
 const SNAPSHOT_MS = arg('snapshot-ms', 5000);
 /** Node flags of the server process: the launchers' (package.json, docker/Dockerfile) unless
@@ -115,12 +116,15 @@ async function serve(items: number): Promise<void> {
   let serving: ServingThread | null = null;
   // As the service learns (src/service/index.ts): mini-batches in ~1 ms slices, with the item-only
   // term of recommend refreshed on a timer.
-  const learn = async (n: number): Promise<void> => {
-    const events = workload.take(n);
-    await learnInSlices(trainer, events);
-    if (serving === null) recent.record(events);
-    else serving.recordRecent(events);
-  };
+  // Training, the publish's change scan and the snapshot's copy hold the state lock, as there.
+  const lock = new StateLock();
+  const learn = (n: number): Promise<void> =>
+    lock.run(async () => {
+      const events = workload.take(n);
+      await learnInSlices(trainer, events);
+      if (serving === null) recent.record(events);
+      else serving.recordRecent(events);
+    });
   for (let i = 0; i < WARM_EVENTS; i += BATCH) {
     await learn(BATCH);
     if (pme.running !== null) await pme.running;
@@ -131,14 +135,11 @@ async function serve(items: number): Promise<void> {
   if (PUBLISH_MS > 0) {
     const tracker = new ChangeTracker(store, trainer);
     tracker.collect(Date.now());
-    background.push(setInterval(() => void tracker.collectInSlices(Date.now()), PUBLISH_MS));
+    background.push(setInterval(() => void lock.run(() => tracker.collectInSlices(Date.now())), PUBLISH_MS));
   }
   if (SNAPSHOT_MS > 0)
     background.push(
-      setInterval(
-        () => void encodeCatalogAhead(trainer).then(() => saveState(snapshotDir, store, trainer, {})),
-        SNAPSHOT_MS,
-      ),
+      setInterval(() => void takeSnapshot(snapshotDir, store, trainer, pme, lock, () => ({})), SNAPSHOT_MS),
     );
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),

@@ -23,13 +23,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type Interaction, SyntheticWorkload } from '../src/data/index.js';
 import {
   ChangeTracker,
-  encodeCatalogAhead,
   learnInSlices,
   PmeController,
   startItemRefresh,
   Trainer,
 } from '../src/engine/index.js';
-import { saveState } from '../src/service/state.js';
+import { StateLock } from '../src/service/lock.js';
+import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
 
 const arg = (name: string, fallback: number): number => {
@@ -108,12 +108,14 @@ async function main(): Promise<void> {
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   const work = { publishes: 0, records: 0, snapshots: 0, learned: 0 };
+  // Training, the publish's change scan and the snapshot's copy hold the state lock, as in the service.
+  const lock = new StateLock();
   let writing: Promise<unknown> = Promise.resolve();
   const timers: NodeJS.Timeout[] = [];
   if (PUBLISH_MS > 0)
     timers.push(
       setInterval(async () => {
-        const packs = await tracker.collectInSlices(Date.now());
+        const packs = await lock.run(() => tracker.collectInSlices(Date.now()));
         work.publishes++;
         for (const pack of packs) work.records += pack.keyEnds.length;
       }, PUBLISH_MS),
@@ -121,16 +123,16 @@ async function main(): Promise<void> {
   if (SNAPSHOT_MS > 0)
     timers.push(
       setInterval(() => {
-        writing = encodeCatalogAhead(trainer)
-          .then(() => saveState(snapshotDir, store, trainer, {}))
-          .then(() => work.snapshots++);
+        writing = takeSnapshot(snapshotDir, store, trainer, pme, lock, () => ({})).then(
+          () => work.snapshots++,
+        );
       }, SNAPSHOT_MS),
     );
   const t0 = performance.now();
   while (performance.now() - t0 < SECONDS * 1000) {
     const due = ((performance.now() - t0) * TRAIN_RATE) / 1000;
     if (work.learned + BATCH <= due) {
-      await learnInSlices(trainer, pool[(work.learned / BATCH) % POOL_BATCHES]);
+      await lock.run(() => learnInSlices(trainer, pool[(work.learned / BATCH) % POOL_BATCHES]));
       work.learned += BATCH;
     } else await sleep(2);
   }

@@ -11,7 +11,6 @@ import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
 import {
   ChangeTracker,
-  encodeCatalogAhead,
   initBackend,
   learnInSlices,
   PmeController,
@@ -37,7 +36,7 @@ import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
 import { type ServingThread, startServingThread } from './serving.js';
-import { applyRestored, restoreState, saveState } from './state.js';
+import { applyRestored, restoreState, takeSnapshot } from './state.js';
 
 export interface Service {
   /** Base URL of the HTTP API. */
@@ -192,15 +191,9 @@ export async function startService(
   });
 
   const snapshot = async (): Promise<string> => {
-    // saveState copies the state synchronously and writes the copy afterwards: the lock (and so
-    // training) waits only for the copy, not for the disk. New catalog names are encoded before,
-    // in steps, so the copy has few left.
-    await encodeCatalogAhead(trainer);
-    const { written, offsets } = await lock.run(async () => {
-      const offsets = consumer.appliedOffsets();
-      return { written: saveState(config.stateDir, store, trainer, offsets), offsets };
-    });
-    const path = await written;
+    const { path, offsets } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
+      consumer.appliedOffsets(),
+    );
     await bounded(consumer.commit(offsets), STOP_GRACE_MS, () =>
       log('pme: offset commit timed out (the snapshot holds them)'),
     );

@@ -3,10 +3,19 @@
  * and the applied offsets, all in the store's one atomic snapshot file (its `extra` section).
  */
 import type { Config } from '../config.js';
-import { exportTrainerState, importTrainerState, type Trainer } from '../engine/index.js';
+import { encodeCatalogAhead, exportTrainerState, importTrainerState, type Trainer } from '../engine/index.js';
 import { isPmeError } from '../errors.js';
-import { EmbeddingStore, readSnapshot, type StoreOptions, writeSnapshot } from '../store/index.js';
+import {
+  copyStore,
+  copyStoreInSlices,
+  EmbeddingStore,
+  readSnapshot,
+  type StoreOptions,
+  type StoreState,
+  writeStoreCopy,
+} from '../store/index.js';
 import type { OffsetMap } from '../stream/index.js';
+import type { StateLock } from './lock.js';
 
 const OFFSETS = 'offsets.json';
 
@@ -26,19 +35,67 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
   };
 }
 
+/** What a snapshot holds, copied: the store's state and the sections of the trainer and offsets. */
+export interface StateCopy {
+  store: StoreState;
+  extra: Record<string, Uint8Array | Float32Array>;
+}
+
+/** Prune windows change the store outside the state lock: a copy in slices looks out for them. */
+export interface WindowWatch {
+  readonly running: Promise<unknown> | null;
+  readonly windowsStarted: number;
+}
+
 /**
- * Writes a snapshot of the store and the trainer. Their state is copied synchronously, before the
- * first await (hold the state lock across the call); encodeCatalogAhead() first keeps that short.
+ * Copies what a snapshot holds, the store in slices (copyStoreInSlices) so that requests served
+ * on this thread go on. Hold the state lock across it: training waits, and the copy is of whole
+ * batches with exactly `offsets`. A prune window, which runs outside that lock, moves rows: when
+ * one runs at the start or starts meanwhile, the store is copied again at once, as saveState does.
+ * Write the copy (writeStoreCopy) outside the lock.
  */
-export async function saveState(
-  dir: string,
+export async function copyState(
   store: EmbeddingStore,
   trainer: Trainer,
   offsets: OffsetMap,
-): Promise<string> {
+  windows: WindowWatch,
+): Promise<StateCopy> {
+  const started = windows.windowsStarted;
+  const sliced = windows.running === null ? await copyStoreInSlices(store) : null;
+  const quiet = windows.running === null && windows.windowsStarted === started;
+  return {
+    store: sliced !== null && quiet ? sliced : copyStore(store),
+    extra: trainerSections(trainer, offsets),
+  };
+}
+
+/**
+ * One snapshot as the service takes it: new catalog names encoded ahead (in steps), a running
+ * prune window let finish, the state copied under `lock` with the offsets read there (copyState),
+ * then written outside it, so training waits for the copy, not for the disk. Returns the file and
+ * the offsets it holds.
+ */
+export async function takeSnapshot(
+  dir: string,
+  store: EmbeddingStore,
+  trainer: Trainer,
+  windows: WindowWatch,
+  lock: StateLock,
+  offsets: () => OffsetMap,
+): Promise<{ path: string; offsets: OffsetMap }> {
+  await encodeCatalogAhead(trainer);
+  await windows.running?.catch(() => undefined);
+  const { copy, held } = await lock.run(async () => {
+    const held = offsets();
+    return { copy: await copyState(store, trainer, held, windows), held };
+  });
+  return { path: await writeStoreCopy(copy.store, dir, copy.extra), offsets: held };
+}
+
+function trainerSections(trainer: Trainer, offsets: OffsetMap): Record<string, Uint8Array | Float32Array> {
   const extra = exportTrainerState(trainer);
   extra[OFFSETS] = new TextEncoder().encode(JSON.stringify(offsets));
-  return writeSnapshot(store, dir, extra);
+  return extra;
 }
 
 /** The newest valid snapshot in `config.stateDir`, or a fresh store when there is none. */

@@ -7,12 +7,15 @@ export type { FieldStats, StoreAccounting, TierAccounting } from './accounting.j
 export { MAP_BYTES_PER_SLOT, stringBytes, tokenColumnBytes } from './accounting.js';
 export { resolveStoreOptions, type StoreOptions } from './options.js';
 export {
+  copyStore,
+  copyStoreInSlices,
   listSnapshots,
   type ReadSnapshotResult,
   readSnapshot,
   readSnapshotFile,
   type SnapshotInfo,
   writeSnapshot,
+  writeStoreCopy,
 } from './snapshot.js';
 export { EmbeddingStore, type StoreState, type TokenId } from './store.js';
 export type { Tier } from './tier.js';

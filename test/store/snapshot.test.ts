@@ -3,11 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import {
+  copyStore,
+  copyStoreInSlices,
   EmbeddingStore,
   listSnapshots,
   readSnapshot,
   readSnapshotFile,
   writeSnapshot,
+  writeStoreCopy,
 } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { diffStates } from './helpers.js';
@@ -63,6 +66,26 @@ t.test('a key index of many encoding steps (4,096 keys each) round-trips', async
   t.equal(back.id('user=u39999'), store.id('user=u39999'));
   t.equal(back.id('user=u17000'), -1);
 });
+
+t.test(
+  'a copy in slices is the copy at once, with turns in between, and writes the same snapshot',
+  async (t) => {
+    const dir = await tempDir(t);
+    const store = new EmbeddingStore({ seed: 4 });
+    for (let i = 0; i < 20_000; i++) store.row(store.getOrCreate(`user=u${i}`, i % 3 === 0 ? 64 : 8)).fill(i);
+    store.evict(store.id('user=u7'));
+    let turns = 0;
+    const counting = setInterval(() => turns++, 0);
+    const sliced = await copyStoreInSlices(store);
+    clearInterval(counting);
+    t.equal(diffStates(sliced, copyStore(store)), null, 'every array as copyStore copies it');
+    t.ok(turns > 0, `other work ran during it (${turns} timer turns)`);
+    t.not(sliced.tiers[0].params, store.exportState().tiers[0].params, 'a copy, not a view');
+    await writeStoreCopy(sliced, dir);
+    const { store: back } = await readSnapshot(dir);
+    t.equal(diffStates(back.exportState(), store.exportState()), null, 'and it reads back as the store');
+  },
+);
 
 t.test('the newest two snapshots are kept, no temporary file is left', async (t) => {
   const dir = await tempDir(t);

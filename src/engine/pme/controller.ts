@@ -380,6 +380,11 @@ export class PmeController implements TokenObserver {
     return this.#running;
   }
 
+  /** Windows started so far (counted before a window changes anything). */
+  get windowsStarted(): number {
+    return this.#windows;
+  }
+
   /** Past windows, oldest first (bounded by keepReports). */
   reports(): WindowReport[] {
     return this.#reports.slice();
