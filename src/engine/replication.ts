@@ -31,8 +31,9 @@ export interface PublishMarker {
  * each value starting 4-byte aligned (float rows are read in place); a length of -1 is a
  * tombstone (null value). A collect makes packs of at most RECORDS_PER_PACK records: one Kafka
  * request, or one message to the serving thread, with its buffers handed over. A record object,
- * a key string and a Buffer per row, alive until the publish was sent, made young collections
- * copy them: at 10,000 events/s over a 100,000-item catalog, ~840 B a record, ~10 MB a publish.
+ * a key string and a Buffer per row, alive until the publish was sent, were what young collections
+ * had to copy: at 10,000 events/s over a 100,000-item catalog, publishing every second (no
+ * snapshots), 10–11 young collections and ~80 ms of them in 20 s, against 5 and ~8 ms packed.
  */
 export interface PackedRecords {
   keys: Uint8Array;
