@@ -51,7 +51,7 @@ export interface WindowWatch {
  * Copies what a snapshot holds, the store in slices (copyStoreInSlices) so that requests served
  * on this thread go on. Hold the state lock across it: training waits, and the copy is of whole
  * batches with exactly `offsets`. A prune window, which runs outside that lock, moves rows: when
- * one runs at the start or starts meanwhile, the store is copied again at once, as saveState does.
+ * one runs at the start, or starts meanwhile, the store is copied at once instead (copyStore).
  * Write the copy (writeStoreCopy) outside the lock.
  */
 export async function copyState(
