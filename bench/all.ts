@@ -21,6 +21,7 @@ import { cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findJava, KAFKA_VERSION } from '../src/broker/index.js';
+import { stringArg as arg } from './args.js';
 import { type AllRecord, generateReport, type MachineRecord, type RunRecord } from './report.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -42,11 +43,6 @@ interface Benchmark {
   /** Per step. */
   timeoutSeconds: number;
   env?: NodeJS.ProcessEnv;
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
 }
 
 const dataDirArg = arg('data-dir') ?? '../shared/datasets';

@@ -49,12 +49,9 @@ import { type ServingThread, startServingThread } from '../src/service/serving.j
 import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom } from '../src/util/random.js';
+import { numberArg as arg } from './args.js';
 import { type PacedRequest, type PacedResult, paced } from './paced.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const SECONDS = arg('seconds', 10);
 const TRAIN_RATE = arg('train-rate', 10_000);
 /** Sync interval of a serving thread's copy (the service's --serve-sync-ms; default 0: the API on the training thread). */

@@ -22,11 +22,8 @@ import { type LocalBroker, resolveBrokers, startBroker } from '../src/broker/ind
 import type { Interaction } from '../src/data/event.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { EventProducer, ensureTopics } from '../src/stream/index.js';
+import { numberArg as arg } from './args.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const EVENTS = arg('events', 500_000);
 const CONCURRENT = arg('concurrent', 300_000);
 const PARTITIONS = arg('partitions', 4);

@@ -31,11 +31,8 @@ import {
 import { StateLock } from '../src/service/lock.js';
 import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
+import { numberArg as arg } from './args.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const ITEMS = arg('items', 100_000);
 const SECONDS = arg('seconds', 20);
 const TRAIN_RATE = arg('train-rate', 10_000);

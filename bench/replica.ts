@@ -18,11 +18,8 @@ import { join } from 'node:path';
 import { connectOrStartBroker } from '../src/broker/index.js';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { EventProducer } from '../src/stream/index.js';
+import { numberArg as arg } from './args.js';
 
-const arg = (name: string, fallback: number): number => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
 const RATE = arg('rate', 20_000);
 const SECONDS = arg('seconds', 30);
 const TOKENS = arg('tokens', 1_000_000);

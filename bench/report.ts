@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../src/util/bytes.js';
+import { stringArg as arg } from './args.js';
 import { barPlot, type LineSeries, linePlot, stackedAreaPlot } from './svg.js';
 
 /** The outcome of one benchmark in the last `bench/all.ts` run that included it. */
@@ -849,11 +850,6 @@ export function generateReport(options: ReportOptions): ReportOutput {
   writeFileSync(reportFile, markdown);
   writeFileSync(join(dir, 'headline.md'), headline);
   return { markdown, headline, sections, svgs: ctx.svgs };
-}
-
-function arg(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
