@@ -23,10 +23,9 @@ class JsonLines {
   readonly #bytes = new ByteWriter();
   count = 0;
 
-  /** Encodes entries count..upTo-1. */
+  /** Encodes entries count..upTo-1 (none when upTo <= count). */
   add(entry: (i: number) => unknown, upTo: number): void {
-    for (let i = this.count; i < upTo; i++) this.#bytes.write(`${JSON.stringify(entry(i))}\n`);
-    this.count = Math.max(this.count, upTo);
+    for (; this.count < upTo; this.count++) this.#bytes.write(`${JSON.stringify(entry(this.count))}\n`);
   }
 
   /** The lines so far: a view that later additions leave as it is. */
@@ -71,16 +70,15 @@ const LINES_PER_STEP = 2048;
  * left to do. Needs no lock: both only ever grow.
  */
 export async function encodeCatalogAhead(trainer: Trainer): Promise<void> {
+  while (!encodeNew(trainer, LINES_PER_STEP)) await nextTurn();
+}
+
+/** Encodes up to `step` new names and up to `step` new signatures; true once none is left. */
+function encodeNew(trainer: Trainer, step: number): boolean {
   const { names, signatures } = catalogLinesOf(trainer);
-  while (names.count < trainer.itemCount) {
-    names.add((i) => trainer.itemName(i), Math.min(trainer.itemCount, names.count + LINES_PER_STEP));
-    await nextTurn();
-  }
-  while (signatures.count < trainer.signatureCount) {
-    const upTo = Math.min(trainer.signatureCount, signatures.count + LINES_PER_STEP);
-    signatures.add((g) => trainer.signatureKeys(g), upTo);
-    await nextTurn();
-  }
+  names.add((i) => trainer.itemName(i), Math.min(trainer.itemCount, names.count + step));
+  signatures.add((g) => trainer.signatureKeys(g), Math.min(trainer.signatureCount, signatures.count + step));
+  return names.count === trainer.itemCount && signatures.count === trainer.signatureCount;
 }
 
 /** The trainer's snapshot sections. Read-only: the catalog's names are shared with later calls. */
@@ -99,9 +97,8 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
   // The catalog compactly (names once, field keys once per signature, the rest typed arrays):
   // the snapshot's synchronous copy is a pause for every request served on this thread. Names and
   // signatures are views of lines encoded as they came (see JsonLines).
+  encodeNew(trainer, Number.POSITIVE_INFINITY);
   const lines = catalogLinesOf(trainer);
-  lines.names.add((i) => trainer.itemName(i), trainer.itemCount);
-  lines.signatures.add((g) => trainer.signatureKeys(g), trainer.signatureCount);
   out[`${PREFIX}catalogNames.jsonl`] = lines.names.view();
   out[`${PREFIX}catalogSignatures.jsonl`] = lines.signatures.view();
   const catalog = trainer.exportCatalogColumns();
