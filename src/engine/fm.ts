@@ -9,9 +9,9 @@
  * typed arrays; all scratch is preallocated so a step allocates nothing.
  */
 import { PmeError } from '../errors.js';
+import type { TokenId } from '../store/index.js';
 
-/** A token handle, as the store hands them out. */
-export type TokenId = number;
+export type { TokenId };
 
 /** One tier of the store, as the model reads it (arrays are re-read every event: they grow). */
 export interface ModelTier {

@@ -10,7 +10,7 @@
  * the newest record of every key.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { EmbeddingStore, TokenId } from '../store/index.js';
+import type { EmbeddingStore } from '../store/index.js';
 import { ByteWriter } from '../util/bytes.js';
 import type { Trainer } from './trainer.js';
 
@@ -163,12 +163,10 @@ export class ChangeTracker {
   constructor(store: EmbeddingStore, trainer: Trainer) {
     this.#store = store;
     this.#trainer = trainer;
-    const previous = store.onEvict;
-    store.onEvict = (id: TokenId, key: string) => {
-      previous?.(id, key);
+    store.onEvict((id, key) => {
       this.#evicted.add(key);
       if (id < this.#published.length) this.#published[id] = 0;
-    };
+    });
   }
 
   /** Forgets what was published: the next collect() sends everything again (after a failed send). */

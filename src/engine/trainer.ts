@@ -23,22 +23,18 @@
 
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
+import type { EmbeddingStore } from '../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../util/clock.js';
 import { createRandom, type Random } from '../util/random.js';
 import { FmModel, type FmOptions, type ModelStore, sigmoid, type TokenId } from './fm.js';
 import { type MetricsSnapshot, ProgressiveMetrics } from './metrics.js';
 import { PopularitySampler } from './negatives.js';
 
-/** The part of the EmbeddingStore the trainer uses, on top of what the model reads. */
-export interface TrainerStore extends ModelStore {
-  id(key: string): TokenId;
-  getOrCreate(key: string, size?: number): TokenId;
-  touch(id: TokenId, now: Milliseconds): void;
-  /** Called before a token is evicted. The trainer caches each item's token id and chains itself
-   *  here (keeping any handler set before it) to forget ids that the store will reuse; a store that
-   *  evicts must call it. Set other handlers before creating the trainer. */
-  onEvict?: ((id: TokenId, key: string) => void) | undefined;
-}
+/** The part of the EmbeddingStore the trainer uses, on top of what the model reads. It hears
+ *  evictions (to forget cached ids the store will reuse) and moves (a PME move changes a vector
+ *  without a learn()) through the store's listeners. */
+export type TrainerStore = ModelStore &
+  Pick<EmbeddingStore, 'id' | 'key' | 'getOrCreate' | 'touch' | 'onEvict' | 'onMove'>;
 
 /** Sees every token the trainer resolves (the PME hot-token tracker plugs in here). */
 export interface TokenObserver {
@@ -420,21 +416,9 @@ export class Trainer {
     this.#rF = new Float64Array(D);
     this.#groupPF = new Float64Array(block);
     this.#groupTierStamp = new Int32Array(T);
-    const previous = store.onEvict;
-    store.onEvict = (id, key) => {
-      previous?.(id, key);
-      this.#forget(id, key);
-    };
-    // A PME move changes a token's vector without a learn(): count it as a change of the model, so
-    // a bounded recommend does not take a sweep from before the move as current. The store offers
-    // no hook for moves; wrapping the instance's method is the one place that sees them all.
-    const moving = store as TrainerStore & { move?: (...args: unknown[]) => unknown };
-    const move = moving.move;
-    if (typeof move === 'function')
-      moving.move = (...args: unknown[]) => {
-        this.#changes++;
-        return move.apply(store, args);
-      };
+    store.onEvict((id, key) => this.#forget(id, key));
+    // A bounded recommend must not take a sweep from before a move as current.
+    store.onMove(() => this.#changes++);
     this.#signature([]);
     if (this.options.catalog !== null) for (const item of this.options.catalog) this.upsertItem(item);
   }

@@ -1,3 +1,5 @@
+/** What the store's memory is made of, in bytes: the shapes of its accounting and the cost models
+ *  (V8 Map slots, strings, per-token columns) the budget charges. */
 import type { Bytes } from '../util/bytes.js';
 
 /** Bytes held by one tier; capacity-based (allocated rows), not only live rows. */

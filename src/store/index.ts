@@ -17,5 +17,11 @@ export {
   writeSnapshot,
   writeStoreCopy,
 } from './snapshot.js';
-export { EmbeddingStore, type StoreState, type TokenId } from './store.js';
+export {
+  EmbeddingStore,
+  type EvictListener,
+  type MoveListener,
+  type StoreState,
+  type TokenId,
+} from './store.js';
 export type { Tier } from './tier.js';

@@ -1,3 +1,4 @@
+/** The store's options, their defaults, and their validation (once, at construction). */
 import { PmeError } from '../errors.js';
 import type { Bytes } from '../util/bytes.js';
 import { type Clock, type Milliseconds, systemClock } from '../util/clock.js';

@@ -70,6 +70,18 @@ export class GrowingStore implements ModelStore {
     return this.keys.length;
   }
 
+  key(id: number): string {
+    return this.keys[id];
+  }
+
+  /** Never evicts nor moves: listeners are never called. */
+  onEvict(): () => void {
+    return () => {};
+  }
+  onMove(): () => void {
+    return () => {};
+  }
+
   id(key: string): number {
     return this.#ids.get(key) ?? -1;
   }
@@ -131,6 +143,8 @@ export class TieredStore {
   readonly #ids = new Map<string, number>();
   readonly #start: number;
   readonly #random;
+  readonly #moveListeners: ((id: number, from: number, to: number) => void)[] = [];
+  readonly options = { optimizerSlots: 1 };
   budgetBytes: number;
 
   constructor(
@@ -165,6 +179,18 @@ export class TieredStore {
     return this.keys[id];
   }
   touch(): void {}
+  /** Never evicts: eviction listeners are never called. */
+  onEvict(): () => void {
+    return () => {};
+  }
+  onMove(listener: (id: number, from: number, to: number) => void): () => void {
+    this.#moveListeners.push(listener);
+    return () => this.#moveListeners.splice(this.#moveListeners.indexOf(listener), 1);
+  }
+  /** Bytes charged per live row: params, one optimizer slot, importance at the top size. */
+  bytesPerRow(size: number): number {
+    return 4 * (2 * size + (size === this.dim ? size : 0));
+  }
   sizeOf(id: number): number {
     return this.ladder[this.tierOf[id]];
   }
@@ -223,6 +249,7 @@ export class TieredStore {
     const dst = to.params.subarray(this.slotOf[id] * newSize, (this.slotOf[id] + 1) * newSize);
     dst.fill(0);
     transform(src, dst);
+    for (const listener of this.#moveListeners) listener(id, from.size, newSize);
   }
 
   accounting() {
@@ -232,6 +259,7 @@ export class TieredStore {
       return {
         size: t.size,
         tokens: t.count,
+        capacityRows: t.count,
         paramBytes,
         optimizerBytes: paramBytes,
         importanceBytes,

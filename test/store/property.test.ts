@@ -24,9 +24,9 @@ async function run(t: Test, seed: number, options: Partial<StoreOptions>, steps:
   let policyEvictions = 0;
   let explicit = false;
   const watch = (s: EmbeddingStore): void => {
-    s.onEvict = () => {
+    s.onEvict(() => {
       if (!explicit) policyEvictions++;
-    };
+    });
   };
   watch(store);
   let maxFill = 0;

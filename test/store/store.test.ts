@@ -152,7 +152,7 @@ t.test('evict frees the id for reuse and calls onEvict first', async (t) => {
   const a = store.getOrCreate('user=a');
   store.getOrCreate('user=b');
   const calls: Array<[number, string, number]> = [];
-  store.onEvict = (id, key) => calls.push([id, key, store.row(id).length]);
+  store.onEvict((id, key) => calls.push([id, key, store.row(id).length]));
   store.evict(a);
   t.same(calls, [[a, 'user=a', 8]], 'hook sees the token still readable');
   t.equal(store.id('user=a'), -1);
@@ -191,7 +191,7 @@ t.test('TTL eviction with a manual clock', async (t) => {
   t.equal(store.evictExpired(clock.now()), 0, 'nothing is 100 ms old yet');
   clock.advance(1);
   const evicted: string[] = [];
-  store.onEvict = (_id, key) => evicted.push(key);
+  store.onEvict((_id, key) => evicted.push(key));
   t.equal(store.evictExpired(clock.now()), 1);
   t.same(evicted, ['user=a']);
   store.touch(b, clock.now());
@@ -226,7 +226,7 @@ t.test('budget: demote the coldest of the largest tier first, then evict the col
   }
   t.equal(store.size, 60, 'everything fits exactly');
   const evicted: string[] = [];
-  store.onEvict = (_id, key) => evicted.push(key);
+  store.onEvict((_id, key) => evicted.push(key));
   clock.advance(1);
   store.getOrCreate('new=40');
   t.ok(store.accounting().totalBytes <= budget, 'the budget holds');

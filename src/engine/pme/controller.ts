@@ -10,6 +10,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../../errors.js';
+import type { StoreAccounting, TierAccounting } from '../../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
 import type { FmModel, ModelTier, TokenId } from '../fm.js';
@@ -17,25 +18,18 @@ import type { TokenObserver, Trainer, TrainerStore } from '../trainer.js';
 import { chooseSizes, TierLeastSquares } from './prune.js';
 import { DecayedCountMin, type SketchOptions } from './sketch.js';
 
-/** Per-tier bytes as the store accounts them. */
-export interface TierAccounting {
-  size: number;
-  tokens: number;
-  paramBytes: number;
-  optimizerBytes: number;
-  importanceBytes: number;
-  indexBytes: number;
-  totalBytes: number;
-}
-
-/** The store API PME needs on top of the trainer's. */
+/** The store API PME needs on top of the trainer's: tiers, moves, and the store's own per-row and
+ *  per-tier byte figures (so PME prices a move exactly as the budget will). */
 export interface PmeStore extends TrainerStore {
   readonly tiers: readonly (ModelTier & { readonly count: number })[];
+  readonly options: { readonly optimizerSlots: number };
   sizeOf(id: TokenId): number;
   move(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
   forEachInTier(size: number, fn: (id: TokenId) => void): void;
   evictExpired(now: Milliseconds): number;
-  accounting(): { tiers: TierAccounting[]; totalBytes: number; budgetBytes: number; tokens: number };
+  accounting(): Pick<StoreAccounting, 'tiers' | 'totalBytes' | 'budgetBytes' | 'tokens'>;
+  /** Accounted bytes of one allocated row of the tier of `size`. */
+  bytesPerRow(size: number): number;
   /** Gives back allocated rows no token uses, of the tier of `size` (optional: a store without
    *  slack needs none). */
   compact?(size: number): number;
@@ -187,7 +181,6 @@ export class PmeController implements TokenObserver {
   /** Reports waiting for their aucAfter, with the event count at which to read it. */
   readonly #awaitingAuc: Array<{ report: WindowReport; at: number }> = [];
   /** Bytes one row of size s costs (params, optimizer, importance in the top tier). */
-  readonly #bytesPerRow: Float64Array;
 
   constructor(store: PmeStore, options: Partial<PmeOptions> = {}) {
     this.options = resolvePmeOptions(options);
@@ -197,7 +190,6 @@ export class PmeController implements TokenObserver {
     this.ladder = store.tiers.map((t) => t.size);
     this.D = store.dim;
     this.#timeAtLast = this.options.clock.now();
-    this.#bytesPerRow = new Float64Array(this.ladder.length);
   }
 
   /** Connects the trainer (whose options must name this controller as `observer`). */
@@ -250,20 +242,9 @@ export class PmeController implements TokenObserver {
     }
   }
 
+  /** Accounted bytes of one row at `size`: what a move to or from that size adds or frees. */
   #rowBytes(size: number): number {
-    const ti = this.ladder.indexOf(size);
-    const cached = this.#bytesPerRow[ti];
-    if (cached > 0 || size === 0) return cached;
-    // Learn the per-row cost (optimizer slots, importance) from the store's own accounting, once a
-    // tier has rows; until then assume params + one optimizer slot (+ importance at D).
-    const acc = this.store.accounting().tiers[ti] as TierAccounting & { capacityRows?: number };
-    const rows = acc.capacityRows ?? acc.tokens;
-    if (rows > 0) {
-      const bytes = (acc.paramBytes + acc.optimizerBytes + acc.importanceBytes) / rows;
-      this.#bytesPerRow[ti] = bytes;
-      return bytes;
-    }
-    return size * 4 * (size === this.D ? 3 : 2);
+    return this.store.bytesPerRow(size);
   }
 
   /** Bytes the live rows hold: the accounted total minus allocated rows no token uses. The store
@@ -271,11 +252,8 @@ export class PmeController implements TokenObserver {
    *  window on capacity would read that slack as full and prune every searched token to 0. */
   #liveBytes(acc: ReturnType<PmeStore['accounting']>): number {
     let slack = 0;
-    for (let ti = 0; ti < acc.tiers.length; ti++) {
-      const t = acc.tiers[ti] as TierAccounting & { capacityRows?: number };
-      if (t.capacityRows !== undefined && t.capacityRows > t.tokens)
-        slack += (t.capacityRows - t.tokens) * (t.totalBytes / t.capacityRows);
-    }
+    for (const t of acc.tiers)
+      if (t.capacityRows > t.tokens) slack += (t.capacityRows - t.tokens) * (t.totalBytes / t.capacityRows);
     return acc.totalBytes - slack;
   }
 
@@ -286,8 +264,7 @@ export class PmeController implements TokenObserver {
     const s = tier.size;
     const opt = tier.optimizer;
     if (s === 0 || opt.length === 0) return 0;
-    const slots = opt.length / tier.params.length || 0;
-    const width = s * slots;
+    const width = s * store.options.optimizerSlots;
     const off = store.slotOf[id] * width;
     let sum = 0;
     for (let i = 0; i < width; i++) sum += opt[off + i];
@@ -304,8 +281,7 @@ export class PmeController implements TokenObserver {
     const s = tier.size;
     const opt = tier.optimizer;
     if (s === 0 || opt.length === 0) return;
-    const slots = opt.length / tier.params.length || 0;
-    const width = s * slots;
+    const width = s * store.options.optimizerSlots;
     opt.fill(mean, store.slotOf[id] * width, (store.slotOf[id] + 1) * width);
   }
 
@@ -329,7 +305,7 @@ export class PmeController implements TokenObserver {
       if (done === this.options.chunk) break;
       done++;
       this.#pendingSet.delete(id);
-      if (store.id(this.keyOf(id)) !== id) continue;
+      if (store.id(store.key(id)) !== id) continue;
       const size = store.sizeOf(id);
       if (size === D) continue;
       const extra = rowD - this.#rowBytes(size);
@@ -356,12 +332,6 @@ export class PmeController implements TokenObserver {
       this.#promoted++;
     }
     this.#pending.splice(0, done);
-  }
-
-  /** The key of a token, when the store can say (used to skip ids evicted since they were queued). */
-  keyOf(id: TokenId): string {
-    const s = this.store as unknown as { key?: (id: TokenId) => string };
-    return s.key ? s.key(id) : '';
   }
 
   /** Starts a window now (API `POST /v1/prune`); throws PME_ERR_PRUNE_RUNNING if one runs. */

@@ -1,0 +1,185 @@
+/**
+ * The store's budget policy: makes room for one more row (and id) without the accounted total ever
+ * crossing the budget, by freeing memory in a stated order (see EmbeddingStore), and never touching
+ * the tokens of the call in progress (the protected set).
+ */
+import { PmeError } from '../errors.js';
+import type { Bytes } from '../util/bytes.js';
+import { stringBytes } from './accounting.js';
+import type { TokenColumns, TokenId } from './columns.js';
+import type { StoreTier } from './tier.js';
+
+/** What the policy needs of the store it guards. */
+export interface BudgetHost {
+  readonly tiers: readonly StoreTier[];
+  readonly columns: TokenColumns;
+  readonly keys: readonly string[];
+  /** Ladder index of `startSize`: the safety net never demotes below it. */
+  readonly startIndex: number;
+  readonly chunkRows: number;
+  /** Bytes per allocated token id. */
+  readonly idBytes: Bytes;
+  totalBytes(): Bytes;
+  resizeIds(capacity: number): void;
+  /** Moves `id` into `dst` at `slot` (its row already written there). */
+  relocate(id: TokenId, dst: StoreTier, slot: number): void;
+  evict(id: TokenId): void;
+}
+
+/** Ids the policy must not demote or evict during the current call, as a small stack. */
+export class ProtectedIds {
+  #ids = new Int32Array(16);
+  count = 0;
+
+  push(id: TokenId): void {
+    if (this.#ids.length === this.count) {
+      const grown = new Int32Array(this.#ids.length * 2);
+      grown.set(this.#ids);
+      this.#ids = grown;
+    }
+    this.#ids[this.count++] = id;
+  }
+
+  has(id: TokenId): boolean {
+    const ids = this.#ids;
+    for (let i = 0; i < this.count; i++) if (ids[i] === id) return true;
+    return false;
+  }
+}
+
+export class BudgetPolicy {
+  readonly budget: Bytes;
+  readonly protected = new ProtectedIds();
+  readonly #host: BudgetHost;
+
+  constructor(host: BudgetHost, budget: Bytes) {
+    this.#host = host;
+    this.budget = budget;
+  }
+
+  #growRows(capacity: number): number {
+    return Math.max(this.#host.chunkRows, capacity >> 3);
+  }
+
+  /**
+   * Makes sure tier `ti` has a free row (and, with `needId`, that an id is free) with the total plus
+   * `extra` bytes within the budget, applying the policy when it would not fit.
+   */
+  ensureRoom(ti: number, needId: boolean, extra: Bytes): void {
+    const host = this.#host;
+    const t = host.tiers[ti];
+    const cols = host.columns;
+    for (;;) {
+      const tierFull = t.count === t.capacity;
+      const idFull = needId && cols.full;
+      if (this.budget === Number.POSITIVE_INFINITY) {
+        if (tierFull) t.resize(t.capacity + this.#growRows(t.capacity));
+        if (idFull) host.resizeIds(cols.capacity + this.#growRows(cols.capacity));
+        return;
+      }
+      const minimal =
+        host.totalBytes() + extra + (tierFull ? t.bytesPerRow : 0) + (idFull ? host.idBytes : 0);
+      if (minimal <= this.budget) {
+        // Grow by a chunk, or by what still fits under the budget.
+        let room = this.budget - minimal;
+        if (tierFull) {
+          const more = Math.min(this.#growRows(t.capacity) - 1, Math.floor(room / t.bytesPerRow));
+          room -= more * t.bytesPerRow;
+          t.resize(t.capacity + 1 + more);
+        }
+        if (idFull) {
+          const more = Math.min(this.#growRows(cols.capacity) - 1, Math.floor(room / host.idBytes));
+          host.resizeIds(cols.capacity + 1 + more);
+        }
+        return;
+      }
+      if (!this.#relieve(ti, minimal - this.budget)) {
+        throw new PmeError(
+          'PME_ERR_STORE_BUDGET',
+          this.budget,
+          `${minimal} bytes (nothing left to demote or evict)`,
+        );
+      }
+    }
+  }
+
+  /** One step of the policy; returns false when nothing could be freed. */
+  #relieve(ti: number, shortfall: Bytes): boolean {
+    const host = this.#host;
+    const tiers = host.tiers;
+    const target = tiers[ti];
+    const goal = shortfall + Math.min(target.bytesPerRow * host.chunkRows, this.budget / 16);
+    // 1. Slack of the other tiers.
+    let freed = false;
+    for (const t of tiers) {
+      if (t !== target && t.capacity > t.count) {
+        t.resize(t.count);
+        freed = true;
+      }
+    }
+    if (freed) return true;
+    // 2. Demote the coldest tokens of the largest tier above startSize.
+    // Never from the target tier itself: its freed rows would be reused, not returned, while the
+    // lower tier grows, so the total would rise.
+    for (let L = tiers.length - 1; L > host.startIndex; L--) {
+      const from = tiers[L];
+      if (from.count === 0 || from === target) continue;
+      const to = tiers[L - 1];
+      const n = Math.min(from.count, Math.ceil(goal / (from.bytesPerRow - to.bytesPerRow)));
+      if (this.#demoteColdest(from, to, n) === 0) continue;
+      from.resize(from.count);
+      return true;
+    }
+    // 3. Evict the coldest tokens of all tiers.
+    let evicted = 0;
+    let bytes = 0;
+    while (bytes < goal) {
+      const victim = this.#coldest();
+      if (victim === -1) break;
+      bytes += tiers[host.columns.tierOf[victim]].bytesPerRow + stringBytes(host.keys[victim]);
+      host.evict(victim);
+      evicted++;
+    }
+    for (const t of tiers) if (t !== target && t.capacity > t.count) t.resize(t.count);
+    return evicted > 0;
+  }
+
+  /** Moves up to n coldest unprotected tokens of `from` one step down (truncating); returns how many. */
+  #demoteColdest(from: StoreTier, to: StoreTier, n: number): number {
+    const host = this.#host;
+    const cols = host.columns;
+    const victims = new Int32Array(n);
+    let k = 0;
+    for (let id = from.tail; id !== -1 && k < n; id = cols.prev[id]) {
+      if (!this.protected.has(id)) victims[k++] = id;
+    }
+    if (k === 0) return 0;
+    // Exact growth: the policy is freeing memory, so the lower tier gets no chunk of slack.
+    if (to.capacity - to.count < k) to.resize(to.count + k);
+    const s = to.size;
+    for (let i = 0; i < k; i++) {
+      const id = victims[i];
+      const slot = to.count;
+      const src = cols.slotOf[id] * from.size;
+      if (s > 0) to.params.set(from.params.subarray(src, src + s), slot * s);
+      host.relocate(id, to, slot);
+    }
+    return k;
+  }
+
+  /** Least recently seen unprotected token over all tiers, or -1. */
+  #coldest(): TokenId {
+    const cols = this.#host.columns;
+    let best = -1;
+    let bestSeen = Number.POSITIVE_INFINITY;
+    for (const t of this.#host.tiers) {
+      let id = t.tail;
+      while (id !== -1 && this.protected.has(id)) id = cols.prev[id];
+      if (id !== -1 && cols.lastSeen[id] < bestSeen) {
+        best = id;
+        bestSeen = cols.lastSeen[id];
+      }
+    }
+    return best;
+  }
+}
