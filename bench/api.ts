@@ -48,6 +48,7 @@ import { RecentItems } from '../src/service/recent.js';
 import { type ServingThread, startServingThread } from '../src/service/serving.js';
 import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
+import { ParamPacker } from '../src/stream/index.js';
 import { createRandom } from '../src/util/random.js';
 import { numberArg as arg } from './args.js';
 import { type PacedRequest, type PacedResult, paced } from './paced.js';
@@ -131,8 +132,13 @@ async function serve(items: number): Promise<void> {
   const background: NodeJS.Timeout[] = [];
   if (PUBLISH_MS > 0) {
     const tracker = new ChangeTracker(store, trainer);
-    tracker.collect(Date.now());
-    background.push(setInterval(() => void lock.run(() => tracker.collectInSlices(Date.now())), PUBLISH_MS));
+    tracker.collect(Date.now(), new ParamPacker());
+    background.push(
+      setInterval(
+        () => void lock.run(() => tracker.collectInSlices(Date.now(), new ParamPacker())),
+        PUBLISH_MS,
+      ),
+    );
   }
   if (SNAPSHOT_MS > 0)
     background.push(

@@ -31,6 +31,7 @@ import {
 import { StateLock } from '../src/service/lock.js';
 import { takeSnapshot } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
+import { ParamPacker } from '../src/stream/index.js';
 import { numberArg as arg } from './args.js';
 
 const ITEMS = arg('items', 100_000);
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
   const stopRefresh = startItemRefresh(trainer);
   const pool: Interaction[][] = Array.from({ length: POOL_BATCHES }, () => workload.take(BATCH));
   const tracker = new ChangeTracker(store, trainer);
-  tracker.collect(Date.now());
+  tracker.collect(Date.now(), new ParamPacker());
   const snapshotDir = await mkdtemp(join(tmpdir(), 'pme-bench-gc-'));
   process.stderr.write(
     `warmed: ${store.size.toLocaleString('en-US')} tokens, ${ITEMS.toLocaleString('en-US')} items\n`,
@@ -112,7 +113,8 @@ async function main(): Promise<void> {
   if (PUBLISH_MS > 0)
     timers.push(
       setInterval(async () => {
-        const packs = await lock.run(() => tracker.collectInSlices(Date.now()));
+        const packer = await lock.run(() => tracker.collectInSlices(Date.now(), new ParamPacker()));
+        const packs = packer.finish();
         work.publishes++;
         for (const pack of packs) work.records += pack.keyEnds.length;
       }, PUBLISH_MS),

@@ -4,16 +4,16 @@
  * (sizes by popularity: few large, most small or 0), each measured on pre-resolved token ids
  * (model step only) and through Trainer.learn (string keys resolved in the store); then (c) the
  * same FM written as batched TensorFlow.js on the backend present and on the slower ones (wasm,
- * cpu), and (d) DeepFM through DeepFm.learn. Writes bench/results/train.json.
+ * cpu), and (d) DeepFM through Trainer.learn. Writes bench/results/train.json.
  *
  *   npm run build && node dist/bench/train.js [--events N]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import type { Interaction } from '../src/data/event.js';
 import { initBackend, type Tf } from '../src/engine/backend.js';
-import { DeepFm } from '../src/engine/deepfm.js';
-import { FmModel } from '../src/engine/fm.js';
-import { Trainer } from '../src/engine/trainer.js';
+import { DeepFm } from '../src/engine/model/deepfm.js';
+import { FmModel } from '../src/engine/model/fm.js';
+import { Trainer } from '../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom, ZipfSampler } from '../src/util/random.js';
 
@@ -300,18 +300,20 @@ function timeTf(tf: Tf, backend: string, events: Interaction[], batches: number,
   };
 }
 
-/** DeepFM (FM + MLP [64, 32] over the 4 field vectors, on tfjs) through DeepFm.learn. */
+/** DeepFM (FM + MLP [64, 32] over the 4 field vectors, on tfjs) through Trainer.learn. */
 async function timeDeepFm(events: Interaction[]): Promise<Row & { backend: string }> {
-  const deep = await DeepFm.create(buildStore(false), { trainer: { seed: 1 } });
-  deep.learn(events.slice(0, 20 * BATCH));
+  const store = buildStore(false);
+  const deep = await DeepFm.create(store);
+  const trainer = new Trainer(store, { seed: 1 }, deep);
+  trainer.learn(events.slice(0, 20 * BATCH));
   const n = Math.min(events.length, 100_000);
   const t0 = performance.now();
-  for (let i = 0; i < n; i += BATCH) deep.learn(events.slice(i, i + BATCH));
+  for (let i = 0; i < n; i += BATCH) trainer.learn(events.slice(i, i + BATCH));
   const seconds = (performance.now() - t0) / 1000;
   deep.dispose();
   return {
     config: 'all at 64',
-    path: `DeepFm.learn (${deep.backend.name})`,
+    path: `Trainer.learn, deepfm (${deep.backend.name})`,
     backend: deep.backend.name,
     events: n,
     seconds,

@@ -37,7 +37,8 @@ t.test('the Dockerfile builds and runs what the tests build and run', async (t) 
   t.equal(node, 'node');
   t.equal(entry, pkg.bin.pme, 'the entry point is the pme binary');
   t.ok(existsSync(new URL(entry!, root)), `${entry} is built`);
-  // The garbage-collector flags (README "Where reads are answered") are the ones npm run up uses.
+  // The garbage-collector flags (docs/serving.md, "Garbage collection and the Node flags") are the
+  // ones npm run up uses.
   t.same(args, SERVICE_NODE_FLAGS, 'with the service flags of src/cli/node-flags.ts');
   t.ok(pkg.scripts.up.includes(`node ${args.join(' ')} ${entry} up`), 'npm run up starts node alike');
   t.ok(pkg.scripts.pme.includes(`node ${args.join(' ')} ${entry}`), 'and npm run pme');

@@ -54,11 +54,56 @@ export interface ServiceApi {
   tiers(): MaybePromise<TiersReport>;
   token(field: string, value: string): MaybePromise<TokenInfo | null>;
   readiness(): MaybePromise<Readiness>;
-  /** Prometheus text exposition of every metric. */
+  /** What `/metrics` reports of training, input, tiers and windows, as values: `/v1/stats` maps it. */
+  stats(): MaybePromise<ServiceStats>;
+  /** Prometheus text exposition of every metric (rendered from the same sources as `stats`). */
   metrics(): Promise<string>;
   metricsContentType: string;
   /** Called per request with the route and its duration, for the latency histograms. */
   observeRequest(route: string, method: string, status: number, seconds: number): void;
+}
+
+/** The trainer's progressive metrics; NaN until there is anything to measure. */
+export interface TrainingStats {
+  events: number;
+  /** Events in the state across restarts; default `events`. */
+  learned?: number;
+  auc: number;
+  logloss: number;
+  windowAuc: number;
+  windowLogloss: number;
+}
+
+/** The input's counters: the interactions consumer, or a replica's parameter follower. */
+export interface InputStats {
+  consumed: number;
+  skipped?: number;
+  pauses?: number;
+  partitions?: number;
+  decodeMs?: number;
+  applyMs?: number;
+  lockWaitMs?: number;
+  /** Events sent to the dead-letter topics, by reason. */
+  dlq: Readonly<Record<string, number>>;
+  /** Messages behind the end of each partition, by partition number. */
+  lag: Readonly<Record<string, number>>;
+}
+
+/**
+ * One reading of what the service reports about itself (all of `/metrics` but request latency):
+ * the typed source that `/metrics` renders as text and `/v1/stats` maps to JSON, so the two agree.
+ * Plain data, so a serving thread can receive it from the training thread.
+ */
+export interface ServiceStats {
+  trainer: TrainingStats;
+  consumer: InputStats;
+  /** Per tier, as the store lists them. */
+  tiers: TierReport[];
+  budgetBytes: number;
+  /** Windows run since start. */
+  pruneWindows: number;
+  /** Dense compute backend in use. */
+  backend: string;
 }
 
 /** A re-pruning window as reported: kept bounded in memory by the engine. */

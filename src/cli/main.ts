@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `pme`: the command line. This file only dispatches; each command lives with the folder
- * that owns its work and is loaded lazily, so `pme broker` does not load TensorFlow.js.
+ * `pme`: the command line. This file only dispatches; each command (its flags, help, printing and
+ * exit codes) is a file of src/cli/commands/ that calls the folder doing the work, loaded lazily so
+ * `pme broker` does not load TensorFlow.js.
  */
 import { isPmeError } from '../errors.js';
 
@@ -10,27 +11,27 @@ type Command = (argv: string[]) => Promise<number>;
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   up: {
     summary: 'everything at once: local broker, topics, the service and a demo producer',
-    load: async () => (await import('./up.js')).upCommand,
+    load: async () => (await import('./commands/up.js')).upCommand,
   },
   serve: {
     summary: 'the service: consume topics, train, serve HTTP',
-    load: async () => (await import('./serve.js')).serveCommand,
+    load: async () => (await import('./commands/serve.js')).serveCommand,
   },
   broker: {
     summary: 'a local single-node Apache Kafka (KRaft), or --exec CMD with one',
-    load: async () => (await import('../broker/command.js')).brokerCommand,
+    load: async () => (await import('./commands/broker.js')).brokerCommand,
   },
   replay: {
     summary: 'load a MovieLens / Criteo / Avazu / CSV file (or --synthetic) into a topic',
-    load: async () => (await import('../stream/replay.js')).replayCommand,
+    load: async () => (await import('./commands/replay.js')).replayCommand,
   },
   'stream-eval': {
     summary: 'replay a file through the trainer in process: progressive AUC, throughput, memory per tier',
-    load: async () => (await import('../engine/stream-eval.js')).streamEvalCommand,
+    load: async () => (await import('./commands/stream-eval.js')).streamEvalCommand,
   },
   offline: {
     summary: 'the offline PME protocol (search, prune to a budget, retrain) against baselines',
-    load: async () => (await import('../engine/offline.js')).offlineCommand,
+    load: async () => (await import('./commands/offline.js')).offlineCommand,
   },
 };
 

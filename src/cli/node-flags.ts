@@ -1,7 +1,8 @@
 /**
  * The Node flags the launchers start the service with (`npm run up`, `npm run pme`,
  * docker/Dockerfile): a 32 MB young generation, so less of what is in flight is promoted, and
- * 128 MB of old generation before V8 starts full collections (README "Where reads are answered").
+ * 128 MB of old generation before V8 starts full collections (docs/serving.md, "Garbage collection
+ * and the Node flags").
  * Node refuses the second in NODE_OPTIONS, so they are command-line flags.
  */
 export const SERVICE_NODE_FLAGS = ['--max-semi-space-size=32', '--initial-old-space-size=128'] as const;

@@ -4,7 +4,7 @@
  * O(bins) to read); the last `window` events are kept in a ring so windowed AUC and logloss
  * are exact over that window.
  */
-import { logloss } from './fm.js';
+import { logloss } from './model/math.js';
 
 /** Scores are binned on the logit scale: a probability histogram would crowd realistic CTRs
  *  (0.01-0.3) into a few bins, while logit bins are equally fine everywhere. AUC depends only on

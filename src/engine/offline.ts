@@ -1,8 +1,9 @@
 /**
- * `pme offline`: the paper's protocol on a file. Random 80/10/10 split (seeded); a search phase that
- * trains the full-size model for `searchEpochs` while collecting per-(token, dimension) importance;
- * one global threshold prunes those importances to the budget; the found sizes are retrained from
- * scratch with early stopping on validation AUC. Baselines at the same embedding-parameter count:
+ * `runOffline()`, the work of `pme offline` (src/cli/commands/offline.ts): the paper's protocol on
+ * a file's events. Random 80/10/10 split (seeded); a search phase that trains the full-size model
+ * for `searchEpochs` while collecting per-(token, dimension) importance; one global threshold
+ * prunes those importances to the budget; the found sizes are retrained from scratch with early
+ * stopping on validation AUC. Baselines at the same embedding-parameter count:
  * `full` (every token at D, the reference), `uniform` (every token at ⌊budget·D⌋), `mde` (sizes
  * ∝ popularity rank^-alpha per field, alpha tuned to the budget) and `pme`.
  *
@@ -10,15 +11,14 @@
  * tier, shared by all tokens of a tier) are reported apart as `projectionParams`, and linear weights
  * (one per token, the same in every method) are not counted.
  */
-import { writeFile } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { parseArgs } from 'node:util';
 import type { CatalogItem, Interaction } from '../data/event.js';
-import { FORMAT_NAMES, readEvents, splitEvents } from '../data/index.js';
-import { isPmeError, PmeError } from '../errors.js';
+import { splitEvents } from '../data/index.js';
+import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { shuffledOrder } from '../util/random.js';
-import { FmModel, type FmOptions, logloss } from './fm.js';
+import { FmModel, type FmOptions } from './model/fm.js';
+import { logloss } from './model/math.js';
 import { chooseSizes } from './pme/prune.js';
 
 export const OFFLINE_METHODS = Object.freeze(['full', 'uniform', 'mde', 'pme'] as const);
@@ -525,140 +525,4 @@ export async function runOffline(
     tokens: N,
     events: { train: data.train.length, validation: data.validation.length, test: data.test.length },
   };
-}
-
-const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
-
-  --data FILE        events file
-  --format F         ${FORMAT_NAMES.join(' | ')}
-  --items FILE       MovieLens movies file (genres)
-  --dim D            full embedding size D (ladder 0, 2, 4, .., D). Default 64
-  --budget F         embedding parameters of uniform / mde / pme as a fraction of full's. Default 0.2
-  --seed S           seed of the split, initialisation and shuffles. Default 1
-  --epochs N         most epochs per method (early stopping on validation AUC). Default 10
-  --patience N       epochs without a better validation AUC before stopping. Default 1
-  --search-epochs N  epochs of the PME search phase. Default 1
-  --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
-  --min-count N      field values seen fewer than N times become one "rare" token per field. Default 1
-  --lr X             learning rate of rows and linear weights (Adagrad). Default 0.05
-  --l2 X             L2 on the rows and linear weights a step touches. Default 1e-6
-  --limit N          read only the first N events
-  --json OUT         also write the result as JSON
-`;
-
-function parseNumber(name: string, value: string | undefined, fallback: number, integer = true): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)))
-    throw new PmeError(
-      'PME_ERR_CONFIG_INVALID',
-      `--${name} must be ${integer ? 'an integer' : 'a number'}, got ${value}`,
-    );
-  return n;
-}
-
-function bar(p: EpochProgress): string {
-  const width = 20;
-  const f = Math.min(1, p.epoch / p.epochs);
-  const b = '#'.repeat(Math.round(f * width)).padEnd(width, '.');
-  const auc = Number.isNaN(p.valAuc) ? '' : `  val AUC ${p.valAuc.toFixed(4)}`;
-  return `${p.method.padEnd(7)} [${b}] epoch ${p.epoch}/${p.epochs}  ${p.seconds.toFixed(1)} s${auc}`;
-}
-
-/** `pme offline`: returns the exit code. */
-export async function offlineCommand(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: 'string' },
-        format: { type: 'string' },
-        items: { type: 'string' },
-        dim: { type: 'string' },
-        budget: { type: 'string' },
-        seed: { type: 'string' },
-        epochs: { type: 'string' },
-        patience: { type: 'string' },
-        'search-epochs': { type: 'string' },
-        methods: { type: 'string' },
-        'min-count': { type: 'string' },
-        lr: { type: 'string' },
-        l2: { type: 'string' },
-        limit: { type: 'string' },
-        json: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (error) {
-    process.stderr.write(`pme offline: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  const v = values as Record<string, string | undefined> & { help?: boolean };
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (v.data === undefined || v.format === undefined) {
-    process.stderr.write(`pme offline: --data and --format are needed\n\n${USAGE}`);
-    return 2;
-  }
-  const tty = process.stderr.isTTY === true;
-  try {
-    const read = await readEvents({
-      path: v.data,
-      format: v.format,
-      itemsPath: v.items,
-      sortByTime: false,
-      minCount: parseNumber('min-count', v['min-count'], 1),
-      limit: v.limit === undefined ? undefined : parseNumber('limit', v.limit, 0),
-    });
-    const methods = v.methods === undefined ? OFFLINE_METHODS : (v.methods.split(',') as OfflineMethod[]);
-    const result = await runOffline(read.events, read.catalog, {
-      dim: parseNumber('dim', v.dim, 64),
-      budget: parseNumber('budget', v.budget, 0.2, false),
-      seed: parseNumber('seed', v.seed, 1),
-      epochs: parseNumber('epochs', v.epochs, 10),
-      patience: parseNumber('patience', v.patience, 1),
-      searchEpochs: parseNumber('search-epochs', v['search-epochs'], 1),
-      methods,
-      model: {
-        ...(v.lr === undefined ? {} : { learningRate: parseNumber('lr', v.lr, 0.05, false) }),
-        ...(v.l2 === undefined ? {} : { l2: parseNumber('l2', v.l2, 1e-6, false) }),
-      },
-      onEpoch: (p) => process.stderr.write(tty ? `\r\x1b[K${bar(p)}` : `${bar(p)}\n`),
-    });
-    if (tty) process.stderr.write('\r\x1b[K');
-    const full = result.results.find((r) => r.method === 'full');
-    const rows = result.results.map(
-      (r) =>
-        `${r.method.padEnd(8)} ${r.auc.toFixed(4)}  ${r.logloss.toFixed(4)}  ${String(r.embeddingParams).padStart(10)}  ${(
-          (100 * r.embeddingParams) /
-          result.fullParams
-        )
-          .toFixed(1)
-          .padStart(
-            5,
-          )}%  ${full === undefined ? '      ' : (r.auc - full.auc).toFixed(4).padStart(7)}  ${r.seconds.toFixed(1).padStart(6)} s  ${r.bestEpoch}/${r.epochs}`,
-    );
-    const lines = [
-      `data      ${v.data} (${v.format}): ${result.events.train}/${result.events.validation}/${result.events.test} events, ${result.tokens} tokens, D=${result.dim}, budget ${result.budget} = ${result.budgetParams} params`,
-      'method   AUC     logloss  emb params  share   ΔAUC    train    best/epochs',
-      ...rows,
-      `pme search ${result.pmeSearchSeconds.toFixed(1)} s = ${result.searchPasses.toFixed(2)} full-size epochs`,
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-    if (v.json !== undefined)
-      await writeFile(
-        v.json,
-        `${JSON.stringify({ ...result, data: { path: v.data, format: v.format, report: read.report } }, null, 2)}\n`,
-      );
-    return 0;
-  } catch (error) {
-    if (isPmeError(error)) {
-      process.stderr.write(`pme offline: ${error.message}\n`);
-      return 1;
-    }
-    throw error;
-  }
 }

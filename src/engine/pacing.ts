@@ -7,7 +7,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Interaction } from '../data/event.js';
-import type { Trainer } from './trainer.js';
+import type { Trainer } from './trainer/index.js';
 
 /** Longest stretch of training, in ms, before requests get a turn. */
 export const SLICE_MS = 1;

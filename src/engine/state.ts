@@ -7,7 +7,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../errors.js';
 import { ByteWriter } from '../util/bytes.js';
-import type { Trainer } from './trainer.js';
+import type { Trainer } from './trainer/index.js';
 
 const PREFIX = 'engine/';
 
@@ -90,7 +90,7 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
   out[`${PREFIX}bias.f64`] = new Uint8Array(Float64Array.of(model.bias, model.biasAccumulator).buffer);
   model.projections.forEach((P, ti) => {
     if (P === null) return;
-    const size = model.store.tiers[ti].size;
+    const size = trainer.store.tiers[ti].size;
     out[`${PREFIX}P${size}.f32`] = Float32Array.from(P);
     out[`${PREFIX}A${size}.f32`] = Float32Array.from(model.projectionAccumulators[ti]!);
   });
@@ -129,7 +129,7 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
   model.biasAccumulator = bias[1];
   model.projections.forEach((P, ti) => {
     if (P === null) return;
-    const size = model.store.tiers[ti].size;
+    const size = trainer.store.tiers[ti].size;
     const saved = f32(`P${size}.f32`);
     const acc = f32(`A${size}.f32`);
     if (saved === null || acc === null || saved.length !== P.length || acc.length !== P.length)

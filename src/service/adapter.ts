@@ -97,6 +97,7 @@ export function serviceApi(parts: AdapterParts): ServiceApi {
       };
     },
     readiness: parts.readiness,
+    stats: () => parts.metrics().stats(),
     metrics: () => parts.metrics().registry.metrics(),
     get metricsContentType() {
       return parts.metrics().registry.contentType;

@@ -17,7 +17,6 @@ import {
   type PublishMarker,
   startItemRefresh,
   Trainer,
-  unpackRecords,
 } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
@@ -27,9 +26,11 @@ import {
   ensureParamsTopic,
   ensureTopics,
   HttpSchemaRegistry,
+  ParamPacker,
   ParamsPublisher,
   StreamConsumer,
   toEventCodec,
+  unpackRecords,
 } from '../stream/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from './adapter.js';
 import { StateLock } from './lock.js';
@@ -92,7 +93,8 @@ async function startPublishing(
   const publish = (): Promise<void> => {
     running ??= (async () => {
       // Under the lock (no batch half-applied), in slices (requests served in between).
-      const packs = await lock.run(() => tracker.collectInSlices(Date.now()));
+      const packer = await lock.run(() => tracker.collectInSlices(Date.now(), new ParamPacker()));
+      const packs = packer.finish();
       try {
         for (const pack of packs) await publisher.publish(unpackRecords(pack));
       } catch (error) {

@@ -1,34 +1,18 @@
 /**
  * Prometheus metrics of the whole service. Values are read from their owners when scraped
  * (collect callbacks), so the hot paths keep plain counters and pay nothing per event for
- * metrics; only request latency is observed per request.
+ * metrics; only request latency is observed per request. The same getters give `stats()`, the
+ * typed reading that `/v1/stats` is built from, so the JSON and the text cannot drift apart.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { TierReport } from '../api/contract.js';
+import type { InputStats, ServiceStats, TrainingStats } from '../api/contract.js';
 
+/** The getters both outputs read: `/metrics` on each scrape, `stats()` (hence `/v1/stats`) per call. */
 export interface MetricSources {
-  trainer(): {
-    events: number;
-    /** Events in the state across restarts; default `events`. */
-    learned?: number;
-    auc: number;
-    logloss: number;
-    windowAuc: number;
-    windowLogloss: number;
-  };
-  consumer(): {
-    consumed: number;
-    skipped?: number;
-    pauses?: number;
-    partitions?: number;
-    decodeMs?: number;
-    applyMs?: number;
-    lockWaitMs?: number;
-    dlq: Readonly<Record<string, number>>;
-    lag: Readonly<Record<string, number>>;
-  };
-  tiers(): { tiers: TierReport[]; budgetBytes: number };
+  trainer(): TrainingStats;
+  consumer(): InputStats;
+  tiers(): Pick<ServiceStats, 'tiers' | 'budgetBytes'>;
   pruneWindows(): number;
   backend(): string;
 }
@@ -46,10 +30,12 @@ function setCounter(counter: Counter<string>, value: number, labels?: Record<str
 
 export class ServiceMetrics {
   readonly registry = new Registry();
+  readonly #sources: MetricSources;
   readonly #requests: RequestMetrics | null;
 
   /** `requests`: false when a serving thread observes requests itself (RequestMetrics). */
   constructor(sources: MetricSources, options: { requests: boolean } = { requests: true }) {
+    this.#sources = sources;
     const registers = [this.registry];
     new Counter({
       name: 'pme_events_consumed_total',
@@ -204,6 +190,23 @@ export class ServiceMetrics {
       },
     });
     this.#requests = options.requests ? new RequestMetrics(null, this.registry) : null;
+  }
+
+  /**
+   * What the registry would report now, read from the same getters as its collect callbacks.
+   * Parts may be their owners' live counters (the consumer's): read it at once, or post it.
+   */
+  stats(): ServiceStats {
+    const sources = this.#sources;
+    const { tiers, budgetBytes } = sources.tiers();
+    return {
+      trainer: sources.trainer(),
+      consumer: sources.consumer(),
+      tiers,
+      budgetBytes,
+      pruneWindows: sources.pruneWindows(),
+      backend: sources.backend(),
+    };
   }
 
   observeRequest(route: string, method: string, status: number, seconds: number): void {

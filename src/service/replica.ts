@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { initBackend, ReplicaApplier, startItemRefresh, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
-import { ensureParamsTopic, ParamsFollower } from '../stream/index.js';
+import { applyRecord, ensureParamsTopic, ParamsFollower } from '../stream/index.js';
 import { serviceApi, tierMetrics } from './adapter.js';
 import { ITEM_REFRESH_MS, type Log, type Service } from './index.js';
 import { ServiceMetrics } from './metrics.js';
@@ -38,12 +38,14 @@ export async function startReplica(
     brokers: config.brokers,
     topic: config.paramsTopic,
     onRecords: (records) => {
-      for (const record of records) applier.apply(record);
+      for (const record of records) applyRecord(record, applier);
       applier.done();
     },
   });
   const staleness = (): number =>
-    applier.marker === null ? Number.POSITIVE_INFINITY : (Date.now() - applier.marker.publishedAt) / 1000;
+    applier.lastMarker === null
+      ? Number.POSITIVE_INFINITY
+      : (Date.now() - applier.lastMarker.publishedAt) / 1000;
   // Ready once the topic as it was at start is applied and the last publish is recent.
   const maxStaleSeconds = Math.max(5, (10 * config.publishIntervalMs) / 1000);
 
@@ -106,6 +108,6 @@ export async function startReplica(
       })();
       return stopping;
     },
-    replica: { staleness, caughtUp: () => follower.caughtUp, marker: () => applier.marker },
+    replica: { staleness, caughtUp: () => follower.caughtUp, marker: () => applier.lastMarker },
   };
 }

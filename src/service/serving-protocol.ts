@@ -1,10 +1,11 @@
 /**
  * Messages between the training thread (serving.ts) and the serving thread (serving-worker.ts).
- * A sync carries the trainer's changes as packs of the replication records of
- * src/engine/replication.ts, one pack per message: its buffers are handed over, so posting copies
- * nothing and the serving thread receives four buffers instead of thousands of objects.
+ * A sync carries the trainer's changes as packs of the parameter topic's records
+ * (src/stream/param-records.ts), one pack per message: its buffers are handed over, so posting
+ * copies nothing and the serving thread receives four buffers instead of thousands of objects.
  */
-import type { FmOptions, PackedRecords } from '../engine/index.js';
+import type { FmOptions } from '../engine/index.js';
+import type { PackedRecords } from '../stream/index.js';
 
 export interface ServingSetup {
   host: string;
@@ -14,11 +15,18 @@ export interface ServingSetup {
   seed: number;
   itemRefreshMs: number;
   /** The trainer's model options that reads depend on. */
-  model: Pick<FmOptions, 'maxTokens' | 'kernels'>;
+  model: Pick<FmOptions, 'maxTokens'>;
 }
 
 /** Methods the serving thread asks of the training thread: ServiceApi's, answered there. */
-export type CallMethod = 'startPrune' | 'pruneWindows' | 'tiers' | 'token' | 'readiness' | 'metrics';
+export type CallMethod =
+  | 'startPrune'
+  | 'pruneWindows'
+  | 'tiers'
+  | 'token'
+  | 'readiness'
+  | 'stats'
+  | 'metrics';
 
 export type MainMessage =
   | {

@@ -3,16 +3,18 @@
  * Its event loop does nothing but answer requests, apply the trainer's changes in ~1 ms slices and
  * sweep the item-only term, so a request never waits behind training, prune windows or the
  * trainer's garbage collections. Reads of the trainer's own bookkeeping (tiers, tokens, prune
- * windows, readiness, its metrics) and starting a prune window are asked of the training thread.
+ * windows, readiness, its metrics and their typed reading) and starting a prune window are asked
+ * of the training thread.
  */
 
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ServiceApi } from '../api/contract.js';
+import type { ServiceApi, ServiceStats } from '../api/contract.js';
 import { buildApi } from '../api/server.js';
-import { initBackend, ReplicaApplier, startItemRefresh, Trainer, unpackRecords } from '../engine/index.js';
+import { initBackend, ReplicaApplier, startItemRefresh, Trainer } from '../engine/index.js';
 import { type ErrorCode, PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
+import { applyRecord, unpackRecords } from '../stream/index.js';
 import { readApi } from './adapter.js';
 import { RequestMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
@@ -69,6 +71,8 @@ async function main(): Promise<void> {
       const readiness = await call<Awaited<ReturnType<ServiceApi['readiness']>>>('readiness');
       return synced ? readiness : { ...readiness, ready: false, detail: 'serving copy loading' };
     },
+    // The training thread's reading, as /metrics text below is its rendering of the same getters.
+    stats: () => call<ServiceStats>('stats'),
     metrics: async () => `${await call<string>('metrics')}${await requests.registry.metrics()}`,
     metricsContentType: requests.registry.contentType,
     observeRequest: (route, method, status, seconds) =>
@@ -86,7 +90,7 @@ async function main(): Promise<void> {
       const records = unpackRecords(sync.records);
       let sliceStart = performance.now();
       for (let i = 0; i < records.length; i++) {
-        applier.apply(records[i]);
+        applyRecord(records[i], applier);
         if (
           i % RECORDS_PER_CHECK === RECORDS_PER_CHECK - 1 &&
           performance.now() - sliceStart >= APPLY_SLICE_MS

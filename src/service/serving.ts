@@ -3,10 +3,12 @@
  * a request that arrives behind them waits (1–30 ms p99–max at 10,000 events/s, bench/api.ts).
  * So the HTTP API runs in a worker thread (serving-worker.ts) over a read-only copy of the model:
  * parameters and index only, no optimizer state. Every `syncMs` the training thread collects what
- * changed (the replication records replicas get, src/engine/replication.ts) and posts it; the
- * serving thread applies it in slices. Reads lag training by about one sync interval.
+ * changed (the records replicas get: src/engine/replication.ts collects the changes,
+ * src/stream/param-records.ts packs them) and posts it; the serving thread applies it in slices.
+ * Reads lag training by about one sync interval.
  * What only the trainer knows (tiers with their optimizer bytes, token counts, prune windows,
- * readiness, training metrics) the serving thread asks of this thread, through `api`.
+ * readiness, training metrics and their typed reading) the serving thread asks of this thread,
+ * through `api`.
  */
 import { getPriority, setPriority } from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
@@ -15,6 +17,7 @@ import type { ServiceApi } from '../api/contract.js';
 import { ChangeTracker, type Trainer } from '../engine/index.js';
 import { isPmeError, PmeError } from '../errors.js';
 import type { EmbeddingStore } from '../store/index.js';
+import { ParamPacker } from '../stream/index.js';
 import type { Log } from './index.js';
 import { type MainMessage, type ServingSetup, transferList, type WorkerMessage } from './serving-protocol.js';
 
@@ -91,7 +94,7 @@ export async function startServingThread(
     ladder: [...store.options.ladder],
     seed: options.seed,
     itemRefreshMs: options.itemRefreshMs,
-    model: { maxTokens: trainer.model.options.maxTokens, kernels: trainer.model.options.kernels },
+    model: { maxTokens: trainer.model.maxTokens },
   };
   const tracker = new ChangeTracker(store, trainer);
   let recent: Array<{ user: string; item: string }> = [];
@@ -129,6 +132,7 @@ export async function startServingThread(
         tiers: () => api.tiers(),
         token: () => api.token(a, b),
         readiness: () => api.readiness(),
+        stats: () => api.stats(),
         metrics: () => api.metrics(),
       };
       void answer(message.id, calls[message.method]);
@@ -143,7 +147,7 @@ export async function startServingThread(
       if (stopped) return;
       // A pack per message (~0.5 ms for the serving thread to receive and unpack): it
       // deserializes a message in one go, and a prune window's moves can make ~10^5 records.
-      const packs = tracker.collect(Date.now());
+      const packs = tracker.collect(Date.now(), new ParamPacker()).finish();
       packs.forEach((pack, i) => {
         const last = i === packs.length - 1;
         post(

@@ -5,6 +5,8 @@
  * - avro: the Avro schemas, writer-schema resolution (and the schema-registry wire format),
  *   EventDecodeError reasons.
  * - ensureTopics: creates the topics the service needs.
+ * - the parameter topic replicas follow: its record format and packing (param-records.ts:
+ *   ParamPacker, unpackRecords, applyRecord) and its producer and follower (params.ts).
  */
 export {
   AvroCodec,
@@ -27,12 +29,14 @@ export {
   StreamConsumer,
 } from './consumer.js';
 export {
-  ensureParamsTopic,
-  type FollowerOptions,
-  type ParamMessage,
-  ParamsFollower,
-  ParamsPublisher,
-} from './params.js';
+  applyRecord,
+  type PackedRecords,
+  ParamPacker,
+  type ParamRecord,
+  RECORDS_PER_PACK,
+  unpackRecords,
+} from './param-records.js';
+export { ensureParamsTopic, type FollowerOptions, ParamsFollower, ParamsPublisher } from './params.js';
 export { EventProducer, type ProducerOptions, type RunningStream } from './producer.js';
 export { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, ensureTopics, type TopicNames } from './topics.js';
 export { HttpSchemaRegistry, MemorySchemaRegistry, type SchemaRegistryClient } from './wire.js';

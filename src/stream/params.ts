@@ -2,15 +2,12 @@
  * The parameter topic that serving replicas follow: a compacted, single-partition topic (one
  * partition keeps a publish's records in order, its `m:clock` marker last). The trainer
  * publishes what changed every few seconds; a replica reads the topic from the beginning,
- * so a new replica rebuilds the whole model from it and a restarted one catches up.
+ * so a new replica rebuilds the whole model from it and a restarted one catches up. The records'
+ * keys and values are param-records.ts's; this file only carries them.
  */
 import { CompressionTypes, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { kafkaLog } from './log.js';
-
-export interface ParamMessage {
-  key: string;
-  value: Buffer | null;
-}
+import type { ParamRecord } from './param-records.js';
 
 /** Creates the parameter topic when missing: compacted, segments rolled often so compaction runs. */
 export async function ensureParamsTopic(brokers: readonly string[], topic: string): Promise<void> {
@@ -71,7 +68,7 @@ export class ParamsPublisher {
   }
 
   /** Sends records in order, in one request (the trainer's packs hold a few thousand). */
-  async publish(records: readonly ParamMessage[]): Promise<void> {
+  async publish(records: readonly ParamRecord[]): Promise<void> {
     await this.#producer.send({
       topic: this.#topic,
       compression: CompressionTypes.None,
@@ -89,7 +86,7 @@ export interface FollowerOptions {
   brokers: readonly string[];
   topic: string;
   /** Applies one batch of records, in topic order. */
-  onRecords(records: ParamMessage[]): void;
+  onRecords(records: ParamRecord[]): void;
 }
 
 /**

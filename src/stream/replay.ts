@@ -1,105 +1,50 @@
 /**
- * `pme replay`: loads a data file (or a synthetic workload) into a topic, Avro-encoded, keyed
- * by user, in timestamp order when the data has one; the catalog goes to the items topic.
+ * The work of `pme replay` (src/cli/commands/replay.ts): sends events, Avro-encoded and keyed by
+ * user, into the interactions topic, batch by batch and paced to a rate if asked, after the catalog
+ * into the items topic; the topics are created first if missing.
  */
-import { parseArgs } from 'node:util';
-import { resolveBrokers } from '../broker/index.js';
 import type { CatalogItem, Interaction } from '../data/event.js';
-import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../data/index.js';
-import { PmeError } from '../errors.js';
-import { Progress } from '../util/progress.js';
 import { EventProducer } from './producer.js';
 import { ensureTopics } from './topics.js';
 
-const HELP = `usage: pme replay (--data FILE --format F [--items FILE] | --synthetic N) [flags]
-
-  --data FILE        events file; --format one of: ${FORMAT_NAMES.join(', ')}
-  --items FILE       catalog file (MovieLens movies.csv / movies.dat / u.item)
-  --synthetic N      N events of the seeded synthetic workload instead of a file
-  --users N, --items-count N, --seed S   shape of the synthetic workload (defaults 2000, 5000, 1)
-  --topic T          interactions topic (default: PME_TOPIC_INTERACTIONS or "interactions")
-  --items-topic T    catalog topic (default: PME_TOPIC_ITEMS or "items")
-  --rate R           events per second (default: as fast as the broker takes them)
-  --brokers LIST     Kafka bootstrap servers (default: KAFKA_BROKERS)
-`;
-
-function positive(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0)
-    throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be a positive number, got "${raw}"`);
-  return value;
+/** What a replay sends: `total` events drawn in order from `next`, and the catalog. */
+export interface ReplaySource {
+  total: number;
+  next: () => Interaction;
+  catalog: CatalogItem[];
 }
 
-export async function replayCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      data: { type: 'string' },
-      format: { type: 'string' },
-      items: { type: 'string' },
-      synthetic: { type: 'string' },
-      users: { type: 'string' },
-      'items-count': { type: 'string' },
-      seed: { type: 'string' },
-      topic: { type: 'string' },
-      'items-topic': { type: 'string' },
-      rate: { type: 'string' },
-      brokers: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
-  const brokers = values.brokers?.split(',') ?? resolveBrokers();
-  if (brokers === undefined || brokers.length === 0)
-    throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers');
-  const topic = values.topic ?? process.env.PME_TOPIC_INTERACTIONS ?? 'interactions';
-  const itemsTopic = values['items-topic'] ?? process.env.PME_TOPIC_ITEMS ?? 'items';
-  const rate = values.rate === undefined ? 0 : positive('--rate', values.rate, 0);
+export interface ReplayOptions {
+  brokers: string[];
+  /** Interactions topic. */
+  topic: string;
+  /** Catalog topic. */
+  itemsTopic: string;
+  /** Partitions of the topics when they are created. */
+  partitions: number;
+  /** Events per second; 0 = as fast as the broker takes them. */
+  rate: number;
+  /** Called after every batch with the number of events sent so far. */
+  onProgress?: (sent: number) => void;
+}
 
-  let total: number;
-  let next: () => Interaction;
-  let catalog: CatalogItem[];
-  if (values.synthetic !== undefined) {
-    total = positive('--synthetic', values.synthetic, 0);
-    const workload = new SyntheticWorkload({
-      seed: positive('--seed', values.seed, 1),
-      users: positive('--users', values.users, 2000),
-      items: positive('--items-count', values['items-count'], 5000),
-    });
-    next = () => workload.next();
-    catalog = workload.catalog();
-  } else {
-    if (values.data === undefined || values.format === undefined)
-      throw new PmeError(
-        'PME_ERR_CONFIG_INVALID',
-        'give --data FILE --format F, or --synthetic N (see pme replay --help)',
-      );
-    const read = await readEvents({ path: values.data, format: values.format, itemsPath: values.items });
-    const { events, report } = read;
-    catalog = read.catalog;
-    if (report.malformed > 0)
-      process.stderr.write(
-        `pme replay: ${report.malformed} malformed lines skipped ${JSON.stringify(report.malformedByReason)}\n`,
-      );
-    total = events.length;
-    let i = 0;
-    next = () => events[i++];
-  }
+export interface ReplayResult {
+  /** Events sent. */
+  sent: number;
+  /** Catalog items sent. */
+  items: number;
+  /** Time spent sending the events (the catalog not included). */
+  seconds: number;
+}
 
-  await ensureTopics(brokers, {
-    interactions: topic,
-    items: itemsTopic,
-    partitions: Number(process.env.PME_PARTITIONS ?? 4),
-  });
-  const producer = new EventProducer({ brokers });
+/** Sends `source` into the topics; resolves once the last batch is acknowledged. */
+export async function replay(source: ReplaySource, o: ReplayOptions): Promise<ReplayResult> {
+  const { total, next, catalog } = source;
+  await ensureTopics(o.brokers, { interactions: o.topic, items: o.itemsTopic, partitions: o.partitions });
+  const producer = new EventProducer({ brokers: o.brokers });
   await producer.connect();
   try {
-    if (catalog.length > 0) await producer.sendItems(itemsTopic, catalog);
-    const progress = new Progress(`replay → ${topic}`, total);
+    if (catalog.length > 0) await producer.sendItems(o.itemsTopic, catalog);
     const started = performance.now();
     const batchSize = 1000;
     let sent = 0;
@@ -107,21 +52,17 @@ export async function replayCommand(argv: string[]): Promise<number> {
       const n = Math.min(batchSize, total - sent);
       const batch = new Array<Interaction>(n);
       for (let j = 0; j < n; j++) batch[j] = next();
-      await producer.sendInteractions(topic, batch);
+      await producer.sendInteractions(o.topic, batch);
       sent += n;
-      progress.update(sent);
-      if (rate > 0) {
-        const due = started + (sent / rate) * 1000;
+      o.onProgress?.(sent);
+      if (o.rate > 0) {
+        const due = started + (sent / o.rate) * 1000;
         const wait = due - performance.now();
         if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
-    const seconds = (performance.now() - started) / 1000;
-    progress.done(
-      `pme replay: ${sent} events and ${catalog.length} items into ${topic} / ${itemsTopic} in ${seconds.toFixed(1)} s (${Math.round(sent / seconds)} events/s)`,
-    );
+    return { sent, items: catalog.length, seconds: (performance.now() - started) / 1000 };
   } finally {
     await producer.disconnect();
   }
-  return 0;
 }

@@ -9,7 +9,6 @@ const base = {
   negatives: 0,
   batch: 256,
   seed: 1,
-  progress: false,
 };
 
 t.test('stream-eval samples a timeline every N events when asked', async (t) => {

@@ -1,6 +1,7 @@
 /**
- * The dashboard's pure parts: the page's formats, history and stacking, and the summary read
- * back from the service's real Prometheus text (so a renamed metric breaks this test, not the page).
+ * The dashboard's pure parts: the page's formats, history and stacking, and the summary mapped
+ * from the real ServiceMetrics' typed reading (its agreement with the /metrics text over HTTP is
+ * test/api/stats.test.ts).
  */
 import t from 'tap';
 import type { PruneWindowReport, TierReport } from '../../src/api/contract.js';
@@ -15,7 +16,7 @@ import {
   stack,
   windowRows,
 } from '../../src/api/dashboard/page/format.js';
-import { type DashboardStats, parseMetrics, statsFromMetrics } from '../../src/api/dashboard/stats.js';
+import { type DashboardStats, dashboardStats } from '../../src/api/dashboard/stats.js';
 import { ServiceMetrics } from '../../src/service/metrics.js';
 
 const tier = (size: number, tokens: number, bytes: number): TierReport => ({
@@ -165,7 +166,7 @@ t.test('the prune table: newest first, one column per size, unchanged tiers as o
   t.same(windowRows([], String), { sizes: [], rows: [] });
 });
 
-t.test('the summary reads back what the service metrics report', async (t) => {
+t.test('the summary maps what the service metrics report', async (t) => {
   const metrics = new ServiceMetrics({
     trainer: () => ({ events: 1234, auc: 0.71, logloss: 0.52, windowAuc: 0.75, windowLogloss: Number.NaN }),
     consumer: () => ({ consumed: 1300, dlq: { undecodable: 2, 'bad "label"': 3 }, lag: { '0': 5, '1': 7 } }),
@@ -173,9 +174,8 @@ t.test('the summary reads back what the service metrics report', async (t) => {
     pruneWindows: () => 4,
     backend: () => 'wasm',
   });
-  const text = await metrics.registry.metrics();
   const windows = [{ id: 7 }, { id: 9 }] as PruneWindowReport[];
-  const stats = statsFromMetrics(text, windows, 42);
+  const stats = dashboardStats(metrics.stats(), windows, 42);
   t.same(stats, {
     at: 42,
     eventsTrained: 1234,
@@ -198,12 +198,43 @@ t.test('the summary reads back what the service metrics report', async (t) => {
     lastWindowId: 9,
     backend: 'wasm',
   });
+});
+
+t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no window', async (t) => {
+  const nothing = Number.NaN;
+  const metrics = new ServiceMetrics({
+    trainer: () => ({
+      events: 0,
+      auc: nothing,
+      logloss: nothing,
+      windowAuc: Number.POSITIVE_INFINITY,
+      windowLogloss: nothing,
+    }),
+    consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
+    tiers: () => ({ tiers: [], budgetBytes: 0 }),
+    pruneWindows: () => 0,
+    backend: () => '',
+  });
   t.same(
-    parseMetrics('# HELP x y\n\nx{a="q\\"uote",b="c"} 1.5\ny +Inf\n'),
-    [
-      { name: 'x', labels: { a: 'q"uote', b: 'c' }, value: 1.5 },
-      { name: 'y', labels: {}, value: Number.POSITIVE_INFINITY },
-    ],
-    'escaped label values and special floats',
+    dashboardStats(metrics.stats(), [], 0),
+    {
+      at: 0,
+      eventsTrained: 0,
+      eventsConsumed: 0,
+      dlq: 0,
+      auc: null,
+      windowAuc: null,
+      logloss: null,
+      windowLogloss: null,
+      lag: {},
+      lagTotal: 0,
+      tiers: [],
+      totalBytes: 0,
+      budgetBytes: 0,
+      pruneWindows: 0,
+      lastWindowId: 0,
+      backend: '',
+    },
+    'non-finite readings are null, as JSON has no NaN or Infinity',
   );
 });

@@ -4,22 +4,20 @@
  */
 import Fastify from 'fastify';
 import t from 'tap';
-import type { PruneWindowReport, ServiceApi } from '../../src/api/contract.js';
+import type { PruneWindowReport, ServiceApi, ServiceStats } from '../../src/api/contract.js';
 import { type DashboardOptions, dashboard } from '../../src/api/dashboard/index.js';
 import { buildApi } from '../../src/api/server.js';
 import { ManualClock } from '../../src/util/clock.js';
 
-const METRICS = [
-  '# HELP pme_events_trained_total Events the trainer learned from',
-  'pme_events_trained_total 321',
-  'pme_progressive_auc{scope="cumulative"} 0.6',
-  'pme_progressive_auc{scope="window"} 0.65',
-  'pme_consumer_lag{partition="0"} 4',
-  'pme_tier_bytes{size="8",kind="params"} 100',
-  'pme_tier_bytes{size="8",kind="optimizer"} 50',
-  'pme_tier_tokens{size="8"} 3',
-  '',
-].join('\n');
+/** What the fake service reports: no logloss yet, one tier (bytes 100 + 50 + 0). */
+const STATS: ServiceStats = {
+  trainer: { events: 321, auc: 0.6, windowAuc: 0.65, logloss: Number.NaN, windowLogloss: Number.NaN },
+  consumer: { consumed: 0, dlq: {}, lag: { '0': 4 } },
+  tiers: [{ size: 8, tokens: 3, paramBytes: 100, optimizerBytes: 50, indexBytes: 0, totalBytes: 150 }],
+  budgetBytes: 0,
+  pruneWindows: 0,
+  backend: '',
+};
 
 function fakeService(): ServiceApi {
   const unused = (): never => {
@@ -33,7 +31,9 @@ function fakeService(): ServiceApi {
     tiers: unused,
     token: unused,
     readiness: unused,
-    metrics: async () => METRICS,
+    stats: () => STATS,
+    // The summary comes from stats(), never from the text.
+    metrics: unused,
     metricsContentType: 'text/plain',
     observeRequest: () => {},
   };

@@ -6,9 +6,9 @@ import {
   DeepFm,
   type DeepFmOptions,
   resolveDeepFmOptions,
-} from '../../src/engine/deepfm.js';
+} from '../../src/engine/model/deepfm.js';
 import { streamEval } from '../../src/engine/stream-eval.js';
-import { Trainer } from '../../src/engine/trainer.js';
+import { Trainer, type TrainerOptions } from '../../src/engine/trainer/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { GrowingStore } from './fake-store.js';
 import { planted } from './planted.js';
@@ -16,19 +16,26 @@ import { planted } from './planted.js';
 const D = 16;
 const LADDER = [0, 2, 4, 8, 16];
 
-async function deepFm(options: Partial<DeepFmOptions> = {}, seed = 1, size = D) {
+/** A trainer of a DeepFM model over a growing store (trainer options as `trainer`). */
+async function deepFm(
+  options: Partial<DeepFmOptions> & { trainer?: Partial<TrainerOptions> } = {},
+  seed = 1,
+  size = D,
+) {
   const store = new GrowingStore(D, LADDER, size, seed);
-  const deep = await DeepFm.create(store, {
-    seed,
-    ...options,
-    trainer: { clock: new ManualClock(0), seed, catalog: planted(1, 7).catalog, ...options.trainer },
-  });
+  const { trainer: trainerOptions, ...deepOptions } = options;
+  const deep = await DeepFm.create(store, { seed, ...deepOptions });
   t.teardown(() => deep.dispose());
-  return { store, deep };
+  const trainer = new Trainer(
+    store,
+    { clock: new ManualClock(0), seed, catalog: planted(1, 7).catalog, ...trainerOptions },
+    deep,
+  );
+  return { store, deep, trainer };
 }
 
-function learnAll(deep: DeepFm, events: Interaction[], batch = 100): void {
-  for (let i = 0; i < events.length; i += batch) deep.learn(events.slice(i, i + batch));
+function learnAll(trainer: Trainer, events: Interaction[], batch = 100): void {
+  for (let i = 0; i < events.length; i += batch) trainer.learn(events.slice(i, i + batch));
 }
 
 t.test('options: defaults, validation, frozen', async (t) => {
@@ -53,29 +60,26 @@ t.test('options: defaults, validation, frozen', async (t) => {
 t.test('shapes: slots in fixed order, input width, a fresh deep part adds nothing', async (t) => {
   const p = planted(300, 7);
   const events = p.events.map((e, i) => ({ ...e, fields: { device: `d${i % 3}` } }));
-  const { deep, store } = await deepFm({ hidden: [8, 4] });
+  const { deep, store, trainer } = await deepFm({ hidden: [8, 4] });
   t.equal(deep.backend.name, backendName(), 'the backend in use is reported');
   t.equal(deep.slots, null);
   t.equal(deep.inputWidth, 0);
-  deep.learn(events.slice(0, 1));
+  trainer.learn(events.slice(0, 1));
   // user, item, then catalog (shelf) and event (device) fields by name.
   t.same(deep.slots, ['user', 'item', 'device', 'shelf']);
   t.equal(deep.inputWidth, 4 * D);
-  t.equal(deep.stats().events, 1);
+  t.equal(trainer.stats().events, 1);
 
   // Same tokens, a second DeepFM whose MLP has not stepped: its output layer is zero, so it
   // scores exactly as a fresh FM over the same store.
   const probe = events.slice(0, 5);
   const viaFm = new Trainer(store, { catalog: p.catalog });
   // Explicit fields fix the slots (and build the MLP) before any learning.
-  const fixed = await DeepFm.create(store, {
-    hidden: [8, 4],
-    fields: ['device', 'shelf'],
-    trainer: { catalog: p.catalog },
-  });
+  const fixed = await DeepFm.create(store, { hidden: [8, 4], fields: ['device', 'shelf'] });
   t.teardown(() => fixed.dispose());
+  const fixedTrainer = new Trainer(store, { catalog: p.catalog }, fixed);
   t.same(fixed.slots, ['user', 'item', 'device', 'shelf']);
-  const got = fixed.predict(probe);
+  const got = fixedTrainer.predict(probe);
   t.equal(got.length, 5);
   probe.forEach((e, i) => {
     const want = viaFm.score(e.user, [e.item], { device: e.fields.device })[0];
@@ -84,8 +88,8 @@ t.test('shapes: slots in fixed order, input width, a fresh deep part adds nothin
   });
 
   // After learning, the deep part moves the scores away from the FM's.
-  learnAll(deep, events.slice(1));
-  const after = deep.predict(probe);
+  learnAll(trainer, events.slice(1));
+  const after = trainer.predict(probe);
   for (const v of after) t.ok(v > 0 && v < 1);
 });
 
@@ -93,12 +97,14 @@ t.test('determinism for a seed; another MLP seed gives other scores', async (t) 
   const events = planted(3000, 7).events;
   const run = async (seed: number, mlpSeed: number) => {
     const store = new GrowingStore(D, LADDER, D, seed);
-    const deep = await DeepFm.create(store, {
-      seed: mlpSeed,
-      trainer: { clock: new ManualClock(0), seed, catalog: planted(1, 7).catalog },
-    });
-    learnAll(deep, events);
-    const out = { stats: deep.stats(), scores: Array.from(deep.predict(events.slice(0, 20))) };
+    const deep = await DeepFm.create(store, { seed: mlpSeed });
+    const trainer = new Trainer(
+      store,
+      { clock: new ManualClock(0), seed, catalog: planted(1, 7).catalog },
+      deep,
+    );
+    learnAll(trainer, events);
+    const out = { stats: trainer.stats(), scores: Array.from(trainer.predict(events.slice(0, 20))) };
     deep.dispose();
     return out;
   };
@@ -114,16 +120,16 @@ t.test('determinism for a seed; another MLP seed gives other scores', async (t) 
 
 t.test('learns the planted preferences (progressive AUC well above 0.5)', async (t) => {
   const { events } = planted(20000, 7);
-  const { deep } = await deepFm();
-  learnAll(deep, events);
-  const s = deep.stats();
+  const { trainer } = await deepFm();
+  learnAll(trainer, events);
+  const s = trainer.stats();
   t.equal(s.events, 20000);
   t.equal(s.learned, 20000);
   t.ok(s.auc > 0.7, `cumulative AUC ${s.auc}`);
   t.ok(s.windowAuc > 0.75, `windowed AUC ${s.windowAuc}`);
 
   // The deep part alone (rows trained by the FM only) also learns.
-  const { deep: inputsOnly } = await deepFm({ embeddingGradient: false });
+  const { trainer: inputsOnly } = await deepFm({ embeddingGradient: false });
   learnAll(inputsOnly, events);
   t.ok(inputsOnly.stats().auc > 0.7, `inputs-only AUC ${inputsOnly.stats().auc}`);
 });
@@ -132,11 +138,11 @@ t.test('the deep gradient reaches rows of every size through the projections', a
   const events = planted(2000, 7).events;
   const withGrad = await deepFm({}, 1, 4);
   const without = await deepFm({ embeddingGradient: false }, 1, 4);
-  learnAll(withGrad.deep, events);
-  learnAll(without.deep, events);
+  learnAll(withGrad.trainer, events);
+  learnAll(without.trainer, events);
   const ti = LADDER.indexOf(4);
-  const P1 = withGrad.deep.model.projections[ti]!;
-  const P2 = without.deep.model.projections[ti]!;
+  const P1 = withGrad.deep.projections[ti]!;
+  const P2 = without.deep.projections[ti]!;
   let diff = 0;
   for (let i = 0; i < P1.length; i++) diff += Math.abs(P1[i] - P2[i]);
   t.ok(diff > 0, `projections differ by ${diff}`);
@@ -155,9 +161,9 @@ t.test('the deep gradient reaches rows of every size through the projections', a
 
 t.test('negatives are drawn for positive-only streams and scored as events', async (t) => {
   const positives = planted(20000, 7).events.filter((e) => e.label > 0);
-  const { deep } = await deepFm({ trainer: { negatives: 2 } });
-  learnAll(deep, positives);
-  const s = deep.stats();
+  const { trainer } = await deepFm({ trainer: { negatives: 2 } });
+  learnAll(trainer, positives);
+  const s = trainer.stats();
   t.ok(s.negativesDrawn > positives.length, `${s.negativesDrawn} negatives`);
   t.equal(s.events, positives.length + s.negativesDrawn);
   // Positives against popularity-drawn negatives: the FM alone reaches about 0.63 here.
@@ -182,7 +188,6 @@ t.test('stream-eval --model deepfm runs the fixture and reports the backend', as
     negatives: 0,
     batch: 4,
     seed: 1,
-    progress: false,
   };
   const fm = await streamEval({ ...common, model: 'fm' });
   const deep = await streamEval({ ...common, model: 'deepfm', hidden: [4] });

@@ -3,7 +3,7 @@
  * The real EmbeddingStore is exercised by the trainer tests; this keeps the gradient checks
  * independent of slab growth and eviction.
  */
-import type { ModelStore, ModelTier } from '../../src/engine/fm.js';
+import type { ModelStore, ModelTier } from '../../src/engine/model/model.js';
 import { createRandom } from '../../src/util/random.js';
 
 export function fakeStore(dim: number, ladder: number[], sizes: number[], seed = 1, std = 0.3): ModelStore {
@@ -88,6 +88,14 @@ export class GrowingStore implements ModelStore {
 
   touch(_id: number, _now: number): void {
     this.touches++;
+  }
+
+  /** The store's batch look-up: a null key keeps the id the caller put in `out`. */
+  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): void {
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      if (key !== null) out[i] = this.getOrCreate(key);
+    }
   }
 
   getOrCreate(key: string): number {
@@ -199,6 +207,14 @@ export class TieredStore {
   }
   forEachInTier(size: number, fn: (id: number) => void): void {
     for (const id of this.tiers[this.ladder.indexOf(size)].ids.slice()) fn(id);
+  }
+
+  /** The store's batch look-up: a null key keeps the id the caller put in `out`. */
+  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): void {
+    for (let i = 0; i < n; i++) {
+      const key = keys[i];
+      if (key !== null) out[i] = this.getOrCreate(key);
+    }
   }
 
   getOrCreate(key: string, size = this.#start): number {

@@ -1,5 +1,6 @@
 import t from 'tap';
-import { FmModel, logloss, resolveFmOptions, sigmoid } from '../../src/engine/fm.js';
+import { FmModel, resolveFmOptions } from '../../src/engine/model/fm.js';
+import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import { fakeStore } from './fake-store.js';
 
 const D = 8;

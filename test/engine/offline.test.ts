@@ -2,7 +2,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { exactAuc, mdeSizes, offlineCommand, runOffline } from '../../src/engine/offline.js';
+import { offlineCommand } from '../../src/cli/commands/offline.js';
+import { exactAuc, mdeSizes, runOffline } from '../../src/engine/offline.js';
 import { planted } from './planted.js';
 
 t.test('runOffline: four methods, budgets respected, deterministic for a seed', async (t) => {

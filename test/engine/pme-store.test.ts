@@ -1,6 +1,6 @@
 import t from 'tap';
 import { PmeController } from '../../src/engine/pme/controller.js';
-import { Trainer } from '../../src/engine/trainer.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom, ZipfSampler } from '../../src/util/random.js';

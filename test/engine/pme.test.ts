@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
-import { Trainer } from '../../src/engine/trainer.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom } from '../../src/util/random.js';
 import { TieredStore } from './fake-store.js';

@@ -1,17 +1,13 @@
 /**
  * ChangeTracker: what a publish carries. Every token and item the first time; after that only the
  * tokens seen since and the items whose event count moved; everything again after reset().
+ * Observed as the records src/stream packs them into (their format: test/stream/param-records.test.ts).
  */
 import t from 'tap';
 import { SyntheticWorkload } from '../../src/data/index.js';
-import {
-  ChangeTracker,
-  type PackedRecords,
-  RECORDS_PER_PACK,
-  Trainer,
-  unpackRecords,
-} from '../../src/engine/index.js';
+import { ChangeTracker, Trainer } from '../../src/engine/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
+import { type PackedRecords, ParamPacker, unpackRecords } from '../../src/stream/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 
 t.test(
@@ -22,7 +18,7 @@ t.test(
     const workload = new SyntheticWorkload({ seed: 3, users: 20, items: 50 });
     const trainer = new Trainer(store, { seed: 3, clock, catalog: workload.catalog() });
     const tracker = new ChangeTracker(store, trainer);
-    const collect = () => tracker.collect(clock.now()).flatMap(unpackRecords);
+    const collect = () => tracker.collect(clock.now(), new ParamPacker()).finish().flatMap(unpackRecords);
     const items = (records: { key: string }[]) =>
       records
         .filter((r) => r.key.startsWith('i:'))
@@ -69,58 +65,13 @@ t.test('collectInSlices gives the records collect gives, with turns in between',
 
   for (let round = 0; round < 2; round++) {
     clock.advance(10);
-    const expected = asText(whole.collect(clock.now()));
+    const expected = asText(whole.collect(clock.now(), new ParamPacker()).finish());
     let turns = 0;
     const counting = setInterval(() => turns++, 0);
-    const got = asText(await sliced.collectInSlices(clock.now(), 0));
+    const got = asText((await sliced.collectInSlices(clock.now(), new ParamPacker(), 0)).finish());
     clearInterval(counting);
     t.same(got, expected, `round ${round}: the same ${expected.length} records`);
     t.ok(turns > 0, `round ${round}: other work ran during it (${turns} timer turns)`);
     trainer.learn(workload.take(2_000));
   }
-});
-
-t.test('a collect packs its records: rows aligned and as the store holds them, text as UTF-8', async (t) => {
-  const clock = new ManualClock(1_000);
-  const store = new EmbeddingStore({ seed: 7, clock });
-  const workload = new SyntheticWorkload({ seed: 7, users: 1_500, items: 1_500 });
-  const catalog = [...workload.catalog(), { item: 'café-☕', fields: { shelf: 'größe' }, active: true }];
-  const trainer = new Trainer(store, { seed: 7, clock, catalog });
-  trainer.learn(workload.take(4_000));
-  const packs = new ChangeTracker(store, trainer).collect(clock.now());
-
-  const records = packs.flatMap(unpackRecords);
-  t.ok(packs.length > 1, `${records.length} records make ${packs.length} packs`);
-  t.ok(
-    packs.every((p) => p.keyEnds.length <= RECORDS_PER_PACK && p.lengths.length === p.keyEnds.length),
-    `each of at most ${RECORDS_PER_PACK} records`,
-  );
-  t.equal(records.at(-1)?.key, 'm:clock', 'the marker comes last');
-
-  let rows = 0;
-  let misplaced = 0;
-  for (const { key, value } of records) {
-    if (!key.startsWith('t:') || value === null) continue;
-    rows++;
-    const id = store.id(key.slice(2));
-    const got = new Float32Array(value.buffer, value.byteOffset, value.byteLength / 4);
-    const size = store.sizeOf(id);
-    const at = store.offsetOf(id);
-    const want = [size, store.linear[id], ...store.tiers[store.tierOf[id]].params.subarray(at, at + size)];
-    if (
-      value.byteOffset % 4 !== 0 ||
-      got.length !== want.length ||
-      got.some((v, j) => v !== Math.fround(want[j]))
-    )
-      misplaced++;
-  }
-  t.equal(rows, store.size, 'every token once');
-  t.equal(misplaced, 0, 'each row read in place equals the store row');
-
-  const cafe = records.find((r) => r.key === 'i:café-☕');
-  t.same(
-    JSON.parse(cafe?.value?.toString('utf8') ?? 'null'),
-    trainer.exportItems().find((i) => i.item === 'café-☕'),
-    'a non-ASCII item decodes as exportItems has it',
-  );
 });

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { histogramAuc } from '../../src/engine/metrics.js';
-import { resolveTrainerOptions, type TokenObserver, Trainer } from '../../src/engine/trainer.js';
+import { resolveTrainerOptions, type TokenObserver, Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { GrowingStore } from './fake-store.js';
@@ -263,3 +263,26 @@ t.test(
     t.equal(store.size, users + 97 + 13, 'no token created twice');
   },
 );
+
+t.test('the tokens of one event are created together: the budget never evicts one for another', async (t) => {
+  // A budget that holds one token and not two: the event's item cannot be made without evicting
+  // its user. Resolving one token at a time did exactly that, then stepped the item's token (which
+  // took the user's freed id) twice; created together, the event is refused with the budget's error.
+  const probe = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1 });
+  probe.getOrCreate('user=u');
+  const one = probe.accounting().totalBytes;
+  const store = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1, budgetBytes: one + 8 });
+  const trainer = new Trainer(store, { seed: 1, clock: new ManualClock(0) });
+  t.throws(() => trainer.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]), {
+    code: 'PME_ERR_STORE_BUDGET',
+  });
+  t.equal(trainer.stats().learned, 0, 'nothing was learned from a half-resolved event');
+  t.ok(store.accounting().totalBytes <= store.accounting().budgetBytes, 'the budget holds');
+
+  // With room for both, the event learns with two distinct tokens.
+  const roomy = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1, budgetBytes: 4 * one });
+  const ok = new Trainer(roomy, { seed: 1, clock: new ManualClock(0) });
+  ok.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]);
+  t.not(roomy.id('user=u'), roomy.id('item=i'));
+  t.ok(roomy.id('user=u') >= 0 && roomy.id('item=i') >= 0);
+});

@@ -3,6 +3,7 @@
  * a worker thread, synced from the training thread; what only the trainer knows is asked of it.
  */
 import t from 'tap';
+import { type DashboardStats, dashboardStats } from '../../src/api/dashboard/stats.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
@@ -10,6 +11,7 @@ import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { startServingThread } from '../../src/service/serving.js';
 import { EmbeddingStore } from '../../src/store/index.js';
+import { summaryFromMetrics } from '../api/metrics-text.js';
 
 async function start(t: { teardown(fn: () => unknown): void }) {
   const store = new EmbeddingStore({ seed: 4 });
@@ -152,6 +154,15 @@ t.test('tiers, tokens, prune windows, readiness and metrics are the training thr
   ])
     t.equal(metrics.split(`# HELP ${name} `).length, 2, `${name} exposed once`);
   t.match(metrics, /pme_serving_loop_delay_seconds\{quantile="0.99"\} \d/);
+});
+
+t.test('/v1/stats is the training thread’s reading, the one its /metrics renders', async (t) => {
+  const { serving, api } = await start(t);
+  const stats = (await (await fetch(`${serving.url}/v1/stats`)).json()) as DashboardStats;
+  const { at: _at, lastWindowId: _id, ...rest } = stats;
+  t.same(rest, await summaryFromMetrics(serving.url), 'the JSON says what the text says');
+  const own = dashboardStats(await api.stats(), await api.pruneWindows(), stats.at);
+  t.same(stats, JSON.parse(JSON.stringify(own)), 'the summary of the training thread’s own stats');
 });
 
 t.test('a serving thread that dies is replaced on the same port, from a full sync', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { ModelStore } from '../../src/engine/fm.js';
+import type { ModelStore } from '../../src/engine/model/model.js';
 import { EmbeddingStore, stringBytes } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom } from '../../src/util/random.js';

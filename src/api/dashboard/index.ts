@@ -13,7 +13,7 @@ import { PmeError } from '../../errors.js';
 import { type Clock, systemClock } from '../../util/clock.js';
 import type { ServiceApi } from '../contract.js';
 import { pageHtml } from './html.js';
-import { statsFromMetrics, statsSchema } from './stats.js';
+import { dashboardStats, statsSchema } from './stats.js';
 
 export type { DashboardStats, TierStats } from './stats.js';
 
@@ -23,8 +23,8 @@ export interface DashboardOptions {
   /** Time stamp of each `/v1/stats` sample. Default: the system clock. */
   clock?: Clock;
   /**
-   * How often the page polls `/v1/stats`, in ms. Default 1000. Each poll renders the service's
-   * metrics once (a few hundred µs), so many open pages at a short interval cost the trainer time.
+   * How often the page polls `/v1/stats`, in ms. Default 1000. Each poll reads the service's stats
+   * once (tier accounting included), so many open pages at a short interval cost the trainer time.
    */
   pollMs?: number;
   /** Points each chart keeps (oldest dropped first). Default 900: 15 minutes at 1 s. */
@@ -126,7 +126,9 @@ export async function dashboard(app: FastifyInstance, options: DashboardOptions)
       return reply.header('cache-control', asset.cache).type(asset.type).send(asset.body);
     },
   );
-  app.get('/v1/stats', { schema: statsSchema }, async () =>
-    statsFromMetrics(await o.service.metrics(), await o.service.pruneWindows(), o.clock.now()),
-  );
+  app.get('/v1/stats', { schema: statsSchema }, async () => {
+    const windows = await o.service.pruneWindows();
+    // Mapped as soon as it arrives: the reading may hold the consumer's live counters.
+    return dashboardStats(await o.service.stats(), windows, o.clock.now());
+  });
 }

@@ -1,10 +1,10 @@
 /**
  * `GET /v1/stats`: one JSON summary for the dashboard (events, progressive AUC and logloss, lag,
- * memory and tokens per tier). ServiceApi exposes these only as Prometheus text, so the summary
- * is read back from that text: one source of truth, and nothing new for the service to wire.
+ * memory and tokens per tier), mapped from `ServiceApi.stats()`: the typed reading of the same
+ * getters that `/metrics` renders as text, so the page and a Prometheus scrape agree.
  */
 import type { Milliseconds } from '../../util/clock.js';
-import type { PruneWindowReport } from '../contract.js';
+import type { PruneWindowReport, ServiceStats } from '../contract.js';
 
 /** One tier as the dashboard charts it. */
 export interface TierStats {
@@ -33,6 +33,7 @@ export interface DashboardStats {
   /** Ascending by size. */
   tiers: TierStats[];
   totalBytes: number;
+  /** Infinity when the store has no budget, which JSON writes as null. */
   budgetBytes: number;
   /** Windows run since start. */
   pruneWindows: number;
@@ -41,106 +42,56 @@ export interface DashboardStats {
   backend: string;
 }
 
-/** One sample: metric name, its labels, its value. */
-export interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
+/** Non-finite readings (NaN before the first event) are "none yet" in JSON, which has no NaN. */
+const finite = (value: number): number | null => (Number.isFinite(value) ? value : null);
 
-const SAMPLE = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/;
-const LABEL = /([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"/g;
-
-/** Go's float spellings, as the exposition format writes them; everything else is a JS number. */
-function sampleValue(text: string): number {
-  if (text === '+Inf') return Number.POSITIVE_INFINITY;
-  if (text === '-Inf') return Number.NEGATIVE_INFINITY;
-  return Number(text);
-}
-
-/** Parses Prometheus text exposition (version 0.0.4) into samples; comments and blank lines are skipped. */
-export function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = SAMPLE.exec(line);
-    if (match === null) continue;
-    const labels: Record<string, string> = {};
-    if (match[2] !== undefined)
-      for (const [, key, raw] of match[2].matchAll(LABEL))
-        labels[key] = raw.replace(/\\n/g, '\n').replace(/\\(.)/g, '$1');
-    samples.push({ name: match[1], labels, value: sampleValue(match[3]) });
-  }
-  return samples;
-}
-
-const finite = (value: number | undefined): number | null =>
-  value !== undefined && Number.isFinite(value) ? value : null;
-
-/** Builds the summary from the service's metrics text and its prune windows. */
-export function statsFromMetrics(
-  text: string,
+/**
+ * Maps the service's typed reading (what `/metrics` renders) and its prune windows to the summary.
+ * Tier bytes are the three kinds `pme_tier_bytes` reports, summed; lag is copied, since the reading
+ * may hold the consumer's live counters and the reply is serialized after this returns.
+ */
+export function dashboardStats(
+  stats: ServiceStats,
   windows: readonly PruneWindowReport[],
   at: Milliseconds,
 ): DashboardStats {
-  const one = new Map<string, number>();
-  const lag: Record<string, number> = {};
-  const tiers = new Map<number, TierStats>();
-  const tier = (size: number): TierStats => {
-    let t = tiers.get(size);
-    if (t === undefined) {
-      t = { size, tokens: 0, bytes: 0 };
-      tiers.set(size, t);
-    }
-    return t;
-  };
+  const { trainer, consumer } = stats;
   let dlq = 0;
+  for (const reason in consumer.dlq) dlq += consumer.dlq[reason];
+  const lag: Record<string, number> = {};
   let lagTotal = 0;
-  let backend = '';
-  for (const { name, labels, value } of parseMetrics(text)) {
-    switch (name) {
-      case 'pme_progressive_auc':
-      case 'pme_progressive_logloss':
-        one.set(`${name}:${labels.scope}`, value);
-        break;
-      case 'pme_consumer_lag':
-        lag[labels.partition] = value;
-        lagTotal += value;
-        break;
-      case 'pme_dlq_events_total':
-        dlq += value;
-        break;
-      case 'pme_tier_bytes':
-        tier(Number(labels.size)).bytes += value;
-        break;
-      case 'pme_tier_tokens':
-        tier(Number(labels.size)).tokens = value;
-        break;
-      case 'pme_backend_info':
-        backend = labels.backend ?? '';
-        break;
-      default:
-        one.set(name, value);
-    }
+  for (const partition in consumer.lag) {
+    lag[partition] = consumer.lag[partition];
+    lagTotal += consumer.lag[partition];
   }
-  const sorted = [...tiers.values()].sort((a, b) => a.size - b.size);
+  const tiers = stats.tiers
+    .map(
+      (tier): TierStats => ({
+        size: tier.size,
+        tokens: tier.tokens,
+        bytes: tier.paramBytes + tier.optimizerBytes + tier.indexBytes,
+      }),
+    )
+    .sort((a, b) => a.size - b.size);
+  let totalBytes = 0;
+  for (const tier of tiers) totalBytes += tier.bytes;
   return {
     at,
-    eventsTrained: one.get('pme_events_trained_total') ?? 0,
-    eventsConsumed: one.get('pme_events_consumed_total') ?? 0,
+    eventsTrained: trainer.events,
+    eventsConsumed: consumer.consumed,
     dlq,
-    auc: finite(one.get('pme_progressive_auc:cumulative')),
-    windowAuc: finite(one.get('pme_progressive_auc:window')),
-    logloss: finite(one.get('pme_progressive_logloss:cumulative')),
-    windowLogloss: finite(one.get('pme_progressive_logloss:window')),
+    auc: finite(trainer.auc),
+    windowAuc: finite(trainer.windowAuc),
+    logloss: finite(trainer.logloss),
+    windowLogloss: finite(trainer.windowLogloss),
     lag,
     lagTotal,
-    tiers: sorted,
-    totalBytes: sorted.reduce((sum, t) => sum + t.bytes, 0),
-    budgetBytes: one.get('pme_budget_bytes') ?? 0,
-    pruneWindows: one.get('pme_prune_windows_total') ?? 0,
+    tiers,
+    totalBytes,
+    budgetBytes: stats.budgetBytes,
+    pruneWindows: stats.pruneWindows,
     lastWindowId: windows.length > 0 ? windows[windows.length - 1].id : 0,
-    backend,
+    backend: stats.backend,
   };
 }
 

@@ -13,8 +13,8 @@ import { PmeError } from '../../errors.js';
 import type { StoreAccounting, TierAccounting } from '../../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
-import type { FmModel, ModelTier, TokenId } from '../fm.js';
-import type { TokenObserver, Trainer, TrainerStore } from '../trainer.js';
+import type { Model, ModelTier, TokenId } from '../model/model.js';
+import type { TokenObserver, Trainer, TrainerStore } from '../trainer/index.js';
 import { chooseSizes, TierLeastSquares } from './prune.js';
 import { DecayedCountMin, type SketchOptions } from './sketch.js';
 
@@ -167,7 +167,7 @@ export class PmeController implements TokenObserver {
   readonly ladder: readonly number[];
   readonly D: number;
   #trainer: Trainer | null = null;
-  #model: FmModel | null = null;
+  #model: Model | null = null;
   #pending: TokenId[] = [];
   readonly #pendingSet = new Set<TokenId>();
   /** Window number after which each pruned token may be searched again. */

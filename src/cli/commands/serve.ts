@@ -1,8 +1,13 @@
-/** `pme serve`: the service alone, against the Kafka named by KAFKA_BROKERS / --brokers. */
-import { describeOptions, loadConfig } from '../config.js';
-import { type Service, startService } from '../service/index.js';
-import { startReplica } from '../service/replica.js';
-import { nodeFlagsHint } from './node-flags.js';
+/**
+ * `pme serve`: the service alone, against the Kafka named by KAFKA_BROKERS / --brokers. This file
+ * owns the command's help (`--help`, and `--help-markdown`: the table of README "Configuration"),
+ * the PME_URL line and the stop on SIGINT/SIGTERM (`stopOnSignals`, also used by `pme up`); the
+ * flags are read by src/config.ts, the service is src/service.
+ */
+import { describeOptions, loadConfig } from '../../config.js';
+import { type Service, startService } from '../../service/index.js';
+import { startReplica } from '../../service/replica.js';
+import { nodeFlagsHint } from '../node-flags.js';
 
 export const SERVE_HELP = `usage: pme serve [flags]
 

@@ -1,13 +1,15 @@
 /**
  * `pme broker`: run a local Kafka until SIGINT/SIGTERM, or `--exec CMD` to run one command
  * (e.g. the whole test suite) against one broker and exit with that command's code.
+ * This file owns the command's flags, usage, log lines, signals and exit codes, and running the
+ * `--exec` command; the broker itself (jars, JVM, KAFKA_BROKERS) is src/broker. It imports nothing
+ * from src/engine, so `pme broker` does not load TensorFlow.js.
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { parseArgs } from 'node:util';
-import { PmeError } from '../errors.js';
-import { logTail, startBroker } from './broker.js';
-import { resolveBrokers } from './index.js';
+import { logTail, resolveBrokers, startBroker } from '../../broker/index.js';
+import { PmeError } from '../../errors.js';
+import { commandFlags } from '../args.js';
 
 const USAGE = `usage: pme broker [--port N] [--controller-port N] [--data-dir DIR] [--heap-mb N] [--exec "CMD"]
 
@@ -36,17 +38,14 @@ function integerFlag(name: string, value: string | undefined): number | undefine
 const say = (line: string) => process.stderr.write(`pme broker: ${line}\n`);
 
 export async function brokerCommand(argv: string[]): Promise<number> {
-  let values: ReturnType<typeof parse>;
-  try {
-    values = parse(argv);
-  } catch (error) {
-    process.stderr.write(`pme broker: ${(error as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const values = commandFlags('broker', USAGE, argv, [
+    'port',
+    'controller-port',
+    'data-dir',
+    'heap-mb',
+    'exec',
+  ]);
+  if (typeof values === 'number') return values;
 
   // Signals that arrive while the broker is starting are honoured as soon as it is up.
   let stopRequested: NodeJS.Signals | undefined;
@@ -104,22 +103,6 @@ export async function brokerCommand(argv: string[]): Promise<number> {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      port: { type: 'string' },
-      'controller-port': { type: 'string' },
-      'data-dir': { type: 'string' },
-      'heap-mb': { type: 'string' },
-      exec: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }).values;
 }
 
 /**

@@ -1,14 +1,16 @@
 /**
  * `pme up`: everything at once for a first look — a local Kafka broker (unless KAFKA_BROKERS
  * names one), the topics, the service, and a demo producer streaming the synthetic workload.
+ * This file owns the command's flags, help, log lines and exit code, and the order things start
+ * and stop in; the broker is src/broker, the service src/service, the producer src/stream.
  */
 import { parseArgs } from 'node:util';
-import { connectOrStartBroker } from '../broker/index.js';
-import { loadConfig } from '../config.js';
-import { SyntheticWorkload } from '../data/index.js';
-import { startService } from '../service/index.js';
-import { EventProducer } from '../stream/index.js';
-import { nodeFlagsHint } from './node-flags.js';
+import { connectOrStartBroker } from '../../broker/index.js';
+import { loadConfig } from '../../config.js';
+import { SyntheticWorkload } from '../../data/index.js';
+import { startService } from '../../service/index.js';
+import { EventProducer } from '../../stream/index.js';
+import { nodeFlagsHint } from '../node-flags.js';
 import { stopOnSignals } from './serve.js';
 
 const HELP = `usage: pme up [--rate EVENTS_PER_S] [--users N] [--items N] [service flags]

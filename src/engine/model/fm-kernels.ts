@@ -1,0 +1,349 @@
+/**
+ * The FM's per-event kernels in JavaScript, over the store's typed arrays: gathering a full-size
+ * row, the s × D products of a projected token (forward and backward), and the row updates of
+ * each optimizer. fm.ts picks among them once, at construction (fm-wasm.ts has the same products
+ * in WebAssembly SIMD). With a tier mix the s × D products are most of a step's work
+ * (bench/train.ts, "tier mix"); rows go two or four at a time so each pass over the D-space vector
+ * serves several rows (fewer loads and stores of out / dv per multiply-add).
+ */
+
+/** v = e[off .. off + s) · P_ti into V[base .. base + D), S += v; returns |v|². */
+export type ProjectForward = (
+  e: Float32Array,
+  off: number,
+  s: number,
+  ti: number,
+  V: Float64Array,
+  base: number,
+  S: Float64Array,
+) => number;
+
+/** With dv = g (S − V[base ..)): the row's gradient P_ti · dv into the projector's `grad`, and
+ *  dP_ti += e ⊗ dv. */
+export type ProjectBackward = (
+  e: Float32Array,
+  off: number,
+  s: number,
+  ti: number,
+  g: number,
+  S: Float64Array,
+  V: Float64Array,
+  base: number,
+) => void;
+
+/**
+ * The s × D products of tokens whose row reaches the D-space through a projection P_s, and the
+ * projections themselves (the wasm kernels keep them in their own memory).
+ */
+export interface Projector {
+  readonly kind: 'js' | 'wasm-simd';
+  /** P_s per tier index, row-major s × D; null for size 0 and size D (identity). */
+  readonly projections: (Float32Array | null)[];
+  /** Gradients of the projections accumulated over the current mini-batch, same layout. */
+  readonly projectionGrads: (Float32Array | Float64Array | null)[];
+  /** Where `backward` leaves the row's gradient: grad[gradAt .. gradAt + s). */
+  readonly grad: Float32Array | Float64Array;
+  readonly gradAt: number;
+  readonly forward: ProjectForward;
+  readonly backward: ProjectBackward;
+}
+
+/**
+ * P_s starts as the first s rows of the identity: a new size-s token lives in the first s dims of
+ * the D-space. The tiers are then nested (the dims of tier 2 are inside those of tier 4, ...),
+ * so small tokens of different tiers interact at full strength from their first step, and a
+ * token's vector has the same scale whatever its size. Random projections would couple two
+ * tiers only through chance overlaps (~√(s/D)), which makes fresh small tokens nearly inert.
+ */
+export function initialProjection(P: Float32Array, s: number, D: number): Float32Array {
+  P.fill(0);
+  for (let i = 0; i < s; i++) P[i * D + i] = 1;
+  return P;
+}
+
+/** The products in JavaScript, all in doubles. */
+export class JsProjector implements Projector {
+  readonly kind = 'js';
+  readonly projections: (Float32Array | null)[];
+  readonly projectionGrads: (Float64Array | null)[];
+  readonly grad: Float64Array;
+  readonly gradAt = 0;
+  readonly #D: number;
+  readonly #dv: Float64Array;
+
+  constructor(sizes: readonly number[], D: number) {
+    this.#D = D;
+    const projected = (s: number) => s > 0 && s < D;
+    this.projections = sizes.map((s) =>
+      projected(s) ? initialProjection(new Float32Array(s * D), s, D) : null,
+    );
+    this.projectionGrads = sizes.map((s) => (projected(s) ? new Float64Array(s * D) : null));
+    this.grad = new Float64Array(D);
+    this.#dv = new Float64Array(D);
+  }
+
+  readonly forward: ProjectForward = (e, off, s, ti, V, base, S) => {
+    const D = this.#D;
+    project(e, off, s, this.projections[ti]!, D, V, base);
+    return gatherRow(V, base, D, V, base, S);
+  };
+
+  readonly backward: ProjectBackward = (e, off, s, ti, g, S, V, base) => {
+    const D = this.#D;
+    const dv = this.#dv;
+    for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
+    backProject(e, off, s, this.projections[ti]!, this.projectionGrads[ti]!, D, dv, this.grad);
+  };
+}
+
+/**
+ * V[base..base+D) = x[at..at+D), S += it; returns its squared norm. Two accumulators: one would
+ * chain every add on the last (a 4-cycle latency per dim on this hot path).
+ */
+export function gatherRow(
+  x: Float32Array | Float64Array,
+  at: number,
+  D: number,
+  V: Float64Array,
+  base: number,
+  S: Float64Array,
+): number {
+  let a = 0;
+  let b = 0;
+  let d = 0;
+  for (; d + 1 < D; d += 2) {
+    const u = x[at + d];
+    const w = x[at + d + 1];
+    V[base + d] = u;
+    V[base + d + 1] = w;
+    S[d] += u;
+    S[d + 1] += w;
+    a += u * u;
+    b += w * w;
+  }
+  if (d < D) {
+    const u = x[at + d];
+    V[base + d] = u;
+    S[d] += u;
+    a += u * u;
+  }
+  return a + b;
+}
+
+/** out[at..at+D) = e[off..off+s) · P, P row-major s × D. */
+function project(
+  e: Float32Array,
+  off: number,
+  s: number,
+  P: Float32Array,
+  D: number,
+  out: Float64Array,
+  at: number,
+): void {
+  let i: number;
+  if ((s & 1) === 1) {
+    const a = e[off];
+    for (let d = 0; d < D; d++) out[at + d] = a * P[d];
+    i = 1;
+  } else {
+    const a = e[off];
+    const b = e[off + 1];
+    for (let d = 0; d < D; d++) out[at + d] = a * P[d] + b * P[D + d];
+    i = 2;
+  }
+  for (; i + 4 <= s; i += 4) {
+    const a = e[off + i];
+    const b = e[off + i + 1];
+    const c = e[off + i + 2];
+    const f = e[off + i + 3];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    const r2 = r1 + D;
+    const r3 = r2 + D;
+    for (let d = 0; d < D; d++) out[at + d] += a * P[r0 + d] + b * P[r1 + d] + c * P[r2 + d] + f * P[r3 + d];
+  }
+  if (i < s) {
+    // s − i is even here (the first step took the odd row): two rows remain.
+    const a = e[off + i];
+    const b = e[off + i + 1];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    for (let d = 0; d < D; d++) out[at + d] += a * P[r0 + d] + b * P[r1 + d];
+  }
+}
+
+/**
+ * The two products of a projected token's backward pass in one sweep over P: grad = P · dv (the
+ * row's gradient, s entries) and dP += e ⊗ dv (the projection's gradient). Rows in pairs.
+ */
+function backProject(
+  e: Float32Array,
+  off: number,
+  s: number,
+  P: Float32Array,
+  dP: Float64Array,
+  D: number,
+  dv: Float64Array,
+  grad: Float64Array,
+): void {
+  let i = 0;
+  for (; i + 4 <= s; i += 4) {
+    const x0 = e[off + i];
+    const x1 = e[off + i + 1];
+    const x2 = e[off + i + 2];
+    const x3 = e[off + i + 3];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    const r2 = r1 + D;
+    const r3 = r2 + D;
+    let g0 = 0;
+    let g1 = 0;
+    let g2 = 0;
+    let g3 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      g1 += P[r1 + d] * q;
+      g2 += P[r2 + d] * q;
+      g3 += P[r3 + d] * q;
+      dP[r0 + d] += x0 * q;
+      dP[r1 + d] += x1 * q;
+      dP[r2 + d] += x2 * q;
+      dP[r3 + d] += x3 * q;
+    }
+    grad[i] = g0;
+    grad[i + 1] = g1;
+    grad[i + 2] = g2;
+    grad[i + 3] = g3;
+  }
+  for (; i + 2 <= s; i += 2) {
+    const x0 = e[off + i];
+    const x1 = e[off + i + 1];
+    const r0 = i * D;
+    const r1 = r0 + D;
+    let g0 = 0;
+    let g1 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      g1 += P[r1 + d] * q;
+      dP[r0 + d] += x0 * q;
+      dP[r1 + d] += x1 * q;
+    }
+    grad[i] = g0;
+    grad[i + 1] = g1;
+  }
+  if (i < s) {
+    const x0 = e[off + i];
+    const r0 = i * D;
+    let g0 = 0;
+    for (let d = 0; d < D; d++) {
+      const q = dv[d];
+      g0 += P[r0 + d] * q;
+      dP[r0 + d] += x0 * q;
+    }
+    grad[i] = g0;
+  }
+}
+
+// The optimizers' updates, one function per (optimizer, row kind): fm.ts picks its set once.
+
+/** Step of a linear weight w[i] on gradient g (+ L2), Adagrad accumulator acc[i]. */
+export type ScalarStep = (
+  w: Float32Array,
+  acc: Float32Array,
+  i: number,
+  g: number,
+  lr: number,
+  l2: number,
+  eps: number,
+) => void;
+
+export const adagradScalar: ScalarStep = (w, acc, i, g, lr, l2, eps) => {
+  const gw = g + l2 * w[i];
+  const a = acc[i] + gw * gw;
+  acc[i] = a;
+  w[i] -= (lr * gw) / (Math.sqrt(a) + eps);
+};
+
+export const sgdScalar: ScalarStep = (w, _acc, i, g, lr, l2) => {
+  w[i] -= lr * (g + l2 * w[i]);
+};
+
+/**
+ * Step of a full-size row e[off .. off + D) whose loss gradient is g (S − v) (+ L2 on e), read
+ * straight from the forward's sums; `imp`, when given, gains |e_d · dL/de_d| (a searched token).
+ */
+export type FullRowStep = (
+  e: Float32Array,
+  opt: Float32Array,
+  imp: Float32Array | null,
+  off: number,
+  D: number,
+  S: Float64Array,
+  V: Float64Array,
+  base: number,
+  g: number,
+  lr: number,
+  l2: number,
+  eps: number,
+) => void;
+
+export const adagradFullRow: FullRowStep = (e, opt, _imp, off, D, S, V, base, g, lr, l2, eps) => {
+  for (let d = 0; d < D; d++) {
+    const x = e[off + d];
+    const gr = g * (S[d] - V[base + d]) + l2 * x;
+    const acc = opt[off + d] + gr * gr;
+    opt[off + d] = acc;
+    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
+};
+
+export const adagradFullRowImportance: FullRowStep = (e, opt, imp, off, D, S, V, base, g, lr, l2, eps) => {
+  const importance = imp!;
+  for (let d = 0; d < D; d++) {
+    const x = e[off + d];
+    const gl = g * (S[d] - V[base + d]);
+    importance[off + d] += Math.abs(x * gl);
+    const gr = gl + l2 * x;
+    const acc = opt[off + d] + gr * gr;
+    opt[off + d] = acc;
+    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
+};
+
+export const sgdFullRow: FullRowStep = (e, _opt, imp, off, D, S, V, base, g, lr, l2) => {
+  for (let d = 0; d < D; d++) {
+    const x = e[off + d];
+    const gl = g * (S[d] - V[base + d]);
+    if (imp !== null) imp[off + d] += Math.abs(x * gl);
+    e[off + d] = x - lr * (gl + l2 * x);
+  }
+};
+
+/** Step of a projected row e[off .. off + s) on its gradient grad[at .. at + s) (+ L2 on e). */
+export type RowStep = (
+  e: Float32Array,
+  opt: Float32Array,
+  off: number,
+  s: number,
+  grad: Float32Array | Float64Array,
+  at: number,
+  lr: number,
+  l2: number,
+  eps: number,
+) => void;
+
+export const adagradRow: RowStep = (e, opt, off, s, grad, at, lr, l2, eps) => {
+  for (let i = 0; i < s; i++) {
+    const x = e[off + i];
+    const gr = grad[at + i] + l2 * x;
+    const acc = opt[off + i] + gr * gr;
+    opt[off + i] = acc;
+    e[off + i] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
+};
+
+export const sgdRow: RowStep = (e, _opt, off, s, grad, at, lr, l2) => {
+  for (let i = 0; i < s; i++) e[off + i] -= lr * (grad[at + i] + l2 * e[off + i]);
+};

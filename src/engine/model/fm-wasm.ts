@@ -1,0 +1,319 @@
+/**
+ * The FM's s × D products in WebAssembly SIMD: the same two products as fm-kernels.ts (forward
+ * e · P_s, backward P_s · dv with dP_s += e ⊗ dv), several dims per instruction. The module is
+ * built here from its opcodes (no toolchain, no binary blob): two functions over a memory the
+ * projector allocates, holding every tier's P_s and dP_s and the per-token scratch (row e, output
+ * v, dv, row gradient). JS copies a row in (s values) and reads s or D back: small next to the
+ * s × D products. The forward product runs in double precision (f64x2), like the JS one, so scores
+ * agree with the read paths' double-precision sums (the read-path tests hold them to 1e-9); the
+ * backward products, gradients only, run in f32x4. A tier-mix step runs about 1.5x faster than in
+ * JavaScript (bench/train.ts, "tier mix").
+ */
+import {
+  gatherRow,
+  initialProjection,
+  type ProjectBackward,
+  type ProjectForward,
+  type Projector,
+} from './fm-kernels.js';
+
+/**
+ * The products in wasm SIMD, or null when the runtime cannot run the module or D is not a
+ * multiple of 4. P_s and its gradient then live in the kernels' memory (whole 64 KiB pages: one
+ * for D = 64 and the default ladder).
+ */
+export function createSimdProjector(sizes: readonly number[], D: number): Projector | null {
+  const simd = createSimdKernels(sizes, D);
+  return simd === null ? null : new SimdProjector(simd, sizes, D);
+}
+
+class SimdProjector implements Projector {
+  readonly kind = 'wasm-simd';
+  readonly projections: (Float32Array | null)[];
+  readonly projectionGrads: (Float32Array | null)[];
+  readonly grad: Float32Array;
+  readonly gradAt: number;
+  readonly #simd: SimdKernels;
+  readonly #D: number;
+
+  constructor(simd: SimdKernels, sizes: readonly number[], D: number) {
+    this.#simd = simd;
+    this.#D = D;
+    const f = simd.f32;
+    const view = (at: number, s: number) => f.subarray(at >> 2, (at >> 2) + s * D);
+    this.projections = sizes.map((s, ti) =>
+      simd.pAt[ti] < 0 ? null : initialProjection(view(simd.pAt[ti], s), s, D),
+    );
+    this.projectionGrads = sizes.map((s, ti) => (simd.dpAt[ti] < 0 ? null : view(simd.dpAt[ti], s)));
+    this.grad = f;
+    this.gradAt = simd.gradAt >> 2;
+  }
+
+  readonly forward: ProjectForward = (e, off, s, ti, V, base, S) => {
+    const simd = this.#simd;
+    const f = simd.f64;
+    const eAt = simd.eAt >> 3;
+    for (let i = 0; i < s; i++) f[eAt + i] = e[off + i];
+    simd.project(simd.eAt, s, simd.pAt[ti], this.#D, simd.outAt);
+    return gatherRow(f, simd.outAt >> 3, this.#D, V, base, S);
+  };
+
+  readonly backward: ProjectBackward = (e, off, s, ti, g, S, V, base) => {
+    const simd = this.#simd;
+    const D = this.#D;
+    const f = simd.f32;
+    const dvAt = simd.dvAt >> 2;
+    const eAt = simd.eAt >> 3;
+    for (let d = 0; d < D; d++) f[dvAt + d] = g * (S[d] - V[base + d]);
+    for (let i = 0; i < s; i++) simd.f64[eAt + i] = e[off + i];
+    simd.backProject(simd.eAt, s, simd.pAt[ti], simd.dpAt[ti], D, simd.dvAt, simd.gradAt);
+  };
+}
+
+/** The WebAssembly API used here (lib ES2022 declares none). */
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer };
+}
+
+interface SimdKernels {
+  /** The whole wasm memory as floats and as doubles (it never grows, so the views stay valid). */
+  readonly f32: Float32Array;
+  readonly f64: Float64Array;
+  /** out[d] = Σ_i e[i] P[i·D + d] in doubles (e, out: f64; P: f32); byte addresses. */
+  readonly project: (e: number, s: number, P: number, D: number, out: number) => void;
+  /** grad[i] = Σ_d P[i·D + d] dv[d] and dP[i·D + d] += e[i] dv[d] in floats (e: f64, read as
+   *  f32); byte addresses. */
+  readonly backProject: (
+    e: number,
+    s: number,
+    P: number,
+    dP: number,
+    D: number,
+    dv: number,
+    grad: number,
+  ) => void;
+  /** Byte address of P_s and dP_s per tier index (-1 for tiers without a projection). */
+  readonly pAt: Int32Array;
+  readonly dpAt: Int32Array;
+  readonly eAt: number;
+  readonly outAt: number;
+  readonly dvAt: number;
+  readonly gradAt: number;
+}
+
+/** The compiled module: undefined until first asked, null when the runtime cannot run it. */
+let simdModule: object | null | undefined;
+
+/** Kernels over a fresh memory laid out for these tier sizes, or null (no SIMD, or D % 4 ≠ 0). */
+function createSimdKernels(sizes: readonly number[], D: number): SimdKernels | null {
+  const api = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+  if (api === undefined || D % 4 !== 0) return null;
+  if (simdModule === undefined) {
+    try {
+      simdModule = new api.Module(simdModuleBytes());
+    } catch {
+      simdModule = null;
+    }
+  }
+  if (simdModule === null) return null;
+  // Every block is a multiple of D floats, so 16-byte aligned for v128 loads.
+  const pAt = new Int32Array(sizes.length).fill(-1);
+  const dpAt = new Int32Array(sizes.length).fill(-1);
+  let at = 0;
+  for (let ti = 0; ti < sizes.length; ti++) {
+    const s = sizes[ti];
+    if (s === 0 || s === D) continue;
+    pAt[ti] = at;
+    at += s * D * 4;
+    dpAt[ti] = at;
+    at += s * D * 4;
+  }
+  const eAt = at;
+  const outAt = eAt + D * 8;
+  const dvAt = outAt + D * 8;
+  const gradAt = dvAt + D * 4;
+  const bytes = gradAt + D * 4;
+  const memory = new api.Memory({ initial: Math.ceil(bytes / 65536) });
+  const { exports } = new api.Instance(simdModule, { m: { mem: memory } });
+  return {
+    f32: new Float32Array(memory.buffer),
+    f64: new Float64Array(memory.buffer),
+    project: exports.project as SimdKernels['project'],
+    backProject: exports.backProject as SimdKernels['backProject'],
+    pAt,
+    dpAt,
+    eAt,
+    outAt,
+    dvAt,
+    gradAt,
+  };
+}
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) b |= 0x80;
+    out.push(b);
+  } while (n !== 0);
+  return out;
+}
+
+/** The kernels' module, in the WebAssembly binary format (core spec + fixed-width SIMD). */
+function simdModuleBytes(): Uint8Array {
+  const I32 = 0x7f;
+  const V128 = 0x7b;
+  const get = (i: number) => [0x20, i];
+  const set = (i: number) => [0x21, i];
+  const tee = (i: number) => [0x22, i];
+  const i32 = (n: number) => [0x41, n]; // 0 ≤ n < 64: one signed-LEB byte
+  const add = 0x6a;
+  const shl = 0x74;
+  const geU = 0x4f;
+  const block = [0x02, 0x40];
+  const loop = [0x03, 0x40];
+  const brIf = (depth: number) => [0x0d, depth];
+  const br = (depth: number) => [0x0c, depth];
+  const end = 0x0b;
+  const f64Load = [0x2b, 3, 0];
+  const load64Zero = (offset: number) => [0xfd, 0x5d, 3, offset];
+  const promote = [0xfd, 0x5f];
+  const v128StoreAt = (offset: number) => [0xfd, 0x0b, 4, offset];
+  const dSplat = [0xfd, 0x14];
+  const dAdd = [0xfd, 0xf0, 0x01];
+  const dMul = [0xfd, 0xf2, 0x01];
+  const f32Store = [0x38, 2, 0];
+  const f32Add = 0x92;
+  const v128Load = [0xfd, 0x00, 4, 0];
+  const v128Store = [0xfd, 0x0b, 4, 0];
+  const v128Zero = [0xfd, 0x0c, ...new Array<number>(16).fill(0)];
+  const splat = [0xfd, 0x13];
+  const fAdd = [0xfd, 0xe4, 0x01];
+  const fMul = [0xfd, 0xe6, 0x01];
+  const lane = (l: number) => [0xfd, 0x1f, l];
+  // project(e 0, s 1, P 2, D 3, out 4); locals d 5, i 6, p 7, bytes 8 (i32), a 9, b 10, x 11 (v128).
+  // for d in 0..D step 4 (d counts P's bytes): a, b = Σ_i e[i] · P[i, d..d+2), P[i, d+2..d+4),
+  // with P's floats promoted to doubles; out[d..d+4) = a, b.
+  const project = [
+    ...[...get(3), ...i32(2), shl, ...set(8)],
+    ...block,
+    ...loop,
+    ...[...get(5), ...get(8), geU, ...brIf(1)],
+    ...[
+      ...v128Zero,
+      ...set(9),
+      ...v128Zero,
+      ...set(10),
+      ...i32(0),
+      ...set(6),
+      ...get(2),
+      ...get(5),
+      add,
+      ...set(7),
+    ],
+    ...block,
+    ...loop,
+    ...[...get(6), ...get(1), geU, ...brIf(1)],
+    ...[...get(0), ...get(6), ...i32(3), shl, add, ...f64Load, ...dSplat, ...set(11)],
+    ...[...get(9), ...get(7), ...load64Zero(0), ...promote, ...get(11), ...dMul, ...dAdd, ...set(9)],
+    ...[...get(10), ...get(7), ...load64Zero(8), ...promote, ...get(11), ...dMul, ...dAdd, ...set(10)],
+    ...[...get(7), ...get(8), add, ...set(7), ...get(6), ...i32(1), add, ...set(6), ...br(0)],
+    end,
+    end,
+    ...[...get(4), ...get(5), ...i32(1), shl, add, ...tee(6), ...get(9), ...v128Store],
+    ...[...get(6), ...get(10), ...v128StoreAt(16)],
+    ...[...get(5), ...i32(16), add, ...set(5), ...br(0)],
+    end,
+    end,
+    end,
+  ];
+  // backProject(e 0, s 1, P 2, dP 3, D 4, dv 5, grad 6); locals i 7, d 8, bytes 9, row 10 (i32),
+  // x 11, g 12, q 13 (v128), at 14 (i32). Per row i: x = e[i] as a float (f32.demote_f64, 0xb6),
+  // g = Σ P[i, ·] dv (lanes summed at the end), dP[i, ·] += x dv, one pass over the row.
+  const backProject = [
+    ...[...get(4), ...i32(2), shl, ...set(9)],
+    ...block,
+    ...loop,
+    ...[...get(7), ...get(1), geU, ...brIf(1)],
+    ...[...get(0), ...get(7), ...i32(3), shl, add, ...f64Load, 0xb6, ...splat, ...set(11)],
+    ...[...v128Zero, ...set(12), ...i32(0), ...set(8)],
+    ...block,
+    ...loop,
+    ...[...get(8), ...get(9), geU, ...brIf(1)],
+    ...[...get(5), ...get(8), add, ...v128Load, ...set(13)],
+    ...[
+      ...get(12),
+      ...get(2),
+      ...get(10),
+      add,
+      ...get(8),
+      add,
+      ...v128Load,
+      ...get(13),
+      ...fMul,
+      ...fAdd,
+      ...set(12),
+    ],
+    ...[...get(3), ...get(10), add, ...get(8), add, ...tee(14)],
+    ...[...get(14), ...v128Load, ...get(11), ...get(13), ...fMul, ...fAdd, ...v128Store],
+    ...[...get(8), ...i32(16), add, ...set(8), ...br(0)],
+    end,
+    end,
+    ...[...get(6), ...get(7), ...i32(2), shl, add],
+    ...[...get(12), ...lane(0), ...get(12), ...lane(1), f32Add, ...get(12), ...lane(2), f32Add],
+    ...[...get(12), ...lane(3), f32Add, ...f32Store],
+    ...[...get(10), ...get(9), add, ...set(10), ...get(7), ...i32(1), add, ...set(7), ...br(0)],
+    end,
+    end,
+    end,
+  ];
+  const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+  const name = (s: string) => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
+  const body = (locals: number[][], code: number[]) => {
+    const b = [...vec(locals), ...code];
+    return [...uleb(b.length), ...b];
+  };
+  return Uint8Array.from([
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(
+      1,
+      vec([
+        [0x60, ...vec(Array(5).fill([I32])), 0],
+        [0x60, ...vec(Array(7).fill([I32])), 0],
+      ]),
+    ),
+    ...section(2, vec([[...name('m'), ...name('mem'), 0x02, 0x00, 0x01]])),
+    ...section(3, vec([[0], [1]])),
+    ...section(
+      7,
+      vec([
+        [...name('project'), 0x00, 0],
+        [...name('backProject'), 0x00, 1],
+      ]),
+    ),
+    ...section(
+      10,
+      vec([
+        body(
+          [
+            [4, I32],
+            [3, V128],
+          ],
+          project,
+        ),
+        body(
+          [
+            [4, I32],
+            [3, V128],
+            [1, I32],
+          ],
+          backProject,
+        ),
+      ]),
+    ),
+  ]);
+}

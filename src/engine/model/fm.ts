@@ -1,0 +1,401 @@
+/**
+ * Factorization machine over multi-size embeddings: the default model.
+ *
+ * Every token t has a linear weight w_t (store.linear) and a row e_t of its tier's size s. The row
+ * reaches the shared D-space through the tier's projection P_s (s × D, learned): v_t = e_t · P_s.
+ * Tier D uses the identity, tier 0 has no vector. The score of one event with tokens T is
+ *   z = b + Σ w_t + ½ [ (Σ v_t)² − Σ v_t² ]   (summed over the D dims),   y = sigmoid(z)
+ * and the loss is logloss. Forward, backward and Adagrad are written by hand over the store's
+ * typed arrays; all scratch is preallocated so a step allocates nothing. The kernels are in
+ * fm-kernels.ts (JavaScript) and fm-wasm.ts (WebAssembly SIMD), picked once at construction with
+ * the update rules the options name.
+ */
+import { PmeError } from '../../errors.js';
+import {
+  adagradFullRow,
+  adagradFullRowImportance,
+  adagradRow,
+  adagradScalar,
+  type FullRowStep,
+  gatherRow,
+  JsProjector,
+  type Projector,
+  type RowStep,
+  type ScalarStep,
+  sgdFullRow,
+  sgdRow,
+  sgdScalar,
+} from './fm-kernels.js';
+import { createSimdProjector } from './fm-wasm.js';
+import { sigmoid } from './math.js';
+import {
+  fmSide,
+  type Model,
+  ModelBase,
+  type ModelStats,
+  type ModelStore,
+  type Rows,
+  type ScoreSink,
+  type TokenId,
+} from './model.js';
+
+/** Model options. Every field is validated once by `resolveFmOptions` and frozen. */
+export interface FmOptions {
+  /** Step size for embedding rows and linear weights. Default 0.05. */
+  learningRate: number;
+  /** Step size for the dense projections P_s and the bias. Default 0.01: they are shared by
+   *  every token of a tier, so they see many more updates than any row. */
+  projectionLearningRate: number;
+  /** L2 on the rows and linear weights touched by a step. Default 1e-6. */
+  l2: number;
+  /** L2 on the projections, applied when they are updated (once per mini-batch). Default 1e-6. */
+  l2Projection: number;
+  /** 'adagrad' (default): per-coordinate accumulators in the store's optimizer slabs.
+   *  'sgd': plain steps, no optimizer state read (used by the gradient tests, and cheaper). */
+  optimizer: 'adagrad' | 'sgd';
+  /** Added to √(accumulator) so the first Adagrad step is bounded. Default 1e-7. */
+  epsilon: number;
+  /** Value the Adagrad accumulator of a projection starts at. Default 0.1 (a gentle first step). */
+  initialAccumulator: number;
+  /** Most tokens one event may carry; scratch buffers are sized by it. Default 64. */
+  maxTokens: number;
+  /** Whether steps on top-tier rows add |e_j · g_j| to the tier's importance slab. Default true
+   *  (costs one multiply-add per dimension of a full-size token). */
+  importance: boolean;
+  /** 'auto' (default): the projected tokens' s × D products run in WebAssembly SIMD when the
+   *  runtime has it and D is a multiple of 4 (forward in doubles, f64x2; backward in floats,
+   *  f32x4), else in JavaScript; 'js': always JavaScript, all in doubles. The wasm kernels make a
+   *  tier-mix step about 1.5x faster (bench/train.ts, "tier mix"); P_s and its gradient then live
+   *  in the model's wasm memory (whole 64 KiB pages: one for D = 64 and the default ladder). */
+  kernels: 'auto' | 'js';
+}
+
+export const FM_DEFAULTS: Readonly<FmOptions> = Object.freeze({
+  learningRate: 0.05,
+  projectionLearningRate: 0.01,
+  l2: 1e-6,
+  l2Projection: 1e-6,
+  optimizer: 'adagrad',
+  epsilon: 1e-7,
+  initialAccumulator: 0.1,
+  maxTokens: 64,
+  importance: true,
+  kernels: 'auto',
+});
+
+function positive(name: string, value: number): void {
+  if (!(typeof value === 'number' && Number.isFinite(value) && value > 0))
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be a positive number, got ${value}`);
+}
+function nonNegative(name: string, value: number): void {
+  if (!(typeof value === 'number' && Number.isFinite(value) && value >= 0))
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be a number >= 0, got ${value}`);
+}
+
+/** Merges defaults, validates and freezes. Throws PME_ERR_CONFIG_INVALID. */
+export function resolveFmOptions(options: Partial<FmOptions> = {}): Readonly<FmOptions> {
+  const o: FmOptions = { ...FM_DEFAULTS, ...options };
+  positive('learningRate', o.learningRate);
+  positive('projectionLearningRate', o.projectionLearningRate);
+  nonNegative('l2', o.l2);
+  nonNegative('l2Projection', o.l2Projection);
+  positive('epsilon', o.epsilon);
+  nonNegative('initialAccumulator', o.initialAccumulator);
+  if (o.optimizer !== 'adagrad' && o.optimizer !== 'sgd')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `optimizer must be "adagrad" or "sgd", got ${o.optimizer}`);
+  if (o.kernels !== 'auto' && o.kernels !== 'js')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `kernels must be "auto" or "js", got ${o.kernels}`);
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `maxTokens must be an integer >= 1, got ${o.maxTokens}`);
+  return Object.freeze(o);
+}
+
+/**
+ * One step of a projection on its accumulated gradient G (then cleared), with L2, by Adagrad
+ * (accumulators A) or plain SGD as the options say. Shared by the FM's flush and DeepFM.
+ */
+export function stepProjection(
+  P: Float32Array,
+  A: Float32Array,
+  G: Float64Array | Float32Array,
+  o: Readonly<FmOptions>,
+): void {
+  const lr = o.projectionLearningRate;
+  const l2 = o.l2Projection;
+  const eps = o.epsilon;
+  const adagrad = o.optimizer === 'adagrad';
+  for (let j = 0; j < P.length; j++) {
+    const gr = G[j] + l2 * P[j];
+    G[j] = 0;
+    if (adagrad) {
+      const acc = A[j] + gr * gr;
+      A[j] = acc;
+      P[j] -= (lr * gr) / (Math.sqrt(acc) + eps);
+    } else P[j] -= lr * gr;
+  }
+}
+
+export class FmModel extends ModelBase implements Model {
+  readonly kind = 'fm';
+  readonly cadence = 'event';
+  readonly store: ModelStore;
+  readonly options: Readonly<FmOptions>;
+  readonly projections: (Float32Array | null)[];
+  readonly projectionAccumulators: (Float32Array | null)[];
+  /** Index of the tier of size D (the searched tier), -1 if the ladder has none. */
+  readonly topTier: number;
+  /** Where the projected tokens' products run: 'wasm-simd' or 'js' (see FmOptions.kernels). */
+  readonly kernels: 'wasm-simd' | 'js';
+
+  // What the options chose, once: the products of projected tokens and each update rule.
+  readonly #projector: Projector;
+  readonly #stepLinear: ScalarStep;
+  readonly #stepFullRow: FullRowStep;
+  readonly #stepRow: RowStep;
+  readonly #adagradBias: boolean;
+  /** Whether full-size rows gather importance (PME's search): the top tier's slab, else none. */
+  readonly #importance: boolean;
+  /** Gradients of the projections accumulated over the current mini-batch (the projector's). */
+  readonly #projectionGrads: (Float32Array | Float64Array | null)[];
+  /** Per tier: whether #projectionGrads holds anything (avoids sweeping untouched tiers). */
+  readonly #projectionTouched: Uint8Array;
+
+  // Scratch for one event: per token its tier, size, offset and D-space vector.
+  readonly #tier: Int32Array;
+  readonly #size: Int32Array;
+  readonly #offset: Int32Array;
+  readonly #v: Float64Array;
+  readonly #sum: Float64Array;
+  readonly #scratch: Float64Array;
+  #ids: Int32Array;
+  #at = 0;
+  #n = 0;
+  #p = 0;
+
+  constructor(store: ModelStore, options: Partial<FmOptions> = {}) {
+    const o = resolveFmOptions(options);
+    super(store.dim, o.maxTokens, o.initialAccumulator);
+    this.options = o;
+    this.store = store;
+    const D = store.dim;
+    const sizes = store.tiers.map((t) => t.size);
+    for (const s of sizes)
+      if (s > D) throw new PmeError('PME_ERR_CONFIG_INVALID', `tier size ${s} exceeds dim ${D}`);
+    this.#projector =
+      (o.kernels === 'auto' ? createSimdProjector(sizes, D) : null) ?? new JsProjector(sizes, D);
+    this.kernels = this.#projector.kind;
+    this.projections = this.#projector.projections;
+    this.#projectionGrads = this.#projector.projectionGrads;
+    this.projectionAccumulators = this.projections.map((P) =>
+      P === null ? null : new Float32Array(P.length).fill(o.initialAccumulator),
+    );
+    this.topTier = sizes.indexOf(D);
+    this.#projectionTouched = new Uint8Array(sizes.length);
+    this.#importance = o.importance && this.topTier >= 0 && store.tiers[this.topTier].importance !== null;
+    const adagrad = o.optimizer === 'adagrad';
+    this.#adagradBias = adagrad;
+    this.#stepLinear = adagrad ? adagradScalar : sgdScalar;
+    this.#stepFullRow = !adagrad ? sgdFullRow : this.#importance ? adagradFullRowImportance : adagradFullRow;
+    this.#stepRow = adagrad ? adagradRow : sgdRow;
+    const m = o.maxTokens;
+    this.#tier = new Int32Array(m);
+    this.#size = new Int32Array(m);
+    this.#offset = new Int32Array(m);
+    this.#v = new Float64Array(m * D);
+    this.#sum = new Float64Array(D);
+    this.#scratch = new Float64Array(D);
+    this.#ids = new Int32Array(0);
+  }
+
+  /**
+   * Forward pass over tokens ids[at .. at + n): fills the scratch (kept for `backward`) and
+   * returns the probability. Reads only; safe for scoring.
+   */
+  forward(ids: Int32Array, n: number, at = 0): number {
+    if (n > this.maxTokens)
+      throw new PmeError('PME_ERR_CONFIG_INVALID', `event has ${n} tokens, maxTokens is ${this.maxTokens}`);
+    const store = this.store;
+    const D = this.dim;
+    const tiers = store.tiers;
+    const tierOf = store.tierOf;
+    const slotOf = store.slotOf;
+    const linear = store.linear;
+    const projector = this.#projector;
+    const tierScratch = this.#tier;
+    const sizeScratch = this.#size;
+    const offsetScratch = this.#offset;
+    const V = this.#v;
+    const S = this.#sum;
+    S.fill(0);
+    let z = this.bias;
+    let selfSq = 0;
+    for (let k = 0; k < n; k++) {
+      const id = ids[at + k];
+      z += linear[id];
+      const ti = tierOf[id];
+      const tier = tiers[ti];
+      const s = tier.size;
+      tierScratch[k] = ti;
+      sizeScratch[k] = s;
+      if (s === 0) {
+        offsetScratch[k] = 0;
+        continue;
+      }
+      const off = slotOf[id] * s;
+      offsetScratch[k] = off;
+      const base = k * D;
+      if (s === D) selfSq += gatherRow(tier.params, off, D, V, base, S);
+      else selfSq += projector.forward(tier.params, off, s, ti, V, base, S);
+    }
+    let sq0 = 0;
+    let sq1 = 0;
+    let d = 0;
+    for (; d + 1 < D; d += 2) {
+      sq0 += S[d] * S[d];
+      sq1 += S[d + 1] * S[d + 1];
+    }
+    if (d < D) sq0 += S[d] * S[d];
+    z += 0.5 * (sq0 + sq1 - selfSq);
+    this.#ids = ids;
+    this.#at = at;
+    this.#n = n;
+    this.#p = sigmoid(z);
+    return this.#p;
+  }
+
+  /**
+   * Backward pass and update for the event last given to `forward`, against `label`. Rows and
+   * linear weights are updated now; projection gradients accumulate until `flush()`.
+   */
+  backward(label: number): void {
+    const store = this.store;
+    const o = this.options;
+    const D = this.dim;
+    const n = this.#n;
+    const ids = this.#ids;
+    const at = this.#at;
+    const g = this.#p - label;
+    const lr = o.learningRate;
+    const l2 = o.l2;
+    const eps = o.epsilon;
+    const tiers = store.tiers;
+    const linear = store.linear;
+    const linearOpt = store.linearOptimizer;
+    const V = this.#v;
+    const S = this.#sum;
+    const sizeScratch = this.#size;
+    const tierScratch = this.#tier;
+    const offsetScratch = this.#offset;
+    const projector = this.#projector;
+    const stepLinear = this.#stepLinear;
+    const stepFullRow = this.#stepFullRow;
+    const stepRow = this.#stepRow;
+    const importance = this.#importance;
+
+    this.stepBias(g, o.projectionLearningRate, eps, this.#adagradBias);
+
+    for (let k = 0; k < n; k++) {
+      stepLinear(linear, linearOpt, ids[at + k], g, lr, l2, eps);
+      const s = sizeScratch[k];
+      if (s === 0) continue;
+      const ti = tierScratch[k];
+      const tier = tiers[ti];
+      const off = offsetScratch[k];
+      const base = k * D;
+      if (s === D) {
+        // dL/de_d = g (S_d − v_d): read straight from the forward's sums, no dv pass.
+        const imp = importance ? tier.importance : null;
+        stepFullRow(tier.params, tier.optimizer, imp, off, D, S, V, base, g, lr, l2, eps);
+      } else {
+        this.#projectionTouched[ti] = 1;
+        projector.backward(tier.params, off, s, ti, g, S, V, base);
+        stepRow(tier.params, tier.optimizer, off, s, projector.grad, projector.gradAt, lr, l2, eps);
+      }
+    }
+  }
+
+  /** Score then learn one event (progressive validation): returns the probability before the update. */
+  step(ids: Int32Array, n: number, label: number, at = 0): number {
+    const p = this.forward(ids, n, at);
+    this.backward(label);
+    return p;
+  }
+
+  learn(rows: Rows, from: number, to: number, scores: ScoreSink): void {
+    const stride = rows.stride;
+    const ids = rows.ids;
+    const counts = rows.counts;
+    const labels = rows.labels;
+    for (let r = from; r < to; r++) {
+      const label = labels[r];
+      scores.add(this.step(ids, counts[r], label, r * stride), label);
+    }
+  }
+
+  endBatch(): void {
+    this.flush();
+  }
+
+  /** Applies the projection gradients accumulated since the last flush (end of a mini-batch). */
+  flush(): void {
+    const o = this.options;
+    let any = false;
+    for (let ti = 0; ti < this.#projectionTouched.length; ti++) {
+      if (this.#projectionTouched[ti] === 0) continue;
+      this.#projectionTouched[ti] = 0;
+      any = true;
+      stepProjection(this.projections[ti]!, this.projectionAccumulators[ti]!, this.#projectionGrads[ti]!, o);
+    }
+    if (any) this.denseVersion++;
+  }
+
+  /** Probability for tokens ids[at .. at + n) without side effects on parameters. */
+  predict(ids: Int32Array, n: number, at = 0): number {
+    return this.forward(ids, n, at);
+  }
+
+  predictRows(rows: Rows, from: number, to: number, out: Float64Array): void {
+    for (let r = from; r < to; r++) out[r] = this.forward(rows.ids, rows.counts[r], r * rows.stride);
+  }
+
+  userSide(ids: Int32Array, n: number, sum: Float64Array): number {
+    return fmSide(this, this.store.linear, ids, n, sum, this.#scratch, this.bias);
+  }
+
+  itemSide(ids: Int32Array, n: number, sum: Float64Array): number {
+    return fmSide(this, this.store.linear, ids, n, sum, this.#scratch, 0);
+  }
+
+  /**
+   * The D-space vector of one token into `out` (length D, offset `at`): zeros for size 0.
+   * Used by the read path, PME's capacity transfer and DeepFM's input.
+   */
+  vectorOf(id: TokenId, out: Float32Array | Float64Array, at = 0): void {
+    const store = this.store;
+    const D = this.dim;
+    const ti = store.tierOf[id];
+    const tier = store.tiers[ti];
+    const s = tier.size;
+    if (s === 0) {
+      for (let d = 0; d < D; d++) out[at + d] = 0;
+      return;
+    }
+    const off = store.slotOf[id] * s;
+    const e = tier.params;
+    if (s === D) {
+      for (let d = 0; d < D; d++) out[at + d] = e[off + d];
+      return;
+    }
+    const P = this.projections[ti]!;
+    for (let d = 0; d < D; d++) out[at + d] = 0;
+    for (let i = 0; i < s; i++) {
+      const ei = e[off + i];
+      const row = i * D;
+      for (let d = 0; d < D; d++) out[at + d] += ei * P[row + d];
+    }
+  }
+
+  stats(): ModelStats {
+    return { kind: this.kind, kernels: this.kernels };
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * What a service's `/metrics` text says, summarized in the shape of `/v1/stats` (all of
+ * DashboardStats but the time stamp and the newest window id, which the text does not carry).
+ * Read with the stream tests' sample readers, independently of the route, so that a test can
+ * check the JSON against the text.
+ */
+import type { DashboardStats, TierStats } from '../../src/api/dashboard/stats.js';
+import { metric, metricByLabel } from '../stream/helpers.js';
+
+/** As JSON carries it: a store without a budget reports `+Inf`, which JSON writes as null. */
+export type TextSummary = Omit<DashboardStats, 'at' | 'lastWindowId' | 'budgetBytes'> & {
+  budgetBytes: number | null;
+};
+
+/** One label's value in a label set such as `{size="8",kind="params"}`. */
+const label = (set: string, name: string): string => new RegExp(`${name}="([^"]*)"`).exec(set)?.[1] ?? '';
+
+const orNull = (value: number | undefined): number | null =>
+  value !== undefined && Number.isFinite(value) ? value : null;
+
+const sum = (samples: Record<string, number>): number =>
+  Object.values(samples).reduce((total, value) => total + value, 0);
+
+export async function summaryFromMetrics(url: string): Promise<TextSummary> {
+  const auc = await metricByLabel(url, 'pme_progressive_auc');
+  const logloss = await metricByLabel(url, 'pme_progressive_logloss');
+  const lagSamples = await metricByLabel(url, 'pme_consumer_lag');
+  const lag: Record<string, number> = {};
+  for (const [set, value] of Object.entries(lagSamples)) lag[label(set, 'partition')] = value;
+  const tiers = new Map<number, TierStats>();
+  for (const [set, tokens] of Object.entries(await metricByLabel(url, 'pme_tier_tokens'))) {
+    const size = Number(label(set, 'size'));
+    tiers.set(size, { size, tokens, bytes: 0 });
+  }
+  const bytes = await metricByLabel(url, 'pme_tier_bytes');
+  for (const [set, value] of Object.entries(bytes)) {
+    const tier = tiers.get(Number(label(set, 'size')));
+    if (tier === undefined) throw new Error(`pme_tier_bytes${set} has no pme_tier_tokens`);
+    tier.bytes += value;
+  }
+  return {
+    eventsTrained: await metric(url, 'pme_events_trained_total'),
+    eventsConsumed: await metric(url, 'pme_events_consumed_total'),
+    dlq: sum(await metricByLabel(url, 'pme_dlq_events_total')),
+    auc: orNull(auc['{scope="cumulative"}']),
+    windowAuc: orNull(auc['{scope="window"}']),
+    logloss: orNull(logloss['{scope="cumulative"}']),
+    windowLogloss: orNull(logloss['{scope="window"}']),
+    lag,
+    lagTotal: sum(lagSamples),
+    tiers: [...tiers.values()].sort((a, b) => a.size - b.size),
+    totalBytes: sum(bytes),
+    budgetBytes: orNull(await metric(url, 'pme_budget_bytes')),
+    pruneWindows: await metric(url, 'pme_prune_windows_total'),
+    backend: label(Object.keys(await metricByLabel(url, 'pme_backend_info'))[0] ?? '', 'backend'),
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * `/v1/stats` against `/metrics` over real sockets (buildApi over serviceApi and ServiceMetrics):
+ * the JSON the dashboard charts and the Prometheus text report the same numbers, for values fed
+ * by hand and for a real trainer and store as they learn.
+ */
+import t, { type Test } from 'tap';
+import type { InputStats, PruneWindowReport, TierReport, TrainingStats } from '../../src/api/contract.js';
+import type { DashboardStats } from '../../src/api/dashboard/stats.js';
+import { buildApi } from '../../src/api/server.js';
+import { SyntheticWorkload } from '../../src/data/index.js';
+import { Trainer } from '../../src/engine/index.js';
+import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
+import { type MetricSources, ServiceMetrics } from '../../src/service/metrics.js';
+import { RecentItems } from '../../src/service/recent.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { summaryFromMetrics } from './metrics-text.js';
+
+async function serve(
+  t: Test,
+  parts: { store: EmbeddingStore; trainer: Trainer; sources: MetricSources; windows: PruneWindowReport[] },
+): Promise<string> {
+  const metrics = new ServiceMetrics(parts.sources);
+  const api = serviceApi({
+    store: parts.store,
+    trainer: parts.trainer,
+    recent: new RecentItems(),
+    prune: { start: () => 0, windows: () => parts.windows },
+    metrics: () => metrics,
+    readiness: trainerReadiness(() => true),
+  });
+  const app = await buildApi(api, { adminToken: '' });
+  t.teardown(() => app.close());
+  return app.listen({ host: '127.0.0.1', port: 0 });
+}
+
+/** `/v1/stats` now, once checked: all in it but `at` and `lastWindowId` is what `/metrics` says. */
+async function agreed(t: Test, url: string, what: string): Promise<DashboardStats> {
+  const stats = (await (await fetch(`${url}/v1/stats`)).json()) as DashboardStats;
+  const { at: _at, lastWindowId: _id, ...rest } = stats;
+  t.same(rest, await summaryFromMetrics(url), `${what}: /v1/stats says what /metrics says`);
+  return stats;
+}
+
+const tier = (size: number, tokens: number, paramBytes: number): TierReport => ({
+  size,
+  tokens,
+  paramBytes,
+  optimizerBytes: 2 * paramBytes,
+  indexBytes: 16 * tokens,
+  totalBytes: 3 * paramBytes + 16 * tokens,
+});
+
+t.test('values fed by hand reach both, and both follow them', async (t) => {
+  const store = new EmbeddingStore({ seed: 5 });
+  const training: TrainingStats = {
+    events: 5000,
+    learned: 7000,
+    auc: 0.6875,
+    logloss: 0.4375,
+    windowAuc: 0.8125,
+    windowLogloss: Number.NaN,
+  };
+  const lag: Record<string, number> = { '2': 9, '0': 1 };
+  const input: InputStats = { consumed: 5100, dlq: { undecodable: 1, 'no "user"': 6 }, lag };
+  let tiers = [tier(16, 40, 2560), tier(4, 300, 4800), tier(0, 900, 0)];
+  const windows = [{ id: 11 } as PruneWindowReport];
+  const url = await serve(t, {
+    store,
+    trainer: new Trainer(store, { seed: 5 }),
+    sources: {
+      trainer: () => training,
+      consumer: () => input,
+      tiers: () => ({ tiers, budgetBytes: 1 << 24 }),
+      pruneWindows: () => windows.length,
+      backend: () => 'wasm',
+    },
+    windows,
+  });
+
+  t.match(await agreed(t, url, 'fed'), {
+    eventsTrained: 5000,
+    eventsConsumed: 5100,
+    dlq: 7,
+    auc: 0.6875,
+    windowAuc: 0.8125,
+    windowLogloss: null,
+    lag: { '0': 1, '2': 9 },
+    lagTotal: 10,
+    tiers: [
+      { size: 0, tokens: 900, bytes: 900 * 16 },
+      { size: 4, tokens: 300, bytes: 3 * 4800 + 300 * 16 },
+      { size: 16, tokens: 40, bytes: 3 * 2560 + 40 * 16 },
+    ],
+    totalBytes: 900 * 16 + 3 * 4800 + 300 * 16 + 3 * 2560 + 40 * 16,
+    budgetBytes: 1 << 24,
+    pruneWindows: 1,
+    lastWindowId: 11,
+    backend: 'wasm',
+  });
+
+  training.events = 6000;
+  training.auc = 0.75;
+  training.windowLogloss = 0.5;
+  lag['1'] = 4;
+  tiers = [tier(16, 10, 640), tier(4, 500, 8000), tier(0, 2000, 0)];
+  windows.push({ id: 12 } as PruneWindowReport);
+  t.match(await agreed(t, url, 'changed'), {
+    eventsTrained: 6000,
+    auc: 0.75,
+    windowLogloss: 0.5,
+    lagTotal: 14,
+    tiers: [
+      { size: 0, tokens: 2000 },
+      { size: 4, tokens: 500 },
+      { size: 16, bytes: 3 * 640 + 10 * 16 },
+    ],
+    pruneWindows: 2,
+    lastWindowId: 12,
+  });
+});
+
+t.test('a real trainer and store, before and after learning', async (t) => {
+  const store = new EmbeddingStore({ seed: 6 });
+  const trainer = new Trainer(store, { seed: 6 });
+  const workload = new SyntheticWorkload({ seed: 6, users: 100, items: 300 });
+  for (const item of workload.catalog()) trainer.upsertItem(item);
+  const url = await serve(t, {
+    store,
+    trainer,
+    sources: {
+      trainer: () => trainer.stats(),
+      consumer: () => ({ consumed: trainer.stats().events, dlq: {}, lag: {} }),
+      tiers: () => tierMetrics(store),
+      pruneWindows: () => 0,
+      backend: () => 'cpu',
+    },
+    windows: [],
+  });
+
+  const before = await agreed(t, url, 'nothing learned');
+  t.match(before, { eventsTrained: 0, auc: null, lagTotal: 0, lastWindowId: 0 });
+  t.equal(before.budgetBytes, null, 'no budget: +Inf in the text, null in JSON');
+  trainer.learn(workload.take(4000));
+  const after = await agreed(t, url, '4,000 events learned');
+  t.equal(after.eventsTrained, trainer.stats().events);
+  t.equal(after.auc, trainer.stats().auc, 'the trainer’s progressive AUC');
+  t.ok(after.totalBytes > before.totalBytes, 'tokens learned take bytes');
+});
