@@ -7,33 +7,11 @@
  * serves several rows (fewer loads and stores of out / dv per multiply-add).
  */
 
-/** v = e[off .. off + s) · P_ti into V[base .. base + D), S += v; returns |v|². */
-export type ProjectForward = (
-  e: Float32Array,
-  off: number,
-  s: number,
-  ti: number,
-  V: Float64Array,
-  base: number,
-  S: Float64Array,
-) => number;
-
-/** With dv = g (S − V[base ..)): the row's gradient P_ti · dv into the projector's `grad`, and
- *  dP_ti += e ⊗ dv. */
-export type ProjectBackward = (
-  e: Float32Array,
-  off: number,
-  s: number,
-  ti: number,
-  g: number,
-  S: Float64Array,
-  V: Float64Array,
-  base: number,
-) => void;
-
 /**
  * The s × D products of tokens whose row reaches the D-space through a projection P_s, and the
- * projections themselves (the wasm kernels keep them in their own memory).
+ * projections themselves (the wasm kernels keep them in their own memory). A projector works on
+ * its model's per-event scratch, given at construction: V, one D-space vector per token of the
+ * event (token k at k·D), and S, their sum.
  */
 export interface Projector {
   readonly kind: 'js' | 'wasm-simd';
@@ -44,8 +22,10 @@ export interface Projector {
   /** Where `backward` leaves the row's gradient: grad[gradAt .. gradAt + s). */
   readonly grad: Float32Array | Float64Array;
   readonly gradAt: number;
-  readonly forward: ProjectForward;
-  readonly backward: ProjectBackward;
+  /** v = e[off .. off + s) · P_ti into V[base .. base + D), S += v; returns |v|². */
+  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number;
+  /** With dv = g (S − V[base ..)): the row's gradient P_ti · dv into `grad`, and dP_ti += e ⊗ dv. */
+  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void;
 }
 
 /**
@@ -71,8 +51,13 @@ export class JsProjector implements Projector {
   readonly #D: number;
   readonly #dv: Float64Array;
 
-  constructor(sizes: readonly number[], D: number) {
+  readonly #V: Float64Array;
+  readonly #S: Float64Array;
+
+  constructor(sizes: readonly number[], D: number, V: Float64Array, S: Float64Array) {
     this.#D = D;
+    this.#V = V;
+    this.#S = S;
     const projected = (s: number) => s > 0 && s < D;
     this.projections = sizes.map((s) =>
       projected(s) ? initialProjection(new Float32Array(s * D), s, D) : null,
@@ -82,18 +67,21 @@ export class JsProjector implements Projector {
     this.#dv = new Float64Array(D);
   }
 
-  readonly forward: ProjectForward = (e, off, s, ti, V, base, S) => {
+  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number {
     const D = this.#D;
+    const V = this.#V;
     project(e, off, s, this.projections[ti]!, D, V, base);
-    return gatherRow(V, base, D, V, base, S);
-  };
+    return gatherRow(V, base, D, V, base, this.#S);
+  }
 
-  readonly backward: ProjectBackward = (e, off, s, ti, g, S, V, base) => {
+  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void {
     const D = this.#D;
+    const V = this.#V;
+    const S = this.#S;
     const dv = this.#dv;
     for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
     backProject(e, off, s, this.projections[ti]!, this.projectionGrads[ti]!, D, dv, this.grad);
-  };
+  }
 }
 
 /**

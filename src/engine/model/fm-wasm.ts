@@ -9,22 +9,21 @@
  * backward products, gradients only, run in f32x4. A tier-mix step runs about 1.5x faster than in
  * JavaScript (bench/train.ts, "tier mix").
  */
-import {
-  gatherRow,
-  initialProjection,
-  type ProjectBackward,
-  type ProjectForward,
-  type Projector,
-} from './fm-kernels.js';
+import { gatherRow, initialProjection, type Projector } from './fm-kernels.js';
 
 /**
  * The products in wasm SIMD, or null when the runtime cannot run the module or D is not a
  * multiple of 4. P_s and its gradient then live in the kernels' memory (whole 64 KiB pages: one
  * for D = 64 and the default ladder).
  */
-export function createSimdProjector(sizes: readonly number[], D: number): Projector | null {
+export function createSimdProjector(
+  sizes: readonly number[],
+  D: number,
+  V: Float64Array,
+  S: Float64Array,
+): Projector | null {
   const simd = createSimdKernels(sizes, D);
-  return simd === null ? null : new SimdProjector(simd, sizes, D);
+  return simd === null ? null : new SimdProjector(simd, sizes, D, V, S);
 }
 
 class SimdProjector implements Projector {
@@ -36,9 +35,14 @@ class SimdProjector implements Projector {
   readonly #simd: SimdKernels;
   readonly #D: number;
 
-  constructor(simd: SimdKernels, sizes: readonly number[], D: number) {
+  readonly #V: Float64Array;
+  readonly #S: Float64Array;
+
+  constructor(simd: SimdKernels, sizes: readonly number[], D: number, V: Float64Array, S: Float64Array) {
     this.#simd = simd;
     this.#D = D;
+    this.#V = V;
+    this.#S = S;
     const f = simd.f32;
     const view = (at: number, s: number) => f.subarray(at >> 2, (at >> 2) + s * D);
     this.projections = sizes.map((s, ti) =>
@@ -49,25 +53,27 @@ class SimdProjector implements Projector {
     this.gradAt = simd.gradAt >> 2;
   }
 
-  readonly forward: ProjectForward = (e, off, s, ti, V, base, S) => {
+  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number {
     const simd = this.#simd;
     const f = simd.f64;
     const eAt = simd.eAt >> 3;
     for (let i = 0; i < s; i++) f[eAt + i] = e[off + i];
     simd.project(simd.eAt, s, simd.pAt[ti], this.#D, simd.outAt);
-    return gatherRow(f, simd.outAt >> 3, this.#D, V, base, S);
-  };
+    return gatherRow(f, simd.outAt >> 3, this.#D, this.#V, base, this.#S);
+  }
 
-  readonly backward: ProjectBackward = (e, off, s, ti, g, S, V, base) => {
+  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void {
     const simd = this.#simd;
     const D = this.#D;
+    const V = this.#V;
+    const S = this.#S;
     const f = simd.f32;
     const dvAt = simd.dvAt >> 2;
     const eAt = simd.eAt >> 3;
     for (let d = 0; d < D; d++) f[dvAt + d] = g * (S[d] - V[base + d]);
     for (let i = 0; i < s; i++) simd.f64[eAt + i] = e[off + i];
     simd.backProject(simd.eAt, s, simd.pAt[ti], simd.dpAt[ti], D, simd.dvAt, simd.gradAt);
-  };
+  }
 }
 
 /** The WebAssembly API used here (lib ES2022 declares none). */

@@ -181,8 +181,12 @@ export class FmModel extends ModelBase implements Model {
     const sizes = store.tiers.map((t) => t.size);
     for (const s of sizes)
       if (s > D) throw new PmeError('PME_ERR_CONFIG_INVALID', `tier size ${s} exceeds dim ${D}`);
+    const m = o.maxTokens;
+    this.#v = new Float64Array(m * D);
+    this.#sum = new Float64Array(D);
     this.#projector =
-      (o.kernels === 'auto' ? createSimdProjector(sizes, D) : null) ?? new JsProjector(sizes, D);
+      (o.kernels === 'auto' ? createSimdProjector(sizes, D, this.#v, this.#sum) : null) ??
+      new JsProjector(sizes, D, this.#v, this.#sum);
     this.kernels = this.#projector.kind;
     this.projections = this.#projector.projections;
     this.#projectionGrads = this.#projector.projectionGrads;
@@ -197,12 +201,9 @@ export class FmModel extends ModelBase implements Model {
     this.#stepLinear = adagrad ? adagradScalar : sgdScalar;
     this.#stepFullRow = !adagrad ? sgdFullRow : this.#importance ? adagradFullRowImportance : adagradFullRow;
     this.#stepRow = adagrad ? adagradRow : sgdRow;
-    const m = o.maxTokens;
     this.#tier = new Int32Array(m);
     this.#size = new Int32Array(m);
     this.#offset = new Int32Array(m);
-    this.#v = new Float64Array(m * D);
-    this.#sum = new Float64Array(D);
     this.#scratch = new Float64Array(D);
     this.#ids = new Int32Array(0);
   }
@@ -245,7 +246,7 @@ export class FmModel extends ModelBase implements Model {
       offsetScratch[k] = off;
       const base = k * D;
       if (s === D) selfSq += gatherRow(tier.params, off, D, V, base, S);
-      else selfSq += projector.forward(tier.params, off, s, ti, V, base, S);
+      else selfSq += projector.forward(tier.params, off, s, ti, base);
     }
     let sq0 = 0;
     let sq1 = 0;
@@ -308,7 +309,7 @@ export class FmModel extends ModelBase implements Model {
         stepFullRow(tier.params, tier.optimizer, imp, off, D, S, V, base, g, lr, l2, eps);
       } else {
         this.#projectionTouched[ti] = 1;
-        projector.backward(tier.params, off, s, ti, g, S, V, base);
+        projector.backward(tier.params, off, s, ti, g, base);
         stepRow(tier.params, tier.optimizer, off, s, projector.grad, projector.gradAt, lr, l2, eps);
       }
     }

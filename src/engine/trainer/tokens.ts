@@ -107,6 +107,9 @@ export class TokenResolver {
   readonly #missValue: (string | null)[];
   /** Where the item token is among them, -1 when the row had no room for it. */
   #itemAt = -1;
+  /** How many of them have a key to create, and how many an id to remember in a cache. */
+  #toCreate = 0;
+  #toRemember = 0;
 
   constructor(
     store: TrainerStore,
@@ -234,10 +237,14 @@ export class TokenResolver {
     }
     // Found in the old generation (it moves to young) or not at all: remembered after creation.
     const old = cache.takeOld(value);
-    this.#keys[k] = old < 0 ? cache.prefix + value : null;
+    if (old < 0) {
+      this.#keys[k] = cache.prefix + value;
+      this.#toCreate++;
+    } else this.#keys[k] = null;
     this.#ids[k] = old;
     this.#missCache[k] = cache;
     this.#missValue[k] = value;
+    this.#toRemember++;
     return k + 1;
   }
 
@@ -251,6 +258,7 @@ export class TokenResolver {
       const id = catalog.itemToken[entry.index];
       this.#itemAt = n;
       this.#keys[n] = id < 0 ? entry.key : null;
+      if (id < 0) this.#toCreate++;
       this.#ids[n] = id;
       this.#fields[n] = 1;
       this.#missCache[n] = null;
@@ -259,7 +267,11 @@ export class TokenResolver {
     const g = catalog.itemSig[entry.index];
     for (let j = catalog.sigStart[g], end = j + catalog.sigLength[g]; j < end && n < max; j++) {
       const f = catalog.sigFields[j];
-      this.#keys[n] = catalog.fieldKey(f);
+      // The field token's id as the catalog last found it (forgotten when the store evicts it).
+      const id = catalog.fieldToken(f);
+      this.#keys[n] = id < 0 ? catalog.fieldKey(f) : null;
+      if (id < 0) this.#toCreate++;
+      this.#ids[n] = id;
       this.#fields[n] = catalog.fieldCode(f);
       this.#missCache[n] = null;
       n++;
@@ -271,9 +283,15 @@ export class TokenResolver {
    *  item's token in the catalog. */
   #create(entry: ItemEntry, n: number, now: Milliseconds): void {
     const ids = this.#ids;
-    this.#store.getOrCreateMany(this.#keys, ids, now, n);
-    const itemAt = this.#itemAt;
-    if (itemAt >= 0 && this.#keys[itemAt] !== null) this.#catalog.setItemToken(entry.index, ids[itemAt]);
+    // Every id known (the usual case): nothing is created, so nothing can be evicted either.
+    if (this.#toCreate > 0) {
+      this.#toCreate = 0;
+      this.#store.getOrCreateMany(this.#keys, ids, now, n);
+      const itemAt = this.#itemAt;
+      if (itemAt >= 0 && this.#keys[itemAt] !== null) this.#catalog.setItemToken(entry.index, ids[itemAt]);
+    }
+    if (this.#toRemember === 0) return;
+    this.#toRemember = 0;
     for (let k = 0; k < n; k++) {
       const cache = this.#missCache[k];
       if (cache === null) continue;
