@@ -234,9 +234,10 @@ function backProject(
   }
 }
 
-// The optimizers' updates, one function per (optimizer, row kind): fm.ts picks its set once.
+// The optimizers' updates, one function per (optimizer, row kind): a model picks its set once.
 
-/** Step of a linear weight w[i] on gradient g (+ L2), Adagrad accumulator acc[i]. */
+/** Step of a linear weight w[i] on gradient g (+ L2), Adagrad accumulator acc[i] (logistic
+ *  regression's; the FM inlines it, see its backward). */
 export type ScalarStep = (
   w: Float32Array,
   acc: Float32Array,
