@@ -116,6 +116,18 @@ export const OPTIONS = {
     doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
   },
   seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
+  maxFieldNames: {
+    env: 'PME_MAX_FIELD_NAMES',
+    kind: 'int',
+    default: '1024',
+    doc: 'Most distinct field names over events and catalog; an event or item that would add one more goes to the DLQ (`field-limit`). Names are never forgotten, so this bounds what producers can make the service keep. At most 65534.',
+  },
+  maxKeyLength: {
+    env: 'PME_MAX_KEY_LENGTH',
+    kind: 'int',
+    default: '1024',
+    doc: "Longest user, item, field name or field value, in characters; a longer one's event or item goes to the DLQ (`oversized-key`). An event with more tokens than a model row holds (64: user, fields, item, the item's catalog fields) goes there too (`too-many-fields`), and so does a label outside [0, 1] (`bad-label`).",
+  },
   paramsTopic: {
     env: 'PME_TOPIC_PARAMS',
     kind: 'string',
@@ -229,6 +241,13 @@ function validate(config: Config): void {
   if (config.partitions < 1) throw new PmeError('PME_ERR_CONFIG_INVALID', '--partitions must be at least 1');
   if (config.role !== 'trainer' && config.role !== 'replica')
     throw new PmeError('PME_ERR_CONFIG_INVALID', `--role must be trainer or replica, got "${config.role}"`);
+  if (config.maxFieldNames > 65534)
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--max-field-names must be at most 65534, got ${config.maxFieldNames}`,
+    );
+  if (config.maxKeyLength < 1)
+    throw new PmeError('PME_ERR_CONFIG_INVALID', '--max-key-length must be at least 1');
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
 }

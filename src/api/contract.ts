@@ -72,6 +72,9 @@ export interface TrainingStats {
   logloss: number;
   windowAuc: number;
   windowLogloss: number;
+  /** Events and catalog items refused past the trainer's limits when learned (those refused as
+   *  they were decoded went to the DLQ instead), by reason. */
+  rejected?: Readonly<Record<string, number>>;
 }
 
 /** The input's counters: the interactions consumer, or a replica's parameter follower. */

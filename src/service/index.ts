@@ -33,6 +33,7 @@ import {
   unpackRecords,
 } from '../stream/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from './adapter.js';
+import { admittingCodec } from './admission.js';
 import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
@@ -48,6 +49,13 @@ export interface Service {
   snapshot(): Promise<string>;
   /** Ordered shutdown; safe to call more than once. */
   stop(): Promise<void>;
+  /**
+   * Settles, with its error, if the consumer stops for good (an error Kafka's client will not
+   * retry). The service has then halted: HTTP closed, Kafka left, and no snapshot taken, since the
+   * state in memory may hold part of a batch that the last snapshot and its offsets do not. The
+   * process should exit non-zero, so that a supervisor restarts it from that snapshot.
+   */
+  failed?: Promise<Error>;
   /** Set on a replica: how far behind the trainer it is. */
   replica?: {
     staleness(): number;
@@ -118,6 +126,12 @@ async function startPublishing(
       await bounded(publish(), STOP_GRACE_MS, () => log('pme: final parameter publish timed out'));
       await bounded(publisher.disconnect(), STOP_GRACE_MS, () => {});
     },
+    /** Stops without a last publish (after a failure: replicas keep the last consistent state). */
+    halt: async () => {
+      clearInterval(timer);
+      await running;
+      await bounded(publisher.disconnect(), STOP_GRACE_MS, () => {});
+    },
   };
 }
 
@@ -151,6 +165,8 @@ export async function startService(
     seed: config.seed,
     observer: pme,
     itemRefreshMs: ITEM_REFRESH_MS,
+    maxFieldNames: config.maxFieldNames,
+    maxKeyLength: config.maxKeyLength,
   });
   pme.attach(trainer);
   const stopItemRefresh = startItemRefresh(trainer);
@@ -167,9 +183,12 @@ export async function startService(
     partitions: config.partitions,
   });
   const registry = config.schemaRegistry === '' ? undefined : new HttpSchemaRegistry(config.schemaRegistry);
-  const codec = toEventCodec(
-    await createInteractionCodec({ registry, topic: config.interactionsTopic }),
-    await createItemCodec({ registry, topic: config.itemsTopic }),
+  const codec = admittingCodec(
+    toEventCodec(
+      await createInteractionCodec({ registry, topic: config.interactionsTopic }),
+      await createItemCodec({ registry, topic: config.itemsTopic }),
+    ),
+    trainer,
   );
   const consumer = new StreamConsumer({
     brokers: config.brokers,
@@ -190,7 +209,13 @@ export async function startService(
       for (const item of items) trainer.upsertItem(item);
     },
     withStateLock: (fn) => lock.run(fn),
+    onFatal: (error) => onFatal(error),
   });
+  // Until the service is up, a fatal error is kept for then (halt needs what is built below).
+  let early: Error | null = null;
+  let onFatal = (error: Error): void => {
+    early ??= error;
+  };
 
   const snapshot = async (): Promise<string> => {
     const { path, offsets } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
@@ -285,5 +310,27 @@ export async function startService(
     })();
     return stopping;
   };
-  return { url: address, trainer, store, snapshot, stop };
+  let halting: Promise<void> | null = null;
+  /** Stops everything but takes no snapshot and commits nothing (see Service.failed). */
+  const halt = (): Promise<void> => {
+    halting ??= (async () => {
+      clearInterval(timer);
+      stopItemRefresh();
+      await app?.close();
+      await serving?.stop();
+      await publishing?.halt();
+      await bounded(consumer.close(), STOP_GRACE_MS, () => {});
+    })().catch((error: unknown) => log(`pme: halt: ${error instanceof Error ? error.message : error}`));
+    return halting;
+  };
+  const failed = new Promise<Error>((resolve) => {
+    onFatal = (error) => {
+      log(
+        `pme: the consumer stopped for good: ${error.message}; halting without a snapshot (exit non-zero: a supervisor restarts from the last one)`,
+      );
+      void halt().then(() => resolve(error));
+    };
+  });
+  if (early !== null) onFatal(early);
+  return { url: address, trainer, store, snapshot, stop, failed };
 }

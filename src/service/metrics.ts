@@ -108,6 +108,16 @@ export class ServiceMetrics {
           setCounter(this, count, { reason });
       },
     });
+    new Counter({
+      name: 'pme_events_rejected_total',
+      help: 'Events and catalog items the trainer refused past its limits when learning them, by reason (the DLQ counts those refused as decoded)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, count] of Object.entries(sources.trainer().rejected ?? {}))
+          setCounter(this, count, { reason });
+      },
+    });
     new Gauge({
       name: 'pme_consumer_lag',
       help: 'Messages behind the end of each partition at the last fetch',

@@ -188,6 +188,12 @@ export class EmbeddingStore {
     return this.#index.keys[id];
   }
 
+  /** Every field (the part of a key before its first '=') a token has had: the store's field
+   *  table, which only grows until a restore rebuilds it from the live tokens. */
+  fieldNames(): readonly string[] {
+    return this.#index.fieldNames;
+  }
+
   /** The part of the key before the first '=' ('' when there is none). */
   field(id: TokenId): string {
     this.#check(id);

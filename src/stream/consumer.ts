@@ -32,7 +32,10 @@ export type DlqReason =
   | 'missing-user'
   | 'missing-item'
   | 'bad-label'
-  | 'oversized';
+  | 'oversized'
+  | 'too-many-fields'
+  | 'field-limit'
+  | 'oversized-key';
 
 export class DecodeError extends Error {
   constructor(
@@ -70,6 +73,13 @@ export interface ConsumerOptions {
   onItems(items: CatalogItem[]): void;
   /** Serialises state changes with snapshots: eachBatch applies its events inside it. */
   withStateLock<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Told, once, when consuming stops for good: onEvents or onItems threw (the state may hold part
+   * of a batch, so nothing more is applied on top of it and no offset moves past it), or Kafka's
+   * client crashed a consumer and will not restart it. The caller decides what the process does
+   * (the service halts without a snapshot, and `pme serve` exits non-zero). Default: nothing.
+   */
+  onFatal?(error: Error): void;
   clientId?: string;
   /**
    * Events per trainer mini-batch; chunks end at offsets that are multiples of it (see the module
@@ -188,6 +198,8 @@ export class StreamConsumer {
   #lagRead: Promise<void> | undefined;
   #closed = false;
   #live = false;
+  /** Why consuming stopped for good (see onFatal), null while it goes on. */
+  #failed: Error | null = null;
 
   constructor(options: ConsumerOptions) {
     this.#options = resolveOptions(options);
@@ -254,14 +266,26 @@ export class StreamConsumer {
             await this.#toDlq(o.itemsTopic, batch.partition, message, error);
           }
         }
-        if (items.length > 0) await o.withStateLock(async () => o.onItems(items));
+        if (items.length === 0 || this.#failed !== null) return;
+        await o.withStateLock(async () => {
+          try {
+            o.onItems(items);
+          } catch (error) {
+            this.#fail(error);
+          }
+        });
       },
     });
 
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topics: [o.interactionsTopic], fromBeginning: true });
-    this.#consumer.on(this.#consumer.events.CRASH, () => {
+    // kafkajs restarts a consumer after a retriable error by itself; after any other, it is gone.
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
       this.#live = false;
+      if (!payload.restart) this.#fail(payload.error);
+    });
+    this.#catalog.on(this.#catalog.events.CRASH, ({ payload }) => {
+      if (!payload.restart) this.#fail(payload.error);
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       const assigned = new Set<string>();
@@ -280,7 +304,7 @@ export class StreamConsumer {
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        if (batch.messages.length === 0) return;
+        if (batch.messages.length === 0 || this.#failed !== null) return;
         const key = `${batch.topic}:${batch.partition}`;
         await o.codec.prefetch?.(batch.messages.map((m) => m.value));
         await this.#locked(batch.topic, heartbeat, async () => {
@@ -295,7 +319,13 @@ export class StreamConsumer {
             this.#pending.delete(key);
             if (p.events.length > 0) {
               const t0 = performance.now();
-              await o.onEvents(p.events);
+              try {
+                await o.onEvents(p.events);
+              } catch (error) {
+                // Its offsets do not move: a restart from the last snapshot reads it again.
+                this.#fail(error);
+                return;
+              }
               applyMs += performance.now() - t0;
               stats.trained += p.events.length;
               stats.batches++;
@@ -303,7 +333,7 @@ export class StreamConsumer {
             this.#applied.set(key, p.next);
           };
           for (const message of batch.messages) {
-            if (!isRunning() || isStale()) {
+            if (!isRunning() || isStale() || this.#failed !== null) {
               complete = false;
               break;
             }
@@ -349,7 +379,13 @@ export class StreamConsumer {
           }
           // Caught up with the partition: nothing more to wait for, train what is there.
           const open = this.#pending.get(key);
-          if (complete && open !== undefined && last + 1n >= BigInt(batch.highWatermark)) await flush(open);
+          if (
+            complete &&
+            open !== undefined &&
+            last + 1n >= BigInt(batch.highWatermark) &&
+            this.#failed === null
+          )
+            await flush(open);
           stats.applyMs += applyMs;
           // The rest of the time in this loop: decoding, DLQ sends, bookkeeping.
           stats.decodeMs += performance.now() - started - applyMs - yieldedMs;
@@ -362,6 +398,16 @@ export class StreamConsumer {
     this.#live = true;
     this.#lagTimer = setInterval(() => this.#readLag(), o.lagRefreshMs);
     this.#lagTimer.unref();
+  }
+
+  /** Stops consuming for good, once: no more fetches, nothing more applied (see onFatal). */
+  #fail(error: unknown): void {
+    if (this.#failed !== null) return;
+    this.#failed = error instanceof Error ? error : new Error(String(error));
+    this.#live = false;
+    clearInterval(this.#lagTimer);
+    this.#pauseAll();
+    this.#options.onFatal?.(this.#failed);
   }
 
   /** Starts a lag read unless one is in flight or the consumer is closing. */
@@ -491,8 +537,19 @@ export class StreamConsumer {
   async stopFetching(): Promise<void> {
     this.#live = false;
     clearInterval(this.#lagTimer);
-    this.#consumer.pause([{ topic: this.#options.interactionsTopic }]);
-    this.#catalog.pause([{ topic: this.#options.itemsTopic }]);
+    this.#pauseAll();
+  }
+
+  /** Pauses both consumers; one that crashed has nothing to pause (kafkajs throws: not initialized). */
+  #pauseAll(): void {
+    for (const [consumer, topic] of [
+      [this.#consumer, this.#options.interactionsTopic],
+      [this.#catalog, this.#options.itemsTopic],
+    ] as const) {
+      try {
+        consumer.pause([{ topic }]);
+      } catch {}
+    }
   }
 
   /** Leaves the group and closes every connection. */

@@ -10,6 +10,7 @@ import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { ITEM_REFRESH_MS, startService } from '../../src/service/index.js';
+import { listSnapshots, readSnapshot } from '../../src/store/index.js';
 import { EventProducer } from '../../src/stream/index.js';
 import { isolatedEnv, testBrokers } from '../helpers/broker.js';
 import { until } from '../helpers/wait.js';
@@ -79,3 +80,58 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   await new Promise((resolve) => setTimeout(resolve, 1000));
   t.equal(second.trainer.stats().learned, 25_000, 'only the new events are learned after the restart');
 });
+
+t.test(
+  'a batch that fails to apply halts the service without a snapshot; a restart applies it once',
+  async (t) => {
+    const brokers = await testBrokers();
+    const stateDir = await mkdtemp(join(tmpdir(), 'pme-service-'));
+    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const env = { ...isolatedEnv(brokers, stateDir), PME_SNAPSHOT_INTERVAL_MS: '300', PME_PARTITIONS: '1' };
+    const config = loadConfig([], env);
+    const lines: string[] = [];
+    const service = await startService(config, (line) => lines.push(line));
+    const workload = new SyntheticWorkload({ seed: 6, users: 50, items: 80 });
+    const producer = new EventProducer({ brokers: config.brokers });
+    await producer.connect();
+    t.teardown(() => producer.disconnect());
+    await producer.sendInteractions(
+      config.interactionsTopic,
+      Array.from({ length: 3000 }, () => workload.next()),
+    );
+    await until('3,000 events trained', () => service.trainer.stats().learned >= 3000);
+    await until('a snapshot holds them', async () => {
+      const newest = (await listSnapshots(stateDir)).at(-1);
+      if (newest === undefined) return false;
+      const { extra } = await readSnapshot(stateDir);
+      const counters = extra?.['engine/counters.json'];
+      return counters !== undefined && JSON.parse(new TextDecoder().decode(counters)).learned === 3000;
+    });
+
+    // A fault while applying a batch (a bug, say), half-way through its events.
+    const learnEvents = service.trainer.learnEvents.bind(service.trainer);
+    let calls = 0;
+    service.trainer.learnEvents = (batch, from, to) => {
+      if (++calls === 3) throw new Error('injected fault');
+      learnEvents(batch, from, to);
+    };
+    await producer.sendInteractions(
+      config.interactionsTopic,
+      Array.from({ length: 1000 }, () => workload.next()),
+    );
+    const error = await service.failed;
+    t.match(error?.message, /injected fault/, 'the service reports why it stopped');
+    t.match(lines.join('\n'), /the consumer stopped for good: injected fault; halting without a snapshot/);
+    await t.rejects(fetch(`${service.url}/healthz`), 'HTTP is closed: not left half-alive');
+    const { extra } = await readSnapshot(stateDir);
+    const saved = JSON.parse(new TextDecoder().decode(extra?.['engine/counters.json'])).learned;
+    t.equal(saved, 3000, 'no snapshot holds part of the failed batch');
+
+    // From the last snapshot, the 1,000 events are applied exactly once.
+    const again = await startService(config, () => {});
+    t.teardown(() => again.stop());
+    await until('4,000 events in the state', () => again.trainer.stats().learned >= 4000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    t.equal(again.trainer.stats().learned, 4000, 'nothing lost, nothing applied twice');
+  },
+);

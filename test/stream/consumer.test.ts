@@ -7,7 +7,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
-import { isPmeError } from '../../src/errors.js';
+import { isPmeError, PmeError } from '../../src/errors.js';
 import {
   createInteractionCodec,
   createItemCodec,
@@ -209,4 +209,35 @@ t.test('lag of a partition with nothing to fetch comes from the broker', async (
   await until('new events applied', () => applied.length >= 50, 20_000);
   await until('lag back to 0', () => consumer.stats.lag['0'] === 0, 20_000);
   t.equal(applied.length, 50, 'only the new events');
+});
+
+t.test('an error applying a batch stops consuming for good, and says so once', async (t) => {
+  const { brokers, topic } = await topicWith(plainEvents(50, 5, 5));
+  const fatal: Error[] = [];
+  let applied = 0;
+  const consumer = new StreamConsumer({
+    brokers: brokers.split(','),
+    groupId: uniqueName('fatal'),
+    interactionsTopic: topic,
+    itemsTopic: `${topic}-items`,
+    codec: await codec(),
+    onEvents: () => {
+      applied++;
+      // The state may now hold part of the batch: nothing more may be applied on top of it.
+      throw new PmeError('PME_ERR_INTERNAL');
+    },
+    onItems: () => {},
+    withStateLock: (fn) => fn(),
+    onFatal: (error) => fatal.push(error),
+  });
+  t.teardown(() => consumer.close());
+  await consumer.start();
+  await until('the crash reported', () => fatal.length > 0, 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.equal(fatal.length, 1, 'reported once');
+  t.match(fatal[0].message, /internal error/);
+  t.equal(applied, 1, 'not retried: the same batch is not applied again');
+  t.equal(consumer.live, false, 'not live');
+  await consumer.stopFetching();
+  t.pass('a stop after the crash does not throw (it did: "Consumer group was not initialized")');
 });

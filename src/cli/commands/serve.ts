@@ -54,6 +54,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const service: Service =
     config.role === 'replica' ? await startReplica(config) : await startService(config);
   process.stdout.write(`PME_URL=${service.url}\n`);
-  await stopOnSignals(() => service.stop());
-  return 0;
+  // The service halts by itself when its consumer dies for good: exit non-zero, so a supervisor
+  // restarts it from the last snapshot, rather than stay up without consuming.
+  const failure = await Promise.race([
+    stopOnSignals(() => service.stop()).then(() => null),
+    service.failed ?? new Promise<never>(() => {}),
+  ]);
+  if (failure === null) return 0;
+  process.stderr.write(`pme: stopped: ${failure.message}\n`);
+  return 1;
 }

@@ -94,11 +94,20 @@ export async function upCommand(argv: string[]): Promise<number> {
     ].join('\n'),
   );
 
-  await stopOnSignals(async () => {
-    await demo?.stop();
-    await producer.disconnect();
-    await service.stop();
-    await kafka.stop();
-  });
-  return 0;
+  const failure = await Promise.race([
+    stopOnSignals(async () => {
+      await demo?.stop();
+      await producer.disconnect();
+      await service.stop();
+      await kafka.stop();
+    }).then(() => null),
+    service.failed ?? new Promise<never>(() => {}),
+  ]);
+  if (failure === null) return 0;
+  // The service halted by itself (see serve): stop the rest and exit non-zero.
+  await demo?.stop();
+  await producer.disconnect();
+  await kafka.stop();
+  process.stderr.write(`pme: stopped: ${failure.message}\n`);
+  return 1;
 }

@@ -25,6 +25,7 @@ import { tierLayout } from './arrays.js';
 import { Catalog, type ExportedCatalog, type ExportedItem, fieldsOf, type ItemEntry } from './catalog.js';
 import { type RowFeed, rowFeed } from './feed.js';
 import { ItemTerms } from './item-terms.js';
+import { Limits, type Rejection } from './limits.js';
 import {
   resolveTrainerOptions,
   type TokenObserver,
@@ -35,6 +36,7 @@ import { Reads, type RecommendResult } from './reads.js';
 import { FieldCodes, NO_OBSERVER, TokenResolver } from './tokens.js';
 
 export type { ExportedCatalog, ExportedItem } from './catalog.js';
+export type { Rejection, RejectionReason } from './limits.js';
 export {
   resolveTrainerOptions,
   type TokenObserver,
@@ -53,6 +55,8 @@ export interface TrainerStats extends MetricsSnapshot {
   eventsPerSecond: number;
   /** Items known (catalog plus stream). */
   items: number;
+  /** Events and items refused (limits.ts), per reason. */
+  rejected: Record<string, number>;
 }
 
 /** The metrics, counting what the model scored. */
@@ -80,6 +84,8 @@ export class Trainer {
   readonly #observer: TokenObserver;
   readonly #codes = new FieldCodes();
   readonly #catalog: Catalog;
+  readonly #limits: Limits;
+  readonly #rejected: Record<string, number> = {};
   readonly #tokens: TokenResolver;
   readonly #terms: ItemTerms;
   readonly #reads: Reads;
@@ -102,6 +108,10 @@ export class Trainer {
     this.#clock = o.clock;
     this.#random = createRandom(o.seed);
     this.#observer = o.observer ?? NO_OBSERVER;
+    // The fields a restored store has count towards the limit on field names.
+    for (const name of store.fieldNames?.() ?? []) if (name !== '') this.#codes.code(name);
+    const maxTokens = this.model.maxTokens;
+    this.#limits = new Limits(this.#codes, { maxTokens, ...o });
     this.#catalog = new Catalog(store, this.#codes, o.negativeExponent);
     this.#tokens = new TokenResolver(store, this.#catalog, this.#codes, this.#observer, this.model.maxTokens);
     const layout = tierLayout(store);
@@ -115,12 +125,35 @@ export class Trainer {
     if (o.catalog !== null) for (const item of o.catalog) this.upsertItem(item);
   }
 
-  /** Adds or updates a catalog item (the compacted `items` topic feeds this). */
-  upsertItem(item: CatalogItem): void {
+  /**
+   * Why `event` cannot be learned (limits.ts), or null. An admitted event's new field names are
+   * registered, so learning it later finds room for them: the service asks this of each event as
+   * it is decoded and sends a refused one to the DLQ. learnEvents() asks it again and skips.
+   */
+  admit(event: Interaction): Rejection | null {
+    return this.#limits.event(event, this.#catalog.entry(event.item));
+  }
+
+  /** Why `item` cannot be kept in the catalog (limits.ts), or null. */
+  admitItem(item: CatalogItem): Rejection | null {
+    return this.#limits.item(item);
+  }
+
+  /** Adds or updates a catalog item (the compacted `items` topic feeds this); returns why it was
+   *  refused instead, if it was (the catalog is then as before). */
+  upsertItem(item: CatalogItem): Rejection | null {
+    const rejection = this.#limits.item(item);
+    if (rejection !== null) return this.#reject(rejection);
     const entry = this.#catalog.entry(item.item) ?? this.#addItem(item.item);
     this.#catalog.update(entry, item);
     this.#terms.changed();
     this.#terms.refreshItem(entry.index);
+    return null;
+  }
+
+  #reject(rejection: Rejection): Rejection {
+    this.#rejected[rejection.reason] = (this.#rejected[rejection.reason] ?? 0) + 1;
+    return rejection;
   }
 
   #addItem(item: string): ItemEntry {
@@ -131,7 +164,8 @@ export class Trainer {
 
   /**
    * Learns from a mini-batch: each event is scored, recorded in the metrics, then learned from;
-   * positives are followed by `negatives` drawn items. Projections step once per batch.
+   * positives are followed by `negatives` drawn items. Projections step once per batch. An event
+   * past the limits (admit) is skipped and counted in stats().rejected.
    */
   learn(batch: readonly Interaction[]): void {
     this.learnEvents(batch);
@@ -155,7 +189,13 @@ export class Trainer {
     const negatives = this.options.negatives;
     for (let b = from; b < to; b++) {
       const event = batch[b];
-      const entry = catalog.entry(event.item) ?? this.#addItem(event.item);
+      const known = catalog.entry(event.item);
+      const rejection = this.#limits.event(event, known);
+      if (rejection !== null) {
+        this.#reject(rejection);
+        continue;
+      }
+      const entry = known ?? this.#addItem(event.item);
       const r = feed.eventRow();
       const userCount = tokens.event(event.user, event.fields, entry, rows, r, start);
       rows.labels[r] = event.label;
@@ -324,7 +364,9 @@ export class Trainer {
     const catalog = this.#catalog;
     for (const it of items) {
       if (catalog.differs(it)) this.upsertItem({ item: it.item, fields: it.fields, active: it.active });
-      catalog.restoreCount(catalog.entry(it.item)!.index, it.count, it.active);
+      // Refused by the limits (lowered since it was kept): left out.
+      const entry = catalog.entry(it.item);
+      if (entry !== undefined) catalog.restoreCount(entry.index, it.count, it.active);
     }
   }
 
@@ -336,6 +378,7 @@ export class Trainer {
       negativesDrawn: this.#negativesDrawn,
       eventsPerSecond: this.#busyMs > 0 ? (learned * 1000) / this.#busyMs : 0,
       items: this.#catalog.size,
+      rejected: { ...this.#rejected },
     };
   }
 

@@ -13,7 +13,8 @@ import type { ModelStore, TokenId } from '../model/model.js';
  *  evictions (to forget cached ids the store will reuse) and moves (a PME move changes a vector
  *  without a learn()) through the store's listeners. */
 export type TrainerStore = ModelStore &
-  Pick<EmbeddingStore, 'id' | 'key' | 'getOrCreateMany' | 'touch' | 'onEvict' | 'onMove'>;
+  Pick<EmbeddingStore, 'id' | 'key' | 'getOrCreateMany' | 'touch' | 'onEvict' | 'onMove'> &
+  Partial<Pick<EmbeddingStore, 'fieldNames'>>;
 
 /** Sees every token the trainer resolves (the PME hot-token tracker plugs in here). */
 export interface TokenObserver {
@@ -50,6 +51,12 @@ export interface TrainerOptions {
   itemRefreshMs: Milliseconds;
   /** Notified of every resolved token (hot-token tracking). Default none. */
   observer: TokenObserver | null;
+  /** Most distinct field names (`user` and `item` aside) of events and catalog together; an
+   *  event or item that would add one more is refused (limits.ts). Default 1024. */
+  maxFieldNames: number;
+  /** Longest user, item, field name or field value, in UTF-16 code units; a longer one's event
+   *  or item is refused. Default 1024. */
+  maxKeyLength: number;
 }
 
 export const TRAINER_DEFAULTS: Readonly<Omit<TrainerOptions, 'clock' | 'catalog' | 'observer' | 'model'>> =
@@ -60,6 +67,8 @@ export const TRAINER_DEFAULTS: Readonly<Omit<TrainerOptions, 'clock' | 'catalog'
     aucBins: 2048,
     seed: 1,
     itemRefreshMs: 0,
+    maxFieldNames: 1024,
+    maxKeyLength: 1024,
   });
 
 function invalid(message: string): PmeError {
@@ -87,5 +96,10 @@ export function resolveTrainerOptions(options: Partial<TrainerOptions> = {}): Re
   if (!Number.isInteger(o.seed)) throw invalid(`seed must be an integer, got ${o.seed}`);
   if (!(o.itemRefreshMs >= 0)) throw invalid(`itemRefreshMs must be >= 0, got ${o.itemRefreshMs}`);
   if (typeof o.clock?.now !== 'function') throw invalid('clock must have a now() method');
+  // The store's field table holds at most 65,536 names, 'user' and 'item' among them.
+  if (!Number.isInteger(o.maxFieldNames) || o.maxFieldNames < 0 || o.maxFieldNames > 65_534)
+    throw invalid(`maxFieldNames must be an integer in [0, 65534], got ${o.maxFieldNames}`);
+  if (!Number.isInteger(o.maxKeyLength) || o.maxKeyLength < 1)
+    throw invalid(`maxKeyLength must be an integer >= 1, got ${o.maxKeyLength}`);
   return Object.freeze(o);
 }
