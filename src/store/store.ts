@@ -1,6 +1,6 @@
 /** The EmbeddingStore: the public face of src/store, composing the columns, key index, LRU lists,
  *  tiers and budget policy of the files beside it. */
-import { PmeError } from '../errors.js';
+import { isPmeError, PmeError } from '../errors.js';
 import type { Bytes } from '../util/bytes.js';
 import type { Milliseconds } from '../util/clock.js';
 import {
@@ -69,6 +69,8 @@ export class EmbeddingStore {
   readonly #policy: BudgetPolicy;
   readonly #evictListeners: EvictListener[] = [];
   readonly #moveListeners: MoveListener[] = [];
+  /** New tokens not created because the budget could not hold them (getOrCreateMany `refuse`). */
+  refused = 0;
 
   constructor(options?: Partial<StoreOptions>) {
     this.options = resolveStoreOptions(options);
@@ -217,18 +219,23 @@ export class EmbeddingStore {
    * Batch look-up of `n` keys (default all): `out[i]` = id of `keys[i]`, created at `startSize` when
    * absent. A null key means `out[i]` already holds a live id the caller resolved itself (from a
    * cache): it is kept as it is. The budget policy never demotes or evicts a token of the batch
-   * (given or resolved), so every id in `out` is live and where it was when this returns.
+   * (given or resolved), so every id in `out` is live and where it was when this returns. When
+   * the budget cannot hold a new token even so, PME_ERR_STORE_BUDGET is thrown, or with
+   * `refuse`, that token is not created: `out[i]` = -1, counted in `refused`. Returns how many
+   * keys were refused.
    */
   getOrCreateMany(
     keys: readonly (string | null)[],
     out: Int32Array,
     now?: Milliseconds,
     n: number = keys.length,
-  ): void {
+    refuse = false,
+  ): number {
     if (out.length < n) throw new RangeError(`out has ${out.length} slots for ${n} keys`);
     const guard = this.#policy.protected;
     const at = now ?? this.options.clock.now();
     const map = this.#index.map;
+    let refused = 0;
     try {
       for (let i = 0; i < n; i++) {
         const key = keys[i];
@@ -240,13 +247,25 @@ export class EmbeddingStore {
       for (let i = 0; i < n; i++) {
         const key = keys[i];
         if (key === null) continue;
-        const id = map.get(key) ?? this.#create(key, this.#startIndex, at);
+        let id = map.get(key) ?? -1;
+        if (id < 0) {
+          try {
+            id = this.#create(key, this.#startIndex, at);
+          } catch (error) {
+            if (!refuse || !isPmeError(error, 'PME_ERR_STORE_BUDGET')) throw error;
+            out[i] = -1;
+            refused++;
+            continue;
+          }
+        }
         out[i] = id;
         guard.push(id);
       }
     } finally {
       guard.count = 0;
     }
+    this.refused += refused;
+    return refused;
   }
 
   /** Batch look-up without creation: `out[i]` = id of `keys[i]` or -1. Returns how many were found. */

@@ -91,11 +91,12 @@ export class GrowingStore implements ModelStore {
   }
 
   /** The store's batch look-up: a null key keeps the id the caller put in `out`. */
-  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): void {
+  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): number {
     for (let i = 0; i < n; i++) {
       const key = keys[i];
       if (key !== null) out[i] = this.getOrCreate(key);
     }
+    return 0;
   }
 
   getOrCreate(key: string): number {
@@ -187,6 +188,9 @@ export class TieredStore {
     return this.keys[id];
   }
   touch(): void {}
+  alive(id: number): boolean {
+    return id >= 0 && id < this.keys.length;
+  }
   /** Never evicts: eviction listeners are never called. */
   onEvict(): () => void {
     return () => {};
@@ -210,11 +214,12 @@ export class TieredStore {
   }
 
   /** The store's batch look-up: a null key keeps the id the caller put in `out`. */
-  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): void {
+  getOrCreateMany(keys: readonly (string | null)[], out: Int32Array, _now?: number, n = keys.length): number {
     for (let i = 0; i < n; i++) {
       const key = keys[i];
       if (key !== null) out[i] = this.getOrCreate(key);
     }
+    return 0;
   }
 
   getOrCreate(key: string, size = this.#start): number {

@@ -267,16 +267,20 @@ t.test(
 t.test('the tokens of one event are created together: the budget never evicts one for another', async (t) => {
   // A budget that holds one token and not two: the event's item cannot be made without evicting
   // its user. Resolving one token at a time did exactly that, then stepped the item's token (which
-  // took the user's freed id) twice; created together, the event is refused with the budget's error.
+  // took the user's freed id) twice. Created together, the user stays and the item is refused:
+  // not created, counted, and the event learned with the token it has.
   const probe = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1 });
   probe.getOrCreate('user=u');
   const one = probe.accounting().totalBytes;
   const store = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1, budgetBytes: one + 8 });
-  const trainer = new Trainer(store, { seed: 1, clock: new ManualClock(0) });
-  t.throws(() => trainer.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]), {
-    code: 'PME_ERR_STORE_BUDGET',
-  });
-  t.equal(trainer.stats().learned, 0, 'nothing was learned from a half-resolved event');
+  const observer = new Recorder();
+  const trainer = new Trainer(store, { seed: 1, clock: new ManualClock(0), observer });
+  trainer.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]);
+  t.equal(trainer.stats().learned, 1);
+  t.ok(store.id('user=u') >= 0, 'the user, made first, stays');
+  t.equal(store.id('item=i'), -1, 'the item is refused');
+  t.equal(store.refused, 1, 'and counted');
+  t.same(observer.ids, [store.id('user=u')], 'the row holds the user alone, once');
   t.ok(store.accounting().totalBytes <= store.accounting().budgetBytes, 'the budget holds');
 
   // With room for both, the event learns with two distinct tokens.
@@ -285,4 +289,5 @@ t.test('the tokens of one event are created together: the budget never evicts on
   ok.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]);
   t.not(roomy.id('user=u'), roomy.id('item=i'));
   t.ok(roomy.id('user=u') >= 0 && roomy.id('item=i') >= 0);
+  t.equal(roomy.refused, 0);
 });

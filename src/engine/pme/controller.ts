@@ -9,7 +9,7 @@
  * during a window; the longest synchronous chunk is measured and reported.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { PmeError } from '../../errors.js';
+import { isPmeError, PmeError } from '../../errors.js';
 import type { StoreAccounting, TierAccounting } from '../../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
@@ -21,6 +21,8 @@ import { DecayedCountMin, type SketchOptions } from './sketch.js';
 /** The store API PME needs on top of the trainer's: tiers, moves, and the store's own per-row and
  *  per-tier byte figures (so PME prices a move exactly as the budget will). */
 export interface PmeStore extends TrainerStore {
+  /** Whether `id` names a live token. */
+  alive(id: TokenId): boolean;
   readonly tiers: readonly (ModelTier & { readonly count: number })[];
   readonly options: { readonly optimizerSlots: number };
   sizeOf(id: TokenId): number;
@@ -159,6 +161,37 @@ function tierReport(tiers: TierAccounting[]): WindowTier[] {
   }));
 }
 
+/** Paces a window: a yield every `chunk` tokens of a loop or `sliceMs` of work, whichever comes
+ *  first, and the longest synchronous stretch between yields (what a concurrent read could wait). */
+class Pacer {
+  readonly #chunk: number;
+  readonly #sliceMs: number;
+  #longest = 0;
+  #sliceStart = now();
+
+  constructor(chunk: number, sliceMs: number) {
+    this.#chunk = chunk;
+    this.#sliceMs = sliceMs;
+  }
+
+  async pause(): Promise<void> {
+    const d = now() - this.#sliceStart;
+    if (d > this.#longest) this.#longest = d;
+    await nextTurn();
+    this.#sliceStart = now();
+  }
+
+  /** Time to yield: the k-th token of a loop ends a chunk, or the stretch has run sliceMs. */
+  due(k: number): boolean {
+    return k > 0 && (k % this.#chunk === 0 || now() - this.#sliceStart >= this.#sliceMs);
+  }
+
+  /** The longest stretch so far, the one running included. */
+  longest(): number {
+    return Math.max(this.#longest, now() - this.#sliceStart);
+  }
+}
+
 export class PmeController implements TokenObserver {
   readonly options: Readonly<PmeOptions>;
   readonly store: PmeStore;
@@ -168,10 +201,19 @@ export class PmeController implements TokenObserver {
   readonly D: number;
   #trainer: Trainer | null = null;
   #model: Model | null = null;
+  /** Tokens queued for promotion, in order; an id counts only while it is in #pendingSet (an
+   *  evicted token leaves the set, so its entry, and its id if reused, are skipped). */
   #pending: TokenId[] = [];
   readonly #pendingSet = new Set<TokenId>();
   /** Window number after which each pruned token may be searched again. */
   readonly #searchedUntil = new Map<TokenId, number>();
+  /** The sketch's key of each token id: a hash of its key string (0: not computed), so that a
+   *  token that reuses an evicted one's id does not inherit its count. */
+  #keyHash = new Int32Array(0);
+  /** Moves the budget could not make room for (see #move). */
+  refusedMoves = 0;
+  /** Ids evicted since the running window listed its tokens (null: no window runs). */
+  #goneInWindow: Set<TokenId> | null = null;
   #windows = 0;
   #running: Promise<WindowReport> | null = null;
   #eventsAtLast = 0;
@@ -190,6 +232,30 @@ export class PmeController implements TokenObserver {
     this.ladder = store.tiers.map((t) => t.size);
     this.D = store.dim;
     this.#timeAtLast = this.options.clock.now();
+    // A token that leaves is forgotten: nothing keeps its id, which the store will reuse.
+    store.onEvict((id) => {
+      if (id < this.#keyHash.length) this.#keyHash[id] = 0;
+      this.#pendingSet.delete(id);
+      this.#searchedUntil.delete(id);
+      this.#goneInWindow?.add(id);
+    });
+  }
+
+  /** The sketch's key of token `id`: FNV-1a of its key string, never 0 (computed once per id). */
+  #hashOf(id: TokenId): number {
+    if (id >= this.#keyHash.length) {
+      const grown = new Int32Array(Math.max(id + 1, 2 * this.#keyHash.length, 1024));
+      grown.set(this.#keyHash);
+      this.#keyHash = grown;
+    }
+    let h = this.#keyHash[id];
+    if (h !== 0) return h;
+    const key = this.store.key(id);
+    h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    h |= 1;
+    this.#keyHash[id] = h;
+    return h;
   }
 
   /** Connects the trainer (whose options must name this controller as `observer`). */
@@ -205,7 +271,7 @@ export class PmeController implements TokenObserver {
 
   /** Per token resolved by the trainer: count it, queue it for search when it turns hot. */
   observe(id: TokenId): void {
-    const estimate = this.sketch.add(id);
+    const estimate = this.sketch.add(this.#hashOf(id));
     if (estimate < this.options.hotThreshold) return;
     const store = this.store;
     if (store.tiers[store.tierOf[id]].size === this.D || this.#pendingSet.has(id)) return;
@@ -304,8 +370,8 @@ export class PmeController implements TokenObserver {
     for (const id of this.#pending) {
       if (done === this.options.chunk) break;
       done++;
-      this.#pendingSet.delete(id);
-      if (store.id(store.key(id)) !== id) continue;
+      // Evicted since it was queued (and perhaps its id reused): not this entry's token any more.
+      if (!this.#pendingSet.delete(id) || !store.alive(id)) continue;
       const size = store.sizeOf(id);
       if (size === D) continue;
       const extra = rowD - this.#rowBytes(size);
@@ -315,7 +381,7 @@ export class PmeController implements TokenObserver {
       // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise.
       const random = this.#random;
       const std = this.options.promotionStd;
-      store.move(id, D, (src, dst) => {
+      const moved = this.#move(id, D, (src, dst) => {
         for (let d = 0; d < D; d++) dst[d] = std * random.normal();
         if (size === 0 || P === null) return;
         for (let i = 0; i < size; i++) {
@@ -323,6 +389,7 @@ export class PmeController implements TokenObserver {
           for (let d = 0; d < D; d++) dst[d] += e * P[i * D + d];
         }
       });
+      if (!moved) continue;
       // No carry on promotion: the new dims must be free to grow (that is the search). Measured on
       // ml-latest-small: carrying here gains 0.002 progressive AUC but breaks the planted split.
 
@@ -332,6 +399,19 @@ export class PmeController implements TokenObserver {
       this.#promoted++;
     }
     this.#pending.splice(0, done);
+  }
+
+  /** store.move, or false when the budget cannot make room for the new row even by evicting (the
+   *  token stays as it is, counted in `refusedMoves`): a tight budget never stops learning. */
+  #move(id: TokenId, size: number, transform: (src: Float32Array, dst: Float32Array) => void): boolean {
+    try {
+      this.store.move(id, size, transform);
+      return true;
+    } catch (error) {
+      if (!isPmeError(error, 'PME_ERR_STORE_BUDGET')) throw error;
+      this.refusedMoves++;
+      return false;
+    }
   }
 
   /** Starts a window now (API `POST /v1/prune`); throws PME_ERR_PRUNE_RUNNING if one runs. */
@@ -362,26 +442,35 @@ export class PmeController implements TokenObserver {
 
   /** Runs one window to completion, yielding to the event loop between chunks. */
   async runWindow(reason: string): Promise<WindowReport> {
+    const startedAt = this.options.clock.now();
+    const pacer = new Pacer(this.options.chunk, this.options.sliceMs);
+    this.#windows++;
+    // Ids evicted from here on are skipped: listed before, they may name another token by now.
+    const gone = new Set<TokenId>();
+    this.#goneInWindow = gone;
+    try {
+      return await this.#window(reason, this.#windows, gone, pacer, startedAt);
+    } finally {
+      this.#goneInWindow = null;
+    }
+  }
+
+  async #window(
+    reason: string,
+    windowId: number,
+    gone: ReadonlySet<TokenId>,
+    pacer: Pacer,
+    startedAt: Milliseconds,
+  ): Promise<WindowReport> {
     const store = this.store;
     const model = this.#model;
     const trainer = this.#trainer;
     const o = this.options;
     const D = this.D;
     const ladder = this.ladder;
-    const startedAt = o.clock.now();
     const t0 = now();
-    let longest = 0;
-    let sliceStart = now();
-    const pause = async (): Promise<void> => {
-      const d = now() - sliceStart;
-      if (d > longest) longest = d;
-      await nextTurn();
-      sliceStart = now();
-    };
-    /** Time to yield: the k-th token of a loop ends a chunk, or the stretch has run sliceMs. */
-    const due = (k: number): boolean => k > 0 && (k % o.chunk === 0 || now() - sliceStart >= o.sliceMs);
-    this.#windows++;
-    const windowId = this.#windows;
+    const pause = () => pacer.pause();
+    const due = (k: number) => pacer.due(k);
     // One tier at a time: each is a copy of its slabs, a pause of its own.
     for (const size of ladder) {
       store.compact?.(size);
@@ -452,7 +541,7 @@ export class PmeController implements TokenObserver {
         solvers.clear();
       }
       const id = ids[k];
-      if (store.tierOf[id] !== topIndex) continue; // evicted or moved meanwhile
+      if (gone.has(id) || store.tierOf[id] !== topIndex) continue; // evicted or moved meanwhile
       const size = choice === null ? D : choice.sizes[k];
       const row = store.slotOf[id] * D;
       if (size === D) {
@@ -463,7 +552,7 @@ export class PmeController implements TokenObserver {
       const threshold = choice!.threshold;
       const ls = solverFor(size);
       const acc0 = this.#meanAccumulator(id);
-      store.move(id, size, (src, dst) => {
+      const done = this.#move(id, size, (src, dst) => {
         let norm = 0;
         for (let d = 0; d < D; d++) {
           target[d] = importance[k * D + d] >= threshold ? src[d] : 0;
@@ -474,6 +563,7 @@ export class PmeController implements TokenObserver {
         errSum += rel;
         if (rel > errMax) errMax = rel;
       });
+      if (!done) continue;
       this.#carryAccumulator(id, acc0);
       moved++;
     }
@@ -498,7 +588,7 @@ export class PmeController implements TokenObserver {
     for (let k = 0; k < below.length; k++) {
       if (due(k)) await pause();
       const id = below[k];
-      if (store.tierOf[id] === belowTier[k] && this.sketch.estimate(id) < o.coldThreshold) {
+      if (store.tierOf[id] === belowTier[k] && this.sketch.estimate(this.#hashOf(id)) < o.coldThreshold) {
         cold.push(id);
         coldTier.push(belowTier[k]);
       }
@@ -510,21 +600,24 @@ export class PmeController implements TokenObserver {
       }
       const id = cold[c];
       const ti = coldTier[c];
-      // Moved, or evicted and its id reused by a token seen since the listing: not this one's turn.
-      if (store.tierOf[id] !== ti || this.sketch.estimate(id) >= o.coldThreshold) continue;
+      // Moved, or evicted (its id perhaps reused by a token seen since the listing): not its turn.
+      if (
+        gone.has(id) ||
+        store.tierOf[id] !== ti ||
+        this.sketch.estimate(this.#hashOf(id)) >= o.coldThreshold
+      )
+        continue;
       if (model !== null) model.vectorOf(id, v);
       const ls = solverFor(ladder[ti - 1]);
       const acc0 = this.#meanAccumulator(id);
-      store.move(id, ladder[ti - 1], (_src, dst) => {
-        ls.solve(v, dst);
-      });
+      if (!this.#move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
       this.#carryAccumulator(id, acc0);
       demoted++;
     }
 
     // 5. TTL.
     const evicted = store.evictExpired(o.clock.now());
-    const longestPauseMs = Math.max(longest, now() - sliceStart);
+    const longestPauseMs = pacer.longest();
     const accAfter = store.accounting();
     const report: WindowReport = {
       id: windowId,

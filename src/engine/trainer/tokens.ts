@@ -151,10 +151,12 @@ export class TokenResolver {
       if (n === max) break;
       n = this.#cached(this.#fieldCache(name), fields[name], n);
     }
-    const userCount = n;
+    let userCount = n;
     n = this.#itemSide(entry, n);
-    this.#create(entry, n, now);
-    this.#write(rows, r, 0, n, now);
+    const made = this.#create(entry, n, now);
+    // Tokens the budget could not hold are left out of the row (and counted by the store).
+    if (made < n) userCount -= this.#compact(n, 0, userCount);
+    this.#write(rows, r, 0, made, now);
     return userCount;
   }
 
@@ -168,8 +170,9 @@ export class TokenResolver {
       ids[k] = rows.ids[at + k];
     }
     const n = this.#itemSide(entry, userCount);
-    this.#create(entry, n, now);
-    this.#write(rows, r, userCount, n, now);
+    const made = this.#create(entry, n, now);
+    if (made < n) this.#compact(n, userCount, userCount);
+    this.#write(rows, r, userCount, made, now);
   }
 
   /**
@@ -279,23 +282,53 @@ export class TokenResolver {
     return n;
   }
 
-  /** Creates the tokens [0, n) that are new, together; remembers new ids in the caches and the
-   *  item's token in the catalog. */
-  #create(entry: ItemEntry, n: number, now: Milliseconds): void {
+  /**
+   * Creates the tokens [0, n) that are new, together; remembers new ids in the caches and the
+   * item's token in the catalog. A token the budget cannot hold is not created (its id is -1);
+   * returns how many tokens the row keeps (n less those).
+   */
+  #create(entry: ItemEntry, n: number, now: Milliseconds): number {
     const ids = this.#ids;
+    let refused = 0;
     // Every id known (the usual case): nothing is created, so nothing can be evicted either.
     if (this.#toCreate > 0) {
       this.#toCreate = 0;
-      this.#store.getOrCreateMany(this.#keys, ids, now, n);
+      refused = this.#store.getOrCreateMany(this.#keys, ids, now, n, true);
       const itemAt = this.#itemAt;
-      if (itemAt >= 0 && this.#keys[itemAt] !== null) this.#catalog.setItemToken(entry.index, ids[itemAt]);
+      if (itemAt >= 0 && this.#keys[itemAt] !== null && ids[itemAt] >= 0)
+        this.#catalog.setItemToken(entry.index, ids[itemAt]);
     }
-    if (this.#toRemember === 0) return;
+    if (this.#toRemember > 0) this.#remember(n);
+    return n - refused;
+  }
+
+  /** Moves the ids kept among [from, n) down over the refused ones (-1); returns how many of
+   *  [from, before) were refused. */
+  #compact(n: number, from: number, before: number): number {
+    const ids = this.#ids;
+    const fields = this.#fields;
+    let w = from;
+    let dropped = 0;
+    for (let k = from; k < n; k++) {
+      if (ids[k] < 0) {
+        if (k < before) dropped++;
+        continue;
+      }
+      ids[w] = ids[k];
+      fields[w++] = fields[k];
+    }
+    return dropped;
+  }
+
+  /** New ids (and old-generation hits) into the young generation of their caches. */
+  #remember(n: number): void {
+    const ids = this.#ids;
     this.#toRemember = 0;
     for (let k = 0; k < n; k++) {
       const cache = this.#missCache[k];
       if (cache === null) continue;
       this.#missCache[k] = null;
+      if (ids[k] < 0) continue;
       cache.young.set(this.#missValue[k]!, ids[k]);
       if (++this.#youngKeys >= KEY_CACHE_ENTRIES) {
         this.#youngKeys = 0;
