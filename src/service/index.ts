@@ -171,6 +171,7 @@ export async function startService(
   pme.attach(trainer);
   const stopItemRefresh = startItemRefresh(trainer);
   const offsets = applyRestored(trainer, extra);
+  if (extra !== null) pme.importState(extra);
   if (extra !== null)
     log(`pme: restored ${store.size} tokens from ${config.stateDir}, offsets ${JSON.stringify(offsets)}`);
   const recent = new RecentItems();
@@ -200,6 +201,9 @@ export async function startService(
     // In slices, so requests wait ~1 ms at most for training; the trainer ends each batch on its
     // observer (pme): promotions and due windows start there.
     onEvents: async (events) => {
+      // A window that a batch started runs before the next batch is learned (reads go on):
+      // what is learned then depends on the events alone, not on how fast the window ran.
+      await pme.running?.catch(() => undefined);
       await learnInSlices(trainer, events);
       // Recent items are kept where recommend runs: the serving thread, or this one.
       if (serving === null) recent.record(events);

@@ -6,7 +6,6 @@ import type { Config } from '../config.js';
 import { encodeCatalogAhead, exportTrainerState, importTrainerState, type Trainer } from '../engine/index.js';
 import { isPmeError } from '../errors.js';
 import {
-  copyStore,
   copyStoreInSlices,
   EmbeddingStore,
   readSnapshot,
@@ -41,17 +40,20 @@ export interface StateCopy {
   extra: Record<string, Uint8Array | Float32Array>;
 }
 
-/** Prune windows change the store outside the state lock: a copy in slices looks out for them. */
+/** Prune windows change the store outside the state lock: a copy in slices looks out for them.
+ *  The controller's own state (sketch, queue, windows) goes into the snapshot too. */
 export interface WindowWatch {
   readonly running: Promise<unknown> | null;
   readonly windowsStarted: number;
+  exportState?(): Record<string, Uint8Array>;
 }
 
 /**
  * Copies what a snapshot holds, the store in slices (copyStoreInSlices) so that requests served
  * on this thread go on. Hold the state lock across it: training waits, and the copy is of whole
- * batches with exactly `offsets`. A prune window, which runs outside that lock, moves rows: when
- * one runs at the start, or starts meanwhile, the store is copied at once instead (copyStore).
+ * batches with exactly `offsets`. A prune window runs outside that lock: a snapshot never holds
+ * one half done (the controller's own state is in it, and would not match), so the copy waits for
+ * a running window to end, and is taken again when one started meanwhile (`POST /v1/prune`).
  * Write the copy (writeStoreCopy) outside the lock.
  */
 export async function copyState(
@@ -60,13 +62,16 @@ export async function copyState(
   offsets: OffsetMap,
   windows: WindowWatch,
 ): Promise<StateCopy> {
-  const started = windows.windowsStarted;
-  const sliced = windows.running === null ? await copyStoreInSlices(store) : null;
-  const quiet = windows.running === null && windows.windowsStarted === started;
-  return {
-    store: sliced !== null && quiet ? sliced : copyStore(store),
-    extra: trainerSections(trainer, offsets),
-  };
+  for (;;) {
+    while (windows.running !== null) await windows.running.catch(() => undefined);
+    const started = windows.windowsStarted;
+    const sliced = await copyStoreInSlices(store);
+    if (windows.running !== null || windows.windowsStarted !== started) continue;
+    return {
+      store: sliced,
+      extra: { ...trainerSections(trainer, offsets), ...copies(windows.exportState?.() ?? {}) },
+    };
+  }
 }
 
 /**
@@ -84,12 +89,18 @@ export async function takeSnapshot(
   offsets: () => OffsetMap,
 ): Promise<{ path: string; offsets: OffsetMap }> {
   await encodeCatalogAhead(trainer);
-  await windows.running?.catch(() => undefined);
   const { copy, held } = await lock.run(async () => {
     const held = offsets();
     return { copy: await copyState(store, trainer, held, windows), held };
   });
   return { path: await writeStoreCopy(copy.store, dir, copy.extra), offsets: held };
+}
+
+/** Copies of sections given as views (the controller's sketch goes on counting after the lock). */
+function copies(sections: Record<string, Uint8Array>): Record<string, Uint8Array> {
+  const out: Record<string, Uint8Array> = {};
+  for (const [name, bytes] of Object.entries(sections)) out[name] = bytes.slice();
+  return out;
 }
 
 function trainerSections(trainer: Trainer, offsets: OffsetMap): Record<string, Uint8Array | Float32Array> {

@@ -80,8 +80,11 @@ export class BudgetPolicy {
       const minimal =
         host.totalBytes() + extra + (tierFull ? t.bytesPerRow : 0) + (idFull ? host.idBytes : 0);
       if (minimal <= this.budget) {
-        // Grow by a chunk, or by what still fits under the budget.
-        let room = this.budget - minimal;
+        // Grow by a chunk, or by what still fits under the budget, but never more than a 16th of
+        // the budget at once: slack taken all at once leaves no room for tokens, and the policy
+        // would evict the live ones to keep empty rows (a 300 KB budget held 2 tokens and 280 KB
+        // of a chunk of 4,096 rows).
+        let room = Math.min(this.budget - minimal, this.budget / 16);
         if (tierFull) {
           const more = Math.min(this.#growRows(t.capacity) - 1, Math.floor(room / t.bytesPerRow));
           room -= more * t.bytesPerRow;

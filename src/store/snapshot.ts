@@ -44,6 +44,7 @@ interface Header {
   created: number;
   idLimit: number;
   idCapacity: number;
+  keyMap?: { capacity: number; deleted: number };
   tiers: Array<{ count: number; capacity: number; head: number; tail: number; importance: boolean }>;
   sections: SectionInfo[];
   extra: string[];
@@ -226,6 +227,7 @@ async function write(state: StoreState, dir: string, extra: Record<string, Uint8
     created: state.created,
     idLimit: state.idLimit,
     idCapacity: state.idCapacity,
+    keyMap: state.keyMap,
     tiers: state.tiers.map((t) => ({
       count: t.count,
       capacity: t.capacity,
@@ -400,6 +402,7 @@ export async function readSnapshotFile(
     created: header.created,
     idLimit: header.idLimit,
     idCapacity: header.idCapacity,
+    keyMap: header.keyMap,
     keys,
     freeIds: section('freeIds', Int32Array),
     tierOf: section('tierOf', Uint8Array),

@@ -9,6 +9,10 @@ export interface Random {
   int(n: number): number;
   /** Standard normal. */
   normal(): number;
+  /** The generator's whole state (to carry it across a restart: see `restore`). */
+  state(): number[];
+  /** Continues from a state given by `state()`. */
+  restore(state: readonly number[]): void;
 }
 
 /** sfc32 seeded through splitmix32: fast, 128-bit state, good statistical quality. */
@@ -38,6 +42,11 @@ export function createRandom(seed: number): Random {
   for (let i = 0; i < 12; i++) next();
   return {
     next,
+    state: () => [a, b, c, d, spare],
+    restore: (state) => {
+      [a, b, c, d] = state.map((x) => x >>> 0);
+      spare = state[4];
+    },
     int: (n) => Math.floor(next() * n),
     normal: () => {
       if (!Number.isNaN(spare)) {

@@ -2,13 +2,16 @@
  * kill -9 in mid-stream (one partition, so the order of events is fixed): the service, a child
  * process, is killed after it has applied part of the topic and taken at least one snapshot,
  * then restarted on the same state directory while the stream goes on (the rest of the events
- * are produced after the kill, so the kill lands mid-stream however fast the service reads). The state it ends with has applied every event
- * exactly once, and equals the state of a run that was never interrupted.
+ * are produced after the kill, so the kill lands mid-stream however fast the service reads). PME
+ * runs (hot tokens searched, a window every 8 mini-batches) under a budget that does not hold
+ * every token. The state it ends with has applied every event exactly once, and equals the state
+ * of a run that was never interrupted.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { readSnapshot } from '../../src/store/index.js';
 import { EventProducer, ensureTopics } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
 import {
@@ -26,6 +29,8 @@ import {
 const N = 60_000;
 /** Events in the topic before the kill: whole mini-batches (1024), as an uninterrupted run cuts them. */
 const BEFORE_KILL = 24 * 1024;
+/** PME windows every 8 mini-batches and a budget that binds: searched tokens, prunes and demotions. */
+const PME_ON = { PME_PRUNE_EVERY_EVENTS: String(8 * 1024), PME_BUDGET_BYTES: '100000' };
 
 t.test('kill -9 mid-stream, restart: every event applied once, state equal to a clean run', async (t) => {
   const t0 = Date.now();
@@ -36,7 +41,8 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
   await producer.connect();
   t.teardown(() => producer.disconnect());
-  const events = plainEvents(N, 3000, 3000);
+  // 300 users and items, each seen 200 times: hot enough for PME to search them.
+  const events = plainEvents(N, 300, 300);
   await producer.sendInteractions(topic, events.slice(0, BEFORE_KILL));
   lap('produced the first part');
 
@@ -48,6 +54,7 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   // The run that is killed: wait for a snapshot and part of the topic, then SIGKILL.
   const crashEnv = serviceEnv(brokers, topic, uniqueName('crash-group'), crashDir, {
     PME_SNAPSHOT_INTERVAL_MS: '150',
+    ...PME_ON,
   });
   const first = await spawnService(crashEnv);
   lap('first up');
@@ -97,7 +104,7 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   t.same(crashed.offsets, { [`${topic}:0`]: String(N) });
 
   // The run that is never interrupted, over the same topic.
-  const clean = await spawnService(serviceEnv(brokers, topic, uniqueName('clean-group'), cleanDir));
+  const clean = await spawnService(serviceEnv(brokers, topic, uniqueName('clean-group'), cleanDir, PME_ON));
   t.teardown(() => clean.child.kill('SIGKILL'));
   lap('clean up');
   await untilApplied(clean.url, N);
@@ -106,12 +113,18 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   lap('clean stopped');
   const reference = await loadSnapshot(cleanDir);
   t.equal(reference.learned, N);
-  t.equal(crashed.tokens, reference.tokens, 'same tokens');
+  t.equal(crashed.tokens, reference.tokens, `same tokens (${crashed.tokens})`);
+  t.ok(reference.tokens < 600, 'the budget binds: not all 600 tokens fit');
+  const pme = JSON.parse(
+    new TextDecoder().decode((await readSnapshot(crashDir)).extra['pme/state.json']),
+  ) as { windows: number; reports: Array<{ promoted: number }> };
+  t.ok(pme.windows >= 6, `${pme.windows} PME windows ran`);
+  t.ok(pme.reports.reduce((sum, r) => sum + r.promoted, 0) > 0, 'hot tokens were searched at full size');
 
-  const items = Array.from({ length: 40 }, (_, i) => `i${i * 71}`);
+  const items = Array.from({ length: 40 }, (_, i) => `i${i * 7}`);
   let worst = 0;
   let spread = 0;
-  for (let u = 0; u < 3000; u += 97) {
+  for (let u = 0; u < 300; u += 7) {
     const a = crashed.trainer.score(`u${u}`, items);
     const b = reference.trainer.score(`u${u}`, items);
     for (let i = 0; i < items.length; i++) {

@@ -150,6 +150,9 @@ export interface WindowReport {
 
 const now = (): number => performance.now();
 
+/** Snapshot sections of the controller's state (exportState). */
+const PME_PREFIX = 'pme/';
+
 function tierReport(tiers: TierAccounting[]): WindowTier[] {
   return tiers.map((t) => ({
     size: t.size,
@@ -290,7 +293,9 @@ export class PmeController implements TokenObserver {
       return;
     }
     this.#fillAucAfter();
-    const events = trainer.metrics.events;
+    // Counted in learned events across restarts, so a restored service runs its windows where an
+    // uninterrupted one would.
+    const events = trainer.learned;
     const o = this.options;
     if (o.windowEvents > 0 && events - this.#eventsAtLast >= o.windowEvents) {
       this.startWindow('events');
@@ -433,6 +438,74 @@ export class PmeController implements TokenObserver {
   /** Windows started so far (counted before a window changes anything). */
   get windowsStarted(): number {
     return this.#windows;
+  }
+
+  /**
+   * What the controller has learned besides the store, as snapshot sections: the sketch, the
+   * queue of tokens waiting for promotion, when each pruned token may be searched again, the
+   * window count and event mark, the promotion noise's generator, and the reports. With these, a
+   * restored service promotes, prunes and reports as an uninterrupted one would. Call between
+   * batches, with no window running (the service's snapshot waits for one).
+   */
+  exportState(): Record<string, Uint8Array> {
+    const { counts, scale } = this.sketch.state();
+    // The queue as it is, stale entries included (they take their turn), and which ids count.
+    const state = {
+      scale,
+      windows: this.#windows,
+      eventsAtLast: this.#eventsAtLast,
+      timeAtLast: this.#timeAtLast,
+      promoted: this.#promoted,
+      refusedMoves: this.refusedMoves,
+      pending: this.#pending,
+      queued: [...this.#pendingSet],
+      searchedUntil: [...this.#searchedUntil],
+      reports: this.#reports,
+    };
+    return {
+      [`${PME_PREFIX}sketch.f64`]: new Uint8Array(counts.buffer, counts.byteOffset, counts.byteLength),
+      [`${PME_PREFIX}random.f64`]: new Uint8Array(Float64Array.from(this.#random.state()).buffer),
+      [`${PME_PREFIX}state.json`]: new TextEncoder().encode(JSON.stringify(state)),
+    };
+  }
+
+  /** Restores exportState()'s sections (after construction, before learning); a snapshot
+   *  without them (PME off, or written before they existed) leaves the controller fresh. */
+  importState(extra: Record<string, Uint8Array | Float32Array>): void {
+    const json = extra[`${PME_PREFIX}state.json`];
+    if (!(json instanceof Uint8Array)) return;
+    const state = JSON.parse(new TextDecoder().decode(json)) as {
+      scale: number;
+      windows: number;
+      eventsAtLast: number;
+      timeAtLast: number;
+      promoted: number;
+      refusedMoves: number;
+      pending: number[];
+      queued: number[];
+      searchedUntil: Array<[number, number]>;
+      reports: WindowReport[];
+    };
+    const f64 = (name: string): Float64Array | null => {
+      const v = extra[`${PME_PREFIX}${name}`];
+      return v === undefined
+        ? null
+        : new Float64Array(v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
+    };
+    const counts = f64('sketch.f64');
+    if (counts !== null) this.sketch.restore(counts, state.scale);
+    const random = f64('random.f64');
+    if (random !== null) this.#random.restore(Array.from(random));
+    this.#windows = state.windows;
+    this.#eventsAtLast = state.eventsAtLast;
+    this.#timeAtLast = state.timeAtLast;
+    this.#promoted = state.promoted;
+    this.refusedMoves = state.refusedMoves;
+    this.#pending.push(...state.pending);
+    for (const id of state.queued) if (this.store.alive(id)) this.#pendingSet.add(id);
+    for (const [id, until] of state.searchedUntil)
+      if (this.store.alive(id)) this.#searchedUntil.set(id, until);
+    this.#reports.push(...state.reports.slice(-this.options.keepReports));
   }
 
   /** Past windows, oldest first (bounded by keepReports). */
@@ -644,7 +717,7 @@ export class PmeController implements TokenObserver {
     this.#reports.push(report);
     if (this.#reports.length > o.keepReports) this.#reports.shift();
     if (trainer !== null) {
-      this.#eventsAtLast = trainer.metrics.events;
+      this.#eventsAtLast = trainer.learned;
       this.#awaitingAuc.push({ report, at: trainer.metrics.events + trainer.metrics.window });
     }
     this.#timeAtLast = o.clock.now();

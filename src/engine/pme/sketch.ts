@@ -113,6 +113,20 @@ export class DecayedCountMin {
     }
   }
 
+  /** The counters and their scale, as views (what a snapshot holds). */
+  state(): { counts: Float64Array; scale: number } {
+    return { counts: this.#counts, scale: this.#scale };
+  }
+
+  /** Continues from a state() of a sketch with the same width and depth; false when they differ
+   *  (the sketch is then left as it is). */
+  restore(counts: Float64Array, scale: number): boolean {
+    if (counts.length !== this.#counts.length || !(scale > 0)) return false;
+    this.#counts.set(counts);
+    this.#scale = scale;
+    return true;
+  }
+
   /** Bytes held by the counters. */
   get bytes(): number {
     return this.#counts.byteLength;
