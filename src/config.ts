@@ -109,6 +109,18 @@ export const OPTIONS = {
     default: '300000',
     doc: 'Run a re-pruning window after this many milliseconds (0: off).',
   },
+  pruneTarget: {
+    env: 'PME_PRUNE_TARGET',
+    kind: 'number',
+    default: '0.25',
+    doc: 'What every window prunes the embeddings to, as a share of full size (every live token at D): PME frees memory before the budget binds. 1: prune only what the budget needs.',
+  },
+  pruneTargetBytes: {
+    env: 'PME_PRUNE_TARGET_BYTES',
+    kind: 'int',
+    default: '0',
+    doc: 'The same target in bytes of the store (the lower of the two counts; 0: none). The budget, less a tenth, caps both.',
+  },
   negatives: {
     env: 'PME_NEGATIVES',
     kind: 'int',
@@ -248,6 +260,11 @@ function validate(config: Config): void {
     );
   if (config.maxKeyLength < 1)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--max-key-length must be at least 1');
+  if (!(config.pruneTarget > 0 && config.pruneTarget <= 1))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--prune-target must be in (0, 1], got ${config.pruneTarget}`,
+    );
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
 }

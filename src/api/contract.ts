@@ -107,6 +107,20 @@ export interface ServiceStats {
   pruneWindows: number;
   /** Dense compute backend in use. */
   backend: string;
+  /** What memory pressure made PME and the store do (absent on a replica). */
+  memory?: MemoryActions;
+}
+
+/** Counts of what keeps memory within the budget, since start. */
+export interface MemoryActions {
+  /** Tokens PME stepped down a size for the budget, their vectors carried (the first resort). */
+  relieved: number;
+  /** Tokens the store demoted by truncating their rows (the last resort), and evicted. */
+  truncated: number;
+  evicted: number;
+  /** New tokens not created, and PME moves not made, because the budget could not hold them. */
+  refusedTokens: number;
+  refusedMoves: number;
 }
 
 /** A re-pruning window as reported: kept bounded in memory by the engine. */

@@ -27,6 +27,14 @@ export interface StreamEvalResult {
   budgetBytes: number | null;
   tiers: Array<{ size: number; tokens: number; bytes: number }>;
   windows: WindowReport[];
+  /** What kept memory within the budget (see MemoryActions in src/api/contract.ts). */
+  memory: {
+    relieved: number;
+    truncated: number;
+    evicted: number;
+    refusedTokens: number;
+    refusedMoves: number;
+  };
   /** Samples every `timelineEvents` events (plus one at the end); absent when not asked for. */
   timeline?: TimelineSample[];
   data: Record<string, unknown>;
@@ -70,6 +78,8 @@ export interface StreamEvalOptions {
   pme: boolean;
   startSize?: number;
   windowEvents: number;
+  /** PME: the share of full size every window prunes to. Default the controller's (0.25). */
+  target?: number;
   negatives: number;
   batch: number;
   seed: number;
@@ -111,7 +121,11 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     seed: o.seed,
   });
   const controller = o.pme
-    ? new PmeController(store, { ...o.pmeOptions, windowEvents: o.windowEvents })
+    ? new PmeController(store, {
+        ...o.pmeOptions,
+        windowEvents: o.windowEvents,
+        ...(o.target === undefined ? {} : { target: o.target }),
+      })
     : null;
   const model = await createModel(kind, store, {
     deepfm: { seed: o.seed, ...(o.hidden === undefined ? {} : { hidden: o.hidden }) },
@@ -175,6 +189,13 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: Number.isFinite(acc.budgetBytes) ? acc.budgetBytes : null,
     tiers: acc.tiers.map((t) => ({ size: t.size, tokens: t.tokens, bytes: t.totalBytes })),
     windows: controller?.reports() ?? [],
+    memory: {
+      relieved: controller?.reliefMoves ?? 0,
+      truncated: store.lastResort.demoted,
+      evicted: store.lastResort.evicted,
+      refusedTokens: store.refused,
+      refusedMoves: controller?.refusedMoves ?? 0,
+    },
     ...(timeline === null ? {} : { timeline }),
     data,
   };

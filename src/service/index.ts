@@ -157,6 +157,8 @@ export async function startService(
   log(`pme: dense backend ${backend.name}${skipped ? ` (not available here: ${skipped})` : ''}`);
   const { store, extra } = await restoreState(config);
   const pme = new PmeController(store, {
+    target: config.pruneTarget,
+    targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
     windowEvents: config.pruneEveryEvents,
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
   });
@@ -243,6 +245,13 @@ export async function startService(
       tiers: () => tierMetrics(store),
       pruneWindows: () => pme.reports().length,
       backend: () => backend.name,
+      memory: () => ({
+        relieved: pme.reliefMoves,
+        truncated: store.lastResort.demoted,
+        evicted: store.lastResort.evicted,
+        refusedTokens: store.refused,
+        refusedMoves: pme.refusedMoves,
+      }),
     },
     { requests: !threaded },
   );

@@ -6,7 +6,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { InputStats, ServiceStats, TrainingStats } from '../api/contract.js';
+import type { InputStats, MemoryActions, ServiceStats, TrainingStats } from '../api/contract.js';
 
 /** The getters both outputs read: `/metrics` on each scrape, `stats()` (hence `/v1/stats`) per call. */
 export interface MetricSources {
@@ -15,6 +15,8 @@ export interface MetricSources {
   tiers(): Pick<ServiceStats, 'tiers' | 'budgetBytes'>;
   pruneWindows(): number;
   backend(): string;
+  /** What memory pressure did (none on a replica). */
+  memory?(): MemoryActions;
 }
 
 /** Counters whose value lives elsewhere: set on scrape from a monotonic source. */
@@ -189,6 +191,21 @@ export class ServiceMetrics {
         setCounter(this, sources.pruneWindows());
       },
     });
+    new Counter({
+      name: 'pme_memory_actions_total',
+      help: 'What kept memory within the budget: tokens PME stepped down with their vectors (relieved), the store demoted by truncation or evicted (its last resort), new tokens and moves refused',
+      labelNames: ['action'],
+      registers,
+      collect() {
+        const m = sources.memory?.();
+        if (m === undefined) return;
+        setCounter(this, m.relieved, { action: 'relieved' });
+        setCounter(this, m.truncated, { action: 'truncated' });
+        setCounter(this, m.evicted, { action: 'evicted' });
+        setCounter(this, m.refusedTokens, { action: 'refused-token' });
+        setCounter(this, m.refusedMoves, { action: 'refused-move' });
+      },
+    });
     new Gauge({
       name: 'pme_backend_info',
       help: 'Dense compute backend in use (value is always 1)',
@@ -216,6 +233,7 @@ export class ServiceMetrics {
       budgetBytes,
       pruneWindows: sources.pruneWindows(),
       backend: sources.backend(),
+      ...(sources.memory === undefined ? {} : { memory: sources.memory() }),
     };
   }
 

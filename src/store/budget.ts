@@ -26,6 +26,24 @@ export interface BudgetHost {
   evict(id: TokenId): void;
 }
 
+/**
+ * Frees memory when the budget needs room, before the policy's own truncation and eviction: in the
+ * service, PME, which demotes through its importances and least-squares transfer, coldest first.
+ * It moves tokens with EmbeddingStore.shrink (never through the budget again) and must leave
+ * `isProtected` tokens (those of the call in progress) where they are. Returns how many tokens it
+ * moved; 0 when it has nothing to give.
+ */
+export interface BudgetRelief {
+  relieve(bytes: Bytes, isProtected: (id: TokenId) => boolean): number;
+}
+
+/** What the policy did as a last resort (after the relief, if any): truncating demotions and
+ *  evictions, counted for /metrics. */
+export interface LastResort {
+  demoted: number;
+  evicted: number;
+}
+
 /** Ids the policy must not demote or evict during the current call, as a small stack. */
 export class ProtectedIds {
   #ids = new Int32Array(16);
@@ -50,6 +68,10 @@ export class ProtectedIds {
 export class BudgetPolicy {
   readonly budget: Bytes;
   readonly protected = new ProtectedIds();
+  readonly lastResort: LastResort = { demoted: 0, evicted: 0 };
+  /** Asked for room before the policy's own demotions and evictions (null: none). */
+  relief: BudgetRelief | null = null;
+  #relieving = false;
   readonly #host: BudgetHost;
 
   constructor(host: BudgetHost, budget: Bytes) {
@@ -121,7 +143,23 @@ export class BudgetPolicy {
       }
     }
     if (freed) return true;
-    // 2. Demote the coldest tokens of the largest tier above startSize.
+    // 2. The relief (PME): demotions that keep what a token learned. Not from inside itself.
+    if (this.relief !== null && !this.#relieving) {
+      this.#relieving = true;
+      let moved = 0;
+      try {
+        moved = this.relief.relieve(goal, (id) => this.protected.has(id));
+      } finally {
+        this.#relieving = false;
+      }
+      if (moved > 0) {
+        // The rows moved out are slack now: give it back (the target's own is reused).
+        for (const t of tiers) if (t !== target && t.capacity > t.count) t.resize(t.count);
+        return true;
+      }
+    }
+    // 3. Demote the coldest tokens of the largest tier above startSize (truncating: the last
+    //    resort, counted).
     // Never from the target tier itself: its freed rows would be reused, not returned, while the
     // lower tier grows, so the total would rise.
     for (let L = tiers.length - 1; L > host.startIndex; L--) {
@@ -129,11 +167,13 @@ export class BudgetPolicy {
       if (from.count === 0 || from === target) continue;
       const to = tiers[L - 1];
       const n = Math.min(from.count, Math.ceil(goal / (from.bytesPerRow - to.bytesPerRow)));
-      if (this.#demoteColdest(from, to, n) === 0) continue;
+      const demoted = this.#demoteColdest(from, to, n);
+      if (demoted === 0) continue;
+      this.lastResort.demoted += demoted;
       from.resize(from.count);
       return true;
     }
-    // 3. Evict the coldest tokens of all tiers.
+    // 4. Evict the coldest tokens of all tiers.
     let evicted = 0;
     let bytes = 0;
     while (bytes < goal) {
@@ -143,6 +183,7 @@ export class BudgetPolicy {
       host.evict(victim);
       evicted++;
     }
+    this.lastResort.evicted += evicted;
     for (const t of tiers) if (t !== target && t.capacity > t.count) t.resize(t.count);
     return evicted > 0;
   }

@@ -1,7 +1,7 @@
 /**
  * src/store: where PME's memory savings become bytes. Token key -> (tier, slot); one contiguous slab
  * per ladder size with its optimizer state; accounting per tier and field; a hard budget with a stated
- * demote-then-evict policy; LRU/TTL eviction; atomic, checksummed snapshots.
+ * relieve-then-demote-then-evict policy; LRU/TTL eviction; atomic, checksummed snapshots.
  */
 export type { FieldStats, StoreAccounting, TierAccounting } from './accounting.js';
 export { MAP_BYTES_PER_SLOT, stringBytes, tokenColumnBytes } from './accounting.js';
@@ -18,8 +18,10 @@ export {
   writeStoreCopy,
 } from './snapshot.js';
 export {
+  type BudgetRelief,
   EmbeddingStore,
   type EvictListener,
+  type LastResort,
   type MoveListener,
   type StoreState,
   type TokenId,

@@ -9,7 +9,7 @@ import {
   type TierAccounting,
   tokenColumnBytes,
 } from './accounting.js';
-import { BudgetPolicy } from './budget.js';
+import { BudgetPolicy, type BudgetRelief, type LastResort } from './budget.js';
 import { FREE, TokenColumns, type TokenId } from './columns.js';
 import { fillNormalRow } from './init.js';
 import { KeyIndex } from './key-index.js';
@@ -18,6 +18,7 @@ import { resolveStoreOptions, type StoreOptions } from './options.js';
 import { exportState, importState, type StoreParts, type StoreState } from './state.js';
 import { StoreTier, type Tier } from './tier.js';
 
+export type { BudgetRelief, LastResort } from './budget.js';
 export type { TokenId } from './columns.js';
 export type { StoreState } from './state.js';
 
@@ -46,13 +47,16 @@ export type MoveListener = (id: TokenId, fromSize: number, toSize: number) => vo
  * order, re-checking after each step, and frees a little more than needed (one chunk of the target
  * tier, at most 1/16 of the budget) so the next allocations do not pay again:
  *  1. slack: tiers other than the target give back allocated rows no token uses;
- *  2. demote: the coldest tokens (least recently seen) of the largest tier above `startSize` go one
- *     ladder step down, their rows truncated to the first dimensions (the engine's pruning is the
- *     real size search; this is the safety net, and it never shrinks a token below `startSize`);
- *  3. evict: the coldest tokens over all tiers are evicted (the evict listeners are told of each).
+ *  2. relief: the BudgetRelief set with `setRelief` (PME in the service) steps tokens down with
+ *     their vectors carried (`shrink`), coldest first;
+ *  3. demote: the coldest tokens (least recently seen) of the largest tier above `startSize` go one
+ *     ladder step down, their rows truncated to the first dimensions (the last resort, counted in
+ *     `lastResort`; it never shrinks a token below `startSize`);
+ *  4. evict: the coldest tokens over all tiers are evicted (the evict listeners are told of each).
  * Tokens of the call itself are never demoted or evicted (the moved token, the keys of one
- * `getOrCreateMany`). If nothing is left to free, PmeError PME_ERR_STORE_BUDGET is thrown and the
- * store is unchanged apart from what was already freed.
+ * `getOrCreateMany`). If nothing is left to free, PmeError PME_ERR_STORE_BUDGET is thrown (or, with
+ * getOrCreateMany's `refuse`, the new token is not created and counted in `refused`), and the store
+ * is unchanged apart from what was already freed.
  */
 export class EmbeddingStore {
   readonly options: Readonly<StoreOptions>;
@@ -113,6 +117,17 @@ export class EmbeddingStore {
       },
       this.options.budgetBytes,
     );
+  }
+
+  /** Asks `relief` for room before the budget policy demotes by truncation or evicts (PME in the
+   *  service; see BudgetRelief). One at a time: a new one replaces the one before. */
+  setRelief(relief: BudgetRelief | null): void {
+    this.#policy.relief = relief;
+  }
+
+  /** What the budget policy did as a last resort: truncating demotions and evictions. */
+  get lastResort(): Readonly<LastResort> {
+    return this.#policy.lastResort;
   }
 
   /** Tells `listener` of every eviction from now on (in the order listeners were added); returns
@@ -344,6 +359,28 @@ export class EmbeddingStore {
     this.#relocate(id, dstTier, slot);
   }
 
+  /**
+   * Moves a token to a smaller size, like `move`, without asking the budget for room: the
+   * destination tier grows by the row it needs, exactly, and the row left behind is slack the
+   * policy gives back. What a BudgetRelief moves tokens with (the budget is making room then).
+   */
+  shrink(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void {
+    this.#check(id);
+    const cols = this.#columns;
+    const to = this.#tierIndex(newSize);
+    const from = this.#tiers[cols.tierOf[id]];
+    if (newSize >= from.size)
+      throw new PmeError('PME_ERR_STORE_SIZE', newSize, `smaller than ${from.size}, to shrink`);
+    const dstTier = this.#tiers[to];
+    if (dstTier.count === dstTier.capacity) dstTier.resize(dstTier.count + 1);
+    const slot = dstTier.count;
+    const srcOff = cols.slotOf[id] * from.size;
+    const dst = dstTier.params.subarray(slot * dstTier.size, (slot + 1) * dstTier.size);
+    dst.fill(0);
+    transform(from.params.subarray(srcOff, srcOff + from.size), dst);
+    this.#relocate(id, dstTier, slot);
+  }
+
   /** Evicts a token now (the evict listeners are told first). */
   evict(id: TokenId): void {
     this.#check(id);
@@ -393,6 +430,15 @@ export class EmbeddingStore {
       const id = ids[i];
       if (this.#columns.tierOf[id] === ti) fn(id);
     }
+  }
+
+  /** The least recently seen token of the tier of `size` that `skip` does not skip, or -1. */
+  coldestIn(size: number, skip: (id: TokenId) => boolean): TokenId {
+    const t = this.#tiers[this.#tierIndex(size)];
+    const prev = this.#columns.prev;
+    let id = t.tail;
+    while (id !== -1 && skip(id)) id = prev[id];
+    return id;
   }
 
   /** Token ids of a tier, most recently seen first (allocates; for tests, the API and windows). */

@@ -30,7 +30,8 @@ t.test(
       clock,
       chunkRows: 512,
     });
-    const pme = new PmeController(store, { windowEvents: 4000, hotThreshold: 8, clock });
+    // The budget alone decides sizes here (target 1: prune only what it needs).
+    const pme = new PmeController(store, { windowEvents: 4000, hotThreshold: 8, target: 1, clock });
     const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
     pme.attach(trainer);
     const events = stream(24000, 4);

@@ -36,10 +36,12 @@ function plantedStream(n: number, seed = 3): Interaction[] {
 function setup(chunk = 512) {
   const store = new TieredStore(D, LADDER, 2);
   const clock = new ManualClock(0);
+  // The budget alone decides sizes here (target 1: prune only what it needs).
   const pme = new PmeController(store, {
     windowEvents: 0,
     hotThreshold: 5,
     coldThreshold: 0.5,
+    target: 1,
     searchShare: 1,
     headroom: 0,
     chunk,

@@ -27,6 +27,7 @@ ${MODEL_KINDS.map((kind) => `                         ${kind}: ${MODELS[kind].su
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
   --start-size S       size of new tokens. Default D without --pme, 8 with it
   --window-events N    PME window every N events. Default 100000
+  --target F           PME: share of full size (every token at D) each window prunes to. Default 0.25
   --negatives N        negatives per positive (positive-only streams). Default 0
   --batch N            mini-batch size. Default 256
   --seed S             seed. Default 1
@@ -60,6 +61,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       'budget-bytes',
       'start-size',
       'window-events',
+      'target',
       'negatives',
       'batch',
       'seed',
@@ -103,6 +105,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       pme: v.pme === true,
       startSize: v['start-size'] === undefined ? undefined : int('start-size', v['start-size'], 8),
       windowEvents: int('window-events', v['window-events'], 100_000),
+      target: v.target === undefined ? undefined : Number(v.target),
       negatives: int('negatives', v.negatives, 0),
       batch: Math.max(1, int('batch', v.batch, 256)),
       seed: int('seed', v.seed, 1),
@@ -124,6 +127,11 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
           `  size ${String(x.size).padStart(3)}  ${String(x.tokens).padStart(8)} tokens  ${formatBytes(x.bytes)}`,
       ),
       ...(t.windows.length > 0 ? [`PME windows      ${t.windows.length}`] : []),
+      ...(t.memory.relieved + t.memory.truncated + t.memory.evicted + t.memory.refusedTokens > 0
+        ? [
+            `budget           ${t.memory.relieved} stepped down by PME, ${t.memory.truncated} truncated and ${t.memory.evicted} evicted by the store, ${t.memory.refusedTokens} new tokens refused`,
+          ]
+        : []),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
     if (v.json !== undefined) await writeFile(v.json, `${JSON.stringify(t, null, 2)}\n`);

@@ -9,144 +9,31 @@
  * during a window; the longest synchronous chunk is measured and reported.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { isPmeError, PmeError } from '../../errors.js';
-import type { StoreAccounting, TierAccounting } from '../../store/index.js';
-import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
+import { PmeError } from '../../errors.js';
+import type { TierAccounting } from '../../store/index.js';
+import type { Milliseconds } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
-import type { Model, ModelTier, TokenId } from '../model/model.js';
-import type { TokenObserver, Trainer, TrainerStore } from '../trainer/index.js';
+import type { Model, TokenId } from '../model/model.js';
+import type { TokenObserver, Trainer } from '../trainer/index.js';
+import {
+  type PmeOptions,
+  type PmeStore,
+  resolvePmeOptions,
+  type WindowReport,
+  type WindowTier,
+} from './options.js';
 import { chooseSizes, TierLeastSquares } from './prune.js';
-import { DecayedCountMin, type SketchOptions } from './sketch.js';
+import { DecayedCountMin } from './sketch.js';
+import { Transfer } from './transfer.js';
 
-/** The store API PME needs on top of the trainer's: tiers, moves, and the store's own per-row and
- *  per-tier byte figures (so PME prices a move exactly as the budget will). */
-export interface PmeStore extends TrainerStore {
-  /** Whether `id` names a live token. */
-  alive(id: TokenId): boolean;
-  readonly tiers: readonly (ModelTier & { readonly count: number })[];
-  readonly options: { readonly optimizerSlots: number };
-  sizeOf(id: TokenId): number;
-  move(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
-  forEachInTier(size: number, fn: (id: TokenId) => void): void;
-  evictExpired(now: Milliseconds): number;
-  accounting(): Pick<StoreAccounting, 'tiers' | 'totalBytes' | 'budgetBytes' | 'tokens'>;
-  /** Accounted bytes of one allocated row of the tier of `size`. */
-  bytesPerRow(size: number): number;
-  /** Gives back allocated rows no token uses, of the tier of `size` (optional: a store without
-   *  slack needs none). */
-  compact?(size: number): number;
-}
-
-export interface PmeOptions {
-  /** Run a window every this many learned events; 0 = off. Default 100 000. */
-  windowEvents: number;
-  /** Run a window every this many ms of the clock; Infinity = off. Default Infinity. */
-  windowMs: Milliseconds;
-  /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
-  hotThreshold: number;
-  /** Decayed count under which a token not being searched has cooled and steps down a size. Default 1. */
-  coldThreshold: number;
-  /** Share of the budget that tokens being searched may hold at full size. Default 0.3. */
-  searchShare: number;
-  /** Share of the budget a window leaves free for tokens created before the next one. Default 0.1. */
-  headroom: number;
-  /** Windows before a pruned token may be searched again. Default 5. */
-  researchAfter: number;
-  /** Factor applied to the importances of tokens that stay at size D across a window. Default 0.5. */
-  importanceDecay: number;
-  /** Most tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
-  chunk: number;
-  /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 1
-   *  (as a training slice: a request waits about that long behind a window). */
-  sliceMs: number;
-  /** Window reports kept in memory. Default 100. */
-  keepReports: number;
-  /** Std of the noise added to a promoted token's new dimensions. Default 0.01. Without it a token
-   *  promoted from the nested low dims has zeros elsewhere, where the gradient is zero too
-   *  (a saddle) while every other token is small: it could never use its new capacity. */
-  promotionStd: number;
-  /** Seed of that noise. Default 1. */
-  seed: number;
-  /** The hot-token sketch. */
-  sketch: Partial<SketchOptions>;
-  clock: Clock;
-}
-
-export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Object.freeze({
-  windowEvents: 100_000,
-  windowMs: Number.POSITIVE_INFINITY,
-  hotThreshold: 20,
-  coldThreshold: 1,
-  searchShare: 0.3,
-  headroom: 0.1,
-  researchAfter: 5,
-  importanceDecay: 0.5,
-  chunk: 512,
-  sliceMs: 1,
-  keepReports: 100,
-  promotionStd: 0.01,
-  seed: 1,
-});
-
-export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<PmeOptions> {
-  const o: PmeOptions = { ...PME_DEFAULTS, sketch: {}, clock: systemClock, ...options };
-  const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `pme: ${m}`);
-  if (!Number.isInteger(o.windowEvents) || o.windowEvents < 0)
-    throw bad(`windowEvents must be an integer >= 0`);
-  if (!(o.windowMs > 0)) throw bad(`windowMs must be > 0 (Infinity = off), got ${o.windowMs}`);
-  if (!(o.hotThreshold > 0)) throw bad(`hotThreshold must be > 0, got ${o.hotThreshold}`);
-  if (!(o.coldThreshold >= 0 && o.coldThreshold < o.hotThreshold))
-    throw bad(`coldThreshold must be in [0, hotThreshold), got ${o.coldThreshold}`);
-  if (!(o.searchShare > 0 && o.searchShare <= 1))
-    throw bad(`searchShare must be in (0, 1], got ${o.searchShare}`);
-  if (!(o.headroom >= 0 && o.headroom < 1)) throw bad(`headroom must be in [0, 1), got ${o.headroom}`);
-  if (!(o.searchShare + o.headroom <= 1)) throw bad('searchShare + headroom must be <= 1');
-  if (!Number.isInteger(o.researchAfter) || o.researchAfter < 1)
-    throw bad('researchAfter must be an integer >= 1');
-  if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
-  if (!Number.isInteger(o.chunk) || o.chunk < 1) throw bad('chunk must be an integer >= 1');
-  if (!(o.sliceMs > 0)) throw bad(`sliceMs must be > 0, got ${o.sliceMs}`);
-  if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
-  if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
-  if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
-  return Object.freeze(o);
-}
-
-export interface WindowTier {
-  size: number;
-  tokens: number;
-  paramBytes: number;
-  optimizerBytes: number;
-  indexBytes: number;
-  totalBytes: number;
-}
-
-/** One window, as reported (the shape of src/api/contract.ts PruneWindowReport, plus detail). */
-export interface WindowReport {
-  id: number;
-  reason: string;
-  startedAt: Milliseconds;
-  durationMs: number;
-  searched: number;
-  moved: number;
-  demoted: number;
-  promoted: number;
-  evicted: number;
-  /** Global importance threshold (Infinity when nothing was kept). */
-  threshold: number;
-  /** Mean and max of ||e_s·P_s − v'|| / ||v'|| over moved tokens (v' = pruned D-space vector). */
-  transferError: { mean: number; max: number };
-  /** Longest synchronous stretch of the window (what a concurrent score could wait), ms. */
-  longestPauseMs: number;
-  /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended. */
-  aucBefore: number;
-  aucAfter: number | null;
-  before: WindowTier[];
-  after: WindowTier[];
-  totalBytesBefore: number;
-  totalBytesAfter: number;
-  budgetBytes: number;
-}
+export {
+  PME_DEFAULTS,
+  type PmeOptions,
+  type PmeStore,
+  resolvePmeOptions,
+  type WindowReport,
+  type WindowTier,
+} from './options.js';
 
 const now = (): number => performance.now();
 
@@ -213,8 +100,8 @@ export class PmeController implements TokenObserver {
   /** The sketch's key of each token id: a hash of its key string (0: not computed), so that a
    *  token that reuses an evicted one's id does not inherit its count. */
   #keyHash = new Int32Array(0);
-  /** Moves the budget could not make room for (see #move). */
-  refusedMoves = 0;
+  /** Moves, byte figures and the budget's relief (transfer.ts). */
+  readonly #transfer: Transfer;
   /** Ids evicted since the running window listed its tokens (null: no window runs). */
   #goneInWindow: Set<TokenId> | null = null;
   #windows = 0;
@@ -234,7 +121,10 @@ export class PmeController implements TokenObserver {
     this.#random = createRandom(this.options.seed);
     this.ladder = store.tiers.map((t) => t.size);
     this.D = store.dim;
+    this.#transfer = new Transfer(store, this.options, () => this.#model);
     this.#timeAtLast = this.options.clock.now();
+    // Budget pressure between windows is PME's to relieve first (the store truncates last).
+    store.setRelief?.(this.#transfer);
     // A token that leaves is forgotten: nothing keeps its id, which the store will reuse.
     store.onEvict((id) => {
       if (id < this.#keyHash.length) this.#keyHash[id] = 0;
@@ -313,49 +203,6 @@ export class PmeController implements TokenObserver {
     }
   }
 
-  /** Accounted bytes of one row at `size`: what a move to or from that size adds or frees. */
-  #rowBytes(size: number): number {
-    return this.store.bytesPerRow(size);
-  }
-
-  /** Bytes the live rows hold: the accounted total minus allocated rows no token uses. The store
-   *  grows a tier by whole chunks, so its capacity can sit far above what tokens use; sizing a
-   *  window on capacity would read that slack as full and prune every searched token to 0. */
-  #liveBytes(acc: ReturnType<PmeStore['accounting']>): number {
-    let slack = 0;
-    for (const t of acc.tiers)
-      if (t.capacityRows > t.tokens) slack += (t.capacityRows - t.tokens) * (t.totalBytes / t.capacityRows);
-    return acc.totalBytes - slack;
-  }
-
-  /** Mean optimizer accumulator of a token's row (0 for size 0 or no optimizer state). */
-  #meanAccumulator(id: TokenId): number {
-    const store = this.store;
-    const tier = store.tiers[store.tierOf[id]];
-    const s = tier.size;
-    const opt = tier.optimizer;
-    if (s === 0 || opt.length === 0) return 0;
-    const width = s * store.options.optimizerSlots;
-    const off = store.slotOf[id] * width;
-    let sum = 0;
-    for (let i = 0; i < width; i++) sum += opt[off + i];
-    return sum / width;
-  }
-
-  /** After a move: the store zeroes the new row's optimizer state, which would make the next
-   *  Adagrad steps of a well-trained token as large as a fresh token's (a jolt to every score it
-   *  takes part in). Its accumulators start at the old row's mean instead. */
-  #carryAccumulator(id: TokenId, mean: number): void {
-    if (!(mean > 0)) return;
-    const store = this.store;
-    const tier = store.tiers[store.tierOf[id]];
-    const s = tier.size;
-    const opt = tier.optimizer;
-    if (s === 0 || opt.length === 0) return;
-    const width = s * store.options.optimizerSlots;
-    opt.fill(mean, store.slotOf[id] * width, (store.slotOf[id] + 1) * width);
-  }
-
   #promotePending(): void {
     const store = this.store;
     const D = this.D;
@@ -363,11 +210,12 @@ export class PmeController implements TokenObserver {
     const acc = store.accounting();
     const budget = acc.budgetBytes;
     const topIndex = this.ladder.indexOf(D);
-    const searchCap = Number.isFinite(budget) ? budget * this.options.searchShare : Number.POSITIVE_INFINITY;
-    let searchBytes = store.tiers[topIndex].count * this.#rowBytes(D);
-    let total = this.#liveBytes(acc);
+    const rowLimit = this.#transfer.rowLimit(acc);
+    const searchCap = rowLimit * this.options.searchShare;
+    let searchBytes = store.tiers[topIndex].count * this.#transfer.rowBytes(D);
+    let total = this.#transfer.liveBytes(acc);
     const limit = Number.isFinite(budget) ? budget * (1 - this.options.headroom) : Number.POSITIVE_INFINITY;
-    const rowD = this.#rowBytes(D);
+    const rowD = this.#transfer.rowBytes(D);
     // At most one chunk of promotions per batch: after a window the pending list can be long, and
     // the rest waits for the next batch rather than stall the reads. A count, not a time, so that
     // what is learned does not depend on the machine's speed.
@@ -379,14 +227,14 @@ export class PmeController implements TokenObserver {
       if (!this.#pendingSet.delete(id) || !store.alive(id)) continue;
       const size = store.sizeOf(id);
       if (size === D) continue;
-      const extra = rowD - this.#rowBytes(size);
+      const extra = rowD - this.#transfer.rowBytes(size);
       if (searchBytes + rowD > searchCap || total + extra > limit) continue;
       const ti = store.tierOf[id];
       const P = model?.projections[ti] ?? null;
       // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise.
       const random = this.#random;
       const std = this.options.promotionStd;
-      const moved = this.#move(id, D, (src, dst) => {
+      const moved = this.#transfer.move(id, D, (src, dst) => {
         for (let d = 0; d < D; d++) dst[d] = std * random.normal();
         if (size === 0 || P === null) return;
         for (let i = 0; i < size; i++) {
@@ -406,17 +254,17 @@ export class PmeController implements TokenObserver {
     this.#pending.splice(0, done);
   }
 
-  /** store.move, or false when the budget cannot make room for the new row even by evicting (the
-   *  token stays as it is, counted in `refusedMoves`): a tight budget never stops learning. */
-  #move(id: TokenId, size: number, transform: (src: Float32Array, dst: Float32Array) => void): boolean {
-    try {
-      this.store.move(id, size, transform);
-      return true;
-    } catch (error) {
-      if (!isPmeError(error, 'PME_ERR_STORE_BUDGET')) throw error;
-      this.refusedMoves++;
-      return false;
-    }
+  /** Tokens stepped down for the budget's relief, and moves it refused (see transfer.ts). */
+  get reliefMoves(): number {
+    return this.#transfer.reliefMoves;
+  }
+  get refusedMoves(): number {
+    return this.#transfer.refusedMoves;
+  }
+
+  /** The budget's relief, asked directly (see Transfer.relieve). */
+  relieve(bytes: number, isProtected: (id: TokenId) => boolean): number {
+    return this.#transfer.relieve(bytes, isProtected);
   }
 
   /** Starts a window now (API `POST /v1/prune`); throws PME_ERR_PRUNE_RUNNING if one runs. */
@@ -500,7 +348,7 @@ export class PmeController implements TokenObserver {
     this.#eventsAtLast = state.eventsAtLast;
     this.#timeAtLast = state.timeAtLast;
     this.#promoted = state.promoted;
-    this.refusedMoves = state.refusedMoves;
+    this.#transfer.refusedMoves = state.refusedMoves;
     this.#pending.push(...state.pending);
     for (const id of state.queued) if (this.store.alive(id)) this.#pendingSet.add(id);
     for (const [id, until] of state.searchedUntil)
@@ -580,12 +428,12 @@ export class PmeController implements TokenObserver {
     ids.length = n;
     await pause();
 
-    // 2. One global threshold so the searched tokens' new sizes fit what the rest leaves free.
+    // 2. One global threshold so the searched tokens' new sizes fit what the rest leaves of the
+    //    target (below the budget): whether or not the budget binds.
     const budget = accBefore.budgetBytes;
-    const limit = Number.isFinite(budget) ? budget * (1 - o.headroom) : Number.POSITIVE_INFINITY;
-    const searchedBytes = n * this.#rowBytes(D);
-    const available = limit - (this.#liveBytes(accBefore) - searchedBytes);
-    const bytesOf = (s: number) => this.#rowBytes(s);
+    const searchedBytes = n * this.#transfer.rowBytes(D);
+    const available = this.#transfer.rowLimit(accBefore) - (this.#transfer.rowsOf(accBefore) - searchedBytes);
+    const bytesOf = (s: number) => this.#transfer.rowBytes(s);
     const choice =
       Number.isFinite(available) && imp !== null
         ? chooseSizes(importance, n, D, ladder, bytesOf, Math.max(0, available))
@@ -624,8 +472,8 @@ export class PmeController implements TokenObserver {
       }
       const threshold = choice!.threshold;
       const ls = solverFor(size);
-      const acc0 = this.#meanAccumulator(id);
-      const done = this.#move(id, size, (src, dst) => {
+      const acc0 = this.#transfer.meanAccumulator(id);
+      const done = this.#transfer.move(id, size, (src, dst) => {
         let norm = 0;
         for (let d = 0; d < D; d++) {
           target[d] = importance[k * D + d] >= threshold ? src[d] : 0;
@@ -637,7 +485,7 @@ export class PmeController implements TokenObserver {
         if (rel > errMax) errMax = rel;
       });
       if (!done) continue;
-      this.#carryAccumulator(id, acc0);
+      this.#transfer.carryAccumulator(id, acc0);
       moved++;
     }
     await pause();
@@ -682,9 +530,9 @@ export class PmeController implements TokenObserver {
         continue;
       if (model !== null) model.vectorOf(id, v);
       const ls = solverFor(ladder[ti - 1]);
-      const acc0 = this.#meanAccumulator(id);
-      if (!this.#move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
-      this.#carryAccumulator(id, acc0);
+      const acc0 = this.#transfer.meanAccumulator(id);
+      if (!this.#transfer.move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
+      this.#transfer.carryAccumulator(id, acc0);
       demoted++;
     }
 

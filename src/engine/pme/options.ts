@@ -1,0 +1,158 @@
+/**
+ * What PME is configured with and reports: the store API it needs, its options with their defaults
+ * and validation, and the report of one window.
+ */
+import { PmeError } from '../../errors.js';
+import type { BudgetRelief, StoreAccounting } from '../../store/index.js';
+import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
+import type { ModelTier, TokenId } from '../model/model.js';
+import type { TrainerStore } from '../trainer/index.js';
+import type { SketchOptions } from './sketch.js';
+
+/** The store API PME needs on top of the trainer's: tiers, moves, and the store's own per-row and
+ *  per-tier byte figures (so PME prices a move exactly as the budget will). */
+export interface PmeStore extends TrainerStore {
+  /** Whether `id` names a live token. */
+  alive(id: TokenId): boolean;
+  readonly tiers: readonly (ModelTier & { readonly count: number })[];
+  readonly options: { readonly optimizerSlots: number; readonly startSize?: number };
+  sizeOf(id: TokenId): number;
+  move(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
+  forEachInTier(size: number, fn: (id: TokenId) => void): void;
+  evictExpired(now: Milliseconds): number;
+  accounting(): Pick<StoreAccounting, 'tiers' | 'totalBytes' | 'budgetBytes' | 'tokens'>;
+  /** Accounted bytes of one allocated row of the tier of `size`. */
+  bytesPerRow(size: number): number;
+  /** Gives back allocated rows no token uses, of the tier of `size` (optional: a store without
+   *  slack needs none). */
+  compact?(size: number): number;
+  // What the relief needs (optional: a store without a budget policy asks for none).
+  /** Registers PME as the budget's relief (EmbeddingStore.setRelief). */
+  setRelief?(relief: BudgetRelief | null): void;
+  /** Moves a token to a smaller size without asking the budget for room. */
+  shrink?(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
+  /** The least recently seen token of a tier that `skip` does not skip, or -1. */
+  coldestIn?(size: number, skip: (id: TokenId) => boolean): TokenId;
+  readonly lastSeen?: Float64Array;
+}
+
+export interface PmeOptions {
+  /** Run a window every this many learned events; 0 = off. Default 100 000. */
+  windowEvents: number;
+  /** Run a window every this many ms of the clock; Infinity = off. Default Infinity. */
+  windowMs: Milliseconds;
+  /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
+  hotThreshold: number;
+  /** Decayed count under which a token not being searched has cooled and steps down a size. Default 1. */
+  coldThreshold: number;
+  /** What every window prunes to, as a share of full size (the bytes the live tokens would take
+   *  at size D): PME frees memory before the budget binds. Default 0.25; 1 prunes only what the
+   *  budget needs. The budget, less the headroom, caps it. */
+  target: number;
+  /** The same target in bytes (the lower of the two counts). Default Infinity: none. */
+  targetBytes: number;
+  /** Share of the target that tokens being searched may hold at full size. Default 0.3. */
+  searchShare: number;
+  /** Share of the budget a window leaves free for tokens created before the next one. Default 0.1. */
+  headroom: number;
+  /** Windows before a pruned token may be searched again. Default 5. */
+  researchAfter: number;
+  /** Factor applied to the importances of tokens that stay at size D across a window. Default 0.5. */
+  importanceDecay: number;
+  /** Most tokens handled per synchronous chunk of a window (the pause scoring may see). Default 512. */
+  chunk: number;
+  /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 1
+   *  (as a training slice: a request waits about that long behind a window). */
+  sliceMs: number;
+  /** Window reports kept in memory. Default 100. */
+  keepReports: number;
+  /** Std of the noise added to a promoted token's new dimensions. Default 0.01. Without it a token
+   *  promoted from the nested low dims has zeros elsewhere, where the gradient is zero too
+   *  (a saddle) while every other token is small: it could never use its new capacity. */
+  promotionStd: number;
+  /** Seed of that noise. Default 1. */
+  seed: number;
+  /** The hot-token sketch. */
+  sketch: Partial<SketchOptions>;
+  clock: Clock;
+}
+
+export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Object.freeze({
+  windowEvents: 100_000,
+  windowMs: Number.POSITIVE_INFINITY,
+  hotThreshold: 20,
+  coldThreshold: 1,
+  target: 0.25,
+  targetBytes: Number.POSITIVE_INFINITY,
+  searchShare: 0.3,
+  headroom: 0.1,
+  researchAfter: 5,
+  importanceDecay: 0.5,
+  chunk: 512,
+  sliceMs: 1,
+  keepReports: 100,
+  promotionStd: 0.01,
+  seed: 1,
+});
+
+export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<PmeOptions> {
+  const o: PmeOptions = { ...PME_DEFAULTS, sketch: {}, clock: systemClock, ...options };
+  const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `pme: ${m}`);
+  if (!Number.isInteger(o.windowEvents) || o.windowEvents < 0)
+    throw bad(`windowEvents must be an integer >= 0`);
+  if (!(o.windowMs > 0)) throw bad(`windowMs must be > 0 (Infinity = off), got ${o.windowMs}`);
+  if (!(o.hotThreshold > 0)) throw bad(`hotThreshold must be > 0, got ${o.hotThreshold}`);
+  if (!(o.coldThreshold >= 0 && o.coldThreshold < o.hotThreshold))
+    throw bad(`coldThreshold must be in [0, hotThreshold), got ${o.coldThreshold}`);
+  if (!(o.target > 0 && o.target <= 1)) throw bad(`target must be in (0, 1], got ${o.target}`);
+  if (!(o.targetBytes > 0)) throw bad(`targetBytes must be > 0 (Infinity: none), got ${o.targetBytes}`);
+  if (!(o.searchShare > 0 && o.searchShare <= 1))
+    throw bad(`searchShare must be in (0, 1], got ${o.searchShare}`);
+  if (!(o.headroom >= 0 && o.headroom < 1)) throw bad(`headroom must be in [0, 1), got ${o.headroom}`);
+  if (!(o.searchShare + o.headroom <= 1)) throw bad('searchShare + headroom must be <= 1');
+  if (!Number.isInteger(o.researchAfter) || o.researchAfter < 1)
+    throw bad('researchAfter must be an integer >= 1');
+  if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
+  if (!Number.isInteger(o.chunk) || o.chunk < 1) throw bad('chunk must be an integer >= 1');
+  if (!(o.sliceMs > 0)) throw bad(`sliceMs must be > 0, got ${o.sliceMs}`);
+  if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
+  if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
+  if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
+  return Object.freeze(o);
+}
+
+export interface WindowTier {
+  size: number;
+  tokens: number;
+  paramBytes: number;
+  optimizerBytes: number;
+  indexBytes: number;
+  totalBytes: number;
+}
+
+/** One window, as reported (the shape of src/api/contract.ts PruneWindowReport, plus detail). */
+export interface WindowReport {
+  id: number;
+  reason: string;
+  startedAt: Milliseconds;
+  durationMs: number;
+  searched: number;
+  moved: number;
+  demoted: number;
+  promoted: number;
+  evicted: number;
+  /** Global importance threshold (Infinity when nothing was kept). */
+  threshold: number;
+  /** Mean and max of ||e_s·P_s − v'|| / ||v'|| over moved tokens (v' = pruned D-space vector). */
+  transferError: { mean: number; max: number };
+  /** Longest synchronous stretch of the window (what a concurrent score could wait), ms. */
+  longestPauseMs: number;
+  /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended. */
+  aucBefore: number;
+  aucAfter: number | null;
+  before: WindowTier[];
+  after: WindowTier[];
+  totalBytesBefore: number;
+  totalBytesAfter: number;
+  budgetBytes: number;
+}
