@@ -133,6 +133,16 @@ export interface PruneWindowReport {
   moved: number;
   demoted: number;
   evicted: number;
+  /** The last events learned, scored just before and just after the window's moves: what the
+   *  window did to the model (null without a probe). */
+  probe: {
+    events: number;
+    aucBefore: number;
+    aucAfter: number;
+    loglossBefore: number;
+    loglossAfter: number;
+  } | null;
+  /** Windowed progressive AUC at the start, and a metrics window after the end (other events). */
   aucBefore: number;
   aucAfter: number | null;
   before: TierReport[];

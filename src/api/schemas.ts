@@ -94,6 +94,16 @@ const windowReport = {
     moved: { type: 'integer' },
     demoted: { type: 'integer' },
     evicted: { type: 'integer' },
+    probe: {
+      type: ['object', 'null'],
+      properties: {
+        events: { type: 'integer' },
+        aucBefore: { type: ['number', 'null'] },
+        aucAfter: { type: ['number', 'null'] },
+        loglossBefore: { type: 'number' },
+        loglossAfter: { type: 'number' },
+      },
+    },
     aucBefore: { type: 'number' },
     aucAfter: { type: ['number', 'null'] },
     before: { type: 'array', items: tierReport },

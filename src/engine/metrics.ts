@@ -135,3 +135,25 @@ export function histogramAuc(pos: Float64Array, neg: Float64Array): number {
   if (totalPos < 1e-9 || negBelow < 1e-9) return Number.NaN;
   return pairs / (totalPos * negBelow);
 }
+
+/** Exact AUC with ties counted one half (mid-ranks). NaN without both labels. */
+export function exactAuc(scores: Float64Array, labels: Float32Array): number {
+  const n = scores.length;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
+  let pos = 0;
+  let rankSum = 0;
+  for (let i = 0; i < n; ) {
+    let j = i;
+    while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
+    const rank = (i + j) / 2 + 1;
+    for (let k = i; k <= j; k++) {
+      const y = labels[order[k]];
+      pos += y;
+      rankSum += y * rank;
+    }
+    i = j + 1;
+  }
+  const neg = n - pos;
+  if (pos === 0 || neg === 0) return Number.NaN;
+  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
+}

@@ -17,6 +17,7 @@ import { splitEvents } from '../data/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { shuffledOrder } from '../util/random.js';
+import { exactAuc } from './metrics.js';
 import { FmModel, type FmOptions } from './model/fm.js';
 import { logloss } from './model/math.js';
 import { chooseSizes } from './pme/prune.js';
@@ -206,28 +207,6 @@ export function ladderFor(dim: number): number[] {
   for (let s = 2; s < dim; s *= 2) ladder.push(s);
   ladder.push(dim);
   return ladder;
-}
-
-/** Exact AUC with ties counted one half (mid-ranks). NaN without both labels. */
-export function exactAuc(scores: Float64Array, labels: Float32Array): number {
-  const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => scores[a] - scores[b]);
-  let pos = 0;
-  let rankSum = 0;
-  for (let i = 0; i < n; ) {
-    let j = i;
-    while (j + 1 < n && scores[order[j + 1]] === scores[order[i]]) j++;
-    const rank = (i + j) / 2 + 1;
-    for (let k = i; k <= j; k++) {
-      const y = labels[order[k]];
-      pos += y;
-      rankSum += y * rank;
-    }
-    i = j + 1;
-  }
-  const neg = n - pos;
-  if (pos === 0 || neg === 0) return Number.NaN;
-  return (rankSum - (pos * (pos + 1)) / 2) / (pos * neg);
 }
 
 /** One model with the given per-token sizes over a fresh store whose token ids are the vocabulary indexes. */

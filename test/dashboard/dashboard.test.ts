@@ -131,14 +131,15 @@ t.test('the dashboard charts the live service and starts a prune window', async 
   const cells = await row.locator('td').allTextContents();
   t.equal(cells[0], String(id));
   t.equal(cells[2], 'dashboard', 'the reason the page sent');
-  // Cells: #, started, reason, took, searched, moved, AUC, one per tier size, total, change.
+  // Cells: #, started, reason, took, searched, moved, AUC, step, one per tier size, total, change.
   const sizes = await page.locator('#windows th', { hasText: /^size \d+$/ }).allTextContents();
   t.same(
     sizes,
     config.ladder.map((size) => `size ${size}`),
     'a column per size of the ladder',
   );
-  const tierCells = cells.slice(7, -2);
+  t.match(cells[7], /^\d\.\d{4} → \d\.\d{4}$/, "the window's step on its probe");
+  const tierCells = cells.slice(8, -2);
   t.equal(tierCells.length, sizes.length);
   const bytes = /^\d+(\.\d)? (B|KiB|MiB|GiB)$/;
   for (const [i, cell] of tierCells.entries())

@@ -140,6 +140,10 @@ t.test('the prune table: newest first, one column per size, unchanged tiers as o
     moved: 10,
     demoted: 2,
     evicted: 0,
+    probe:
+      id === 1
+        ? { events: 2048, aucBefore: 0.8, aucAfter: 0.79, loglossBefore: 0.5, loglossAfter: 0.51 }
+        : null,
     aucBefore: 0.7,
     aucAfter: id === 1 ? 0.71 : null,
     before: [tier(0, 1, 0), tier(8, 10, 4096), tier(64, 5, 8192)],
@@ -154,6 +158,8 @@ t.test('the prune table: newest first, one column per size, unchanged tiers as o
   t.equal(rows[0].started, 't2000');
   t.equal(rows[0].auc, '0.7000 → –', 'AUC after not known yet');
   t.equal(rows[1].auc, '0.7000 → 0.7100');
+  t.equal(rows[1].step, '0.8000 → 0.7900', "the window's own step on the probe");
+  t.equal(rows[0].step, '–', 'no probe');
   t.same(rows[0].tiers, [
     { text: '0 B', changed: false },
     { text: '4.0 KiB', changed: false },

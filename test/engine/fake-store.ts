@@ -153,7 +153,7 @@ export class TieredStore {
   readonly #start: number;
   readonly #random;
   readonly #moveListeners: ((id: number, from: number, to: number) => void)[] = [];
-  readonly options = { optimizerSlots: 1 };
+  readonly options: { optimizerSlots: number; startSize: number };
   budgetBytes: number;
 
   constructor(
@@ -166,6 +166,7 @@ export class TieredStore {
     this.dim = dim;
     this.ladder = ladder;
     this.#start = startSize;
+    this.options = { optimizerSlots: 1, startSize };
     this.budgetBytes = budgetBytes;
     this.#random = createRandom(seed);
     this.tiers = ladder.map((size) => ({

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
-import { exactAuc, mdeSizes, runOffline } from '../../src/engine/offline.js';
+import { exactAuc } from '../../src/engine/metrics.js';
+import { mdeSizes, runOffline } from '../../src/engine/offline.js';
 import { planted } from './planted.js';
 
 t.test('runOffline: four methods, budgets respected, deterministic for a seed', async (t) => {

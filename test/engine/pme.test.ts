@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
+import { scoreProbe } from '../../src/engine/pme/probe.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom } from '../../src/util/random.js';
@@ -225,4 +226,42 @@ t.test('a moved token keeps its optimizer scale; cold tokens step down one size 
   t.ok(Math.abs(mean(id) - 2.5) < 1e-6, `accumulators carried: ${mean(id)}`);
   await pme.runWindow('test');
   t.equal(store.sizeOf(id), 2, 'next window: 4 -> 2');
+  await pme.runWindow('test');
+  t.equal(store.sizeOf(id), 2, 'not below the start size (2): only pruning takes a token there');
+  // A cold token born at the start size stays there.
+  const born = store.getOrCreate('user=cold-at-start', 2);
+  await pme.runWindow('test');
+  t.equal(store.sizeOf(born), 2, 'a cold token at the start size is not cooled to 0');
+});
+
+t.test("the probe: the window's last events scored just before and just after its moves", async (t) => {
+  const { store, pme, trainer } = setup();
+  const events = plantedStream(30000);
+  for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
+  const last = events.slice(-2048);
+  const before = scoreProbe(last, (e) => trainer.predict(e));
+  store.budgetBytes = 6000;
+  const report = await pme.runWindow('test');
+  t.ok(report.moved > 0, `the window pruned ${report.moved} tokens`);
+  const after = scoreProbe(last, (e) => trainer.predict(e));
+  t.same(
+    report.probe,
+    {
+      events: 2048,
+      aucBefore: before.auc,
+      aucAfter: after.auc,
+      loglossBefore: before.logloss,
+      loglossAfter: after.logloss,
+    },
+    'the last 2,048 events learned, before and after',
+  );
+  t.not(after.logloss, before.logloss, 'the moves changed the scores');
+  // Nothing left to move: the step is exactly zero.
+  const idle = await pme.runWindow('idle');
+  t.equal(idle.moved + idle.demoted + idle.evicted, 0, 'an idle window');
+  t.equal(idle.probe?.aucAfter, idle.probe?.aucBefore);
+  t.equal(idle.probe?.loglossAfter, idle.probe?.loglossBefore);
+
+  const off = new PmeController(new TieredStore(D, LADDER, 2), { windowEvents: 0, probeEvents: 0 });
+  t.equal((await off.runWindow('no probe')).probe, null, 'probeEvents 0: no probe');
 });

@@ -118,7 +118,7 @@ ${cards}
 </div>
 <section class="card windows">
   <h2>Prune windows</h2>
-  <p class="what">Each re-pruning window, newest first: memory per tier (size) before → after, and the recent AUC before → after.</p>
+  <p class="what">Each re-pruning window, newest first: memory per tier (size) before → after, the recent AUC before → after (other events: it moves with the stream), and the step: the AUC of the last events learned, scored just before and just after the window's moves.</p>
   <div id="windows"><p class="empty">No window yet.</p></div>
 </section>
 </main>

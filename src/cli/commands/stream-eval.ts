@@ -127,6 +127,13 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
           `  size ${String(x.size).padStart(3)}  ${String(x.tokens).padStart(8)} tokens  ${formatBytes(x.bytes)}`,
       ),
       ...(t.windows.length > 0 ? [`PME windows      ${t.windows.length}`] : []),
+      ...t.windows.map((w) => {
+        const step =
+          w.probe === null
+            ? ''
+            : `, AUC of the last ${w.probe.events} events ${w.probe.aucBefore.toFixed(4)} -> ${w.probe.aucAfter.toFixed(4)}`;
+        return `  window ${String(w.id).padStart(3)}  ${w.moved} pruned, ${w.demoted} cooled, ${w.promoted} promoted${step}`;
+      }),
       ...(t.memory.relieved + t.memory.truncated + t.memory.evicted + t.memory.refusedTokens > 0
         ? [
             `budget           ${t.memory.relieved} stepped down by PME, ${t.memory.truncated} truncated and ${t.memory.evicted} evicted by the store, ${t.memory.refusedTokens} new tokens refused`,

@@ -7,6 +7,7 @@ import type { BudgetRelief, StoreAccounting } from '../../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
 import type { ModelTier, TokenId } from '../model/model.js';
 import type { TrainerStore } from '../trainer/index.js';
+import type { ProbeReport } from './probe.js';
 import type { SketchOptions } from './sketch.js';
 
 /** The store API PME needs on top of the trainer's: tiers, moves, and the store's own per-row and
@@ -64,6 +65,9 @@ export interface PmeOptions {
   /** Longest synchronous stretch of a window, in ms, before it yields whatever the chunk. Default 1
    *  (as a training slice: a request waits about that long behind a window). */
   sliceMs: number;
+  /** The last events learned that a window scores before and after its moves (its probe: what
+   *  the window did to the model, apart from drift in the stream). 0 = no probe. Default 2048. */
+  probeEvents: number;
   /** Window reports kept in memory. Default 100. */
   keepReports: number;
   /** Std of the noise added to a promoted token's new dimensions. Default 0.01. Without it a token
@@ -90,6 +94,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   importanceDecay: 0.5,
   chunk: 512,
   sliceMs: 1,
+  probeEvents: 2048,
   keepReports: 100,
   promotionStd: 0.01,
   seed: 1,
@@ -115,6 +120,7 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
   if (!Number.isInteger(o.chunk) || o.chunk < 1) throw bad('chunk must be an integer >= 1');
   if (!(o.sliceMs > 0)) throw bad(`sliceMs must be > 0, got ${o.sliceMs}`);
+  if (!Number.isInteger(o.probeEvents) || o.probeEvents < 0) throw bad('probeEvents must be an integer >= 0');
   if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
@@ -147,7 +153,10 @@ export interface WindowReport {
   transferError: { mean: number; max: number };
   /** Longest synchronous stretch of the window (what a concurrent score could wait), ms. */
   longestPauseMs: number;
-  /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended. */
+  /** The last events learned, scored before and after the window's moves (null: no probe). */
+  probe: ProbeReport | null;
+  /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended
+   *  (different events: it moves with the stream too; the probe isolates the window). */
   aucBefore: number;
   aucAfter: number | null;
   before: WindowTier[];

@@ -207,6 +207,7 @@ export class Trainer {
       feed.resolved(r);
       catalog.popularity.increment(entry.index);
       if (negatives > 0 && event.label > 0) this.#negatives(entry, r, userCount, start);
+      this.#observer.observeEvent?.(event);
     }
     this.#busyMs += performance.now() - began;
   }

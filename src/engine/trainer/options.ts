@@ -2,7 +2,7 @@
  * What a Trainer is built from: the store API it needs, the observer it tells of every token (PME),
  * and its options with their defaults and validation.
  */
-import type { CatalogItem } from '../../data/event.js';
+import type { CatalogItem, Interaction } from '../../data/event.js';
 import { PmeError } from '../../errors.js';
 import type { EmbeddingStore } from '../../store/index.js';
 import { type Clock, type Milliseconds, systemClock } from '../../util/clock.js';
@@ -19,6 +19,8 @@ export type TrainerStore = ModelStore &
 /** Sees every token the trainer resolves (the PME hot-token tracker plugs in here). */
 export interface TokenObserver {
   observe(id: TokenId): void;
+  /** Per event learned (after its tokens were observed). */
+  observeEvent?(event: Interaction): void;
   /** After every learn() (the place to move tokens: no event is half-resolved). */
   endBatch(): void;
 }

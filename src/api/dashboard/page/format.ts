@@ -164,6 +164,8 @@ export interface WindowRow {
   searched: string;
   moved: string;
   auc: string;
+  /** The window's own step: AUC of the last events learned, just before → just after its moves. */
+  step: string;
   /** Per size of `sizes`: "before → after", or one figure when the tier did not change. */
   tiers: Array<{ text: string; changed: boolean }>;
   total: string;
@@ -193,6 +195,7 @@ export function windowRows(
       searched: formatCount(w.searched),
       moved: `${formatCount(w.moved)} / ${formatCount(w.demoted)} / ${formatCount(w.evicted)}`,
       auc: `${formatMetric(w.aucBefore)} → ${formatMetric(w.aucAfter)}`,
+      step: w.probe === null ? '–' : `${formatMetric(w.probe.aucBefore)} → ${formatMetric(w.probe.aucAfter)}`,
       tiers: sizes.map((size) => {
         const [b, a] = [bytesAt(w.before, size), bytesAt(w.after, size)];
         return { text: b === a ? formatBytes(b) : `${formatBytes(b)} → ${formatBytes(a)}`, changed: b !== a };
