@@ -34,12 +34,13 @@ export function pushHead(t: LruEnds, c: TokenColumns, id: TokenId): void {
 }
 
 /**
- * Inserts by lastSeen, walking from the end nearer in time. The walk is capped at MAX_WALK steps so
- * no touch or move costs O(tier): a token placed out of time order further than that (an event much
- * later than its neighbours, a move of a middle-aged token) stops there, and the list is then only
- * nearly sorted. The effect is bounded and safe: such a token is treated as more recent (or older) than
- * it is by at most the 64 tokens it skipped, i.e. TTL or budget eviction reaches it a little later
- * (or sooner). With time-ordered touches the order is exact.
+ * Inserts by lastSeen, walking from both ends in turn, one step each, until one finds the place.
+ * The walk is capped at MAX_WALK steps an end so no touch or move costs O(tier): a token placed out
+ * of time order further than that from both ends (a move of a middle-aged token) stops 64 tokens
+ * from the head, and the list is then only nearly sorted: it is treated as more recent than it is,
+ * so TTL or budget eviction reaches it a little later. With time-ordered touches the order is
+ * exact. Only comparisons of times decide where a token goes, never their distances (choosing the
+ * end "nearer in time" made evictions, and so what a run learns, depend on the machine's speed).
  */
 export function linkSorted(t: LruEnds, c: TokenColumns, id: TokenId): void {
   const seen = c.lastSeen;
@@ -50,17 +51,22 @@ export function linkSorted(t: LruEnds, c: TokenColumns, id: TokenId): void {
   }
   const prev = c.prev;
   const next = c.next;
-  let after: number; // insert after this node
-  let steps = 0;
-  if (x < seen[t.tail]) {
-    after = t.tail;
-  } else if (x - seen[t.tail] < seen[t.head] - x) {
-    after = t.tail;
-    // Stops before the head at the latest: seen[head] > x.
-    while (seen[after] <= x && steps++ < MAX_WALK) after = prev[after];
-  } else {
-    after = t.head;
-    while (next[after] !== -1 && seen[next[after]] > x && steps++ < MAX_WALK) after = next[after];
+  // Insert after the last token seen later than x. The head is one (x < seen[head]).
+  let after = t.tail;
+  if (seen[after] <= x) {
+    let fromHead = t.head;
+    let fromTail = t.tail;
+    after = -1;
+    for (let steps = 0; steps < MAX_WALK && after === -1; steps++) {
+      const n = next[fromHead];
+      if (n === -1 || seen[n] <= x) after = fromHead;
+      else fromHead = n;
+      if (after === -1) {
+        fromTail = prev[fromTail];
+        if (seen[fromTail] > x) after = fromTail;
+      }
+    }
+    if (after === -1) after = fromHead;
   }
   const n = next[after];
   prev[id] = after;

@@ -17,10 +17,10 @@ import { EmbeddingStore, readSnapshot } from '../../src/store/index.js';
 import { ManualClock, systemClock } from '../../src/util/clock.js';
 import { createRandom, ZipfSampler } from '../../src/util/random.js';
 
-function stream(n: number): Interaction[] {
+function stream(n: number, userCount = 500, itemCount = 400): Interaction[] {
   const random = createRandom(9);
-  const users = new ZipfSampler(500, 1);
-  const items = new ZipfSampler(400, 1);
+  const users = new ZipfSampler(userCount, 1);
+  const items = new ZipfSampler(itemCount, 1);
   return Array.from({ length: n }, (_, i) => {
     const u = users.sample(random);
     const it = items.sample(random);
@@ -151,3 +151,41 @@ t.test(
     t.same(lazy.trainer.model.projections, eager.trainer.model.projections, 'the same projections');
   },
 );
+
+t.test('nor on the gaps between batches: times decide order, never distance', async (t) => {
+  // Enough tokens that tiers outgrow the LRU's walk of 64 and moves land mid-list.
+  const events = stream(30_000, 5000, 2000);
+  const options = {
+    ladder: [0, 2, 4, 8, 16, 32],
+    startSize: 8,
+    budgetBytes: 150_000,
+    seed: 5,
+    chunkRows: 64,
+  };
+  // One machine takes 1 ms a batch; the other is slow and uneven (1 ms to 10 s).
+  const run = async (gap: (batch: number) => number) => {
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ ...options, clock });
+    const parts = build(store, clock);
+    for (let i = 0, k = 0; i < events.length; i += 250, k++) {
+      clock.advance(gap(k));
+      parts.trainer.learn(events.slice(i, i + 250));
+      await parts.pme.running;
+    }
+    return { store, ...parts };
+  };
+  const even = await run(() => 1);
+  const uneven = await run((k) => 1 + ((k * 7919) % 10_000));
+  t.ok(
+    even.pme.reports().some((r) => r.moved + r.demoted > 0) || even.pme.reliefMoves > 0,
+    'PME moved tokens',
+  );
+  t.ok(even.store.lastResort.evicted + even.pme.reliefMoves > 0, 'the budget binds');
+  const a = even.store.exportState();
+  const b = uneven.store.exportState();
+  t.same(b.keys, a.keys, 'the same tokens in the same ids');
+  t.same(b.tierOf, a.tierOf, 'in the same tiers');
+  t.same(b.linear, a.linear, 'with the same weights');
+  for (let ti = 0; ti < a.tiers.length; ti++)
+    t.same(b.tiers[ti].params, a.tiers[ti].params, `tier ${ti} rows`);
+});

@@ -92,6 +92,34 @@ t.test(
   },
 );
 
+t.test('the LRU order depends on the order of times, never on their distances', async (t) => {
+  // Two stores see the same touches, one at times t and one at t³ (same order, other gaps): a
+  // run's evictions, and so what it learns, must not depend on how fast the machine went.
+  const run = (scale: (x: number) => number): string[] => {
+    const store = new EmbeddingStore({ clock: new ManualClock(0), chunkRows: 64 });
+    const random = createRandom(7);
+    const ids: number[] = [];
+    for (let i = 0; i < 400; i++) ids.push(store.getOrCreate(`item=${i}`, undefined, scale(1 + i)));
+    for (let k = 0; k < 300; k++) {
+      // Out of time order: somewhere between the oldest and the newest.
+      store.touch(ids[random.int(ids.length)], scale(1 + random.int(400) + 0.5));
+    }
+    return store.lruOrder(8).map((id) => store.key(id));
+  };
+  const linear = run((x) => x);
+  t.equal(linear.length, 400);
+  t.same(
+    run((x) => x ** 3),
+    linear,
+    'the same order under t³',
+  );
+  t.same(
+    run((x) => Math.log(x)),
+    linear,
+    'and under log t',
+  );
+});
+
 t.test(
   'move: transform sees the old row, state restarts, old slot is reused, throw leaves it intact',
   async (t) => {
