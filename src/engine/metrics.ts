@@ -27,6 +27,25 @@ export interface MetricsSnapshot {
   positiveRate: number;
 }
 
+/** ProgressiveMetrics' state (exportState / importState). */
+export interface ProgressiveMetricsState {
+  bins: number;
+  window: number;
+  ringAt: number;
+  ringCount: number;
+  windowLoss: number;
+  events: number;
+  loss: number;
+  labels: number;
+  pos: Float64Array;
+  neg: Float64Array;
+  wPos: Float64Array;
+  wNeg: Float64Array;
+  ringBin: Int32Array;
+  ringLabel: Float32Array;
+  ringLoss: Float64Array;
+}
+
 export class ProgressiveMetrics {
   readonly bins: number;
   readonly window: number;
@@ -105,6 +124,54 @@ export class ProgressiveMetrics {
       windowEvents: this.#ringCount,
       positiveRate: this.#events === 0 ? Number.NaN : this.#labels / this.#events,
     };
+  }
+
+  /** The whole state (histograms, window ring, sums), for snapshots: a restarted service goes on
+   *  counting where it stopped instead of reading 0 events and no AUC. */
+  exportState(): ProgressiveMetricsState {
+    return {
+      bins: this.bins,
+      window: this.window,
+      ringAt: this.#ringAt,
+      ringCount: this.#ringCount,
+      windowLoss: this.#windowLoss,
+      events: this.#events,
+      loss: this.#loss,
+      labels: this.#labels,
+      pos: this.#pos.slice(),
+      neg: this.#neg.slice(),
+      wPos: this.#wPos.slice(),
+      wNeg: this.#wNeg.slice(),
+      ringBin: this.#ringBin.slice(),
+      ringLabel: this.#ringLabel.slice(),
+      ringLoss: this.#ringLoss.slice(),
+    };
+  }
+
+  /** Restores exportState(); false (and nothing changed) when the saved bins or window differ
+   *  from this instance's (they are configuration: the metrics then start afresh). */
+  importState(s: ProgressiveMetricsState): boolean {
+    if (
+      s.bins !== this.bins ||
+      s.window !== this.window ||
+      s.pos.length !== this.bins ||
+      s.ringBin.length !== this.window
+    )
+      return false;
+    this.#pos.set(s.pos);
+    this.#neg.set(s.neg);
+    this.#wPos.set(s.wPos);
+    this.#wNeg.set(s.wNeg);
+    this.#ringBin.set(s.ringBin);
+    this.#ringLabel.set(s.ringLabel);
+    this.#ringLoss.set(s.ringLoss);
+    this.#ringAt = s.ringAt;
+    this.#ringCount = s.ringCount;
+    this.#windowLoss = s.windowLoss;
+    this.#events = s.events;
+    this.#loss = s.loss;
+    this.#labels = s.labels;
+    return true;
   }
 
   reset(): void {

@@ -1,8 +1,8 @@
 /**
  * The trainer's state beyond the store, as named byte arrays for the store's snapshot `extra`
  * section: the dense model (bias, projections and their Adagrad state) and the item list with
- * popularity counts (negatives and the cold-start ranking), and the learned-event counters.
- * Progressive metrics start afresh.
+ * popularity counts (negatives and the cold-start ranking), the learned-event counters and the
+ * progressive metrics (so a restarted service's AUC and event counts go on where they stopped).
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { PmeError } from '../errors.js';
@@ -107,6 +107,13 @@ export function exportTrainerState(trainer: Trainer): Record<string, Uint8Array 
   out[`${PREFIX}catalogCount.f64`] = bytesOf(catalog.count);
   const { learned, negativesDrawn } = trainer.stats();
   out[`${PREFIX}counters.json`] = new TextEncoder().encode(JSON.stringify({ learned, negativesDrawn }));
+  const m = trainer.metrics.exportState();
+  const { pos, neg, wPos, wNeg, ringBin, ringLabel, ringLoss, ...scalars } = m;
+  out[`${PREFIX}metrics.json`] = new TextEncoder().encode(JSON.stringify(scalars));
+  for (const [name, a] of Object.entries({ pos, neg, wPos, wNeg, ringLoss }))
+    out[`${PREFIX}metrics-${name}.f64`] = bytesOf(a);
+  out[`${PREFIX}metrics-ringBin.i32`] = bytesOf(ringBin);
+  out[`${PREFIX}metrics-ringLabel.f32`] = ringLabel;
   return out;
 }
 
@@ -172,4 +179,27 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
   }
   const counters = extra[`${PREFIX}counters.json`];
   if (counters instanceof Uint8Array) trainer.restoreCounters(JSON.parse(new TextDecoder().decode(counters)));
+  importMetrics(trainer, extra);
+}
+
+/** The progressive metrics, when the snapshot has them (older ones do not: they start afresh). */
+function importMetrics(trainer: Trainer, extra: Record<string, Uint8Array | Float32Array>): void {
+  const scalars = extra[`${PREFIX}metrics.json`];
+  if (!(scalars instanceof Uint8Array)) return;
+  const bytes = (name: string): ArrayBuffer => {
+    const v = extra[`${PREFIX}metrics-${name}`];
+    if (v === undefined) throw new PmeError('PME_ERR_CONFIG_INVALID', `snapshot metrics lack ${name}`);
+    return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
+  };
+  const f64 = (name: string) => new Float64Array(bytes(`${name}.f64`));
+  trainer.metrics.importState({
+    ...JSON.parse(new TextDecoder().decode(scalars)),
+    pos: f64('pos'),
+    neg: f64('neg'),
+    wPos: f64('wPos'),
+    wNeg: f64('wNeg'),
+    ringLoss: f64('ringLoss'),
+    ringBin: new Int32Array(bytes('ringBin.i32')),
+    ringLabel: new Float32Array(bytes('ringLabel.f32')),
+  });
 }

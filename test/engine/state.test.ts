@@ -49,6 +49,26 @@ t.test('the catalog comes back item for item: fields, active flag, event count, 
   t.same(restored.score('u3', items), trainer.score('u3', items), 'and it scores as the original');
 });
 
+t.test('the progressive metrics come back and go on as if never stopped', async (t) => {
+  const { store, trainer } = trained();
+  const restored = new Trainer(store, { seed: 8 });
+  importTrainerState(restored, exportTrainerState(trainer));
+  const before = trainer.metrics.snapshot();
+  t.ok(before.events > 3000 && before.auc > 0.5, `events ${before.events}, AUC ${before.auc}`);
+  t.same(restored.metrics.snapshot(), before, 'events, AUC, logloss, windowed AUC and logloss');
+  // The same scores afterwards land alike: the window ring and its sums came back too.
+  for (let i = 0; i < 12_000; i++) {
+    const p = (i % 97) / 97;
+    const y = i % 3 === 0 ? 1 : 0;
+    trainer.metrics.add(p, y);
+    restored.metrics.add(p, y);
+  }
+  t.same(restored.metrics.snapshot(), trainer.metrics.snapshot(), 'after the window has turned over');
+  const other = new Trainer(store, { seed: 8, metricsWindow: 500 });
+  importTrainerState(other, exportTrainerState(trainer));
+  t.equal(other.metrics.snapshot().events, 0, 'another window size: the metrics start afresh');
+});
+
 /** One section of a trainer export, by the end of its name. */
 const section = (extra: ReturnType<typeof exportTrainerState>, suffix: string) =>
   Object.entries(extra).find(([name]) => name.endsWith(suffix))![1] as Uint8Array;

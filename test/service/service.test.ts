@@ -63,6 +63,17 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   const ready = await fetch(`${service.url}/readyz`);
   t.equal(ready.status, 200);
 
+  // What the model learned (not what this process consumed): it survives a restart.
+  const statsOf = async (url: string) => {
+    const s = (await (await fetch(`${url}/v1/stats`)).json()) as Record<string, unknown>;
+    return { eventsTrained: s.eventsTrained, auc: s.auc, windowAuc: s.windowAuc, logloss: s.logloss };
+  };
+  const trainedCounter = async (url: string) =>
+    Number(/^pme_events_trained_total (\S+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
+  const statsBefore = await statsOf(service.url);
+  t.equal(statsBefore.eventsTrained, 20_000);
+  t.equal(await trainedCounter(service.url), 20_000);
+
   const tokens = service.store.size;
   await service.stop();
 
@@ -74,11 +85,18 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   for (let i = 0; i < after.length; i++)
     t.ok(Math.abs(restoredScores[i] - after[i]) < 1e-6, `score ${i} restored`);
   t.equal(second.trainer.stats().learned, 20_000, 'the learned-event count is restored');
+  t.same(await statsOf(second.url), statsBefore, 'so are /v1/stats events, AUC and logloss');
+  t.equal(await trainedCounter(second.url), 20_000, 'and pme_events_trained_total');
   const more = Array.from({ length: 5_000 }, () => workload.next());
   await producer.sendInteractions(config.interactionsTopic, more);
   await until('5,000 more events trained', () => second.trainer.stats().learned >= 25_000);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   t.equal(second.trainer.stats().learned, 25_000, 'only the new events are learned after the restart');
+  t.equal(
+    (await statsOf(second.url)).eventsTrained,
+    25_000,
+    'the trained count goes on from where it stopped',
+  );
 });
 
 t.test(
