@@ -95,7 +95,7 @@ export const OPTIONS = {
     env: 'PME_TOKEN_TTL_MS',
     kind: 'number',
     default: '86400000',
-    doc: 'Tokens unseen this long (service clock) are evicted at the next prune window.',
+    doc: 'Tokens unseen this long (service clock) are evicted within about a second, idle or not (and at every prune window).',
   },
   pruneEveryEvents: {
     env: 'PME_PRUNE_EVERY_EVENTS',
@@ -107,7 +107,7 @@ export const OPTIONS = {
     env: 'PME_PRUNE_EVERY_MS',
     kind: 'int',
     default: '300000',
-    doc: 'Run a re-pruning window after this many milliseconds (0: off).',
+    doc: 'Run a re-pruning window after this many milliseconds, idle or not (0: off).',
   },
   pruneTarget: {
     env: 'PME_PRUNE_TARGET',

@@ -41,6 +41,27 @@ export const ERRORS = {
   PME_ERR_NOT_READY: { message: 'the service is not ready: %s', status: 503, retriable: true },
   PME_ERR_INTERNAL: { message: 'internal error', status: 500, retriable: true },
   PME_ERR_PRUNE_RUNNING: { message: 'a prune window is already running', status: 409, retriable: true },
+  PME_ERR_METHOD_NOT_ALLOWED: {
+    message: 'method %s is not allowed on %s (allowed: %s)',
+    status: 405,
+    retriable: false,
+  },
+  PME_ERR_REQUEST_TIMEOUT: { message: 'the request did not arrive in time', status: 408, retriable: true },
+  PME_ERR_BODY_TOO_LARGE: {
+    message: 'the request body is larger than %s bytes',
+    status: 413,
+    retriable: false,
+  },
+  PME_ERR_UNSUPPORTED_MEDIA_TYPE: {
+    message: 'content-type %s is not supported: send application/json',
+    status: 415,
+    retriable: false,
+  },
+  PME_ERR_HEADERS_TOO_LARGE: {
+    message: 'the request header fields are larger than %s bytes',
+    status: 431,
+    retriable: false,
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -121,6 +121,8 @@ export interface MemoryActions {
   /** New tokens not created, and PME moves not made, because the budget could not hold them. */
   refusedTokens: number;
   refusedMoves: number;
+  /** Tokens evicted for being unseen past the TTL (not pressure: age). */
+  expired: number;
 }
 
 /** A re-pruning window as reported: kept bounded in memory by the engine. */

@@ -1,6 +1,7 @@
 /**
  * The HTTP API (fastify). Routes only translate between HTTP and ServiceApi: validation
- * is fastify's own from the schemas in schemas.ts, errors come from the one catalog.
+ * is fastify's own from the schemas in schemas.ts, errors come from the one catalog and are
+ * answered in one shape (error-reply.ts, client-error.ts).
  */
 import { timingSafeEqual } from 'node:crypto';
 import swagger from '@fastify/swagger';
@@ -10,9 +11,13 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
-import { isPmeError, PmeError } from '../errors.js';
+import { PmeError } from '../errors.js';
+import { answerClientError } from './client-error.js';
 import type { ServiceApi } from './contract.js';
 import { dashboard } from './dashboard/index.js'; // dashboard (issue 9)
+import { catalogError, errorBody, validationError } from './error-reply.js';
+import { RouteMethods } from './methods.js';
+import { readQueryTypes } from './query.js';
 import {
   LIMITS,
   pruneListSchema,
@@ -33,13 +38,6 @@ export interface ApiOptions {
   logger?: boolean;
 }
 
-interface ErrorBody {
-  statusCode: number;
-  code: string;
-  error: string;
-  message: string;
-}
-
 /**
  * The hot routes answer through JSON.stringify instead of fastify's compiled serializer, which
  * writes each number through a string that outlives young-generation collections: serializing
@@ -48,26 +46,34 @@ interface ErrorBody {
  */
 const nativeJson = { serializerCompiler: () => (data: unknown) => JSON.stringify(data) };
 
-function errorBody(statusCode: number, code: string, message: string): ErrorBody {
-  const error =
-    statusCode === 401
-      ? 'Unauthorized'
-      : statusCode === 404
-        ? 'Not Found'
-        : statusCode < 500
-          ? 'Bad Request'
-          : 'Error';
-  return { statusCode, code, error, message };
+/** Every error reply: the catalog's status, its headers (Allow) set by the caller. */
+function sendError(reply: FastifyReply, error: PmeError): FastifyReply {
+  return reply.code(error.statusCode).send(errorBody(error));
 }
 
 export async function buildApi(service: ServiceApi, options: ApiOptions): Promise<FastifyInstance> {
+  const internal = (request: FastifyRequest, error: unknown): PmeError => {
+    request.log.error(error);
+    return new PmeError('PME_ERR_INTERNAL');
+  };
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: options.bodyLimit ?? 256 * 1024,
-    // Unknown properties are rejected, not silently stripped (fastify's default strips them);
-    // scalars are coerced (query strings are text) but never wrapped into arrays.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, allErrors: false } },
+    // Unknown properties are rejected, not silently stripped (fastify's default strips them).
+    // No type coercion: a body's 5 or null is not a string; query strings are read by readQueryTypes.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    schemaErrorFormatter: validationError,
+    // A path parameter as long as the schemas allow (each character up to 4 UTF-8 bytes, each
+    // byte 3 characters encoded), so the schema's limit is the one that answers.
+    routerOptions: { maxParamLength: 12 * LIMITS.maxIdLength },
+    // Malformed URLs, over-long parameters: errors fastify meets before a route is chosen.
+    frameworkErrors: (error, request, reply) =>
+      sendError(reply, catalogError(error, request) ?? internal(request, error)),
+    clientErrorHandler: answerClientError,
   });
+  const methods = new RouteMethods();
+  app.addHook('onRoute', (route) => methods.add(route.url, route.method));
+  app.addHook('preValidation', readQueryTypes);
   await app.register(swagger, {
     openapi: {
       info: { title: 'pme', description: 'Streaming PME recommender', version: '0.1.0' },
@@ -83,23 +89,21 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
       throw new PmeError('PME_ERR_UNAUTHORIZED');
   };
 
-  app.setErrorHandler((error: FastifyError, _request, reply) => {
-    if (isPmeError(error))
-      return reply.code(error.statusCode).send(errorBody(error.statusCode, error.code, error.message));
-    const status = error.statusCode ?? 500;
-    if (status >= 400 && status < 500)
-      return reply.code(status).send(errorBody(status, error.code ?? 'PME_ERR_BAD_REQUEST', error.message));
-    reply.log.error(error);
-    const internal = new PmeError('PME_ERR_INTERNAL');
-    return reply.code(500).send(errorBody(500, internal.code, internal.message));
-  });
-  app.setNotFoundHandler((request, reply) => {
-    reply
-      .code(404)
-      .send(
-        errorBody(404, 'PME_ERR_NOT_FOUND', `route ${request.method} ${request.url.split('?')[0]} not found`),
-      );
-  });
+  app.setErrorHandler((error: FastifyError, request, reply) =>
+    sendError(reply, catalogError(error, request) ?? internal(request, error)),
+  );
+  // No route for this method: 405 where the path has routes for others, else 404. Answered at
+  // onRequest, before a body is read: the route is wrong whatever the body says.
+  const noRoute = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = request.url.split('?')[0];
+    const allowed = methods.allowed(path).join(', ');
+    if (allowed === '')
+      return sendError(reply, new PmeError('PME_ERR_NOT_FOUND', `route ${request.method} ${path}`));
+    reply.header('allow', allowed);
+    return sendError(reply, new PmeError('PME_ERR_METHOD_NOT_ALLOWED', request.method, path, allowed));
+  };
+  app.addHook('onRequest', async (request, reply) => (request.is404 ? noRoute(request, reply) : undefined));
+  app.setNotFoundHandler(noRoute);
 
   app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
     const route = request.routeOptions.url ?? 'unknown';
@@ -132,7 +136,9 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
 
   app.post<{ Body: { reason?: string } | null }>(
     '/v1/prune',
-    { schema: { ...pruneStartSchema, security: [{ bearer: [] }] }, preHandler: requireAdmin },
+    // Auth at onRequest, before the body is read or validated: a caller without the token learns
+    // nothing about what the route accepts.
+    { schema: { ...pruneStartSchema, security: [{ bearer: [] }] }, onRequest: requireAdmin },
     async (request, reply) => {
       const window = await service.startPrune(request.body?.reason ?? 'api');
       return reply.code(202).send({ window, status: 'started' });

@@ -34,6 +34,7 @@ export interface StreamEvalResult {
     evicted: number;
     refusedTokens: number;
     refusedMoves: number;
+    expired: number;
   };
   /** Samples every `timelineEvents` events (plus one at the end); absent when not asked for. */
   timeline?: TimelineSample[];
@@ -195,6 +196,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
       evicted: store.lastResort.evicted,
       refusedTokens: store.refused,
       refusedMoves: controller?.refusedMoves ?? 0,
+      expired: controller?.expired ?? 0,
     },
     ...(timeline === null ? {} : { timeline }),
     data,

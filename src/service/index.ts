@@ -38,7 +38,7 @@ import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
 import { type ServingThread, startServingThread } from './serving.js';
-import { applyRestored, restoreState, takeSnapshot } from './state.js';
+import { applyRestored, restoreState, SnapshotAge, takeSnapshot } from './state.js';
 
 export interface Service {
   /** Base URL of the HTTP API. */
@@ -68,6 +68,8 @@ export type Log = (line: string) => void;
 
 /** Longest wait for Kafka during shutdown. */
 const STOP_GRACE_MS = 10_000;
+/** How often the clock's work (windows due by time, TTL expiry) is looked at when idle. */
+const CLOCK_TICK_MS = 1000;
 
 async function bounded(work: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -155,7 +157,12 @@ export async function startService(
   const backend = await initBackend();
   const skipped = backend.skipped.map((s) => s.name).join(', ');
   log(`pme: dense backend ${backend.name}${skipped ? ` (not available here: ${skipped})` : ''}`);
-  const { store, extra } = await restoreState(config);
+  const { store, extra, writtenAt, removedTemps } = await restoreState(config);
+  if (removedTemps > 0)
+    log(
+      `pme: removed ${removedTemps} temporary file(s) of snapshot writes that died with an earlier process`,
+    );
+  const snapshotAge = new SnapshotAge(writtenAt);
   const pme = new PmeController(store, {
     target: config.pruneTarget,
     targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
@@ -224,9 +231,10 @@ export async function startService(
   };
 
   const snapshot = async (): Promise<string> => {
-    const { path, offsets } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
+    const { path, offsets, writtenAt } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
       consumer.appliedOffsets(),
     );
+    snapshotAge.taken(writtenAt);
     await bounded(consumer.commit(offsets), STOP_GRACE_MS, () =>
       log('pme: offset commit timed out (the snapshot holds them)'),
     );
@@ -251,7 +259,9 @@ export async function startService(
         evicted: store.lastResort.evicted,
         refusedTokens: store.refused,
         refusedMoves: pme.refusedMoves,
+        expired: pme.expired,
       }),
+      snapshotAge: () => snapshotAge.seconds(),
     },
     { requests: !threaded },
   );
@@ -291,6 +301,24 @@ export async function startService(
 
   const publishing = await startPublishing(config, store, trainer, lock, log);
 
+  // Windows due by time, and TTL expiry, run on a timer too, so an idle service still prunes and
+  // expires. Under the state lock: never while a batch is learned (its rows hold tokens a move
+  // would pull away) nor while a snapshot copies the store.
+  let ticking = false;
+  const clockwork = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    void lock
+      .run(async () => pme.tick())
+      .catch((error: unknown) =>
+        log(`pme: clock work failed: ${error instanceof Error ? error.message : error}`),
+      )
+      .finally(() => {
+        ticking = false;
+      });
+  }, CLOCK_TICK_MS);
+  clockwork.unref();
+
   let snapshotting = false;
   const timer = setInterval(() => {
     if (snapshotting) return;
@@ -309,6 +337,7 @@ export async function startService(
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       clearInterval(timer);
+      clearInterval(clockwork);
       stopItemRefresh();
       await app?.close();
       await serving?.stop();
@@ -328,6 +357,7 @@ export async function startService(
   const halt = (): Promise<void> => {
     halting ??= (async () => {
       clearInterval(timer);
+      clearInterval(clockwork);
       stopItemRefresh();
       await app?.close();
       await serving?.stop();

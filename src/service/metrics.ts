@@ -17,6 +17,8 @@ export interface MetricSources {
   backend(): string;
   /** What memory pressure did (none on a replica). */
   memory?(): MemoryActions;
+  /** Seconds since the newest durable snapshot (SnapshotAge; none on a replica, which takes none). */
+  snapshotAge?(): number;
 }
 
 /** Counters whose value lives elsewhere: set on scrape from a monotonic source. */
@@ -193,7 +195,7 @@ export class ServiceMetrics {
     });
     new Counter({
       name: 'pme_memory_actions_total',
-      help: 'What kept memory within the budget: tokens PME stepped down with their vectors (relieved), the store demoted by truncation or evicted (its last resort), new tokens and moves refused',
+      help: 'What kept memory within the budget: tokens PME stepped down with their vectors (relieved), the store demoted by truncation or evicted (its last resort), new tokens and moves refused, tokens expired past the TTL',
       labelNames: ['action'],
       registers,
       collect() {
@@ -204,8 +206,19 @@ export class ServiceMetrics {
         setCounter(this, m.evicted, { action: 'evicted' });
         setCounter(this, m.refusedTokens, { action: 'refused-token' });
         setCounter(this, m.refusedMoves, { action: 'refused-move' });
+        setCounter(this, m.expired, { action: 'expired' });
       },
     });
+    const snapshotAge = sources.snapshotAge;
+    if (snapshotAge !== undefined)
+      new Gauge({
+        name: 'pme_snapshot_age_seconds',
+        help: 'Seconds since the newest snapshot was durably written (fsynced, renamed); before the first in a fresh state directory, since the service started',
+        registers,
+        collect() {
+          this.set(snapshotAge());
+        },
+      });
     new Gauge({
       name: 'pme_backend_info',
       help: 'Dense compute backend in use (value is always 1)',

@@ -2,6 +2,7 @@
  * Snapshot contents beyond the store: the model's dense parameters, the trainer's item list
  * and the applied offsets, all in the store's one atomic snapshot file (its `extra` section).
  */
+import { stat } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import { encodeCatalogAhead, exportTrainerState, importTrainerState, type Trainer } from '../engine/index.js';
 import { isPmeError } from '../errors.js';
@@ -13,6 +14,7 @@ import {
   type StoreState,
   writeStoreCopy,
 } from '../store/index.js';
+import { removeStaleTemps } from '../store/snapshot.js';
 import type { OffsetMap } from '../stream/index.js';
 import type { StateLock } from './lock.js';
 
@@ -22,6 +24,11 @@ const OFFSETS = 'offsets.json';
 export interface RestoredState {
   store: EmbeddingStore;
   extra: Record<string, Uint8Array> | null;
+  /** When the snapshot restored was written (its file's mtime, ms since the epoch); null for a
+   *  fresh store. */
+  writtenAt: number | null;
+  /** Temporary files of snapshot writes that died with an earlier process, removed (log them). */
+  removedTemps: number;
 }
 
 export function storeOptions(config: Config): Partial<StoreOptions> {
@@ -87,13 +94,39 @@ export async function takeSnapshot(
   windows: WindowWatch,
   lock: StateLock,
   offsets: () => OffsetMap,
-): Promise<{ path: string; offsets: OffsetMap }> {
+): Promise<{ path: string; offsets: OffsetMap; writtenAt: number }> {
   await encodeCatalogAhead(trainer);
   const { copy, held } = await lock.run(async () => {
     const held = offsets();
     return { copy: await copyState(store, trainer, held, windows), held };
   });
-  return { path: await writeStoreCopy(copy.store, dir, copy.extra), offsets: held };
+  const path = await writeStoreCopy(copy.store, dir, copy.extra);
+  return { path, offsets: held, writtenAt: Date.now() };
+}
+
+/**
+ * What pme_snapshot_age_seconds reports: seconds since the newest durable snapshot (written,
+ * fsynced, renamed). That is the restored one's file time at first, then each one taken (`taken`
+ * with takeSnapshot's `writtenAt`). With none yet (a fresh state directory) it counts from `since`,
+ * the service's start: as far back as a crash would go, and it keeps climbing while snapshots
+ * fail, so an alert on `> N` fires from a fresh start too (no gap, no NaN, no sentinel).
+ */
+export class SnapshotAge {
+  #at: number;
+  readonly #now: () => number;
+
+  constructor(restoredAt: number | null, since = Date.now(), now: () => number = Date.now) {
+    this.#at = restoredAt ?? since;
+    this.#now = now;
+  }
+
+  taken(writtenAt: number): void {
+    this.#at = Math.max(this.#at, writtenAt);
+  }
+
+  seconds(): number {
+    return Math.max(0, (this.#now() - this.#at) / 1000);
+  }
 }
 
 /** Copies of sections given as views (the controller's sketch goes on counting after the lock). */
@@ -109,13 +142,18 @@ function trainerSections(trainer: Trainer, offsets: OffsetMap): Record<string, U
   return extra;
 }
 
-/** The newest valid snapshot in `config.stateDir`, or a fresh store when there is none. */
+/**
+ * The newest valid snapshot in `config.stateDir`, or a fresh store when there is none. First
+ * removes what writes killed mid-way by earlier processes left there (removeStaleTemps).
+ */
 export async function restoreState(config: Config): Promise<RestoredState> {
+  const removedTemps = (await removeStaleTemps(config.stateDir)).length;
   try {
-    return await readSnapshot(config.stateDir);
+    const { store, extra, path } = await readSnapshot(config.stateDir);
+    return { store, extra, writtenAt: (await stat(path)).mtimeMs, removedTemps };
   } catch (error) {
     if (!isPmeError(error, 'PME_ERR_NOT_FOUND')) throw error;
-    return { store: new EmbeddingStore(storeOptions(config)), extra: null };
+    return { store: new EmbeddingStore(storeOptions(config)), extra: null, writtenAt: null, removedTemps };
   }
 }
 

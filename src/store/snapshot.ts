@@ -6,12 +6,13 @@
  *   sections, each starting at a multiple of 8 (so they can be viewed as typed arrays in place)
  *   sha-256 of everything before it (32 bytes) | "PMESEND\n"
  * The end marker tells a truncated file from a corrupt one; the digest catches any flipped byte.
- * Files are named store-<12-digit sequence>.pme; the newest two are kept.
+ * Files are named store-<12-digit sequence>.pme; the newest two are kept. A write goes to
+ * .store-<sequence>.<pid>.<ms>.tmp first; removeStaleTemps removes those a dead process left.
  */
 import { createHash } from 'node:crypto';
 import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isPmeError, PmeError } from '../errors.js';
 import { ByteWriter } from '../util/bytes.js';
@@ -25,6 +26,8 @@ const DIGEST_BYTES = 32;
 const TRAILER_BYTES = DIGEST_BYTES + END.length;
 const PREAMBLE_BYTES = MAGIC.length + 8;
 const NAME = /^store-(\d{12})\.pme$/;
+/** A write's temporary file: sequence, the writer's pid, Date.now() when it was opened. */
+const TEMP = /^\.store-\d+\.(\d+)\.(\d+)\.tmp$/;
 /** Snapshots kept in a directory: the newest and the one before it, in case the newest is damaged. */
 const KEEP = 2;
 
@@ -84,8 +87,76 @@ export async function listSnapshots(dir: string): Promise<SnapshotInfo[]> {
   return out.sort((a, b) => b.sequence - a.sequence);
 }
 
-/** Writers per directory, chained so two snapshots of one process never race for a sequence number. */
+/** Writers per directory (resolved path), chained so two snapshots of one process never race for
+ *  a sequence number, and removeStaleTemps never runs alongside a write of this process. */
 const writers = new Map<string, Promise<unknown>>();
+
+/** Runs `work` on `dir` once this process's earlier writes (and removals) there have settled. */
+function chained<T>(dir: string, work: () => Promise<T>): Promise<T> {
+  const key = resolve(dir);
+  const previous = writers.get(key) ?? Promise.resolve();
+  const run = previous.catch(() => undefined).then(work);
+  writers.set(key, run);
+  void run
+    .finally(() => {
+      if (writers.get(key) === run) writers.delete(key);
+    })
+    .catch(() => undefined);
+  return run;
+}
+
+/**
+ * Removes the temporary files that writes of dead processes left in `dir` (a kill -9 or a crash
+ * between open and rename: no later write reuses the name, so nothing else would), and returns
+ * their paths. Such a file is never a snapshot (readSnapshot does not look at it). Left alone:
+ * - this process's files from since it started: a write of its own may be under way (the removal
+ *   also waits for this process's writes to `dir` to end, so normally there is none);
+ * - files of another process that is alive (kill(pid, 0)): two processes on one state directory
+ *   are not supported, but one's write is not the other's to break. A dead writer's pid taken
+ *   since by an unrelated process leaves its file for a later start.
+ * This process's own pid with a time before it started is a predecessor's: a container's restarted
+ * process usually gets the same pid. A file that cannot be removed is left (not an error).
+ */
+export function removeStaleTemps(dir: string): Promise<string[]> {
+  return chained(dir, async () => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    const started = performance.timeOrigin;
+    const removed: string[] = [];
+    for (const name of names) {
+      const m = TEMP.exec(name);
+      if (m === null) continue;
+      const pid = Number(m[1]);
+      const openedAt = Number(m[2]);
+      const stale = pid === process.pid ? openedAt < started : !alive(pid);
+      if (!stale) continue;
+      const path = join(dir, name);
+      try {
+        await rm(path);
+        removed.push(path);
+      } catch {
+        // Gone meanwhile, or not ours to remove (a directory, no permission): left.
+      }
+    }
+    return removed;
+  });
+}
+
+/** Whether a process with this pid exists (one of another user's counts: EPERM). */
+function alive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true; // not a name writeSnapshot makes: left
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /**
  * Writes the store (and `extra`) to a new snapshot in `dir` and returns its path. Atomic: the bytes go
@@ -112,13 +183,7 @@ export function writeStoreCopy(
   const bytes: Record<string, Uint8Array> = {};
   for (const [name, data] of Object.entries(extra))
     bytes[name] = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const previous = writers.get(dir) ?? Promise.resolve();
-  const run = previous.catch(() => undefined).then(() => write(state, dir, bytes));
-  writers.set(dir, run);
-  void run.finally(() => {
-    if (writers.get(dir) === run) writers.delete(dir);
-  });
-  return run;
+  return chained(dir, () => write(state, dir, bytes));
 }
 
 /** Bytes hashed and written per step of a snapshot write (~1 ms of SHA-256). */

@@ -3,6 +3,7 @@ import type { Interaction } from '../../src/data/event.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
 import { scoreProbe } from '../../src/engine/pme/probe.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom } from '../../src/util/random.js';
 import { TieredStore } from './fake-store.js';
@@ -265,3 +266,29 @@ t.test("the probe: the window's last events scored just before and just after it
   const off = new PmeController(new TieredStore(D, LADDER, 2), { windowEvents: 0, probeEvents: 0 });
   t.equal((await off.runWindow('no probe')).probe, null, 'probeEvents 0: no probe');
 });
+
+t.test(
+  'tick: a window due by time starts without events; otherwise tokens past the TTL expire',
+  async (t) => {
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, ttlMs: 5000, clock });
+    const pme = new PmeController(store, { windowEvents: 0, windowMs: 10_000, clock });
+    const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
+    pme.attach(trainer);
+    trainer.learn(plantedStream(200));
+    const tokens = store.size;
+    clock.advance(3000);
+    pme.tick();
+    t.equal(pme.running, null, 'no window due yet');
+    t.equal(store.size, tokens, 'nothing expired yet');
+    clock.advance(3000);
+    pme.tick();
+    t.equal(pme.running, null, 'still no window due');
+    t.equal(store.size, 0, 'every token unseen for 6 s of a 5 s TTL expired');
+    t.equal(pme.expired, tokens, 'and was counted');
+    clock.advance(5000);
+    pme.tick();
+    t.not(pme.running, null, 'a window due by time started, no event needed');
+    t.equal((await pme.running)?.reason, 'time');
+  },
+);

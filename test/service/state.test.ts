@@ -3,10 +3,24 @@
  * (which runs outside that lock) half done: the copy waits for a running window, and is taken again
  * when one started meanwhile.
  */
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import t from 'tap';
+import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { Trainer } from '../../src/engine/index.js';
-import { copyState, type WindowWatch } from '../../src/service/state.js';
+import { tierMetrics } from '../../src/service/adapter.js';
+import { StateLock } from '../../src/service/lock.js';
+import { type MetricSources, ServiceMetrics } from '../../src/service/metrics.js';
+import {
+  applyRestored,
+  copyState,
+  restoreState,
+  SnapshotAge,
+  takeSnapshot,
+  type WindowWatch,
+} from '../../src/service/state.js';
 import { copyStore, copyStoreInSlices, EmbeddingStore } from '../../src/store/index.js';
 import { diffStates } from '../store/helpers.js';
 
@@ -86,3 +100,114 @@ t.test('a window running at the start: the copy waits for its end', async (t) =>
     'the whole window, not half of it',
   );
 });
+
+/** A pid no process can have (Linux's pid_max is at most 2^22): a writer that is gone. */
+const DEAD_PID = 2 ** 22 + 7;
+
+t.test('a restore removes the temporary files of writes that died with an earlier process', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pme-state-tmp-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new EmbeddingStore({ seed: 3 });
+  for (let i = 0; i < 500; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
+  const trainer = new Trainer(store, { seed: 3 });
+  const watch = { running: null, windowsStarted: 0 };
+  const taken = await takeSnapshot(dir, store, trainer, watch, new StateLock(), () => ({ 'i:0': '7' }));
+  const whole = await readFile(taken.path);
+  const started = Math.floor(performance.timeOrigin);
+  const stale = [
+    // kill -9 half way through a write: what a later start finds.
+    `.store-2.${DEAD_PID}.${started - 60_000}.tmp`,
+    // The same pid as this process but from before it started: a container's restarted process
+    // usually gets the pid its predecessor had.
+    `.store-2.${process.pid}.${started - 5_000}.tmp`,
+  ];
+  const kept = [
+    // This process's since it started: a write of its own could be under way.
+    `.store-2.${process.pid}.${Date.now()}.tmp`,
+    // A live process's (the parent): not a leftover, and not this process's to remove.
+    `.store-2.${process.ppid}.${started - 1_000}.tmp`,
+    'notes.tmp',
+  ];
+  for (const name of [...stale, ...kept])
+    await writeFile(join(dir, name), whole.subarray(0, whole.length >> 1));
+
+  const restored = await restoreState(loadConfig([], { PME_STATE_DIR: dir }));
+  t.equal(restored.removedTemps, 2, 'two removed, and told');
+  t.same((await readdir(dir)).sort(), [...kept, basename(taken.path)].sort(), 'the rest is left');
+  t.equal(diffStates(restored.store.exportState(), store.exportState()), null, 'the snapshot loads');
+  t.same(applyRestored(new Trainer(restored.store, { seed: 3 }), restored.extra), { 'i:0': '7' });
+
+  const fresh = await mkdtemp(join(tmpdir(), 'pme-state-tmp-'));
+  t.teardown(() => rm(fresh, { recursive: true, force: true }));
+  await writeFile(join(fresh, stale[0]), whole.subarray(0, 100));
+  const first = await restoreState(loadConfig([], { PME_STATE_DIR: fresh }));
+  t.equal(first.removedTemps, 1, 'a kill during the very first snapshot leaves no snapshot: removed too');
+  t.equal(first.store.size, 0, 'and the store starts fresh');
+  t.same(await readdir(fresh), []);
+});
+
+/** The value of a gauge without labels in Prometheus text, or undefined when it is absent. */
+function gauge(text: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m === null ? undefined : Number(m[1]);
+}
+
+t.test(
+  'pme_snapshot_age_seconds: from the start, then each snapshot taken, then the restored one',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pme-state-age-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const { store, trainer } = trained();
+    const watch = { running: null, windowsStarted: 0 };
+    let now = Date.now();
+    const sources = (age: SnapshotAge): MetricSources => ({
+      trainer: () => trainer.stats(),
+      consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
+      tiers: () => tierMetrics(store),
+      pruneWindows: () => 0,
+      backend: () => 'test',
+      snapshotAge: () => age.seconds(),
+    });
+    const age = new SnapshotAge(null, now, () => now);
+    const metrics = new ServiceMetrics(sources(age));
+    now += 12_000;
+    t.equal(
+      gauge(await metrics.registry.metrics(), 'pme_snapshot_age_seconds'),
+      12,
+      'none yet: since the start',
+    );
+
+    const taken = await takeSnapshot(dir, store, trainer, watch, new StateLock(), () => ({}));
+    age.taken(taken.writtenAt);
+    now = taken.writtenAt + 1_500;
+    t.equal(
+      gauge(await metrics.registry.metrics(), 'pme_snapshot_age_seconds'),
+      1.5,
+      'a snapshot: back down',
+    );
+    now += 30_000;
+    t.equal(gauge(await metrics.registry.metrics(), 'pme_snapshot_age_seconds'), 31.5, 'and up again');
+
+    const restored = await restoreState(loadConfig([], { PME_STATE_DIR: dir }));
+    t.ok(
+      restored.writtenAt !== null && Math.abs(restored.writtenAt - taken.writtenAt) < 1000,
+      `restored: the file's time (${restored.writtenAt} vs ${taken.writtenAt})`,
+    );
+    const after = new SnapshotAge(restored.writtenAt, now, () => now);
+    const age2 = gauge(
+      await new ServiceMetrics(sources(after)).registry.metrics(),
+      'pme_snapshot_age_seconds',
+    );
+    t.ok(
+      age2 !== undefined && Math.abs(age2 - 31.5) < 1,
+      `a restart goes on from the restored snapshot: ${age2}`,
+    );
+
+    const { snapshotAge: _none, ...replica } = sources(age);
+    t.equal(
+      gauge(await new ServiceMetrics(replica).registry.metrics(), 'pme_snapshot_age_seconds'),
+      undefined,
+      'no snapshots (a replica): no series, not a made-up 0',
+    );
+  },
+);

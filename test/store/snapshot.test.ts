@@ -12,6 +12,7 @@ import {
   writeSnapshot,
   writeStoreCopy,
 } from '../../src/store/index.js';
+import { removeStaleTemps } from '../../src/store/snapshot.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { diffStates } from './helpers.js';
 
@@ -97,6 +98,48 @@ t.test('the newest two snapshots are kept, no temporary file is left', async (t)
   );
   t.same((await readdir(dir)).sort(), ['store-000000000003.pme', 'store-000000000004.pme']);
 });
+
+t.test('a failed write rejects to its caller and to nobody else (no unhandled rejection)', async (t) => {
+  const dir = await tempDir(t);
+  const unhandled: unknown[] = [];
+  const note = (reason: unknown): void => void unhandled.push(reason);
+  process.on('unhandledRejection', note);
+  t.teardown(() => process.off('unhandledRejection', note));
+  await t.rejects(writeSnapshot(sample(5), join(dir, 'absent')), { code: 'ENOENT' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.same(unhandled, [], 'a service would have died here instead of logging "snapshot failed"');
+  t.match(await writeSnapshot(sample(5), dir), /store-000000000001\.pme$/, 'the next write goes on');
+});
+
+t.test(
+  'removeStaleTemps: what dead writers left goes; live writers, snapshots and the rest stay',
+  async (t) => {
+    const dir = await tempDir(t);
+    t.same(await removeStaleTemps(join(dir, 'absent')), [], 'no directory: nothing to do');
+    const started = Math.floor(performance.timeOrigin);
+    const dead = 2 ** 22 + 11; // past Linux's largest pid_max: no such process
+    const gone = [`.store-1.${dead}.${started - 1}.tmp`, `.store-12.${process.pid}.${started - 10_000}.tmp`];
+    const stay = [
+      `.store-3.${process.pid}.${started + 1}.tmp`, // this process's own
+      `.store-4.${process.ppid}.${started - 10_000}.tmp`, // a live process's
+      `.store-5.0.${started - 10_000}.tmp`, // pid 0: no name a writer makes
+      '.store-x.tmp',
+      'store-000000000009.pme.tmp',
+    ];
+    for (const name of [...gone, ...stay]) await writeFile(join(dir, name), 'half a snapshot');
+    // A write of this process under way: the removal waits for it, and leaves its file alone.
+    const writing = writeSnapshot(sample(20), dir);
+    let written = false;
+    void writing.then(() => {
+      written = true;
+    });
+    const removed = await removeStaleTemps(dir);
+    t.ok(written, 'removed only once the write under way had ended');
+    t.same(removed.sort(), gone.map((name) => join(dir, name)).sort());
+    t.same((await readdir(dir)).sort(), [...stay, 'store-000000000001.pme'].sort());
+    t.equal((await readSnapshot(dir)).store.size, 20);
+  },
+);
 
 t.test('a snapshot taken while the store keeps changing holds the state of when it started', async (t) => {
   const dir = await tempDir(t);

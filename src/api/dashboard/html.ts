@@ -59,11 +59,18 @@ main { padding: 14px 20px 24px; }
 .uplot .u-legend { font-size: 12px; line-height: 1.3; }
 .uplot .u-legend .u-series > * { padding: 1px 2px; }
 .uplot .u-legend .u-marker { width: 10px; height: 10px; }
-.windows { margin-top: 14px; overflow-x: auto; }
+.windows { margin-top: 14px; }
+/* The table scrolls sideways in a wrapper of its own, inside the card's padding: a long ladder or
+   big numbers never run past the card's edge (nor make the card or the page scroll). */
+.table-scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: 12.5px; }
 th, td { text-align: right; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { color: var(--muted); font-weight: 600; }
 th:first-child, td:first-child, td.left, th.left { text-align: left; }
+/* Long headers break onto more lines when the table would not fit (at 1,400 px, the default
+   ladder's table does then); a reason (up to 200 characters, from POST /v1/prune) wraps too. */
+th.wrap, td.wrap { white-space: normal; }
+td.wrap { max-width: 18em; overflow-wrap: break-word; }
 td .down { color: var(--good); } td .up { color: var(--bad); } td.same { color: var(--muted); }
 tr.running td { color: var(--muted); font-style: italic; }
 .empty { color: var(--muted); padding: 8px 0; }
@@ -119,7 +126,7 @@ ${cards}
 <section class="card windows">
   <h2>Prune windows</h2>
   <p class="what">Each re-pruning window, newest first: memory per tier (size) before → after, the recent AUC before → after (other events: it moves with the stream), and the step: the AUC of the last events learned, scored just before and just after the window's moves.</p>
-  <div id="windows"><p class="empty">No window yet.</p></div>
+  <div id="windows" class="table-scroll"><p class="empty">No window yet.</p></div>
 </section>
 </main>
 <footer id="footer">Connecting…</footer>

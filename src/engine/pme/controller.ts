@@ -112,6 +112,8 @@ export class PmeController implements TokenObserver {
   #eventsAtLast = 0;
   #timeAtLast: Milliseconds;
   #promoted = 0;
+  /** Tokens evicted for being unseen past the store's TTL (in windows and by tick). */
+  expired = 0;
   readonly #reports: WindowReport[] = [];
   /** Reports waiting for their aucAfter, with the event count at which to read it. */
   readonly #awaitingAuc: Array<{ report: WindowReport; at: number }> = [];
@@ -201,6 +203,19 @@ export class PmeController implements TokenObserver {
     } else if (o.clock.now() - this.#timeAtLast >= o.windowMs) {
       this.startWindow('time');
     }
+  }
+
+  /**
+   * For a timer: starts a window when `windowMs` has passed since the last, or else evicts the
+   * tokens unseen past the store's TTL. Without it an idle service would run no window and expire
+   * nothing. Call it between mini-batches only (never with a batch half learned: its rows hold
+   * tokens that a move or an eviction would pull away).
+   */
+  tick(): void {
+    if (this.#running !== null) return;
+    const now = this.options.clock.now();
+    if (now - this.#timeAtLast >= this.options.windowMs) this.startWindow('time');
+    else this.expired += this.store.evictExpired(now);
   }
 
   #fillAucAfter(): void {
@@ -554,6 +569,7 @@ export class PmeController implements TokenObserver {
 
     // 5. TTL.
     const evicted = store.evictExpired(o.clock.now());
+    this.expired += evicted;
     const probeAfter = probe();
     const longestPauseMs = pacer.longest();
     const accAfter = store.accounting();

@@ -220,7 +220,7 @@ function renderWindows(): void {
   }
   const head = [
     '<th>#</th><th class="left">started</th><th class="left">reason</th><th>took</th><th>searched</th>',
-    '<th title="moved / demoted / evicted tokens">moved / demoted / evicted</th><th>AUC before → after</th>',
+    '<th class="wrap" title="moved / demoted / evicted tokens">moved / demoted / evicted</th><th class="wrap">AUC before → after</th>',
     '<th title="AUC of the last events learned, scored just before and just after the window\'s moves">step</th>',
     ...sizes.map((s) => `<th>size ${s}</th>`),
     '<th>total</th><th>change</th>',
@@ -231,7 +231,7 @@ function renderWindows(): void {
     : '';
   const lines = rows.map(
     (r) =>
-      `<tr data-window="${r.id}"><td>${r.id}</td><td class="left">${r.started}</td><td class="left">${escapeHtml(r.reason)}</td>` +
+      `<tr data-window="${r.id}"><td>${r.id}</td><td class="left">${r.started}</td><td class="left wrap">${escapeHtml(r.reason)}</td>` +
       `<td>${r.duration}</td><td>${r.searched}</td><td>${r.moved}</td><td>${r.auc}</td><td>${r.step}</td>` +
       r.tiers.map((cell) => `<td${cell.changed ? '' : ' class="same"'}>${cell.text}</td>`).join('') +
       `<td>${r.total}</td><td><span class="${r.direction < 0 ? 'down' : r.direction > 0 ? 'up' : ''}">${r.change}</span></td></tr>`,
