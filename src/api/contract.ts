@@ -4,9 +4,9 @@
  * real engine, and the service wiring (src/service/adapter.ts) is the one place that adapts them.
  * Shapes the engine already defines are its own (one definition each).
  */
-import type { RecommendResult, WindowTier } from '../engine/index.js';
+import type { MemoryActions, RecommendResult, WindowTier } from '../engine/index.js';
 
-export type { Recommendation, RecommendResult } from '../engine/index.js';
+export type { MemoryActions, Recommendation, RecommendResult } from '../engine/index.js';
 
 /** Bytes and tokens of one tier (optimizer bytes include the importance slab of the top tier). */
 export type TierReport = WindowTier;
@@ -109,20 +109,6 @@ export interface ServiceStats {
   backend: string;
   /** What memory pressure made PME and the store do (absent on a replica). */
   memory?: MemoryActions;
-}
-
-/** Counts of what keeps memory within the budget, since start. */
-export interface MemoryActions {
-  /** Tokens PME stepped down a size for the budget, their vectors carried (the first resort). */
-  relieved: number;
-  /** Tokens the store demoted by truncating their rows (the last resort), and evicted. */
-  truncated: number;
-  evicted: number;
-  /** New tokens not created, and PME moves not made, because the budget could not hold them. */
-  refusedTokens: number;
-  refusedMoves: number;
-  /** Tokens evicted for being unseen past the TTL (not pressure: age). */
-  expired: number;
 }
 
 /** A re-pruning window as reported: kept bounded in memory by the engine. */

@@ -34,6 +34,8 @@ export {
 } from './offline.js';
 export { ITEM_REFRESH_TICK_MS, learnInSlices, SLICE_MS, startItemRefresh } from './pacing.js';
 export {
+  type MemoryActions,
+  memoryActions,
   PME_DEFAULTS,
   PmeController,
   type PmeOptions,

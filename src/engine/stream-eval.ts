@@ -7,7 +7,13 @@ import type { CatalogItem, Interaction } from '../data/event.js';
 import { readEvents, SyntheticWorkload } from '../data/index.js';
 import { EmbeddingStore } from '../store/index.js';
 import { createModel, modelEntry } from './model/index.js';
-import { PmeController, type PmeOptions, type WindowReport } from './pme/controller.js';
+import {
+  type MemoryActions,
+  memoryActions,
+  PmeController,
+  type PmeOptions,
+  type WindowReport,
+} from './pme/controller.js';
 import { Trainer } from './trainer/index.js';
 
 export interface StreamEvalResult {
@@ -27,15 +33,8 @@ export interface StreamEvalResult {
   budgetBytes: number | null;
   tiers: Array<{ size: number; tokens: number; bytes: number }>;
   windows: WindowReport[];
-  /** What kept memory within the budget (see MemoryActions in src/api/contract.ts). */
-  memory: {
-    relieved: number;
-    truncated: number;
-    evicted: number;
-    refusedTokens: number;
-    refusedMoves: number;
-    expired: number;
-  };
+  /** What kept memory within the budget. */
+  memory: MemoryActions;
   /** Samples every `timelineEvents` events (plus one at the end); absent when not asked for. */
   timeline?: TimelineSample[];
   data: Record<string, unknown>;
@@ -190,14 +189,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: Number.isFinite(acc.budgetBytes) ? acc.budgetBytes : null,
     tiers: acc.tiers.map((t) => ({ size: t.size, tokens: t.tokens, bytes: t.totalBytes })),
     windows: controller?.reports() ?? [],
-    memory: {
-      relieved: controller?.reliefMoves ?? 0,
-      truncated: store.lastResort.demoted,
-      evicted: store.lastResort.evicted,
-      refusedTokens: store.refused,
-      refusedMoves: controller?.refusedMoves ?? 0,
-      expired: controller?.expired ?? 0,
-    },
+    memory: memoryActions(store, controller),
     ...(timeline === null ? {} : { timeline }),
     data,
   };

@@ -70,15 +70,19 @@ export interface ReadSnapshotResult {
   skipped: Array<{ path: string; error: PmeError }>;
 }
 
-/** Snapshots in `dir`, newest first (an absent directory has none). */
-export async function listSnapshots(dir: string): Promise<SnapshotInfo[]> {
-  let names: string[];
+/** The names in `dir` (none when it does not exist). */
+async function namesIn(dir: string): Promise<string[]> {
   try {
-    names = await readdir(dir);
+    return await readdir(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
   }
+}
+
+/** Snapshots in `dir`, newest first (an absent directory has none). */
+export async function listSnapshots(dir: string): Promise<SnapshotInfo[]> {
+  const names = await namesIn(dir);
   const out: SnapshotInfo[] = [];
   for (const name of names) {
     const m = NAME.exec(name);
@@ -119,13 +123,7 @@ function chained<T>(dir: string, work: () => Promise<T>): Promise<T> {
  */
 export function removeStaleTemps(dir: string): Promise<string[]> {
   return chained(dir, async () => {
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw error;
-    }
+    const names = await namesIn(dir);
     const started = performance.timeOrigin;
     const removed: string[] = [];
     for (const name of names) {

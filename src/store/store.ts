@@ -349,8 +349,18 @@ export class EmbeddingStore {
     } finally {
       guard.count = saved;
     }
+    this.#transfer(id, this.#tiers[to], transform);
+  }
+
+  /** Writes `transform` of the token's row into the next row of `dstTier` (zero-filled first; the
+   *  tier has room) and moves the token there. */
+  #transfer(
+    id: TokenId,
+    dstTier: StoreTier,
+    transform: (src: Float32Array, dst: Float32Array) => void,
+  ): void {
+    const cols = this.#columns;
     const from = this.#tiers[cols.tierOf[id]];
-    const dstTier = this.#tiers[to];
     const slot = dstTier.count;
     const srcOff = cols.slotOf[id] * from.size;
     const dst = dstTier.params.subarray(slot * dstTier.size, (slot + 1) * dstTier.size);
@@ -373,12 +383,7 @@ export class EmbeddingStore {
       throw new PmeError('PME_ERR_STORE_SIZE', newSize, `smaller than ${from.size}, to shrink`);
     const dstTier = this.#tiers[to];
     if (dstTier.count === dstTier.capacity) dstTier.resize(dstTier.count + 1);
-    const slot = dstTier.count;
-    const srcOff = cols.slotOf[id] * from.size;
-    const dst = dstTier.params.subarray(slot * dstTier.size, (slot + 1) * dstTier.size);
-    dst.fill(0);
-    transform(from.params.subarray(srcOff, srcOff + from.size), dst);
-    this.#relocate(id, dstTier, slot);
+    this.#transfer(id, dstTier, transform);
   }
 
   /** Evicts a token now (the evict listeners are told first). */

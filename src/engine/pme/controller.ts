@@ -18,6 +18,7 @@ import { createRandom, type Random } from '../../util/random.js';
 import type { Model, TokenId } from '../model/model.js';
 import type { TokenObserver, Trainer } from '../trainer/index.js';
 import {
+  type MemoryActions,
   type PmeOptions,
   type PmeStore,
   resolvePmeOptions,
@@ -30,6 +31,7 @@ import { DecayedCountMin } from './sketch.js';
 import { Transfer } from './transfer.js';
 
 export {
+  type MemoryActions,
   PME_DEFAULTS,
   type PmeOptions,
   type PmeStore,
@@ -614,4 +616,19 @@ export class PmeController implements TokenObserver {
     this.#timeAtLast = o.clock.now();
     return report;
   }
+}
+
+/** What the store's budget policy and PME (when on) did to keep memory within the budget. */
+export function memoryActions(
+  store: { readonly lastResort: { demoted: number; evicted: number }; readonly refused: number },
+  pme: PmeController | null,
+): MemoryActions {
+  return {
+    relieved: pme?.reliefMoves ?? 0,
+    truncated: store.lastResort.demoted,
+    evicted: store.lastResort.evicted,
+    refusedTokens: store.refused,
+    refusedMoves: pme?.refusedMoves ?? 0,
+    expired: pme?.expired ?? 0,
+  };
 }

@@ -165,3 +165,17 @@ export interface WindowReport {
   totalBytesAfter: number;
   budgetBytes: number;
 }
+
+/** Counts of what keeps memory within the budget, since start (memoryActions in controller.ts). */
+export interface MemoryActions {
+  /** Tokens PME stepped down a size for the budget, their vectors carried (the first resort). */
+  relieved: number;
+  /** Tokens the store demoted by truncating their rows (the last resort), and evicted. */
+  truncated: number;
+  evicted: number;
+  /** New tokens not created, and PME moves not made, because the budget could not hold them. */
+  refusedTokens: number;
+  refusedMoves: number;
+  /** Tokens evicted for being unseen past the TTL (not pressure: age). */
+  expired: number;
+}
