@@ -28,6 +28,12 @@ export const OPTIONS = {
     default: '',
     doc: 'Kafka bootstrap servers, comma separated. Empty: `pme up` starts a local broker; `pme serve` requires it.',
   },
+  brokerWaitMs: {
+    env: 'PME_BROKER_WAIT_MS',
+    kind: 'int',
+    default: '60000',
+    doc: 'How long a starting service waits for its Kafka brokers to answer before it exits with `PME_ERR_KAFKA_UNREACHABLE` (0: one try).',
+  },
   interactionsTopic: {
     env: 'PME_TOPIC_INTERACTIONS',
     kind: 'string',

@@ -22,6 +22,11 @@ export const ERRORS = {
     retriable: false,
   },
   PME_ERR_BROKER_START: { message: 'the local Kafka broker did not start: %s', status: 500, retriable: true },
+  PME_ERR_KAFKA_UNREACHABLE: {
+    message: 'no Kafka broker of %s answered in %s s (%s): start it, or raise --broker-wait-ms',
+    status: 500,
+    retriable: true,
+  },
   PME_ERR_DATA_FORMAT: {
     message: 'unknown data format "%s" (expected one of: %s)',
     status: 400,

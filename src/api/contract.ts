@@ -19,10 +19,23 @@ export interface FieldReport {
   tiers: Record<string, number>;
 }
 
+/**
+ * What the store's budget counts, by part (StoreAccounting): the tier slabs (parameters, optimizer
+ * state, importance, slot index), the per-token columns, and the key index (Map and key strings).
+ * They sum to the store's `totalBytes`.
+ */
+export interface MemoryParts {
+  tiers: number;
+  tokenColumns: number;
+  keyIndex: number;
+}
+
 export interface TiersReport {
   tiers: TierReport[];
   fields: FieldReport[];
+  /** What the budget counts: the store's accounting total, all of `memoryParts`. */
   totalBytes: number;
+  memoryParts: MemoryParts;
   budgetBytes: number;
 }
 
@@ -102,6 +115,9 @@ export interface ServiceStats {
   consumer: InputStats;
   /** Per tier, as the store lists them. */
   tiers: TierReport[];
+  /** What the budget counts (the store's accounting total): the tiers are only one of its parts. */
+  totalBytes: number;
+  memoryParts: MemoryParts;
   budgetBytes: number;
   /** Windows run since start. */
   pruneWindows: number;

@@ -12,6 +12,16 @@ const tierReport = {
   },
 } as const;
 
+/** MemoryParts: what the store's budget counts, by part (they sum to the reply's `totalBytes`). */
+export const memoryParts = {
+  type: 'object',
+  properties: {
+    tiers: { type: 'integer' },
+    tokenColumns: { type: 'integer' },
+    keyIndex: { type: 'integer' },
+  },
+} as const;
+
 const errorReply = {
   type: 'object',
   properties: {
@@ -150,6 +160,7 @@ export const tiersSchema = {
           },
         },
         totalBytes: { type: 'integer' },
+        memoryParts,
         budgetBytes: { type: 'number' },
       },
     },

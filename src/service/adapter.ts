@@ -1,7 +1,15 @@
 /**
  * Adapts the engine, the store and the consumer to what the HTTP layer needs (ServiceApi).
  */
-import type { PruneWindowReport, Readiness, ServiceApi, TierReport, TiersReport } from '../api/contract.js';
+import type {
+  MemoryParts,
+  PruneWindowReport,
+  Readiness,
+  ServiceApi,
+  ServiceStats,
+  TierReport,
+  TiersReport,
+} from '../api/contract.js';
 import type { Trainer } from '../engine/index.js';
 import type { EmbeddingStore, StoreAccounting } from '../store/index.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -23,7 +31,8 @@ export interface AdapterParts {
   readiness: () => Readiness;
 }
 
-/** Readiness of a trainer: its model is in memory once started; ready while the consumer runs. */
+/** Readiness of a trainer: its model is in memory once started; ready while the consumer runs and
+ *  Kafka answers it (StreamConsumer.live). */
 export function trainerReadiness(consumerLive: () => boolean): () => Readiness {
   return () => {
     const live = consumerLive();
@@ -31,7 +40,9 @@ export function trainerReadiness(consumerLive: () => boolean): () => Readiness {
       ready: live,
       modelLoaded: true,
       consumerLive: live,
-      detail: live ? 'model loaded, consumer live' : 'consumer not running',
+      detail: live
+        ? 'model loaded, consumer live'
+        : 'consumer stopped, or no answer from Kafka within the session timeout',
     };
   };
 }
@@ -47,10 +58,25 @@ export function tierReports(accounting: StoreAccounting): TierReport[] {
   }));
 }
 
-/** Bytes and tokens per tier with the budget, as the metrics read them. */
-export function tierMetrics(store: EmbeddingStore): { tiers: TierReport[]; budgetBytes: number } {
+/** The budget's parts, from the one accounting the budget itself checks: the tier slabs are only
+ *  part of it, so a total summed from the tiers would understate what the budget holds. */
+export function memoryParts(accounting: StoreAccounting): MemoryParts {
+  let tiers = 0;
+  for (const tier of accounting.tiers) tiers += tier.totalBytes;
+  return { tiers, tokenColumns: accounting.tokenColumnsBytes, keyIndex: accounting.indexBytes };
+}
+
+/** Bytes and tokens per tier, the store's total and its parts, and the budget, as the metrics read them. */
+export function tierMetrics(
+  store: EmbeddingStore,
+): Pick<ServiceStats, 'tiers' | 'totalBytes' | 'memoryParts' | 'budgetBytes'> {
   const accounting = store.accounting();
-  return { tiers: tierReports(accounting), budgetBytes: accounting.budgetBytes };
+  return {
+    tiers: tierReports(accounting),
+    totalBytes: accounting.totalBytes,
+    memoryParts: memoryParts(accounting),
+    budgetBytes: accounting.budgetBytes,
+  };
 }
 
 /** The two latency-bound reads, answered from a trainer (the training one, or a serving copy). */
@@ -81,6 +107,7 @@ export function serviceApi(parts: AdapterParts): ServiceApi {
           tiers: Object.fromEntries(Object.entries(f.tiers).map(([size, n]) => [String(size), n])),
         })),
         totalBytes: accounting.totalBytes,
+        memoryParts: memoryParts(accounting),
         budgetBytes: accounting.budgetBytes,
       };
     },

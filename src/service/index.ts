@@ -32,6 +32,7 @@ import {
   StreamConsumer,
   toEventCodec,
   unpackRecords,
+  waitForKafka,
 } from '../stream/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from './adapter.js';
 import { admittingCodec } from './admission.js';
@@ -154,6 +155,7 @@ export async function startService(
       'PME_ERR_CONFIG_INVALID',
       'no Kafka brokers: set KAFKA_BROKERS or --brokers (or run `pme up`)',
     );
+  await waitForKafka(config.brokers, config.brokerWaitMs, log);
   await mkdir(config.stateDir, { recursive: true });
   const backend = await initBackend();
   const skipped = backend.skipped.map((s) => s.name).join(', ');

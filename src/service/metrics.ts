@@ -12,7 +12,8 @@ import type { InputStats, MemoryActions, ServiceStats, TrainingStats } from '../
 export interface MetricSources {
   trainer(): TrainingStats;
   consumer(): InputStats;
-  tiers(): Pick<ServiceStats, 'tiers' | 'budgetBytes'>;
+  /** The store's accounting (tierMetrics): per tier, and the total the budget counts with its parts. */
+  tiers(): Pick<ServiceStats, 'tiers' | 'totalBytes' | 'memoryParts' | 'budgetBytes'>;
   pruneWindows(): number;
   backend(): string;
   /** What memory pressure did (none on a replica). */
@@ -177,6 +178,28 @@ export class ServiceMetrics {
         for (const tier of sources.tiers().tiers) this.set({ size: String(tier.size) }, tier.tokens);
       },
     });
+    // The whole store by part: the tiers above are one part, so sum(pme_tier_bytes) is not what the
+    // budget counts; sum(pme_store_bytes) is, and equals pme_budget_used_bytes.
+    new Gauge({
+      name: 'pme_store_bytes',
+      help: 'Bytes of the embedding store by part: tier slabs (= sum of pme_tier_bytes), per-token columns, key index (Map and key strings)',
+      labelNames: ['part'],
+      registers,
+      collect() {
+        const { memoryParts } = sources.tiers();
+        this.set({ part: 'tiers' }, memoryParts.tiers);
+        this.set({ part: 'token-columns' }, memoryParts.tokenColumns);
+        this.set({ part: 'key-index' }, memoryParts.keyIndex);
+      },
+    });
+    new Gauge({
+      name: 'pme_budget_used_bytes',
+      help: "Bytes the embedding store's budget counts (the sum of pme_store_bytes), against pme_budget_bytes",
+      registers,
+      collect() {
+        this.set(sources.tiers().totalBytes);
+      },
+    });
     new Gauge({
       name: 'pme_budget_bytes',
       help: 'Hard memory budget of the embedding store',
@@ -238,11 +261,13 @@ export class ServiceMetrics {
    */
   stats(): ServiceStats {
     const sources = this.#sources;
-    const { tiers, budgetBytes } = sources.tiers();
+    const { tiers, totalBytes, memoryParts, budgetBytes } = sources.tiers();
     return {
       trainer: sources.trainer(),
       consumer: sources.consumer(),
       tiers,
+      totalBytes,
+      memoryParts,
       budgetBytes,
       pruneWindows: sources.pruneWindows(),
       backend: sources.backend(),

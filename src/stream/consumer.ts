@@ -197,7 +197,10 @@ export class StreamConsumer {
   /** The broker read of `refreshLag` in flight, awaited by `close` (a late one would reconnect). */
   #lagRead: Promise<void> | undefined;
   #closed = false;
+  /** Running: started, not stopped, not failed (kafkajs may be retrying: see live). */
   #live = false;
+  /** When the broker last answered a fetch or a heartbeat (performance.now()). */
+  #lastContact = 0;
   /** Why consuming stopped for good (see onFatal), null while it goes on. */
   #failed: Error | null = null;
 
@@ -232,9 +235,18 @@ export class StreamConsumer {
     this.#admin = this.#kafka.admin();
   }
 
-  /** True while the group consumer is running. */
+  /**
+   * True while the group consumer runs and the broker answers: a fetch or heartbeat answered
+   * within the session timeout (what the group itself allows a member). kafkajs retries a lost
+   * broker quietly for a long time; without this a service cut off from Kafka read as live.
+   */
   get live(): boolean {
-    return this.#live;
+    return this.#live && this.silentMs < this.#options.sessionTimeoutMs;
+  }
+
+  /** Milliseconds since the broker last answered a fetch or a heartbeat. */
+  get silentMs(): number {
+    return performance.now() - this.#lastContact;
   }
 
   /** Offsets of the state as it is now; call under the state lock to pair them with a snapshot. */
@@ -280,14 +292,19 @@ export class StreamConsumer {
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topics: [o.interactionsTopic], fromBeginning: true });
     // kafkajs restarts a consumer after a retriable error by itself; after any other, it is gone.
+    const contact = (): void => {
+      this.#lastContact = performance.now();
+    };
+    this.#consumer.on(this.#consumer.events.FETCH, contact);
+    this.#consumer.on(this.#consumer.events.HEARTBEAT, contact);
     this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      this.#live = false;
       if (!payload.restart) this.#fail(payload.error);
     });
     this.#catalog.on(this.#catalog.events.CRASH, ({ payload }) => {
       if (!payload.restart) this.#fail(payload.error);
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+      contact();
       const assigned = new Set<string>();
       for (const [topic, partitions] of Object.entries(payload.memberAssignment))
         for (const partition of partitions) assigned.add(`${topic}:${partition}`);
@@ -396,6 +413,7 @@ export class StreamConsumer {
       },
     });
     this.#live = true;
+    this.#lastContact = performance.now();
     this.#lagTimer = setInterval(() => this.#readLag(), o.lagRefreshMs);
     this.#lagTimer.unref();
   }

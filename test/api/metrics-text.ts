@@ -33,6 +33,7 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
     tiers.set(size, { size, tokens, bytes: 0 });
   }
   const bytes = await metricByLabel(url, 'pme_tier_bytes');
+  const parts = await metricByLabel(url, 'pme_store_bytes');
   for (const [set, value] of Object.entries(bytes)) {
     const tier = tiers.get(Number(label(set, 'size')));
     if (tier === undefined) throw new Error(`pme_tier_bytes${set} has no pme_tier_tokens`);
@@ -49,7 +50,13 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
     lag,
     lagTotal: sum(lagSamples),
     tiers: [...tiers.values()].sort((a, b) => a.size - b.size),
-    totalBytes: sum(bytes),
+    // What the budget counts: not sum(pme_tier_bytes), which is only its tiers part.
+    totalBytes: await metric(url, 'pme_budget_used_bytes'),
+    memoryParts: {
+      tiers: parts['{part="tiers"}'],
+      tokenColumns: parts['{part="token-columns"}'],
+      keyIndex: parts['{part="key-index"}'],
+    },
     budgetBytes: orNull(await metric(url, 'pme_budget_bytes')),
     pruneWindows: await metric(url, 'pme_prune_windows_total'),
     backend: label(Object.keys(await metricByLabel(url, 'pme_backend_info'))[0] ?? '', 'backend'),

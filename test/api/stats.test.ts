@@ -4,7 +4,13 @@
  * by hand and for a real trainer and store as they learn.
  */
 import t, { type Test } from 'tap';
-import type { InputStats, PruneWindowReport, TierReport, TrainingStats } from '../../src/api/contract.js';
+import type {
+  InputStats,
+  PruneWindowReport,
+  TierReport,
+  TiersReport,
+  TrainingStats,
+} from '../../src/api/contract.js';
 import type { DashboardStats } from '../../src/api/dashboard/stats.js';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
@@ -50,6 +56,17 @@ const tier = (size: number, tokens: number, paramBytes: number): TierReport => (
   totalBytes: 3 * paramBytes + 16 * tokens,
 });
 
+/** A store's reading fed by hand: the tiers plus 4,000 bytes of token columns and 1,000 of key index. */
+const memory = (tiers: TierReport[]) => {
+  const tierBytes = tiers.reduce((sum, t) => sum + t.totalBytes, 0);
+  return {
+    tiers,
+    totalBytes: tierBytes + 5000,
+    memoryParts: { tiers: tierBytes, tokenColumns: 4000, keyIndex: 1000 },
+    budgetBytes: 1 << 24,
+  };
+};
+
 t.test('values fed by hand reach both, and both follow them', async (t) => {
   const store = new EmbeddingStore({ seed: 5 });
   const training: TrainingStats = {
@@ -70,7 +87,7 @@ t.test('values fed by hand reach both, and both follow them', async (t) => {
     sources: {
       trainer: () => training,
       consumer: () => input,
-      tiers: () => ({ tiers, budgetBytes: 1 << 24 }),
+      tiers: () => memory(tiers),
       pruneWindows: () => windows.length,
       backend: () => 'wasm',
     },
@@ -91,7 +108,12 @@ t.test('values fed by hand reach both, and both follow them', async (t) => {
       { size: 4, tokens: 300, bytes: 3 * 4800 + 300 * 16 },
       { size: 16, tokens: 40, bytes: 3 * 2560 + 40 * 16 },
     ],
-    totalBytes: 900 * 16 + 3 * 4800 + 300 * 16 + 3 * 2560 + 40 * 16,
+    totalBytes: 900 * 16 + 3 * 4800 + 300 * 16 + 3 * 2560 + 40 * 16 + 5000,
+    memoryParts: {
+      tiers: 900 * 16 + 3 * 4800 + 300 * 16 + 3 * 2560 + 40 * 16,
+      tokenColumns: 4000,
+      keyIndex: 1000,
+    },
     budgetBytes: 1 << 24,
     pruneWindows: 1,
     lastWindowId: 11,
@@ -114,6 +136,7 @@ t.test('values fed by hand reach both, and both follow them', async (t) => {
       { size: 4, tokens: 500 },
       { size: 16, bytes: 3 * 640 + 10 * 16 },
     ],
+    totalBytes: 2000 * 16 + 3 * 8000 + 500 * 16 + 3 * 640 + 10 * 16 + 5000,
     pruneWindows: 2,
     lastWindowId: 12,
   });
@@ -145,4 +168,53 @@ t.test('a real trainer and store, before and after learning', async (t) => {
   t.equal(after.eventsTrained, trainer.stats().events);
   t.equal(after.auc, trainer.stats().auc, 'the trainer’s progressive AUC');
   t.ok(after.totalBytes > before.totalBytes, 'tokens learned take bytes');
+});
+
+t.test('memory: stats, tiers and metrics report what the budget counts, with its parts', async (t) => {
+  const store = new EmbeddingStore({ seed: 7, budgetBytes: 2_000_000 });
+  // Enough tokens to fill the budget: the per-token columns and the key index are then a large
+  // share of it, so the tier slabs alone fall well short of the total.
+  for (let i = 0; i < 30_000; i++) store.getOrCreate(`item=i${i}`);
+  const url = await serve(t, {
+    store,
+    trainer: new Trainer(store, { seed: 7 }),
+    sources: {
+      trainer: () => ({
+        events: 0,
+        auc: Number.NaN,
+        logloss: Number.NaN,
+        windowAuc: Number.NaN,
+        windowLogloss: Number.NaN,
+      }),
+      consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
+      tiers: () => tierMetrics(store),
+      pruneWindows: () => 0,
+      backend: () => 'cpu',
+    },
+    windows: [],
+  });
+  const accounting = store.accounting();
+  const stats = (await (await fetch(`${url}/v1/stats`)).json()) as DashboardStats;
+  const tiers = (await (await fetch(`${url}/v1/tiers`)).json()) as TiersReport;
+  t.comment(`/v1/stats: ${JSON.stringify({ totalBytes: stats.totalBytes, memoryParts: stats.memoryParts })}`);
+  t.ok(accounting.totalBytes > 0.9 * 2_000_000, 'the store is near its budget');
+  t.equal(stats.totalBytes, accounting.totalBytes, '/v1/stats totalBytes is what the budget counts');
+  t.equal(tiers.totalBytes, accounting.totalBytes, '/v1/tiers says the same');
+  t.same(tiers.memoryParts, stats.memoryParts, 'with the same parts');
+  t.equal(stats.budgetBytes, 2_000_000);
+  let tierBytes = 0;
+  for (const tier of accounting.tiers) tierBytes += tier.totalBytes;
+  t.same(
+    stats.memoryParts,
+    { tiers: tierBytes, tokenColumns: accounting.tokenColumnsBytes, keyIndex: accounting.indexBytes },
+    'the parts, as the store accounts them',
+  );
+  const parts = stats.memoryParts;
+  t.equal(parts.tiers + parts.tokenColumns + parts.keyIndex, stats.totalBytes, 'the parts sum to the total');
+  t.equal(
+    stats.tiers.reduce((sum, tier) => sum + tier.bytes, 0),
+    parts.tiers,
+    'the per-tier bytes sum to the tiers part',
+  );
+  await agreed(t, url, 'near the budget');
 });

@@ -13,6 +13,7 @@ import {
   formatCount,
   formatMetric,
   History,
+  memoryFigure,
   stack,
   windowRows,
 } from '../../src/api/dashboard/page/format.js';
@@ -41,7 +42,13 @@ function sample(at: number, events: number, tiers: Array<[number, number, number
     lag: { '0': 3 },
     lagTotal: 3,
     tiers: tiers.map(([size, tokens, bytes]) => ({ size, tokens, bytes })),
-    totalBytes: tiers.reduce((sum, [, , bytes]) => sum + bytes, 0),
+    // The tiers plus 300 bytes of token columns and 100 of key index.
+    totalBytes: tiers.reduce((sum, [, , bytes]) => sum + bytes, 0) + 400,
+    memoryParts: {
+      tiers: tiers.reduce((sum, [, , bytes]) => sum + bytes, 0),
+      tokenColumns: 300,
+      keyIndex: 100,
+    },
     budgetBytes: 1 << 20,
     pruneWindows: 0,
     lastWindowId: 0,
@@ -69,6 +76,25 @@ t.test('formats', async (t) => {
   t.ok(
     COUNT_STEPS.every((step) => Number.isInteger(step)),
     'count axes never step by a fraction',
+  );
+});
+
+t.test('the memory figure: what the budget counts against the budget, and its parts', async (t) => {
+  // A store of 30,000 tokens at a 2,000,000-byte budget (test/api/stats.test.ts): its tier slabs
+  // are 747,592 bytes, and the figure used to read "730 KiB / 1.9 MiB (37.4%)" from them alone.
+  const stats = {
+    totalBytes: 1_990_599,
+    memoryParts: { tiers: 747_592, tokenColumns: 500_127, keyIndex: 742_880 },
+    budgetBytes: 2_000_000,
+  };
+  t.same(memoryFigure(stats), {
+    text: '1.9 MiB / 1.9 MiB (99.5%)',
+    parts: 'tiers 730 KiB · token columns 488 KiB · key index 725 KiB',
+  });
+  t.equal(
+    memoryFigure({ ...stats, budgetBytes: null as unknown as number }).text,
+    '1.9 MiB (no budget)',
+    'an unbudgeted store (Infinity, null in JSON) shows no share',
   );
 });
 
@@ -108,6 +134,11 @@ t.test('history keeps the newest samples and restarts the tier columns on a new 
   t.same(history.tokens, [[6, 7, 8]]);
   t.same(history.rate, [100, 200, 300]);
   t.equal(history.last?.eventsTrained, 600);
+  t.same(
+    stack(history.memoryRows()).at(-1),
+    [412, 414, 416],
+    "stacked, the memory chart's rows (tiers, token columns, key index) reach each sample's totalBytes",
+  );
   t.ok(
     history.push(
       sample(5_000, 1_000, [
@@ -123,6 +154,7 @@ t.test('history keeps the newest samples and restarts the tier columns on a new 
     [null, null, 4],
   ]);
   t.equal(history.times.length, 3);
+  t.same(history.tokenColumns, [300, 300, 300], 'the other parts keep their history across a new ladder');
   t.same(
     [history.auc.length, history.lag.length, history.rate.length, history.windowLogloss.length],
     [3, 3, 3, 3],
@@ -176,7 +208,12 @@ t.test('the summary maps what the service metrics report', async (t) => {
   const metrics = new ServiceMetrics({
     trainer: () => ({ events: 1234, auc: 0.71, logloss: 0.52, windowAuc: 0.75, windowLogloss: Number.NaN }),
     consumer: () => ({ consumed: 1300, dlq: { undecodable: 2, 'bad "label"': 3 }, lag: { '0': 5, '1': 7 } }),
-    tiers: () => ({ tiers: [tier(64, 3, 4000), tier(0, 10, 0), tier(8, 20, 1000)], budgetBytes: 1 << 20 }),
+    tiers: () => ({
+      tiers: [tier(64, 3, 4000), tier(0, 10, 0), tier(8, 20, 1000)],
+      totalBytes: 9000,
+      memoryParts: { tiers: 5000, tokenColumns: 2500, keyIndex: 1500 },
+      budgetBytes: 1 << 20,
+    }),
     pruneWindows: () => 4,
     backend: () => 'wasm',
   });
@@ -198,7 +235,8 @@ t.test('the summary maps what the service metrics report', async (t) => {
       { size: 8, tokens: 20, bytes: 1000 },
       { size: 64, tokens: 3, bytes: 4000 },
     ],
-    totalBytes: 5000,
+    totalBytes: 9000,
+    memoryParts: { tiers: 5000, tokenColumns: 2500, keyIndex: 1500 },
     budgetBytes: 1 << 20,
     pruneWindows: 4,
     lastWindowId: 9,
@@ -217,7 +255,12 @@ t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no win
       windowLogloss: nothing,
     }),
     consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-    tiers: () => ({ tiers: [], budgetBytes: 0 }),
+    tiers: () => ({
+      tiers: [],
+      totalBytes: 0,
+      memoryParts: { tiers: 0, tokenColumns: 0, keyIndex: 0 },
+      budgetBytes: 0,
+    }),
     pruneWindows: () => 0,
     backend: () => '',
   });
@@ -236,6 +279,7 @@ t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no win
       lagTotal: 0,
       tiers: [],
       totalBytes: 0,
+      memoryParts: { tiers: 0, tokenColumns: 0, keyIndex: 0 },
       budgetBytes: 0,
       pruneWindows: 0,
       lastWindowId: 0,

@@ -14,6 +14,8 @@ const STATS: ServiceStats = {
   trainer: { events: 321, auc: 0.6, windowAuc: 0.65, logloss: Number.NaN, windowLogloss: Number.NaN },
   consumer: { consumed: 0, dlq: {}, lag: { '0': 4 } },
   tiers: [{ size: 8, tokens: 3, paramBytes: 100, optimizerBytes: 50, indexBytes: 0, totalBytes: 150 }],
+  totalBytes: 250,
+  memoryParts: { tiers: 150, tokenColumns: 64, keyIndex: 36 },
   budgetBytes: 0,
   pruneWindows: 0,
   backend: '',
@@ -80,6 +82,9 @@ t.test('serves the page, its code, uPlot and the summary', async (t) => {
     logloss: null,
     lagTotal: 4,
     tiers: [{ size: 8, tokens: 3, bytes: 150 }],
+    // The store's total, not the tiers' 150: the schema lets the parts through.
+    totalBytes: 250,
+    memoryParts: { tiers: 150, tokenColumns: 64, keyIndex: 36 },
     lastWindowId: 3,
   });
 });

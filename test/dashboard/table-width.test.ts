@@ -52,6 +52,8 @@ const STATS: ServiceStats = {
   trainer: { events: 26_459, auc: 0.739, windowAuc: 0.771, logloss: 0.515, windowLogloss: 0.494 },
   consumer: { consumed: 26_459, dlq: {}, lag: { '0': 0 } },
   tiers: LADDER.map((size) => ({ ...tier(size, 1000), totalBytes: 1000 })),
+  totalBytes: LADDER.length * 1000 + 3000,
+  memoryParts: { tiers: LADDER.length * 1000, tokenColumns: 2000, keyIndex: 1000 },
   budgetBytes: 256 * 2 ** 20,
   pruneWindows: 2,
   backend: 'wasm',

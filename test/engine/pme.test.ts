@@ -292,3 +292,19 @@ t.test(
     t.equal((await pme.running)?.reason, 'time');
   },
 );
+
+t.test('a window reports memory as it found it: the slack it gives back is a fall, not a rise', async (t) => {
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, chunkRows: 256 });
+  const pme = new PmeController(store, { windowEvents: 0, target: 1 });
+  const trainer = new Trainer(store, { observer: pme, seed: 1 });
+  pme.attach(trainer);
+  trainer.learn(plantedStream(300));
+  const seen = store.accounting().totalBytes;
+  const report = await pme.runWindow('test');
+  t.equal(report.totalBytesBefore, seen, 'before: the bytes the store held when the window began');
+  t.ok(
+    report.totalBytesAfter < seen,
+    `after ${report.totalBytesAfter} < before ${seen}: chunk slack given back`,
+  );
+  t.equal(report.totalBytesAfter, store.accounting().totalBytes);
+});

@@ -100,6 +100,13 @@ t.test('replicas follow the trainer through the parameter topic', async (t) => {
   t.ok(replica.replica!.staleness() < 5, 'replica reports its staleness');
   const metrics = await (await fetch(`${replica.url}/metrics`)).text();
   t.match(metrics, /pme_replica_staleness_seconds \d/);
+  t.match(metrics, /pme_budget_used_bytes \d/, "the replica's store: what its budget counts");
+  t.match(metrics, /pme_store_bytes\{part="key-index"\} [1-9]/, 'and its parts');
+  // Its memory is its own store's accounting (a publish may land between the two reads: retry).
+  await until("the replica's /v1/stats to be its store's accounting", async () => {
+    const stats = (await (await fetch(`${replica.url}/v1/stats`)).json()) as { totalBytes: number };
+    return stats.totalBytes === replica.store.accounting().totalBytes;
+  });
   const denied = await fetch(`${replica.url}/v1/prune`, { method: 'POST' });
   t.equal(denied.status, 400, 'replicas do not prune');
 

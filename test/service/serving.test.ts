@@ -126,6 +126,16 @@ t.test('tiers, tokens, prune windows, readiness and metrics are the training thr
     store.accounting().totalBytes,
     'tier bytes of the trainer’s store (optimizer included)',
   );
+  const stats = (await (await fetch(`${serving.url}/v1/stats`)).json()) as {
+    totalBytes: number;
+    memoryParts: { tiers: number; tokenColumns: number; keyIndex: number };
+  };
+  t.equal(stats.totalBytes, tiers.totalBytes, '/v1/stats counts the same bytes as /v1/tiers');
+  t.equal(
+    stats.memoryParts.tiers + stats.memoryParts.tokenColumns + stats.memoryParts.keyIndex,
+    stats.totalBytes,
+    'in parts that sum to it',
+  );
   const token = (await (await fetch(`${serving.url}/v1/tokens/user/u1`)).json()) as { frequency: number };
   t.equal(token.frequency, ((await api.token('user', 'u1')) ?? { frequency: -1 }).frequency);
   t.equal((await fetch(`${serving.url}/v1/tokens/user/nobody`)).status, 404);

@@ -9,8 +9,8 @@ export interface PageSettings {
 export const CHARTS = [
   [
     'memory',
-    'Memory per tier',
-    'Bytes each embedding tier holds (vectors, optimizer state, index), stacked.',
+    'Memory of the budget',
+    'What the budget counts, stacked: each tier (vectors, optimizer state, index), the per-token columns, the key index.',
   ],
   ['tokens', 'Tokens per tier', 'How many tokens live at each size: rare ones stay small, hot ones reach D.'],
   [

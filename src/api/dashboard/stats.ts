@@ -4,7 +4,8 @@
  * getters that `/metrics` renders as text, so the page and a Prometheus scrape agree.
  */
 import type { Milliseconds } from '../../util/clock.js';
-import type { PruneWindowReport, ServiceStats } from '../contract.js';
+import type { MemoryParts, PruneWindowReport, ServiceStats } from '../contract.js';
+import { memoryParts } from '../schemas.js';
 
 /** One tier as the dashboard charts it. */
 export interface TierStats {
@@ -32,7 +33,10 @@ export interface DashboardStats {
   lagTotal: number;
   /** Ascending by size. */
   tiers: TierStats[];
+  /** What the budget counts (the store's accounting total, as `/v1/tiers` reports it): the tiers,
+   *  the per-token columns and the key index. The tiers alone are only `memoryParts.tiers`. */
   totalBytes: number;
+  memoryParts: MemoryParts;
   /** Infinity when the store has no budget, which JSON writes as null. */
   budgetBytes: number;
   /** Windows run since start. */
@@ -47,8 +51,10 @@ const finite = (value: number): number | null => (Number.isFinite(value) ? value
 
 /**
  * Maps the service's typed reading (what `/metrics` renders) and its prune windows to the summary.
- * Tier bytes are the three kinds `pme_tier_bytes` reports, summed; lag is copied, since the reading
- * may hold the consumer's live counters and the reply is serialized after this returns.
+ * Tier bytes are the three kinds `pme_tier_bytes` reports, summed; the total is the store's own
+ * (`pme_budget_used_bytes`), not a sum of the tiers, which leave out the per-token columns and the
+ * key index. Lag is copied, since the reading may hold the consumer's live counters and the reply
+ * is serialized after this returns.
  */
 export function dashboardStats(
   stats: ServiceStats,
@@ -73,8 +79,6 @@ export function dashboardStats(
       }),
     )
     .sort((a, b) => a.size - b.size);
-  let totalBytes = 0;
-  for (const tier of tiers) totalBytes += tier.bytes;
   return {
     at,
     eventsTrained: trainer.events,
@@ -87,7 +91,8 @@ export function dashboardStats(
     lag,
     lagTotal,
     tiers,
-    totalBytes,
+    totalBytes: stats.totalBytes,
+    memoryParts: { ...stats.memoryParts },
     budgetBytes: stats.budgetBytes,
     pruneWindows: stats.pruneWindows,
     lastWindowId: windows.length > 0 ? windows[windows.length - 1].id : 0,
@@ -98,7 +103,8 @@ export function dashboardStats(
 const nullableNumber = { type: ['number', 'null'] } as const;
 
 export const statsSchema = {
-  summary: 'One summary for the dashboard: events, progressive AUC and logloss, lag, memory per tier',
+  summary:
+    'One summary for the dashboard: events, progressive AUC and logloss, lag, memory per tier and what the budget counts',
   response: {
     200: {
       type: 'object',
@@ -121,6 +127,7 @@ export const statsSchema = {
           },
         },
         totalBytes: { type: 'number' },
+        memoryParts,
         budgetBytes: { type: 'number' },
         pruneWindows: { type: 'number' },
         lastWindowId: { type: 'integer' },

@@ -418,6 +418,9 @@ export class PmeController implements TokenObserver {
     const t0 = now();
     const pause = () => pacer.pause();
     const due = (k: number) => pacer.due(k);
+    // Memory as the window found it, slack included (reported as "before": measured after the
+    // compaction below, a window that gave slack back and grew tiers would look like growth).
+    const accStart = store.accounting();
     // One tier at a time: each is a copy of its slabs, a pause of its own.
     for (const size of ladder) {
       store.compact?.(size);
@@ -600,9 +603,9 @@ export class PmeController implements TokenObserver {
             },
       aucBefore,
       aucAfter: null,
-      before: tierReport(accBefore.tiers),
+      before: tierReport(accStart.tiers),
       after: tierReport(accAfter.tiers),
-      totalBytesBefore: accBefore.totalBytes,
+      totalBytesBefore: accStart.totalBytes,
       totalBytesAfter: accAfter.totalBytes,
       budgetBytes: budget,
     };

@@ -16,6 +16,7 @@ import {
   formatCount,
   formatMetric,
   History,
+  memoryFigure,
   stack,
   windowRows,
 } from './format.js';
@@ -24,6 +25,11 @@ const TOKEN_KEY = 'pme.adminToken';
 const CHART_HEIGHT = 170;
 /** Categorical colours, one per tier (ascending size); the smallest tier is grey: it holds no vectors. */
 const PALETTE = ['#9aa0a6', '#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1'];
+/** The memory chart's parts above the tiers (History.memoryRows order), colours outside PALETTE. */
+const OTHER_PARTS = [
+  { label: 'token columns', colour: '#bab0ac' },
+  { label: 'key index', colour: '#9c755f' },
+];
 
 const body = document.body;
 const pollMs = Number(body.dataset.pollMs ?? 1000);
@@ -113,24 +119,26 @@ function line(label: string, stroke: string, format: (v: number) => string, dash
 /** Tier charts depend on the ladder, so they are (re)built when the first sample shows it. */
 function buildTierCharts(): void {
   const sizes = history.sizes;
+  // Rows bottom-up: the tiers, then the budget's other parts, so the top is what the budget counts.
+  const labels = [...sizes.map((size, i) => ({ label: `size ${size}`, colour: colour(i) })), ...OTHER_PARTS];
   // Top of the stack first: each area is filled to zero and the ones below paint over it.
-  const order = sizes.map((_, i) => i).reverse();
+  const order = labels.map((_, i) => i).reverse();
   makeChart(
     'memory',
     order.map((i) => ({
-      label: `size ${sizes[i]}`,
-      stroke: colour(i),
-      fill: tint(colour(i)),
+      label: labels[i].label,
+      stroke: labels[i].colour,
+      fill: tint(labels[i].colour),
       width: 1,
       points: { show: false },
       value: (_u: uPlot, _v: number | null, _s: number, idx: number | null) => {
-        const raw = idx === null ? null : history.bytes[i][idx];
+        const raw = idx === null ? null : history.memoryRows()[i][idx];
         return raw === null || raw === undefined ? '–' : formatBytes(raw);
       },
     })),
     formatBytes,
     () => {
-      const stacked = stack(history.bytes);
+      const stacked = stack(history.memoryRows());
       return [history.times, ...order.map((i) => stacked[i])];
     },
     { range: (_u, _min, max) => [0, max > 0 ? max * 1.05 : 1] },
@@ -199,10 +207,10 @@ function showKpis(stats: DashboardStats): void {
   $('kpi-auc').textContent = formatMetric(stats.windowAuc);
   $('kpi-logloss').textContent = formatMetric(stats.windowLogloss);
   $('kpi-lag').textContent = formatCount(stats.lagTotal);
-  const share =
-    stats.budgetBytes > 0 ? ` (${((100 * stats.totalBytes) / stats.budgetBytes).toFixed(1)}%)` : '';
-  $('kpi-memory').textContent =
-    `${formatBytes(stats.totalBytes)} / ${formatBytes(stats.budgetBytes)}${share}`;
+  const memory = memoryFigure(stats);
+  $('kpi-memory').textContent = memory.text;
+  // The parts are on the memory chart's legend too; the header keeps one figure.
+  $('kpi-memory').title = memory.parts;
   $('kpi-windows').textContent = String(stats.pruneWindows);
 }
 

@@ -75,6 +75,25 @@ export function stack(rows: ReadonlyArray<ReadonlyArray<number | null>>): number
   return out;
 }
 
+/**
+ * The header's memory figure: what the budget counts (the store's total, as `/v1/tiers` says)
+ * against the budget, "1.9 MiB / 1.9 MiB (98.7%)", and its parts, "tiers 683 KiB · token columns
+ * 488 KiB · key index 725 KiB". JSON carries an unbudgeted store's Infinity as null.
+ */
+export function memoryFigure(stats: Pick<DashboardStats, 'totalBytes' | 'budgetBytes' | 'memoryParts'>): {
+  text: string;
+  parts: string;
+} {
+  const budget = stats.budgetBytes as number | null;
+  const text =
+    budget === null || !(budget > 0)
+      ? `${formatBytes(stats.totalBytes)} (no budget)`
+      : `${formatBytes(stats.totalBytes)} / ${formatBytes(budget)} (${((100 * stats.totalBytes) / budget).toFixed(1)}%)`;
+  const { tiers, tokenColumns, keyIndex } = stats.memoryParts;
+  const parts = `tiers ${formatBytes(tiers)} · token columns ${formatBytes(tokenColumns)} · key index ${formatBytes(keyIndex)}`;
+  return { text, parts };
+}
+
 /** Events per second between two samples; null when there is no earlier sample or no time passed. */
 export function eventRate(previous: DashboardStats | null, current: DashboardStats): number | null {
   if (previous === null) return null;
@@ -96,6 +115,9 @@ export class History {
   /** Per tier (ascending size): bytes, tokens. */
   bytes: Array<Array<number | null>> = [];
   tokens: Array<Array<number | null>> = [];
+  /** The budget's parts besides the tiers: with them the memory chart stacks up to `totalBytes`. */
+  readonly tokenColumns: Array<number | null> = [];
+  readonly keyIndex: Array<number | null> = [];
   readonly auc: Array<number | null> = [];
   readonly windowAuc: Array<number | null> = [];
   readonly logloss: Array<number | null> = [];
@@ -122,6 +144,8 @@ export class History {
       this.bytes[i].push(tier.bytes);
       this.tokens[i].push(tier.tokens);
     });
+    this.tokenColumns.push(stats.memoryParts.tokenColumns);
+    this.keyIndex.push(stats.memoryParts.keyIndex);
     this.auc.push(stats.auc);
     this.windowAuc.push(stats.windowAuc);
     this.logloss.push(stats.logloss);
@@ -135,6 +159,12 @@ export class History {
     return changed;
   }
 
+  /** The memory chart's rows, bottom-up: each tier (ascending size), the token columns, the key
+   *  index. Stacked, the top row is what the budget counts, the figure the header shows. */
+  memoryRows(): Array<Array<number | null>> {
+    return [...this.bytes, this.tokenColumns, this.keyIndex];
+  }
+
   /** The newest sample, if any. */
   get last(): DashboardStats | null {
     return this.#last;
@@ -145,6 +175,8 @@ export class History {
       this.times,
       ...this.bytes,
       ...this.tokens,
+      this.tokenColumns,
+      this.keyIndex,
       this.auc,
       this.windowAuc,
       this.logloss,
