@@ -58,6 +58,12 @@ export const OPTIONS = {
     default: 'pme-trainer',
     doc: 'Kafka consumer group of the trainer.',
   },
+  shareGroup: {
+    env: 'PME_SHARE_GROUP',
+    kind: 'bool',
+    default: 'false',
+    doc: 'false: a trainer waits at start for other members of its group to leave (a killed one does when its session times out), else exits with `PME_ERR_GROUP_TAKEN`; of two that meet, the newer stops. true: trainers split the partitions, each learning a model of its share (replicas of such a group serve a mix).',
+  },
   host: { env: 'PME_HOST', kind: 'string', default: '127.0.0.1', doc: 'HTTP listen address.' },
   port: { env: 'PME_PORT', kind: 'int', default: '8080', doc: 'HTTP port (0 picks a free one).' },
   serveSyncMs: {
@@ -207,7 +213,9 @@ function parseValue(name: string, spec: OptionSpec, raw: string): unknown {
         .map((part) => part.trim())
         .filter((part) => part !== '');
     case 'bool':
-      return raw === 'true' || raw === '1';
+      if (['true', '1'].includes(raw)) return true;
+      if (['false', '0'].includes(raw)) return false;
+      throw new PmeError('PME_ERR_CONFIG_INVALID', `${where} must be true or false, got "${raw}"`);
     default:
       return raw;
   }

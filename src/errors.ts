@@ -27,6 +27,12 @@ export const ERRORS = {
     status: 500,
     retriable: true,
   },
+  PME_ERR_GROUP_TAKEN: {
+    message:
+      'consumer group %s has another trainer (%s): one trainer per group, else two models would each learn part of the stream and replicas would serve a mix of them. Stop the other, or use another --group',
+    status: 500,
+    retriable: true,
+  },
   PME_ERR_DATA_FORMAT: {
     message: 'unknown data format "%s" (expected one of: %s)',
     status: 400,

@@ -206,6 +206,8 @@ export async function startService(
   const consumer = new StreamConsumer({
     brokers: config.brokers,
     groupId: config.group,
+    exclusive: !config.shareGroup,
+    log,
     interactionsTopic: config.interactionsTopic,
     itemsTopic: config.itemsTopic,
     codec,
@@ -292,7 +294,17 @@ export async function startService(
     app = await buildApi(api, { adminToken: config.adminToken });
     address = await app.listen({ host: config.host, port: config.port });
   }
-  await consumer.start();
+  try {
+    await consumer.start();
+  } catch (error) {
+    // Refused (the group has another trainer) or unreachable: close what started, so the
+    // process ends with the error instead of serving a model that will never learn.
+    stopItemRefresh();
+    await app?.close();
+    await serving?.stop();
+    await bounded(consumer.close(), STOP_GRACE_MS, () => {});
+    throw error;
+  }
   log(`pme: API on ${address}${threaded ? ' (serving thread)' : ''}; state in ${config.stateDir}`);
 
   const publishing = await startPublishing(config, store, trainer, lock, log);

@@ -22,6 +22,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
+import { GroupFence, trainerClientId } from './fence.js';
 import { kafkaLog } from './log.js';
 import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic } from './topics.js';
 
@@ -80,7 +81,16 @@ export interface ConsumerOptions {
    * (the service halts without a snapshot, and `pme serve` exits non-zero). Default: nothing.
    */
   onFatal?(error: Error): void;
+  /** Prefix of the client id; the id itself also says when this consumer started (fence.ts). */
   clientId?: string;
+  /**
+   * One trainer per group (fence.ts): wait at start for other members to leave, else fail with
+   * PME_ERR_GROUP_TAKEN; after each join, stop if an older trainer is in the group. Default true;
+   * false lets several members split the partitions, each learning a model of its own share.
+   */
+  exclusive?: boolean;
+  /** Lines for an operator (waiting for the group, a newer trainer joined). Default: stderr. */
+  log?(line: string): void;
   /**
    * Events per trainer mini-batch; chunks end at offsets that are multiples of it (see the module
    * comment). Default 1024. Smaller: shared parameters step more often, more per-batch overhead.
@@ -203,13 +213,17 @@ export class StreamConsumer {
   #lastContact = 0;
   /** Why consuming stopped for good (see onFatal), null while it goes on. */
   #failed: Error | null = null;
+  readonly #clientId: string;
+  /** The group check after the latest join, which commits wait for (a yielding trainer commits nothing). */
+  #fenceCheck: Promise<void> = Promise.resolve();
 
   constructor(options: ConsumerOptions) {
     this.#options = resolveOptions(options);
     this.#chunk = BigInt(this.#options.batchEvents);
     this.#applied = new Map(Object.entries(options.appliedOffsets ?? {}).map(([k, v]) => [k, BigInt(v)]));
+    this.#clientId = trainerClientId(options.clientId ?? 'pme', Date.now(), process.pid);
     this.#kafka = new Kafka({
-      clientId: options.clientId ?? 'pme',
+      clientId: this.#clientId,
       brokers: [...options.brokers],
       logLevel: logLevel.WARN,
       logCreator: kafkaLog,
@@ -289,6 +303,14 @@ export class StreamConsumer {
       },
     });
 
+    const fence = new GroupFence({
+      admin: this.#admin,
+      groupId: o.groupId,
+      clientId: this.#clientId,
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      log: o.log ?? ((line) => console.error(line)),
+    });
+    if (o.exclusive !== false) await fence.awaitSole();
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topics: [o.interactionsTopic], fromBeginning: true });
     // kafkajs restarts a consumer after a retriable error by itself; after any other, it is gone.
@@ -305,6 +327,13 @@ export class StreamConsumer {
     });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       contact();
+      if (o.exclusive !== false)
+        this.#fenceCheck = fence.check().then(
+          (taken) => {
+            if (taken !== null) this.#fail(taken);
+          },
+          () => undefined, // the group could not be read: the next join checks again
+        );
       const assigned = new Set<string>();
       for (const [topic, partitions] of Object.entries(payload.memberAssignment))
         for (const partition of partitions) assigned.add(`${topic}:${partition}`);
@@ -531,6 +560,8 @@ export class StreamConsumer {
    * after a restart), so it is reported, not thrown.
    */
   async commit(offsets: OffsetMap): Promise<boolean> {
+    await this.#fenceCheck;
+    if (this.#failed !== null) return false;
     const list = Object.entries(offsets)
       .filter(([key]) => this.#assigned.has(key))
       .map(([key, offset]) => {

@@ -1,6 +1,8 @@
 /**
  * src/stream: Kafka in and out.
  * - StreamConsumer: the trainer's consumer group (offsets committed only inside snapshots, DLQ).
+ * - GroupFence: one trainer per group (the newer of two stops).
+ * - waitForKafka: a starting service waits for its brokers, bounded.
  * - EventProducer: writes interactions and items in the Avro contract (`pme replay`, the demo).
  * - avro: the Avro schemas, writer-schema resolution (and the schema-registry wire format),
  *   EventDecodeError reasons.
@@ -28,6 +30,7 @@ export {
   type OffsetMap,
   StreamConsumer,
 } from './consumer.js';
+export { GroupFence, trainerClientId } from './fence.js';
 export {
   applyRecord,
   type PackedRecords,

@@ -35,7 +35,9 @@ t.test('two instances in a group, one stopped mid-stream: no event lost, none ap
   const dirB = await mkdtemp(join(tmpdir(), 'pme-group-b-'));
   t.teardown(() => rm(dirA, { recursive: true, force: true }));
   t.teardown(() => rm(dirB, { recursive: true, force: true }));
-  const env = (dir: string) => serviceEnv(brokers, topic, group, dir, { PME_PARTITIONS: String(PARTITIONS) });
+  // Sharing a group is what a trainer refuses by default (fence.test.ts); this test opts in.
+  const env = (dir: string) =>
+    serviceEnv(brokers, topic, group, dir, { PME_PARTITIONS: String(PARTITIONS), PME_SHARE_GROUP: 'true' });
 
   const a = await spawnService(env(dirA));
   t.teardown(() => a.child.kill('SIGKILL'));
