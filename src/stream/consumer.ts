@@ -201,6 +201,8 @@ export class StreamConsumer {
   readonly #catalog;
   readonly #producer;
   readonly #admin;
+  /** Reads lag: one try per read, short timeouts (see the constructor). */
+  readonly #lagAdmin;
   /** When each partition's lag was last reported by a fetch (performance.now()). */
   readonly #fetchedAt = new Map<string, number>();
   #lagTimer: NodeJS.Timeout | undefined;
@@ -247,6 +249,17 @@ export class StreamConsumer {
       createPartitioner: Partitioners.DefaultPartitioner,
     });
     this.#admin = this.#kafka.admin();
+    // A lag read that fails is harmless (the next comes in lagRefreshMs), and close() waits for
+    // the one in flight: with the client's own retries, a read on a connection the broker dropped
+    // (a broker restart) held a stop for seconds.
+    this.#lagAdmin = new Kafka({
+      clientId: this.#clientId,
+      brokers: [...options.brokers],
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 0 },
+      connectionTimeout: 1000,
+      requestTimeout: 2000,
+    }).admin();
   }
 
   /**
@@ -279,6 +292,7 @@ export class StreamConsumer {
     const o = this.#options;
     await this.#producer.connect();
     await this.#admin.connect();
+    await this.#lagAdmin.connect();
     await this.#catalog.connect();
     await this.#catalog.subscribe({ topics: [o.itemsTopic], fromBeginning: true });
     await this.#catalog.run({
@@ -482,8 +496,8 @@ export class StreamConsumer {
       (this.#fetchedAt.get(key) ?? Number.NEGATIVE_INFINITY) < now - o.lagRefreshMs;
     if (![...this.#assigned].some(isStale)) return;
     const [ends, [committed]] = await Promise.all([
-      this.#admin.fetchTopicOffsets(topic),
-      this.#admin.fetchOffsets({ groupId: o.groupId, topics: [topic] }),
+      this.#lagAdmin.fetchTopicOffsets(topic),
+      this.#lagAdmin.fetchOffsets({ groupId: o.groupId, topics: [topic] }),
     ]);
     const committedAt = new Map(committed.partitions.map((p) => [p.partition, BigInt(p.offset)]));
     for (const { partition, high, low } of ends) {
@@ -612,6 +626,7 @@ export class StreamConsumer {
       this.#catalog.disconnect(),
       this.#producer.disconnect(),
       this.#admin.disconnect(),
+      this.#lagAdmin.disconnect(),
     ]);
   }
 }

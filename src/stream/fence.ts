@@ -9,6 +9,7 @@
  * Members are told apart by client id, which carries when the trainer started (`trainerClientId`);
  * a member whose client id does not parse (not one of ours) counts as older than any trainer.
  */
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Admin, MemberDescription } from 'kafkajs';
 import { PmeError } from '../errors.js';
@@ -18,14 +19,17 @@ const POLL_MS = 500;
 /** Beyond the session timeout: the coordinator expires a dead member on its own clock. */
 const EXPIRY_SLACK_MS = 3000;
 
-/** A client id that says when this trainer started, for `seniority`: `pme-<start ms>-<pid>`. */
+/**
+ * A client id that says when this trainer started, for `seniority`: `pme-<start ms>-<pid>-<nonce>`
+ * (the nonce tells apart two consumers one process starts in the same millisecond).
+ */
 export function trainerClientId(prefix: string, startedAt: number, pid: number): string {
-  return `${prefix}-${startedAt}-${pid}`;
+  return `${prefix}-${startedAt}-${pid}-${randomBytes(3).toString('hex')}`;
 }
 
 /** When a member's trainer started, from its client id; -Infinity for a client not ours. */
 function seniority(clientId: string): number {
-  const match = /-(\d+)-\d+$/.exec(clientId);
+  const match = /-(\d+)-\d+-[0-9a-f]+$/.exec(clientId);
   return match === null ? Number.NEGATIVE_INFINITY : Number(match[1]);
 }
 

@@ -37,6 +37,7 @@ t.test('of two members, the newer is told to stop, the older is not', async (t) 
   const group = uniqueName('fence-rule');
   const older = trainerClientId('pme', 1_000, 11);
   const newer = trainerClientId('pme', 2_000, 22);
+  t.not(trainerClientId('pme', 1_000, 11), older, 'two consumers of one process in one millisecond differ');
   // Plain kafkajs members, so the rule is read apart from StreamConsumer's wiring.
   const members = [older, newer].map((clientId) =>
     new Kafka({ clientId, brokers: brokers.split(','), logLevel: logLevel.NOTHING }).consumer({
