@@ -160,11 +160,13 @@ export async function startService(
   const backend = await initBackend();
   const skipped = backend.skipped.map((s) => s.name).join(', ');
   log(`pme: dense backend ${backend.name}${skipped ? ` (not available here: ${skipped})` : ''}`);
-  const { store, extra, writtenAt, removedTemps } = await restoreState(config);
+  const { store, extra, writtenAt, removedTemps, skipped: unusable } = await restoreState(config);
   if (removedTemps > 0)
     log(
       `pme: removed ${removedTemps} temporary file(s) of snapshot writes that died with an earlier process`,
     );
+  for (const { path, reason } of unusable)
+    log(`pme: snapshot ${path} is unusable (${reason}); restored an older one`);
   const snapshotAge = new SnapshotAge(writtenAt);
   const pme = new PmeController(store, {
     target: config.pruneTarget,

@@ -29,6 +29,8 @@ export interface RestoredState {
   writtenAt: number | null;
   /** Temporary files of snapshot writes that died with an earlier process, removed (log them). */
   removedTemps: number;
+  /** Newer snapshots that were unusable and passed over for an older one (log them). */
+  skipped: Array<{ path: string; reason: string }>;
 }
 
 export function storeOptions(config: Config): Partial<StoreOptions> {
@@ -149,11 +151,18 @@ function trainerSections(trainer: Trainer, offsets: OffsetMap): Record<string, U
 export async function restoreState(config: Config): Promise<RestoredState> {
   const removedTemps = (await removeStaleTemps(config.stateDir)).length;
   try {
-    const { store, extra, path } = await readSnapshot(config.stateDir);
-    return { store, extra, writtenAt: (await stat(path)).mtimeMs, removedTemps };
+    const { store, extra, path, skipped } = await readSnapshot(config.stateDir);
+    return {
+      store,
+      extra,
+      writtenAt: (await stat(path)).mtimeMs,
+      removedTemps,
+      skipped: skipped.map((s) => ({ path: s.path, reason: s.error.message })),
+    };
   } catch (error) {
     if (!isPmeError(error, 'PME_ERR_NOT_FOUND')) throw error;
-    return { store: new EmbeddingStore(storeOptions(config)), extra: null, writtenAt: null, removedTemps };
+    const store = new EmbeddingStore(storeOptions(config));
+    return { store, extra: null, writtenAt: null, removedTemps, skipped: [] };
   }
 }
 

@@ -146,6 +146,34 @@ t.test('a restore removes the temporary files of writes that died with an earlie
   t.same(await readdir(fresh), []);
 });
 
+t.test('a restore that passes over an unusable snapshot says which one and why', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pme-state-skip-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const store = new EmbeddingStore({ seed: 4 });
+  for (let i = 0; i < 300; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
+  const trainer = new Trainer(store, { seed: 4 });
+  const watch = { running: null, windowsStarted: 0 };
+  const lock = new StateLock();
+  const older = await takeSnapshot(dir, store, trainer, watch, lock, () => ({ 'i:0': '3' }));
+  const expected = structuredClone(store.exportState()); // export shares the live columns
+  store.row(store.getOrCreate('user=late', 8)).fill(1);
+  const newer = await takeSnapshot(dir, store, trainer, watch, lock, () => ({ 'i:0': '9' }));
+  // A disk that lost the newest file's tail: it is complete on its name but not in its bytes.
+  const whole = await readFile(newer.path);
+  await writeFile(newer.path, whole.subarray(0, whole.length - 64));
+
+  const restored = await restoreState(loadConfig([], { PME_STATE_DIR: dir }));
+  t.same(
+    restored.skipped.map((s) => s.path),
+    [newer.path],
+    'the newest is passed over, and named',
+  );
+  t.match(restored.skipped[0].reason, /unusable/, `with its reason: ${restored.skipped[0].reason}`);
+  t.not(older.path, newer.path);
+  t.equal(diffStates(restored.store.exportState(), expected), null, 'the one before it is restored');
+  t.same(applyRestored(new Trainer(restored.store, { seed: 4 }), restored.extra), { 'i:0': '3' });
+});
+
 /** The value of a gauge without labels in Prometheus text, or undefined when it is absent. */
 function gauge(text: string, name: string): number | undefined {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
