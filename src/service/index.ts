@@ -27,6 +27,7 @@ import {
   ensureParamsTopic,
   ensureTopics,
   HttpSchemaRegistry,
+  type OffsetMap,
   ParamPacker,
   ParamsPublisher,
   StreamConsumer,
@@ -237,14 +238,37 @@ export async function startService(
     early ??= error;
   };
 
-  const snapshot = async (): Promise<string> => {
+  // Offsets go to Kafka after the snapshot that holds them, one commit at a time, the newest
+  // snapshot's offsets replacing any still waiting: a slow commit (a broker under load or
+  // restarting) delays commits, never the next snapshot, and offsets never go back.
+  let waitingOffsets: OffsetMap | null = null;
+  let committing: Promise<void> | null = null;
+  const commitLatest = (offsets: OffsetMap): Promise<void> => {
+    waitingOffsets = offsets;
+    committing ??= (async () => {
+      while (waitingOffsets !== null) {
+        const next = waitingOffsets;
+        waitingOffsets = null;
+        await bounded(consumer.commit(next), STOP_GRACE_MS, () =>
+          log('pme: offset commit timed out (the snapshot holds them)'),
+        );
+      }
+    })().finally(() => {
+      committing = null;
+    });
+    return committing;
+  };
+  /** Writes a snapshot; its offsets are committed in the background (`committed`). */
+  const snapshotOnly = async (): Promise<{ path: string; committed: Promise<void> }> => {
     const { path, offsets, writtenAt } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
       consumer.appliedOffsets(),
     );
     snapshotAge.taken(writtenAt);
-    await bounded(consumer.commit(offsets), STOP_GRACE_MS, () =>
-      log('pme: offset commit timed out (the snapshot holds them)'),
-    );
+    return { path, committed: commitLatest(offsets) };
+  };
+  const snapshot = async (): Promise<string> => {
+    const { path, committed } = await snapshotOnly();
+    await committed;
     return path;
   };
 
@@ -333,7 +357,7 @@ export async function startService(
   const timer = setInterval(() => {
     if (snapshotting) return;
     snapshotting = true;
-    snapshot()
+    snapshotOnly()
       .catch((error: unknown) =>
         log(`pme: snapshot failed: ${error instanceof Error ? error.message : error}`),
       )
