@@ -94,6 +94,8 @@ export interface TrainingStats {
 export interface InputStats {
   consumed: number;
   skipped?: number;
+  /** Values read as the current schema because they carried no schema header. */
+  headerless?: number;
   pauses?: number;
   partitions?: number;
   decodeMs?: number;

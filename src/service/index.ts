@@ -280,7 +280,7 @@ export async function startService(
   const metrics = new ServiceMetrics(
     {
       trainer: () => trainer.stats(),
-      consumer: () => consumer.stats,
+      consumer: () => ({ ...consumer.stats, headerless: codec.headerless?.() ?? 0 }),
       tiers: () => tierMetrics(store),
       pruneWindows: () => pme.reports().length,
       backend: () => backend.name,

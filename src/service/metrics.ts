@@ -75,6 +75,14 @@ export class ServiceMetrics {
         setCounter(this, sources.consumer().skipped ?? 0);
       },
     });
+    new Counter({
+      name: 'pme_events_headerless_total',
+      help: 'Values without a pme-schema header, read as the current schema (a value written with another schema and no header is misread or undecodable)',
+      registers,
+      collect() {
+        setCounter(this, sources.consumer().headerless ?? 0);
+      },
+    });
     new Gauge({
       name: 'pme_consumer_partitions',
       help: 'Partitions of the interactions topic this instance owns in its consumer group',

@@ -117,6 +117,8 @@ export class AvroCodec<T> {
   readonly type: Type;
   /** Fingerprint of the schema's canonical form (see {@link schemaFingerprint}): the `pme-schema` header value. */
   readonly fingerprint: string;
+  /** Values decoded as the current schema because they had no `pme-schema` header (no registry). */
+  headerless = 0;
   /** Headers to put on every produced message. Frozen. */
   readonly headers: Readonly<Record<string, string>>;
   /** Registry id of the writer schema, or -1 without a registry. */
@@ -220,6 +222,7 @@ export class AvroCodec<T> {
       body = value.subarray(5);
     } else {
       const named = headerString(headers?.[SCHEMA_HEADER]);
+      if (named === undefined) this.headerless++;
       writer = named === undefined ? IDENTICAL : this.#writers.get(named);
       if (writer === undefined)
         throw new EventDecodeError('unknown-schema', `writer schema ${named} is not known`);
@@ -263,6 +266,7 @@ export function toEventCodec(
   return {
     decodeInteraction: (value, headers, key) => interactions.decode(value, headers, key),
     decodeItem: (value, headers, key) => items.decode(value, headers, key),
+    headerless: () => interactions.headerless + items.headerless,
     prefetch: async (values) => {
       await Promise.all([interactions.prefetch(values), items.prefetch(values)]);
     },

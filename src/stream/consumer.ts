@@ -53,6 +53,8 @@ export interface EventCodec {
   decodeItem(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): CatalogItem;
   /** Loads the writer schemas a batch names (schema registry mode), before it is decoded. */
   prefetch?(values: Array<Buffer | null>): Promise<void>;
+  /** Values decoded as the current schema because they named none (no `pme-schema` header). */
+  headerless?(): number;
 }
 
 /** `topic:partition` -> next offset to read (the Kafka meaning of a committed offset). */

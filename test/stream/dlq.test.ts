@@ -80,6 +80,9 @@ t.test('bad events go to the DLQ unchanged, with their reason, and do not stop t
     pushGood(5);
   }
   pushGood(good.length - g);
+  // The last three good ones name no schema: read as the current one, trained, and counted.
+  const HEADERLESS = 3;
+  for (const m of messages.slice(-HEADERLESS)) m.headers = {};
 
   const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
   const producer = kafka.producer();
@@ -137,4 +140,9 @@ t.test('bad events go to the DLQ unchanged, with their reason, and do not stop t
   expected['{reason="missing-item"}'] += 1; // the catalog one
   t.same(counts, expected, 'counted per reason');
   t.equal(await metric(service.url, 'pme_events_consumed_total'), messages.length, 'all messages read');
+  t.equal(
+    await metric(service.url, 'pme_events_headerless_total'),
+    HEADERLESS,
+    'values without a schema header counted',
+  );
 });
