@@ -13,6 +13,8 @@ export class PopularitySampler {
   #tree: Float64Array;
   #weight: Float64Array;
   #count: Float64Array;
+  /** 1 for an item out of the draw: its count goes on, its weight stays 0. */
+  #inactive: Uint8Array;
   #n = 0;
   #total = 0;
 
@@ -21,6 +23,7 @@ export class PopularitySampler {
     this.#tree = new Float64Array(capacity + 1);
     this.#weight = new Float64Array(capacity);
     this.#count = new Float64Array(capacity);
+    this.#inactive = new Uint8Array(capacity);
   }
 
   get size(): number {
@@ -52,11 +55,13 @@ export class PopularitySampler {
   /** One more occurrence of item `index`. */
   increment(index: number): void {
     this.#count[index]++;
-    this.#set(index, (this.#count[index] + 1) ** this.exponent);
+    // An inactive item may still turn up in events; it stays out of the draw until reactivated.
+    if (this.#inactive[index] === 0) this.#set(index, (this.#count[index] + 1) ** this.exponent);
   }
 
   /** Takes an item out of the draw (an inactive catalog item) or puts it back. */
   setActive(index: number, active: boolean): void {
+    this.#inactive[index] = active ? 0 : 1;
     this.#set(index, active ? (this.#count[index] + 1) ** this.exponent : 0);
   }
 
@@ -94,8 +99,11 @@ export class PopularitySampler {
     weight.set(this.#weight);
     const count = new Float64Array(capacity);
     count.set(this.#count);
+    const inactive = new Uint8Array(capacity);
+    inactive.set(this.#inactive);
     this.#weight = weight;
     this.#count = count;
+    this.#inactive = inactive;
     // Rebuild the tree in O(n) at the new size.
     const tree = new Float64Array(capacity + 1);
     for (let i = 1; i <= capacity; i++) {
