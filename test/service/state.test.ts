@@ -6,7 +6,7 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { Trainer } from '../../src/engine/index.js';
@@ -104,14 +104,23 @@ t.test('a window running at the start: the copy waits for its end', async (t) =>
 /** A pid no process can have (Linux's pid_max is at most 2^22): a writer that is gone. */
 const DEAD_PID = 2 ** 22 + 7;
 
-t.test('a restore removes the temporary files of writes that died with an earlier process', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'pme-state-tmp-'));
+/** A state directory of its own (removed after `t`) and a store of `tokens` users to snapshot into it. */
+async function stateDirWith(t: Test, prefix: string, seed: number, tokens: number) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new EmbeddingStore({ seed: 3 });
-  for (let i = 0; i < 500; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
-  const trainer = new Trainer(store, { seed: 3 });
+  const store = new EmbeddingStore({ seed });
+  for (let i = 0; i < tokens; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
+  const trainer = new Trainer(store, { seed });
   const watch = { running: null, windowsStarted: 0 };
-  const taken = await takeSnapshot(dir, store, trainer, watch, new StateLock(), () => ({ 'i:0': '7' }));
+  const lock = new StateLock();
+  const take = (offsets: Record<string, string>) =>
+    takeSnapshot(dir, store, trainer, watch, lock, () => offsets);
+  return { dir, store, take };
+}
+
+t.test('a restore removes the temporary files of writes that died with an earlier process', async (t) => {
+  const { dir, store, take } = await stateDirWith(t, 'pme-state-tmp-', 3, 500);
+  const taken = await take({ 'i:0': '7' });
   const whole = await readFile(taken.path);
   const started = Math.floor(performance.timeOrigin);
   const stale = [
@@ -147,17 +156,11 @@ t.test('a restore removes the temporary files of writes that died with an earlie
 });
 
 t.test('a restore that passes over an unusable snapshot says which one and why', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'pme-state-skip-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new EmbeddingStore({ seed: 4 });
-  for (let i = 0; i < 300; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
-  const trainer = new Trainer(store, { seed: 4 });
-  const watch = { running: null, windowsStarted: 0 };
-  const lock = new StateLock();
-  const older = await takeSnapshot(dir, store, trainer, watch, lock, () => ({ 'i:0': '3' }));
+  const { dir, store, take } = await stateDirWith(t, 'pme-state-skip-', 4, 300);
+  const older = await take({ 'i:0': '3' });
   const expected = structuredClone(store.exportState()); // export shares the live columns
   store.row(store.getOrCreate('user=late', 8)).fill(1);
-  const newer = await takeSnapshot(dir, store, trainer, watch, lock, () => ({ 'i:0': '9' }));
+  const newer = await take({ 'i:0': '9' });
   // A disk that lost the newest file's tail: it is complete on its name but not in its bytes.
   const whole = await readFile(newer.path);
   await writeFile(newer.path, whole.subarray(0, whole.length - 64));

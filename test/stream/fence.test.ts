@@ -83,14 +83,17 @@ t.test('of two members, the newer is told to stop, the older is not', async (t) 
   t.ok(performance.now() - started >= 10_000, 'after giving members a session timeout to leave');
 });
 
-t.test('a trainer that an older one joins stops at the rebalance and commits nothing', async (t) => {
+/**
+ * A topic and group of their own, and a maker of consumers in it whose state is a no-op: consumer
+ * `i` records in `fatal[i]` why it stopped. Construction order is age (the client id's time).
+ */
+async function groupOf(prefix: string) {
   const brokers = await testBrokers();
-  const name = await topic(brokers, 'fence-join');
-  const group = uniqueName('fence-join');
+  const name = await topic(brokers, prefix);
+  const group = uniqueName(prefix);
   const codec = toEventCodec(await createInteractionCodec(), await createItemCodec());
   const fatal: Array<Error | null> = [null, null];
-  // Construction order is age: the first built is the older (its client id's time is earlier).
-  const consumer = (i: number) =>
+  const consumer = (i: number, exclusive = true) =>
     new StreamConsumer({
       brokers: brokers.split(','),
       groupId: group,
@@ -104,12 +107,17 @@ t.test('a trainer that an older one joins stops at the rebalance and commits not
         fatal[i] = error;
       },
       sessionTimeoutMs: 6_000,
-      // The older joins without waiting for the group (as when two trainers start at the same
-      // moment and both find it empty): the newer, already in, must notice at the rebalance.
-      exclusive: i === 1,
+      exclusive,
       log: () => {},
     });
-  const older = consumer(0);
+  return { name, fatal, consumer };
+}
+
+t.test('a trainer that an older one joins stops at the rebalance and commits nothing', async (t) => {
+  const { name, fatal, consumer } = await groupOf('fence-join');
+  // The older joins without waiting for the group (as when two trainers start at the same
+  // moment and both find it empty): the newer, already in, must notice at the rebalance.
+  const older = consumer(0, false);
   await new Promise((resolve) => setTimeout(resolve, 5));
   const newer = consumer(1);
   t.teardown(() => Promise.all([older.close(), newer.close()]));
@@ -133,29 +141,8 @@ t.test('a trainer that an older one joins stops at the rebalance and commits not
 });
 
 t.test('two trainers started at once: one keeps the group, the other stops', async (t) => {
-  const brokers = await testBrokers();
-  const name = await topic(brokers, 'fence-race');
-  const group = uniqueName('fence-race');
-  const codec = toEventCodec(await createInteractionCodec(), await createItemCodec());
-  const fatal: Array<Error | null> = [null, null];
-  const consumers = [0, 1].map(
-    (i) =>
-      new StreamConsumer({
-        brokers: brokers.split(','),
-        groupId: group,
-        interactionsTopic: name,
-        itemsTopic: `${name}-items`,
-        codec,
-        onEvents: () => {},
-        onItems: () => {},
-        withStateLock: (fn) => fn(),
-        onFatal: (error) => {
-          fatal[i] = error;
-        },
-        sessionTimeoutMs: 6_000,
-        log: () => {},
-      }),
-  );
+  const { fatal, consumer } = await groupOf('fence-race');
+  const consumers = [consumer(0), consumer(1)];
   t.teardown(() => Promise.all(consumers.map((c) => c.close())));
   // Either one finds the other in the group, waits and refuses (whichever came second), or both
   // find it empty and meet at the rebalance, where the newer yields.
