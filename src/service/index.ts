@@ -74,6 +74,21 @@ const STOP_GRACE_MS = 10_000;
 /** How often the clock's work (windows due by time, TTL expiry) is looked at when idle. */
 const CLOCK_TICK_MS = 1000;
 
+/** Times the steps of a stop, so a slow one names the step that held it. */
+class PhaseClock {
+  #last = performance.now();
+  readonly #start = this.#last;
+  readonly #phases: string[] = [];
+  end(name: string): void {
+    const now = performance.now();
+    this.#phases.push(`${name} ${Math.round(now - this.#last)} ms`);
+    this.#last = now;
+  }
+  summary(): string {
+    return `${Math.round(this.#last - this.#start)} ms (${this.#phases.join(', ')})`;
+  }
+}
+
 async function bounded(work: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {
@@ -373,16 +388,22 @@ export async function startService(
       clearInterval(timer);
       clearInterval(clockwork);
       stopItemRefresh();
+      const phases = new PhaseClock();
       await app?.close();
       await serving?.stop();
       await consumer.stopFetching();
+      phases.end('api');
       const path = await snapshot();
       log(`pme: final snapshot ${path}`);
+      phases.end('snapshot');
       await publishing?.stop();
+      phases.end('publish');
       // Leaving the group needs the broker; if it is gone, the snapshot already holds the state.
       await bounded(consumer.close(), STOP_GRACE_MS, () =>
         log('pme: Kafka did not answer; left without a goodbye'),
       );
+      phases.end('leave');
+      log(`pme: stopped in ${phases.summary()}`);
     })();
     return stopping;
   };

@@ -18,7 +18,7 @@
  * for it heartbeats, so the group keeps the member, and the topic is paused until it gets the lock.
  */
 import { performance } from 'node:perf_hooks';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
@@ -153,6 +153,9 @@ interface Pending {
   chunk: bigint;
 }
 
+/** How long close() waits for the catalog consumer to leave its throwaway group. */
+const CATALOG_GOODBYE_MS = 1000;
+
 const DEFAULTS = Object.freeze({
   batchEvents: 1024,
   maxWaitMs: 500,
@@ -231,7 +234,15 @@ export class StreamConsumer {
       brokers: [...options.brokers],
       logLevel: logLevel.WARN,
       logCreator: kafkaLog,
-      retry: { retries: 8 },
+      retry: {
+        retries: 8,
+        // Backoffs capped at 2 s, not kafkajs's 30 s: after a broker outage the consumers resume
+        // within seconds, and a stop (which waits out the backoff in progress) ends soon.
+        maxRetryTime: 2000,
+        // A consumer that crashes after close() stays down: kafkajs would restart one whose
+        // disconnect came while it was joining, and it would retry for as long as the process ran.
+        restartOnFailure: async () => !this.#closed,
+      },
     });
     const maxWaitTimeInMs = this.#options.maxWaitMs;
     this.#consumer = this.#kafka.consumer({
@@ -465,7 +476,7 @@ export class StreamConsumer {
 
   /** Stops consuming for good, once: no more fetches, nothing more applied (see onFatal). */
   #fail(error: unknown): void {
-    if (this.#failed !== null) return;
+    if (this.#failed !== null || this.#closed) return;
     this.#failed = error instanceof Error ? error : new Error(String(error));
     this.#live = false;
     clearInterval(this.#lagTimer);
@@ -625,7 +636,9 @@ export class StreamConsumer {
     await this.#lagRead;
     await Promise.all([
       this.#consumer.disconnect(),
-      this.#catalog.disconnect(),
+      // The catalog's group is this process's alone and holds no offsets worth a goodbye; after a
+      // broker restart its disconnect waits for a join the coordinator holds for ~10 s.
+      Promise.race([this.#catalog.disconnect(), sleep(CATALOG_GOODBYE_MS, undefined, { ref: false })]),
       this.#producer.disconnect(),
       this.#admin.disconnect(),
       this.#lagAdmin.disconnect(),
