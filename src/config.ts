@@ -140,6 +140,30 @@ export const OPTIONS = {
     doc: 'Negatives drawn from the catalog per positive, for positive-only streams (0: labels as given).',
   },
   seed: { env: 'PME_SEED', kind: 'int', default: '1', doc: 'Seed of every random choice (init, sampling).' },
+  model: {
+    env: 'PME_MODEL',
+    kind: 'string',
+    default: 'fm',
+    doc: 'The learner. The service runs `fm`, the factorization machine over the multi-size embeddings (its parameter topic and replicas carry FM parameters); `pme stream-eval` also runs `deepfm` and `lr`.',
+  },
+  learningRate: {
+    env: 'PME_LEARNING_RATE',
+    kind: 'number',
+    default: '0.05',
+    doc: 'Adagrad step size of the embedding rows and linear weights.',
+  },
+  projectionLearningRate: {
+    env: 'PME_PROJECTION_LEARNING_RATE',
+    kind: 'number',
+    default: '0.01',
+    doc: 'Step size of the projections P_s and the bias, which every token of a tier shares (so they see many more steps than any row).',
+  },
+  l2: {
+    env: 'PME_L2',
+    kind: 'number',
+    default: '1e-6',
+    doc: 'L2 on the rows and linear weights a step touches.',
+  },
   maxFieldNames: {
     env: 'PME_MAX_FIELD_NAMES',
     kind: 'int',
@@ -244,7 +268,57 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     config[name] = parseValue(name, spec, raw);
   }
   validate(config as Config);
+  validateLearner(config as Config, SERVICE_MODELS);
   return Object.freeze(config) as Config;
+}
+
+/** The options of the learner, named as in the table: the service, `pme stream-eval`,
+ *  `pme offline` and the library all take these. */
+export const LEARNER_OPTIONS = ['model', 'learningRate', 'projectionLearningRate', 'l2'] as const;
+export type LearnerConfig = Pick<Config, (typeof LEARNER_OPTIONS)[number]>;
+/** The service's models: its parameter topic and replicas carry an FM's parameters. */
+const SERVICE_MODELS = ['fm'] as const;
+
+/**
+ * The learner options of a command (`--learning-rate 0.1`, by flag name without `--`; not the
+ * environment, so a run is reproduced by its command line), parsed and checked as the
+ * service's are; `models` are the model kinds the command runs.
+ */
+export function learnerFlags(
+  flags: Readonly<Record<string, string | undefined>>,
+  models: readonly string[],
+): LearnerConfig {
+  const learner: Record<string, unknown> = {};
+  for (const name of LEARNER_OPTIONS) {
+    const spec: OptionSpec = OPTIONS[name];
+    learner[name] = parseValue(name, spec, flags[flagName(name).slice(2)] ?? spec.default);
+  }
+  validateLearner(learner as LearnerConfig, models);
+  return Object.freeze(learner) as LearnerConfig;
+}
+
+/** The flags of learnerFlags, for a command's parser. */
+export const LEARNER_FLAGS = LEARNER_OPTIONS.map((name) => flagName(name).slice(2));
+
+/** The model options (FmOptions' names) of a learner config. */
+export function modelOptionsOf(learner: LearnerConfig): {
+  learningRate: number;
+  projectionLearningRate: number;
+  l2: number;
+} {
+  const { learningRate, projectionLearningRate, l2 } = learner;
+  return { learningRate, projectionLearningRate, l2 };
+}
+
+function validateLearner(learner: LearnerConfig, models: readonly string[]): void {
+  if (!models.includes(learner.model))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--model must be ${models.length === 1 ? models[0] : `one of ${models.join(', ')}`} here, got "${learner.model}"${models === SERVICE_MODELS ? ' (deepfm and lr run in `pme stream-eval`)' : ''}`,
+    );
+  for (const name of ['learningRate', 'projectionLearningRate'] as const)
+    if (!(learner[name] > 0))
+      throw new PmeError('PME_ERR_CONFIG_INVALID', `${flagName(name)} must be above 0, got ${learner[name]}`);
 }
 
 function validate(config: Config): void {

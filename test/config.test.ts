@@ -1,6 +1,16 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { describeOptions, flagName, loadConfig, OPTIONS } from '../src/config.js';
+import {
+  describeOptions,
+  flagName,
+  LEARNER_FLAGS,
+  learnerFlags,
+  loadConfig,
+  modelOptionsOf,
+  OPTIONS,
+} from '../src/config.js';
+import { MODEL_KINDS } from '../src/engine/model/index.js';
+import { streamEval } from '../src/engine/stream-eval.js';
 import { isPmeError } from '../src/errors.js';
 
 t.test('defaults, then environment, then flags', async (t) => {
@@ -25,6 +35,18 @@ t.test('bad values and unknown flags are clear errors', async (t) => {
     [[], { PME_LADDER: '0,8,4' }, /ascending/],
     [[], { PME_LADDER: '2,4' }, /starting at 0/],
     [[], { PME_START_SIZE: '5' }, /not on the ladder/],
+    [['--learning-rate', '0'], {}, /--learning-rate must be above 0, got 0/],
+    [
+      [],
+      { PME_PROJECTION_LEARNING_RATE: '-1' },
+      /--projection-learning-rate \/ PME_PROJECTION_LEARNING_RATE must be a non-negative number/,
+    ],
+    [['--l2', 'lots'], {}, /--l2 \/ PME_L2 must be a non-negative number/],
+    [
+      ['--model', 'deepfm'],
+      {},
+      /--model must be fm here, got "deepfm" \(deepfm and lr run in `pme stream-eval`\)/,
+    ],
   ];
   for (const [argv, env, message] of cases) {
     const what = `${argv.join(' ')} ${JSON.stringify(env)}`;
@@ -45,4 +67,32 @@ t.test('the README configuration table is the one generated from OPTIONS', async
     'run `npm run pme -- serve --help-markdown` and paste the table',
   );
   for (const name of Object.keys(OPTIONS)) t.match(readme, flagName(name));
+});
+
+t.test('the learner options have one name everywhere: service, stream-eval, offline', async (t) => {
+  const service = loadConfig(['--learning-rate', '0.2', '--l2=0.001'], {
+    PME_PROJECTION_LEARNING_RATE: '0.03',
+  });
+  t.same(modelOptionsOf(service), { learningRate: 0.2, projectionLearningRate: 0.03, l2: 0.001 });
+  t.same(LEARNER_FLAGS, ['model', 'learning-rate', 'projection-learning-rate', 'l2']);
+  const command = learnerFlags({ model: 'lr', 'learning-rate': '0.2', l2: '0.001' }, MODEL_KINDS);
+  t.same(command, { model: 'lr', learningRate: 0.2, projectionLearningRate: 0.01, l2: 0.001 });
+  t.throws(() => learnerFlags({ model: 'gbdt' }, MODEL_KINDS), /--model must be one of fm, deepfm, lr here/);
+  t.throws(() => learnerFlags({ 'learning-rate': '0' }, MODEL_KINDS), /--learning-rate must be above 0/);
+
+  // They reach the model: another step size learns another model from the same stream.
+  const run = (learningRate?: number) =>
+    streamEval({
+      synthetic: 3000,
+      dim: 8,
+      seed: 3,
+      pme: false,
+      windowEvents: 100_000,
+      negatives: 0,
+      batch: 64,
+      ...(learningRate === undefined ? {} : { learner: { learningRate } }),
+    });
+  const [byDefault, again, faster] = [await run(), await run(0.05), await run(0.3)];
+  t.equal(again.logloss, byDefault.logloss, 'the default step size is 0.05');
+  t.not(faster.logloss, byDefault.logloss, 'a larger step size learns differently');
 });

@@ -6,6 +6,7 @@
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { readEvents, SyntheticWorkload } from '../data/index.js';
 import { EmbeddingStore } from '../store/index.js';
+import type { FmOptions } from './model/fm.js';
 import { createModel, modelEntry } from './model/index.js';
 import {
   type MemoryActions,
@@ -69,6 +70,8 @@ export interface StreamEvalOptions {
   model?: string;
   /** DeepFM hidden layer widths. Default [64, 32]. */
   hidden?: number[];
+  /** Learning rates and L2 of the sparse part (every model has one). Default FM_DEFAULTS'. */
+  learner?: Partial<Pick<FmOptions, 'learningRate' | 'projectionLearningRate' | 'l2'>>;
   data?: string;
   format?: string;
   items?: string;
@@ -128,6 +131,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
       })
     : null;
   const model = await createModel(kind, store, {
+    fm: { ...o.learner },
     deepfm: { seed: o.seed, ...(o.hidden === undefined ? {} : { hidden: o.hidden }) },
   });
   const learner = new Trainer(

@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/server.js';
-import type { Config } from '../config.js';
+import { type Config, modelOptionsOf } from '../config.js';
 import {
   ChangeTracker,
   initBackend,
@@ -191,6 +191,7 @@ export async function startService(
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
   });
   const trainer = new Trainer(store, {
+    model: modelOptionsOf(config),
     negatives: config.negatives,
     seed: config.seed,
     observer: pme,

@@ -357,7 +357,11 @@ export class StreamConsumer {
       if (o.exclusive !== false)
         this.#fenceCheck = fence.check().then(
           (taken) => {
-            if (taken !== null) this.#fail(taken);
+            if (taken === null) return;
+            this.#fail(taken);
+            // Yielding means leaving: a member that stays, paused, holds its partitions from the
+            // trainer it yields to until its owner closes it.
+            this.#consumer.stop().catch(() => undefined);
           },
           () => undefined, // the group could not be read: the next join checks again
         );

@@ -20,10 +20,20 @@ t.test('events from Kafka are learned, served, snapshotted and resumed', async (
   const brokers = await testBrokers();
   const stateDir = await mkdtemp(join(tmpdir(), 'pme-service-'));
   t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const env = { ...isolatedEnv(brokers, stateDir), PME_SNAPSHOT_INTERVAL_MS: '500' };
+  const env = {
+    ...isolatedEnv(brokers, stateDir),
+    PME_SNAPSHOT_INTERVAL_MS: '500',
+    PME_LEARNING_RATE: '0.08',
+    PME_L2: '0.00001',
+  };
   const config = loadConfig([], env);
   const quiet = (): void => {};
   const service = await startService(config, quiet);
+  t.match(
+    service.trainer.model,
+    { options: { learningRate: 0.08, l2: 0.00001 } },
+    'the learner options apply',
+  );
 
   const workload = new SyntheticWorkload({ seed: 5, users: 100, items: 300 });
   const producer = new EventProducer({ brokers: config.brokers });

@@ -4,6 +4,7 @@
  * table, `--json` file and exit codes; the protocol is `runOffline()` in src/engine/offline.ts.
  */
 import { writeFile } from 'node:fs/promises';
+import { LEARNER_FLAGS, learnerFlags, modelOptionsOf } from '../../config.js';
 import { FORMAT_NAMES, readEvents } from '../../data/index.js';
 import { type EpochProgress, OFFLINE_METHODS, type OfflineMethod, runOffline } from '../../engine/offline.js';
 import { isPmeError, PmeError } from '../../errors.js';
@@ -22,8 +23,11 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --search-epochs N  epochs of the PME search phase. Default 1
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
   --min-count N      field values seen fewer than N times become one "rare" token per field. Default 1
-  --lr X             learning rate of rows and linear weights (Adagrad). Default 0.05
+  --learning-rate X  step size of the rows and linear weights (Adagrad). Default 0.05
+  --projection-learning-rate X
+                     step size of the projections P_s and the bias. Default 0.01
   --l2 X             L2 on the rows and linear weights a step touches. Default 1e-6
+  --model fm         the learner (offline runs the FM only). Default fm
   --limit N          read only the first N events
   --json OUT         also write the result as JSON
 `;
@@ -61,8 +65,7 @@ export async function offlineCommand(argv: string[]): Promise<number> {
     'search-epochs',
     'methods',
     'min-count',
-    'lr',
-    'l2',
+    ...LEARNER_FLAGS,
     'limit',
     'json',
   ]);
@@ -90,10 +93,7 @@ export async function offlineCommand(argv: string[]): Promise<number> {
       patience: parseNumber('patience', v.patience, 1),
       searchEpochs: parseNumber('search-epochs', v['search-epochs'], 1),
       methods,
-      model: {
-        ...(v.lr === undefined ? {} : { learningRate: parseNumber('lr', v.lr, 0.05, false) }),
-        ...(v.l2 === undefined ? {} : { l2: parseNumber('l2', v.l2, 1e-6, false) }),
-      },
+      model: modelOptionsOf(learnerFlags(v, ['fm'])),
       onEpoch: (p) => process.stderr.write(tty ? `\r\x1b[K${bar(p)}` : `${bar(p)}\n`),
     });
     if (tty) process.stderr.write('\r\x1b[K');

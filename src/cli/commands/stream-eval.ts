@@ -5,6 +5,7 @@
  * replay itself is `streamEval()` in src/engine/stream-eval.ts.
  */
 import { writeFile } from 'node:fs/promises';
+import { LEARNER_FLAGS, type LearnerConfig, learnerFlags, modelOptionsOf } from '../../config.js';
 import { FORMAT_NAMES } from '../../data/index.js';
 import { initBackend } from '../../engine/backend.js';
 import { MODEL_KINDS, MODELS } from '../../engine/model/index.js';
@@ -22,6 +23,10 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
   --dim D              full embedding size D (ladder 0, 2, 4, .., D). Default 64
   --model M            ${MODEL_KINDS.join(' | ')}. Default fm
 ${MODEL_KINDS.map((kind) => `                         ${kind}: ${MODELS[kind].summary}`).join('\n')}
+  --learning-rate X    step size of the rows and linear weights (Adagrad). Default 0.05
+  --projection-learning-rate X
+                       step size of the projections P_s and the bias. Default 0.01
+  --l2 X               L2 on the rows and linear weights a step touches. Default 1e-6
   --hidden W,W         DeepFM hidden layer widths. Default 64,32
   --budget-bytes N     hard memory budget of the store. Default none
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
@@ -56,7 +61,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       'items',
       'synthetic',
       'dim',
-      'model',
+      ...LEARNER_FLAGS,
       'hidden',
       'budget-bytes',
       'start-size',
@@ -76,13 +81,14 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
     process.stderr.write(`pme stream-eval: --data and --format (or --synthetic N) are needed\n\n${USAGE}`);
     return 2;
   }
-  const model = v.model ?? 'fm';
-  if (!(MODEL_KINDS as readonly string[]).includes(model)) {
-    process.stderr.write(
-      `pme stream-eval: --model must be one of ${MODEL_KINDS.join(', ')}, got ${model}\n\n${USAGE}`,
-    );
+  let learner: LearnerConfig;
+  try {
+    learner = learnerFlags(v, MODEL_KINDS);
+  } catch (error) {
+    process.stderr.write(`pme stream-eval: ${(error as Error).message}\n\n${USAGE}`);
     return 2;
   }
+  const model = learner.model;
   try {
     const hidden = v.hidden === undefined ? undefined : v.hidden.split(',').map((w) => int('hidden', w, 0));
     if (model === 'deepfm') {
@@ -95,6 +101,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
     const tty = process.stderr.isTTY === true;
     const result = await streamEval({
       model,
+      learner: modelOptionsOf(learner),
       hidden,
       data: v.data,
       format: v.format,
