@@ -272,6 +272,58 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   return Object.freeze(config) as Config;
 }
 
+/** Options given as values (the library's form), by the table's names; the ladder may be numbers. */
+export type ConfigValues = {
+  readonly [N in OptionName]?: N extends 'ladder' | 'brokers' ? readonly (string | number)[] : Config[N];
+};
+
+/**
+ * A Config from values by the table's names (what `createRecommender` and `startService` of the
+ * library take), the others at their defaults, checked by the same rules as loadConfig.
+ */
+export function configFrom(values: ConfigValues = {}): Config {
+  for (const name of Object.keys(values))
+    if (!Object.hasOwn(OPTIONS, name))
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        `unknown option ${name} (the options are in the README's table)`,
+      );
+  const config: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(OPTIONS) as [string, OptionSpec][]) {
+    const given = (values as Record<string, unknown>)[name];
+    config[name] = given === undefined ? parseValue(name, spec, spec.default) : checkValue(name, spec, given);
+  }
+  validate(config as Config);
+  validateLearner(config as Config, SERVICE_MODELS);
+  return Object.freeze(config) as Config;
+}
+
+/** A value given as such (not as text) checked against its option's kind. */
+function checkValue(name: string, spec: OptionSpec, value: unknown): unknown {
+  const fits =
+    spec.kind === 'list'
+      ? Array.isArray(value) && value.every((v) => typeof v === 'string' || typeof v === 'number')
+      : spec.kind === 'bool'
+        ? typeof value === 'boolean'
+        : spec.kind === 'string'
+          ? typeof value === 'string'
+          : typeof value === 'number' &&
+            Number.isFinite(value) &&
+            value >= 0 &&
+            (spec.kind === 'number' || Number.isInteger(value));
+  if (!fits) {
+    const wanted = {
+      list: 'an array',
+      bool: 'a boolean',
+      string: 'a string',
+      int: 'an integer >= 0',
+      number: 'a number >= 0',
+    }[spec.kind];
+    throw new PmeError('PME_ERR_CONFIG_INVALID', `${name} must be ${wanted}, got ${JSON.stringify(value)}`);
+  }
+  return spec.kind === 'list' ? (value as unknown[]).map(String) : value;
+}
+
 /** The options of the learner, named as in the table: the service, `pme stream-eval`,
  *  `pme offline` and the library all take these. */
 export const LEARNER_OPTIONS = ['model', 'learningRate', 'projectionLearningRate', 'l2'] as const;

@@ -90,27 +90,30 @@ export function readApi(trainer: Trainer, recent: RecentItems): Pick<ServiceApi,
   };
 }
 
+/** What `GET /v1/tiers` answers: tokens and bytes per tier and per field, and the budget's parts. */
+export function tiersReport(store: EmbeddingStore): TiersReport {
+  const accounting = store.accounting();
+  return {
+    tiers: tierReports(accounting),
+    fields: store.fieldStats().map((f) => ({
+      field: f.field,
+      tokens: f.tokens,
+      bytes: f.bytes,
+      tiers: Object.fromEntries(Object.entries(f.tiers).map(([size, n]) => [String(size), n])),
+    })),
+    totalBytes: accounting.totalBytes,
+    memoryParts: memoryParts(accounting),
+    budgetBytes: accounting.budgetBytes,
+  };
+}
+
 export function serviceApi(parts: AdapterParts): ServiceApi {
   const { store, trainer, recent, prune } = parts;
   return {
     ...readApi(trainer, recent),
     startPrune: (reason) => prune.start(reason),
     pruneWindows: () => prune.windows(),
-    tiers: (): TiersReport => {
-      const accounting = store.accounting();
-      return {
-        tiers: tierReports(accounting),
-        fields: store.fieldStats().map((f) => ({
-          field: f.field,
-          tokens: f.tokens,
-          bytes: f.bytes,
-          tiers: Object.fromEntries(Object.entries(f.tiers).map(([size, n]) => [String(size), n])),
-        })),
-        totalBytes: accounting.totalBytes,
-        memoryParts: memoryParts(accounting),
-        budgetBytes: accounting.budgetBytes,
-      };
-    },
+    tiers: () => tiersReport(store),
     token: (field, value) => {
       const id = store.id(`${field}=${value}`);
       if (id < 0) return null;
