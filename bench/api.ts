@@ -147,13 +147,14 @@ async function serve(items: number): Promise<void> {
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: {}, lag: {} }),
-    tiers: () => tierMetrics(store),
+    tiers: () => tierMetrics(store, trainer, pme),
     pruneWindows: () => pme.reports().length,
     backend: () => 'cpu',
   });
   const api = serviceApi({
     store,
     trainer,
+    pme,
     recent,
     prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
     metrics: () => metrics,

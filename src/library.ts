@@ -159,7 +159,7 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
     },
     tiers() {
       open();
-      return tiersReport(store);
+      return tiersReport(store, trainer, pme);
     },
     stats() {
       open();

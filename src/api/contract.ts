@@ -4,9 +4,17 @@
  * real engine, and the service wiring (src/service/adapter.ts) is the one place that adapts them.
  * Shapes the engine already defines are its own (one definition each).
  */
-import type { MemoryActions, RecommendResult, WindowTier } from '../engine/index.js';
+import type { MemoryActions, RecommendResult, UnbudgetedMemory, WindowTier } from '../engine/index.js';
 
 export type { MemoryActions, Recommendation, RecommendResult } from '../engine/index.js';
+
+/**
+ * What PME and the trainer keep besides the store, by part (src/engine/memory.ts): the hot-token
+ * sketch, PME's per-token state, the key caches, the catalog, the item caches. Outside the budget,
+ * reported beside it; they sum to `unbudgetedBytes`. Typed arrays are exact, Maps and strings
+ * estimated.
+ */
+export type UnbudgetedParts = UnbudgetedMemory;
 
 /** Bytes and tokens of one tier (optimizer bytes include the importance slab of the top tier). */
 export type TierReport = WindowTier;
@@ -37,6 +45,10 @@ export interface TiersReport {
   totalBytes: number;
   memoryParts: MemoryParts;
   budgetBytes: number;
+  /** What the budget does not count, by part, and their sum: all the service accounts for is
+   *  `totalBytes + unbudgetedBytes`. */
+  unbudgeted: UnbudgetedParts;
+  unbudgetedBytes: number;
 }
 
 export interface TokenInfo {
@@ -121,6 +133,9 @@ export interface ServiceStats {
   totalBytes: number;
   memoryParts: MemoryParts;
   budgetBytes: number;
+  /** Beside the budget: what PME and the trainer keep outside it (the sketch, caches, catalog). */
+  unbudgeted: UnbudgetedParts;
+  unbudgetedBytes: number;
   /** Windows run since start. */
   pruneWindows: number;
   /** Dense compute backend in use. */

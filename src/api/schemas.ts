@@ -22,6 +22,19 @@ export const memoryParts = {
   },
 } as const;
 
+/** UnbudgetedParts: what PME and the trainer keep outside the budget, by part (they sum to the
+ *  reply's `unbudgetedBytes`). Typed arrays exact, Maps and strings estimated. */
+export const unbudgetedParts = {
+  type: 'object',
+  properties: {
+    pmeSketch: { type: 'integer' },
+    pmeTokens: { type: 'integer' },
+    keyCaches: { type: 'integer' },
+    catalog: { type: 'integer' },
+    itemCaches: { type: 'integer' },
+  },
+} as const;
+
 const errorReply = {
   type: 'object',
   properties: {
@@ -162,6 +175,8 @@ export const tiersSchema = {
         totalBytes: { type: 'integer' },
         memoryParts,
         budgetBytes: { type: 'number' },
+        unbudgeted: unbudgetedParts,
+        unbudgetedBytes: { type: 'integer' },
       },
     },
   },

@@ -11,6 +11,7 @@
  * - initBackend / backendName: the TensorFlow.js backend for dense work.
  */
 export { type BackendChoice, backendName, initBackend } from './backend.js';
+export { type UnbudgetedMemory, unbudgetedMemory, unbudgetedTotal } from './memory.js';
 export { histogramAuc, type MetricsSnapshot, ProgressiveMetrics } from './metrics.js';
 export { DEEPFM_DEFAULTS, DeepFm, type DeepFmOptions, resolveDeepFmOptions } from './model/deepfm.js';
 export { FM_DEFAULTS, FmModel, type FmOptions, resolveFmOptions } from './model/fm.js';
@@ -55,6 +56,7 @@ export {
   type TokenObserver,
   TRAINER_DEFAULTS,
   Trainer,
+  type TrainerMemory,
   type TrainerOptions,
   type TrainerStats,
   type TrainerStore,

@@ -34,6 +34,14 @@ export class PopularitySampler {
     return this.#total;
   }
 
+  /** Bytes of the tree, weights, counts and flags (exact: their byteLength; capacity, not only
+   *  the items added). */
+  get bytes(): number {
+    return (
+      this.#tree.byteLength + this.#weight.byteLength + this.#count.byteLength + this.#inactive.byteLength
+    );
+  }
+
   count(index: number): number {
     return this.#count[index];
   }

@@ -6,13 +6,12 @@ import type {
   PruneWindowReport,
   Readiness,
   ServiceApi,
-  ServiceStats,
   TierReport,
   TiersReport,
 } from '../api/contract.js';
-import type { Trainer } from '../engine/index.js';
+import { type PmeController, type Trainer, unbudgetedMemory, unbudgetedTotal } from '../engine/index.js';
 import type { EmbeddingStore, StoreAccounting } from '../store/index.js';
-import type { ServiceMetrics } from './metrics.js';
+import type { MemoryReading, ServiceMetrics } from './metrics.js';
 import type { RecentItems } from './recent.js';
 
 export interface PruneControl {
@@ -24,6 +23,8 @@ export interface PruneControl {
 export interface AdapterParts {
   store: EmbeddingStore;
   trainer: Trainer;
+  /** The trainer's PME controller; null on a replica (no sketch, no queues). */
+  pme: PmeController | null;
   recent: RecentItems;
   prune: PruneControl;
   metrics: () => ServiceMetrics;
@@ -66,16 +67,22 @@ export function memoryParts(accounting: StoreAccounting): MemoryParts {
   return { tiers, tokenColumns: accounting.tokenColumnsBytes, keyIndex: accounting.indexBytes };
 }
 
-/** Bytes and tokens per tier, the store's total and its parts, and the budget, as the metrics read them. */
+/** Bytes and tokens per tier, the store's total and its parts, the budget, and beside it what the
+ *  trainer and PME (null on a replica) keep outside the budget, as the metrics read them. */
 export function tierMetrics(
   store: EmbeddingStore,
-): Pick<ServiceStats, 'tiers' | 'totalBytes' | 'memoryParts' | 'budgetBytes'> {
+  trainer: Trainer,
+  pme: PmeController | null,
+): MemoryReading {
   const accounting = store.accounting();
+  const unbudgeted = unbudgetedMemory(trainer, pme);
   return {
     tiers: tierReports(accounting),
     totalBytes: accounting.totalBytes,
     memoryParts: memoryParts(accounting),
     budgetBytes: accounting.budgetBytes,
+    unbudgeted,
+    unbudgetedBytes: unbudgetedTotal(unbudgeted),
   };
 }
 
@@ -91,8 +98,9 @@ export function readApi(trainer: Trainer, recent: RecentItems): Pick<ServiceApi,
 }
 
 /** What `GET /v1/tiers` answers: tokens and bytes per tier and per field, and the budget's parts. */
-export function tiersReport(store: EmbeddingStore): TiersReport {
+export function tiersReport(store: EmbeddingStore, trainer: Trainer, pme: PmeController | null): TiersReport {
   const accounting = store.accounting();
+  const unbudgeted = unbudgetedMemory(trainer, pme);
   return {
     tiers: tierReports(accounting),
     fields: store.fieldStats().map((f) => ({
@@ -104,16 +112,18 @@ export function tiersReport(store: EmbeddingStore): TiersReport {
     totalBytes: accounting.totalBytes,
     memoryParts: memoryParts(accounting),
     budgetBytes: accounting.budgetBytes,
+    unbudgeted,
+    unbudgetedBytes: unbudgetedTotal(unbudgeted),
   };
 }
 
 export function serviceApi(parts: AdapterParts): ServiceApi {
-  const { store, trainer, recent, prune } = parts;
+  const { store, trainer, pme, recent, prune } = parts;
   return {
     ...readApi(trainer, recent),
     startPrune: (reason) => prune.start(reason),
     pruneWindows: () => prune.windows(),
-    tiers: () => tiersReport(store),
+    tiers: () => tiersReport(store, trainer, pme),
     token: (field, value) => {
       const id = store.id(`${field}=${value}`);
       if (id < 0) return null;

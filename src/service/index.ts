@@ -297,7 +297,7 @@ export async function startService(
     {
       trainer: () => trainer.stats(),
       consumer: () => ({ ...consumer.stats, headerless: codec.headerless?.() ?? 0 }),
-      tiers: () => tierMetrics(store),
+      tiers: () => tierMetrics(store, trainer, pme),
       pruneWindows: () => pme.reports().length,
       backend: () => backend.name,
       memory: () => memoryActions(store, pme),
@@ -308,6 +308,7 @@ export async function startService(
   const api = serviceApi({
     store,
     trainer,
+    pme,
     recent,
     prune,
     metrics: () => metrics,

@@ -8,12 +8,19 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { InputStats, MemoryActions, ServiceStats, TrainingStats } from '../api/contract.js';
 
+/** What the metrics, `/v1/stats` and `/v1/tiers` read of memory: the budget's, and what lies beside it. */
+export type MemoryReading = Pick<
+  ServiceStats,
+  'tiers' | 'totalBytes' | 'memoryParts' | 'budgetBytes' | 'unbudgeted' | 'unbudgetedBytes'
+>;
+
 /** The getters both outputs read: `/metrics` on each scrape, `stats()` (hence `/v1/stats`) per call. */
 export interface MetricSources {
   trainer(): TrainingStats;
   consumer(): InputStats;
-  /** The store's accounting (tierMetrics): per tier, and the total the budget counts with its parts. */
-  tiers(): Pick<ServiceStats, 'tiers' | 'totalBytes' | 'memoryParts' | 'budgetBytes'>;
+  /** The store's accounting (tierMetrics): per tier, and the total the budget counts with its parts;
+   *  beside it, what PME and the trainer keep outside the budget. */
+  tiers(): MemoryReading;
   pruneWindows(): number;
   backend(): string;
   /** What memory pressure did (none on a replica). */
@@ -208,6 +215,22 @@ export class ServiceMetrics {
         this.set(sources.tiers().totalBytes);
       },
     });
+    // Beside the budget, not in it: sum(pme_unbudgeted_bytes) + pme_budget_used_bytes is all the
+    // service accounts for (not the process: the model's dense parameters, V8, buffers).
+    new Gauge({
+      name: 'pme_unbudgeted_bytes',
+      help: "Bytes outside the store's budget, by part: PME's hot-token sketch (pme-sketch) and per-token state (pme-tokens), the trainer's key caches, catalog and item caches (typed arrays exact, Maps and strings estimated)",
+      labelNames: ['part'],
+      registers,
+      collect() {
+        const { unbudgeted } = sources.tiers();
+        this.set({ part: 'pme-sketch' }, unbudgeted.pmeSketch);
+        this.set({ part: 'pme-tokens' }, unbudgeted.pmeTokens);
+        this.set({ part: 'key-caches' }, unbudgeted.keyCaches);
+        this.set({ part: 'catalog' }, unbudgeted.catalog);
+        this.set({ part: 'item-caches' }, unbudgeted.itemCaches);
+      },
+    });
     new Gauge({
       name: 'pme_budget_bytes',
       help: 'Hard memory budget of the embedding store',
@@ -269,7 +292,7 @@ export class ServiceMetrics {
    */
   stats(): ServiceStats {
     const sources = this.#sources;
-    const { tiers, totalBytes, memoryParts, budgetBytes } = sources.tiers();
+    const { tiers, totalBytes, memoryParts, budgetBytes, unbudgeted, unbudgetedBytes } = sources.tiers();
     return {
       trainer: sources.trainer(),
       consumer: sources.consumer(),
@@ -277,6 +300,8 @@ export class ServiceMetrics {
       totalBytes,
       memoryParts,
       budgetBytes,
+      unbudgeted,
+      unbudgetedBytes,
       pruneWindows: sources.pruneWindows(),
       backend: sources.backend(),
       ...(sources.memory === undefined ? {} : { memory: sources.memory() }),

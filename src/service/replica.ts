@@ -53,7 +53,7 @@ export async function startReplica(
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: applier.applied, dlq: {}, lag: {} }),
-    tiers: () => tierMetrics(store),
+    tiers: () => tierMetrics(store, trainer, null),
     pruneWindows: () => 0,
     backend: () => backend.name,
   });
@@ -69,6 +69,7 @@ export async function startReplica(
   const api = serviceApi({
     store,
     trainer,
+    pme: null,
     recent: new RecentItems(),
     prune: {
       start: () => {

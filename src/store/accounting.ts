@@ -108,3 +108,29 @@ export class MapCapacityModel {
     return this.deleted >= this.capacity >> 1 ? this.capacity : this.capacity * 2;
   }
 }
+
+/**
+ * V8's OrderedHashSet: 2 words per entry slot + 1 bucket word per 2 slots = 20 bytes per slot
+ * (Node 20, no pointer compression; measured: 26.2 bytes per entry at 200k entries, i.e.
+ * 20 × 2^18 slots / 200k).
+ */
+export const SET_BYTES_PER_SLOT = 20;
+
+/** Bytes of one element of a JS array of pointers or small integers (one word). */
+export const ARRAY_SLOT_BYTES = 8;
+
+/** Slots of a V8 hash table holding `size` entries, estimated: the power of two at or above it
+ *  (4 at least). What deletes and shrinks left is not modelled: an estimate, not an accounting. */
+function slotsFor(size: number): number {
+  return size <= 4 ? 4 : 2 ** Math.ceil(Math.log2(size));
+}
+
+/** Estimated table bytes of a Map of `size` entries (keys and values not included). */
+export function mapBytesEstimate(size: number): Bytes {
+  return slotsFor(size) * MAP_BYTES_PER_SLOT;
+}
+
+/** Estimated table bytes of a Set of `size` entries (the values not included). */
+export function setBytesEstimate(size: number): Bytes {
+  return slotsFor(size) * SET_BYTES_PER_SLOT;
+}

@@ -4,7 +4,15 @@
  * relieve-then-demote-then-evict policy; LRU/TTL eviction; atomic, checksummed snapshots.
  */
 export type { FieldStats, StoreAccounting, TierAccounting } from './accounting.js';
-export { MAP_BYTES_PER_SLOT, stringBytes, tokenColumnBytes } from './accounting.js';
+export {
+  ARRAY_SLOT_BYTES,
+  MAP_BYTES_PER_SLOT,
+  mapBytesEstimate,
+  SET_BYTES_PER_SLOT,
+  setBytesEstimate,
+  stringBytes,
+  tokenColumnBytes,
+} from './accounting.js';
 export { resolveStoreOptions, type StoreOptions } from './options.js';
 export {
   copyStore,

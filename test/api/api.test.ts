@@ -29,7 +29,7 @@ async function startApi(adminToken = '') {
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
-    tiers: () => tierMetrics(store),
+    tiers: () => tierMetrics(store, trainer, pme),
     pruneWindows: () => pme.reports().length,
     backend: () => 'cpu',
   });
@@ -37,6 +37,7 @@ async function startApi(adminToken = '') {
   const api = serviceApi({
     store,
     trainer,
+    pme,
     recent,
     prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
     metrics: () => metrics,

@@ -44,7 +44,7 @@ async function serve(t: Test): Promise<{ url: string; server: Server }> {
   const metrics = new ServiceMetrics({
     trainer: () => trainer.stats(),
     consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-    tiers: () => tierMetrics(store),
+    tiers: () => tierMetrics(store, trainer, null),
     pruneWindows: () => 0,
     backend: () => 'cpu',
   });
@@ -52,6 +52,7 @@ async function serve(t: Test): Promise<{ url: string; server: Server }> {
     ...serviceApi({
       store,
       trainer,
+      pme: null,
       recent: new RecentItems(),
       prune: {
         start: () => {

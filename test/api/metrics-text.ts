@@ -34,6 +34,7 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
   }
   const bytes = await metricByLabel(url, 'pme_tier_bytes');
   const parts = await metricByLabel(url, 'pme_store_bytes');
+  const outside = await metricByLabel(url, 'pme_unbudgeted_bytes');
   for (const [set, value] of Object.entries(bytes)) {
     const tier = tiers.get(Number(label(set, 'size')));
     if (tier === undefined) throw new Error(`pme_tier_bytes${set} has no pme_tier_tokens`);
@@ -58,6 +59,15 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
       keyIndex: parts['{part="key-index"}'],
     },
     budgetBytes: orNull(await metric(url, 'pme_budget_bytes')),
+    // Beside the budget: its parts, and their sum (the text carries no total of its own).
+    unbudgeted: {
+      pmeSketch: outside['{part="pme-sketch"}'],
+      pmeTokens: outside['{part="pme-tokens"}'],
+      keyCaches: outside['{part="key-caches"}'],
+      catalog: outside['{part="catalog"}'],
+      itemCaches: outside['{part="item-caches"}'],
+    },
+    unbudgetedBytes: sum(outside),
     pruneWindows: await metric(url, 'pme_prune_windows_total'),
     backend: label(Object.keys(await metricByLabel(url, 'pme_backend_info'))[0] ?? '', 'backend'),
   };

@@ -14,7 +14,7 @@ import type {
 import type { DashboardStats } from '../../src/api/dashboard/stats.js';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
-import { Trainer } from '../../src/engine/index.js';
+import { PmeController, Trainer } from '../../src/engine/index.js';
 import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
 import { type MetricSources, ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
@@ -23,12 +23,19 @@ import { summaryFromMetrics } from './metrics-text.js';
 
 async function serve(
   t: Test,
-  parts: { store: EmbeddingStore; trainer: Trainer; sources: MetricSources; windows: PruneWindowReport[] },
+  parts: {
+    store: EmbeddingStore;
+    trainer: Trainer;
+    pme?: PmeController;
+    sources: MetricSources;
+    windows: PruneWindowReport[];
+  },
 ): Promise<string> {
   const metrics = new ServiceMetrics(parts.sources);
   const api = serviceApi({
     store: parts.store,
     trainer: parts.trainer,
+    pme: parts.pme ?? null,
     recent: new RecentItems(),
     prune: { start: () => 0, windows: () => parts.windows },
     metrics: () => metrics,
@@ -56,7 +63,8 @@ const tier = (size: number, tokens: number, paramBytes: number): TierReport => (
   totalBytes: 3 * paramBytes + 16 * tokens,
 });
 
-/** A store's reading fed by hand: the tiers plus 4,000 bytes of token columns and 1,000 of key index. */
+/** A store's reading fed by hand: the tiers plus 4,000 bytes of token columns and 1,000 of key
+ *  index; beside the budget, 1,000 + 2,000 + … + 5,000 bytes of sketch and caches. */
 const memory = (tiers: TierReport[]) => {
   const tierBytes = tiers.reduce((sum, t) => sum + t.totalBytes, 0);
   return {
@@ -64,6 +72,8 @@ const memory = (tiers: TierReport[]) => {
     totalBytes: tierBytes + 5000,
     memoryParts: { tiers: tierBytes, tokenColumns: 4000, keyIndex: 1000 },
     budgetBytes: 1 << 24,
+    unbudgeted: { pmeSketch: 1000, pmeTokens: 2000, keyCaches: 3000, catalog: 4000, itemCaches: 5000 },
+    unbudgetedBytes: 15_000,
   };
 };
 
@@ -115,6 +125,8 @@ t.test('values fed by hand reach both, and both follow them', async (t) => {
       keyIndex: 1000,
     },
     budgetBytes: 1 << 24,
+    unbudgeted: { pmeSketch: 1000, pmeTokens: 2000, keyCaches: 3000, catalog: 4000, itemCaches: 5000 },
+    unbudgetedBytes: 15_000,
     pruneWindows: 1,
     lastWindowId: 11,
     backend: 'wasm',
@@ -153,7 +165,7 @@ t.test('a real trainer and store, before and after learning', async (t) => {
     sources: {
       trainer: () => trainer.stats(),
       consumer: () => ({ consumed: trainer.stats().events, dlq: {}, lag: {} }),
-      tiers: () => tierMetrics(store),
+      tiers: () => tierMetrics(store, trainer, null),
       pruneWindows: () => 0,
       backend: () => 'cpu',
     },
@@ -175,9 +187,10 @@ t.test('memory: stats, tiers and metrics report what the budget counts, with its
   // Enough tokens to fill the budget: the per-token columns and the key index are then a large
   // share of it, so the tier slabs alone fall well short of the total.
   for (let i = 0; i < 30_000; i++) store.getOrCreate(`item=i${i}`);
+  const trainer = new Trainer(store, { seed: 7 });
   const url = await serve(t, {
     store,
-    trainer: new Trainer(store, { seed: 7 }),
+    trainer,
     sources: {
       trainer: () => ({
         events: 0,
@@ -187,7 +200,7 @@ t.test('memory: stats, tiers and metrics report what the budget counts, with its
         windowLogloss: Number.NaN,
       }),
       consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-      tiers: () => tierMetrics(store),
+      tiers: () => tierMetrics(store, trainer, null),
       pruneWindows: () => 0,
       backend: () => 'cpu',
     },
@@ -217,4 +230,78 @@ t.test('memory: stats, tiers and metrics report what the budget counts, with its
     'the per-tier bytes sum to the tiers part',
   );
   await agreed(t, url, 'near the budget');
+});
+
+t.test('beside the budget: PME’s sketch and per-token state, the trainer’s caches and catalog', async (t) => {
+  const store = new EmbeddingStore({ seed: 8, budgetBytes: 4_000_000 });
+  const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 5 });
+  const trainer = new Trainer(store, { seed: 8, observer: pme });
+  pme.attach(trainer);
+  const workload = new SyntheticWorkload({ seed: 8, users: 400, items: 300 });
+  for (const item of workload.catalog()) trainer.upsertItem(item);
+  const url = await serve(t, {
+    store,
+    trainer,
+    pme,
+    sources: {
+      trainer: () => trainer.stats(),
+      consumer: () => ({ consumed: trainer.stats().events, dlq: {}, lag: {} }),
+      tiers: () => tierMetrics(store, trainer, pme),
+      pruneWindows: () => 0,
+      backend: () => 'cpu',
+    },
+    windows: [],
+  });
+  const tiers = async (): Promise<TiersReport> =>
+    (await (await fetch(`${url}/v1/tiers`)).json()) as TiersReport;
+  const sum = (parts: TiersReport['unbudgeted']): number =>
+    parts.pmeSketch + parts.pmeTokens + parts.keyCaches + parts.catalog + parts.itemCaches;
+
+  const before = await tiers();
+  t.comment(`before learning: ${JSON.stringify(before.unbudgeted)}`);
+  // The sketch's counters are width × depth Float64 and its salts depth Int32: 2 MiB + 16 B at the
+  // defaults, whatever the number of tokens.
+  const { width, depth } = pme.sketch.options;
+  const { counts } = pme.sketch.state();
+  t.equal(width * depth * 8, counts.byteLength, 'the sketch holds width × depth counters');
+  t.equal(
+    before.unbudgeted?.pmeSketch,
+    counts.byteLength + depth * 4,
+    'the sketch: its typed arrays, exactly',
+  );
+  t.equal(before.unbudgeted?.pmeSketch, 2 * 1024 * 1024 + 16, '2 MiB + 16 B at the defaults');
+  t.ok(before.unbudgeted?.catalog > 0, 'the catalog of 300 items takes bytes');
+  t.equal(before.unbudgetedBytes, sum(before.unbudgeted), 'unbudgetedBytes is the sum of the parts');
+  t.equal(before.totalBytes, store.accounting().totalBytes, 'the budget still counts the store alone');
+
+  trainer.learn(workload.take(3000));
+  // Items the catalog never listed, first seen in the stream, grow it.
+  trainer.learn(
+    Array.from({ length: 200 }, (_, i) => ({
+      user: `new-user-${i}`,
+      item: `stream-item-${i}`,
+      label: 1,
+      timestamp: 0,
+      fields: {},
+    })),
+  );
+  const after = await tiers();
+  t.comment(`after 3,200 events: ${JSON.stringify(after.unbudgeted)} = ${after.unbudgetedBytes} B`);
+  t.equal(after.unbudgeted?.pmeSketch, before.unbudgeted?.pmeSketch, 'the sketch stays the size it is');
+  t.ok(after.unbudgeted?.pmeTokens > before.unbudgeted?.pmeTokens, 'PME keeps a sketch key per token id');
+  t.ok(after.unbudgeted?.keyCaches > before.unbudgeted?.keyCaches, 'the key caches hold the users seen');
+  t.ok(after.unbudgeted?.catalog > before.unbudgeted?.catalog, 'the catalog holds the new items');
+  t.ok(after.unbudgeted?.itemCaches >= before.unbudgeted?.itemCaches, 'the item caches do not shrink');
+  t.equal(after.unbudgetedBytes, sum(after.unbudgeted), 'still the sum of the parts');
+  t.same(
+    after.unbudgeted,
+    { pmeSketch: pme.memory().sketch, pmeTokens: pme.memory().tokens, ...trainer.memory() },
+    'what PME and the trainer say of themselves',
+  );
+
+  const stats = await agreed(t, url, 'PME on, learned');
+  t.same(stats.unbudgeted, after.unbudgeted, '/v1/stats lists the same parts as /v1/tiers');
+  t.equal(stats.unbudgetedBytes, after.unbudgetedBytes);
+  const text = await (await fetch(`${url}/metrics`)).text();
+  t.match(text, /pme_unbudgeted_bytes\{part="pme-sketch"\} 2097168\n/, 'and /metrics has the sketch');
 });

@@ -50,6 +50,8 @@ function sample(at: number, events: number, tiers: Array<[number, number, number
       keyIndex: 100,
     },
     budgetBytes: 1 << 20,
+    unbudgeted: { pmeSketch: 1000, pmeTokens: 100, keyCaches: 200, catalog: 300, itemCaches: 400 },
+    unbudgetedBytes: 2000,
     pruneWindows: 0,
     lastWindowId: 0,
     backend: 'cpu',
@@ -82,14 +84,26 @@ t.test('formats', async (t) => {
 t.test('the memory figure: what the budget counts against the budget, and its parts', async (t) => {
   // A store of 30,000 tokens at a 2,000,000-byte budget (test/api/stats.test.ts): its tier slabs
   // are 747,592 bytes, and the figure used to read "730 KiB / 1.9 MiB (37.4%)" from them alone.
+  // Beside the budget: PME's 2 MiB sketch, the trainer's caches and catalog (not in the budget).
   const stats = {
     totalBytes: 1_990_599,
     memoryParts: { tiers: 747_592, tokenColumns: 500_127, keyIndex: 742_880 },
     budgetBytes: 2_000_000,
+    unbudgeted: {
+      pmeSketch: 2_097_168,
+      pmeTokens: 4096,
+      keyCaches: 300_000,
+      catalog: 150_000,
+      itemCaches: 40_000,
+    },
+    unbudgetedBytes: 2_591_264,
   };
   t.same(memoryFigure(stats), {
     text: '1.9 MiB / 1.9 MiB (99.5%)',
     parts: 'tiers 730 KiB · token columns 488 KiB · key index 725 KiB',
+    outside: '+2.5 MiB',
+    outsideParts:
+      'PME sketch 2.0 MiB · PME per token 4.0 KiB · key caches 293 KiB · catalog 146 KiB · item caches 39.1 KiB',
   });
   t.equal(
     memoryFigure({ ...stats, budgetBytes: null as unknown as number }).text,
@@ -213,6 +227,8 @@ t.test('the summary maps what the service metrics report', async (t) => {
       totalBytes: 9000,
       memoryParts: { tiers: 5000, tokenColumns: 2500, keyIndex: 1500 },
       budgetBytes: 1 << 20,
+      unbudgeted: { pmeSketch: 2048, pmeTokens: 10, keyCaches: 20, catalog: 30, itemCaches: 40 },
+      unbudgetedBytes: 2148,
     }),
     pruneWindows: () => 4,
     backend: () => 'wasm',
@@ -238,6 +254,8 @@ t.test('the summary maps what the service metrics report', async (t) => {
     totalBytes: 9000,
     memoryParts: { tiers: 5000, tokenColumns: 2500, keyIndex: 1500 },
     budgetBytes: 1 << 20,
+    unbudgeted: { pmeSketch: 2048, pmeTokens: 10, keyCaches: 20, catalog: 30, itemCaches: 40 },
+    unbudgetedBytes: 2148,
     pruneWindows: 4,
     lastWindowId: 9,
     backend: 'wasm',
@@ -260,6 +278,8 @@ t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no win
       totalBytes: 0,
       memoryParts: { tiers: 0, tokenColumns: 0, keyIndex: 0 },
       budgetBytes: 0,
+      unbudgeted: { pmeSketch: 0, pmeTokens: 0, keyCaches: 0, catalog: 0, itemCaches: 0 },
+      unbudgetedBytes: 0,
     }),
     pruneWindows: () => 0,
     backend: () => '',
@@ -281,6 +301,8 @@ t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no win
       totalBytes: 0,
       memoryParts: { tiers: 0, tokenColumns: 0, keyIndex: 0 },
       budgetBytes: 0,
+      unbudgeted: { pmeSketch: 0, pmeTokens: 0, keyCaches: 0, catalog: 0, itemCaches: 0 },
+      unbudgetedBytes: 0,
       pruneWindows: 0,
       lastWindowId: 0,
       backend: '',

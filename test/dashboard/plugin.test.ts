@@ -17,6 +17,8 @@ const STATS: ServiceStats = {
   totalBytes: 250,
   memoryParts: { tiers: 150, tokenColumns: 64, keyIndex: 36 },
   budgetBytes: 0,
+  unbudgeted: { pmeSketch: 2048, pmeTokens: 8, keyCaches: 16, catalog: 32, itemCaches: 64 },
+  unbudgetedBytes: 2168,
   pruneWindows: 0,
   backend: '',
 };
@@ -85,6 +87,9 @@ t.test('serves the page, its code, uPlot and the summary', async (t) => {
     // The store's total, not the tiers' 150: the schema lets the parts through.
     totalBytes: 250,
     memoryParts: { tiers: 150, tokenColumns: 64, keyIndex: 36 },
+    // Beside the budget, through the schema as well.
+    unbudgeted: { pmeSketch: 2048, pmeTokens: 8, keyCaches: 16, catalog: 32, itemCaches: 64 },
+    unbudgetedBytes: 2168,
     lastWindowId: 3,
   });
 });

@@ -55,6 +55,14 @@ const STATS: ServiceStats = {
   totalBytes: LADDER.length * 1000 + 3000,
   memoryParts: { tiers: LADDER.length * 1000, tokenColumns: 2000, keyIndex: 1000 },
   budgetBytes: 256 * 2 ** 20,
+  unbudgeted: {
+    pmeSketch: 2 * 2 ** 20 + 16,
+    pmeTokens: 40_000,
+    keyCaches: 3000,
+    catalog: 9000,
+    itemCaches: 5000,
+  },
+  unbudgetedBytes: 2 * 2 ** 20 + 16 + 57_000,
   pruneWindows: 2,
   backend: 'wasm',
 };

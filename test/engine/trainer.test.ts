@@ -1,6 +1,7 @@
 import t from 'tap';
 import { histogramAuc } from '../../src/engine/metrics.js';
 import { resolveTrainerOptions, type TokenObserver, Trainer } from '../../src/engine/trainer/index.js';
+import { ARRAY_SLOT_BYTES, mapBytesEstimate, stringBytes } from '../../src/store/accounting.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { GrowingStore } from './fake-store.js';
@@ -291,3 +292,43 @@ t.test('the tokens of one event are created together: the budget never evicts on
   t.ok(roomy.id('user=u') >= 0 && roomy.id('item=i') >= 0);
   t.equal(roomy.refused, 0);
 });
+
+t.test(
+  'memory beside the store: caches grow with new tokens and items, key caches give back what evictions take',
+  async (t) => {
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 4, seed: 9, ttlMs: 1000, clock });
+    const trainer = new Trainer(store, { clock, seed: 9 });
+    const empty = trainer.memory();
+    const events = Array.from({ length: 2000 }, (_, u) => ({
+      user: `u${u}`,
+      item: `i${u % 300}`,
+      label: 1,
+      timestamp: 0,
+      fields: { device: `d${u % 50}` },
+    }));
+    trainer.learn(events);
+    trainer.score('u1', ['i1']);
+    const learned = trainer.memory();
+    t.comment(`empty ${JSON.stringify(empty)}, after 2,000 events ${JSON.stringify(learned)}`);
+    // 2,000 users and 50 devices cached: Map slots (28 B) and the value strings (24 B each here).
+    t.ok(learned.keyCaches >= empty.keyCaches + 2050 * (28 + 24), 'the key caches hold every value seen');
+    t.ok(
+      learned.catalog >= empty.catalog + 300 * 72,
+      'the catalog holds the 300 items first seen in the stream',
+    );
+    t.ok(learned.itemCaches >= empty.itemCaches + 300 * 8, 'the item caches hold a term per item');
+    clock.advance(5000);
+    t.equal(store.evictExpired(clock.now()), 2000 + 50 + 300, 'every token expires');
+    const evicted = trainer.memory();
+    // What stays: the `device` field's cache (two empty generations and its prefix) and its code.
+    const deviceField =
+      2 * mapBytesEstimate(0) + stringBytes('device=') + stringBytes('device') + ARRAY_SLOT_BYTES;
+    t.equal(
+      evicted.keyCaches,
+      empty.keyCaches + deviceField,
+      'evicted tokens leave the key caches, strings and all',
+    );
+    t.equal(evicted.catalog, learned.catalog, 'the catalog keeps its items (they are never removed)');
+  },
+);

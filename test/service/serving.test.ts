@@ -39,7 +39,7 @@ async function start(t: { teardown(fn: () => unknown): void }) {
     {
       trainer: () => trainer.stats(),
       consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-      tiers: () => tierMetrics(store),
+      tiers: () => tierMetrics(store, trainer, pme),
       pruneWindows: () => pme.reports().length,
       backend: () => 'cpu',
     },
@@ -48,6 +48,7 @@ async function start(t: { teardown(fn: () => unknown): void }) {
   const api = serviceApi({
     store,
     trainer,
+    pme,
     recent,
     prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
     metrics: () => metrics,

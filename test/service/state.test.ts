@@ -194,7 +194,7 @@ t.test(
     const sources = (age: SnapshotAge): MetricSources => ({
       trainer: () => trainer.stats(),
       consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-      tiers: () => tierMetrics(store),
+      tiers: () => tierMetrics(store, trainer, null),
       pruneWindows: () => 0,
       backend: () => 'test',
       snapshotAge: () => age.seconds(),

@@ -106,6 +106,7 @@ export function pageHtml(settings: PageSettings): string {
     <div class="kpi"><b id="kpi-logloss">–</b><span>logloss (recent)</span></div>
     <div class="kpi"><b id="kpi-lag">–</b><span>consumer lag</span></div>
     <div class="kpi"><b id="kpi-memory">–</b><span>memory of budget</span></div>
+    <div class="kpi"><b id="kpi-outside">–</b><span>outside the budget (sketch, caches)</span></div>
     <div class="kpi"><b id="kpi-windows">–</b><span>prune windows</span></div>
   </div>
   <div class="prune">

@@ -4,8 +4,8 @@
  * getters that `/metrics` renders as text, so the page and a Prometheus scrape agree.
  */
 import type { Milliseconds } from '../../util/clock.js';
-import type { MemoryParts, PruneWindowReport, ServiceStats } from '../contract.js';
-import { memoryParts } from '../schemas.js';
+import type { MemoryParts, PruneWindowReport, ServiceStats, UnbudgetedParts } from '../contract.js';
+import { memoryParts, unbudgetedParts } from '../schemas.js';
 
 /** One tier as the dashboard charts it. */
 export interface TierStats {
@@ -39,6 +39,10 @@ export interface DashboardStats {
   memoryParts: MemoryParts;
   /** Infinity when the store has no budget, which JSON writes as null. */
   budgetBytes: number;
+  /** Beside the budget, not in it: PME's sketch and per-token state, the trainer's key caches,
+   *  catalog and item caches (as `/v1/tiers` reports them), and their sum. */
+  unbudgeted: UnbudgetedParts;
+  unbudgetedBytes: number;
   /** Windows run since start. */
   pruneWindows: number;
   /** Id of the newest finished window still reported by `GET /v1/prune`; 0 when none. */
@@ -94,6 +98,8 @@ export function dashboardStats(
     totalBytes: stats.totalBytes,
     memoryParts: { ...stats.memoryParts },
     budgetBytes: stats.budgetBytes,
+    unbudgeted: { ...stats.unbudgeted },
+    unbudgetedBytes: stats.unbudgetedBytes,
     pruneWindows: stats.pruneWindows,
     lastWindowId: windows.length > 0 ? windows[windows.length - 1].id : 0,
     backend: stats.backend,
@@ -104,7 +110,7 @@ const nullableNumber = { type: ['number', 'null'] } as const;
 
 export const statsSchema = {
   summary:
-    'One summary for the dashboard: events, progressive AUC and logloss, lag, memory per tier and what the budget counts',
+    'One summary for the dashboard: events, progressive AUC and logloss, lag, memory per tier, what the budget counts, and beside it what it does not (PME sketch, caches, catalog)',
   response: {
     200: {
       type: 'object',
@@ -129,6 +135,8 @@ export const statsSchema = {
         totalBytes: { type: 'number' },
         memoryParts,
         budgetBytes: { type: 'number' },
+        unbudgeted: unbudgetedParts,
+        unbudgetedBytes: { type: 'number' },
         pruneWindows: { type: 'number' },
         lastWindowId: { type: 'integer' },
         backend: { type: 'string' },

@@ -12,6 +12,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Interaction } from '../../data/event.js';
 import { PmeError } from '../../errors.js';
+import { ARRAY_SLOT_BYTES, mapBytesEstimate, setBytesEstimate } from '../../store/accounting.js';
 import type { TierAccounting } from '../../store/index.js';
 import type { Milliseconds } from '../../util/clock.js';
 import { createRandom, type Random } from '../../util/random.js';
@@ -278,6 +279,24 @@ export class PmeController implements TokenObserver {
       this.#promoted++;
     }
     this.#pending.splice(0, done);
+  }
+
+  /**
+   * Bytes PME keeps outside the store's budget. `sketch`: the hot-token sketch's counters, fixed
+   * (exact, typed arrays). `tokens`: what grows with token ids: the sketch key of each id (exact,
+   * an Int32Array), and the promotion queue, its set of live entries and the re-search marks
+   * (estimated: a word per queue entry, V8 hash-table slots per set or map entry). The importances
+   * of searched tokens are the store's own (its top tier's importance slab, in the budget).
+   */
+  memory(): { sketch: number; tokens: number } {
+    return {
+      sketch: this.sketch.bytes,
+      tokens:
+        this.#keyHash.byteLength +
+        this.#pending.length * ARRAY_SLOT_BYTES +
+        setBytesEstimate(this.#pendingSet.size) +
+        mapBytesEstimate(this.#searchedUntil.size),
+    };
   }
 
   /** Tokens stepped down for the budget's relief, and moves it refused (see transfer.ts). */

@@ -127,8 +127,9 @@ export class DecayedCountMin {
     return true;
   }
 
-  /** Bytes held by the counters. */
+  /** Bytes held by the counters and the hash salts (exact: their typed arrays' byteLength). Fixed
+   *  whatever the number of tokens: 2 MiB + 16 B at the defaults. */
   get bytes(): number {
-    return this.#counts.byteLength;
+    return this.#counts.byteLength + this.#salts.byteLength;
   }
 }

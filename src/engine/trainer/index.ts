@@ -59,6 +59,16 @@ export interface TrainerStats extends MetricsSnapshot {
   rejected: Record<string, number>;
 }
 
+/** Bytes the trainer keeps besides the store and the model (see src/engine/memory.ts). */
+export interface TrainerMemory {
+  /** Key caches (TokenResolver) and field codes: estimated. */
+  keyCaches: number;
+  /** The catalog with its negative sampler: typed columns exact, Maps and strings estimated. */
+  catalog: number;
+  /** Item-only terms (ItemTerms) and the read path's caches (Reads): exact. */
+  itemCaches: number;
+}
+
 /** The metrics, counting what the model scored. */
 class Scored implements ScoreSink {
   readonly metrics: ProgressiveMetrics;
@@ -392,6 +402,15 @@ export class Trainer {
       const entry = catalog.entry(it.item);
       if (entry !== undefined) catalog.restoreCount(entry.index, it.count, it.active);
     }
+  }
+
+  /** Bytes of the trainer's caches and catalog, outside the store's budget (TrainerMemory). */
+  memory(): TrainerMemory {
+    return {
+      keyCaches: this.#tokens.bytes() + this.#codes.bytes(),
+      catalog: this.#catalog.bytes(),
+      itemCaches: this.#terms.bytes() + this.#reads.bytes(),
+    };
   }
 
   /** Events learned from, negatives included, across restarts (stats().learned, without the rest). */

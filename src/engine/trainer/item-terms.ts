@@ -90,6 +90,23 @@ export class ItemTerms {
     return this.#itemConst;
   }
 
+  /** Bytes of c_I per item, the sweep order, the per-field-token caches and the group buffers:
+   *  exact, their typed arrays' byteLength. */
+  bytes(): number {
+    return (
+      this.#itemConst.byteLength +
+      this.#sweepOrder.byteLength +
+      this.#rfStamp.byteLength +
+      this.#rfId.byteLength +
+      this.#rfW.byteLength +
+      this.#rfSelf.byteLength +
+      this.#rfV.byteLength +
+      this.#rF.byteLength +
+      this.#groupPF.byteLength +
+      this.#groupTierStamp.byteLength
+    );
+  }
+
   /** The model changed (learned, moved, evicted, restored): no computed c_I passes for current. */
   changed(): void {
     this.#changes++;

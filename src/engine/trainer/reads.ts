@@ -103,6 +103,31 @@ export class Reads {
     this.#userIds = new Int32Array(model.maxTokens);
   }
 
+  /** Bytes of the read path's caches (per field token, signature and item) and its fixed
+   *  buffers: exact, their typed arrays' byteLength. */
+  bytes(): number {
+    return (
+      this.#ftStamp.byteLength +
+      this.#ftId.byteLength +
+      this.#ftW.byteLength +
+      this.#ftSelf.byteLength +
+      this.#ftSv.byteLength +
+      this.#ftV.byteLength +
+      this.#ftLive.byteLength +
+      this.#ftLiveStamp.byteLength +
+      this.#sigLive.byteLength +
+      this.#sigLiveStamp.byteLength +
+      this.#excludeStamp.byteLength +
+      this.#userSum.byteLength +
+      this.#userP.byteLength +
+      this.#scoreIds.byteLength +
+      this.#userIds.byteLength +
+      this.#vec.byteLength +
+      this.#itemSum.byteLength +
+      this.#top.bytes
+    );
+  }
+
   /** Grows the per-field-token, per-signature and per-item caches to the catalog's size (only
    *  when it grew: a read allocates nothing otherwise). */
   #fit(): void {

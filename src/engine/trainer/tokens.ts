@@ -4,6 +4,7 @@
  * through the store's getOrCreateMany (the tokens of one event are created together, so the budget
  * never evicts one of them to make room for another).
  */
+import { ARRAY_SLOT_BYTES, mapBytesEstimate, stringBytes } from '../../store/accounting.js';
 import type { Milliseconds } from '../../util/clock.js';
 import type { Rows, TokenId } from '../model/model.js';
 import type { Catalog, ItemEntry } from './catalog.js';
@@ -17,6 +18,8 @@ export class FieldCodes {
     ['user', 0],
     ['item', 1],
   ]);
+  /** Heap bytes of the names (stringBytes), kept as they are added. */
+  #nameBytes = stringBytes('user') + stringBytes('item');
 
   /** The code of `name`, registered when new. */
   code(name: string): number {
@@ -25,8 +28,14 @@ export class FieldCodes {
       code = this.names.length;
       this.names.push(name);
       this.#codes.set(name, code);
+      this.#nameBytes += stringBytes(name);
     }
     return code;
+  }
+
+  /** Bytes of the names, their array and their Map: an estimate (V8 slots, flat strings). */
+  bytes(): number {
+    return this.#nameBytes + this.names.length * ARRAY_SLOT_BYTES + mapBytesEstimate(this.#codes.size);
   }
 
   /** The code of `name`, -1 when it was never met (no side effect). */
@@ -39,7 +48,7 @@ export class FieldCodes {
  * Raw values of the resolved tokens seen lately, summed over every field: a bound on the key
  * caches. Two generations of at most this many entries each are kept: ≈ 55 bytes an entry with a
  * short value (heap delta of such a Map, Node 20), so under 4 MB. The store's budget does not count
- * them. Trainer.learn with these caches: bench/train.ts, "Trainer.learn (string keys)".
+ * them: they are reported beside it (`keyCaches`, TokenResolver.bytes). Trainer.learn with these caches: bench/train.ts, "Trainer.learn (string keys)".
  */
 const KEY_CACHE_ENTRIES = 1 << 15;
 
@@ -56,6 +65,9 @@ class KeyCache {
   readonly code: number;
   young = new Map<string, TokenId>();
   old = new Map<string, TokenId>();
+  /** Heap bytes of the value strings each generation keeps (stringBytes: flat strings assumed). */
+  #youngStrings = 0;
+  #oldStrings = 0;
 
   constructor(field: string, code: number) {
     this.prefix = `${field}=`;
@@ -67,20 +79,48 @@ class KeyCache {
     const id = this.old.get(value);
     if (id === undefined) return -1;
     this.old.delete(value);
+    this.#oldStrings -= stringBytes(value);
     return id;
+  }
+
+  /** Remembers `value` → `id` in the young generation. */
+  remember(value: string, id: TokenId): void {
+    const before = this.young.size;
+    this.young.set(value, id);
+    if (this.young.size > before) this.#youngStrings += stringBytes(value);
   }
 
   /** Forgets `key` if this cache holds it for `id`. */
   forget(id: TokenId, key: string): void {
     if (!key.startsWith(this.prefix)) return;
     const value = key.slice(this.prefix.length);
-    if (this.young.get(value) === id) this.young.delete(value);
-    if (this.old.get(value) === id) this.old.delete(value);
+    if (this.young.get(value) === id) {
+      this.young.delete(value);
+      this.#youngStrings -= stringBytes(value);
+    }
+    if (this.old.get(value) === id) {
+      this.old.delete(value);
+      this.#oldStrings -= stringBytes(value);
+    }
   }
 
   rotate(): void {
     this.old = this.young;
+    this.#oldStrings = this.#youngStrings;
     this.young = new Map();
+    this.#youngStrings = 0;
+  }
+
+  /** Bytes of both generations: their Map tables (estimated from their sizes, see
+   *  mapBytesEstimate) and the value strings they keep (tracked as they come and go). */
+  bytes(): number {
+    return (
+      mapBytesEstimate(this.young.size) +
+      mapBytesEstimate(this.old.size) +
+      this.#youngStrings +
+      this.#oldStrings +
+      stringBytes(this.prefix)
+    );
   }
 }
 
@@ -213,6 +253,19 @@ export class TokenResolver {
     rows.counts[r] = n;
   }
 
+  /**
+   * Bytes of the key caches (both generations of every field's, see KeyCache.bytes), the Map of
+   * them by field, and one event's scratch arrays. An estimate: V8 hash-table slots and flat
+   * strings, not a measurement of the heap.
+   */
+  bytes(): number {
+    let bytes = this.#userKeys.bytes() + mapBytesEstimate(this.#fieldKeys.size);
+    for (const cache of this.#fieldKeys.values()) bytes += cache.bytes();
+    return (
+      bytes + this.#ids.byteLength + this.#fields.byteLength + 3 * this.#keys.length * ARRAY_SLOT_BYTES // #keys, #missCache, #missValue
+    );
+  }
+
   /** An evicted token: caches holding its id forget it (the store will reuse the id). */
   forget(id: TokenId, key: string): void {
     this.#userKeys.forget(id, key);
@@ -329,7 +382,7 @@ export class TokenResolver {
       if (cache === null) continue;
       this.#missCache[k] = null;
       if (ids[k] < 0) continue;
-      cache.young.set(this.#missValue[k]!, ids[k]);
+      cache.remember(this.#missValue[k]!, ids[k]);
       if (++this.#youngKeys >= KEY_CACHE_ENTRIES) {
         this.#youngKeys = 0;
         this.#userKeys.rotate();

@@ -8,6 +8,11 @@ export class TopK {
   #size = 0;
   #k = 0;
 
+  /** Bytes of the heap's arrays (exact). */
+  get bytes(): number {
+    return this.#index.byteLength + this.#score.byteLength;
+  }
+
   /** Empties the heap for a request of `k` results. */
   reset(k: number): void {
     if (this.#index.length < k) {

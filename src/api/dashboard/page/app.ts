@@ -211,6 +211,9 @@ function showKpis(stats: DashboardStats): void {
   $('kpi-memory').textContent = memory.text;
   // The parts are on the memory chart's legend too; the header keeps one figure.
   $('kpi-memory').title = memory.parts;
+  // Beside the budget: the sketch, caches and catalog it does not count (not on the chart).
+  $('kpi-outside').textContent = memory.outside;
+  $('kpi-outside').title = memory.outsideParts;
   $('kpi-windows').textContent = String(stats.pruneWindows);
 }
 

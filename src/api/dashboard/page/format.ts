@@ -76,13 +76,22 @@ export function stack(rows: ReadonlyArray<ReadonlyArray<number | null>>): number
 }
 
 /**
- * The header's memory figure: what the budget counts (the store's total, as `/v1/tiers` says)
- * against the budget, "1.9 MiB / 1.9 MiB (98.7%)", and its parts, "tiers 683 KiB · token columns
- * 488 KiB · key index 725 KiB". JSON carries an unbudgeted store's Infinity as null.
+ * The header's memory figures. `text`: what the budget counts (the store's total, as `/v1/tiers`
+ * says) against the budget, "1.9 MiB / 1.9 MiB (98.7%)", and `parts` its parts, "tiers 683 KiB ·
+ * token columns 488 KiB · key index 725 KiB". `outside`: what PME and the trainer keep beside the
+ * budget (the sketch, caches, catalog), "+2.1 MiB", with its parts in `outsideParts`. JSON carries
+ * an unbudgeted store's Infinity as null.
  */
-export function memoryFigure(stats: Pick<DashboardStats, 'totalBytes' | 'budgetBytes' | 'memoryParts'>): {
+export function memoryFigure(
+  stats: Pick<
+    DashboardStats,
+    'totalBytes' | 'budgetBytes' | 'memoryParts' | 'unbudgeted' | 'unbudgetedBytes'
+  >,
+): {
   text: string;
   parts: string;
+  outside: string;
+  outsideParts: string;
 } {
   const budget = stats.budgetBytes as number | null;
   const text =
@@ -91,7 +100,9 @@ export function memoryFigure(stats: Pick<DashboardStats, 'totalBytes' | 'budgetB
       : `${formatBytes(stats.totalBytes)} / ${formatBytes(budget)} (${((100 * stats.totalBytes) / budget).toFixed(1)}%)`;
   const { tiers, tokenColumns, keyIndex } = stats.memoryParts;
   const parts = `tiers ${formatBytes(tiers)} · token columns ${formatBytes(tokenColumns)} · key index ${formatBytes(keyIndex)}`;
-  return { text, parts };
+  const u = stats.unbudgeted;
+  const outsideParts = `PME sketch ${formatBytes(u.pmeSketch)} · PME per token ${formatBytes(u.pmeTokens)} · key caches ${formatBytes(u.keyCaches)} · catalog ${formatBytes(u.catalog)} · item caches ${formatBytes(u.itemCaches)}`;
+  return { text, parts, outside: `+${formatBytes(stats.unbudgetedBytes)}`, outsideParts };
 }
 
 /** Events per second between two samples; null when there is no earlier sample or no time passed. */
