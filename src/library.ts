@@ -7,17 +7,10 @@
 import type { TiersReport } from './api/contract.js';
 import { type ConfigValues, configFrom } from './config.js';
 import type { CatalogItem, Interaction } from './data/event.js';
-import {
-  type RecommendResult,
-  startItemRefresh,
-  Trainer,
-  type TrainerStats,
-  type WindowReport,
-} from './engine/index.js';
+import { type RecommendResult, Trainer, type TrainerStats, type WindowReport } from './engine/index.js';
 import { PmeController } from './engine/pme/controller.js';
 import { PmeError } from './errors.js';
 import { tiersReport } from './service/adapter.js';
-import { ITEM_REFRESH_MS } from './service/index.js';
 import { StateLock } from './service/lock.js';
 import { applyRestored, storeOptions, takeSnapshot } from './service/state.js';
 import { EmbeddingStore, readSnapshot } from './store/index.js';
@@ -63,7 +56,7 @@ export interface Recommender {
   /** Writes a snapshot into `dir` (the service's format: `restoreFrom` or a service's state
    *  directory reads it); resolves with its path. */
   snapshot(dir: string): Promise<string>;
-  /** Stops the timers; later calls throw PME_ERR_NOT_READY. */
+  /** Waits for work under way; later calls throw PME_ERR_NOT_READY. */
   close(): Promise<void>;
 }
 
@@ -91,7 +84,9 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
     negatives: config.negatives,
     seed: config.seed,
     observer: pme,
-    itemRefreshMs: ITEM_REFRESH_MS,
+    // Reads are exact, as a caller who scores right after learn() expects (the service lets the
+    // item-only term lag up to ITEM_REFRESH_MS to keep reads cheap beside training).
+    itemRefreshMs: 0,
     maxFieldNames: config.maxFieldNames,
     maxKeyLength: config.maxKeyLength,
   });
@@ -100,7 +95,6 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
     applyRestored(trainer, restored.extra);
     if (restored.extra !== null) pme.importState(restored.extra);
   }
-  const stopItemRefresh = startItemRefresh(trainer);
   // learn, prune and snapshot take turns: a snapshot never holds half a batch or half a window.
   const lock = new StateLock();
   let closed = false;
@@ -173,7 +167,6 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
       if (closed) return;
       closed = true;
       await lock.run(async () => undefined);
-      stopItemRefresh();
       trainer.model.dispose?.();
     },
   };

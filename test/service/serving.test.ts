@@ -141,11 +141,23 @@ t.test('tiers, tokens, prune windows, readiness and metrics are the training thr
   t.equal(token.frequency, ((await api.token('user', 'u1')) ?? { frequency: -1 }).frequency);
   t.equal((await fetch(`${serving.url}/v1/tokens/user/nobody`)).status, 404);
 
+  // The window waits for the test to let it go, so the second request meets it running however
+  // loaded the machine is (under load the window used to end first: 202, not 409).
+  let release = (): void => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const runWindow = pme.runWindow.bind(pme);
+  pme.runWindow = async (reason) => {
+    await gate;
+    return runWindow(reason);
+  };
   const started = await post(`${serving.url}/v1/prune`, { reason: 'test' });
   t.equal(started.status, 202, 'a prune window starts on the training thread');
   const again = await post(`${serving.url}/v1/prune`, { reason: 'test' });
   t.equal(again.status, 409, 'a second one while it runs is refused, with the trainer’s error');
   t.equal(((await again.json()) as { code: string }).code, 'PME_ERR_PRUNE_RUNNING');
+  release();
   await pme.running;
   const windows = (await (await fetch(`${serving.url}/v1/prune`)).json()) as {
     windows: Array<{ reason: string }>;
