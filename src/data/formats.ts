@@ -170,7 +170,7 @@ class FilePass {
 }
 
 /** Counts field values, then folds those seen fewer than minCount times into RARE_VALUE. */
-class RareFolder {
+export class RareFolder {
   readonly #counts = new Map<string, Map<string, number>>();
 
   constructor(readonly minCount: number) {}

@@ -20,6 +20,7 @@ export { parseTimestamp } from './generic.js';
 export { detectMovieLensLayout, type MovieLensLayout } from './movielens.js';
 export { createDataReport, type DataReport, MAX_EXAMPLES, type MalformedReason } from './report.js';
 export { splitEvents } from './split.js';
+export { RareFolder } from './formats.js';
 export {
   type ResolvedSyntheticOptions,
   resolveSyntheticOptions,

@@ -13,7 +13,7 @@
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CatalogItem, Interaction } from '../data/event.js';
-import { splitEvents } from '../data/index.js';
+import { RareFolder, splitEvents } from '../data/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { shuffledOrder } from '../util/random.js';
@@ -41,6 +41,10 @@ export interface OfflineOptions {
   searchEpochs: number;
   /** Events per mini-batch: the projections step once per batch. Default 256. */
   batch: number;
+  /** Field values seen fewer than this many times in the training split become one `rare`
+   *  token per field, in every split (counted on training alone: the test split must not decide
+   *  what is rare). Default 1: none. */
+  minCount: number;
   /** Methods to run, in this order. Default all four. */
   methods: readonly OfflineMethod[];
   /** FM options (learning rates, L2). Default the FM's defaults. */
@@ -66,6 +70,7 @@ export const OFFLINE_DEFAULTS: Readonly<Omit<OfflineOptions, 'onEpoch' | 'model'
     patience: 1,
     searchEpochs: 1,
     batch: 256,
+    minCount: 1,
   });
 
 export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Readonly<OfflineOptions> {
@@ -88,6 +93,8 @@ export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Re
   if (!Number.isInteger(o.searchEpochs) || o.searchEpochs < 1)
     throw bad(`searchEpochs must be an integer >= 1, got ${o.searchEpochs}`);
   if (!Number.isInteger(o.batch) || o.batch < 1) throw bad(`batch must be an integer >= 1, got ${o.batch}`);
+  if (!Number.isInteger(o.minCount) || o.minCount < 1)
+    throw bad(`minCount must be an integer >= 1, got ${o.minCount}`);
   if (o.methods.length === 0 || o.methods.some((m) => !OFFLINE_METHODS.includes(m)))
     throw bad(`methods must be among ${OFFLINE_METHODS.join(', ')}, got ${o.methods.join(', ')}`);
   return Object.freeze({ ...o, methods: Object.freeze([...o.methods]) });
@@ -129,6 +136,8 @@ export interface OfflineResult {
   seed: number;
   tokens: number;
   events: { train: number; validation: number; test: number };
+  /** Field values folded into `rare` (minCount), over all three splits. */
+  rareFolded: number;
 }
 
 /** Events as flat token-index arrays over the training vocabulary. */
@@ -385,6 +394,40 @@ function train(
   return { ...best, epochs: epoch, bestEpoch, epochSeconds };
 }
 
+/** Folds rare field values (counted on the training split) in copies of every split's events. */
+function foldRare(splits: Interaction[][], minCount: number): number {
+  const folder = new RareFolder(minCount);
+  for (const e of splits[0]) folder.count(e);
+  let folded = 0;
+  for (const split of splits)
+    for (let i = 0; i < split.length; i++) {
+      split[i] = { ...split[i], fields: { ...split[i].fields } };
+      folded += folder.fold(split[i]);
+    }
+  return folded;
+}
+
+/**
+ * Uniform at the whole budget: every token at u = ⌊budget / N⌋, not restricted to the ladder, and
+ * the budget's remainder as one more dimension for the most frequent tokens (u alone left up to
+ * 1/u of the budget unused: 18.75% of full's parameters when asked for 20% at D = 64). Tiers u
+ * and u + 1 get identity-initialised projections.
+ */
+export function uniformSizes(
+  counts: Float64Array,
+  D: number,
+  budgetParams: number,
+): { sizes: Int32Array; ladder: number[] } {
+  const N = counts.length;
+  const u = Math.max(1, Math.min(D, Math.floor(budgetParams / N)));
+  const sizes = new Int32Array(N).fill(u);
+  const extra = u === D ? 0 : Math.max(0, Math.min(N, budgetParams - u * N));
+  const byCount = Array.from({ length: N }, (_, t) => t).sort((a, b) => counts[b] - counts[a] || a - b);
+  for (let i = 0; i < extra; i++) sizes[byCount[i]] = u + 1;
+  const ladder = [0, u, ...(extra > 0 ? [u + 1] : []), D].filter((s, i, a) => a.indexOf(s) === i);
+  return { sizes, ladder };
+}
+
 function projectionParams(sizes: Int32Array, ladder: number[], D: number): number {
   const used = new Set(sizes);
   let p = 0;
@@ -402,7 +445,9 @@ export async function runOffline(
   const D = o.dim;
   const ladder = ladderFor(D);
   const catalog = new Map(catalogItems.map((c) => [c.item, c]));
-  const [trainEvents, valEvents, testEvents] = splitEvents(events, [0.8, 0.1, 0.1], o.seed);
+  const splits = splitEvents(events, [0.8, 0.1, 0.1], o.seed);
+  const rareFolded = o.minCount > 1 ? foldRare(splits, o.minCount) : 0;
+  const [trainEvents, valEvents, testEvents] = splits;
   const vocab = buildVocabulary(trainEvents, catalog);
   const N = vocab.keys.length;
   if (N === 0) throw new PmeError('PME_ERR_CONFIG_INVALID', 'offline: the training split has no events');
@@ -451,14 +496,8 @@ export async function runOffline(
       const r = fit('full', new Int32Array(N).fill(D), ladder);
       fullEpochSeconds = r.epochSeconds.reduce((a, b) => a + b, 0) / r.epochSeconds.length;
     } else if (method === 'uniform') {
-      // The largest size whose table fits, not restricted to the ladder (so the baseline gets its
-      // whole budget): a tier of that size with its identity-initialised projection.
-      const u = Math.max(1, Math.min(D, Math.floor(budgetParams / N)));
-      fit(
-        'uniform',
-        new Int32Array(N).fill(u),
-        u === D ? ladder : [0, u, D].filter((s, i, a) => a.indexOf(s) === i),
-      );
+      const { sizes, ladder: uniformLadder } = uniformSizes(vocab.counts, D, budgetParams);
+      fit('uniform', sizes, uniformLadder);
     } else if (method === 'mde') {
       const { sizes, alpha } = mdeSizes(vocab, ladder, budgetParams);
       fit('mde', sizes, ladder, { alpha });
@@ -503,5 +542,6 @@ export async function runOffline(
     seed: o.seed,
     tokens: N,
     events: { train: data.train.length, validation: data.validation.length, test: data.test.length },
+    rareFolded,
   };
 }

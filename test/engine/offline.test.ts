@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
+import { splitEvents } from '../../src/data/index.js';
 import { exactAuc } from '../../src/engine/metrics.js';
-import { mdeSizes, runOffline } from '../../src/engine/offline.js';
+import { mdeSizes, runOffline, uniformSizes } from '../../src/engine/offline.js';
 import { planted } from './planted.js';
 
 t.test('runOffline: four methods, budgets respected, deterministic for a seed', async (t) => {
@@ -18,6 +19,7 @@ t.test('runOffline: four methods, budgets respected, deterministic for a seed', 
   const full = a.results[0];
   t.equal(full.embeddingParams, a.fullParams);
   t.equal(a.budgetParams, Math.floor(0.3 * a.fullParams));
+  t.equal(a.results[1].embeddingParams, a.budgetParams, 'uniform gets its whole budget');
   for (const r of a.results.slice(1)) {
     t.ok(r.embeddingParams <= a.budgetParams, `${r.method}: ${r.embeddingParams} <= ${a.budgetParams}`);
     t.ok(r.embeddingParams > 0, `${r.method} has some embedding`);
@@ -91,4 +93,51 @@ t.test('mdeSizes: a budget below one D per field scales every size down', async 
   let total = 0;
   for (const s of sizes) total += s;
   t.ok(total <= 10 && total > 0, `total ${total}`);
+});
+
+t.test(
+  'uniformSizes: the whole budget, the remainder one more dimension for the most frequent',
+  async (t) => {
+    const counts = Float64Array.from([5, 100, 1, 50, 7]);
+    // 20% of 5 tokens × 64 = 64 parameters: 12 each (60), and 4 tokens at 13.
+    const { sizes, ladder } = uniformSizes(counts, 64, 64);
+    t.same([...sizes], [13, 13, 12, 13, 13]);
+    t.same(ladder, [0, 12, 13, 64]);
+    t.same([...uniformSizes(counts, 8, 40).sizes], [8, 8, 8, 8, 8], 'a budget of full is full');
+    t.same(uniformSizes(counts, 8, 40).ladder, [0, 8]);
+    const even = uniformSizes(counts, 64, 60);
+    t.same([...even.sizes], [12, 12, 12, 12, 12], 'no remainder, one size');
+    t.same(even.ladder, [0, 12, 64]);
+  },
+);
+
+t.test('minCount counts the training split only, and folds every split', async (t) => {
+  // Field values that occur twice in the file: rare or not depends on whether both are in training.
+  const events = Array.from({ length: 2000 }, (_, i) => ({
+    user: `u${i % 40}`,
+    item: `i${i % 30}`,
+    label: (i % 40) % 3 === 0 ? 1 : 0,
+    timestamp: i,
+    fields: { tag: `t${i % 1000}` },
+  }));
+  const seed = 4;
+  const [train, validation, test] = splitEvents(events, [0.8, 0.1, 0.1], seed);
+  const inTraining = new Map<string, number>();
+  for (const e of train) inTraining.set(e.fields.tag, (inTraining.get(e.fields.tag) ?? 0) + 1);
+  const expected = [...train, ...validation, ...test].filter(
+    (e) => (inTraining.get(e.fields.tag) ?? 0) < 2,
+  ).length;
+  // With the whole file counted, no value (each occurs twice) would be rare.
+  t.ok(expected > 100, `${expected} values rare by the training split's counts`);
+  const result = await runOffline(events, [], {
+    dim: 4,
+    budget: 0.5,
+    epochs: 1,
+    seed,
+    minCount: 2,
+    methods: ['full'],
+  });
+  t.equal(result.rareFolded, expected);
+  t.equal(events[0].fields.tag, 't0', "the caller's events are not rewritten");
+  await t.rejects(runOffline(events, [], { minCount: 0 }), /minCount must be an integer >= 1/);
 });

@@ -22,7 +22,8 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --patience N       epochs without a better validation AUC before stopping. Default 1
   --search-epochs N  epochs of the PME search phase. Default 1
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
-  --min-count N      field values seen fewer than N times become one "rare" token per field. Default 1
+  --min-count N      field values seen fewer than N times in the training split become one "rare"
+                     token per field (in every split). Default 1
   --learning-rate X  step size of the rows and linear weights (Adagrad). Default 0.05
   --projection-learning-rate X
                      step size of the projections P_s and the bias. Default 0.01
@@ -81,7 +82,6 @@ export async function offlineCommand(argv: string[]): Promise<number> {
       format: v.format,
       itemsPath: v.items,
       sortByTime: false,
-      minCount: parseNumber('min-count', v['min-count'], 1),
       limit: v.limit === undefined ? undefined : parseNumber('limit', v.limit, 0),
     });
     const methods = v.methods === undefined ? OFFLINE_METHODS : (v.methods.split(',') as OfflineMethod[]);
@@ -93,6 +93,7 @@ export async function offlineCommand(argv: string[]): Promise<number> {
       patience: parseNumber('patience', v.patience, 1),
       searchEpochs: parseNumber('search-epochs', v['search-epochs'], 1),
       methods,
+      minCount: parseNumber('min-count', v['min-count'], 1),
       model: modelOptionsOf(learnerFlags(v, ['fm'])),
       onEpoch: (p) => process.stderr.write(tty ? `\r\x1b[K${bar(p)}` : `${bar(p)}\n`),
     });
