@@ -18,7 +18,8 @@ import { type LocalBroker, startBroker } from '../../src/broker/index.js';
 import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { startService } from '../../src/service/index.js';
-import { EventProducer, HttpSchemaRegistry, kafkaConnection } from '../../src/stream/index.js';
+import { EventProducer, HttpSchemaRegistry } from '../../src/stream/index.js';
+import { kafkaConnection } from '../../src/stream/kafka-client.js';
 import { isolatedEnv } from '../helpers/broker.js';
 import { until } from '../helpers/wait.js';
 
