@@ -34,6 +34,60 @@ export const OPTIONS = {
     default: '60000',
     doc: 'How long a starting service waits for its Kafka brokers to answer before it exits with `PME_ERR_KAFKA_UNREACHABLE` (0: one try).',
   },
+  kafkaSaslMechanism: {
+    env: 'PME_KAFKA_SASL_MECHANISM',
+    kind: 'string',
+    default: '',
+    doc: 'SASL of every Kafka client: `plain`, `scram-sha-256` or `scram-sha-512` (empty: none). Needs `--kafka-sasl-username` and a password. Over a network, use it with `--kafka-tls` (SASL_SSL): PLAIN sends the password as is.',
+  },
+  kafkaSaslUsername: {
+    env: 'PME_KAFKA_SASL_USERNAME',
+    kind: 'string',
+    default: '',
+    doc: 'SASL user name.',
+  },
+  kafkaSaslPassword: {
+    env: 'PME_KAFKA_SASL_PASSWORD',
+    kind: 'string',
+    default: '',
+    doc: 'SASL password. Never logged nor shown; prefer the environment or `--kafka-sasl-password-file` to a flag (flags show in `ps`).',
+  },
+  kafkaSaslPasswordFile: {
+    env: 'PME_KAFKA_SASL_PASSWORD_FILE',
+    kind: 'string',
+    default: '',
+    doc: 'File holding the SASL password (one trailing newline ignored), e.g. a mounted secret; instead of `--kafka-sasl-password`.',
+  },
+  kafkaTls: {
+    env: 'PME_KAFKA_TLS',
+    kind: 'bool',
+    default: 'false',
+    doc: 'TLS to the brokers (SSL, or SASL_SSL with a SASL mechanism); the broker certificates are checked against `--kafka-tls-ca`, else the system CAs.',
+  },
+  kafkaTlsCa: {
+    env: 'PME_KAFKA_TLS_CA',
+    kind: 'string',
+    default: '',
+    doc: 'PEM file of the CA(s) that signed the broker certificates (empty: the system CAs). Needs `--kafka-tls true`.',
+  },
+  kafkaTlsCert: {
+    env: 'PME_KAFKA_TLS_CERT',
+    kind: 'string',
+    default: '',
+    doc: 'PEM file of a client certificate, for brokers that authenticate clients by certificate (mTLS); with `--kafka-tls-key`.',
+  },
+  kafkaTlsKey: {
+    env: 'PME_KAFKA_TLS_KEY',
+    kind: 'string',
+    default: '',
+    doc: "PEM file of the client certificate's private key (unencrypted).",
+  },
+  kafkaTlsRejectUnauthorized: {
+    env: 'PME_KAFKA_TLS_REJECT_UNAUTHORIZED',
+    kind: 'bool',
+    default: 'true',
+    doc: 'false accepts any broker certificate, unchecked: for a test cluster only.',
+  },
   interactionsTopic: {
     env: 'PME_TOPIC_INTERACTIONS',
     kind: 'string',
@@ -193,6 +247,18 @@ export const OPTIONS = {
     kind: 'string',
     default: '',
     doc: 'Confluent schema registry URL; when set, values use its wire format (magic byte, schema id) and writer schemas are fetched by id.',
+  },
+  schemaRegistryUsername: {
+    env: 'PME_SCHEMA_REGISTRY_USERNAME',
+    kind: 'string',
+    default: '',
+    doc: 'User of HTTP basic auth to the schema registry (Confluent Cloud: the API key); credentials go here, not in the URL.',
+  },
+  schemaRegistryPassword: {
+    env: 'PME_SCHEMA_REGISTRY_PASSWORD',
+    kind: 'string',
+    default: '',
+    doc: 'Password of HTTP basic auth to the schema registry (Confluent Cloud: the API secret). Never logged nor shown.',
   },
 } as const satisfies Record<string, OptionSpec>;
 
@@ -407,6 +473,90 @@ function validate(config: Config): void {
     );
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
+  validateKafkaSecurity(config);
+  validateSchemaRegistry(config);
+}
+
+/** Rules across the SASL and TLS options; the files are read at start (kafkaConnection). No secret in a message. */
+function validateKafkaSecurity(config: Config): void {
+  const mechanisms = ['plain', 'scram-sha-256', 'scram-sha-512'];
+  const mechanism = config.kafkaSaslMechanism;
+  const hasPassword = config.kafkaSaslPassword !== '' || config.kafkaSaslPasswordFile !== '';
+  if (mechanism !== '' && !mechanisms.includes(mechanism))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--kafka-sasl-mechanism must be one of ${mechanisms.join(', ')} (or empty), got "${mechanism}"`,
+    );
+  if (mechanism === '' && (config.kafkaSaslUsername !== '' || hasPassword))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      'a SASL user name or password is set but --kafka-sasl-mechanism is not (plain, scram-sha-256 or scram-sha-512)',
+    );
+  if (mechanism !== '' && config.kafkaSaslUsername === '')
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--kafka-sasl-mechanism ${mechanism} needs --kafka-sasl-username`,
+    );
+  if (mechanism !== '' && !hasPassword)
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--kafka-sasl-mechanism ${mechanism} needs --kafka-sasl-password or --kafka-sasl-password-file`,
+    );
+  if (config.kafkaSaslPassword !== '' && config.kafkaSaslPasswordFile !== '')
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      'give --kafka-sasl-password or --kafka-sasl-password-file, not both',
+    );
+  if (!config.kafkaTls)
+    for (const [flag, value] of [
+      ['--kafka-tls-ca', config.kafkaTlsCa],
+      ['--kafka-tls-cert', config.kafkaTlsCert],
+      ['--kafka-tls-key', config.kafkaTlsKey],
+    ])
+      if (value !== '') throw new PmeError('PME_ERR_CONFIG_INVALID', `${flag} needs --kafka-tls true`);
+  if ((config.kafkaTlsCert === '') !== (config.kafkaTlsKey === ''))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      config.kafkaTlsCert === ''
+        ? '--kafka-tls-key needs --kafka-tls-cert (the client certificate it belongs to)'
+        : '--kafka-tls-cert needs --kafka-tls-key (its private key)',
+    );
+}
+
+function validateSchemaRegistry(config: Config): void {
+  const hasUser = config.schemaRegistryUsername !== '';
+  if (hasUser !== (config.schemaRegistryPassword !== ''))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      '--schema-registry-username and --schema-registry-password go together',
+    );
+  if (hasUser && config.schemaRegistry === '')
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      'schema registry credentials are set but --schema-registry is not',
+    );
+  if (config.schemaRegistry === '') return;
+  let url: URL;
+  try {
+    url = new URL(config.schemaRegistry);
+  } catch {
+    throw new PmeError('PME_ERR_CONFIG_INVALID', '--schema-registry must be an http(s) URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new PmeError('PME_ERR_CONFIG_INVALID', '--schema-registry must be an http(s) URL');
+  // The URL shows in logs and errors: credentials in it would too (and fetch refuses them).
+  if (url.username !== '' || url.password !== '')
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      '--schema-registry must not hold credentials: use --schema-registry-username and --schema-registry-password',
+    );
+}
+
+/** The Authorization header of the schema registry's basic auth, or undefined without credentials. */
+export function schemaRegistryAuth(config: Config): string | undefined {
+  if (config.schemaRegistryUsername === '') return undefined;
+  const pair = `${config.schemaRegistryUsername}:${config.schemaRegistryPassword}`;
+  return `Basic ${Buffer.from(pair, 'utf8').toString('base64')}`;
 }
 
 /** The configuration table, as Markdown (README) or plain text (`--help`). */

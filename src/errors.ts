@@ -27,6 +27,12 @@ export const ERRORS = {
     status: 500,
     retriable: true,
   },
+  PME_ERR_KAFKA_AUTH: {
+    message:
+      'Kafka at %s refused the connection (%s): check --kafka-sasl-mechanism, --kafka-sasl-username and the password, or --kafka-tls and its CA',
+    status: 500,
+    retriable: false,
+  },
   PME_ERR_GROUP_TAKEN: {
     message:
       'consumer group %s has another trainer (%s): one trainer per group, else two models would each learn part of the stream and replicas would serve a mix of them. Stop the other, or use another --group',

@@ -42,6 +42,17 @@ export interface BrokerOptions {
   stopGraceMs?: Milliseconds;
   /** Progress lines (jar download, formatting, start). Default: none. */
   onProgress?: (line: string) => void;
+  /**
+   * Also open a SASL_PLAINTEXT listener (for tests of secured clusters): PLAIN, SCRAM-SHA-256 and
+   * SCRAM-SHA-512, each knowing `users` (name → password; SCRAM credentials are written when the
+   * data dir is formatted). The PLAINTEXT listener stays, for the broker itself and the probe.
+   */
+  sasl?: { port?: number; users: Readonly<Record<string, string>> };
+  /**
+   * Also open an SSL listener (TLS, no client authentication) with this certificate: `chain`, a PEM
+   * file of the broker's certificate (and its CA's), `key`, a PEM file of its unencrypted PKCS#8 key.
+   */
+  tls?: { port?: number; chain: string; key: string };
 }
 
 /** A running local broker. */
@@ -50,6 +61,10 @@ export interface LocalBroker {
   readonly bootstrap: string;
   readonly port: number;
   readonly controllerPort: number;
+  /** `127.0.0.1:<port>` of the SASL_PLAINTEXT listener, when `sasl` was asked. */
+  readonly saslBootstrap?: string;
+  /** `127.0.0.1:<port>` of the SSL listener, when `tls` was asked. */
+  readonly tlsBootstrap?: string;
   /** Process id of the JVM. */
   readonly pid: number;
   readonly dataDir: string;
@@ -105,15 +120,70 @@ function validate(options: BrokerOptions): void {
   }
 }
 
-function serverProperties(port: number, controllerPort: number, logDirs: string): string {
+const SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'];
+
+/** A JAAS option value, quoted (no user name or password here holds a quote or a backslash). */
+function jaasQuoted(value: string): string {
+  if (/["\\;\n]/.test(value))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      'broker SASL user names and passwords cannot hold " \\ ; or newlines',
+    );
+  return `"${value}"`;
+}
+
+/** The extra listeners' lines of server.properties (SASL_PLAINTEXT, SSL), and their protocol map entries. */
+function extraListeners(
+  sasl: { port: number; users: Readonly<Record<string, string>> } | undefined,
+  tls: { port: number; chain: string; key: string } | undefined,
+): { listeners: string[]; lines: string[] } {
+  const listeners: string[] = [];
+  const lines: string[] = [];
+  if (sasl !== undefined) {
+    listeners.push(`SASL_PLAINTEXT://127.0.0.1:${sasl.port}`);
+    const plainUsers = Object.entries(sasl.users)
+      .map(([name, password]) => `user_${name}=${jaasQuoted(password)}`)
+      .join(' ');
+    lines.push(
+      `listener.name.sasl_plaintext.sasl.enabled.mechanisms=${SASL_MECHANISMS.join(',')}`,
+      `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required ${plainUsers};`,
+      'listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+      'listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;',
+    );
+  }
+  if (tls !== undefined) {
+    listeners.push(`SSL://127.0.0.1:${tls.port}`);
+    lines.push(
+      'listener.name.ssl.ssl.keystore.type=PEM',
+      `listener.name.ssl.ssl.keystore.certificate.chain=${pemProperty(tls.chain)}`,
+      `listener.name.ssl.ssl.keystore.key=${pemProperty(tls.key)}`,
+      'listener.name.ssl.ssl.client.auth=none',
+    );
+  }
+  return { listeners, lines };
+}
+
+/** A PEM text as one properties value (line breaks escaped). */
+function pemProperty(pem: string): string {
+  return pem.trim().split('\n').join('\\n\\\n');
+}
+
+function serverProperties(
+  port: number,
+  controllerPort: number,
+  logDirs: string,
+  extra: { listeners: string[]; lines: string[] } = { listeners: [], lines: [] },
+): string {
+  const names = extra.listeners.map((l) => l.slice(0, l.indexOf(':')));
   return `${[
     'process.roles=broker,controller',
     'node.id=1',
     `controller.quorum.voters=1@127.0.0.1:${controllerPort}`,
-    `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${port}`,
+    `listeners=${[`PLAINTEXT://127.0.0.1:${port}`, `CONTROLLER://127.0.0.1:${controllerPort}`, ...extra.listeners].join(',')}`,
+    `advertised.listeners=${[`PLAINTEXT://127.0.0.1:${port}`, ...extra.listeners].join(',')}`,
     'controller.listener.names=CONTROLLER',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    `listener.security.protocol.map=${['PLAINTEXT:PLAINTEXT', 'CONTROLLER:PLAINTEXT', ...names.map((n) => `${n}:${n}`)].join(',')}`,
+    ...extra.lines,
     'inter.broker.listener.name=PLAINTEXT',
     `log.dirs=${logDirs}`,
     // One node: every internal topic has one replica.
@@ -216,13 +286,19 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
       (persistent ? join(cacheDir, 'broker-data') : await mkdtemp(join(tmpdir(), 'pme-kafka-'))),
   );
   await mkdir(dataDir, { recursive: true });
-  const [freeA, freeB] = await freePorts(2);
+  const [freeA, freeB, freeC, freeD] = await freePorts(4);
   const port = options.port ?? (options.controllerPort === freeA ? freeB : freeA);
   const controllerPort = options.controllerPort ?? (port === freeB ? freeA : freeB);
+  const sasl = options.sasl && { port: options.sasl.port ?? freeC, users: options.sasl.users };
+  const tls = options.tls && {
+    port: options.tls.port ?? freeD,
+    chain: await readFile(options.tls.chain, 'utf8'),
+    key: await readFile(options.tls.key, 'utf8'),
+  };
   const kraftDir = join(dataDir, 'kraft');
   const propsFile = join(dataDir, 'server.properties');
   const log4jFile = join(dataDir, 'log4j2.properties');
-  await writeFile(propsFile, serverProperties(port, controllerPort, kraftDir));
+  await writeFile(propsFile, serverProperties(port, controllerPort, kraftDir, extraListeners(sasl, tls)));
   await writeFile(log4jFile, LOG4J2_PROPERTIES);
   const jvmArgs = [
     `-Xmx${heapMb}m`,
@@ -252,6 +328,13 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
           '-c',
           propsFile,
           '--ignore-formatted',
+          // SCRAM credentials live in the cluster metadata: written once, with the format.
+          ...Object.entries(sasl?.users ?? {}).flatMap(([name, password]) =>
+            ['SCRAM-SHA-256', 'SCRAM-SHA-512'].flatMap((m) => [
+              '--add-scram',
+              `${m}=[name=${name},password=${password}]`,
+            ]),
+          ),
         ],
         dataDir,
       );
@@ -345,6 +428,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<LocalBro
   const startMs = Math.round(performance.now() - spawnedAt);
   return Object.freeze({
     bootstrap: `127.0.0.1:${port}`,
+    ...(sasl !== undefined && { saslBootstrap: `127.0.0.1:${sasl.port}` }),
+    ...(tls !== undefined && { tlsBootstrap: `127.0.0.1:${tls.port}` }),
     port,
     controllerPort,
     pid,

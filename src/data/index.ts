@@ -10,6 +10,7 @@ export {
   FORMAT_NAMES,
   type FormatName,
   RARE_VALUE,
+  RareFolder,
   type ReadOptions,
   type ReadResult,
   readCatalog,
@@ -20,7 +21,6 @@ export { parseTimestamp } from './generic.js';
 export { detectMovieLensLayout, type MovieLensLayout } from './movielens.js';
 export { createDataReport, type DataReport, MAX_EXAMPLES, type MalformedReason } from './report.js';
 export { splitEvents } from './split.js';
-export { RareFolder } from './formats.js';
 export {
   type ResolvedSyntheticOptions,
   resolveSyntheticOptions,

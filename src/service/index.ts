@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/server.js';
-import { type Config, modelOptionsOf } from '../config.js';
+import { type Config, modelOptionsOf, schemaRegistryAuth } from '../config.js';
 import {
   ChangeTracker,
   initBackend,
@@ -24,9 +24,12 @@ import type { EmbeddingStore } from '../store/index.js';
 import {
   createInteractionCodec,
   createItemCodec,
+  describeConnection,
   ensureParamsTopic,
   ensureTopics,
   HttpSchemaRegistry,
+  type KafkaConnection,
+  kafkaConnection,
   type OffsetMap,
   ParamPacker,
   ParamsPublisher,
@@ -107,15 +110,16 @@ async function bounded(work: Promise<unknown>, ms: number, onTimeout: () => void
  */
 async function startPublishing(
   config: Config,
+  connection: KafkaConnection,
   store: EmbeddingStore,
   trainer: Trainer,
   lock: StateLock,
   log: Log,
 ) {
   if (config.publishIntervalMs === 0) return null;
-  await ensureParamsTopic(config.brokers, config.paramsTopic);
+  await ensureParamsTopic(connection, config.paramsTopic);
   const tracker = new ChangeTracker(store, trainer);
-  const publisher = new ParamsPublisher(config.brokers, config.paramsTopic);
+  const publisher = new ParamsPublisher(connection, config.paramsTopic);
   await publisher.connect();
   let running: Promise<void> | null = null;
   const publish = (): Promise<void> => {
@@ -171,7 +175,11 @@ export async function startService(
       'PME_ERR_CONFIG_INVALID',
       'no Kafka brokers: set KAFKA_BROKERS or --brokers (or run `pme up`)',
     );
-  await waitForKafka(config.brokers, config.brokerWaitMs, log);
+  // Files (CA, client certificate, password file) are read once, here.
+  const connection = kafkaConnection(config);
+  if (connection.ssl !== undefined || connection.sasl !== undefined)
+    log(`pme: Kafka at ${describeConnection(connection)}`);
+  await waitForKafka(connection, config.brokerWaitMs, log);
   await mkdir(config.stateDir, { recursive: true });
   const backend = await initBackend();
   const skipped = backend.skipped.map((s) => s.name).join(', ');
@@ -209,12 +217,17 @@ export async function startService(
   let serving: ServingThread | null = null;
   const lock = new StateLock();
 
-  await ensureTopics(config.brokers, {
+  await ensureTopics(connection, {
     interactions: config.interactionsTopic,
     items: config.itemsTopic,
     partitions: config.partitions,
   });
-  const registry = config.schemaRegistry === '' ? undefined : new HttpSchemaRegistry(config.schemaRegistry);
+  const registry =
+    config.schemaRegistry === ''
+      ? undefined
+      : new HttpSchemaRegistry(config.schemaRegistry, schemaRegistryAuth(config));
+  // Readers only: writer schemas come by the ids in the values; nothing is registered under the
+  // user's `<topic>-value` subjects (that is the producers' business).
   const codec = admittingCodec(
     toEventCodec(
       await createInteractionCodec({ registry, topic: config.interactionsTopic }),
@@ -223,7 +236,7 @@ export async function startService(
     trainer,
   );
   const consumer = new StreamConsumer({
-    brokers: config.brokers,
+    ...connection,
     groupId: config.group,
     exclusive: !config.shareGroup,
     log,
@@ -350,7 +363,7 @@ export async function startService(
   }
   log(`pme: API on ${address}${threaded ? ' (serving thread)' : ''}; state in ${config.stateDir}`);
 
-  const publishing = await startPublishing(config, store, trainer, lock, log);
+  const publishing = await startPublishing(config, connection, store, trainer, lock, log);
 
   // Windows due by time, and TTL expiry, run on a timer too, so an idle service still prunes and
   // expires. Under the state lock: never while a batch is learned (its rows hold tokens a move

@@ -10,7 +10,14 @@ import type { Config } from '../config.js';
 import { initBackend, ReplicaApplier, startItemRefresh, Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
-import { applyRecord, ensureParamsTopic, ParamsFollower, waitForKafka } from '../stream/index.js';
+import {
+  applyRecord,
+  describeConnection,
+  ensureParamsTopic,
+  kafkaConnection,
+  ParamsFollower,
+  waitForKafka,
+} from '../stream/index.js';
 import { serviceApi, tierMetrics } from './adapter.js';
 import { ITEM_REFRESH_MS, type Log, type Service } from './index.js';
 import { ServiceMetrics } from './metrics.js';
@@ -23,7 +30,10 @@ export async function startReplica(
 ): Promise<Service> {
   if (config.brokers.length === 0)
     throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers');
-  await waitForKafka(config.brokers, config.brokerWaitMs, log);
+  const connection = kafkaConnection(config);
+  if (connection.ssl !== undefined || connection.sasl !== undefined)
+    log(`pme: Kafka at ${describeConnection(connection)}`);
+  await waitForKafka(connection, config.brokerWaitMs, log);
   const backend = await initBackend();
   // A replica never steps, so it keeps no optimizer state or importance: half the bytes.
   const store = new EmbeddingStore({ ...storeOptions(config), optimizerSlots: 0, importance: false });
@@ -34,9 +44,9 @@ export async function startReplica(
   });
   const applier = new ReplicaApplier(store, trainer);
   const stopItemRefresh = startItemRefresh(trainer);
-  await ensureParamsTopic(config.brokers, config.paramsTopic);
+  await ensureParamsTopic(connection, config.paramsTopic);
   const follower = new ParamsFollower({
-    brokers: config.brokers,
+    ...connection,
     topic: config.paramsTopic,
     onRecords: (records) => {
       for (const record of records) applyRecord(record, applier);

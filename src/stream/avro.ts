@@ -87,6 +87,13 @@ export interface CodecOptions {
    * schemas are fetched by id. Default: none (raw Avro body plus the `pme-schema` header).
    */
   registry?: SchemaRegistryClient;
+  /**
+   * With a registry: register the writer schema under {@link subject} and frame values with its id,
+   * for a codec that writes (the demo and replay producers). Default false: a reader (the service's
+   * consumer) only decodes, by the schema ids its values carry, and never writes the project's
+   * schema under the user's subject; its `encode` throws.
+   */
+  register?: boolean;
   /** Registry subject of the writer schema. Default `<topic>-value` (TopicNameStrategy). */
   subject?: string;
   /** Topic name, for the default subject. Default `interactions` / `items`. */
@@ -121,7 +128,7 @@ export class AvroCodec<T> {
   headerless = 0;
   /** Headers to put on every produced message. Frozen. */
   readonly headers: Readonly<Record<string, string>>;
-  /** Registry id of the writer schema, or -1 without a registry. */
+  /** Registry id of the writer schema, or -1 without a registry or when reading only. */
   readonly schemaId: number;
   readonly maxMessageBytes: number;
 
@@ -147,13 +154,17 @@ export class AvroCodec<T> {
     this.#validate = validate;
     this.#fromTombstone = fromTombstone;
     this.#registry = options.registry;
-    if (this.#registry) this.#writers.set(schemaId, IDENTICAL);
-    else this.#writers.set(this.fingerprint, IDENTICAL);
+    if (!this.#registry) this.#writers.set(this.fingerprint, IDENTICAL);
+    else if (schemaId >= 0) this.#writers.set(schemaId, IDENTICAL);
     for (const writer of options.writerSchemas ?? []) this.registerWriterSchema(writer);
   }
 
   /** The value to produce: a raw Avro body, or the framed body when a registry is configured. */
   encode(value: T): Buffer {
+    if (this.#registry && this.schemaId < 0)
+      throw new Error(
+        'AvroCodec: a reading codec cannot encode with a registry (create it with register: true)',
+      );
     const body = this.type.toBuffer(value);
     return this.#registry ? frame(this.schemaId, body) : body;
   }
@@ -299,12 +310,12 @@ function validateOptions(options: CodecOptions): void {
 }
 
 async function registerWriter(options: CodecOptions, schema: Schema, topic: string): Promise<number> {
-  if (!options.registry) return -1;
+  if (!options.registry || options.register !== true) return -1;
   const subject = options.subject ?? `${options.topic ?? topic}-value`;
   return options.registry.register(subject, schema);
 }
 
-/** A codec for `pme.Interaction`; with a registry, registers the writer schema first. */
+/** A codec for `pme.Interaction`; with a registry and `register: true`, registers the writer schema first. */
 export async function createInteractionCodec(options: CodecOptions = {}): Promise<AvroCodec<Interaction>> {
   validateOptions(options);
   const id = await registerWriter(options, INTERACTION_SCHEMA, 'interactions');

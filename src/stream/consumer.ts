@@ -19,10 +19,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { type IHeaders, Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
+import { type IHeaders, type Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
 import { GroupFence, trainerClientId } from './fence.js';
+import { type KafkaConnection, kafkaClient } from './kafka-client.js';
 import { kafkaLog } from './log.js';
 import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic } from './topics.js';
 
@@ -60,8 +61,8 @@ export interface EventCodec {
 /** `topic:partition` -> next offset to read (the Kafka meaning of a committed offset). */
 export type OffsetMap = Record<string, string>;
 
-export interface ConsumerOptions {
-  brokers: readonly string[];
+/** The brokers, and TLS and SASL when the cluster needs them (kafka-client.ts). */
+export interface ConsumerOptions extends KafkaConnection {
   groupId: string;
   interactionsTopic: string;
   itemsTopic: string;
@@ -229,10 +230,8 @@ export class StreamConsumer {
     this.#chunk = BigInt(this.#options.batchEvents);
     this.#applied = new Map(Object.entries(options.appliedOffsets ?? {}).map(([k, v]) => [k, BigInt(v)]));
     this.#clientId = trainerClientId(options.clientId ?? 'pme', Date.now(), process.pid);
-    this.#kafka = new Kafka({
+    this.#kafka = kafkaClient(options, {
       clientId: this.#clientId,
-      brokers: [...options.brokers],
-      logLevel: logLevel.WARN,
       logCreator: kafkaLog,
       retry: {
         retries: 8,
@@ -265,9 +264,8 @@ export class StreamConsumer {
     // A lag read that fails is harmless (the next comes in lagRefreshMs), and close() waits for
     // the one in flight: with the client's own retries, a read on a connection the broker dropped
     // (a broker restart) held a stop for seconds.
-    this.#lagAdmin = new Kafka({
+    this.#lagAdmin = kafkaClient(options, {
       clientId: this.#clientId,
-      brokers: [...options.brokers],
       logLevel: logLevel.NOTHING,
       retry: { retries: 0 },
       connectionTimeout: 1000,

@@ -7,6 +7,7 @@
  * - avro: the Avro schemas, writer-schema resolution (and the schema-registry wire format),
  *   EventDecodeError reasons.
  * - ensureTopics: creates the topics the service needs.
+ * - kafkaClient / kafkaConnection: every kafkajs client, built one way (brokers, TLS, SASL).
  * - the parameter topic replicas follow: its record format and packing (param-records.ts:
  *   ParamPacker, unpackRecords, applyRecord) and its producer and follower (params.ts).
  */
@@ -31,6 +32,17 @@ export {
   StreamConsumer,
 } from './consumer.js';
 export { GroupFence, trainerClientId } from './fence.js';
+export {
+  asConnection,
+  describeConnection,
+  type KafkaConnection,
+  type KafkaSasl,
+  type KafkaTls,
+  kafkaClient,
+  kafkaConnection,
+  SASL_MECHANISMS,
+  type SaslMechanism,
+} from './kafka-client.js';
 export {
   applyRecord,
   type PackedRecords,

@@ -5,18 +5,17 @@
  * so a new replica rebuilds the whole model from it and a restarted one catches up. The records'
  * keys and values are param-records.ts's; this file only carries them.
  */
-import { CompressionTypes, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { CompressionTypes, type Kafka, Partitioners, type Producer } from 'kafkajs';
+import { type KafkaConnection, kafkaClient } from './kafka-client.js';
 import { kafkaLog } from './log.js';
 import type { ParamRecord } from './param-records.js';
 
 /** Creates the parameter topic when missing: compacted, segments rolled often so compaction runs. */
-export async function ensureParamsTopic(brokers: readonly string[], topic: string): Promise<void> {
-  const admin = new Kafka({
-    clientId: 'pme-admin',
-    brokers: [...brokers],
-    logLevel: logLevel.WARN,
-    logCreator: kafkaLog,
-  }).admin();
+export async function ensureParamsTopic(
+  connection: KafkaConnection | readonly string[],
+  topic: string,
+): Promise<void> {
+  const admin = kafkaClient(connection, { clientId: 'pme-admin', logCreator: kafkaLog }).admin();
   await admin.connect();
   try {
     if ((await admin.listTopics()).includes(topic)) return;
@@ -48,13 +47,8 @@ export class ParamsPublisher {
   readonly #topic: string;
   published = 0;
 
-  constructor(brokers: readonly string[], topic: string) {
-    const kafka = new Kafka({
-      clientId: 'pme-params',
-      brokers: [...brokers],
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLog,
-    });
+  constructor(connection: KafkaConnection | readonly string[], topic: string) {
+    const kafka = kafkaClient(connection, { clientId: 'pme-params', logCreator: kafkaLog });
     this.#producer = kafka.producer({
       createPartitioner: Partitioners.DefaultPartitioner,
       maxInFlightRequests: 1,
@@ -82,8 +76,7 @@ export class ParamsPublisher {
   }
 }
 
-export interface FollowerOptions {
-  brokers: readonly string[];
+export interface FollowerOptions extends KafkaConnection {
   topic: string;
   /** Applies one batch of records, in topic order. */
   onRecords(records: ParamRecord[]): void;
@@ -105,12 +98,7 @@ export class ParamsFollower {
 
   constructor(options: FollowerOptions) {
     this.#options = options;
-    this.#kafka = new Kafka({
-      clientId: 'pme-replica',
-      brokers: [...options.brokers],
-      logLevel: logLevel.WARN,
-      logCreator: kafkaLog,
-    });
+    this.#kafka = kafkaClient(options, { clientId: 'pme-replica', logCreator: kafkaLog });
     this.#consumer = this.#kafka.consumer({
       groupId: `pme-replica-${process.pid}-${Date.now().toString(36)}`,
       maxBytesPerPartition: 8 << 20,

@@ -2,13 +2,14 @@
  * Writes interactions and catalog items to Kafka in the project's Avro contract, keyed as the
  * contract says (interactions by user, items by item). Used by `pme replay` and the demo.
  */
-import { CompressionTypes, Kafka, logLevel, Partitioners, type Producer } from 'kafkajs';
+import { CompressionTypes, Partitioners, type Producer } from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { type AvroCodec, type CodecOptions, createInteractionCodec, createItemCodec } from './avro.js';
+import { type KafkaConnection, kafkaClient } from './kafka-client.js';
 import { kafkaLog } from './log.js';
 
-export interface ProducerOptions {
-  brokers: readonly string[];
+/** The brokers, and TLS and SASL when the cluster needs them. */
+export interface ProducerOptions extends KafkaConnection {
   clientId?: string;
   /** Messages per produce request. Default 500. */
   batchSize?: number;
@@ -26,14 +27,17 @@ export class EventProducer {
   readonly #producer: Producer;
   readonly #batchSize: number;
   readonly #codecOptions: CodecOptions;
-  #interactions: AvroCodec<Interaction> | null = null;
-  #items: AvroCodec<CatalogItem> | null = null;
+  /**
+   * Codecs by topic: with a registry, each topic's writer schema is registered under that topic's
+   * subject (`<topic>-value`), the first time the topic is written to. This producer is where the
+   * project registers its schemas: the service's consumer only reads them by id.
+   */
+  readonly #interactions = new Map<string, Promise<AvroCodec<Interaction>>>();
+  readonly #items = new Map<string, Promise<AvroCodec<CatalogItem>>>();
 
   constructor(options: ProducerOptions) {
-    const kafka = new Kafka({
+    const kafka = kafkaClient(options, {
       clientId: options.clientId ?? 'pme-producer',
-      brokers: [...options.brokers],
-      logLevel: logLevel.WARN,
       logCreator: kafkaLog,
     });
     this.#producer = kafka.producer({
@@ -45,15 +49,22 @@ export class EventProducer {
   }
 
   async connect(): Promise<void> {
-    this.#interactions = await createInteractionCodec(this.#codecOptions);
-    this.#items = await createItemCodec(this.#codecOptions);
     await this.#producer.connect();
   }
 
-  #codecs(): { interactions: AvroCodec<Interaction>; items: AvroCodec<CatalogItem> } {
-    if (this.#interactions === null || this.#items === null)
-      throw new Error('EventProducer: call connect() first');
-    return { interactions: this.#interactions, items: this.#items };
+  #codec<T>(
+    cache: Map<string, Promise<AvroCodec<T>>>,
+    create: (options: CodecOptions) => Promise<AvroCodec<T>>,
+    topic: string,
+  ): Promise<AvroCodec<T>> {
+    let codec = cache.get(topic);
+    if (codec === undefined) {
+      codec = create({ ...this.#codecOptions, topic, register: true });
+      // A registry that failed is asked again on the next send.
+      codec.catch(() => cache.delete(topic));
+      cache.set(topic, codec);
+    }
+    return codec;
   }
 
   disconnect(): Promise<void> {
@@ -61,7 +72,7 @@ export class EventProducer {
   }
 
   async sendInteractions(topic: string, events: readonly Interaction[]): Promise<void> {
-    const codec = this.#codecs().interactions;
+    const codec = await this.#codec(this.#interactions, createInteractionCodec, topic);
     for (let i = 0; i < events.length; i += this.#batchSize) {
       await this.#producer.send({
         topic,
@@ -74,7 +85,7 @@ export class EventProducer {
   }
 
   async sendItems(topic: string, items: readonly CatalogItem[]): Promise<void> {
-    const codec = this.#codecs().items;
+    const codec = await this.#codec(this.#items, createItemCodec, topic);
     for (let i = 0; i < items.length; i += this.#batchSize) {
       const messages = items
         .slice(i, i + this.#batchSize)

@@ -5,8 +5,9 @@
  * `waitMs`, for its supervisor to see.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, logLevel } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { PmeError } from '../errors.js';
+import { asConnection, type KafkaConnection, kafkaClient, securityFailure } from './kafka-client.js';
 
 /** Time between two tries. */
 const RETRY_MS = 1000;
@@ -18,10 +19,9 @@ function reason(error: unknown): string {
 }
 
 /** One try: connect and read the cluster's metadata. */
-async function answers(brokers: readonly string[]): Promise<void> {
-  const admin = new Kafka({
+async function answers(connection: KafkaConnection): Promise<void> {
+  const admin = kafkaClient(connection, {
     clientId: 'pme-reach',
-    brokers: [...brokers],
     logLevel: logLevel.NOTHING,
     connectionTimeout: 2000,
     retry: { retries: 0 },
@@ -36,21 +36,27 @@ async function answers(brokers: readonly string[]): Promise<void> {
 
 /**
  * Resolves once a broker of `brokers` answers; logs one line when the first try fails and one
- * when Kafka answers after that. Throws PME_ERR_KAFKA_UNREACHABLE when none has after `waitMs`.
+ * when Kafka answers after that. Throws PME_ERR_KAFKA_UNREACHABLE when none has after `waitMs`, and
+ * PME_ERR_KAFKA_AUTH at once when a broker answers but refuses the credentials or TLS (waiting
+ * would not change that).
  */
 export async function waitForKafka(
-  brokers: readonly string[],
+  target: KafkaConnection | readonly string[],
   waitMs: number,
   log: (line: string) => void,
 ): Promise<void> {
+  const connection = asConnection(target);
+  const brokers = connection.brokers;
   const started = performance.now();
   let waiting = false;
   for (;;) {
     try {
-      await answers(brokers);
+      await answers(connection);
       if (waiting) log(`pme: Kafka answers after ${((performance.now() - started) / 1000).toFixed(1)} s`);
       return;
     } catch (error) {
+      const refused = securityFailure(error);
+      if (refused !== null) throw new PmeError('PME_ERR_KAFKA_AUTH', brokers.join(','), refused);
       const elapsed = performance.now() - started;
       if (elapsed >= waitMs)
         throw new PmeError(

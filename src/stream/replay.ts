@@ -4,6 +4,8 @@
  * into the items topic; the topics are created first if missing.
  */
 import type { CatalogItem, Interaction } from '../data/event.js';
+import type { CodecOptions } from './avro.js';
+import type { KafkaConnection } from './kafka-client.js';
 import { EventProducer } from './producer.js';
 import { ensureTopics } from './topics.js';
 
@@ -14,8 +16,9 @@ export interface ReplaySource {
   catalog: CatalogItem[];
 }
 
-export interface ReplayOptions {
-  brokers: string[];
+export interface ReplayOptions extends KafkaConnection {
+  /** Codec options: a schema registry, under whose `<topic>-value` subjects the schemas are registered. */
+  codec?: CodecOptions;
   /** Interactions topic. */
   topic: string;
   /** Catalog topic. */
@@ -40,8 +43,8 @@ export interface ReplayResult {
 /** Sends `source` into the topics; resolves once the last batch is acknowledged. */
 export async function replay(source: ReplaySource, o: ReplayOptions): Promise<ReplayResult> {
   const { total, next, catalog } = source;
-  await ensureTopics(o.brokers, { interactions: o.topic, items: o.itemsTopic, partitions: o.partitions });
-  const producer = new EventProducer({ brokers: o.brokers });
+  await ensureTopics(o, { interactions: o.topic, items: o.itemsTopic, partitions: o.partitions });
+  const producer = new EventProducer({ ...connectionOf(o), codec: o.codec });
   await producer.connect();
   try {
     if (catalog.length > 0) await producer.sendItems(o.itemsTopic, catalog);
@@ -65,4 +68,8 @@ export async function replay(source: ReplaySource, o: ReplayOptions): Promise<Re
   } finally {
     await producer.disconnect();
   }
+}
+
+function connectionOf(o: KafkaConnection): KafkaConnection {
+  return { brokers: o.brokers, ssl: o.ssl, sasl: o.sasl };
 }

@@ -2,10 +2,11 @@
  * The project's topics: interactions, the compacted items catalog, and a dead-letter topic for
  * each. Created idempotently, so every start (service, replay, tests) may call it.
  */
-import kafkajs, { type ITopicConfig } from 'kafkajs';
+import kafkajs, { type Admin, type ITopicConfig } from 'kafkajs';
 import { PmeError } from '../errors.js';
+import { type KafkaConnection, kafkaClient } from './kafka-client.js';
 
-const { Kafka, logLevel, ConfigResourceTypes } = kafkajs;
+const { logLevel, ConfigResourceTypes } = kafkajs;
 
 /** Suffix of a topic's dead-letter topic. */
 export const DLQ_SUFFIX = '.dlq';
@@ -50,7 +51,7 @@ export interface TopicReport {
  * @throws PmeError PME_ERR_CONFIG_INVALID on bad options
  */
 export async function ensureTopics(
-  brokers: string | readonly string[],
+  connection: KafkaConnection | string | readonly string[],
   options: TopicOptions = {},
 ): Promise<TopicReport> {
   const interactions = options.interactions ?? 'interactions';
@@ -85,10 +86,8 @@ export async function ensureTopics(
     { topic: dlqTopic(items), numPartitions: 1, replicationFactor },
   ];
 
-  const list = typeof brokers === 'string' ? brokers.split(',').map((b) => b.trim()) : [...brokers];
-  const admin = new Kafka({
+  const admin = kafkaClient(connection, {
     clientId: options.clientId ?? 'pme-topics',
-    brokers: list,
     logLevel: logLevel.NOTHING,
   }).admin();
   await admin.connect();
@@ -112,11 +111,7 @@ export async function ensureTopics(
   }
 }
 
-async function checkExisting(
-  admin: ReturnType<InstanceType<typeof Kafka>['admin']>,
-  wanted: ITopicConfig[],
-  report: TopicReport,
-): Promise<void> {
+async function checkExisting(admin: Admin, wanted: ITopicConfig[], report: TopicReport): Promise<void> {
   const existing = wanted.filter((t) => report.existing.includes(t.topic));
   const metadata = await admin.fetchTopicMetadata({ topics: existing.map((t) => t.topic) });
   for (const topic of metadata.topics) {

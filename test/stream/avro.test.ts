@@ -183,14 +183,16 @@ t.test('the EventCodec adapter decodes what the codec encodes', async (t) => {
 
 t.test('Confluent wire format with an in-memory registry', async (t) => {
   const registry = new MemorySchemaRegistry();
-  const producer = await createInteractionCodec({ registry, topic: 'clicks' });
+  const producer = await createInteractionCodec({ registry, topic: 'clicks', register: true });
   t.same(registry.versions('clicks-value'), [producer.schemaId], 'registered under <topic>-value');
   const value = producer.encode(event);
   t.equal(value[0], 0, 'magic byte');
   t.equal(value.readUInt32BE(1), producer.schemaId, 'schema id, big-endian');
   t.equal(framedSchemaId(value), producer.schemaId);
 
+  // A reader registers nothing: it learns even the current schema's id from the registry.
   const consumer = await createInteractionCodec({ registry, topic: 'clicks' });
+  await consumer.prefetch([value]);
   t.same({ ...consumer.decode(value) }, event);
 
   // An older producer registered its own schema: unknown until prefetched from the registry.
@@ -222,6 +224,29 @@ t.test('Confluent wire format with an in-memory registry', async (t) => {
   );
 });
 
+t.test('a reading codec registers nothing under the topic subject (issue 19)', async (t) => {
+  const registry = new MemorySchemaRegistry();
+  const reader = await createInteractionCodec({ registry, topic: 'clicks' });
+  const items = await createItemCodec({ registry, topic: 'clicks-items' });
+  t.same(registry.versions('clicks-value'), [], "nothing under the user's <topic>-value");
+  t.same(registry.versions('clicks-items-value'), [], 'nor under the catalog topic');
+  t.equal(reader.schemaId, -1, 'a reader has no writer id');
+  t.throws(() => reader.encode(event), /register: true/, 'and cannot write framed values');
+  t.throws(() => items.encode({ item: 'i', fields: {}, active: true }), /register: true/);
+
+  // What a producer registered (here, the current schema) is read by the id in the value.
+  const producer = await createInteractionCodec({ registry, topic: 'clicks', register: true });
+  const value = producer.encode(event);
+  t.equal(
+    reasonOf(() => reader.decode(value)),
+    'unknown-schema',
+    'unknown until prefetched',
+  );
+  await reader.prefetch([value]);
+  t.same({ ...reader.decode(value) }, event);
+  t.same(registry.versions('clicks-value'), [producer.schemaId], "only the producer's registration");
+});
+
 t.test('the HTTP registry client speaks the Confluent REST API', async (t) => {
   const schemas: string[] = [];
   const requests: string[] = [];
@@ -250,7 +275,7 @@ t.test('the HTTP registry client speaks the Confluent REST API', async (t) => {
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   const registry = new HttpSchemaRegistry(url);
 
-  const codec = await createInteractionCodec({ registry });
+  const codec = await createInteractionCodec({ registry, register: true });
   t.equal(codec.schemaId, 1);
   t.equal(requests[0], 'POST /subjects/interactions-value/versions');
   const reader = await createInteractionCodec({ registry: new HttpSchemaRegistry(url) });

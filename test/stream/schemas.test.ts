@@ -115,7 +115,7 @@ t.test('older and newer writer schemas, with a schema registry', async (t) => {
   const v0 = await registry.register(`${topic}-value`, V0);
   const v2 = await registry.register(`${topic}-value`, V2);
   const bad = await registry.register(`${topic}-value`, INCOMPATIBLE);
-  const writer = await createInteractionCodec({ registry, topic });
+  const writer = await createInteractionCodec({ registry, topic, register: true });
 
   const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
   const producer = kafka.producer();

@@ -5,9 +5,11 @@
  * src/data, sending it src/stream/replay.ts.
  */
 import { resolveBrokers } from '../../broker/index.js';
+import { loadConfig, schemaRegistryAuth } from '../../config.js';
 import type { CatalogItem, Interaction } from '../../data/event.js';
 import { FORMAT_NAMES, readEvents, SyntheticWorkload } from '../../data/index.js';
 import { PmeError } from '../../errors.js';
+import { HttpSchemaRegistry, kafkaConnection } from '../../stream/index.js';
 import { replay } from '../../stream/replay.js';
 import { Progress } from '../../util/progress.js';
 import { parseFlags } from '../args.js';
@@ -22,6 +24,10 @@ const HELP = `usage: pme replay (--data FILE --format F [--items FILE] | --synth
   --items-topic T    catalog topic (default: PME_TOPIC_ITEMS or "items")
   --rate R           events per second (default: as fast as the broker takes them)
   --brokers LIST     Kafka bootstrap servers (default: KAFKA_BROKERS)
+
+TLS, SASL and the schema registry are read from the environment variables of \`pme serve\`
+(PME_KAFKA_SASL_*, PME_KAFKA_TLS*, PME_SCHEMA_REGISTRY_*); with a registry, the schemas are
+registered under <topic>-value.
 `;
 
 function positive(name: string, raw: string | undefined, fallback: number): number {
@@ -50,9 +56,16 @@ export async function replayCommand(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
-  const brokers = values.brokers?.split(',') ?? resolveBrokers();
-  if (brokers === undefined || brokers.length === 0)
+  // The service's options from the environment: Kafka's TLS and SASL, the schema registry.
+  const config = loadConfig([], process.env);
+  const brokers = values.brokers?.split(',') ?? resolveBrokers() ?? [];
+  if (brokers.length === 0)
     throw new PmeError('PME_ERR_CONFIG_INVALID', 'no Kafka brokers: set KAFKA_BROKERS or --brokers');
+  const connection = kafkaConnection({ ...config, brokers });
+  const registry =
+    config.schemaRegistry === ''
+      ? undefined
+      : new HttpSchemaRegistry(config.schemaRegistry, schemaRegistryAuth(config));
   const topic = values.topic ?? process.env.PME_TOPIC_INTERACTIONS ?? 'interactions';
   const itemsTopic = values['items-topic'] ?? process.env.PME_TOPIC_ITEMS ?? 'items';
   const rate = values.rate === undefined ? 0 : positive('--rate', values.rate, 0);
@@ -91,7 +104,8 @@ export async function replayCommand(argv: string[]): Promise<number> {
   const { sent, items, seconds } = await replay(
     { total, next, catalog },
     {
-      brokers,
+      ...connection,
+      codec: { registry, register: true },
       topic,
       itemsTopic,
       partitions: Number(process.env.PME_PARTITIONS ?? 4),

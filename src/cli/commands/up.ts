@@ -6,10 +6,10 @@
  */
 import { parseArgs } from 'node:util';
 import { connectOrStartBroker } from '../../broker/index.js';
-import { loadConfig } from '../../config.js';
+import { loadConfig, schemaRegistryAuth } from '../../config.js';
 import { SyntheticWorkload } from '../../data/index.js';
 import { startService } from '../../service/index.js';
-import { EventProducer } from '../../stream/index.js';
+import { EventProducer, HttpSchemaRegistry, kafkaConnection } from '../../stream/index.js';
 import { nodeFlagsHint } from '../node-flags.js';
 import { stopOnSignals } from './serve.js';
 
@@ -74,7 +74,15 @@ export async function upCommand(argv: string[]): Promise<number> {
   const service = await startService(config, log);
 
   const workload = new SyntheticWorkload({ seed: config.seed, users, items, startTime: Date.now() });
-  const producer = new EventProducer({ brokers: config.brokers });
+  // The demo producer registers its schemas (the service only reads them) and connects as the service does.
+  const registry =
+    config.schemaRegistry === ''
+      ? undefined
+      : new HttpSchemaRegistry(config.schemaRegistry, schemaRegistryAuth(config));
+  const producer = new EventProducer({
+    ...kafkaConnection(config),
+    codec: { registry, register: true },
+  });
   await producer.connect();
   await producer.sendItems(config.itemsTopic, workload.catalog());
   const demo = rate > 0 ? producer.stream(config.interactionsTopic, () => workload.next(), rate) : null;
