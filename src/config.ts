@@ -204,7 +204,13 @@ export const OPTIONS = {
     env: 'PME_LEARNING_RATE',
     kind: 'number',
     default: '0.05',
-    doc: 'Adagrad step size of the embedding rows and linear weights.',
+    doc: 'Adagrad step size of the embedding rows.',
+  },
+  linearLearningRate: {
+    env: 'PME_LINEAR_LEARNING_RATE',
+    kind: 'number',
+    default: '0.2',
+    doc: 'Adagrad step size of the linear weights (one per token; the `lr` model has only these).',
   },
   projectionLearningRate: {
     env: 'PME_PROJECTION_LEARNING_RATE',
@@ -392,7 +398,13 @@ function checkValue(name: string, spec: OptionSpec, value: unknown): unknown {
 
 /** The options of the learner, named as in the table: the service, `pme stream-eval`,
  *  `pme offline` and the library all take these. */
-export const LEARNER_OPTIONS = ['model', 'learningRate', 'projectionLearningRate', 'l2'] as const;
+export const LEARNER_OPTIONS = [
+  'model',
+  'learningRate',
+  'linearLearningRate',
+  'projectionLearningRate',
+  'l2',
+] as const;
 export type LearnerConfig = Pick<Config, (typeof LEARNER_OPTIONS)[number]>;
 /** The service's models: its parameter topic and replicas carry an FM's parameters. */
 const SERVICE_MODELS = ['fm'] as const;
@@ -421,11 +433,12 @@ export const LEARNER_FLAGS = LEARNER_OPTIONS.map((name) => flagName(name).slice(
 /** The model options (FmOptions' names) of a learner config. */
 export function modelOptionsOf(learner: LearnerConfig): {
   learningRate: number;
+  linearLearningRate: number;
   projectionLearningRate: number;
   l2: number;
 } {
-  const { learningRate, projectionLearningRate, l2 } = learner;
-  return { learningRate, projectionLearningRate, l2 };
+  const { learningRate, linearLearningRate, projectionLearningRate, l2 } = learner;
+  return { learningRate, linearLearningRate, projectionLearningRate, l2 };
 }
 
 function validateLearner(learner: LearnerConfig, models: readonly string[]): void {
@@ -434,7 +447,7 @@ function validateLearner(learner: LearnerConfig, models: readonly string[]): voi
       'PME_ERR_CONFIG_INVALID',
       `--model must be ${models.length === 1 ? models[0] : `one of ${models.join(', ')}`} here, got "${learner.model}"${models === SERVICE_MODELS ? ' (deepfm and lr run in `pme stream-eval`)' : ''}`,
     );
-  for (const name of ['learningRate', 'projectionLearningRate'] as const)
+  for (const name of ['learningRate', 'linearLearningRate', 'projectionLearningRate'] as const)
     if (!(learner[name] > 0))
       throw new PmeError('PME_ERR_CONFIG_INVALID', `${flagName(name)} must be above 0, got ${learner[name]}`);
 }

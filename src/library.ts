@@ -5,7 +5,7 @@
  * back.
  */
 import type { TiersReport } from './api/contract.js';
-import { type ConfigValues, configFrom } from './config.js';
+import { type ConfigValues, configFrom, modelOptionsOf } from './config.js';
 import type { CatalogItem, Interaction } from './data/event.js';
 import { type RecommendResult, Trainer, type TrainerStats, type WindowReport } from './engine/index.js';
 import { PmeController } from './engine/pme/controller.js';
@@ -76,11 +76,7 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
   });
   const trainer = new Trainer(store, {
-    model: {
-      learningRate: config.learningRate,
-      projectionLearningRate: config.projectionLearningRate,
-      l2: config.l2,
-    },
+    model: modelOptionsOf(config),
     negatives: config.negatives,
     seed: config.seed,
     observer: pme,

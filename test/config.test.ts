@@ -72,16 +72,34 @@ t.test('the README configuration table is the one generated from OPTIONS', async
 t.test('the learner options have one name everywhere: service, stream-eval, offline', async (t) => {
   const service = loadConfig(['--learning-rate', '0.2', '--l2=0.001'], {
     PME_PROJECTION_LEARNING_RATE: '0.03',
+    PME_LINEAR_LEARNING_RATE: '0.4',
   });
-  t.same(modelOptionsOf(service), { learningRate: 0.2, projectionLearningRate: 0.03, l2: 0.001 });
-  t.same(LEARNER_FLAGS, ['model', 'learning-rate', 'projection-learning-rate', 'l2']);
+  t.strictSame(modelOptionsOf(service), {
+    learningRate: 0.2,
+    linearLearningRate: 0.4,
+    projectionLearningRate: 0.03,
+    l2: 0.001,
+  });
+  t.strictSame(LEARNER_FLAGS, [
+    'model',
+    'learning-rate',
+    'linear-learning-rate',
+    'projection-learning-rate',
+    'l2',
+  ]);
   const command = learnerFlags({ model: 'lr', 'learning-rate': '0.2', l2: '0.001' }, MODEL_KINDS);
-  t.same(command, { model: 'lr', learningRate: 0.2, projectionLearningRate: 0.01, l2: 0.001 });
+  t.strictSame(command, {
+    model: 'lr',
+    learningRate: 0.2,
+    linearLearningRate: 0.2,
+    projectionLearningRate: 0.01,
+    l2: 0.001,
+  });
   t.throws(() => learnerFlags({ model: 'gbdt' }, MODEL_KINDS), /--model must be one of fm, deepfm, lr here/);
   t.throws(() => learnerFlags({ 'learning-rate': '0' }, MODEL_KINDS), /--learning-rate must be above 0/);
 
   // They reach the model: another step size learns another model from the same stream.
-  const run = (learningRate?: number) =>
+  const run = (learner?: { learningRate?: number; linearLearningRate?: number }) =>
     streamEval({
       synthetic: 3000,
       dim: 8,
@@ -90,9 +108,19 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
       windowEvents: 100_000,
       negatives: 0,
       batch: 64,
-      ...(learningRate === undefined ? {} : { learner: { learningRate } }),
+      ...(learner === undefined ? {} : { learner }),
     });
-  const [byDefault, again, faster] = [await run(), await run(0.05), await run(0.3)];
-  t.equal(again.logloss, byDefault.logloss, 'the default step size is 0.05');
-  t.not(faster.logloss, byDefault.logloss, 'a larger step size learns differently');
+  const byDefault = await run();
+  const again = await run({ learningRate: 0.05, linearLearningRate: 0.2 });
+  t.equal(again.logloss, byDefault.logloss, 'the default step sizes are 0.05 (rows) and 0.2 (linear)');
+  t.not(
+    (await run({ learningRate: 0.3 })).logloss,
+    byDefault.logloss,
+    'a larger row step learns differently',
+  );
+  t.not(
+    (await run({ linearLearningRate: 0.05 })).logloss,
+    byDefault.logloss,
+    'and so does another linear step',
+  );
 });

@@ -71,7 +71,7 @@ export interface StreamEvalOptions {
   /** DeepFM hidden layer widths. Default [64, 32]. */
   hidden?: number[];
   /** Learning rates and L2 of the sparse part (every model has one). Default FM_DEFAULTS'. */
-  learner?: Partial<Pick<FmOptions, 'learningRate' | 'projectionLearningRate' | 'l2'>>;
+  learner?: Partial<Pick<FmOptions, 'learningRate' | 'linearLearningRate' | 'projectionLearningRate' | 'l2'>>;
   data?: string;
   format?: string;
   items?: string;

@@ -43,6 +43,7 @@ function makeModel(seed = 1): FmModel {
   const model = new FmModel(store, {
     optimizer: 'sgd',
     learningRate: 1,
+    linearLearningRate: 1,
     projectionLearningRate: 1,
     l2: L2,
     l2Projection: L2,
@@ -183,14 +184,14 @@ function referenceStep(
   let sq = 0;
   for (let d = 0; d < dim; d++) sq += S[d] ** 2;
   const g = sigmoid(z + 0.5 * (sq - self)) - label;
-  const step = (x: number, grad: number, acc: Float32Array, at: number): number => {
-    if (!adagrad) return x - o.learningRate * grad;
+  const step = (x: number, grad: number, acc: Float32Array, at: number, rate = o.learningRate): number => {
+    if (!adagrad) return x - rate * grad;
     acc[at] += grad * grad;
-    return x - (o.learningRate * grad) / (Math.sqrt(acc[at]) + o.epsilon);
+    return x - (rate * grad) / (Math.sqrt(acc[at]) + o.epsilon);
   };
   const dP = model.projections.map((P) => (P === null ? null : new Float64Array(P.length)));
   for (const [k, id] of ids.entries()) {
-    linear[id] = step(store.linear[id], g + o.l2 * store.linear[id], linearOpt, id);
+    linear[id] = step(store.linear[id], g + o.l2 * store.linear[id], linearOpt, id, o.linearLearningRate);
     const ti = store.tierOf[id];
     const s = store.tiers[ti].size;
     if (s === 0) continue;

@@ -24,7 +24,9 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
   --min-count N      field values seen fewer than N times in the training split become one "rare"
                      token per field (in every split). Default 1
-  --learning-rate X  step size of the rows and linear weights (Adagrad). Default 0.05
+  --learning-rate X  step size of the embedding rows (Adagrad). Default 0.05
+  --linear-learning-rate X
+                     step size of the linear weights (Adagrad). Default 0.2
   --projection-learning-rate X
                      step size of the projections P_s and the bias. Default 0.01
   --l2 X             L2 on the rows and linear weights a step touches. Default 1e-6

@@ -23,7 +23,9 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
   --dim D              full embedding size D (ladder 0, 2, 4, .., D). Default 64
   --model M            ${MODEL_KINDS.join(' | ')}. Default fm
 ${MODEL_KINDS.map((kind) => `                         ${kind}: ${MODELS[kind].summary}`).join('\n')}
-  --learning-rate X    step size of the rows and linear weights (Adagrad). Default 0.05
+  --learning-rate X    step size of the embedding rows (Adagrad). Default 0.05
+  --linear-learning-rate X
+                       step size of the linear weights (Adagrad). Default 0.2
   --projection-learning-rate X
                        step size of the projections P_s and the bias. Default 0.01
   --l2 X               L2 on the rows and linear weights a step touches. Default 1e-6

@@ -38,8 +38,13 @@ import {
 
 /** Model options. Every field is validated once by `resolveFmOptions` and frozen. */
 export interface FmOptions {
-  /** Step size for embedding rows and linear weights. Default 0.05. */
+  /** Step size for embedding rows. Default 0.05. */
   learningRate: number;
+  /** Step size for the linear weights (one per token). Default 0.2: four times the rows' (one
+   *  rate for both was 0.05, and the linear part learned too slowly: progressive AUC on the three
+   *  shared datasets, 0.05 → 0.2: ml-latest-small 0.7786 → 0.7813, criteo-sample 0.6387 → 0.6633,
+   *  avazu-sample 0.6619 → 0.6659; 0.1, 0.3 and 0.5 did no better on the mean). */
+  linearLearningRate: number;
   /** Step size for the dense projections P_s and the bias. Default 0.01: they are shared by
    *  every token of a tier, so they see many more updates than any row. */
   projectionLearningRate: number;
@@ -69,6 +74,7 @@ export interface FmOptions {
 
 export const FM_DEFAULTS: Readonly<FmOptions> = Object.freeze({
   learningRate: 0.05,
+  linearLearningRate: 0.2,
   projectionLearningRate: 0.01,
   l2: 1e-6,
   l2Projection: 1e-6,
@@ -93,6 +99,7 @@ function nonNegative(name: string, value: number): void {
 export function resolveFmOptions(options: Partial<FmOptions> = {}): Readonly<FmOptions> {
   const o: FmOptions = { ...FM_DEFAULTS, ...options };
   positive('learningRate', o.learningRate);
+  positive('linearLearningRate', o.linearLearningRate);
   positive('projectionLearningRate', o.projectionLearningRate);
   nonNegative('l2', o.l2);
   nonNegative('l2Projection', o.l2Projection);
@@ -272,6 +279,7 @@ export class FmModel extends ModelBase implements Model {
     const at = this.#at;
     const g = this.#p - label;
     const lr = o.learningRate;
+    const linearRate = o.linearLearningRate;
     const l2 = o.l2;
     const eps = o.epsilon;
     const tiers = store.tiers;
@@ -298,8 +306,8 @@ export class FmModel extends ModelBase implements Model {
       if (adagrad) {
         const acc = linearOpt[id] + gw * gw;
         linearOpt[id] = acc;
-        linear[id] -= (lr * gw) / (Math.sqrt(acc) + eps);
-      } else linear[id] -= lr * gw;
+        linear[id] -= (linearRate * gw) / (Math.sqrt(acc) + eps);
+      } else linear[id] -= linearRate * gw;
       const s = sizeScratch[k];
       if (s === 0) continue;
       const ti = tierScratch[k];

@@ -14,7 +14,7 @@ import { type Model, ModelBase, type ModelStore, type Rows, type ScoreSink } fro
 /** The FM options that apply to a linear model. */
 export type LrOptions = Pick<
   FmOptions,
-  | 'learningRate'
+  | 'linearLearningRate'
   | 'projectionLearningRate'
   | 'l2'
   | 'optimizer'
@@ -67,7 +67,8 @@ export class LogisticRegression extends ModelBase implements Model {
       scores.add(p, label);
       const g = p - label;
       this.stepBias(g, o.projectionLearningRate, o.epsilon, this.#adagrad);
-      for (let k = 0; k < n; k++) step(linear, acc, rows.ids[at + k], g, o.learningRate, o.l2, o.epsilon);
+      for (let k = 0; k < n; k++)
+        step(linear, acc, rows.ids[at + k], g, o.linearLearningRate, o.l2, o.epsilon);
     }
   }
 
