@@ -37,7 +37,9 @@ export type DlqReason =
   | 'oversized'
   | 'too-many-fields'
   | 'field-limit'
-  | 'oversized-key';
+  | 'oversized-key'
+  /** A subscription's mapping could not read the record (json-mapping.ts): the detail names the path. */
+  | 'mapping';
 
 export class DecodeError extends Error {
   constructor(

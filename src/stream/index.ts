@@ -31,6 +31,17 @@ export {
   type OffsetMap,
   StreamConsumer,
 } from './consumer.js';
+export {
+  checkSubscription,
+  compileMapping,
+  type JsonDecoder,
+  type JsonMapping,
+  MappingError,
+  SUBSCRIPTION_FORMATS,
+  type Subscription,
+  TIMESTAMP_UNITS,
+  type TimestampUnit,
+} from './json-mapping.js';
 export { GroupFence, trainerClientId } from './fence.js';
 export {
   asConnection,
