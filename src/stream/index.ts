@@ -31,6 +31,7 @@ export {
   type OffsetMap,
   StreamConsumer,
 } from './consumer.js';
+export { GroupFence, trainerClientId } from './fence.js';
 export {
   checkSubscription,
   compileMapping,
@@ -42,7 +43,6 @@ export {
   TIMESTAMP_UNITS,
   type TimestampUnit,
 } from './json-mapping.js';
-export { GroupFence, trainerClientId } from './fence.js';
 export {
   asConnection,
   describeConnection,
