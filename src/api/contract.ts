@@ -117,6 +117,18 @@ export interface InputStats {
   dlq: Readonly<Record<string, number>>;
   /** Messages behind the end of each partition, by partition number. */
   lag: Readonly<Record<string, number>>;
+  /** Per subscription (`/v1/subscriptions`), its own counters; the totals above include them. */
+  subscriptions?: Readonly<Record<string, SubscriptionCounters>>;
+}
+
+/** What one subscription's topic gave: messages read, events trained, DLQ sends by reason. */
+export interface SubscriptionCounters {
+  topic: string;
+  consumed: number;
+  trained: number;
+  dlq: Readonly<Record<string, number>>;
+  /** Messages behind the end of each of its partitions at the last fetch. */
+  lag: Readonly<Record<string, number>>;
 }
 
 /**

@@ -29,7 +29,9 @@ export {
   type DlqReason,
   type EventCodec,
   type OffsetMap,
+  type SourceStats,
   StreamConsumer,
+  type TopicSource,
 } from './consumer.js';
 export { GroupFence, trainerClientId } from './fence.js';
 export {

@@ -40,6 +40,7 @@ function sample(at: number, events: number, tiers: Array<[number, number, number
     logloss: 0.5,
     windowLogloss: 0.48,
     lag: { '0': 3 },
+    subscriptions: {},
     lagTotal: 3,
     tiers: tiers.map(([size, tokens, bytes]) => ({ size, tokens, bytes })),
     // The tiers plus 300 bytes of token columns and 100 of key index.
