@@ -431,13 +431,14 @@ export class StreamConsumer {
       },
     });
 
-    const fence = (this.#fence = new GroupFence({
+    const fence = new GroupFence({
       admin: this.#admin,
       groupId: o.groupId,
       clientId: this.#clientId,
       sessionTimeoutMs: o.sessionTimeoutMs,
       log: o.log ?? ((line) => console.error(line)),
-    }));
+    });
+    this.#fence = fence;
     if (o.exclusive !== false) await fence.awaitSole();
     this.#catalog.on(this.#catalog.events.CRASH, ({ payload }) => {
       if (!payload.restart) this.#fail(payload.error);

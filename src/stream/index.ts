@@ -67,5 +67,12 @@ export {
 export { ensureParamsTopic, type FollowerOptions, ParamsFollower, ParamsPublisher } from './params.js';
 export { EventProducer, type ProducerOptions, type RunningStream } from './producer.js';
 export { waitForKafka } from './reach.js';
-export { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, ensureTopics, type TopicNames } from './topics.js';
+export {
+  DLQ_REASON_HEADER,
+  DLQ_SOURCE_HEADER,
+  dlqTopic,
+  ensureTopic,
+  ensureTopics,
+  type TopicNames,
+} from './topics.js';
 export { HttpSchemaRegistry, MemorySchemaRegistry, type SchemaRegistryClient } from './wire.js';
