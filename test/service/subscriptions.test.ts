@@ -267,3 +267,58 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
   await sleep(2000);
   t.equal(second.trainer.stats().learned, learned + 1, 'events of a removed subscription are not learned');
 });
+
+t.test('with the API in its own thread, subscriptions are asked of the training thread', async (t) => {
+  const brokers = await testBrokers();
+  const stateDir = await mkdtemp(join(tmpdir(), 'pme-subs-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const config = loadConfig([], {
+    ...isolatedEnv(brokers, stateDir),
+    PME_SERVE_SYNC_MS: '100',
+    PME_PARTITIONS: '1',
+  });
+  const service = await startService(config, () => {});
+  t.teardown(() => service.stop());
+  const topic = uniqueName('threaded');
+  const subscription = {
+    name: 'threaded',
+    topic,
+    format: 'json',
+    mapping: { user: 'u', item: 'i', label: 'p' },
+  };
+  const res = await fetch(`${service.url}/v1/subscriptions`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify(subscription),
+  });
+  t.equal(res.status, 201, 'no admin token set: no token needed');
+  t.same(await res.json(), { ...subscription, created: true });
+  const bad = await fetch(`${service.url}/v1/subscriptions`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({
+      ...subscription,
+      name: 'other',
+      mapping: { ...subscription.mapping, label: 'p >' },
+    }),
+  });
+  t.equal(bad.status, 400, 'a refusal crosses the thread with its status');
+  t.match(((await bad.json()) as { message: string }).message, /^mapping\.label:/);
+  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const producer = kafka.producer();
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  await producer.send({
+    topic,
+    messages: Array.from({ length: 5 }, (_, k) => ({ value: JSON.stringify({ u: 'a', i: `i${k}`, p: 1 }) })),
+  });
+  await until('5 events trained', () => service.trainer.stats().learned >= 5);
+  t.equal(service.trainer.stats().learned, 5);
+  const list = (await (await fetch(`${service.url}/v1/subscriptions`)).json()) as {
+    subscriptions: unknown[];
+  };
+  t.same(list.subscriptions, [subscription]);
+  const del = () => fetch(`${service.url}/v1/subscriptions/threaded`, { method: 'DELETE' });
+  t.equal((await del()).status, 204);
+  t.equal((await del()).status, 404, 'gone');
+});
