@@ -318,6 +318,21 @@ t.test('with the API in its own thread, subscriptions are asked of the training 
     subscriptions: unknown[];
   };
   t.same(list.subscriptions, [subscription]);
+  const doc = (await (await fetch(`${service.url}/docs/json`)).json()) as {
+    paths: Record<string, Record<string, { requestBody?: unknown; security?: unknown }>>;
+  };
+  t.ok(doc.paths['/v1/subscriptions']?.get, 'OpenAPI documents GET /v1/subscriptions');
+  t.match(
+    doc.paths['/v1/subscriptions']?.post,
+    {
+      requestBody: {
+        content: { 'application/json': { schema: { required: ['name', 'topic', 'format', 'mapping'] } } },
+      },
+      security: [{ bearer: [] }],
+    },
+    'and POST with its body and the admin token',
+  );
+  t.ok(doc.paths['/v1/subscriptions/{name}']?.delete, 'and DELETE /v1/subscriptions/{name}');
   const del = () => fetch(`${service.url}/v1/subscriptions/threaded`, { method: 'DELETE' });
   t.equal((await del()).status, 204);
   t.equal((await del()).status, 404, 'gone');
