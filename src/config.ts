@@ -100,6 +100,12 @@ export const OPTIONS = {
     default: 'items',
     doc: 'Compacted topic of `pme.Item` catalog records.',
   },
+  subscriptions: {
+    env: 'PME_SUBSCRIPTIONS',
+    kind: 'string',
+    default: '',
+    doc: 'JSON file of an array of subscriptions (`{ name, topic, format: "json", mapping }`, see "Your own topics") read besides the interactions topic; added at start to those the snapshot holds (one of the same name is replaced by the file\'s). Empty: only the snapshot\'s and those added over HTTP.',
+  },
   partitions: {
     env: 'PME_PARTITIONS',
     kind: 'int',

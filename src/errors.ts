@@ -58,6 +58,11 @@ export const ERRORS = {
   PME_ERR_NOT_READY: { message: 'the service is not ready: %s', status: 503, retriable: true },
   PME_ERR_INTERNAL: { message: 'internal error', status: 500, retriable: true },
   PME_ERR_PRUNE_RUNNING: { message: 'a prune window is already running', status: 409, retriable: true },
+  PME_ERR_SUBSCRIPTION_EXISTS: {
+    message: 'subscription %s exists: DELETE /v1/subscriptions/%s first to change it',
+    status: 409,
+    retriable: false,
+  },
   PME_ERR_METHOD_NOT_ALLOWED: {
     message: 'method %s is not allowed on %s (allowed: %s)',
     status: 405,

@@ -5,6 +5,11 @@
  * Shapes the engine already defines are its own (one definition each).
  */
 import type { MemoryActions, RecommendResult, UnbudgetedMemory, WindowTier } from '../engine/index.js';
+import type { Subscription } from '../stream/json-mapping.js';
+
+export type { Subscription } from '../stream/json-mapping.js';
+/** A subscription as `POST /v1/subscriptions` answers it: `created` when its topic was made. */
+export type SubscribeResult = Subscription & { created: boolean };
 
 export type { MemoryActions, Recommendation, RecommendResult } from '../engine/index.js';
 
@@ -79,6 +84,12 @@ export interface ServiceApi {
   tiers(): MaybePromise<TiersReport>;
   token(field: string, value: string): MaybePromise<TokenInfo | null>;
   readiness(): MaybePromise<Readiness>;
+  /** The trainer's subscriptions (absent on a replica: the routes answer 404). */
+  subscriptions?(): MaybePromise<Subscription[]>;
+  /** Adds one (the body as sent: checked here). Throws PME_ERR_BAD_REQUEST, PME_ERR_SUBSCRIPTION_EXISTS. */
+  subscribe?(value: unknown): Promise<SubscribeResult>;
+  /** Removes one; once resolved its topic is no longer read. Throws PME_ERR_NOT_FOUND. */
+  unsubscribe?(name: string): Promise<void>;
   /** What `/metrics` reports of training, input, tiers and windows, as values: `/v1/stats` maps it. */
   stats(): MaybePromise<ServiceStats>;
   /** Prometheus text exposition of every metric (rendered from the same sources as `stats`). */
@@ -116,6 +127,18 @@ export interface InputStats {
   /** Events sent to the dead-letter topics, by reason. */
   dlq: Readonly<Record<string, number>>;
   /** Messages behind the end of each partition, by partition number. */
+  lag: Readonly<Record<string, number>>;
+  /** Per subscription (`/v1/subscriptions`), its own counters; the totals above include them. */
+  subscriptions?: Readonly<Record<string, SubscriptionCounters>>;
+}
+
+/** What one subscription's topic gave: messages read, events trained, DLQ sends by reason. */
+export interface SubscriptionCounters {
+  topic: string;
+  consumed: number;
+  trained: number;
+  dlq: Readonly<Record<string, number>>;
+  /** Messages behind the end of each of its partitions at the last fetch. */
   lag: Readonly<Record<string, number>>;
 }
 

@@ -219,3 +219,83 @@ export const readySchema = {
   summary: 'Whether the model is loaded and the consumer is live',
   response: { 200: readiness, 503: readiness },
 } as const;
+
+/** A JSON subscription's mapping (src/stream/json-mapping.ts): paths are dotted keys into a record. */
+const mapping = {
+  type: 'object',
+  required: ['user', 'item', 'label'],
+  additionalProperties: false,
+  properties: {
+    user: { type: 'string', description: 'PATH of the user id (a number becomes its text), e.g. `user.id`' },
+    item: { type: 'string', description: 'PATH of the item id, e.g. `item`' },
+    label: {
+      type: 'string',
+      description:
+        'RULE: a PATH to a number in [0, 1]; `PATH >= 4` (`> < <= == !=`) against a number; `PATH == "click"` (`==`, `!=`) against a string; or `1` / `0`',
+    },
+    timestamp: {
+      type: 'object',
+      required: ['path', 'unit'],
+      additionalProperties: false,
+      description: 'Event time; absent (here or in a record): the service clock',
+      properties: {
+        path: { type: 'string' },
+        unit: { type: 'string', description: '`ms`, `s` (since the epoch) or `iso` (ISO 8601 text)' },
+      },
+    },
+    fields: {
+      type: 'object',
+      maxProperties: LIMITS.maxFields,
+      description: 'Extra fields: field name -> PATH (each becomes a `name=value` token; absent: left out)',
+      additionalProperties: { type: 'string' },
+    },
+  },
+} as const;
+
+const subscription = {
+  type: 'object',
+  required: ['name', 'topic', 'format', 'mapping'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', description: 'Letters, digits, `_`, `-`, `.`; at most 64' },
+    topic: { type: 'string', description: 'Kafka topic of JSON records (created when missing)' },
+    format: { type: 'string', description: '`json` (the only format so far)' },
+    mapping,
+  },
+} as const;
+
+export const subscriptionListSchema = {
+  summary: "The topics read besides the interactions topic: users' own JSON topics, each with its mapping",
+  response: {
+    200: { type: 'object', properties: { subscriptions: { type: 'array', items: subscription } } },
+  },
+} as const;
+
+export const subscribeSchema = {
+  summary:
+    "Read a topic of JSON records, mapped to interactions; its misfits go to `<topic>.dlq`. Durable (in the snapshot) once answered; the topic's history is learned",
+  body: subscription,
+  response: {
+    201: {
+      type: 'object',
+      properties: {
+        ...subscription.properties,
+        created: { type: 'boolean', description: 'true when the topic did not exist and was created' },
+      },
+    },
+    400: errorReply,
+    401: errorReply,
+    409: errorReply,
+  },
+} as const;
+
+export const unsubscribeSchema = {
+  summary:
+    "Stop reading a subscription's topic (its offsets stay in the snapshot: added again, it resumes where it was)",
+  params: {
+    type: 'object',
+    required: ['name'],
+    properties: { name: { type: 'string', minLength: 1, maxLength: 64 } },
+  },
+  response: { 204: { type: 'null' }, 401: errorReply, 404: errorReply },
+} as const;

@@ -25,8 +25,11 @@ import {
   readySchema,
   recommendSchema,
   scoreSchema,
+  subscribeSchema,
+  subscriptionListSchema,
   tiersSchema,
   tokenSchema,
+  unsubscribeSchema,
 } from './schemas.js';
 
 export interface ApiOptions {
@@ -142,6 +145,27 @@ export async function buildApi(service: ServiceApi, options: ApiOptions): Promis
     async (request, reply) => {
       const window = await service.startPrune(request.body?.reason ?? 'api');
       return reply.code(202).send({ window, status: 'started' });
+    },
+  );
+  // Subscriptions: a trainer's; a replica (no subscribe method) answers 404.
+  const subscriptionsOf = <T>(method: T | undefined): T => {
+    if (method === undefined) throw new PmeError('PME_ERR_NOT_FOUND', 'subscriptions (a replica reads none)');
+    return method;
+  };
+  app.get('/v1/subscriptions', { schema: subscriptionListSchema }, async () => ({
+    subscriptions: await subscriptionsOf(service.subscriptions)(),
+  }));
+  app.post<{ Body: unknown }>(
+    '/v1/subscriptions',
+    { schema: { ...subscribeSchema, security: [{ bearer: [] }] }, onRequest: requireAdmin },
+    async (request, reply) => reply.code(201).send(await subscriptionsOf(service.subscribe)(request.body)),
+  );
+  app.delete<{ Params: { name: string } }>(
+    '/v1/subscriptions/:name',
+    { schema: { ...unsubscribeSchema, security: [{ bearer: [] }] }, onRequest: requireAdmin },
+    async (request, reply) => {
+      await subscriptionsOf(service.unsubscribe)(request.params.name);
+      return reply.code(204).send();
     },
   );
   app.get('/v1/prune', { schema: pruneListSchema }, async () => ({ windows: await service.pruneWindows() }));

@@ -6,11 +6,13 @@ import type {
   PruneWindowReport,
   Readiness,
   ServiceApi,
+  SubscribeResult,
   TierReport,
   TiersReport,
 } from '../api/contract.js';
 import { type PmeController, type Trainer, unbudgetedMemory, unbudgetedTotal } from '../engine/index.js';
 import type { EmbeddingStore, StoreAccounting } from '../store/index.js';
+import type { Subscription } from '../stream/index.js';
 import type { MemoryReading, ServiceMetrics } from './metrics.js';
 import type { RecentItems } from './recent.js';
 
@@ -30,6 +32,14 @@ export interface AdapterParts {
   metrics: () => ServiceMetrics;
   /** Whether the model is loaded and the input (consumer, or parameter follower) is live. */
   readiness: () => Readiness;
+  /** The trainer's subscriptions (a replica has none: the routes answer 404). */
+  subscriptions?: SubscriptionControl;
+}
+
+export interface SubscriptionControl {
+  list(): Subscription[];
+  add(value: unknown): Promise<SubscribeResult>;
+  remove(name: string): Promise<void>;
 }
 
 /** Readiness of a trainer: its model is in memory once started; ready while the consumer runs and
@@ -137,6 +147,13 @@ export function serviceApi(parts: AdapterParts): ServiceApi {
       };
     },
     readiness: parts.readiness,
+    ...(parts.subscriptions === undefined
+      ? {}
+      : {
+          subscriptions: parts.subscriptions.list,
+          subscribe: parts.subscriptions.add,
+          unsubscribe: parts.subscriptions.remove,
+        }),
     stats: () => parts.metrics().stats(),
     metrics: () => parts.metrics().registry.metrics(),
     get metricsContentType() {

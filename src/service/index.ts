@@ -26,6 +26,7 @@ import {
   createItemCodec,
   describeConnection,
   ensureParamsTopic,
+  ensureTopic,
   ensureTopics,
   HttpSchemaRegistry,
   type KafkaConnection,
@@ -45,6 +46,7 @@ import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
 import { type ServingThread, startServingThread } from './serving.js';
 import { applyRestored, restoreState, SnapshotAge, takeSnapshot } from './state.js';
+import { fileSubscriptions, restoredSubscriptions, Subscriptions } from './subscriptions.js';
 
 export interface Service {
   /** Base URL of the HTTP API. */
@@ -235,8 +237,26 @@ export async function startService(
     ),
     trainer,
   );
-  const consumer = new StreamConsumer({
+  // Subscriptions: the snapshot's, then the file's (replacing one of the same name).
+  const initial = new Map(restoredSubscriptions(extra, log).map((s) => [s.name, s]));
+  if (config.subscriptions !== '')
+    for (const s of await fileSubscriptions(config.subscriptions)) initial.set(s.name, s);
+  for (const s of initial.values()) await ensureTopic(connection, s.topic, config.partitions);
+  const subscriptions: Subscriptions = new Subscriptions(
+    {
+      reserved: [config.interactionsTopic, config.itemsTopic, config.paramsTopic],
+      trainer,
+      ensureTopic: (topic) => ensureTopic(connection, topic, config.partitions),
+      apply: (sources): Promise<void> => consumer.setSources(sources),
+      persist: (): Promise<string> => snapshot(),
+    },
+    [...initial.values()],
+  );
+  if (initial.size > 0)
+    log(`pme: subscriptions ${[...initial.values()].map((s) => `${s.name} (${s.topic})`).join(', ')}`);
+  const consumer: StreamConsumer = new StreamConsumer({
     ...connection,
+    sources: subscriptions.sources(),
     groupId: config.group,
     exclusive: !config.shareGroup,
     log,
@@ -289,8 +309,14 @@ export async function startService(
   };
   /** Writes a snapshot; its offsets are committed in the background (`committed`). */
   const snapshotOnly = async (): Promise<{ path: string; committed: Promise<void> }> => {
-    const { path, offsets, writtenAt } = await takeSnapshot(config.stateDir, store, trainer, pme, lock, () =>
-      consumer.appliedOffsets(),
+    const { path, offsets, writtenAt } = await takeSnapshot(
+      config.stateDir,
+      store,
+      trainer,
+      pme,
+      lock,
+      () => consumer.appliedOffsets(),
+      () => subscriptions.section(),
     );
     snapshotAge.taken(writtenAt);
     return { path, committed: commitLatest(offsets) };
@@ -326,6 +352,11 @@ export async function startService(
     prune,
     metrics: () => metrics,
     readiness: trainerReadiness(() => consumer.live),
+    subscriptions: {
+      list: () => subscriptions.list(),
+      add: (value) => subscriptions.add(value),
+      remove: (name) => subscriptions.remove(name),
+    },
   });
   // The API answers from a copy in its own thread (serving.ts), or on this thread when syncs are off.
   let app: FastifyInstance | null = null;

@@ -128,6 +128,34 @@ export class ServiceMetrics {
           setCounter(this, count, { reason });
       },
     });
+    // Per subscription (its name): reset on each scrape, so a removed one is no longer reported.
+    new Counter({
+      name: 'pme_subscription_events_total',
+      help: "Messages of a subscription's topic, by what became of them: consumed (read), trained (learned), dlq (sent to <topic>.dlq, with reason)",
+      labelNames: ['subscription', 'topic', 'outcome', 'reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [subscription, c] of Object.entries(sources.consumer().subscriptions ?? {})) {
+          const { topic } = c;
+          this.inc({ subscription, topic, outcome: 'consumed', reason: '' }, c.consumed);
+          this.inc({ subscription, topic, outcome: 'trained', reason: '' }, c.trained);
+          for (const [reason, count] of Object.entries(c.dlq))
+            this.inc({ subscription, topic, outcome: 'dlq', reason }, count);
+        }
+      },
+    });
+    new Gauge({
+      name: 'pme_subscription_lag',
+      help: "Messages behind the end of each partition of a subscription's topic at the last fetch",
+      labelNames: ['subscription', 'partition'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [subscription, c] of Object.entries(sources.consumer().subscriptions ?? {}))
+          for (const [partition, lag] of Object.entries(c.lag)) this.set({ subscription, partition }, lag);
+      },
+    });
     new Counter({
       name: 'pme_events_rejected_total',
       help: 'Events and catalog items the trainer refused past its limits when learning them, by reason (the DLQ counts those refused as decoded)',

@@ -26,7 +26,10 @@ export type CallMethod =
   | 'token'
   | 'readiness'
   | 'stats'
-  | 'metrics';
+  | 'metrics'
+  | 'subscriptions'
+  | 'subscribe'
+  | 'unsubscribe';
 
 export type MainMessage =
   | {

@@ -74,6 +74,9 @@ async function main(): Promise<void> {
     // The training thread's reading, as /metrics text below is its rendering of the same getters.
     stats: () => call<ServiceStats>('stats'),
     metrics: async () => `${await call<string>('metrics')}${await requests.registry.metrics()}`,
+    subscriptions: () => call('subscriptions'),
+    subscribe: (value) => call('subscribe', JSON.stringify(value)),
+    unsubscribe: (name) => call('unsubscribe', name),
     metricsContentType: requests.registry.contentType,
     observeRequest: (route, method, status, seconds) =>
       requests.observeRequest(route, method, status, seconds),

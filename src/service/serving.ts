@@ -134,6 +134,10 @@ export async function startServingThread(
         readiness: () => api.readiness(),
         stats: () => api.stats(),
         metrics: () => api.metrics(),
+        subscriptions: () => api.subscriptions?.(),
+        // The body as sent, in JSON (call arguments are strings).
+        subscribe: () => api.subscribe?.(JSON.parse(a)),
+        unsubscribe: () => api.unsubscribe?.(a),
       };
       void answer(message.id, calls[message.method]);
     }

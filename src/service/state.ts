@@ -85,8 +85,8 @@ export async function copyState(
 
 /**
  * One snapshot as the service takes it: new catalog names encoded ahead (in steps), a running
- * prune window let finish, the state copied under `lock` with the offsets read there (copyState),
- * then written outside it, so training waits for the copy, not for the disk. Returns the file and
+ * prune window let finish, the state copied under `lock` with the offsets read there (copyState)
+ * and the service's own `sections` (the subscriptions), then written outside it, so training waits for the copy, not for the disk. Returns the file and
  * the offsets it holds.
  */
 export async function takeSnapshot(
@@ -96,13 +96,14 @@ export async function takeSnapshot(
   windows: WindowWatch,
   lock: StateLock,
   offsets: () => OffsetMap,
+  sections: () => Record<string, Uint8Array> = () => ({}),
 ): Promise<{ path: string; offsets: OffsetMap; writtenAt: number }> {
   await encodeCatalogAhead(trainer);
-  const { copy, held } = await lock.run(async () => {
+  const { copy, held, more } = await lock.run(async () => {
     const held = offsets();
-    return { copy: await copyState(store, trainer, held, windows), held };
+    return { copy: await copyState(store, trainer, held, windows), held, more: sections() };
   });
-  const path = await writeStoreCopy(copy.store, dir, copy.extra);
+  const path = await writeStoreCopy(copy.store, dir, { ...copy.extra, ...more });
   return { path, offsets: held, writtenAt: Date.now() };
 }
 

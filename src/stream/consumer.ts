@@ -37,7 +37,9 @@ export type DlqReason =
   | 'oversized'
   | 'too-many-fields'
   | 'field-limit'
-  | 'oversized-key';
+  | 'oversized-key'
+  /** A subscription's mapping could not read the record (json-mapping.ts): the detail names the path. */
+  | 'mapping';
 
 export class DecodeError extends Error {
   constructor(
@@ -58,6 +60,30 @@ export interface EventCodec {
   headerless?(): number;
 }
 
+/**
+ * A topic read besides the interactions topic (a subscription, src/service/subscriptions.ts), in
+ * the same group, with its own decoder; its misfits go to `<topic>.dlq` like the others'.
+ */
+export interface TopicSource {
+  /** The subscription's name: the `subscription` label of its counters. */
+  name: string;
+  topic: string;
+  decode(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): Interaction;
+}
+
+/** Counters of one subscription (a TopicSource). */
+export interface SourceStats {
+  topic: string;
+  /** Messages read from its topic (not counting those skipped). */
+  consumed: number;
+  /** Its events handed to the trainer. */
+  trained: number;
+  /** Its messages sent to `<topic>.dlq`, per reason. */
+  dlq: Record<string, number>;
+  /** Messages behind the end of each of its partitions at the last fetch, by partition number. */
+  lag: Record<string, number>;
+}
+
 /** `topic:partition` -> next offset to read (the Kafka meaning of a committed offset). */
 export type OffsetMap = Record<string, string>;
 
@@ -67,6 +93,8 @@ export interface ConsumerOptions extends KafkaConnection {
   interactionsTopic: string;
   itemsTopic: string;
   codec: EventCodec;
+  /** Topics read besides the interactions topic, each with its decoder (setSources changes them). */
+  sources?: readonly TopicSource[];
   /** Offsets already applied to the restored state: messages below them are skipped. */
   appliedOffsets?: OffsetMap;
   /**
@@ -144,6 +172,8 @@ export interface ConsumerStats {
   decodeMs: number;
   applyMs: number;
   lockWaitMs: number;
+  /** Per subscription (TopicSource name), its own counters; the totals above include them. */
+  subscriptions: Record<string, SourceStats>;
 }
 
 interface Pending {
@@ -193,7 +223,16 @@ export class StreamConsumer {
     decodeMs: 0,
     applyMs: 0,
     lockWaitMs: 0,
+    subscriptions: {},
   };
+  /** Subscriptions' topics -> their source (setSources). */
+  #sources = new Map<string, TopicSource>();
+  /** The topic set change in progress (setSources), which the next change and a stop wait for. */
+  #swap: Promise<void> = Promise.resolve();
+  /** stopFetching was called: a topic change no longer starts the group consumer again. */
+  #stopped = false;
+  /** The group fence, made at start. */
+  #fence: GroupFence | undefined;
   /** Next offset to read per partition, for events already applied to the in-memory state. */
   readonly #applied: Map<string, bigint>;
   /** Unfinished mini-batch per partition: read, not applied yet. */
@@ -203,7 +242,7 @@ export class StreamConsumer {
   readonly #options: Resolved;
   readonly #chunk: bigint;
   readonly #kafka: Kafka;
-  readonly #consumer;
+  #consumer;
   readonly #catalog;
   readonly #producer;
   readonly #admin;
@@ -244,13 +283,8 @@ export class StreamConsumer {
       },
     });
     const maxWaitTimeInMs = this.#options.maxWaitMs;
-    this.#consumer = this.#kafka.consumer({
-      groupId: options.groupId,
-      maxBytesPerPartition: 1 << 20,
-      maxWaitTimeInMs,
-      sessionTimeout: this.#options.sessionTimeoutMs,
-      heartbeatInterval: Math.min(3000, Math.floor(this.#options.sessionTimeoutMs / 3)),
-    });
+    this.#consumer = this.#groupConsumer();
+    for (const source of options.sources ?? []) this.#addSource(source);
     // The catalog is small and compacted: every instance reads all of it, from the beginning.
     this.#catalog = this.#kafka.consumer({
       groupId: `${options.groupId}-catalog-${process.pid}-${Date.now()}`,
@@ -271,6 +305,75 @@ export class StreamConsumer {
       connectionTimeout: 1000,
       requestTimeout: 2000,
     }).admin();
+  }
+
+  /** A group consumer (kafkajs cannot drop a topic from one: a topic change makes a new one). */
+  #groupConsumer() {
+    return this.#kafka.consumer({
+      groupId: this.#options.groupId,
+      maxBytesPerPartition: 1 << 20,
+      maxWaitTimeInMs: this.#options.maxWaitMs,
+      sessionTimeout: this.#options.sessionTimeoutMs,
+      heartbeatInterval: Math.min(3000, Math.floor(this.#options.sessionTimeoutMs / 3)),
+    });
+  }
+
+  #addSource(source: TopicSource): void {
+    this.#sources.set(source.topic, source);
+    this.stats.subscriptions[source.name] ??= {
+      topic: source.topic,
+      consumed: 0,
+      trained: 0,
+      dlq: {},
+      lag: {},
+    };
+  }
+
+  /** Every topic the group consumer reads: the interactions topic, then the subscriptions'. */
+  topics(): string[] {
+    return [this.#options.interactionsTopic, ...this.#sources.keys()];
+  }
+
+  /**
+   * Replaces the subscriptions' topics. kafkajs cannot change the topics of a running consumer,
+   * so the group consumer stops at a batch boundary (the batch in progress ends; its unfinished
+   * mini-batches are dropped, not applied, and read again), leaves the group, and a new one joins
+   * with the new topic set. Offsets keep their rule: the new member starts from the group's
+   * committed offsets, and what the state already holds (applied offsets) is skipped. A removed
+   * subscription's offsets stay (harmless; they are skipped from if it comes back). Changes run
+   * one at a time, in the order asked.
+   */
+  setSources(sources: readonly TopicSource[]): Promise<void> {
+    const next = this.#swap.then(async () => {
+      const same =
+        sources.length === this.#sources.size &&
+        sources.every((s) => this.#sources.get(s.topic)?.name === s.name);
+      const apply = (): void => {
+        this.#sources = new Map();
+        for (const source of sources) this.#addSource(source);
+        for (const name of Object.keys(this.stats.subscriptions))
+          if (!sources.some((s) => s.name === name)) delete this.stats.subscriptions[name];
+      };
+      if (!this.#live || this.#stopped || this.#closed || this.#failed !== null || same) {
+        apply();
+        return;
+      }
+      const old = this.#consumer;
+      await old.disconnect();
+      this.#pending.clear();
+      apply();
+      if (this.#stopped || this.#closed || this.#failed !== null) return;
+      this.#consumer = this.#groupConsumer();
+      try {
+        await this.#runGroup();
+      } catch (error) {
+        // Out of the group for good: the service halts as for any consumer that stopped.
+        this.#fail(error);
+        throw error;
+      }
+    });
+    this.#swap = next.catch(() => undefined);
+    return next;
   }
 
   /**
@@ -335,22 +438,36 @@ export class StreamConsumer {
       sessionTimeoutMs: o.sessionTimeoutMs,
       log: o.log ?? ((line) => console.error(line)),
     });
+    this.#fence = fence;
     if (o.exclusive !== false) await fence.awaitSole();
-    await this.#consumer.connect();
-    await this.#consumer.subscribe({ topics: [o.interactionsTopic], fromBeginning: true });
+    this.#catalog.on(this.#catalog.events.CRASH, ({ payload }) => {
+      if (!payload.restart) this.#fail(payload.error);
+    });
+    await this.#runGroup();
+    this.#live = true;
+    this.#lastContact = performance.now();
+    this.#lagTimer = setInterval(() => this.#readLag(), o.lagRefreshMs);
+    this.#lagTimer.unref();
+  }
+
+  /** Joins the group on every topic (topics()) with the current group consumer, and runs it. */
+  async #runGroup(): Promise<void> {
+    const o = this.#options;
+    const fence = this.#fence!;
+    const consumer = this.#consumer;
+    await consumer.connect();
+    // A subscription's topic is read from its beginning the first time (its history is learned).
+    await consumer.subscribe({ topics: this.topics(), fromBeginning: true });
     // kafkajs restarts a consumer after a retriable error by itself; after any other, it is gone.
     const contact = (): void => {
       this.#lastContact = performance.now();
     };
-    this.#consumer.on(this.#consumer.events.FETCH, contact);
-    this.#consumer.on(this.#consumer.events.HEARTBEAT, contact);
-    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
-      if (!payload.restart) this.#fail(payload.error);
+    consumer.on(consumer.events.FETCH, contact);
+    consumer.on(consumer.events.HEARTBEAT, contact);
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart && consumer === this.#consumer) this.#fail(payload.error);
     });
-    this.#catalog.on(this.#catalog.events.CRASH, ({ payload }) => {
-      if (!payload.restart) this.#fail(payload.error);
-    });
-    this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       contact();
       if (o.exclusive !== false)
         this.#fenceCheck = fence.check().then(
@@ -359,7 +476,7 @@ export class StreamConsumer {
             this.#fail(taken);
             // Yielding means leaving: a member that stays, paused, holds its partitions from the
             // trainer it yields to until its owner closes it.
-            this.#consumer.stop().catch(() => undefined);
+            consumer.stop().catch(() => undefined);
           },
           () => undefined, // the group could not be read: the next join checks again
         );
@@ -375,13 +492,15 @@ export class StreamConsumer {
         if (!assigned.has(`${o.interactionsTopic}:${partition}`)) delete this.stats.lag[partition];
       this.#readLag();
     });
-    await this.#consumer.run({
+    await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
         if (batch.messages.length === 0 || this.#failed !== null) return;
         const key = `${batch.topic}:${batch.partition}`;
-        await o.codec.prefetch?.(batch.messages.map((m) => m.value));
+        const source = this.#sources.get(batch.topic);
+        const sourceStats = source === undefined ? undefined : this.stats.subscriptions[source.name];
+        if (source === undefined) await o.codec.prefetch?.(batch.messages.map((m) => m.value));
         await this.#locked(batch.topic, heartbeat, async () => {
           const stats = this.stats;
           const chunkSize = this.#chunk;
@@ -403,6 +522,7 @@ export class StreamConsumer {
               }
               applyMs += performance.now() - t0;
               stats.trained += p.events.length;
+              if (sourceStats !== undefined) sourceStats.trained += p.events.length;
               stats.batches++;
             }
             this.#applied.set(key, p.next);
@@ -435,11 +555,16 @@ export class StreamConsumer {
               this.#pending.set(key, pending);
             }
             stats.consumed++;
+            if (sourceStats !== undefined) sourceStats.consumed++;
             try {
-              pending.events.push(o.codec.decodeInteraction(message.value, message.headers, message.key));
+              pending.events.push(
+                source === undefined
+                  ? o.codec.decodeInteraction(message.value, message.headers, message.key)
+                  : source.decode(message.value, message.headers, message.key),
+              );
             } catch (error) {
               // Sent before its offset can be applied: a crash in between sends it again, never loses it.
-              await this.#toDlq(batch.topic, batch.partition, message, error);
+              await this.#toDlq(batch.topic, batch.partition, message, error, sourceStats);
             }
             pending.next = offset + 1n;
             resolveOffset(message.offset);
@@ -465,15 +590,13 @@ export class StreamConsumer {
           // The rest of the time in this loop: decoding, DLQ sends, bookkeeping.
           stats.decodeMs += performance.now() - started - applyMs - yieldedMs;
         });
-        this.stats.lag[String(batch.partition)] = Math.max(0, Number(batch.offsetLag()));
+        const lag = Math.max(0, Number(batch.offsetLag()));
+        if (sourceStats !== undefined) sourceStats.lag[String(batch.partition)] = lag;
+        else this.stats.lag[String(batch.partition)] = lag;
         this.#fetchedAt.set(key, performance.now());
         await heartbeat();
       },
     });
-    this.#live = true;
-    this.#lastContact = performance.now();
-    this.#lagTimer = setInterval(() => this.#readLag(), o.lagRefreshMs);
-    this.#lagTimer.unref();
   }
 
   /** Stops consuming for good, once: no more fetches, nothing more applied (see onFatal). */
@@ -562,9 +685,16 @@ export class StreamConsumer {
     }
   }
 
-  async #toDlq(topic: string, partition: number, message: KafkaMessage, error: unknown): Promise<void> {
+  async #toDlq(
+    topic: string,
+    partition: number,
+    message: KafkaMessage,
+    error: unknown,
+    sourceStats?: SourceStats,
+  ): Promise<void> {
     const reason: DlqReason = error instanceof DecodeError ? error.reason : 'undecodable';
     this.stats.dlq[reason] = (this.stats.dlq[reason] ?? 0) + 1;
+    if (sourceStats !== undefined) sourceStats.dlq[reason] = (sourceStats.dlq[reason] ?? 0) + 1;
     await this.#producer.send({
       topic: dlqTopic(topic),
       messages: [
@@ -613,6 +743,8 @@ export class StreamConsumer {
    * applied (its events are read again by whoever owns the partition next).
    */
   async stopFetching(): Promise<void> {
+    this.#stopped = true;
+    await this.#swap;
     this.#live = false;
     clearInterval(this.#lagTimer);
     this.#pauseAll();
@@ -620,12 +752,12 @@ export class StreamConsumer {
 
   /** Pauses both consumers; one that crashed has nothing to pause (kafkajs throws: not initialized). */
   #pauseAll(): void {
-    for (const [consumer, topic] of [
-      [this.#consumer, this.#options.interactionsTopic],
-      [this.#catalog, this.#options.itemsTopic],
+    for (const [consumer, topics] of [
+      [this.#consumer, this.topics()],
+      [this.#catalog, [this.#options.itemsTopic]],
     ] as const) {
       try {
-        consumer.pause([{ topic }]);
+        consumer.pause(topics.map((topic) => ({ topic })));
       } catch {}
     }
   }
@@ -636,6 +768,7 @@ export class StreamConsumer {
     this.#closed = true;
     clearInterval(this.#lagTimer);
     await this.#lagRead;
+    await this.#swap;
     await Promise.all([
       this.#consumer.disconnect(),
       // The catalog's group is this process's alone and holds no offsets worth a goodbye; after a

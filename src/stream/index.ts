@@ -29,9 +29,22 @@ export {
   type DlqReason,
   type EventCodec,
   type OffsetMap,
+  type SourceStats,
   StreamConsumer,
+  type TopicSource,
 } from './consumer.js';
 export { GroupFence, trainerClientId } from './fence.js';
+export {
+  checkSubscription,
+  compileMapping,
+  type JsonDecoder,
+  type JsonMapping,
+  MappingError,
+  SUBSCRIPTION_FORMATS,
+  type Subscription,
+  TIMESTAMP_UNITS,
+  type TimestampUnit,
+} from './json-mapping.js';
 export {
   asConnection,
   describeConnection,
@@ -54,5 +67,12 @@ export {
 export { ensureParamsTopic, type FollowerOptions, ParamsFollower, ParamsPublisher } from './params.js';
 export { EventProducer, type ProducerOptions, type RunningStream } from './producer.js';
 export { waitForKafka } from './reach.js';
-export { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, ensureTopics, type TopicNames } from './topics.js';
+export {
+  DLQ_REASON_HEADER,
+  DLQ_SOURCE_HEADER,
+  dlqTopic,
+  ensureTopic,
+  ensureTopics,
+  type TopicNames,
+} from './topics.js';
 export { HttpSchemaRegistry, MemorySchemaRegistry, type SchemaRegistryClient } from './wire.js';

@@ -139,3 +139,34 @@ async function checkExisting(admin: Admin, wanted: ITopicConfig[], report: Topic
     }
   }
 }
+
+/**
+ * Creates `topic` (with `partitions`) and its `.dlq` (one partition) when missing; an existing
+ * one is left as it is. Resolves true when `topic` itself was created.
+ */
+export async function ensureTopic(
+  connection: KafkaConnection | string | readonly string[],
+  topic: string,
+  partitions: number,
+  replicationFactor = 1,
+): Promise<boolean> {
+  const admin = kafkaClient(connection, { clientId: 'pme-topics', logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const present = new Set(await admin.listTopics());
+    const missing: ITopicConfig[] = [
+      { topic, numPartitions: partitions, replicationFactor },
+      { topic: dlqTopic(topic), numPartitions: 1, replicationFactor },
+    ].filter((t) => !present.has(t.topic));
+    if (missing.length > 0) {
+      try {
+        await admin.createTopics({ topics: missing, waitForLeaders: true });
+      } catch (error) {
+        if ((error as { type?: string }).type !== 'TOPIC_ALREADY_EXISTS') throw error;
+      }
+    }
+    return !present.has(topic);
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -4,7 +4,7 @@
  * Read with the stream tests' sample readers, independently of the route, so that a test can
  * check the JSON against the text.
  */
-import type { DashboardStats, TierStats } from '../../src/api/dashboard/stats.js';
+import type { DashboardStats, SubscriptionStats, TierStats } from '../../src/api/dashboard/stats.js';
 import { metric, metricByLabel } from '../stream/helpers.js';
 
 /** As JSON carries it: a store without a budget reports `+Inf`, which JSON writes as null. */
@@ -27,6 +27,25 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
   const lagSamples = await metricByLabel(url, 'pme_consumer_lag');
   const lag: Record<string, number> = {};
   for (const [set, value] of Object.entries(lagSamples)) lag[label(set, 'partition')] = value;
+  const subscriptions: Record<string, SubscriptionStats> = {};
+  const of = (set: string): SubscriptionStats => {
+    const name = label(set, 'subscription');
+    subscriptions[name] ??= { topic: '', consumed: 0, trained: 0, dlq: 0, dlqByReason: {}, lag: {} };
+    return subscriptions[name];
+  };
+  for (const [set, value] of Object.entries(await metricByLabel(url, 'pme_subscription_events_total'))) {
+    const s = of(set);
+    s.topic = label(set, 'topic');
+    const outcome = label(set, 'outcome');
+    if (outcome === 'consumed') s.consumed = value;
+    else if (outcome === 'trained') s.trained = value;
+    else {
+      s.dlq += value;
+      s.dlqByReason[label(set, 'reason')] = value;
+    }
+  }
+  for (const [set, value] of Object.entries(await metricByLabel(url, 'pme_subscription_lag')))
+    of(set).lag[label(set, 'partition')] = value;
   const tiers = new Map<number, TierStats>();
   for (const [set, tokens] of Object.entries(await metricByLabel(url, 'pme_tier_tokens'))) {
     const size = Number(label(set, 'size'));
@@ -50,6 +69,7 @@ export async function summaryFromMetrics(url: string): Promise<TextSummary> {
     windowLogloss: orNull(logloss['{scope="window"}']),
     lag,
     lagTotal: sum(lagSamples),
+    subscriptions,
     tiers: [...tiers.values()].sort((a, b) => a.size - b.size),
     // What the budget counts: not sum(pme_tier_bytes), which is only its tiers part.
     totalBytes: await metric(url, 'pme_budget_used_bytes'),

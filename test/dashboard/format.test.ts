@@ -40,6 +40,7 @@ function sample(at: number, events: number, tiers: Array<[number, number, number
     logloss: 0.5,
     windowLogloss: 0.48,
     lag: { '0': 3 },
+    subscriptions: {},
     lagTotal: 3,
     tiers: tiers.map(([size, tokens, bytes]) => ({ size, tokens, bytes })),
     // The tiers plus 300 bytes of token columns and 100 of key index.
@@ -246,6 +247,7 @@ t.test('the summary maps what the service metrics report', async (t) => {
     windowLogloss: null,
     lag: { '0': 5, '1': 7 },
     lagTotal: 12,
+    subscriptions: {},
     tiers: [
       { size: 0, tokens: 10, bytes: 0 },
       { size: 8, tokens: 20, bytes: 1000 },
@@ -297,6 +299,7 @@ t.test('before anything is measured: no AUC or logloss, no lag, no tiers, no win
       windowLogloss: null,
       lag: {},
       lagTotal: 0,
+      subscriptions: {},
       tiers: [],
       totalBytes: 0,
       memoryParts: { tiers: 0, tokenColumns: 0, keyIndex: 0 },

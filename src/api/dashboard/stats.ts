@@ -7,6 +7,16 @@ import type { Milliseconds } from '../../util/clock.js';
 import type { MemoryParts, PruneWindowReport, ServiceStats, UnbudgetedParts } from '../contract.js';
 import { memoryParts, unbudgetedParts } from '../schemas.js';
 
+/** One subscription's counters. */
+export interface SubscriptionStats {
+  topic: string;
+  consumed: number;
+  trained: number;
+  dlq: number;
+  dlqByReason: Record<string, number>;
+  lag: Record<string, number>;
+}
+
 /** One tier as the dashboard charts it. */
 export interface TierStats {
   size: number;
@@ -31,6 +41,9 @@ export interface DashboardStats {
   /** Messages behind the end of the partition, per partition. */
   lag: Record<string, number>;
   lagTotal: number;
+  /** Per subscription (`/v1/subscriptions`): its topic, messages read, events trained, DLQ sends
+   *  (all reasons, and by reason), and its lag per partition. */
+  subscriptions: Record<string, SubscriptionStats>;
   /** Ascending by size. */
   tiers: TierStats[];
   /** What the budget counts (the store's accounting total, as `/v1/tiers` reports it): the tiers,
@@ -74,6 +87,19 @@ export function dashboardStats(
     lag[partition] = consumer.lag[partition];
     lagTotal += consumer.lag[partition];
   }
+  const subscriptions: Record<string, SubscriptionStats> = {};
+  for (const [name, c] of Object.entries(consumer.subscriptions ?? {})) {
+    let total = 0;
+    for (const reason in c.dlq) total += c.dlq[reason];
+    subscriptions[name] = {
+      topic: c.topic,
+      consumed: c.consumed,
+      trained: c.trained,
+      dlq: total,
+      dlqByReason: { ...c.dlq },
+      lag: { ...c.lag },
+    };
+  }
   const tiers = stats.tiers
     .map(
       (tier): TierStats => ({
@@ -94,6 +120,7 @@ export function dashboardStats(
     windowLogloss: finite(trainer.windowLogloss),
     lag,
     lagTotal,
+    subscriptions,
     tiers,
     totalBytes: stats.totalBytes,
     memoryParts: { ...stats.memoryParts },
@@ -125,6 +152,20 @@ export const statsSchema = {
         windowLogloss: nullableNumber,
         lag: { type: 'object', additionalProperties: { type: 'number' } },
         lagTotal: { type: 'number' },
+        subscriptions: {
+          type: 'object',
+          additionalProperties: {
+            type: 'object',
+            properties: {
+              topic: { type: 'string' },
+              consumed: { type: 'number' },
+              trained: { type: 'number' },
+              dlq: { type: 'number' },
+              dlqByReason: { type: 'object', additionalProperties: { type: 'number' } },
+              lag: { type: 'object', additionalProperties: { type: 'number' } },
+            },
+          },
+        },
         tiers: {
           type: 'array',
           items: {

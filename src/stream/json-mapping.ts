@@ -1,0 +1,301 @@
+/**
+ * Subscriptions in JSON: a user's own topic of JSON records, read through a mapping that says
+ * where the user, the item, the label, the time and extra fields are in each record. Pure: a
+ * mapping is compiled (checked) once into a decoder, which throws the consumer's DecodeError with
+ * a reason for a record that does not fit, so the consumer sends it to `<topic>.dlq`.
+ *
+ * PATH: dotted keys into the record (`user.id`, `ctx.device`); a key is letters, digits, `_`, `-`.
+ * RULE (the label): a PATH to a number in [0, 1]; a comparison `PATH >= 4` (`> < <= == !=`) with
+ * a number, or `PATH == "click"` / `!=` with a string; or the constant `1` or `0`. No eval.
+ */
+import type { Interaction } from '../data/event.js';
+import { DecodeError } from './consumer.js';
+
+export type TimestampUnit = 'ms' | 's' | 'iso';
+export const TIMESTAMP_UNITS: readonly TimestampUnit[] = ['ms', 's', 'iso'];
+
+export interface JsonMapping {
+  user: string;
+  item: string;
+  label: string;
+  timestamp?: { path: string; unit: TimestampUnit };
+  fields?: Record<string, string>;
+}
+
+export interface Subscription {
+  name: string;
+  topic: string;
+  format: 'json';
+  mapping: JsonMapping;
+}
+
+export const SUBSCRIPTION_FORMATS = ['json'] as const;
+
+/** A subscription's name: letters, digits, `_`, `-`, `.`, at most 64, starting with a letter or digit. */
+export const SUBSCRIPTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** A field name of a mapping (a token's `field=`): not `user` nor `item`. */
+const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_-]{0,63}$/;
+const PATH_KEY = /^[A-Za-z0-9_-]+$/;
+/** A Kafka topic name (its own rule). */
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,249}$/;
+
+/** A mapping or subscription that cannot be used: `where` names the part (`mapping.label`). */
+export class MappingError extends Error {
+  constructor(
+    readonly where: string,
+    message: string,
+  ) {
+    super(`${where}: ${message}`);
+  }
+}
+
+type Path = readonly string[];
+
+function parsePath(where: string, text: unknown): Path {
+  if (typeof text !== 'string' || text.trim() === '')
+    throw new MappingError(where, 'a path is required (dotted keys, e.g. "user.id")');
+  const keys = text.trim().split('.');
+  for (const key of keys)
+    if (!PATH_KEY.test(key))
+      throw new MappingError(
+        where,
+        `"${text}" is not a path: each dotted key is letters, digits, "_" or "-" (got "${key}")`,
+      );
+  return keys;
+}
+
+function at(record: unknown, path: Path): unknown {
+  let value = record;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+/** A string id at `path`: strings as they are, finite numbers (and booleans) as text; else undefined. */
+function idAt(record: unknown, path: Path): string | undefined {
+  const value = at(record, path);
+  if (typeof value === 'string') return value === '' ? undefined : value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  if (typeof value === 'boolean') return String(value);
+  return undefined;
+}
+
+type Label = (record: unknown) => number;
+const OPERATORS = ['>=', '<=', '==', '!=', '>', '<'] as const;
+type Operator = (typeof OPERATORS)[number];
+const RULE = /^\s*([A-Za-z0-9_.-]+)\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$/;
+const NUMBER = /^-?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+function compare(op: Operator, a: number | string, b: number | string): boolean {
+  switch (op) {
+    case '>=':
+      return a >= b;
+    case '<=':
+      return a <= b;
+    case '>':
+      return a > b;
+    case '<':
+      return a < b;
+    case '==':
+      return a === b;
+    case '!=':
+      return a !== b;
+  }
+}
+
+function parseLabel(where: string, rule: unknown): Label {
+  if (typeof rule !== 'string' || rule.trim() === '')
+    throw new MappingError(
+      where,
+      'a label rule is required: a path, "PATH >= 4", \'PATH == "click"\', 1 or 0',
+    );
+  const text = rule.trim();
+  if (text === '1' || text === '0') {
+    const constant = Number(text);
+    return () => constant;
+  }
+  const m = RULE.exec(text);
+  if (m === null) {
+    if (/[<>=!"\s]/.test(text))
+      throw new MappingError(
+        where,
+        `"${text}" does not parse: expected PATH, PATH OP NUMBER or PATH OP "STRING" with OP one of >= <= == != > <, or 1 or 0`,
+      );
+    const path = parsePath(where, text);
+    return (record) => {
+      const value = at(record, path);
+      if (typeof value !== 'number' || !(value >= 0 && value <= 1))
+        throw new DecodeError(
+          'bad-label',
+          `label at ${text} is ${JSON.stringify(value)}, not a number in [0, 1]`,
+        );
+      return value;
+    };
+  }
+  const [, pathText, op, operandText] = m as unknown as [string, string, Operator, string];
+  const path = parsePath(where, pathText);
+  if (operandText.startsWith('"')) {
+    let operand: unknown;
+    try {
+      operand = JSON.parse(operandText);
+    } catch {
+      operand = undefined;
+    }
+    if (typeof operand !== 'string')
+      throw new MappingError(where, `"${text}" does not parse: ${operandText} is not a quoted string`);
+    if (op !== '==' && op !== '!=')
+      throw new MappingError(where, `"${text}": a string compares with == or != only`);
+    return (record) => {
+      const value = at(record, path);
+      if (typeof value !== 'string')
+        throw new DecodeError('bad-label', `label at ${pathText} is ${JSON.stringify(value)}, not a string`);
+      return compare(op, value, operand) ? 1 : 0;
+    };
+  }
+  if (!NUMBER.test(operandText))
+    throw new MappingError(
+      where,
+      `"${text}" does not parse: ${operandText} is neither a number nor a quoted string`,
+    );
+  const operand = Number(operandText);
+  return (record) => {
+    const value = at(record, path);
+    if (typeof value !== 'number' || !Number.isFinite(value))
+      throw new DecodeError('bad-label', `label at ${pathText} is ${JSON.stringify(value)}, not a number`);
+    return compare(op, value, operand) ? 1 : 0;
+  };
+}
+
+type Clock = () => number;
+
+function parseTimestamp(where: string, spec: unknown): ((record: unknown, now: Clock) => number) | null {
+  if (spec === undefined) return null;
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec))
+    throw new MappingError(where, 'expected { "path": PATH, "unit": "ms" | "s" | "iso" }');
+  const { path: pathText, unit, ...rest } = spec as Record<string, unknown>;
+  const extra = Object.keys(rest);
+  if (extra.length > 0) throw new MappingError(where, `unknown key "${extra[0]}" (path, unit)`);
+  const path = parsePath(`${where}.path`, pathText);
+  if (!TIMESTAMP_UNITS.includes(unit as TimestampUnit))
+    throw new MappingError(
+      `${where}.unit`,
+      `unknown unit ${JSON.stringify(unit)}: one of ${TIMESTAMP_UNITS.join(', ')}`,
+    );
+  const text = path.join('.');
+  const bad = (value: unknown): DecodeError =>
+    new DecodeError('mapping', `timestamp at ${text} is ${JSON.stringify(value)}, not a time in ${unit}`);
+  return (record, now) => {
+    const value = at(record, path);
+    if (value === undefined || value === null) return now();
+    let ms: number;
+    if (unit === 'iso') {
+      if (typeof value !== 'string') throw bad(value);
+      ms = Date.parse(value);
+    } else {
+      const n = typeof value === 'string' && NUMBER.test(value) ? Number(value) : value;
+      if (typeof n !== 'number') throw bad(value);
+      ms = unit === 's' ? n * 1000 : n;
+    }
+    if (!Number.isFinite(ms) || ms < 0) throw bad(value);
+    return Math.round(ms);
+  };
+}
+
+/** Decodes one Kafka value (a JSON record) into an interaction, or throws DecodeError. */
+export type JsonDecoder = (value: Buffer | null) => Interaction;
+
+/**
+ * Checks a mapping and compiles it into a decoder. Missing timestamps (no `timestamp` in the
+ * mapping, or none in a record) take `now()`.
+ * @throws MappingError naming the part that is wrong
+ */
+export function compileMapping(mapping: unknown, now: Clock = Date.now): JsonDecoder {
+  if (mapping === null || typeof mapping !== 'object' || Array.isArray(mapping))
+    throw new MappingError('mapping', 'expected an object with user, item and label');
+  const m = mapping as Record<string, unknown>;
+  const known = ['user', 'item', 'label', 'timestamp', 'fields'];
+  for (const key of Object.keys(m))
+    if (!known.includes(key)) throw new MappingError(`mapping.${key}`, `unknown key (${known.join(', ')})`);
+  const user = parsePath('mapping.user', m.user);
+  const item = parsePath('mapping.item', m.item);
+  const label = parseLabel('mapping.label', m.label);
+  const timestamp = parseTimestamp('mapping.timestamp', m.timestamp);
+  const fields: Array<[string, Path, string]> = [];
+  if (m.fields !== undefined) {
+    if (m.fields === null || typeof m.fields !== 'object' || Array.isArray(m.fields))
+      throw new MappingError('mapping.fields', 'expected an object { fieldName: PATH }');
+    for (const [name, pathText] of Object.entries(m.fields as Record<string, unknown>)) {
+      if (!FIELD_NAME.test(name) || name === 'user' || name === 'item')
+        throw new MappingError(
+          `mapping.fields.${name}`,
+          'a field name is a letter or "_" then letters, digits, "_" or "-" (at most 64), not user or item',
+        );
+      fields.push([name, parsePath(`mapping.fields.${name}`, pathText), String(pathText)]);
+    }
+  }
+  const userText = String(m.user);
+  const itemText = String(m.item);
+  return (value) => {
+    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
+    let record: unknown;
+    try {
+      record = JSON.parse(value.toString('utf8'));
+    } catch (error) {
+      throw new DecodeError('undecodable', `not JSON: ${error instanceof Error ? error.message : error}`);
+    }
+    if (record === null || typeof record !== 'object' || Array.isArray(record))
+      throw new DecodeError('undecodable', 'the JSON value is not an object');
+    const u = idAt(record, user);
+    if (u === undefined) throw new DecodeError('missing-user', `no user at ${userText}`);
+    const i = idAt(record, item);
+    if (i === undefined) throw new DecodeError('missing-item', `no item at ${itemText}`);
+    const out: Record<string, string> = {};
+    for (const [name, path, text] of fields) {
+      const v = at(record, path);
+      if (v === undefined || v === null) continue;
+      const s = idAt(record, path);
+      if (s === undefined)
+        throw new DecodeError(
+          'mapping',
+          `field ${name} at ${text} is ${JSON.stringify(v)}, not a string or number`,
+        );
+      out[name] = s;
+    }
+    return {
+      user: u,
+      item: i,
+      label: label(record),
+      timestamp: timestamp === null ? now() : timestamp(record, now),
+      fields: out,
+    };
+  };
+}
+
+/**
+ * Checks a whole subscription (name, topic, format, mapping) and returns it as given, typed.
+ * @throws MappingError naming the part that is wrong
+ */
+export function checkSubscription(value: unknown): Subscription {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new MappingError('subscription', 'expected { name, topic, format, mapping }');
+  const s = value as Record<string, unknown>;
+  for (const key of Object.keys(s))
+    if (!['name', 'topic', 'format', 'mapping'].includes(key))
+      throw new MappingError(key, 'unknown key (name, topic, format, mapping)');
+  if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME.test(s.name))
+    throw new MappingError(
+      'name',
+      `${JSON.stringify(s.name)} is not a name: letters, digits, "_", "-" or ".", at most 64, starting with a letter or digit`,
+    );
+  if (typeof s.topic !== 'string' || !TOPIC_NAME.test(s.topic) || s.topic === '.' || s.topic === '..')
+    throw new MappingError('topic', `${JSON.stringify(s.topic)} is not a Kafka topic name`);
+  if (!(SUBSCRIPTION_FORMATS as readonly unknown[]).includes(s.format))
+    throw new MappingError(
+      'format',
+      `unknown format ${JSON.stringify(s.format)} (expected one of: ${SUBSCRIPTION_FORMATS.join(', ')})`,
+    );
+  compileMapping(s.mapping);
+  return value as Subscription;
+}

@@ -1,0 +1,190 @@
+/**
+ * JSON subscriptions' mappings: every kind of wrong mapping is refused at compile time with a
+ * message naming the part, and records that do not fit are refused at decode time with the DLQ
+ * reason the consumer puts in the `pme-dlq-reason` header.
+ */
+import t from 'tap';
+import { checkSubscription, compileMapping, DecodeError, MappingError } from '../../src/stream/index.js';
+
+const base = { user: 'user.id', item: 'item', label: 'rating >= 4' };
+const NOW = 1_700_000_000_000;
+const clock = () => NOW;
+const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+/** What `fn` throws (undefined when it returns). */
+function thrown(fn: () => unknown): Error | undefined {
+  try {
+    fn();
+  } catch (error) {
+    return error as Error;
+  }
+  return undefined;
+}
+
+t.test('mapping compile errors name the part and say what is wrong', async (t) => {
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['not an object', 'user', /^mapping: expected an object/],
+    ['missing user path', { ...base, user: undefined }, /^mapping\.user: a path is required/],
+    ['empty item path', { ...base, item: '' }, /^mapping\.item: a path is required/],
+    ['bad path (empty key)', { ...base, user: 'user..id' }, /^mapping\.user: "user\.\.id" is not a path/],
+    ['bad path (space)', { ...base, item: 'the item' }, /^mapping\.item: "the item" is not a path/],
+    ['label missing', { ...base, label: undefined }, /^mapping\.label: a label rule is required/],
+    [
+      'label does not parse',
+      { ...base, label: 'rating => 4' },
+      /^mapping\.label: "rating => 4" does not parse/,
+    ],
+    ['label operand', { ...base, label: 'rating >= four' }, /neither a number nor a quoted string/],
+    ['string with >=', { ...base, label: 'kind >= "click"' }, /a string compares with == or != only/],
+    ['unquoted garbage', { ...base, label: 'a b' }, /does not parse/],
+    [
+      'unknown unit',
+      { ...base, timestamp: { path: 'ts', unit: 'days' } },
+      /^mapping\.timestamp\.unit: unknown unit "days"/,
+    ],
+    [
+      'timestamp path',
+      { ...base, timestamp: { path: '', unit: 'ms' } },
+      /^mapping\.timestamp\.path: a path is required/,
+    ],
+    ['timestamp shape', { ...base, timestamp: 'ts' }, /^mapping\.timestamp: expected/],
+    ['field name', { ...base, fields: { 'bad=name': 'x' } }, /^mapping\.fields\.bad=name: a field name/],
+    ['field named user', { ...base, fields: { user: 'x' } }, /^mapping\.fields\.user: a field name/],
+    [
+      'field path',
+      { ...base, fields: { device: 'ctx.' } },
+      /^mapping\.fields\.device: "ctx\." is not a path/,
+    ],
+    ['unknown key', { ...base, weight: 'w' }, /^mapping\.weight: unknown key/],
+  ];
+  for (const [what, mapping, message] of cases) {
+    const error = thrown(() => compileMapping(mapping));
+    t.type(error, MappingError, what);
+    t.match(error?.message, message, what);
+  }
+});
+
+t.test('subscription checks: name, topic, format, then the mapping', async (t) => {
+  const good = { name: 'clicks', topic: 'my-clicks', format: 'json', mapping: base };
+  t.same(checkSubscription(good), good);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ ...good, name: 'has space' }, /^name: "has space" is not a name/],
+    [{ ...good, name: '' }, /^name:/],
+    [{ ...good, topic: 'a/b' }, /^topic:/],
+    [{ ...good, format: 'avro' }, /^format: unknown format "avro" \(expected one of: json\)/],
+    [{ ...good, mapping: { ...base, label: '>= 4' } }, /^mapping\.label:/],
+    [{ ...good, extra: 1 }, /^extra: unknown key/],
+  ];
+  for (const [value, message] of cases)
+    t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
+});
+
+t.test('good records decode; numbers at id paths become strings', async (t) => {
+  const decode = compileMapping(
+    {
+      user: 'user.id',
+      item: 'item',
+      label: 'rating >= 4',
+      timestamp: { path: 'ts', unit: 's' },
+      fields: { device: 'ctx.device', city: 'ctx.city' },
+    },
+    clock,
+  );
+  t.same(
+    decode(json({ user: { id: 42 }, item: 'i1', rating: 5, ts: 1_700_000_001, ctx: { device: 'ios' } })),
+    {
+      user: '42',
+      item: 'i1',
+      label: 1,
+      timestamp: 1_700_000_001_000,
+      fields: { device: 'ios' },
+    },
+  );
+  t.same(
+    decode(json({ user: { id: 'u' }, item: 7, rating: 3, ctx: { device: 'web', city: 12 } })),
+    {
+      user: 'u',
+      item: '7',
+      label: 0,
+      timestamp: NOW,
+      fields: { device: 'web', city: '12' },
+    },
+    'missing timestamp: the clock; a number field as text',
+  );
+
+  const rules: Array<[string, unknown, number]> = [
+    ['kind == "click"', { kind: 'click' }, 1],
+    ['kind == "click"', { kind: 'view' }, 0],
+    ['kind != "view"', { kind: 'click' }, 1],
+    ['r > 3', { r: 3 }, 0],
+    ['r < 3', { r: 2 }, 1],
+    ['r <= 3', { r: 3 }, 1],
+    ['r == 3.5', { r: 3.5 }, 1],
+    ['r != 3.5', { r: 3.5 }, 0],
+    ['p', { p: 0.25 }, 0.25],
+    ['1', {}, 1],
+    ['0', {}, 0],
+  ];
+  for (const [label, extra, want] of rules) {
+    const d = compileMapping({ user: 'u', item: 'i', label }, clock);
+    t.equal(
+      d(json({ u: 'a', i: 'b', ...(extra as object) })).label,
+      want,
+      `${label} on ${JSON.stringify(extra)}`,
+    );
+  }
+  const ms = compileMapping({ ...base, timestamp: { path: 'at', unit: 'ms' } }, clock);
+  t.equal(ms(json({ user: { id: 1 }, item: 2, rating: 4, at: 123 })).timestamp, 123);
+  const iso = compileMapping({ ...base, timestamp: { path: 'at', unit: 'iso' } }, clock);
+  t.equal(
+    iso(json({ user: { id: 1 }, item: 2, rating: 4, at: '2024-01-02T03:04:05Z' })).timestamp,
+    Date.parse('2024-01-02T03:04:05Z'),
+  );
+});
+
+t.test('misfit records: every reason, with the path in the detail', async (t) => {
+  const decode = compileMapping(
+    { ...base, timestamp: { path: 'at', unit: 'iso' }, fields: { device: 'ctx.device' } },
+    clock,
+  );
+  const good = { user: { id: 'u' }, item: 'i', rating: 5 };
+  const cases: Array<[string, Buffer | null, string, RegExp]> = [
+    ['not JSON', Buffer.from('{"user":'), 'undecodable', /not JSON/],
+    ['no value', null, 'undecodable', /no value/],
+    ['JSON array', json([1, 2]), 'undecodable', /not an object/],
+    ['no user', json({ ...good, user: {} }), 'missing-user', /no user at user\.id/],
+    ['empty user', json({ ...good, user: { id: '' } }), 'missing-user', /user\.id/],
+    ['user an object', json({ ...good, user: { id: { x: 1 } } }), 'missing-user', /user\.id/],
+    ['no item', json({ user: { id: 'u' }, rating: 5 }), 'missing-item', /no item at item/],
+    ['label not a number', json({ ...good, rating: 'five' }), 'bad-label', /rating/],
+    ['bad timestamp', json({ ...good, at: 'yesterday' }), 'mapping', /timestamp at at is "yesterday"/],
+    [
+      'field an object',
+      json({ ...good, ctx: { device: { os: 'x' } } }),
+      'mapping',
+      /field device at ctx\.device/,
+    ],
+  ];
+  for (const [what, value, reason, detail] of cases) {
+    try {
+      decode(value);
+      t.fail(`${what}: decoded`);
+    } catch (error) {
+      t.type(error, DecodeError, what);
+      t.equal((error as DecodeError).reason, reason, `${what}: ${reason}`);
+      t.match((error as Error).message, detail, `${what}: detail`);
+    }
+  }
+  const prob = compileMapping({ user: 'u', item: 'i', label: 'p' }, clock);
+  for (const p of [1.5, -0.1, '0.5', null])
+    t.match(
+      thrown(() => prob(json({ u: 'a', i: 'b', p }))),
+      { reason: 'bad-label' },
+      `label ${JSON.stringify(p)}`,
+    );
+  const seconds = compileMapping({ ...base, timestamp: { path: 'at', unit: 's' } }, clock);
+  t.match(
+    thrown(() => seconds(json({ ...good, at: true }))),
+    { reason: 'mapping' },
+    'seconds not a number',
+  );
+});
