@@ -258,14 +258,27 @@ const subscription = {
   additionalProperties: false,
   properties: {
     name: { type: 'string', description: 'Letters, digits, `_`, `-`, `.`; at most 64' },
-    topic: { type: 'string', description: 'Kafka topic of JSON records (created when missing)' },
-    format: { type: 'string', description: '`json` (the only format so far)' },
+    topic: { type: 'string', description: 'Kafka topic of the records (created when missing)' },
+    format: {
+      type: 'string',
+      description: '`json` (each value a JSON object) or `avro` (each value an Avro record of `schema`)',
+    },
     mapping,
+    schema: {
+      type: 'object',
+      additionalProperties: true,
+      description: "format `avro`: the writer's record schema, inline (Avro JSON)",
+    },
+    wire: {
+      type: 'string',
+      description:
+        'format `avro`: `raw` (plain Avro binary, the default) or `confluent` (magic byte and schema id first; the id is not looked up)',
+    },
   },
 } as const;
 
 export const subscriptionListSchema = {
-  summary: "The topics read besides the interactions topic: users' own JSON topics, each with its mapping",
+  summary: "The topics read besides the interactions topic: users' own JSON or Avro topics, each with its mapping",
   response: {
     200: { type: 'object', properties: { subscriptions: { type: 'array', items: subscription } } },
   },
@@ -273,7 +286,7 @@ export const subscriptionListSchema = {
 
 export const subscribeSchema = {
   summary:
-    "Read a topic of JSON records, mapped to interactions; its misfits go to `<topic>.dlq`. Durable (in the snapshot) once answered; the topic's history is learned",
+    "Read a topic of JSON or Avro records, mapped to interactions; its misfits go to `<topic>.dlq`. Durable (in the snapshot) once answered; the topic's history is learned",
   body: subscription,
   response: {
     201: {

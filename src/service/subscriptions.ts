@@ -13,7 +13,7 @@ import type { Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import {
   checkSubscription,
-  compileMapping,
+  compileSubscription,
   DecodeError,
   MappingError,
   type Subscription,
@@ -112,7 +112,7 @@ export class Subscriptions {
   sources(): TopicSource[] {
     const trainer = this.#host.trainer;
     return this.list().map((s) => {
-      const decode = compileMapping(s.mapping);
+      const decode = compileSubscription(s);
       return {
         name: s.name,
         topic: s.topic,

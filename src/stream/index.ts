@@ -37,6 +37,7 @@ export { GroupFence, trainerClientId } from './fence.js';
 export {
   checkSubscription,
   compileMapping,
+  compileSubscription,
   type JsonDecoder,
   type JsonMapping,
   MappingError,

@@ -8,6 +8,7 @@
  * RULE (the label): a PATH to a number in [0, 1]; a comparison `PATH >= 4` (`> < <= == !=`) with
  * a number, or `PATH == "click"` / `!=` with a string; or the constant `1` or `0`. No eval.
  */
+import avro, { type Schema, type Type } from 'avsc';
 import type { Interaction } from '../data/event.js';
 import { DecodeError } from './consumer.js';
 
@@ -25,11 +26,19 @@ export interface JsonMapping {
 export interface Subscription {
   name: string;
   topic: string;
-  format: 'json';
+  /** `json`: each value a JSON object. `avro`: each value an Avro record of `schema` (yours). */
+  format: 'json' | 'avro';
   mapping: JsonMapping;
+  /** format `avro`: the writer's record schema, inline (Avro JSON). */
+  schema?: object;
+  /** format `avro`: `raw` (plain Avro binary, the default) or `confluent` (a magic byte and a
+   *  4-byte schema id before it, as schema-registry serializers write; the id is not looked up:
+   *  the values must be of `schema`). */
+  wire?: 'raw' | 'confluent';
 }
 
-export const SUBSCRIPTION_FORMATS = ['json'] as const;
+export const SUBSCRIPTION_FORMATS = ['json', 'avro'] as const;
+const AVRO_WIRES = ['raw', 'confluent'] as const;
 
 /** A subscription's name: letters, digits, `_`, `-`, `.`, at most 64, starting with a letter or digit. */
 export const SUBSCRIPTION_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -212,6 +221,23 @@ export type JsonDecoder = (value: Buffer | null) => Interaction;
  * @throws MappingError naming the part that is wrong
  */
 export function compileMapping(mapping: unknown, now: Clock = Date.now): JsonDecoder {
+  const extract = compileExtraction(mapping, now);
+  return (value) => {
+    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
+    let record: unknown;
+    try {
+      record = JSON.parse(value.toString('utf8'));
+    } catch (error) {
+      throw new DecodeError('undecodable', `not JSON: ${error instanceof Error ? error.message : error}`);
+    }
+    if (record === null || typeof record !== 'object' || Array.isArray(record))
+      throw new DecodeError('undecodable', 'the JSON value is not an object');
+    return extract(record);
+  };
+}
+
+/** A checked mapping as the function that reads an interaction out of a decoded record. */
+function compileExtraction(mapping: unknown, now: Clock): (record: object) => Interaction {
   if (mapping === null || typeof mapping !== 'object' || Array.isArray(mapping))
     throw new MappingError('mapping', 'expected an object with user, item and label');
   const m = mapping as Record<string, unknown>;
@@ -237,16 +263,7 @@ export function compileMapping(mapping: unknown, now: Clock = Date.now): JsonDec
   }
   const userText = String(m.user);
   const itemText = String(m.item);
-  return (value) => {
-    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
-    let record: unknown;
-    try {
-      record = JSON.parse(value.toString('utf8'));
-    } catch (error) {
-      throw new DecodeError('undecodable', `not JSON: ${error instanceof Error ? error.message : error}`);
-    }
-    if (record === null || typeof record !== 'object' || Array.isArray(record))
-      throw new DecodeError('undecodable', 'the JSON value is not an object');
+  const extract = (record: object): Interaction => {
     const u = idAt(record, user);
     if (u === undefined) throw new DecodeError('missing-user', `no user at ${userText}`);
     const i = idAt(record, item);
@@ -271,6 +288,52 @@ export function compileMapping(mapping: unknown, now: Clock = Date.now): JsonDec
       fields: out,
     };
   };
+  return extract;
+}
+
+/** The schema of an `avro` subscription, checked: a record schema avsc accepts. */
+function avroType(schema: unknown): Type {
+  if (schema === null || typeof schema !== 'object' || Array.isArray(schema))
+    throw new MappingError('schema', "format avro needs the writer's record schema inline (Avro JSON)");
+  let type: Type;
+  try {
+    type = avro.Type.forSchema(schema as Schema);
+  } catch (error) {
+    throw new MappingError('schema', `not an Avro schema: ${error instanceof Error ? error.message : error}`);
+  }
+  if (type.typeName !== 'record')
+    throw new MappingError('schema', `a record schema is needed, got ${type.typeName}`);
+  return type;
+}
+
+/**
+ * A decoder for a checked subscription: JSON values, or Avro values of its schema, through its
+ * mapping (the paths walk the decoded record the same way).
+ */
+export function compileSubscription(subscription: Subscription, now: Clock = Date.now): JsonDecoder {
+  if (subscription.format === 'json') return compileMapping(subscription.mapping, now);
+  const type = avroType(subscription.schema);
+  const extract = compileExtraction(subscription.mapping, now);
+  const skip = subscription.wire === 'confluent' ? 5 : 0;
+  return (value) => {
+    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
+    if (skip > 0 && (value.length < skip || value[0] !== 0))
+      throw new DecodeError('undecodable', 'not in the Confluent wire format (magic byte 0, schema id)');
+    let record: object;
+    try {
+      const body = skip > 0 ? value.subarray(skip) : value;
+      const { value: decoded, offset } = type.decode(body, 0);
+      if (offset !== body.length)
+        throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
+      record = decoded as object;
+    } catch (error) {
+      throw new DecodeError(
+        'undecodable',
+        `not an Avro record of the subscription's schema: ${error instanceof Error ? error.message : error}`,
+      );
+    }
+    return extract(record);
+  };
 }
 
 /**
@@ -281,9 +344,9 @@ export function checkSubscription(value: unknown): Subscription {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new MappingError('subscription', 'expected { name, topic, format, mapping }');
   const s = value as Record<string, unknown>;
+  const keys = ['name', 'topic', 'format', 'mapping', 'schema', 'wire'];
   for (const key of Object.keys(s))
-    if (!['name', 'topic', 'format', 'mapping'].includes(key))
-      throw new MappingError(key, 'unknown key (name, topic, format, mapping)');
+    if (!keys.includes(key)) throw new MappingError(key, `unknown key (${keys.join(', ')})`);
   if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME.test(s.name))
     throw new MappingError(
       'name',
@@ -295,6 +358,18 @@ export function checkSubscription(value: unknown): Subscription {
     throw new MappingError(
       'format',
       `unknown format ${JSON.stringify(s.format)} (expected one of: ${SUBSCRIPTION_FORMATS.join(', ')})`,
+    );
+  if (s.format === 'avro') {
+    avroType(s.schema);
+    if (s.wire !== undefined && !(AVRO_WIRES as readonly unknown[]).includes(s.wire))
+      throw new MappingError(
+        'wire',
+        `unknown wire ${JSON.stringify(s.wire)} (expected one of: ${AVRO_WIRES.join(', ')})`,
+      );
+  } else if (s.schema !== undefined || s.wire !== undefined)
+    throw new MappingError(
+      s.schema !== undefined ? 'schema' : 'wire',
+      'only format avro takes a schema and a wire',
     );
   compileMapping(s.mapping);
   return value as Subscription;

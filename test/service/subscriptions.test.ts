@@ -7,6 +7,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import avro from 'avsc';
 import { Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
@@ -80,7 +81,8 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
   const refused: Array<[string, unknown, number, RegExp]> = [
     ['no token', subscription, 401, /Authorization/],
     ['bad name', { ...subscription, name: 'has space' }, 400, /^name: "has space" is not a name/],
-    ['unknown format', { ...subscription, format: 'avro' }, 400, /^format: unknown format "avro"/],
+    ['unknown format', { ...subscription, format: 'xml' }, 400, /^format: unknown format "xml"/],
+    ['avro without its schema', { ...subscription, format: 'avro' }, 400, /^schema: format avro needs/],
     [
       'missing path',
       { ...subscription, mapping: { ...subscription.mapping, user: undefined } },
@@ -314,6 +316,46 @@ t.test('with the API in its own thread, subscriptions are asked of the training 
   });
   await until('5 events trained', () => service.trainer.stats().learned >= 5);
   t.equal(service.trainer.stats().learned, 5);
+
+  // A topic of the user's own Avro records (schema inline, Confluent framing) is read the same way.
+  const schema = {
+    type: 'record',
+    name: 'View',
+    fields: [
+      { name: 'u', type: 'string' },
+      { name: 'i', type: 'string' },
+      { name: 'p', type: 'double' },
+    ],
+  };
+  const avroTopic = uniqueName('threaded-avro');
+  const avroSub = {
+    name: 'views',
+    topic: avroTopic,
+    format: 'avro',
+    wire: 'confluent',
+    schema,
+    mapping: subscription.mapping,
+  };
+  const posted = await fetch(`${service.url}/v1/subscriptions`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify(avroSub),
+  });
+  t.equal(posted.status, 201, 'an avro subscription is taken');
+  const type = avro.Type.forSchema(schema as avro.Schema);
+  const framed = (value: object) => Buffer.concat([Buffer.from([0, 0, 0, 0, 1]), type.toBuffer(value)]);
+  await producer.send({
+    topic: avroTopic,
+    messages: [
+      ...Array.from({ length: 4 }, (_, k) => ({ value: framed({ u: 'b', i: `i${k}`, p: 1 }) })),
+      { value: Buffer.from(JSON.stringify({ u: 'b', i: 'x', p: 1 })) },
+    ],
+  });
+  await until('4 avro events trained', () => service.trainer.stats().learned >= 9);
+  t.equal(service.trainer.stats().learned, 9, 'its records learned; the JSON one among them is not');
+  const dlq = await readAll(brokers, dlqTopic(avroTopic), 1);
+  t.equal(dlq[0].headers?.[DLQ_REASON_HEADER]?.toString(), 'undecodable', 'it went to the DLQ');
+  t.equal((await fetch(`${service.url}/v1/subscriptions/views`, { method: 'DELETE' })).status, 204);
   const list = (await (await fetch(`${service.url}/v1/subscriptions`)).json()) as {
     subscriptions: unknown[];
   };

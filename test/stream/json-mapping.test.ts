@@ -3,10 +3,31 @@
  * message naming the part, and records that do not fit are refused at decode time with the DLQ
  * reason the consumer puts in the `pme-dlq-reason` header.
  */
+
+import avro from 'avsc';
 import t from 'tap';
-import { checkSubscription, compileMapping, DecodeError, MappingError } from '../../src/stream/index.js';
+import {
+  checkSubscription,
+  compileMapping,
+  compileSubscription,
+  DecodeError,
+  MappingError,
+  type Subscription,
+} from '../../src/stream/index.js';
 
 const base = { user: 'user.id', item: 'item', label: 'rating >= 4' };
+/** A user's own Avro schema: the same record as the JSON cases. */
+const CLICK = {
+  type: 'record',
+  name: 'Click',
+  namespace: 'shop',
+  fields: [
+    { name: 'user', type: { type: 'record', name: 'User', fields: [{ name: 'id', type: 'long' }] } },
+    { name: 'item', type: 'string' },
+    { name: 'rating', type: 'double' },
+    { name: 'device', type: ['null', 'string'], default: null },
+  ],
+};
 const NOW = 1_700_000_000_000;
 const clock = () => NOW;
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
@@ -70,7 +91,15 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
     [{ ...good, name: 'has space' }, /^name: "has space" is not a name/],
     [{ ...good, name: '' }, /^name:/],
     [{ ...good, topic: 'a/b' }, /^topic:/],
-    [{ ...good, format: 'avro' }, /^format: unknown format "avro" \(expected one of: json\)/],
+    [{ ...good, format: 'xml' }, /^format: unknown format "xml" \(expected one of: json, avro\)/],
+    [{ ...good, format: 'avro' }, /^schema: format avro needs the writer's record schema inline/],
+    [{ ...good, format: 'avro', schema: { type: 'nope' } }, /^schema: not an Avro schema/],
+    [
+      { ...good, format: 'avro', schema: { type: 'string' } },
+      /^schema: a record schema is needed, got string/,
+    ],
+    [{ ...good, format: 'avro', schema: CLICK, wire: 'json' }, /^wire: unknown wire "json"/],
+    [{ ...good, schema: CLICK }, /^schema: only format avro takes a schema and a wire/],
     [{ ...good, mapping: { ...base, label: '>= 4' } }, /^mapping\.label:/],
     [{ ...good, extra: 1 }, /^extra: unknown key/],
   ];
@@ -187,4 +216,44 @@ t.test('misfit records: every reason, with the path in the detail', async (t) =>
     { reason: 'mapping' },
     'seconds not a number',
   );
+});
+
+t.test("avro subscriptions: the user's own record schema, raw or in the Confluent wire format", async (t) => {
+  const type = avro.Type.forSchema(CLICK as avro.Schema);
+  const record = { user: { id: 42 }, item: 'p7', rating: 4.5, device: 'ios' };
+  const mapping = { ...base, fields: { device: 'device' } };
+  const raw: Subscription = { name: 'clicks', topic: 'shop.clicks', format: 'avro', schema: CLICK, mapping };
+  t.same(checkSubscription(raw), raw);
+  const decode = compileSubscription(raw, clock);
+  const expected = { user: '42', item: 'p7', label: 1, timestamp: NOW, fields: { device: 'ios' } };
+  t.same(decode(type.toBuffer(record)), expected, 'the mapping walks the decoded record');
+  t.same(decode(type.toBuffer({ ...record, rating: 2, device: null })), {
+    ...expected,
+    label: 0,
+    fields: {},
+  });
+
+  const framed = compileSubscription({ ...raw, wire: 'confluent' }, clock);
+  const header = Buffer.from([0, 0, 0, 0, 7]);
+  t.same(
+    framed(Buffer.concat([header, type.toBuffer(record)])),
+    expected,
+    'past the magic byte and schema id',
+  );
+
+  const reasons = (fn: (v: Buffer | null) => unknown, value: Buffer | null) => {
+    const error = thrown(() => fn(value));
+    t.ok(error instanceof DecodeError, `${error?.message}`);
+    return (error as DecodeError).reason;
+  };
+  t.equal(reasons(decode, Buffer.from('{"user":1}')), 'undecodable', 'JSON is not this Avro');
+  t.equal(reasons(decode, type.toBuffer(record).subarray(0, 4)), 'undecodable', 'truncated');
+  t.equal(
+    reasons(decode, Buffer.concat([type.toBuffer(record), Buffer.from([1])])),
+    'undecodable',
+    'bytes left over',
+  );
+  t.equal(reasons(framed, type.toBuffer(record)), 'undecodable', 'no magic byte');
+  t.equal(reasons(decode, type.toBuffer({ ...record, item: '' })), 'missing-item');
+  t.equal(reasons(decode, null), 'undecodable');
 });
