@@ -8,9 +8,14 @@
  * 2. concurrent: CONCURRENT more events are produced as fast as the producer goes while the
  *    service consumes them; events/s from the first send to the last event applied, and lag over time.
  *
+ * 3. json: JSON_EVENTS of the same events as JSON records on a topic of their own, subscribed at
+ *    runtime (POST /v1/subscriptions, a mapping), consumed from a backlog: what JSON decoding and
+ *    the mapping cost against the Avro backlog of step 1.
+ *
  * Uses KAFKA_BROKERS, else starts a local broker. Writes bench/results/e2e.json.
  *
- *   npm run build && node dist/bench/e2e.js [--events 500000] [--concurrent 300000] [--partitions 4]
+ *   npm run build && node dist/bench/e2e.js [--events 500000] [--concurrent 300000] [--json-events 300000]
+ *                                           [--partitions 4]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -18,6 +23,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
 import { type LocalBroker, resolveBrokers, startBroker } from '../src/broker/index.js';
 import type { Interaction } from '../src/data/event.js';
 import { SyntheticWorkload } from '../src/data/index.js';
@@ -26,6 +32,7 @@ import { numberArg as arg } from './args.js';
 
 const EVENTS = arg('events', 500_000);
 const CONCURRENT = arg('concurrent', 300_000);
+const JSON_EVENTS = arg('json-events', 300_000);
 const PARTITIONS = arg('partitions', 4);
 const SAMPLE_MS = 250;
 
@@ -154,6 +161,56 @@ function summarise(name: string, events: number, samples: Sample[], fromApplied:
   return result;
 }
 
+/**
+ * The JSON case: `events` as JSON records (user, item, label, time, fields) on a topic of their
+ * own, produced first, then subscribed; timed from the first applied event to the last.
+ */
+async function jsonBacklog(
+  url: string,
+  pid: number | undefined,
+  brokers: string,
+  topic: string,
+  events: Interaction[],
+  appliedBefore: number,
+) {
+  const jsonTopic = `${topic}-json`;
+  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const producer = kafka.producer();
+  await producer.connect();
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ topics: [{ topic: jsonTopic, numPartitions: PARTITIONS }] });
+  await admin.disconnect();
+  for (let i = 0; i < events.length; i += 10_000)
+    await producer.send({
+      topic: jsonTopic,
+      messages: events.slice(i, i + 10_000).map((e) => ({
+        key: e.user,
+        value: JSON.stringify({ user: e.user, item: e.item, label: e.label, ts: e.timestamp, ...e.fields }),
+      })),
+    });
+  await producer.disconnect();
+  const fields = Object.fromEntries(Object.keys(events[0]?.fields ?? {}).map((name) => [name, name]));
+  const res = await fetch(`${url}/v1/subscriptions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      name: 'json',
+      topic: jsonTopic,
+      format: 'json',
+      mapping: { user: 'user', item: 'item', label: 'label', timestamp: { path: 'ts', unit: 'ms' }, fields },
+    }),
+  });
+  if (res.status !== 201) throw new Error(`subscribing failed: ${res.status} ${await res.text()}`);
+  const t = performance.now();
+  return summarise(
+    'json backlog',
+    events.length,
+    await follow(url, pid, appliedBefore + events.length, t),
+    appliedBefore,
+  );
+}
+
 async function main(): Promise<void> {
   let local: LocalBroker | undefined;
   let brokers = resolveBrokers()?.join(',');
@@ -209,6 +266,10 @@ async function main(): Promise<void> {
       console.log(
         `concurrent: producer done in ${sendSeconds.toFixed(2)} s; topic-to-state ${Math.round(endToEnd)} events/s from the first send`,
       );
+      const json = await jsonBacklog(url, child.pid, brokers, topic, make(JSON_EVENTS), EVENTS + CONCURRENT);
+      console.log(
+        `json: ${json.eventsPerSecond} events/s against Avro's ${backlog.eventsPerSecond} (${((100 * json.eventsPerSecond) / backlog.eventsPerSecond).toFixed(0)}%)`,
+      );
       const result = {
         node: process.version,
         cpus: cpus().length,
@@ -225,6 +286,7 @@ async function main(): Promise<void> {
           producerSeconds: Number(sendSeconds.toFixed(3)),
           endToEndEventsPerSecond: Math.round(endToEnd),
         },
+        json: { ...json, avroShare: Number((json.eventsPerSecond / backlog.eventsPerSecond).toFixed(3)) },
       };
       const out = join(root, 'bench', 'results');
       await mkdir(out, { recursive: true });
