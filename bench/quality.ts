@@ -26,7 +26,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { cpus, homedir, loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CatalogItem, Interaction } from '../src/data/event.js';
@@ -494,6 +494,7 @@ function table(rows: SystemResult[]): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadBefore = loadavg();
   const peers = ensurePeers();
   const command = `node dist/bench/quality.js${process.argv
     .slice(2)
@@ -583,6 +584,14 @@ async function main(): Promise<void> {
     grids: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.grid])),
     descriptions: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.description])),
     peers: { venv: VENV, versions: peers.versions, missing: peers.missing },
+    // events/s depend on the machine and its load (shared machines): recorded with the figures.
+    machine: {
+      cores: cpus().length,
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      node: process.version,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadavg(),
+    },
     seconds: (Date.now() - started) / 1000,
     datasets,
   };

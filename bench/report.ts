@@ -727,6 +727,12 @@ function renderQuality(r: unknown): string {
         '; ',
       )}) is replayed over the first ${pct(num(r, 'protocol.chooseShare'))} of the stream only; the best progressive AUC there is chosen, and that rate's replay of the whole stream is scored on the rest (the figure), by one AUC and logloss function for every system over its per-event pre-learning probabilities. Systems with a random init run ${num(r, 'protocol.seeds')} seeds (mean ± sample std). \\* marks a rate at an end of its grid.`,
   ];
+  const cpu = at(r, 'machine.cpu');
+  if (typeof cpu === 'string')
+    out.push(
+      '',
+      `Measured on ${num(r, 'machine.cores')} cores (${cpu}), Node ${String(at(r, 'machine.node'))}, load average ${fx(num(r, 'machine.loadAverageBefore.0'))} at start and ${fx(num(r, 'machine.loadAverageAfter.0'))} at the end: events/s move with the load, AUC and logloss do not (every run is seeded).`,
+    );
   const versions = at(r, 'peers.versions');
   const missing = at(r, 'peers.missing');
   if (isObject(versions) && Object.keys(versions).length > 0)

@@ -183,6 +183,13 @@ function writeFakes(dir: string): void {
     protocol: { chooseShare: 0.2, seeds: 3, pmeShare: 0.25 },
     grids: { 'pme fm full': [0.01, 0.03], 'river-fm': [0.003, 0.01] },
     peers: { versions: { vowpalwabbit: '9.11.9' }, missing: { river: 'pip install river failed' } },
+    machine: {
+      cores: 2,
+      cpu: 'Fake CPU',
+      node: 'v20.0.0',
+      loadAverageBefore: [3.5, 1, 1],
+      loadAverageAfter: [4, 1, 1],
+    },
     datasets: [
       {
         name: 'ml-latest-small',
@@ -302,6 +309,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /\| river-fm \| – \| skipped: pip install river failed \|/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
   t.match(md, /Not run: river \(pip install river failed\)\./);
+  t.match(
+    md,
+    /Measured on 2 cores \(Fake CPU\), Node v20\.0\.0, load average 3\.50 at start and 4\.00 at the end/,
+  );
   t.match(md, /wasm \(not available: tfjs-node\)/);
   t.match(md, /9\.9\.9 \(no java found\)/);
 
