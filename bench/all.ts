@@ -191,6 +191,14 @@ const BENCHMARKS: Benchmark[] = [
     timeoutSeconds: 180,
   },
   {
+    // Quality against Vowpal Wabbit and River, rates chosen on the first 20% of each stream. It
+    // skips missing datasets and uninstallable peers itself (its own virtualenv, outside the repo).
+    name: 'quality',
+    unavailable: () => notBuilt('quality'),
+    steps: () => [{ args: ['dist/bench/quality.js', '--data-dir', dataRel], output: 'quality.json' }],
+    timeoutSeconds: 1200,
+  },
+  {
     name: 'e2e',
     unavailable: () => notBuilt('e2e') ?? noKafka(),
     steps: () => [{ args: ['dist/bench/e2e.js'], output: 'e2e.json' }],

@@ -93,6 +93,11 @@ export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string
     title: 'Stream replay with PME under a budget',
     file: 'stream-eval-ml-pme.json',
   },
+  {
+    name: 'quality',
+    title: 'Quality against peers (Vowpal Wabbit, River): rate chosen on the first 20%, scored on the rest',
+    file: 'quality.json',
+  },
   { name: 'e2e', title: 'End to end through Kafka', file: 'e2e.json' },
   { name: 'api', title: 'HTTP API latency under training', file: 'api.json' },
   { name: 'replica', title: 'Serving replicas: staleness and catch-up', file: 'replica.json' },
@@ -709,6 +714,83 @@ function renderGeneric(ctx: Ctx, name: string, r: unknown): string {
   return out.join('\n');
 }
 
+/** bench/quality.ts: one table per dataset, every system at the rate it chose on the first 20%. */
+function renderQuality(r: unknown): string {
+  const ms = (x: unknown, path: string) =>
+    `${fx(num(x, `${path}.mean`), 4)} ± ${fx(num(x, `${path}.std`), 4)}`;
+  const out: string[] = [
+    `Every system sees the same exported stream (events, order, features). Each learning rate of a system's grid (${Object.entries(
+      (at(r, 'grids') as Json | undefined) ?? {},
+    )
+      .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : DASH}`)
+      .join(
+        '; ',
+      )}) is replayed over the first ${pct(num(r, 'protocol.chooseShare'))} of the stream only; the best progressive AUC there is chosen, and that rate's replay of the whole stream is scored on the rest (the figure), by one AUC and logloss function for every system over its per-event pre-learning probabilities. Systems with a random init run ${num(r, 'protocol.seeds')} seeds (mean ± sample std). \\* marks a rate at an end of its grid.`,
+  ];
+  const cpu = at(r, 'machine.cpu');
+  if (typeof cpu === 'string')
+    out.push(
+      '',
+      `Measured on ${num(r, 'machine.cores')} cores (${cpu}), Node ${String(at(r, 'machine.node'))}, load average ${fx(num(r, 'machine.loadAverageBefore.0'))} at start and ${fx(num(r, 'machine.loadAverageAfter.0'))} at the end: events/s move with the load, AUC and logloss do not (every run is seeded).`,
+    );
+  const versions = at(r, 'peers.versions');
+  const missing = at(r, 'peers.missing');
+  if (isObject(versions) && Object.keys(versions).length > 0)
+    out.push(
+      '',
+      `Peers: ${Object.entries(versions)
+        .map(([k, v]) => `${k} ${String(v)}`)
+        .join(', ')}.`,
+    );
+  if (isObject(missing) && Object.keys(missing).length > 0)
+    out.push(
+      '',
+      `Not run: ${Object.entries(missing)
+        .map(([k, v]) => `${k} (${String(v)})`)
+        .join('; ')}.`,
+    );
+  for (const d of arr(r, 'datasets')) {
+    out.push('', `### ${String(d.name)}`, '');
+    if (typeof d.skipped === 'string') {
+      out.push(`Skipped: ${d.skipped}.`);
+      continue;
+    }
+    out.push(
+      `${int(num(d, 'events'))} events (positive rate ${fx(num(d, 'positiveRate'), 3)}): rate chosen on the first ${int(num(d, 'chooseEvents'))}, scored on the last ${int(num(d, 'scoredEvents'))}. PME budget ${bytes(num(d, 'pmeBudgetBytes'))} (${pct(num(r, 'protocol.pmeShare'))} of full's ${bytes(num(d, 'fullBytes'))}).`,
+      '',
+      mdTable(
+        [
+          'system',
+          'lr',
+          'AUC last 80%',
+          'logloss last 80%',
+          'AUC all',
+          'AUC last 20%',
+          'bytes',
+          'events/s',
+          'runs',
+        ],
+        arr(d, 'systems').map((s) =>
+          typeof s.skipped === 'string'
+            ? [String(s.system), DASH, `skipped: ${s.skipped}`, '', '', '', '', '', '']
+            : [
+                String(s.system),
+                `${String(s.chosenRate)}${s.chosenAtGridEdge === true ? '\\*' : ''}`,
+                ms(s, 'summary.restAuc'),
+                ms(s, 'summary.restLogloss'),
+                fx(num(s, 'summary.allAuc.mean'), 4),
+                fx(num(s, 'summary.lastAuc.mean'), 4),
+                at(s, 'summary.bytes') === null ? 'n/a' : bytes(num(s, 'summary.bytes')),
+                int(num(s, 'summary.eventsPerSecond')),
+                String(arr(s, 'runs').length),
+              ],
+        ),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
 // ───────────────────────────── the report ─────────────────────────────
 
 function machineBlock(m: MachineRecord | undefined): string {
@@ -787,6 +869,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'store') text = renderStore(ctx, v);
       else if (s.name === 'data') text = renderData(ctx, v);
       else if (s.name === 'e2e') text = renderE2e(ctx, v);
+      else if (s.name === 'quality') text = renderQuality(v);
       else text = renderGeneric(ctx, s.name, v);
       body.push(text, '');
       if (s.name === 'stream-eval-pme') {

@@ -74,6 +74,9 @@ export interface StreamEvalOptions {
   learner?: Partial<Pick<FmOptions, 'learningRate' | 'linearLearningRate' | 'projectionLearningRate' | 'l2'>>;
   data?: string;
   format?: string;
+  /** Events already read (a benchmark that gives the very same stream to other systems): used
+   *  instead of `data`, still sorted by timestamp (stable) and cut at `limit`. */
+  input?: { events: Interaction[]; catalog: CatalogItem[] };
   items?: string;
   synthetic?: number;
   dim: number;
@@ -93,6 +96,12 @@ export interface StreamEvalOptions {
   onProgress?: (done: number, total: number, windowAuc: number) => void;
   /** PME controller options beyond `windowEvents` (experiments, tests). */
   pmeOptions?: Partial<PmeOptions>;
+  /**
+   * Told every progressive prediction as it is made: the probability the model gave the event
+   * before learning from it, and its label, in the order learned (negatives drawn, if any, come
+   * after their event). Default none: the replay then records nothing more than its metrics.
+   */
+  onPrediction?: (p: number, label: number) => void;
 }
 
 /** The command's work, callable in process (tests, offline). */
@@ -100,7 +109,10 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   let events: Interaction[];
   let catalog: CatalogItem[];
   let data: Record<string, unknown>;
-  if (o.synthetic !== undefined) {
+  if (o.input !== undefined) {
+    ({ events, catalog } = o.input);
+    data = { input: 'events given in process' };
+  } else if (o.synthetic !== undefined) {
     ({ events, catalog } = syntheticEvents(o.synthetic, o.seed));
     data = { synthetic: o.synthetic };
   } else {
@@ -140,6 +152,17 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     model,
   );
   controller?.attach(learner);
+  if (o.onPrediction !== undefined) {
+    // Every score the trainer makes lands in its metrics' add(): this instance's add() also tells
+    // the hook. Only when asked, so the default replay keeps its plain method.
+    const metrics = learner.metrics;
+    const add = metrics.add.bind(metrics);
+    const hook = o.onPrediction;
+    metrics.add = (p: number, label: number): void => {
+      add(p, label);
+      hook(p, label);
+    };
+  }
 
   const started = performance.now();
   const every = o.timelineEvents ?? 0;

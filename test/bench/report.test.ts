@@ -178,6 +178,48 @@ function writeFakes(dir: string): void {
     staleness: { p50Seconds: 0.5, p99Seconds: 1.25 },
     catchUp: { modelTokens: 5000, seconds: 3.5 },
   });
+  const ms = (mean: number, std: number) => ({ mean, std });
+  w('quality.json', {
+    protocol: { chooseShare: 0.2, seeds: 3, pmeShare: 0.25 },
+    grids: { 'pme fm full': [0.01, 0.03], 'river-fm': [0.003, 0.01] },
+    peers: { versions: { vowpalwabbit: '9.11.9' }, missing: { river: 'pip install river failed' } },
+    machine: {
+      cores: 2,
+      cpu: 'Fake CPU',
+      node: 'v20.0.0',
+      loadAverageBefore: [3.5, 1, 1],
+      loadAverageAfter: [4, 1, 1],
+    },
+    datasets: [
+      {
+        name: 'ml-latest-small',
+        events: 1000,
+        positiveRate: 0.5,
+        chooseEvents: 200,
+        scoredEvents: 800,
+        fullBytes: 4096,
+        pmeBudgetBytes: 1024,
+        systems: [
+          {
+            system: 'pme fm full',
+            chosenRate: 0.01,
+            chosenAtGridEdge: true,
+            runs: [{}, {}, {}],
+            summary: {
+              restAuc: ms(0.78, 0.0012),
+              restLogloss: ms(0.56, 0.001),
+              allAuc: ms(0.77, 0),
+              lastAuc: ms(0.8, 0),
+              bytes: 4096,
+              eventsPerSecond: 12345,
+            },
+          },
+          { system: 'river-fm', skipped: 'pip install river failed' },
+        ],
+      },
+      { name: 'avazu-sample', skipped: 'x/train.csv not found' },
+    ],
+  });
   // store, train, data: no files and no run records.
   writeFileSync(join(dir, 'train.json'), '{ not json');
 }
@@ -258,6 +300,19 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /The server runs with the Node flags --max-semi-space-size=32\./, 'the API server flags');
   t.match(md, /\| backlog \| 1,000 \| 2\.0 \| 500 \|/);
   t.match(md, /\| cores \| 2 × Fake CPU \|/);
+  // Quality: one table per dataset, the rate (\* at a grid end), mean ± std, skipped rows and datasets.
+  t.equal(status.quality.status, 'ok');
+  t.match(
+    md,
+    /\| pme fm full \| 0\.01\\\* \| 0\.7800 ± 0\.0012 \| 0\.5600 ± 0\.0010 \| 0\.7700 \| 0\.8000 \| 4\.0 KiB \| 12,345 \| 3 \|/,
+  );
+  t.match(md, /\| river-fm \| – \| skipped: pip install river failed \|/);
+  t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
+  t.match(md, /Not run: river \(pip install river failed\)\./);
+  t.match(
+    md,
+    /Measured on 2 cores \(Fake CPU\), Node v20\.0\.0, load average 3\.50 at start and 4\.00 at the end/,
+  );
   t.match(md, /wasm \(not available: tfjs-node\)/);
   t.match(md, /9\.9\.9 \(no java found\)/);
 

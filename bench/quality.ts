@@ -1,0 +1,603 @@
+/**
+ * Quality against peers, in a way that cannot flatter: `npm run bench:quality`
+ * (= `npm run -s build && node dist/bench/quality.js`).
+ *
+ *   node dist/bench/quality.js [--data-dir ../shared/datasets] [--limit N] [--seeds 3]
+ *                              [--venv DIR] [--no-peers] [--keep-export] [--out bench/results/quality.json]
+ *
+ * Per dataset (a missing one is skipped with a line):
+ * 1. The stream is read once (src/data readEvents, in time order, ties in file order) and exported
+ *    to a plain TSV file (bench/quality-core.ts exportLine: label, user, item, field tokens, as the
+ *    trainer builds them). pme learns the very same array in process (streamEval's `input`); the
+ *    peers (bench/peers.py) read the file. Same events, order and features for all.
+ * 2. Every system has a grid of four learning rates. Each grid value is replayed over the FIRST
+ *    20% of the stream only, and the rate with the best progressive AUC there is chosen (ties: the
+ *    earlier value). The chosen rate is then replayed over the whole stream; the figure reported is
+ *    progressive AUC and logloss on the remaining 80% (also: whole stream, last 20%).
+ * 3. Every system gives its pre-learning probability per event (pme through streamEval's
+ *    onPrediction, the peers in files) and ONE function scores them all (quality-core scoreRun:
+ *    exactAuc of src/engine/metrics.ts, the trainer's clipped logloss).
+ * 4. Systems with a random init (pme's, River FM) replay the chosen rate with seeds
+ *    1..N (`--seeds`, default 3): mean ± sample std. Deterministic ones run once.
+ * Peers run from a virtualenv this script makes in a cache folder outside the repository
+ * (default `${XDG_CACHE_HOME:-~/.cache}/pme-stream/bench-venv`, pip install vowpalwabbit, river);
+ * a package pip cannot install skips its systems with one line, the others still run.
+ * Writes bench/results/quality.json.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, homedir, loadavg, tmpdir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { CatalogItem, Interaction } from '../src/data/event.js';
+import { readEvents } from '../src/data/index.js';
+import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
+import { formatBytes } from '../src/util/bytes.js';
+import { stringArg } from './args.js';
+import {
+  catalogFieldMap,
+  chooseEnd,
+  chooseRate,
+  exportLine,
+  meanStd,
+  parseProbabilities,
+  type RunScores,
+  scoreRun,
+} from './quality-core.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const dataArg = stringArg('data-dir') ?? '../shared/datasets';
+const DATA = isAbsolute(dataArg) ? dataArg : resolve(ROOT, dataArg);
+const LIMIT = stringArg('limit') === undefined ? undefined : Number(stringArg('limit'));
+const SEEDS = Number(stringArg('seeds') ?? 3);
+const OUT = resolve(ROOT, stringArg('out') ?? 'bench/results/quality.json');
+const VENV = resolve(
+  stringArg('venv') ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pme-stream/bench-venv'),
+);
+const NO_PEERS = process.argv.includes('--no-peers');
+const KEEP_EXPORT = process.argv.includes('--keep-export');
+
+/** The share of the stream the learning rate is chosen on. */
+const CHOOSE_SHARE = 0.2;
+const DIM = 64;
+/** pme with PME: a budget of this share of full's bytes (every token at D). */
+const PME_SHARE = 0.25;
+
+const DATASETS = [
+  {
+    name: 'ml-latest-small',
+    format: 'movielens',
+    data: 'ml-latest-small/ratings.csv',
+    items: 'ml-latest-small/movies.csv',
+    windowEvents: 20_000,
+  },
+  { name: 'criteo-sample', format: 'criteo', data: 'criteo-sample/train.tsv', windowEvents: 2000 },
+  { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000 },
+];
+
+/** Grids, four values each (log spaced around each system's default step). */
+const GRID = {
+  /** pme's Adagrad step of the rows and linear weights (default 0.05); the projections keep theirs. */
+  pme: [0.01, 0.03, 0.1, 0.3],
+  /** VW's -l (default 0.5, adaptive normalized SGD). */
+  vw: [0.1, 0.3, 1, 3],
+  /** River AdaGrad's lr (default 0.1). */
+  riverLr: [0.01, 0.03, 0.1, 0.3],
+  /** River FM's SGD lr of weights and latents (default 0.01). */
+  riverFm: [0.003, 0.01, 0.03, 0.1],
+};
+
+interface System {
+  name: string;
+  description: string;
+  grid: number[];
+  /** Random init: replayed with every seed. */
+  seeded: boolean;
+  /** pme systems: the streamEval options besides the stream, rate and seed (fullBytes: full's). */
+  pme?: (fullBytes: number, windowEvents: number) => Partial<StreamEvalOptions>;
+}
+
+const SYSTEMS: System[] = [
+  {
+    name: 'pme fm full',
+    description: `pme FM, every token at D = ${DIM}, no budget`,
+    grid: GRID.pme,
+    seeded: true,
+    pme: () => ({ model: 'fm', pme: false, startSize: DIM }),
+  },
+  {
+    name: 'pme lr',
+    description: 'pme logistic regression (--model lr)',
+    grid: GRID.pme,
+    seeded: true,
+    pme: () => ({ model: 'lr', pme: false }),
+  },
+  {
+    name: 'pme fm pme 25%',
+    description: `pme FM with --pme, budget ${PME_SHARE * 100}% of full's bytes, windows prune to ${PME_SHARE * 100}%`,
+    grid: GRID.pme,
+    seeded: true,
+    pme: (full, windowEvents) => ({
+      model: 'fm',
+      pme: true,
+      budgetBytes: Math.floor(full * PME_SHARE),
+      target: PME_SHARE,
+      windowEvents,
+    }),
+  },
+  {
+    name: 'pme fm size 8',
+    description: 'pme FM, every token at a fixed size 8 (start size 8, no PME, no budget)',
+    grid: GRID.pme,
+    seeded: true,
+    pme: () => ({ model: 'fm', pme: false, startSize: 8 }),
+  },
+  {
+    name: 'vw-linear',
+    description: 'Vowpal Wabbit --loss_function logistic -b 18, linear',
+    grid: GRID.vw,
+    seeded: false,
+  },
+  {
+    name: 'vw-quad',
+    description: 'Vowpal Wabbit, linear + -q ui (user × item)',
+    grid: GRID.vw,
+    seeded: false,
+  },
+  {
+    name: 'vw-lrq',
+    // --lrq ui8 only: adding uf8 and if8 did worse on every dataset (criteo below 0.63 AUC at any rate).
+    // Its init comes from the weight index, not --random_seed (seeds gave identical runs): one run.
+    description: 'Vowpal Wabbit, linear + --lrq ui8 (rank-8 user × item)',
+    grid: GRID.vw,
+    seeded: false,
+  },
+  {
+    name: 'river-lr',
+    description: 'River linear_model.LogisticRegression, AdaGrad',
+    grid: GRID.riverLr,
+    seeded: false,
+  },
+  {
+    name: 'river-fm',
+    description: 'River facto.FMClassifier, 8 factors, SGD',
+    grid: GRID.riverFm,
+    seeded: true,
+  },
+];
+
+interface SeedRun {
+  seed: number;
+  scores: RunScores;
+  bytes: number | null;
+  eventsPerSecond: number;
+  config?: string;
+}
+
+interface SystemResult {
+  system: string;
+  description: string;
+  grid: number[];
+  /** Progressive AUC of each grid value on the first 20% (the only thing the choice reads). */
+  chooseAuc?: number[];
+  chosenRate?: number;
+  /** The chosen rate is the grid's smallest or largest. */
+  chosenAtGridEdge?: boolean;
+  runs?: SeedRun[];
+  summary?: {
+    restAuc: { mean: number; std: number };
+    restLogloss: { mean: number; std: number };
+    allAuc: { mean: number; std: number };
+    lastAuc: { mean: number; std: number };
+    bytes: number | null;
+    eventsPerSecond: number;
+  };
+  skipped?: string;
+}
+
+const seedsFor = (s: System): number[] => (s.seeded ? Array.from({ length: SEEDS }, (_, i) => i + 1) : [1]);
+
+function summarize(r: SystemResult): void {
+  const runs = r.runs ?? [];
+  const of = (f: (x: SeedRun) => number) => meanStd(runs.map(f));
+  const bytes = runs.map((x) => x.bytes).filter((b): b is number => b !== null);
+  r.chosenAtGridEdge = atEdge(r);
+  r.summary = {
+    restAuc: of((x) => x.scores.rest.auc),
+    restLogloss: of((x) => x.scores.rest.logloss),
+    allAuc: of((x) => x.scores.all.auc),
+    lastAuc: of((x) => x.scores.last.auc),
+    bytes: bytes.length === 0 ? null : meanStd(bytes).mean,
+    eventsPerSecond: of((x) => x.eventsPerSecond).mean,
+  };
+}
+
+// ───────────────────────────── pme, in process ─────────────────────────────
+
+async function pmeRun(
+  s: System,
+  events: Interaction[],
+  catalog: CatalogItem[],
+  rate: number,
+  seed: number,
+  fullBytes: number,
+  windowEvents: number,
+): Promise<{ p: Float64Array; bytes: number; eventsPerSecond: number }> {
+  const p = new Float64Array(events.length);
+  let at = 0;
+  const r = await streamEval({
+    input: { events, catalog },
+    dim: DIM,
+    pme: false,
+    windowEvents,
+    negatives: 0,
+    batch: 256,
+    seed,
+    learner: { learningRate: rate },
+    ...s.pme!(fullBytes, windowEvents),
+    onPrediction: (q) => {
+      p[at++] = q;
+    },
+  });
+  if (at !== events.length)
+    throw new Error(`${s.name}: ${at} predictions for ${events.length} events (events rejected?)`);
+  return { p, bytes: r.totalEmbeddingBytes, eventsPerSecond: r.eventsPerSecond };
+}
+
+async function runPme(
+  s: System,
+  events: Interaction[],
+  catalog: CatalogItem[],
+  labels: Float32Array,
+  fullBytes: number,
+  windowEvents: number,
+): Promise<SystemResult> {
+  const k = chooseEnd(events.length, CHOOSE_SHARE);
+  const head = events.slice(0, k);
+  const grid = [];
+  for (const rate of s.grid) grid.push((await pmeRun(s, head, catalog, rate, 1, fullBytes, windowEvents)).p);
+  const result: SystemResult = { system: s.name, description: s.description, grid: s.grid };
+  const headLabels = labels.subarray(0, k);
+  result.chooseAuc = grid.map((p) => scoreRun(p, headLabels, 1).all.auc);
+  const best = chooseRate(grid, headLabels, 1);
+  if (best < 0) return { ...result, skipped: 'no grid value has an AUC on the first 20%' };
+  result.chosenRate = s.grid[best];
+  result.runs = [];
+  for (const seed of seedsFor(s)) {
+    const r = await pmeRun(s, events, catalog, s.grid[best], seed, fullBytes, windowEvents);
+    result.runs.push({
+      seed,
+      scores: scoreRun(r.p, labels, CHOOSE_SHARE),
+      bytes: r.bytes,
+      eventsPerSecond: r.eventsPerSecond,
+    });
+  }
+  summarize(result);
+  return result;
+}
+
+// ───────────────────────────── peers, in Python ─────────────────────────────
+
+interface Peers {
+  python: string | null;
+  versions: Record<string, string>;
+  /** Package → why it is missing. */
+  missing: Record<string, string>;
+}
+
+const PEER_PACKAGES: Record<string, string> = {
+  vowpalwabbit: 'vw-',
+  river: 'river-',
+};
+
+function importable(python: string, pkg: string): string | null {
+  const r = spawnSync(python, ['-c', `import importlib.metadata as m, ${pkg}; print(m.version('${pkg}'))`], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+/** The virtualenv with the peers' packages, made (once) when missing. */
+function ensurePeers(): Peers {
+  const peers: Peers = { python: null, versions: {}, missing: {} };
+  if (NO_PEERS) {
+    for (const pkg of Object.keys(PEER_PACKAGES)) peers.missing[pkg] = '--no-peers';
+    return peers;
+  }
+  const python = join(VENV, 'bin/python');
+  if (!existsSync(python)) {
+    console.log(`peers: making a virtualenv in ${VENV} (python3 -m venv)`);
+    const r = spawnSync('python3', ['-m', 'venv', VENV], { encoding: 'utf8', timeout: 300_000 });
+    if (r.status !== 0 || !existsSync(python)) {
+      const why = `python3 -m venv ${VENV} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`;
+      console.log(`peers: skipped: ${why}`);
+      for (const pkg of Object.keys(PEER_PACKAGES)) peers.missing[pkg] = why;
+      return peers;
+    }
+  }
+  peers.python = python;
+  for (const pkg of Object.keys(PEER_PACKAGES)) {
+    let version = importable(python, pkg);
+    if (version === null) {
+      console.log(`peers: pip install ${pkg} into ${VENV}`);
+      const r = spawnSync(join(VENV, 'bin/pip'), ['install', '-q', pkg], {
+        encoding: 'utf8',
+        timeout: 900_000,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      version = importable(python, pkg);
+      if (version === null) {
+        const why = `pip install ${pkg} failed (exit ${r.status ?? r.error?.message}): ${(r.stderr ?? '').trim().split('\n').at(-1) ?? ''}`;
+        console.log(`peers: ${PEER_PACKAGES[pkg]}* skipped: ${why}`);
+        peers.missing[pkg] = why;
+        continue;
+      }
+    }
+    peers.versions[pkg] = version;
+  }
+  return peers;
+}
+
+interface PeerJob {
+  id: string;
+  system: string;
+  lr: number;
+  seed: number;
+  events: number;
+}
+interface PeerRun extends PeerJob {
+  seconds?: number;
+  bytes?: number;
+  config?: string;
+  file?: string;
+  error?: string;
+}
+
+function runPeerJobs(peers: Peers, dir: string, stream: string, jobs: PeerJob[]): Map<string, PeerRun> {
+  const jobsFile = join(dir, `jobs-${Date.now()}.json`);
+  writeFileSync(jobsFile, JSON.stringify(jobs));
+  const r = spawnSync(
+    peers.python!,
+    [join(ROOT, 'bench/peers.py'), '--input', stream, '--jobs', jobsFile, '--out', dir],
+    { stdio: ['ignore', 'inherit', 'inherit'], timeout: 1_800_000 },
+  );
+  if (r.status !== 0)
+    throw new Error(`bench/peers.py exited with ${r.status ?? r.signal ?? r.error?.message}`);
+  const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as { runs: PeerRun[] };
+  return new Map(manifest.runs.map((x) => [x.id, x]));
+}
+
+function runPeers(
+  peers: Peers,
+  dir: string,
+  stream: string,
+  labels: Float32Array,
+  systems: System[],
+): SystemResult[] {
+  const n = labels.length;
+  const k = chooseEnd(n, CHOOSE_SHARE);
+  const results = new Map<string, SystemResult>();
+  const live: System[] = [];
+  for (const s of systems) {
+    const pkg = Object.keys(PEER_PACKAGES).find((p) => s.name.startsWith(PEER_PACKAGES[p]))!;
+    if (peers.python === null || peers.missing[pkg] !== undefined)
+      results.set(s.name, {
+        system: s.name,
+        description: s.description,
+        grid: s.grid,
+        skipped: peers.missing[pkg] ?? 'no python',
+      });
+    else live.push(s);
+  }
+  // Phase 1: every grid value on the first 20% only.
+  const gridJobs = live.flatMap((s) =>
+    s.grid.map((lr, i) => ({ id: `${s.name}-g${i}`, system: s.name, lr, seed: 1, events: k })),
+  );
+  const grid = gridJobs.length === 0 ? new Map<string, PeerRun>() : runPeerJobs(peers, dir, stream, gridJobs);
+  const headLabels = labels.subarray(0, k);
+  const chosen: Array<[System, number]> = [];
+  for (const s of live) {
+    const r: SystemResult = { system: s.name, description: s.description, grid: s.grid };
+    results.set(s.name, r);
+    const ps = s.grid.map((_, i) => {
+      const run = grid.get(`${s.name}-g${i}`);
+      return run?.file === undefined
+        ? new Float64Array(k).fill(Number.NaN)
+        : parseProbabilities(readFileSync(join(dir, run.file), 'utf8'));
+    });
+    r.chooseAuc = ps.map((p) => (p.length === k ? scoreRun(p, headLabels, 1).all.auc : Number.NaN));
+    const best = chooseRate(
+      ps.map((p) => (p.length === k ? p : new Float64Array(k).fill(Number.NaN))),
+      headLabels,
+      1,
+    );
+    if (best < 0) {
+      const errors = s.grid.map((_, i) => grid.get(`${s.name}-g${i}`)?.error).filter((e) => e !== undefined);
+      r.skipped = `no grid value has an AUC on the first 20%${errors.length > 0 ? `: ${errors[0]}` : ''}`;
+      continue;
+    }
+    r.chosenRate = s.grid[best];
+    chosen.push([s, s.grid[best]]);
+  }
+  // Phase 2: the chosen rate over the whole stream, with every seed when the init is random.
+  const fullJobs = chosen.flatMap(([s, lr]) =>
+    seedsFor(s).map((seed) => ({ id: `${s.name}-s${seed}`, system: s.name, lr, seed, events: n })),
+  );
+  const full = fullJobs.length === 0 ? new Map<string, PeerRun>() : runPeerJobs(peers, dir, stream, fullJobs);
+  for (const [s] of chosen) {
+    const r = results.get(s.name)!;
+    r.runs = [];
+    for (const seed of seedsFor(s)) {
+      const run = full.get(`${s.name}-s${seed}`);
+      if (run?.file === undefined) {
+        r.skipped = `seed ${seed}: ${run?.error ?? 'no output'}`;
+        break;
+      }
+      const p = parseProbabilities(readFileSync(join(dir, run.file), 'utf8'));
+      r.runs.push({
+        seed,
+        scores: scoreRun(p, labels, CHOOSE_SHARE),
+        bytes: run.bytes ?? null,
+        eventsPerSecond: n / (run.seconds ?? Number.NaN),
+        config: run.config,
+      });
+    }
+    if (r.skipped === undefined) summarize(r);
+    else delete r.runs;
+  }
+  return systems.map((s) => results.get(s.name)!);
+}
+
+// ───────────────────────────── printing ─────────────────────────────
+
+const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : '–');
+const pm = (x: { mean: number; std: number }) => `${f4(x.mean)} ± ${f4(x.std)}`;
+
+/** The chosen rate is the grid's smallest or largest: a wider grid might have done better. */
+const atEdge = (r: SystemResult): boolean =>
+  r.chosenRate !== undefined && (r.chosenRate === r.grid[0] || r.chosenRate === r.grid.at(-1));
+
+function table(rows: SystemResult[]): string {
+  const head = [
+    'system',
+    'lr',
+    'AUC last 80% (mean ± std)',
+    'logloss last 80%',
+    'AUC all',
+    'AUC last 20%',
+    'bytes',
+    'events/s',
+    'runs',
+  ];
+  const body = rows.map((r) =>
+    r.summary === undefined
+      ? [r.system, '–', `skipped: ${r.skipped}`, '', '', '', '', '', '']
+      : [
+          r.system,
+          `${r.chosenRate}${atEdge(r) ? '*' : ''}`,
+          pm(r.summary.restAuc),
+          pm(r.summary.restLogloss),
+          f4(r.summary.allAuc.mean),
+          f4(r.summary.lastAuc.mean),
+          r.summary.bytes === null ? 'n/a' : formatBytes(r.summary.bytes),
+          Math.round(r.summary.eventsPerSecond).toLocaleString('en-US'),
+          String(r.runs!.length),
+        ],
+  );
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
+  return [line(head), ...body.map(line), '(* the chosen rate is at an end of its grid)'].join('\n');
+}
+
+// ───────────────────────────── main ─────────────────────────────
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const loadBefore = loadavg();
+  const peers = ensurePeers();
+  const command = `node dist/bench/quality.js${process.argv
+    .slice(2)
+    .map((a) => ` ${a}`)
+    .join('')}`;
+  const datasets: unknown[] = [];
+  for (const d of DATASETS) {
+    const data = join(DATA, d.data);
+    if (!existsSync(data)) {
+      console.log(`${d.name}: skipped (${data} not found)`);
+      datasets.push({ name: d.name, skipped: `${data} not found` });
+      continue;
+    }
+    const t0 = Date.now();
+    const read = await readEvents({
+      path: data,
+      format: d.format,
+      itemsPath: d.items === undefined ? undefined : join(DATA, d.items),
+      limit: LIMIT,
+    });
+    // readEvents sorts by time already (stable); streamEval's own sort leaves this order as is.
+    const events = read.events.slice().sort((a, b) => a.timestamp - b.timestamp);
+    const catalog = read.catalog;
+    const labels = Float32Array.from(events, (e) => e.label);
+    const dir = mkdtempSync(join(tmpdir(), `pme-quality-${d.name}-`));
+    const stream = join(dir, 'stream.tsv');
+    const fields = catalogFieldMap(catalog);
+    writeFileSync(stream, `${events.map((e) => exportLine(e, fields)).join('\n')}\n`);
+    const k = chooseEnd(events.length, CHOOSE_SHARE);
+    const positives = labels.reduce((a, b) => a + b, 0);
+    console.log(
+      `\n${d.name}: ${events.length.toLocaleString('en-US')} events (positive rate ${(positives / events.length).toFixed(3)}), rate chosen on the first ${k.toLocaleString('en-US')}, scored on the last ${(events.length - k).toLocaleString('en-US')}; stream exported to ${stream}`,
+    );
+
+    const results: SystemResult[] = [];
+    const pmeSystems = SYSTEMS.filter((s) => s.pme !== undefined);
+    // Full's bytes (every token at D) size the PME budget: measured by full's first seed.
+    const full = await runPme(pmeSystems[0], events, catalog, labels, 0, d.windowEvents);
+    results.push(full);
+    const fullBytes = full.runs?.[0]?.bytes ?? Number.NaN;
+    for (const s of pmeSystems.slice(1))
+      results.push(await runPme(s, events, catalog, labels, fullBytes, d.windowEvents));
+    console.log(`  pme systems done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    const t1 = Date.now();
+    results.push(
+      ...runPeers(
+        peers,
+        dir,
+        stream,
+        labels,
+        SYSTEMS.filter((s) => s.pme === undefined),
+      ),
+    );
+    console.log(`  peers done in ${((Date.now() - t1) / 1000).toFixed(0)} s\n`);
+    console.log(table(results));
+    datasets.push({
+      name: d.name,
+      format: d.format,
+      events: events.length,
+      positiveRate: positives / events.length,
+      chooseEvents: k,
+      scoredEvents: events.length - k,
+      fullBytes,
+      pmeBudgetBytes: Math.floor(fullBytes * PME_SHARE),
+      windowEvents: d.windowEvents,
+      seconds: (Date.now() - t0) / 1000,
+      systems: results,
+    });
+    if (KEEP_EXPORT) console.log(`  kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+  const out = {
+    command,
+    protocol: {
+      chooseShare: CHOOSE_SHARE,
+      choice:
+        'each grid value replayed over the first 20% of the stream only; the best progressive AUC there wins (ties: the earlier value)',
+      reported:
+        'the chosen rate replayed over the whole stream; progressive AUC and logloss on the remaining 80% (also whole stream, last 20%)',
+      scoring:
+        'one TypeScript function for every system (bench/quality-core.ts scoreRun: exact AUC, logloss clipped at 1e-7) over per-event pre-learning probabilities',
+      seeds: SEEDS,
+      dim: DIM,
+      pmeShare: PME_SHARE,
+      limit: LIMIT ?? null,
+    },
+    grids: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.grid])),
+    descriptions: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.description])),
+    peers: { venv: VENV, versions: peers.versions, missing: peers.missing },
+    // events/s depend on the machine and its load (shared machines): recorded with the figures.
+    machine: {
+      cores: cpus().length,
+      cpu: cpus()[0]?.model.trim() ?? 'unknown',
+      node: process.version,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: loadavg(),
+    },
+    seconds: (Date.now() - started) / 1000,
+    datasets,
+  };
+  mkdirSync(resolve(OUT, '..'), { recursive: true });
+  writeFileSync(OUT, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`\nwrote ${OUT} in ${((Date.now() - started) / 60_000).toFixed(1)} min`);
+}
+
+await main();
