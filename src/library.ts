@@ -5,14 +5,14 @@
  * back.
  */
 import type { TiersReport } from './api/contract.js';
-import { type ConfigValues, configFrom, modelOptionsOf } from './config.js';
+import { type ConfigValues, configFrom } from './config.js';
 import type { CatalogItem, Interaction } from './data/event.js';
 import { type RecommendResult, Trainer, type TrainerStats, type WindowReport } from './engine/index.js';
 import { PmeController } from './engine/pme/controller.js';
 import { PmeError } from './errors.js';
 import { tiersReport } from './service/adapter.js';
 import { StateLock } from './service/lock.js';
-import { applyRestored, storeOptions, takeSnapshot } from './service/state.js';
+import { applyRestored, pmeOptions, storeOptions, takeSnapshot, trainerOptions } from './service/state.js';
 import { EmbeddingStore, readSnapshot } from './store/index.js';
 
 export type { CatalogItem, Interaction };
@@ -69,23 +69,10 @@ export async function createRecommender(options: RecommenderOptions = {}): Promi
   const config = configFrom(values);
   const restored = restoreFrom === undefined ? null : await readSnapshot(restoreFrom);
   const store = restored?.store ?? new EmbeddingStore(storeOptions(config));
-  const pme = new PmeController(store, {
-    target: config.pruneTarget,
-    targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
-    windowEvents: config.pruneEveryEvents,
-    windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
-  });
-  const trainer = new Trainer(store, {
-    model: modelOptionsOf(config),
-    negatives: config.negatives,
-    seed: config.seed,
-    observer: pme,
-    // Reads are exact, as a caller who scores right after learn() expects (the service lets the
-    // item-only term lag up to ITEM_REFRESH_MS to keep reads cheap beside training).
-    itemRefreshMs: 0,
-    maxFieldNames: config.maxFieldNames,
-    maxKeyLength: config.maxKeyLength,
-  });
+  const pme = new PmeController(store, pmeOptions(config));
+  // Reads are exact, as a caller who scores right after learn() expects (the service lets the
+  // item-only term lag up to ITEM_REFRESH_MS to keep reads cheap beside training).
+  const trainer = new Trainer(store, { ...trainerOptions(config), observer: pme, itemRefreshMs: 0 });
   pme.attach(trainer);
   if (restored !== null) {
     applyRestored(trainer, restored.extra);

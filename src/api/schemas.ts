@@ -278,7 +278,8 @@ const subscription = {
 } as const;
 
 export const subscriptionListSchema = {
-  summary: "The topics read besides the interactions topic: users' own JSON or Avro topics, each with its mapping",
+  summary:
+    "The topics read besides the interactions topic: users' own JSON or Avro topics, each with its mapping",
   response: {
     200: { type: 'object', properties: { subscriptions: { type: 'array', items: subscription } } },
   },

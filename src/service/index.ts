@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { buildApi } from '../api/server.js';
-import { type Config, modelOptionsOf, schemaRegistryAuth } from '../config.js';
+import { type Config, schemaRegistryAuth } from '../config.js';
 import {
   ChangeTracker,
   initBackend,
@@ -45,7 +45,14 @@ import { StateLock } from './lock.js';
 import { ServiceMetrics } from './metrics.js';
 import { RecentItems } from './recent.js';
 import { type ServingThread, startServingThread } from './serving.js';
-import { applyRestored, restoreState, SnapshotAge, takeSnapshot } from './state.js';
+import {
+  applyRestored,
+  pmeOptions,
+  restoreState,
+  SnapshotAge,
+  takeSnapshot,
+  trainerOptions,
+} from './state.js';
 import { fileSubscriptions, restoredSubscriptions, Subscriptions } from './subscriptions.js';
 
 export interface Service {
@@ -194,20 +201,11 @@ export async function startService(
   for (const { path, reason } of unusable)
     log(`pme: snapshot ${path} is unusable (${reason}); restored an older one`);
   const snapshotAge = new SnapshotAge(writtenAt);
-  const pme = new PmeController(store, {
-    target: config.pruneTarget,
-    targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
-    windowEvents: config.pruneEveryEvents,
-    windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
-  });
+  const pme = new PmeController(store, pmeOptions(config));
   const trainer = new Trainer(store, {
-    model: modelOptionsOf(config),
-    negatives: config.negatives,
-    seed: config.seed,
+    ...trainerOptions(config),
     observer: pme,
     itemRefreshMs: ITEM_REFRESH_MS,
-    maxFieldNames: config.maxFieldNames,
-    maxKeyLength: config.maxKeyLength,
   });
   pme.attach(trainer);
   const stopItemRefresh = startItemRefresh(trainer);

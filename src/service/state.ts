@@ -3,8 +3,15 @@
  * and the applied offsets, all in the store's one atomic snapshot file (its `extra` section).
  */
 import { stat } from 'node:fs/promises';
-import type { Config } from '../config.js';
-import { encodeCatalogAhead, exportTrainerState, importTrainerState, type Trainer } from '../engine/index.js';
+import { type Config, modelOptionsOf } from '../config.js';
+import {
+  encodeCatalogAhead,
+  exportTrainerState,
+  importTrainerState,
+  type PmeOptions,
+  type Trainer,
+  type TrainerOptions,
+} from '../engine/index.js';
 import { isPmeError } from '../errors.js';
 import {
   copyStoreInSlices,
@@ -40,6 +47,27 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
     budgetBytes: config.budgetBytes,
     ttlMs: config.tokenTtlMs,
     seed: config.seed,
+  };
+}
+
+/** The PME controller's options from the configuration (0 turns a window trigger off). */
+export function pmeOptions(config: Config): Partial<PmeOptions> {
+  return {
+    target: config.pruneTarget,
+    targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
+    windowEvents: config.pruneEveryEvents,
+    windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
+  };
+}
+
+/** The trainer's options from the configuration (what the service and the library share). */
+export function trainerOptions(config: Config): Partial<TrainerOptions> {
+  return {
+    model: modelOptionsOf(config),
+    negatives: config.negatives,
+    seed: config.seed,
+    maxFieldNames: config.maxFieldNames,
+    maxKeyLength: config.maxKeyLength,
   };
 }
 

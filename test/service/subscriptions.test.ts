@@ -8,37 +8,18 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import avro from 'avsc';
-import { Kafka, type KafkaMessage, logLevel } from 'kafkajs';
+import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { ITEM_REFRESH_MS, startService } from '../../src/service/index.js';
 import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, EventProducer } from '../../src/stream/index.js';
 import { isolatedEnv, testBrokers, uniqueName } from '../helpers/broker.js';
-import { metricByLabel, until } from '../stream/helpers.js';
+import { metricByLabel, readTopic, until } from '../stream/helpers.js';
 
 const TOKEN = 'sub-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
 const json = { 'content-type': 'application/json' };
-
-async function readAll(brokers: string, topic: string, count: number): Promise<KafkaMessage[]> {
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: uniqueName('sub-dlq-reader'), maxWaitTimeInMs: 200 });
-  const out: KafkaMessage[] = [];
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        out.push(message);
-      },
-    });
-    await until(`${count} messages on ${topic}`, () => out.length >= count, 30_000);
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -193,7 +174,7 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
   await sleep(ITEM_REFRESH_MS + 100);
   t.notSame(await scoreOf(service.url, '7'), before, "the subscribed user's scores moved");
 
-  const dlq = await readAll(brokers, dlqTopic(topic), misfits.length);
+  const dlq = await readTopic(brokers, dlqTopic(topic), misfits.length);
   t.same(
     dlq.map((m) => m.headers?.[DLQ_REASON_HEADER]?.toString()),
     misfits.map(([reason]) => reason),
@@ -353,7 +334,7 @@ t.test('with the API in its own thread, subscriptions are asked of the training 
   });
   await until('4 avro events trained', () => service.trainer.stats().learned >= 9);
   t.equal(service.trainer.stats().learned, 9, 'its records learned; the JSON one among them is not');
-  const dlq = await readAll(brokers, dlqTopic(avroTopic), 1);
+  const dlq = await readTopic(brokers, dlqTopic(avroTopic), 1);
   t.equal(dlq[0].headers?.[DLQ_REASON_HEADER]?.toString(), 'undecodable', 'it went to the DLQ');
   t.equal((await fetch(`${service.url}/v1/subscriptions/views`, { method: 'DELETE' })).status, 204);
   const list = (await (await fetch(`${service.url}/v1/subscriptions`)).json()) as {

@@ -21,26 +21,7 @@ import {
   SCHEMA_HEADER,
 } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
-import { metric, metricByLabel, plainEvents, serviceEnv, until } from './helpers.js';
-
-async function readAll(brokers: string, topic: string, count: number): Promise<KafkaMessage[]> {
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: uniqueName('dlq-reader'), maxWaitTimeInMs: 200 });
-  const out: KafkaMessage[] = [];
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: true });
-    await consumer.run({
-      eachMessage: async ({ message }) => {
-        out.push(message);
-      },
-    });
-    await until(`${count} messages on ${topic}`, () => out.length >= count, 30_000);
-  } finally {
-    await consumer.disconnect();
-  }
-  return out;
-}
+import { metric, metricByLabel, plainEvents, readTopic, serviceEnv, until } from './helpers.js';
 
 const header = (m: KafkaMessage, name: string): string | undefined => m.headers?.[name]?.toString();
 
@@ -118,7 +99,7 @@ t.test('bad events go to the DLQ unchanged, with their reason, and do not stop t
     'every good event trained, before and after each bad one',
   );
 
-  const dlq = await readAll(brokers, dlqTopic(topic), bad.length);
+  const dlq = await readTopic(brokers, dlqTopic(topic), bad.length);
   t.equal(dlq.length, bad.length, 'one DLQ message per bad event');
   for (let i = 0; i < bad.length; i++) {
     const m = dlq[i];
@@ -131,7 +112,7 @@ t.test('bad events go to the DLQ unchanged, with their reason, and do not stop t
     t.match(header(m, DLQ_SOURCE_HEADER), new RegExp(`^${topic}:0:\\d+$`), `#${i}: source offset`);
     t.equal(header(m, SCHEMA_HEADER), bad[i].headers[SCHEMA_HEADER], `#${i}: original headers kept`);
   }
-  const itemDlq = await readAll(brokers, dlqTopic(`${topic}-items`), 1);
+  const itemDlq = await readTopic(brokers, dlqTopic(`${topic}-items`), 1);
   t.equal(header(itemDlq[0], DLQ_REASON_HEADER), 'missing-item', 'a catalog item without id too');
 
   const counts = await metricByLabel(service.url, 'pme_dlq_events_total');

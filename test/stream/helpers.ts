@@ -6,11 +6,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Kafka, type KafkaMessage, logLevel } from 'kafkajs';
 import type { Interaction } from '../../src/data/event.js';
 import { Trainer } from '../../src/engine/index.js';
 import { applyRestored } from '../../src/service/state.js';
 import { listSnapshots, readSnapshot } from '../../src/store/index.js';
 import type { OffsetMap } from '../../src/stream/index.js';
+import { uniqueName } from '../helpers/broker.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(root, 'dist', 'src', 'cli', 'main.js');
@@ -175,4 +177,24 @@ export function serviceEnv(
     PME_PRUNE_EVERY_MS: '0',
     ...more,
   };
+}
+
+/** The first `count` messages of `topic`, read from the beginning by a group of its own. */
+export async function readTopic(brokers: string, topic: string, count: number): Promise<KafkaMessage[]> {
+  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const consumer = kafka.consumer({ groupId: uniqueName('topic-reader'), maxWaitTimeInMs: 200 });
+  const out: KafkaMessage[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        out.push(message);
+      },
+    });
+    await until(`${count} messages on ${topic}`, () => out.length >= count, 30_000);
+  } finally {
+    await consumer.disconnect();
+  }
+  return out;
 }
