@@ -12,24 +12,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
+import { STREAM_DATASETS } from './datasets.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const DIM = 64;
 
-/** Windows every this many events: four or more per stream. */
-const DATASETS = [
-  {
-    name: 'ml-latest-small',
-    format: 'movielens',
-    data: 'ml-latest-small/ratings.csv',
-    items: 'ml-latest-small/movies.csv',
-    windowEvents: 20_000,
-  },
-  { name: 'criteo-sample', format: 'criteo', data: 'criteo-sample/train.tsv', windowEvents: 2000 },
-  { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000 },
-];
+const DATASETS = STREAM_DATASETS;
 
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);

@@ -34,6 +34,7 @@ import { readEvents } from '../src/data/index.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg } from './args.js';
+import { STREAM_DATASETS } from './datasets.js';
 import {
   catalogFieldMap,
   chooseEnd,
@@ -63,21 +64,12 @@ const DIM = 64;
 /** pme with PME: a budget of this share of full's bytes (every token at D). */
 const PME_SHARE = 0.25;
 
-const DATASETS = [
-  {
-    name: 'ml-latest-small',
-    format: 'movielens',
-    data: 'ml-latest-small/ratings.csv',
-    items: 'ml-latest-small/movies.csv',
-    windowEvents: 20_000,
-  },
-  { name: 'criteo-sample', format: 'criteo', data: 'criteo-sample/train.tsv', windowEvents: 2000 },
-  { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000 },
-];
+const DATASETS = STREAM_DATASETS;
 
 /** Grids, four values each (log spaced around each system's default step). */
 const GRID = {
-  /** pme's Adagrad step of the rows and linear weights (default 0.05); the projections keep theirs. */
+  /** pme's Adagrad step g of the rows (default 0.05), the linear weights' at 4g (the defaults'
+   *  ratio: 0.2); the projections keep theirs. The `lr` model has only the linear weights: 4g. */
   pme: [0.01, 0.03, 0.1, 0.3],
   /** VW's -l (default 0.5, adaptive normalized SGD). */
   vw: [0.1, 0.3, 1, 3],
@@ -233,7 +225,7 @@ async function pmeRun(
     negatives: 0,
     batch: 256,
     seed,
-    learner: { learningRate: rate },
+    learner: { learningRate: rate, linearLearningRate: 4 * rate },
     ...s.pme!(fullBytes, windowEvents),
     onPrediction: (q) => {
       p[at++] = q;
