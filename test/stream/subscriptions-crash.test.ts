@@ -1,0 +1,122 @@
+/**
+ * kill -9 while two JSON subscriptions run beside the interactions topic (issue 19): each event of
+ * the three topics is applied exactly once over the crash, and the snapshot's offsets cover every
+ * partition of the subscriptions' topics (their offsets follow the service's rule too).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import t from 'tap';
+import type { Interaction } from '../../src/data/event.js';
+import { EventProducer, ensureTopics } from '../../src/stream/index.js';
+import { testBrokers, uniqueName } from '../helpers/broker.js';
+import {
+  loadSnapshot,
+  metric,
+  plainEvents,
+  serviceEnv,
+  snapshotCount,
+  spawnService,
+  terminate,
+  until,
+} from './helpers.js';
+
+/** Events per topic: most produced before the service starts, so that the kill lands mid-stream. */
+const N = 40_000;
+
+t.test('kill -9 with two subscriptions running: every event of the three topics applied once', async (t) => {
+  const brokers = await testBrokers();
+  const topic = uniqueName('subcrash');
+  const clicks = uniqueName('subcrash-clicks');
+  const views = uniqueName('subcrash-views');
+  const group = uniqueName('subcrash-group');
+  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 2 });
+  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({
+    topics: [clicks, views].map((name) => ({ topic: name, numPartitions: 2 })),
+  });
+  await admin.disconnect();
+  const dir = await mkdtemp(join(tmpdir(), 'pme-subcrash-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const mapping = { user: 'who', item: 'what', label: 'clicked', timestamp: { path: 'at', unit: 'ms' } };
+  const file = join(dir, 'subscriptions.json');
+  await writeFile(
+    file,
+    JSON.stringify([
+      { name: 'clicks', topic: clicks, format: 'json', mapping },
+      { name: 'views', topic: views, format: 'json', mapping },
+    ]),
+  );
+  const avro = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
+  await avro.connect();
+  const json = kafka.producer();
+  await json.connect();
+  t.teardown(async () => {
+    await avro.disconnect();
+    await json.disconnect();
+  });
+  const sendJson = async (name: string, events: Interaction[]) => {
+    for (let i = 0; i < events.length; i += 2000)
+      await json.send({
+        topic: name,
+        messages: events.slice(i, i + 2000).map((e) => ({
+          key: e.user,
+          value: JSON.stringify({ who: e.user, what: e.item, clicked: e.label, at: e.timestamp }),
+        })),
+      });
+  };
+  const streams = [plainEvents(N, 3000, 3001), plainEvents(N, 2000, 2001), plainEvents(N, 1000, 1001)];
+  const half = N - 2000;
+  await avro.sendInteractions(topic, streams[0].slice(0, half));
+  await sendJson(clicks, streams[1].slice(0, half));
+  await sendJson(views, streams[2].slice(0, half));
+
+  const env = serviceEnv(brokers, topic, group, dir, {
+    PME_PARTITIONS: '2',
+    PME_SNAPSHOT_INTERVAL_MS: '150',
+    PME_SUBSCRIPTIONS: file,
+  });
+  const first = await spawnService(env);
+  t.teardown(() => first.child.kill('SIGKILL'));
+  const before = await snapshotCount(dir);
+  await until(
+    'some events of every topic and a snapshot',
+    async () =>
+      (await metric(first.url, 'pme_events_applied_total')) >= N / 2 &&
+      (await snapshotCount(dir)) > before + 1,
+    60_000,
+    10,
+  );
+  first.child.kill('SIGKILL');
+  await first.exited;
+  const atCrash = await loadSnapshot(dir);
+  t.ok(
+    atCrash.learned < 3 * half,
+    `killed in mid-stream (the snapshot holds ${atCrash.learned} of the ${3 * half} sent before)`,
+  );
+  t.ok(
+    [clicks, views].every((name) => Object.keys(atCrash.offsets).some((key) => key.startsWith(`${name}:`))),
+    'the snapshot holds offsets of both subscriptions',
+  );
+
+  await avro.sendInteractions(topic, streams[0].slice(half));
+  await sendJson(clicks, streams[1].slice(half));
+  await sendJson(views, streams[2].slice(half));
+  const second = await spawnService(env);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  await until(
+    'every event applied',
+    async () => (await metric(second.url, 'pme_events_applied_total')) >= 3 * N,
+    90_000,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  t.equal(await metric(second.url, 'pme_events_applied_total'), 3 * N, 'exactly 3N events applied');
+  t.equal(await terminate(second), 0);
+  const final = await loadSnapshot(dir);
+  t.equal(final.learned, 3 * N, 'the final snapshot holds 3N events');
+  const sum = Object.values(final.offsets).reduce((s, v) => s + Number(v), 0);
+  t.equal(sum, 3 * N, 'and the end of all six partitions');
+});
