@@ -600,10 +600,12 @@ function renderData(_ctx: Ctx, r: unknown): string {
 }
 
 const E2E_PHASES = ['backlog', 'concurrent'] as const;
+/** Rows of the table: the JSON case (a subscribed topic of JSON records, from a backlog) too. */
+const E2E_ROWS = [...E2E_PHASES, 'json'] as const;
 
 function renderE2e(ctx: Ctx, r: unknown): string {
   const out = [
-    `${num(r, 'partitions')} partitions, broker ${String(at(r, 'broker') ?? DASH)}; producer ${int(num(r, 'produce.eventsPerSecond'))} events/s. Backlog: events produced first, then consumed; concurrent: produced while consumed (events/s from first send to last applied).`,
+    `${num(r, 'partitions')} partitions, broker ${String(at(r, 'broker') ?? DASH)}; producer ${int(num(r, 'produce.eventsPerSecond'))} events/s. Backlog: events produced first, then consumed; concurrent: produced while consumed (events/s from first send to last applied); json: the same events as JSON records on a topic subscribed at runtime, from a backlog${isObject(at(r, 'json')) ? ` (${fx(100 * num(r, 'json.avroShare'), 0)}% of the Avro backlog's events/s)` : ''}.`,
     '',
     mdTable(
       [
@@ -618,7 +620,7 @@ function renderE2e(ctx: Ctx, r: unknown): string {
         'train s',
         'other s',
       ],
-      E2E_PHASES.filter((p) => isObject(at(r, p))).map((p) => [
+      E2E_ROWS.filter((p) => isObject(at(r, p))).map((p) => [
         p,
         int(num(r, `${p}.events`)),
         fx(num(r, `${p}.seconds`), 1),
