@@ -22,6 +22,10 @@ const COMPLETE_MARKER = '.pme-complete';
 export interface EnsureJarsOptions {
   /** Kafka version to assemble. Default {@link KAFKA_VERSION}. */
   version?: string;
+  /** `broker` (default): the broker's jars. `tools`: Kafka's command-line tools (`kafka-tools`:
+   *  the console producer and consumer), in a folder of their own, for tests that feed topics
+   *  with a client that is not the project's. */
+  kind?: 'broker' | 'tools';
   /** Called with one human-readable line per step or downloaded artifact (for a progress display). */
   onProgress?: (line: string) => void;
 }
@@ -60,7 +64,13 @@ export function findJava(env: NodeJS.ProcessEnv = process.env): string {
   return java;
 }
 
-function pomXml(version: string): string {
+/** The artifact each kind is assembled around, and the folder it goes to. */
+const KINDS = {
+  broker: { artifact: `kafka_${SCALA_VERSION}`, folder: 'kafka' },
+  tools: { artifact: 'kafka-tools', folder: 'kafka-tools' },
+} as const;
+
+function pomXml(version: string, artifact: string): string {
   const dep = (group: string, artifact: string, v: string) =>
     `<dependency><groupId>${group}</groupId><artifactId>${artifact}</artifactId><version>${v}</version></dependency>`;
   return `<?xml version="1.0" encoding="UTF-8"?>
@@ -71,7 +81,7 @@ function pomXml(version: string): string {
   <version>${version}</version>
   <packaging>pom</packaging>
   <dependencies>
-    ${dep('org.apache.kafka', `kafka_${SCALA_VERSION}`, version)}
+    ${dep('org.apache.kafka', artifact, version)}
     ${dep('org.apache.logging.log4j', 'log4j-slf4j-impl', LOG4J_VERSION)}
     ${dep('org.apache.logging.log4j', 'log4j-core', LOG4J_VERSION)}
   </dependencies>
@@ -97,7 +107,8 @@ export async function ensureKafkaJars(
 ): Promise<string> {
   const version = options.version ?? KAFKA_VERSION;
   const onProgress = options.onProgress ?? (() => {});
-  const finalDir = join(cacheDir, `kafka-${version}`);
+  const { artifact, folder } = KINDS[options.kind ?? 'broker'];
+  const finalDir = join(cacheDir, `${folder}-${version}`);
   const libs = join(finalDir, 'libs');
   if (existsSync(join(libs, COMPLETE_MARKER))) return libs;
 
@@ -105,15 +116,15 @@ export async function ensureKafkaJars(
   if (mvn === undefined) throw new PmeError('PME_ERR_BROKER_JAVA_MISSING', 'mvn');
 
   await mkdir(cacheDir, { recursive: true });
-  const tmp = join(cacheDir, `.kafka-${version}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(cacheDir, `.${folder}-${version}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp, { recursive: true });
   try {
-    onProgress(`assembling Apache Kafka ${version} from Maven Central into ${finalDir}`);
-    await writeFile(join(tmp, 'pom.xml'), pomXml(version));
+    onProgress(`assembling Apache Kafka ${version} (${artifact}) from Maven Central into ${finalDir}`);
+    await writeFile(join(tmp, 'pom.xml'), pomXml(version, artifact));
     await runMaven(mvn, tmp, onProgress);
     const jars = (await readdir(join(tmp, 'libs'))).filter((f) => f.endsWith('.jar'));
-    if (!jars.some((f) => f.startsWith(`kafka_${SCALA_VERSION}-`))) {
-      throw new PmeError('PME_ERR_BROKER_START', `Maven did not produce the kafka_${SCALA_VERSION} jar`);
+    if (!jars.some((f) => f.startsWith(`${artifact}-`))) {
+      throw new PmeError('PME_ERR_BROKER_START', `Maven did not produce the ${artifact} jar`);
     }
     await writeFile(join(tmp, 'libs', COMPLETE_MARKER), `${jars.length} jars\n`);
     await publish(tmp, finalDir, join(libs, COMPLETE_MARKER));
