@@ -269,6 +269,11 @@ const subscription = {
       additionalProperties: true,
       description: "format `avro`: the writer's record schema, inline (Avro JSON)",
     },
+    subject: {
+      type: 'string',
+      description:
+        "format `avro`, instead of `schema`: a subject of the service's schema registry; values in the Confluent wire format, each decoded by the writer schema its id names",
+    },
     wire: {
       type: 'string',
       description:

@@ -247,6 +247,7 @@ export async function startService(
       ensureTopic: (topic) => ensureTopic(connection, topic, config.partitions),
       apply: (sources): Promise<void> => consumer.setSources(sources),
       persist: (): Promise<string> => snapshot(),
+      registry: registry ?? null,
     },
     [...initial.values()],
   );

@@ -16,6 +16,8 @@ import {
   compileSubscription,
   DecodeError,
   MappingError,
+  RegistryDecoder,
+  type SchemaRegistryClient,
   type Subscription,
   type TopicSource,
 } from '../stream/index.js';
@@ -33,6 +35,8 @@ export interface SubscriptionHost {
   apply(sources: TopicSource[]): Promise<void>;
   /** Takes a snapshot, so that the list as changed is durable before the change is answered. */
   persist(): Promise<unknown>;
+  /** The service's schema registry (`--schema-registry`), for subscriptions by subject. */
+  registry: SchemaRegistryClient | null;
 }
 
 /** A subscription or a list of them that cannot be used: a 400 saying what is wrong. */
@@ -112,10 +116,12 @@ export class Subscriptions {
   sources(): TopicSource[] {
     const trainer = this.#host.trainer;
     return this.list().map((s) => {
-      const decode = compileSubscription(s);
+      const bySubject = this.#bySubject(s);
+      const decode = bySubject?.decode ?? compileSubscription(s);
       return {
         name: s.name,
         topic: s.topic,
+        ...(bySubject === null ? {} : { prefetch: (values) => bySubject.prefetch(values) }),
         decode: (value) => {
           const event = decode(value);
           // The trainer's limits at the door, as for the interactions topic (admission.ts).
@@ -125,6 +131,22 @@ export class Subscriptions {
         },
       };
     });
+  }
+
+  /** The decoder of a subscription by subject (kept across swaps: it caches writer schemas). */
+  readonly #decoders = new Map<string, RegistryDecoder>();
+
+  #bySubject(s: Subscription): RegistryDecoder | null {
+    if (s.subject === undefined) return null;
+    const registry = this.#host.registry;
+    if (registry === null)
+      throw new PmeError('PME_ERR_BAD_REQUEST', 'subject: a subscription by subject needs --schema-registry');
+    let decoder = this.#decoders.get(s.name);
+    if (decoder === undefined) {
+      decoder = new RegistryDecoder(s, registry);
+      this.#decoders.set(s.name, decoder);
+    }
+    return decoder;
   }
 
   /** The snapshot section. */
@@ -141,6 +163,14 @@ export class Subscriptions {
           'PME_ERR_BAD_REQUEST',
           `topic: ${s.topic} is read by subscription ${other.name} already`,
         );
+  }
+
+  async #checkSubject(subject: string): Promise<void> {
+    const registry = this.#host.registry;
+    if (registry === null)
+      throw new PmeError('PME_ERR_BAD_REQUEST', 'subject: a subscription by subject needs --schema-registry');
+    if (!(await registry.hasSubject(subject)))
+      throw new PmeError('PME_ERR_BAD_REQUEST', `subject: ${subject} is not in the schema registry`);
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -164,6 +194,7 @@ export class Subscriptions {
     return this.#serial(async () => {
       if (this.#list.has(s.name)) throw new PmeError('PME_ERR_SUBSCRIPTION_EXISTS', s.name, s.name);
       this.#checkTopic(s, s.name);
+      if (s.subject !== undefined) await this.#checkSubject(s.subject);
       const created = await this.#host.ensureTopic(s.topic);
       this.#list.set(s.name, s);
       await this.#host.apply(this.sources());

@@ -69,6 +69,8 @@ export interface TopicSource {
   name: string;
   topic: string;
   decode(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): Interaction;
+  /** Loads what a batch's values need before they are decoded (writer schemas by id). */
+  prefetch?(values: Array<Buffer | null>): Promise<void>;
 }
 
 /** Counters of one subscription (a TopicSource). */
@@ -500,7 +502,8 @@ export class StreamConsumer {
         const key = `${batch.topic}:${batch.partition}`;
         const source = this.#sources.get(batch.topic);
         const sourceStats = source === undefined ? undefined : this.stats.subscriptions[source.name];
-        if (source === undefined) await o.codec.prefetch?.(batch.messages.map((m) => m.value));
+        const values = batch.messages.map((m) => m.value);
+        await (source === undefined ? o.codec.prefetch?.(values) : source.prefetch?.(values));
         await this.#locked(batch.topic, heartbeat, async () => {
           const stats = this.stats;
           const chunkSize = this.#chunk;

@@ -41,6 +41,7 @@ export {
   type JsonDecoder,
   type JsonMapping,
   MappingError,
+  RegistryDecoder,
   SUBSCRIPTION_FORMATS,
   type Subscription,
   TIMESTAMP_UNITS,

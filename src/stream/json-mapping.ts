@@ -31,6 +31,10 @@ export interface Subscription {
   mapping: JsonMapping;
   /** format `avro`: the writer's record schema, inline (Avro JSON). */
   schema?: object;
+  /** format `avro`, instead of `schema`: values in the Confluent wire format, each decoded by the
+   *  writer schema its id names, fetched from the service's schema registry (`--schema-registry`);
+   *  the subject must exist there. */
+  subject?: string;
   /** format `avro`: `raw` (plain Avro binary, the default) or `confluent` (a magic byte and a
    *  4-byte schema id before it, as schema-registry serializers write; the id is not looked up:
    *  the values must be of `schema`). */
@@ -312,6 +316,8 @@ function avroType(schema: unknown): Type {
  */
 export function compileSubscription(subscription: Subscription, now: Clock = Date.now): JsonDecoder {
   if (subscription.format === 'json') return compileMapping(subscription.mapping, now);
+  if (subscription.subject !== undefined)
+    throw new MappingError('subject', 'a subscription by subject is read through a RegistryDecoder');
   const type = avroType(subscription.schema);
   const extract = compileExtraction(subscription.mapping, now);
   const skip = subscription.wire === 'confluent' ? 5 : 0;
@@ -336,6 +342,78 @@ export function compileSubscription(subscription: Subscription, now: Clock = Dat
   };
 }
 
+/** What a RegistryDecoder needs of a schema registry. */
+export interface WriterSchemas {
+  getSchema(id: number): Promise<Schema>;
+}
+
+/**
+ * An `avro` subscription by subject: each value in the Confluent wire format is decoded by the
+ * writer schema its id names (fetched once per id, before the batch: prefetch), and the mapping
+ * walks that record; the paths are field names, so a writer schema that adds or drops fields is
+ * read as it is (a path it lacks is missing, as in JSON).
+ */
+export class RegistryDecoder {
+  readonly decode: JsonDecoder;
+  readonly #registry: WriterSchemas;
+  /** Writer types by id; null: the registry does not know the id (its values go to the DLQ). */
+  readonly #types = new Map<number, Type | null>();
+
+  constructor(subscription: Subscription, registry: WriterSchemas, now: Clock = Date.now) {
+    this.#registry = registry;
+    const extract = compileExtraction(subscription.mapping, now);
+    this.decode = (value) => {
+      const id = schemaId(value);
+      const type = this.#types.get(id);
+      if (type === undefined || type === null)
+        throw new DecodeError('unknown-schema', `schema id ${id} is not in the schema registry`);
+      let record: object;
+      try {
+        const body = (value as Buffer).subarray(5);
+        const { value: decoded, offset } = type.decode(body, 0);
+        if (offset !== body.length)
+          throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
+        record = decoded as object;
+      } catch (error) {
+        throw new DecodeError(
+          'undecodable',
+          `not an Avro record of schema ${id}: ${error instanceof Error ? error.message : error}`,
+        );
+      }
+      return extract(record);
+    };
+  }
+
+  /** Fetches the writer schemas the values name that are not known yet. An id the registry does
+   *  not have (404) is remembered as unknown; any other failure (the registry unreachable) throws,
+   *  so that the batch is read again rather than sent to the DLQ. */
+  async prefetch(values: Array<Buffer | null>): Promise<void> {
+    for (const value of values) {
+      let id: number;
+      try {
+        id = schemaId(value);
+      } catch {
+        continue; // decode says why
+      }
+      if (this.#types.has(id)) continue;
+      try {
+        this.#types.set(id, avro.Type.forSchema(await this.#registry.getSchema(id)));
+      } catch (error) {
+        if (!/HTTP 404|not found/.test(error instanceof Error ? error.message : String(error))) throw error;
+        this.#types.set(id, null);
+      }
+    }
+  }
+}
+
+/** The schema id of a value in the Confluent wire format (magic byte 0, 4-byte big-endian id). */
+function schemaId(value: Buffer | null): number {
+  if (value === null) throw new DecodeError('undecodable', 'the message has no value');
+  if (value.length < 5 || value[0] !== 0)
+    throw new DecodeError('undecodable', 'not in the Confluent wire format (magic byte 0, schema id)');
+  return value.readUInt32BE(1);
+}
+
 /**
  * Checks a whole subscription (name, topic, format, mapping) and returns it as given, typed.
  * @throws MappingError naming the part that is wrong
@@ -344,7 +422,7 @@ export function checkSubscription(value: unknown): Subscription {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new MappingError('subscription', 'expected { name, topic, format, mapping }');
   const s = value as Record<string, unknown>;
-  const keys = ['name', 'topic', 'format', 'mapping', 'schema', 'wire'];
+  const keys = ['name', 'topic', 'format', 'mapping', 'schema', 'subject', 'wire'];
   for (const key of Object.keys(s))
     if (!keys.includes(key)) throw new MappingError(key, `unknown key (${keys.join(', ')})`);
   if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME.test(s.name))
@@ -359,17 +437,24 @@ export function checkSubscription(value: unknown): Subscription {
       'format',
       `unknown format ${JSON.stringify(s.format)} (expected one of: ${SUBSCRIPTION_FORMATS.join(', ')})`,
     );
-  if (s.format === 'avro') {
+  if (s.format === 'avro' && s.subject !== undefined) {
+    if (typeof s.subject !== 'string' || s.subject.trim() === '')
+      throw new MappingError('subject', 'a schema registry subject is a non-empty string');
+    if (s.schema !== undefined)
+      throw new MappingError('subject', 'give the schema inline or a subject, not both');
+    if (s.wire !== undefined && s.wire !== 'confluent')
+      throw new MappingError('wire', 'a subscription by subject reads the Confluent wire format');
+  } else if (s.format === 'avro') {
     avroType(s.schema);
     if (s.wire !== undefined && !(AVRO_WIRES as readonly unknown[]).includes(s.wire))
       throw new MappingError(
         'wire',
         `unknown wire ${JSON.stringify(s.wire)} (expected one of: ${AVRO_WIRES.join(', ')})`,
       );
-  } else if (s.schema !== undefined || s.wire !== undefined)
+  } else if (s.schema !== undefined || s.subject !== undefined || s.wire !== undefined)
     throw new MappingError(
-      s.schema !== undefined ? 'schema' : 'wire',
-      'only format avro takes a schema and a wire',
+      s.schema !== undefined ? 'schema' : s.subject !== undefined ? 'subject' : 'wire',
+      'only format avro takes a schema, a subject and a wire',
     );
   compileMapping(s.mapping);
   return value as Subscription;

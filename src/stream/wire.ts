@@ -30,6 +30,8 @@ export interface SchemaRegistryClient {
   register(subject: string, schema: Schema): Promise<number>;
   /** The schema with this id; rejects when there is none. */
   getSchema(id: number): Promise<Schema>;
+  /** Whether `subject` has a version in the registry. */
+  hasSubject(subject: string): Promise<boolean>;
 }
 
 /** A registry held in memory, for tests and single-process setups. Ids start at 1. */
@@ -56,6 +58,10 @@ export class MemorySchemaRegistry implements SchemaRegistryClient {
     const schema = this.#byId.get(id);
     if (schema === undefined) throw new Error(`schema ${id} not found`);
     return schema;
+  }
+
+  async hasSubject(subject: string): Promise<boolean> {
+    return this.versions(subject).length > 0;
   }
 
   /** Schema ids registered under `subject`, oldest first. */
@@ -88,6 +94,15 @@ export class HttpSchemaRegistry implements SchemaRegistryClient {
     });
     if (!response.ok) throw new Error(`schema registry: register ${subject}: HTTP ${response.status}`);
     return ((await response.json()) as { id: number }).id;
+  }
+
+  async hasSubject(subject: string): Promise<boolean> {
+    const response = await fetch(`${this.#url}/subjects/${encodeURIComponent(subject)}/versions`, {
+      headers: this.#headers,
+    });
+    if (response.status === 404) return false;
+    if (!response.ok) throw new Error(`schema registry: subject ${subject}: HTTP ${response.status}`);
+    return ((await response.json()) as unknown[]).length > 0;
   }
 
   getSchema(id: number): Promise<Schema> {

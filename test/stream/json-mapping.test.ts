@@ -12,6 +12,8 @@ import {
   compileSubscription,
   DecodeError,
   MappingError,
+  MemorySchemaRegistry,
+  RegistryDecoder,
   type Subscription,
 } from '../../src/stream/index.js';
 
@@ -99,7 +101,7 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
       /^schema: a record schema is needed, got string/,
     ],
     [{ ...good, format: 'avro', schema: CLICK, wire: 'json' }, /^wire: unknown wire "json"/],
-    [{ ...good, schema: CLICK }, /^schema: only format avro takes a schema and a wire/],
+    [{ ...good, schema: CLICK }, /^schema: only format avro takes a schema, a subject and a wire/],
     [{ ...good, mapping: { ...base, label: '>= 4' } }, /^mapping\.label:/],
     [{ ...good, extra: 1 }, /^extra: unknown key/],
   ];
@@ -256,4 +258,56 @@ t.test("avro subscriptions: the user's own record schema, raw or in the Confluen
   t.equal(reasons(framed, type.toBuffer(record)), 'undecodable', 'no magic byte');
   t.equal(reasons(decode, type.toBuffer({ ...record, item: '' })), 'missing-item');
   t.equal(reasons(decode, null), 'undecodable');
+});
+
+t.test('avro by subject: each value decoded by the writer schema its id names', async (t) => {
+  const registry = new MemorySchemaRegistry();
+  const v1 = { ...CLICK, fields: CLICK.fields.filter((f) => f.name !== 'device') };
+  const id1 = await registry.register('shop.clicks-value', v1 as avro.Schema);
+  const id2 = await registry.register('shop.clicks-value', CLICK as avro.Schema);
+  const sub: Subscription = {
+    name: 'clicks',
+    topic: 'shop.clicks',
+    format: 'avro',
+    subject: 'shop.clicks-value',
+    mapping: { ...base, fields: { device: 'device' } },
+  };
+  t.same(checkSubscription(sub), sub);
+  const framed = (id: number, schema: object, value: object) => {
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(id, 1);
+    return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
+  };
+  const old = framed(id1, v1, { user: { id: 1 }, item: 'p1', rating: 5 });
+  const now = framed(id2, CLICK, { user: { id: 2 }, item: 'p2', rating: 1, device: 'ios' });
+  const unknown = framed(99, CLICK, { user: { id: 3 }, item: 'p3', rating: 5, device: null });
+  const decoder = new RegistryDecoder(sub, registry, clock);
+  await decoder.prefetch([old, now, unknown, Buffer.from('x'), null]);
+  t.same(
+    decoder.decode(old),
+    { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: {} },
+    'an older writer',
+  );
+  t.same(decoder.decode(now), { user: '2', item: 'p2', label: 0, timestamp: NOW, fields: { device: 'ios' } });
+  t.equal(
+    (thrown(() => decoder.decode(unknown)) as DecodeError).reason,
+    'unknown-schema',
+    'an id the registry lacks',
+  );
+  t.equal((thrown(() => decoder.decode(Buffer.from('x'))) as DecodeError).reason, 'undecodable');
+  // The registry unreachable: the batch is read again, not sent to the DLQ.
+  const down = new RegistryDecoder(
+    sub,
+    { getSchema: () => Promise.reject(new Error('fetch failed')) },
+    clock,
+  );
+  await t.rejects(down.prefetch([now]), /fetch failed/);
+
+  for (const [value, message] of [
+    [{ ...sub, schema: CLICK }, /^subject: give the schema inline or a subject, not both/],
+    [{ ...sub, wire: 'raw' }, /^wire: a subscription by subject reads the Confluent wire format/],
+    [{ ...sub, subject: '' }, /^subject: a schema registry subject is a non-empty string/],
+    [{ ...sub, format: 'json' }, /^subject: only format avro takes a schema, a subject and a wire/],
+  ] as const)
+    t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
 });
