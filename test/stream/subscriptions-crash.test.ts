@@ -14,6 +14,7 @@ import { testBrokers, uniqueName } from '../helpers/broker.js';
 import {
   loadSnapshot,
   metric,
+  metricByLabel,
   plainEvents,
   serviceEnv,
   snapshotCount,
@@ -23,7 +24,7 @@ import {
 } from './helpers.js';
 
 /** Events per topic: most produced before the service starts, so that the kill lands mid-stream. */
-const N = 40_000;
+const N = 60_000;
 
 t.test('kill -9 with two subscriptions running: every event of the three topics applied once', async (t) => {
   const brokers = await testBrokers();
@@ -81,15 +82,19 @@ t.test('kill -9 with two subscriptions running: every event of the three topics 
   });
   const first = await spawnService(env);
   t.teardown(() => first.child.kill('SIGKILL'));
-  const before = await snapshotCount(dir);
+  // Killed once a snapshot holds events of both subscriptions (taken after each had some).
+  const trained = async (name: string, topicName: string) =>
+    (await metricByLabel(first.url, 'pme_subscription_events_total'))[
+      `{subscription="${name}",topic="${topicName}",outcome="trained",reason=""}`
+    ] ?? 0;
   await until(
-    'some events of every topic and a snapshot',
-    async () =>
-      (await metric(first.url, 'pme_events_applied_total')) >= N / 2 &&
-      (await snapshotCount(dir)) > before + 1,
+    'events of both subscriptions',
+    async () => (await trained('clicks', clicks)) > 0 && (await trained('views', views)) > 0,
     60_000,
     10,
   );
+  const before = await snapshotCount(dir);
+  await until('a snapshot after them', async () => (await snapshotCount(dir)) > before + 1, 60_000, 10);
   first.child.kill('SIGKILL');
   await first.exited;
   const atCrash = await loadSnapshot(dir);
