@@ -323,23 +323,24 @@ export function compileSubscription(subscription: Subscription, now: Clock = Dat
   const skip = subscription.wire === 'confluent' ? 5 : 0;
   return (value) => {
     if (value === null) throw new DecodeError('undecodable', 'the message has no value');
-    if (skip > 0 && (value.length < skip || value[0] !== 0))
-      throw new DecodeError('undecodable', 'not in the Confluent wire format (magic byte 0, schema id)');
-    let record: object;
-    try {
-      const body = skip > 0 ? value.subarray(skip) : value;
-      const { value: decoded, offset } = type.decode(body, 0);
-      if (offset !== body.length)
-        throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
-      record = decoded as object;
-    } catch (error) {
-      throw new DecodeError(
-        'undecodable',
-        `not an Avro record of the subscription's schema: ${error instanceof Error ? error.message : error}`,
-      );
-    }
-    return extract(record);
+    if (skip > 0) schemaId(value);
+    return extract(avroRecord(type, skip > 0 ? value.subarray(skip) : value, "the subscription's schema"));
   };
+}
+
+/** `body` decoded as one whole record of `type`, or DecodeError `undecodable` naming `what`. */
+function avroRecord(type: Type, body: Buffer, what: string): object {
+  try {
+    const { value, offset } = type.decode(body, 0);
+    if (offset !== body.length)
+      throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
+    return value as object;
+  } catch (error) {
+    throw new DecodeError(
+      'undecodable',
+      `not an Avro record of ${what}: ${error instanceof Error ? error.message : error}`,
+    );
+  }
 }
 
 /** What a RegistryDecoder needs of a schema registry. */
@@ -367,20 +368,7 @@ export class RegistryDecoder {
       const type = this.#types.get(id);
       if (type === undefined || type === null)
         throw new DecodeError('unknown-schema', `schema id ${id} is not in the schema registry`);
-      let record: object;
-      try {
-        const body = (value as Buffer).subarray(5);
-        const { value: decoded, offset } = type.decode(body, 0);
-        if (offset !== body.length)
-          throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
-        record = decoded as object;
-      } catch (error) {
-        throw new DecodeError(
-          'undecodable',
-          `not an Avro record of schema ${id}: ${error instanceof Error ? error.message : error}`,
-        );
-      }
-      return extract(record);
+      return extract(avroRecord(type, (value as Buffer).subarray(5), `schema ${id}`));
     };
   }
 
