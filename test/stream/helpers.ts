@@ -127,6 +127,12 @@ export async function snapshotCount(dir: string): Promise<number> {
   return (await listSnapshots(dir)).length;
 }
 
+/** Sequence number of the newest snapshot in `dir` (0: none). It grows with every snapshot,
+ *  where the count stops at the two the store keeps. */
+export async function newestSnapshot(dir: string): Promise<number> {
+  return (await listSnapshots(dir))[0]?.sequence ?? 0;
+}
+
 /**
  * `n` events over `users` users and `items` items, each user and item appearing n/users and
  * n/items times (below PME's hot threshold of 20 when those are small, so no token is promoted:

@@ -15,9 +15,9 @@ import { testBrokers, uniqueName } from '../helpers/broker.js';
 import {
   loadSnapshot,
   metric,
+  newestSnapshot,
   plainEvents,
   serviceEnv,
-  snapshotCount,
   spawnService,
   terminate,
   until,
@@ -81,13 +81,13 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
   t.equal(await metric(second.url, 'pme_events_skipped_total'), 0, 'nothing read twice after a clean stop');
 
   // kill -9 in mid-stream, with a snapshot taken after the restart.
-  const before = await snapshotCount(dir);
+  const before = await newestSnapshot(dir);
   await producer.sendInteractions(topic, events.slice(N, N + N / 2));
   await until(
     'more events and a new snapshot',
     async () =>
       (await metric(second.url, 'pme_events_applied_total')) >= N + N / 10 &&
-      (await snapshotCount(dir)) > before,
+      (await newestSnapshot(dir)) > before,
     45_000,
     10,
   );
