@@ -433,6 +433,34 @@ export function learnerFlags(
   return Object.freeze(learner) as LearnerConfig;
 }
 
+/** Usage lines of the learner's numeric flags (`--model` each command words itself), from the
+ *  table: flag and placeholder, then the meaning and default from column `column`. */
+export function learnerUsage(column: number): string {
+  return LEARNER_OPTIONS.filter((name) => name !== 'model')
+    .map((name) => {
+      const flag = `  ${flagName(name)} X`;
+      const lines = wrap(`${OPTIONS[name].doc} Default ${OPTIONS[name].default}`, 100 - column);
+      const indent = ' '.repeat(column);
+      const first =
+        flag.length < column ? `${flag.padEnd(column)}${lines[0]}` : `${flag}\n${indent}${lines[0]}`;
+      return [first, ...lines.slice(1).map((line) => `${indent}${line}`)].join('\n');
+    })
+    .join('\n');
+}
+
+/** `text` in lines of at most `width` characters, broken at spaces. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  return [...lines, line];
+}
+
 /** The flags of learnerFlags, for a command's parser. */
 export const LEARNER_FLAGS = LEARNER_OPTIONS.map((name) => flagName(name).slice(2));
 

@@ -502,8 +502,9 @@ export class StreamConsumer {
         const key = `${batch.topic}:${batch.partition}`;
         const source = this.#sources.get(batch.topic);
         const sourceStats = source === undefined ? undefined : this.stats.subscriptions[source.name];
-        const values = batch.messages.map((m) => m.value);
-        await (source === undefined ? o.codec.prefetch?.(values) : source.prefetch?.(values));
+        // Only a decoder that prefetches (registry mode) gets the batch's values listed.
+        if (source === undefined) await o.codec.prefetch?.(batch.messages.map((m) => m.value));
+        else await source.prefetch?.(batch.messages.map((m) => m.value));
         await this.#locked(batch.topic, heartbeat, async () => {
           const stats = this.stats;
           const chunkSize = this.#chunk;

@@ -4,7 +4,7 @@
  * table, `--json` file and exit codes; the protocol is `runOffline()` in src/engine/offline.ts.
  */
 import { writeFile } from 'node:fs/promises';
-import { LEARNER_FLAGS, learnerFlags, modelOptionsOf } from '../../config.js';
+import { LEARNER_FLAGS, learnerFlags, learnerUsage, modelOptionsOf } from '../../config.js';
 import { FORMAT_NAMES, readEvents } from '../../data/index.js';
 import { type EpochProgress, OFFLINE_METHODS, type OfflineMethod, runOffline } from '../../engine/offline.js';
 import { isPmeError, PmeError } from '../../errors.js';
@@ -24,12 +24,7 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
   --min-count N      field values seen fewer than N times in the training split become one "rare"
                      token per field (in every split). Default 1
-  --learning-rate X  step size of the embedding rows (Adagrad). Default 0.05
-  --linear-learning-rate X
-                     step size of the linear weights (Adagrad). Default 0.2
-  --projection-learning-rate X
-                     step size of the projections P_s and the bias. Default 0.01
-  --l2 X             L2 on the rows and linear weights a step touches. Default 1e-6
+${learnerUsage(21)}
   --model fm         the learner (offline runs the FM only). Default fm
   --limit N          read only the first N events
   --json OUT         also write the result as JSON

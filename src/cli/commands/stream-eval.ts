@@ -5,7 +5,13 @@
  * replay itself is `streamEval()` in src/engine/stream-eval.ts.
  */
 import { writeFile } from 'node:fs/promises';
-import { LEARNER_FLAGS, type LearnerConfig, learnerFlags, modelOptionsOf } from '../../config.js';
+import {
+  LEARNER_FLAGS,
+  type LearnerConfig,
+  learnerFlags,
+  learnerUsage,
+  modelOptionsOf,
+} from '../../config.js';
 import { FORMAT_NAMES } from '../../data/index.js';
 import { initBackend } from '../../engine/backend.js';
 import { MODEL_KINDS, MODELS } from '../../engine/model/index.js';
@@ -23,12 +29,7 @@ const USAGE = `usage: pme stream-eval (--data FILE --format F [--items FILE] | -
   --dim D              full embedding size D (ladder 0, 2, 4, .., D). Default 64
   --model M            ${MODEL_KINDS.join(' | ')}. Default fm
 ${MODEL_KINDS.map((kind) => `                         ${kind}: ${MODELS[kind].summary}`).join('\n')}
-  --learning-rate X    step size of the embedding rows (Adagrad). Default 0.05
-  --linear-learning-rate X
-                       step size of the linear weights (Adagrad). Default 0.2
-  --projection-learning-rate X
-                       step size of the projections P_s and the bias. Default 0.01
-  --l2 X               L2 on the rows and linear weights a step touches. Default 1e-6
+${learnerUsage(23)}
   --hidden W,W         DeepFM hidden layer widths. Default 64,32
   --budget-bytes N     hard memory budget of the store. Default none
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget

@@ -48,7 +48,8 @@ export class FieldCodes {
  * Raw values of the resolved tokens seen lately, summed over every field: a bound on the key
  * caches. Two generations of at most this many entries each are kept: ≈ 55 bytes an entry with a
  * short value (heap delta of such a Map, Node 20), so under 4 MB. The store's budget does not count
- * them: they are reported beside it (`keyCaches`, TokenResolver.bytes). Trainer.learn with these caches: bench/train.ts, "Trainer.learn (string keys)".
+ * them: they are reported beside it (`keyCaches`, TokenResolver.bytes). Trainer.learn with these
+ * caches: bench/train.ts, "Trainer.learn (string keys)".
  */
 const KEY_CACHE_ENTRIES = 1 << 15;
 
