@@ -199,6 +199,13 @@ const BENCHMARKS: Benchmark[] = [
     timeoutSeconds: 1200,
   },
   {
+    // Synthetic: needs no dataset. The events are held in memory (2M events: ~1 GB of heap).
+    name: 'planted',
+    unavailable: () => notBuilt('planted'),
+    steps: () => [{ args: ['--max-old-space-size=8192', 'dist/bench/planted.js'], output: 'planted.json' }],
+    timeoutSeconds: 1800,
+  },
+  {
     name: 'e2e',
     unavailable: () => notBuilt('e2e') ?? noKafka(),
     steps: () => [{ args: ['dist/bench/e2e.js'], output: 'e2e.json' }],

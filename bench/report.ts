@@ -98,6 +98,11 @@ export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string
     title: 'Quality against peers (Vowpal Wabbit, River): rate chosen on the first 20%, scored on the rest',
     file: 'quality.json',
   },
+  {
+    name: 'planted',
+    title: 'A stream where sizes matter: planted ranks, PME against uniform sizes at equal bytes',
+    file: 'planted.json',
+  },
   { name: 'e2e', title: 'End to end through Kafka', file: 'e2e.json' },
   { name: 'api', title: 'HTTP API latency under training', file: 'api.json' },
   { name: 'replica', title: 'Serving replicas: staleness and catch-up', file: 'replica.json' },
@@ -795,6 +800,37 @@ function renderQuality(r: unknown): string {
 
 // ───────────────────────────── the report ─────────────────────────────
 
+function renderPlanted(r: unknown): string {
+  const summary = arr(r, 'summary');
+  const shares = [...new Set(summary.map((x) => x.share).filter((x): x is number => typeof x === 'number'))];
+  const full = summary.find((x) => x.method === 'full');
+  const rows: string[][] = [];
+  for (const share of shares) {
+    const at = summary.filter((x) => x.share === share);
+    const uniform = at.filter((x) => String(x.method).startsWith('uniform'));
+    const best = Math.max(...uniform.map((x) => num(x, 'auc.mean')));
+    for (const x of at) {
+      const auc = num(x, 'auc.mean');
+      rows.push([
+        pct(share),
+        String(x.method),
+        `${fx(auc, 4)} ± ${fx(num(x, 'auc.std'), 4)}`,
+        String(x.method) === 'pme' ? signed(auc - best, 4) : DASH,
+        bytes(num(x, 'bytes')),
+        x.rankCorrelation === null || x.rankCorrelation === undefined
+          ? DASH
+          : fx(num(x, 'rankCorrelation'), 3),
+      ]);
+    }
+  }
+  const seeds = arr(r, 'seeds').length;
+  return [
+    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${String(at(r, 'plantedRanks'))} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction. Size~rank: Spearman's correlation between PME's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
+    '',
+    mdTable(['budget', 'method', 'AUC', 'PME − best uniform', 'bytes', 'size~rank'], rows),
+  ].join('\n');
+}
+
 function machineBlock(m: MachineRecord | undefined): string {
   if (!m) return '_Machine not recorded (run `npm run bench` to record it)._';
   return mdTable(
@@ -872,6 +908,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'data') text = renderData(ctx, v);
       else if (s.name === 'e2e') text = renderE2e(ctx, v);
       else if (s.name === 'quality') text = renderQuality(v);
+      else if (s.name === 'planted') text = renderPlanted(v);
       else text = renderGeneric(ctx, s.name, v);
       body.push(text, '');
       if (s.name === 'stream-eval-pme') {

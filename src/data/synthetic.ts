@@ -53,10 +53,18 @@ export interface SyntheticOptions {
   startTime?: Milliseconds;
   /** Milliseconds between consecutive events. Default 100. */
   eventIntervalMs?: Milliseconds;
+  /**
+   * Planted ranks of users, each drawn uniformly from this list (each in [1, latentDim]): a user
+   * of rank r has a vector in the span of the first r latent axes (variance latentDim / r per
+   * axis, so every user's preferences are as strong), so r dimensions describe it exactly and more
+   * are wasted on it. Items keep all latentDim axes. Default `[]`: every user of full rank.
+   */
+  userRanks?: readonly number[];
 }
 
-export type ResolvedSyntheticOptions = Readonly<Required<Omit<SyntheticOptions, 'fields'>>> & {
+export type ResolvedSyntheticOptions = Readonly<Required<Omit<SyntheticOptions, 'fields' | 'userRanks'>>> & {
   readonly fields: readonly Readonly<SyntheticField>[];
+  readonly userRanks: readonly number[];
 };
 
 export const SYNTHETIC_DEFAULTS: ResolvedSyntheticOptions = Object.freeze({
@@ -73,6 +81,7 @@ export const SYNTHETIC_DEFAULTS: ResolvedSyntheticOptions = Object.freeze({
   positiveRate: 0.3,
   startTime: 1_700_000_000_000,
   eventIntervalMs: 100,
+  userRanks: Object.freeze([]),
 });
 
 function invalid(message: string): PmeError {
@@ -117,7 +126,16 @@ export function resolveSyntheticOptions(options: SyntheticOptions = {}): Resolve
       throw invalid(`field "${f.name}" needs an integer cardinality >= 1, got ${f.cardinality}`);
     }
   }
-  return Object.freeze({ ...o, fields: Object.freeze(o.fields.map((f) => Object.freeze({ ...f }))) });
+  for (const r of o.userRanks) {
+    if (!(Number.isInteger(r) && r >= 1 && r <= o.latentDim)) {
+      throw invalid(`userRanks must hold integers in [1, latentDim = ${o.latentDim}], got ${r}`);
+    }
+  }
+  return Object.freeze({
+    ...o,
+    fields: Object.freeze(o.fields.map((f) => Object.freeze({ ...f }))),
+    userRanks: Object.freeze([...o.userRanks]),
+  });
 }
 
 function sigmoid(z: number): number {
@@ -129,6 +147,8 @@ export class SyntheticWorkload {
   /** Logit bias calibrated so that the mean label is close to positiveRate. */
   readonly bias: number;
   readonly #userVectors: Float32Array;
+  /** Planted rank of each user (empty: every user of rank latentDim). */
+  readonly #userRank: Uint8Array;
   readonly #itemVectors: Float32Array;
   readonly #userIds: string[];
   readonly #itemIds: string[];
@@ -156,6 +176,15 @@ export class SyntheticWorkload {
 
     this.#userVectors = new Float32Array(o.users * d);
     for (let i = 0; i < this.#userVectors.length; i++) this.#userVectors[i] = world.normal();
+    // Drawn only when asked for, so that streams without planted ranks stay as they were.
+    this.#userRank = new Uint8Array(o.userRanks.length === 0 ? 0 : o.users);
+    for (let u = 0; u < this.#userRank.length; u++) {
+      const r = o.userRanks[world.int(o.userRanks.length)];
+      this.#userRank[u] = r;
+      const v = this.#userVectors.subarray(u * d, (u + 1) * d);
+      const scale = Math.sqrt(d / r);
+      for (let j = 0; j < d; j++) v[j] = j < r ? v[j] * scale : 0;
+    }
 
     // Item vector = sqrt(share / F) * sum of its field values' centroids + sqrt(1 - share) * own part,
     // so every component has unit variance whatever the number of fields.
@@ -252,6 +281,12 @@ export class SyntheticWorkload {
     const out = new Array<Interaction>(n);
     for (let k = 0; k < n; k++) out[k] = this.next();
     return out;
+  }
+
+  /** The user's planted rank: the dimensions that describe it (latentDim without userRanks). */
+  rankOf(user: string | number): number {
+    const u = this.#index(user, 'u', this.options.users);
+    return this.#userRank.length === 0 ? this.#dim : this.#userRank[u];
   }
 
   /** Every item with its fields. */

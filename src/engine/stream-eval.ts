@@ -102,6 +102,8 @@ export interface StreamEvalOptions {
    * after their event). Default none: the replay then records nothing more than its metrics.
    */
   onPrediction?: (p: number, label: number) => void;
+  /** Told, at the end, every live token's key and embedding size (how sizes were chosen). */
+  onToken?: (key: string, size: number) => void;
 }
 
 /** The command's work, callable in process (tests, offline). */
@@ -198,6 +200,9 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   const seconds = (performance.now() - started) / 1000;
   if (timeline !== null && timeline.at(-1)?.events !== learner.stats().events) sample();
   const stats = learner.stats();
+  const onToken = o.onToken;
+  if (onToken !== undefined)
+    for (const size of ladder) store.forEachInTier(size, (id) => onToken(store.key(id), size));
   const backend = model.stats().backend;
   model.dispose?.();
   const acc = store.accounting();

@@ -220,6 +220,22 @@ function writeFakes(dir: string): void {
       { name: 'avazu-sample', skipped: 'x/train.csv not found' },
     ],
   });
+  w('planted.json', {
+    events: 2000,
+    users: 400,
+    items: 50,
+    dim: 64,
+    plantedRanks: [2, 32],
+    minEvents: 20,
+    richUsers: 37,
+    seeds: [1, 2],
+    summary: [
+      { method: 'full', share: null, auc: ms(0.7, 0.001), bytes: 40960, rankCorrelation: null },
+      { method: 'pme', share: 0.1, auc: ms(0.68, 0.002), bytes: 4000, rankCorrelation: 0.412 },
+      { method: 'uniform 8', share: 0.1, auc: ms(0.66, 0.001), bytes: 3900, rankCorrelation: null },
+      { method: 'uniform 16', share: 0.1, auc: ms(0.67, 0.001), bytes: 4090, rankCorrelation: null },
+    ],
+  });
   // store, train, data: no files and no run records.
   writeFileSync(join(dir, 'train.json'), '{ not json');
 }
@@ -307,6 +323,11 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
     /\| pme fm full \| 0\.01\\\* \| 0\.7800 ± 0\.0012 \| 0\.5600 ± 0\.0010 \| 0\.7700 \| 0\.8000 \| 4\.0 KiB \| 12,345 \| 3 \|/,
   );
   t.match(md, /\| river-fm \| – \| skipped: pip install river failed \|/);
+  // Planted: PME against the best uniform size at the same bytes, and how sizes track the ranks.
+  t.equal(status.planted.status, 'ok');
+  t.match(md, /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \| 3\.9 KiB \| 0\.412 \|/);
+  t.match(md, /\| 10% \| uniform 16 \| 0\.6700 ± 0\.0010 \| – \| 4\.0 KiB \| – \|/);
+  t.match(md, /over the 37 users seen at least 20 times\. Full size \(D = 64, no budget\): 0\.7000/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
   t.match(md, /Not run: river \(pip install river failed\)\./);
   t.match(

@@ -43,3 +43,19 @@ t.test('no timeline unless asked', async (t) => {
   t.equal(r.timeline, undefined);
   t.notOk('timeline' in r);
 });
+
+t.test('stream-eval tells every live token and its size at the end when asked', async (t) => {
+  const sizes = new Map<string, number>();
+  const r = await streamEval({
+    ...base,
+    onToken: (key, size) => {
+      t.notOk(sizes.has(key), `${key} told once`);
+      sizes.set(key, size);
+    },
+  });
+  const perSize = new Map<number, number>();
+  for (const s of sizes.values()) perSize.set(s, (perSize.get(s) ?? 0) + 1);
+  for (const tier of r.tiers) t.equal(perSize.get(tier.size) ?? 0, tier.tokens, `tier ${tier.size}`);
+  t.ok(sizes.has('user=u0') && sizes.has('item=i0'), 'keys as the store holds them');
+  t.ok(perSize.size > 1, 'PME left tokens at more than one size');
+});

@@ -161,6 +161,56 @@ t.test('item fields carry preference signal, scaled by fieldShare', async (t) =>
   t.ok(strong > 2 * none, `category spread ${strong} (share 0.9) vs ${none} (share 0)`);
 });
 
+/** Pearson correlation of two equally long lists. */
+function pearson(a: number[], b: number[]): number {
+  const n = a.length;
+  const ma = a.reduce((x, y) => x + y, 0) / n;
+  const mb = b.reduce((x, y) => x + y, 0) / n;
+  let cov = 0;
+  let va = 0;
+  let vb = 0;
+  for (let i = 0; i < n; i++) {
+    cov += (a[i] - ma) * (b[i] - mb);
+    va += (a[i] - ma) ** 2;
+    vb += (b[i] - mb) ** 2;
+  }
+  return cov / Math.sqrt(va * vb);
+}
+
+t.test('planted user ranks: a user of rank r is described by r axes', async (t) => {
+  const logit = (p: number) => Math.log(p / (1 - p));
+  // The noiseless logit over the items, of users u0 and u1: a rank-1 user's preferences are one
+  // item axis scaled, so any two such users rank the items alike or exactly reversed.
+  const prefs = (w: SyntheticWorkload, u: number) =>
+    Array.from({ length: w.options.items }, (_, i) => logit(w.trueProbability(u, i)));
+  const one = new SyntheticWorkload({ seed: 3, users: 20, items: 200, latentDim: 8, userRanks: [1] });
+  t.equal(one.rankOf('u5'), 1);
+  t.ok(Math.abs(Math.abs(pearson(prefs(one, 0), prefs(one, 1))) - 1) < 1e-6, 'rank 1: |correlation| 1');
+  const full = new SyntheticWorkload({ seed: 3, users: 20, items: 200, latentDim: 8 });
+  t.equal(full.rankOf('u5'), 8, 'without userRanks every user has rank latentDim');
+  t.ok(Math.abs(pearson(prefs(full, 0), prefs(full, 1))) < 0.9, 'full rank: two users differ');
+
+  // Ranks are drawn from the list, each often; preferences are as strong at every rank.
+  const mixed = new SyntheticWorkload({ seed: 4, users: 2000, items: 100, latentDim: 8, userRanks: [2, 8] });
+  const spread: Record<number, number[]> = { 2: [], 8: [] };
+  for (let u = 0; u < 2000; u++) {
+    const p = prefs(mixed, u);
+    const m = p.reduce((x, y) => x + y, 0) / p.length;
+    spread[mixed.rankOf(u)].push(p.reduce((x, y) => x + (y - m) ** 2, 0) / p.length);
+  }
+  t.ok(spread[2].length > 800 && spread[8].length > 800, 'both ranks drawn');
+  const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+  t.ok(
+    Math.abs(mean(spread[2]) / mean(spread[8]) - 1) < 0.25,
+    `variance of preferences alike at rank 2 and 8 (${mean(spread[2]).toFixed(3)}, ${mean(spread[8]).toFixed(3)})`,
+  );
+  t.same(
+    new SyntheticWorkload({ seed: 9, users: 50, items: 50 }).take(20),
+    new SyntheticWorkload({ seed: 9, users: 50, items: 50, userRanks: [] }).take(20),
+    'no ranks, the same stream',
+  );
+});
+
 t.test('options: defaults, validation, frozen', async (t) => {
   const w = new SyntheticWorkload();
   t.equal(w.options.users, SYNTHETIC_DEFAULTS.users);
@@ -172,6 +222,9 @@ t.test('options: defaults, validation, frozen', async (t) => {
     { positiveRate: 1 },
     { noise: -1 },
     { userZipf: Number.NaN },
+    { userRanks: [0] },
+    { latentDim: 4, userRanks: [2, 8] },
+    { userRanks: [1.5] },
     { fields: [{ name: 'user', cardinality: 3 }] },
     { fields: [{ name: 'a', cardinality: 0 }] },
     {

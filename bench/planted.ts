@@ -1,0 +1,213 @@
+/**
+ * A stream where sizes matter: a synthetic workload with a heavy tail of users, each with a
+ * planted rank (the dimensions its preferences need: 2 to 32), replayed in order through PME and
+ * through every single uniform size held to the same bytes, beside full size. Reports progressive
+ * AUC per budget and how well PME's chosen sizes track the planted ranks (Spearman's rank
+ * correlation over the users seen at least --min-events times, and the mean size per planted
+ * rank). Writes bench/results/planted.json.
+ *
+ *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
+ *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200]
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { SyntheticWorkload } from '../src/data/index.js';
+import { type StreamEvalOptions, type StreamEvalResult, streamEval } from '../src/engine/stream-eval.js';
+import { numberArg, stringArg } from './args.js';
+
+const EVENTS = numberArg('events', 2_000_000);
+const USERS = numberArg('users', 400_000);
+const ITEMS = numberArg('items', 20_000);
+const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
+const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
+const MIN_EVENTS = numberArg('min-events', 200);
+const DIM = 64;
+const RANKS = [2, 4, 8, 16, 32];
+const UNIFORM_SIZES = [4, 8, 16, 32];
+
+/** Ranks 1..n of `values`, ties given their mean rank. */
+function ranks(values: readonly number[]): Float64Array {
+  const order = Array.from(values.keys()).sort((a, b) => values[a] - values[b]);
+  const r = new Float64Array(values.length);
+  for (let i = 0; i < order.length; ) {
+    let j = i;
+    while (j + 1 < order.length && values[order[j + 1]] === values[order[i]]) j++;
+    for (let k = i; k <= j; k++) r[order[k]] = (i + j) / 2 + 1;
+    i = j + 1;
+  }
+  return r;
+}
+
+/** Spearman's rank correlation of two equally long lists (NaN when either is constant). */
+export function spearman(a: readonly number[], b: readonly number[]): number {
+  const ra = ranks(a);
+  const rb = ranks(b);
+  const n = a.length;
+  let ma = 0;
+  let mb = 0;
+  for (let i = 0; i < n; i++) {
+    ma += ra[i] / n;
+    mb += rb[i] / n;
+  }
+  let cov = 0;
+  let va = 0;
+  let vb = 0;
+  for (let i = 0; i < n; i++) {
+    cov += (ra[i] - ma) * (rb[i] - mb);
+    va += (ra[i] - ma) ** 2;
+    vb += (rb[i] - mb) ** 2;
+  }
+  return cov / Math.sqrt(va * vb);
+}
+
+const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+const std = (a: number[]) =>
+  a.length < 2 ? 0 : Math.sqrt(a.reduce((x, y) => x + (y - mean(a)) ** 2, 0) / (a.length - 1));
+
+interface Run {
+  method: string;
+  share: number | null;
+  seed: number;
+  auc: number;
+  logloss: number;
+  bytes: number;
+  seconds: number;
+  evicted: number;
+  /** PME only: Spearman(size, planted rank) over the users seen >= MIN_EVENTS times. */
+  rankCorrelation: number | null;
+  /** PME only: mean final size of those users per planted rank. */
+  sizeByRank: Record<number, number> | null;
+}
+
+async function main(): Promise<void> {
+  const runs: Run[] = [];
+  let counted = 0;
+  for (const seed of SEEDS) {
+    const t0 = performance.now();
+    const w = new SyntheticWorkload({
+      seed,
+      users: USERS,
+      items: ITEMS,
+      latentDim: 32,
+      userRanks: RANKS,
+      userZipf: 1,
+      itemZipf: 0.8,
+      fields: [{ name: 'category', cardinality: 50 }],
+      positiveRate: 0.3,
+    });
+    const input = { events: w.take(EVENTS), catalog: w.catalog() };
+    const seen = new Map<string, number>();
+    for (const e of input.events) seen.set(e.user, (seen.get(e.user) ?? 0) + 1);
+    const rich = [...seen].filter(([, n]) => n >= MIN_EVENTS).map(([u]) => u);
+    counted = rich.length;
+    console.log(
+      `seed ${seed}: ${EVENTS.toLocaleString('en-US')} events, ${seen.size.toLocaleString('en-US')} users seen, ${rich.length} seen >= ${MIN_EVENTS} times (${((performance.now() - t0) / 1000).toFixed(1)} s to generate)`,
+    );
+    const base: StreamEvalOptions = {
+      input,
+      dim: DIM,
+      pme: false,
+      windowEvents: Math.round(EVENTS / 10),
+      negatives: 0,
+      batch: 256,
+      seed,
+    };
+    const record = (
+      method: string,
+      share: number | null,
+      r: StreamEvalResult,
+      sizes?: Map<string, number>,
+    ) => {
+      let rankCorrelation: number | null = null;
+      let sizeByRank: Record<number, number> | null = null;
+      if (sizes !== undefined) {
+        const s: number[] = [];
+        const p: number[] = [];
+        const byRank = new Map<number, number[]>();
+        for (const u of rich) {
+          const size = sizes.get(`user=${u}`);
+          if (size === undefined) continue;
+          const rank = w.rankOf(u);
+          s.push(size);
+          p.push(rank);
+          byRank.set(rank, [...(byRank.get(rank) ?? []), size]);
+        }
+        rankCorrelation = spearman(s, p);
+        sizeByRank = Object.fromEntries(RANKS.map((k) => [k, mean(byRank.get(k) ?? [Number.NaN])]));
+      }
+      const run: Run = {
+        method,
+        share,
+        seed,
+        auc: r.auc,
+        logloss: r.logloss,
+        bytes: r.totalEmbeddingBytes,
+        seconds: r.seconds,
+        evicted: r.memory.evicted,
+        rankCorrelation,
+        sizeByRank,
+      };
+      runs.push(run);
+      console.log(
+        `  ${method.padEnd(10)} ${share === null ? '   -' : `${share * 100}%`.padStart(4)}  AUC ${r.auc.toFixed(4)}  logloss ${r.logloss.toFixed(4)}  bytes ${r.totalEmbeddingBytes.toLocaleString('en-US')}  evicted ${r.memory.evicted}  ${r.seconds.toFixed(1)} s` +
+          (rankCorrelation === null
+            ? ''
+            : `  size~rank ${rankCorrelation.toFixed(3)}  mean size by rank ${JSON.stringify(sizeByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}`),
+      );
+    };
+    const full = await streamEval({ ...base, startSize: DIM });
+    record('full', null, full);
+    for (const share of SHARES) {
+      const budgetBytes = Math.floor(full.totalEmbeddingBytes * share);
+      const sizes = new Map<string, number>();
+      const pme = await streamEval({
+        ...base,
+        pme: true,
+        budgetBytes,
+        target: share,
+        onToken: (key, size) => {
+          if (key.startsWith('user=')) sizes.set(key, size);
+        },
+      });
+      record('pme', share, pme, sizes);
+      for (const size of UNIFORM_SIZES)
+        record(`uniform ${size}`, share, await streamEval({ ...base, startSize: size, budgetBytes }));
+    }
+  }
+
+  // Per method and share: mean ± std over seeds.
+  const groups = new Map<string, Run[]>();
+  for (const r of runs) {
+    const k = `${r.method}|${r.share}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const summary = [...groups.values()].map((g) => ({
+    method: g[0].method,
+    share: g[0].share,
+    auc: { mean: mean(g.map((r) => r.auc)), std: std(g.map((r) => r.auc)) },
+    bytes: mean(g.map((r) => r.bytes)),
+    rankCorrelation: g[0].rankCorrelation === null ? null : mean(g.map((r) => r.rankCorrelation!)),
+  }));
+  console.log('\nmean over seeds:');
+  for (const s of summary)
+    console.log(
+      `  ${s.method.padEnd(10)} ${s.share === null ? '   -' : `${s.share * 100}%`.padStart(4)}  AUC ${s.auc.mean.toFixed(4)} ± ${s.auc.std.toFixed(4)}  bytes ${Math.round(s.bytes).toLocaleString('en-US')}` +
+        (s.rankCorrelation === null ? '' : `  size~rank ${s.rankCorrelation.toFixed(3)}`),
+    );
+  await mkdir('bench/results', { recursive: true });
+  const out = {
+    events: EVENTS,
+    users: USERS,
+    items: ITEMS,
+    dim: DIM,
+    plantedRanks: RANKS,
+    minEvents: MIN_EVENTS,
+    richUsers: counted,
+    seeds: SEEDS,
+    runs,
+    summary,
+  };
+  await writeFile('bench/results/planted.json', `${JSON.stringify(out, null, 2)}\n`);
+  console.log('wrote bench/results/planted.json');
+}
+
+await main();
