@@ -137,7 +137,7 @@ const BENCHMARKS: Benchmark[] = [
             '--budget',
             String(b),
             // full does not depend on the budget: run it once, with the main budget.
-            ...(b === MAIN_BUDGET ? [] : ['--methods', 'uniform,mde,pme']),
+            ...(b === MAIN_BUDGET ? [] : ['--methods', 'uniform,mde,pme,pme-paper']),
             '--json',
             `bench/results/offline-${d.name}${b === MAIN_BUDGET ? '' : `-b${b}`}.json`,
           ],

@@ -225,7 +225,8 @@ function writeSvg(ctx: Ctx, file: string, svg: string): string {
   return `![${file}](${ctx.link(file)})`;
 }
 
-const METHODS = ['full', 'uniform', 'mde', 'pme'];
+/** `pme` is the live controller (what the service runs), `pme-paper` the paper's protocol. */
+const METHODS = ['full', 'uniform', 'mde', 'pme', 'pme-paper'];
 
 /** The budget sweep files of one dataset: offline-<d>.json plus offline-<d>-b<budget>.json. */
 function offlineRuns(ctx: Ctx, dataset: string): Json[] {
@@ -238,12 +239,23 @@ function offlineRuns(ctx: Ctx, dataset: string): Json[] {
   return runs.sort((a, b) => num(a, 'budget') - num(b, 'budget'));
 }
 
+/** What the live controller (method `pme`) did over its run, when the file has it. */
+function liveLines(pme: Json | undefined): string[] {
+  const live = pme?.live;
+  if (!isObject(live)) return [];
+  return [
+    '',
+    `pme (the live controller): ${int(num(live, 'windows'))} windows, ${int(num(live, 'promoted'))} tokens searched at D, ${int(num(live, 'moved'))} moved by the threshold, ${int(num(live, 'relieved'))} relieved, ${int(num(live, 'truncated') + num(live, 'evicted'))} by the store's last resort; transfer error ${fx(num(live, 'transferError'), 3)}; peak ${int(num(live, 'peakParams'))} parameters; windows ${fx(num(live, 'windowSeconds'))} s (${fx(num(live, 'searchPasses'), 1)} passes).`,
+  ];
+}
+
 function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
   const out: string[] = [];
   const results = arr(main, 'results');
   const full = results.find((r) => r.method === 'full');
   out.push(
-    `${int(num(main, 'events.train'))} train / ${int(num(main, 'events.validation'))} validation / ${int(num(main, 'events.test'))} test events, ${int(num(main, 'tokens'))} tokens, D = ${num(main, 'dim')}, budget ${pct(num(main, 'budget'))} of full's embedding parameters; PME search ${fx(num(main, 'pmeSearchSeconds'))} s (${fx(num(main, 'searchPasses'), 1)} passes).`,
+    `${int(num(main, 'events.train'))} train / ${int(num(main, 'events.validation'))} validation / ${int(num(main, 'events.test'))} test events, ${int(num(main, 'tokens'))} tokens, D = ${num(main, 'dim')}, budget ${pct(num(main, 'budget'))} of full's embedding parameters; pme-paper search ${fx(num(main, 'pmeSearchSeconds'))} s (${fx(num(main, 'searchPasses'), 1)} passes).`,
+    ...liveLines(results.find((r) => r.method === 'pme')),
     '',
     mdTable(
       ['method', 'test AUC', 'Δ AUC vs full', 'logloss', 'embedding params', 'of full', 'seconds', 'epochs'],
@@ -309,9 +321,10 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
       ),
     );
   const pme = results.find((r) => r.method === 'pme');
+  const paper = results.find((r) => r.method === 'pme-paper');
   if (full && pme)
     ctx.headline.push(
-      `| Offline ${dataset}: test AUC, PME at ${pct(num(pme, 'embeddingParams') / num(full, 'embeddingParams'))} of the parameters vs full | ${fx(num(pme, 'auc'), 4)} vs ${fx(num(full, 'auc'), 4)} (uniform ${fx(
+      `| Offline ${dataset}: test AUC, PME (live controller) at ${pct(num(pme, 'embeddingParams') / num(full, 'embeddingParams'))} of the parameters vs full | ${fx(num(pme, 'auc'), 4)} vs ${fx(num(full, 'auc'), 4)} (${paper ? `pme-paper ${fx(num(paper, 'auc'), 4)}, ` : ''}uniform ${fx(
         num(
           results.find((r) => r.method === 'uniform'),
           'auc',

@@ -1,11 +1,15 @@
 /**
- * `runOffline()`, the work of `pme offline` (src/cli/commands/offline.ts): the paper's protocol on
- * a file's events. Random 80/10/10 split (seeded); a search phase that trains the full-size model
- * for `searchEpochs` while collecting per-(token, dimension) importance; one global threshold
- * prunes those importances to the budget; the found sizes are retrained from scratch with early
- * stopping on validation AUC. Baselines at the same embedding-parameter count:
- * `full` (every token at D, the reference), `uniform` (every token at ⌊budget·D⌋), `mde` (sizes
- * ∝ popularity rank^-alpha per field, alpha tuned to the budget) and `pme`.
+ * `runOffline()`, the work of `pme offline` (src/cli/commands/offline.ts), on a file's events.
+ * Random 80/10/10 split (seeded); every method trains on the training split with early stopping on
+ * validation AUC and reports the test metrics of its best epoch. Methods, at the same
+ * embedding-parameter count (the budget):
+ * - `full`: every token at D, the reference (not held to the budget);
+ * - `uniform`: every token at ⌊budget·D⌋; `mde`: sizes ∝ popularity rank^-alpha per field;
+ * - `pme`: the live PME controller, what the service runs (offline-live.ts), with the budget as
+ *   its store's hard byte budget: its figures speak for the live system;
+ * - `pme-paper`: the paper's protocol: a search phase trains the full-size model for
+ *   `searchEpochs` while collecting per-(token, dimension) importance, one global threshold prunes
+ *   them to the budget, and the found sizes are retrained from scratch.
  *
  * Embedding parameters are Σ over tokens of their size (the rows); the projections P_s (s × D per
  * tier, shared by all tokens of a tier) are reported apart as `projectionParams`, and linear weights
@@ -20,9 +24,11 @@ import { shuffledOrder } from '../util/random.js';
 import { exactAuc } from './metrics.js';
 import { FmModel, type FmOptions } from './model/fm.js';
 import { logloss } from './model/math.js';
+import { type LiveActivity, LiveRun, liveBudgetBytes } from './offline-live.js';
+import type { PmeOptions } from './pme/controller.js';
 import { chooseSizes } from './pme/prune.js';
 
-export const OFFLINE_METHODS = Object.freeze(['full', 'uniform', 'mde', 'pme'] as const);
+export const OFFLINE_METHODS = Object.freeze(['full', 'uniform', 'mde', 'pme', 'pme-paper'] as const);
 export type OfflineMethod = (typeof OFFLINE_METHODS)[number];
 
 /** Options of `runOffline`. Validated once by `resolveOfflineOptions`, then frozen. */
@@ -37,8 +43,21 @@ export interface OfflineOptions {
   epochs: number;
   /** Epochs without a better validation AUC before training stops. Default 1. */
   patience: number;
-  /** Epochs of the PME search phase at full size (its cost is reported as pmeSearchSeconds). Default 1. */
+  /** pme-paper: epochs of its search phase at full size (its cost is reported as pmeSearchSeconds). Default 1. */
   searchEpochs: number;
+  /** pme: a window every this many learned events; 0 = a quarter of the training split (four
+   *  windows an epoch). Default 0. */
+  windowEvents: number;
+  /** pme: size of a token when first seen; -1 = the largest ladder size below budget · D (every
+   *  token fits at it, with room left where PME searches and sizes the hot tokens). Default -1. */
+  startSize: number;
+  /** pme: the share of the budget's embedding room (bytes above the tokens at size 0) that every
+   *  window prunes to: the controller's target, below the hard budget so that the tokens turning
+   *  hot after a window have room to be searched at D. Default 0.7 (1 − the search share). */
+  pmeTarget: number;
+  /** pme: controller options beyond the window and target (experiments, tests). Default headroom
+   *  0 (after the first epoch no token is new). */
+  pme: Partial<PmeOptions>;
   /** Events per mini-batch: the projections step once per batch. Default 256. */
   batch: number;
   /** Field values seen fewer than this many times in the training split become one `rare`
@@ -61,7 +80,7 @@ export interface EpochProgress {
   seconds: number;
 }
 
-export const OFFLINE_DEFAULTS: Readonly<Omit<OfflineOptions, 'onEpoch' | 'model' | 'methods'>> =
+export const OFFLINE_DEFAULTS: Readonly<Omit<OfflineOptions, 'onEpoch' | 'model' | 'methods' | 'pme'>> =
   Object.freeze({
     dim: 64,
     budget: 0.2,
@@ -69,9 +88,22 @@ export const OFFLINE_DEFAULTS: Readonly<Omit<OfflineOptions, 'onEpoch' | 'model'
     epochs: 10,
     patience: 1,
     searchEpochs: 1,
+    windowEvents: 0,
+    startSize: -1,
+    pmeTarget: 0.7,
     batch: 256,
     minCount: 1,
   });
+
+/** The live controller's options offline, under OfflineOptions.pme: no headroom is kept for new
+ *  tokens (after the first epoch there are none); the target is set in bytes (pmeTarget); no probe
+ *  (a window report's detail, which would cost 2 × 2048 predictions a window: offline measures on
+ *  the validation split). */
+export const OFFLINE_PME_DEFAULTS: Readonly<Partial<PmeOptions>> = Object.freeze({
+  target: 1,
+  headroom: 0,
+  probeEvents: 0,
+});
 
 export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Readonly<OfflineOptions> {
   const o: OfflineOptions = {
@@ -80,6 +112,7 @@ export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Re
     model: {},
     onEpoch: null,
     ...options,
+    pme: { ...OFFLINE_PME_DEFAULTS, ...options.pme },
   };
   const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `offline: ${m}`);
   if (!Number.isInteger(o.dim) || o.dim < 2 || o.dim > 1024)
@@ -92,6 +125,11 @@ export function resolveOfflineOptions(options: Partial<OfflineOptions> = {}): Re
     throw bad(`patience must be an integer >= 1, got ${o.patience}`);
   if (!Number.isInteger(o.searchEpochs) || o.searchEpochs < 1)
     throw bad(`searchEpochs must be an integer >= 1, got ${o.searchEpochs}`);
+  if (!Number.isInteger(o.windowEvents) || o.windowEvents < 0)
+    throw bad(`windowEvents must be an integer >= 0, got ${o.windowEvents}`);
+  if (!(o.pmeTarget > 0 && o.pmeTarget <= 1)) throw bad(`pmeTarget must be in (0, 1], got ${o.pmeTarget}`);
+  if (o.startSize !== -1 && !ladderFor(o.dim).includes(o.startSize))
+    throw bad(`startSize must be -1 or on the ladder ${ladderFor(o.dim).join(', ')}, got ${o.startSize}`);
   if (!Number.isInteger(o.batch) || o.batch < 1) throw bad(`batch must be an integer >= 1, got ${o.batch}`);
   if (!Number.isInteger(o.minCount) || o.minCount < 1)
     throw bad(`minCount must be an integer >= 1, got ${o.minCount}`);
@@ -106,8 +144,13 @@ export interface OfflineMethodResult {
   auc: number;
   logloss: number;
   valAuc: number;
-  /** Σ token sizes. */
+  /** Σ token sizes (pme: of the live tokens at its best epoch). */
   embeddingParams: number;
+  /** Bytes of the embedding rows as the store charges them (StoreTier.bytesPerRow): parameters,
+   *  their optimizer state, the slot → id entry, and for pme's tokens at D their importance; no
+   *  capacity slack, per-token columns or key index (the same for every method). pme: at its
+   *  best epoch. */
+  rowBytes: number;
   /** Σ over tiers with a projection of s·D. */
   projectionParams: number;
   /** Training time (all epochs run, evaluation included); the PME search is apart. */
@@ -118,18 +161,31 @@ export interface OfflineMethodResult {
   sizes: Record<string, number>;
   /** mde only: the tuned exponent. */
   alpha?: number;
+  /** pme only: the controller's work over the run and what held it. */
+  live?: LiveSummary;
+}
+
+export interface LiveSummary extends LiveActivity {
+  /** The store's hard budget, matched to budgetParams (liveBudgetBytes in offline-live.ts). */
+  budgetBytes: number;
+  startSize: number;
+  windowEvents: number;
+  /** windowSeconds in full-size training epochs (fullEpochSeconds): what searching added beyond
+   *  training, which gathers the importances at no extra pass. */
+  searchPasses: number;
 }
 
 export interface OfflineResult {
   results: OfflineMethodResult[];
-  /** Seconds of the PME search phase (full-size training with importance, then the pruning). */
+  /** pme-paper: seconds of its search phase (full-size training with importance, then the pruning). */
   pmeSearchSeconds: number;
   /** Mean seconds of one full-size training epoch, to compare the search cost against. */
   fullEpochSeconds: number;
-  /** pmeSearchSeconds / fullEpochSeconds: the search cost in training passes. */
+  /** pme-paper: pmeSearchSeconds / fullEpochSeconds, its search cost in training passes (pme's is
+   *  in its result's `live`). */
   searchPasses: number;
   budget: number;
-  /** budget · N · D, the embedding parameters allowed to uniform, mde and pme. */
+  /** budget · N · D, the embedding parameters allowed to uniform, mde, pme and pme-paper. */
   budgetParams: number;
   fullParams: number;
   dim: number;
@@ -286,6 +342,15 @@ function sizeCounts(sizes: Int32Array, ladder: number[]): Record<string, number>
   return out;
 }
 
+/** The live method's default start size: the largest ladder size below `budget · D`, so that
+ *  every token fits at it with room left for the hot tokens' search. */
+export function liveStartSize(ladder: readonly number[], budget: number): number {
+  const D = ladder[ladder.length - 1];
+  let s = 0;
+  for (const size of ladder) if (size < budget * D) s = size;
+  return s;
+}
+
 /** Rounds x to the nearest ladder size on a log scale (0 below half the smallest positive size). */
 function nearestOnLadder(x: number, ladder: readonly number[]): number {
   if (x < ladder[1] / 2) return 0;
@@ -360,20 +425,28 @@ export function mdeSizes(
   return { sizes, alpha: hi };
 }
 
-/** Trains with early stopping on validation AUC; the test metrics are those of the best epoch. */
-function train(
+/** A model that `train` can run epochs of and evaluate: a Run (fixed sizes) or a LiveRun (pme). */
+interface Trainable {
+  epoch(order: Uint32Array): void | Promise<void>;
+  evaluate(split: 'validation' | 'test'): { auc: number; logloss: number };
+}
+
+/** Trains with early stopping on validation AUC; the test metrics are those of the best epoch.
+ *  `onBest` is told of each new best epoch (pme records its sizes there). */
+async function train(
   method: OfflineMethod,
-  run: Run,
-  data: { train: Encoded; validation: Encoded; test: Encoded },
+  run: Trainable,
+  trainLength: number,
   o: Readonly<OfflineOptions>,
-): {
+  onBest: () => void = () => {},
+): Promise<{
   auc: number;
   logloss: number;
   valAuc: number;
   epochs: number;
   bestEpoch: number;
   epochSeconds: number[];
-} {
+}> {
   let best = { auc: Number.NaN, logloss: Number.NaN, valAuc: Number.NEGATIVE_INFINITY };
   let bestEpoch = 0;
   const epochSeconds: number[] = [];
@@ -381,14 +454,15 @@ function train(
   while (epoch < o.epochs) {
     epoch++;
     const t0 = performance.now();
-    run.epoch(data.train, shuffledOrder(data.train.length, o.seed * 7919 + epoch), o.batch);
+    await run.epoch(shuffledOrder(trainLength, o.seed * 7919 + epoch));
     epochSeconds.push((performance.now() - t0) / 1000);
-    const val = run.evaluate(data.validation);
+    const val = run.evaluate('validation');
     o.onEpoch?.({ method, epoch, epochs: o.epochs, valAuc: val.auc, seconds: epochSeconds[epoch - 1] });
     if (val.auc > best.valAuc) {
-      const test = run.evaluate(data.test);
+      const test = run.evaluate('test');
       best = { auc: test.auc, logloss: test.logloss, valAuc: val.auc };
       bestEpoch = epoch;
+      onBest();
     } else if (epoch - bestEpoch >= o.patience) break;
   }
   return { ...best, epochs: epoch, bestEpoch, epochSeconds };
@@ -428,6 +502,13 @@ export function uniformSizes(
   return { sizes, ladder };
 }
 
+/** Σ over tokens of their row's accounted bytes (see OfflineMethodResult.rowBytes). */
+function rowBytes(store: EmbeddingStore): number {
+  let bytes = 0;
+  for (const t of store.tiers) bytes += t.count * store.bytesPerRow(t.size);
+  return bytes;
+}
+
 function projectionParams(sizes: Int32Array, ladder: number[], D: number): number {
   const used = new Set(sizes);
   let p = 0;
@@ -463,7 +544,12 @@ export async function runOffline(
   let fullEpochSeconds = Number.NaN;
   const searchEpochSeconds: number[] = [];
 
-  const fit = (
+  const fixed = (run: Run): Trainable => ({
+    epoch: (order) => run.epoch(data.train, order, o.batch),
+    evaluate: (split) => run.evaluate(data[split]),
+  });
+
+  const fit = async (
     method: OfflineMethod,
     sizes: Int32Array,
     runLadder: number[],
@@ -471,7 +557,7 @@ export async function runOffline(
   ) => {
     const t0 = performance.now();
     const run = new Run(vocab, sizes, runLadder, o, false);
-    const r = train(method, run, data, o);
+    const r = await train(method, fixed(run), data.train.length, o);
     let embeddingParams = 0;
     for (const s of sizes) embeddingParams += s;
     results.push({
@@ -480,6 +566,7 @@ export async function runOffline(
       logloss: r.logloss,
       valAuc: r.valAuc,
       embeddingParams,
+      rowBytes: rowBytes(run.store),
       projectionParams: projectionParams(sizes, runLadder, D),
       seconds: (performance.now() - t0) / 1000,
       epochs: r.epochs,
@@ -490,17 +577,78 @@ export async function runOffline(
     return r;
   };
 
+  /** The live controller (offline-live.ts), its byte budget matched to budgetParams. */
+  const fitLive = async (): Promise<LiveSummary> => {
+    const t0 = performance.now();
+    const startSize = o.startSize >= 0 ? o.startSize : liveStartSize(ladder, o.budget);
+    const windowEvents = o.windowEvents > 0 ? o.windowEvents : Math.max(1, Math.ceil(trainEvents.length / 4));
+    const { budgetBytes, fixedBytes } = liveBudgetBytes(vocab.keys, ladder, budgetParams);
+    const targetBytes = fixedBytes + o.pmeTarget * (budgetBytes - fixedBytes);
+    const run = new LiveRun(trainEvents, catalogItems, {
+      ladder,
+      startSize,
+      budgetBytes,
+      seed: o.seed,
+      batch: o.batch,
+      windowEvents,
+      model: { ...o.model, maxTokens: 256 },
+      pme: { targetBytes, ...o.pme },
+    });
+    const split = { validation: valEvents, test: testEvents };
+    let atBest = { params: 0, sizes: {} as Record<string, number>, projections: 0, rowBytes: 0 };
+    const r = await train(
+      'pme',
+      { epoch: (order) => run.epoch(order), evaluate: (s) => run.evaluate(split[s]) },
+      trainEvents.length,
+      o,
+      () => {
+        const sizes: Record<string, number> = {};
+        let projections = 0;
+        for (const t of run.store.tiers) {
+          sizes[t.size] = t.count;
+          if (t.count > 0 && t.size > 0 && t.size < D) projections += t.size * D;
+        }
+        atBest = { params: run.params(), sizes, projections, rowBytes: rowBytes(run.store) };
+      },
+    );
+    const live: LiveSummary = {
+      ...run.activity(),
+      budgetBytes,
+      startSize,
+      windowEvents,
+      searchPasses: Number.NaN,
+    };
+    results.push({
+      method: 'pme',
+      auc: r.auc,
+      logloss: r.logloss,
+      valAuc: r.valAuc,
+      embeddingParams: atBest.params,
+      rowBytes: atBest.rowBytes,
+      projectionParams: atBest.projections,
+      seconds: (performance.now() - t0) / 1000,
+      epochs: r.epochs,
+      bestEpoch: r.bestEpoch,
+      sizes: atBest.sizes,
+      live,
+    });
+    return live;
+  };
+
+  let live: LiveSummary | null = null;
   for (const method of o.methods) {
     await nextTurn();
     if (method === 'full') {
-      const r = fit('full', new Int32Array(N).fill(D), ladder);
+      const r = await fit('full', new Int32Array(N).fill(D), ladder);
       fullEpochSeconds = r.epochSeconds.reduce((a, b) => a + b, 0) / r.epochSeconds.length;
     } else if (method === 'uniform') {
       const { sizes, ladder: uniformLadder } = uniformSizes(vocab.counts, D, budgetParams);
-      fit('uniform', sizes, uniformLadder);
+      await fit('uniform', sizes, uniformLadder);
     } else if (method === 'mde') {
       const { sizes, alpha } = mdeSizes(vocab, ladder, budgetParams);
-      fit('mde', sizes, ladder, { alpha });
+      await fit('mde', sizes, ladder, { alpha });
+    } else if (method === 'pme') {
+      live = await fitLive();
     } else {
       const search = new Run(vocab, new Int32Array(N).fill(D), ladder, o, true);
       // Counted like full's epochs (fullEpochSeconds): training and the size choice, not setup.
@@ -525,11 +673,12 @@ export async function runOffline(
         importance.set(top.importance!.subarray(slotOf[t] * D, slotOf[t] * D + D), t * D);
       const choice = chooseSizes(importance, N, D, ladder, (s) => s, budgetParams);
       pmeSearchSeconds = (performance.now() - t0) / 1000;
-      fit('pme', choice.sizes, ladder);
+      await fit('pme-paper', choice.sizes, ladder);
     }
   }
   if (Number.isNaN(fullEpochSeconds) && searchEpochSeconds.length > 0)
     fullEpochSeconds = searchEpochSeconds.reduce((a, b) => a + b, 0) / searchEpochSeconds.length;
+  if (live !== null && fullEpochSeconds > 0) live.searchPasses = live.windowSeconds / fullEpochSeconds;
   return {
     results,
     pmeSearchSeconds,

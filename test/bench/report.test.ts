@@ -15,6 +15,18 @@ function parseSvg(text: string): { root: boolean; series: string[]; paths: strin
   };
 }
 
+const live = {
+  windows: 4,
+  promoted: 30,
+  moved: 12,
+  relieved: 3,
+  truncated: 0,
+  evicted: 0,
+  transferError: 0.2,
+  peakParams: 12000,
+  windowSeconds: 0.3,
+  searchPasses: 0.5,
+};
 const offline = (budget: number, methods: Array<[string, number, number]>) => ({
   results: methods.map(([method, auc, embeddingParams]) => ({
     method,
@@ -23,6 +35,7 @@ const offline = (budget: number, methods: Array<[string, number, number]>) => ({
     embeddingParams,
     seconds: 1.5,
     epochs: 3,
+    ...(method === 'pme' ? { live } : {}),
   })),
   pmeSearchSeconds: 0.4,
   searchPasses: 1.2,
@@ -54,6 +67,7 @@ function writeFakes(dir: string): void {
       ['uniform', 0.772, 12000],
       ['mde', 0.774, 12800],
       ['pme', 0.7791, 12800],
+      ['pme-paper', 0.7795, 12790],
     ]),
   );
   w(
@@ -303,7 +317,9 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   // Offline table: one row per method with the AUC and the delta to full, plus the budget sweep.
   t.match(md, /\| pme \| 0\.7791 \| -0\.0019 \| 0\.5000 \| 12,800 \| 20\.0% \|/);
   t.match(md, /\| full \| 0\.7810 \| – \|/);
-  t.match(md, /\| 10% \| – \| 0\.7610 \| 0\.7650 \| 0\.7702 \|/);
+  t.match(md, /\| 10% \| – \| 0\.7610 \| 0\.7650 \| 0\.7702 \| – \|/);
+  t.match(md, /\| pme-paper \| 0\.7795 \|/, 'the paper protocol has its own row');
+  t.match(md, /pme \(the live controller\): 4 windows, 30 tokens searched at D, 12 moved by the threshold/);
   t.match(md, /node dist\/src\/cli\/main\.js offline --budget 0\.2/, 'the command from the run record');
   t.match(md, /npm run bench -- --only stream-eval-full/, 'a default command without a run record');
   // Stream tables, windows, api, e2e, machine.
@@ -339,7 +355,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
 
   // Plots: referenced from the report, written, valid, one path per series.
   const expected: Record<string, string[]> = {
-    'auc-vs-params-ml-latest-small.svg': ['full', 'uniform', 'mde', 'pme'],
+    'auc-vs-params-ml-latest-small.svg': ['full', 'uniform', 'mde', 'pme', 'pme-paper'],
     'auc-vs-params-criteo-sample.svg': ['full', 'pme'],
     'memory-per-tier.svg': [0, 2, 4, 8, 16, 32, 64].map((s) => `size ${s}`),
     'auc-over-time.svg': ['full D=64 cumulative', 'full D=64 window', 'PME cumulative', 'PME window'],
@@ -362,7 +378,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   // Headline: written, with the offline, stream, api, e2e figures and the reproduce command.
   const headline = readFileSync(join(dir, 'headline.md'), 'utf8');
   t.equal(headline, out.headline);
-  t.match(headline, /Offline ml-latest-small.*\| 0\.7791 vs 0\.7810 \(uniform 0\.7720, MDE 0\.7740\) \|/);
+  t.match(
+    headline,
+    /Offline ml-latest-small.*\| 0\.7791 vs 0\.7810 \(pme-paper 0\.7795, uniform 0\.7720, MDE 0\.7740\) \|/,
+  );
   t.match(headline, /PME \(budget 1\.4 MiB, 25% of full's\).*\| 0\.7650, 40,000, 1\.3 MiB \|/);
   t.match(
     headline,

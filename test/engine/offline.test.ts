@@ -3,18 +3,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
-import { splitEvents } from '../../src/data/index.js';
+import { readEvents, splitEvents } from '../../src/data/index.js';
 import { exactAuc } from '../../src/engine/metrics.js';
-import { mdeSizes, runOffline, uniformSizes } from '../../src/engine/offline.js';
+import { mdeSizes, type OfflineResult, runOffline, uniformSizes } from '../../src/engine/offline.js';
 import { planted } from './planted.js';
 
-t.test('runOffline: four methods, budgets respected, deterministic for a seed', async (t) => {
+t.test('runOffline: five methods, budgets respected, deterministic for a seed', async (t) => {
   const { events, catalog } = planted(3000, 5, 120, 80, 4);
   const options = { dim: 8, budget: 0.3, epochs: 3, seed: 7 };
   const a = await runOffline(events, catalog, options);
   t.same(
     a.results.map((r) => r.method),
-    ['full', 'uniform', 'mde', 'pme'],
+    ['full', 'uniform', 'mde', 'pme', 'pme-paper'],
   );
   const full = a.results[0];
   t.equal(full.embeddingParams, a.fullParams);
@@ -24,14 +24,93 @@ t.test('runOffline: four methods, budgets respected, deterministic for a seed', 
     t.ok(r.embeddingParams <= a.budgetParams, `${r.method}: ${r.embeddingParams} <= ${a.budgetParams}`);
     t.ok(r.embeddingParams > 0, `${r.method} has some embedding`);
   }
-  for (const r of a.results) t.ok(r.auc > 0.6, `${r.method} learns the planted groups: AUC ${r.auc}`);
+  // Not pme: at this store size (220 tokens, a 28 KB budget) the live store's last resort evicts
+  // most tokens (see the next tests, which hold it on a larger stream).
+  for (const r of a.results)
+    if (r.method !== 'pme') t.ok(r.auc > 0.6, `${r.method} learns the planted groups: AUC ${r.auc}`);
   t.ok(a.pmeSearchSeconds > 0);
   t.same(a.events, { train: 2400, validation: 300, test: 300 });
   const b = await runOffline(events, catalog, options);
-  const strip = (x: typeof a) => x.results.map(({ seconds: _s, ...rest }) => rest);
   t.same(strip(b), strip(a), 'same seed, same results');
   const c = await runOffline(events, catalog, { ...options, seed: 8 });
   t.not(c.results[0].auc, a.results[0].auc, 'another seed, another split');
+});
+
+/** Results without what depends on the machine's speed. */
+function strip(x: OfflineResult) {
+  return x.results.map(({ seconds: _s, live, ...rest }) => ({
+    ...rest,
+    live: live && { ...live, windowSeconds: 0, searchPasses: 0 },
+  }));
+}
+
+/** The row bytes of budgetParams parameters over the tokens: 8 per parameter (the float and its
+ *  Adagrad accumulator), 4 per row (its slot → id entry). */
+function rowBudget(a: OfflineResult): number {
+  return a.budgetParams * 8 + a.tokens * 4;
+}
+
+/** The MovieLens fixture: 25 ratings, 7 movies with genres. */
+async function fixture() {
+  const dir = new URL('../fixtures/', import.meta.url).pathname;
+  return await readEvents({
+    path: join(dir, 'ratings.csv'),
+    itemsPath: join(dir, 'movies.csv'),
+    format: 'movielens',
+    sortByTime: false,
+  });
+}
+
+// A window every 4 events of mini-batches of 2, and every token hot from its second sighting: on
+// 17 training events the controller searches, prunes and moves tokens.
+const LIVE_FIXTURE = {
+  dim: 8,
+  budget: 0.5,
+  epochs: 3,
+  patience: 3,
+  batch: 2,
+  windowEvents: 4,
+  pme: { hotThreshold: 1.5, chunk: 1 },
+};
+
+t.test('pme is the live controller: its windows move tokens within the budget', async (t) => {
+  const { events, catalog } = await fixture();
+  const a = await runOffline(events, catalog, { ...LIVE_FIXTURE, methods: ['pme', 'pme-paper'] });
+  t.same(
+    a.results.map((r) => r.method),
+    ['pme', 'pme-paper'],
+  );
+  const [pme, paper] = a.results;
+  const live = pme.live!;
+  t.ok(live.windows >= 3, `${live.windows} windows`);
+  t.ok(live.promoted > 0, `${live.promoted} tokens searched at D`);
+  t.ok(live.moved > 0, `${live.moved} tokens moved by the windows' threshold`);
+  t.equal(live.truncated + live.evicted + live.refusedTokens, 0, "the store's last resort never ran");
+  t.ok(live.peakParams <= a.budgetParams, `peak ${live.peakParams} <= budget ${a.budgetParams} params`);
+  t.ok(pme.embeddingParams > 0 && pme.embeddingParams <= a.budgetParams);
+  t.ok(pme.rowBytes <= rowBudget(a), `rows ${pme.rowBytes} <= ${rowBudget(a)} bytes`);
+  t.ok(live.searchPasses >= 0);
+  t.ok(paper.embeddingParams > 0 && paper.embeddingParams <= a.budgetParams, 'pme-paper still runs');
+  t.ok(a.pmeSearchSeconds > 0, "pme-paper's search is timed");
+  const b = await runOffline(events, catalog, { ...LIVE_FIXTURE, methods: ['pme', 'pme-paper'] });
+  t.same(strip(b), strip(a), 'same seed, same results');
+});
+
+t.test('pme holds the budget on a larger stream, and moves tokens at its default settings', async (t) => {
+  const { events, catalog } = planted(6000, 3, 150, 100, 4);
+  for (const budget of [0.25, 0.5]) {
+    const options = { dim: 16, budget, epochs: 2, seed: 2, methods: ['uniform', 'pme'] as const };
+    const a = await runOffline(events, catalog, { ...options, pme: { hotThreshold: 5 } });
+    const [uniform, pme] = a.results;
+    const live = pme.live!;
+    t.ok(live.moved > 0, `budget ${budget}: ${live.moved} moved in ${live.windows} windows`);
+    t.equal(live.truncated + live.evicted, 0, `budget ${budget}: the store's last resort never ran`);
+    t.ok(live.peakParams <= a.budgetParams, `budget ${budget}: peak ${live.peakParams} <= ${a.budgetParams}`);
+    t.ok(pme.auc > 0.6, `budget ${budget}: pme learns the planted groups, AUC ${pme.auc}`);
+    t.ok(pme.rowBytes <= rowBudget(a), `budget ${budget}: rows ${pme.rowBytes} <= ${rowBudget(a)} bytes`);
+    t.ok(uniform.rowBytes <= rowBudget(a), 'uniform is held to the same row bytes');
+  }
+  await t.rejects(runOffline(events, catalog, { startSize: 3 }), /startSize must be -1 or on the ladder/);
 });
 
 t.test('mdeSizes: popular tokens get more, the total fits the budget', async (t) => {
@@ -77,11 +156,13 @@ t.test('pme offline writes the table and the JSON', async (t) => {
   const json = JSON.parse(await readFile(out, 'utf8'));
   t.same(
     json.results.map((r: { method: string }) => r.method),
-    ['full', 'uniform', 'mde', 'pme'],
+    ['full', 'uniform', 'mde', 'pme', 'pme-paper'],
   );
   for (const r of json.results)
     t.ok('auc' in r && 'logloss' in r && 'embeddingParams' in r && 'seconds' in r);
   t.ok(json.results[3].embeddingParams <= json.budgetParams);
+  t.equal(typeof json.results[3].live.windows, 'number', 'pme reports its windows');
+  t.ok(json.results[4].embeddingParams <= json.budgetParams);
   t.equal(typeof json.pmeSearchSeconds, 'number');
   t.equal(await offlineCommand(['--format', 'movielens']), 2, 'missing --data is a usage error');
 });

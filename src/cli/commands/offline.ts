@@ -1,6 +1,6 @@
 /**
- * `pme offline`: the paper's offline PME protocol on a file, against the baselines (full, uniform,
- * mde), printed as one table. This file owns the command's flags, usage, epoch progress lines,
+ * `pme offline`: PME on a file, as the service runs it (`pme`: the live controller) and as the
+ * paper's protocol (`pme-paper`), against the baselines (full, uniform, mde), printed as one table. This file owns the command's flags, usage, epoch progress lines,
  * table, `--json` file and exit codes; the protocol is `runOffline()` in src/engine/offline.ts.
  */
 import { writeFile } from 'node:fs/promises';
@@ -16,12 +16,18 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --format F         ${FORMAT_NAMES.join(' | ')}
   --items FILE       MovieLens movies file (genres)
   --dim D            full embedding size D (ladder 0, 2, 4, .., D). Default 64
-  --budget F         embedding parameters of uniform / mde / pme as a fraction of full's. Default 0.2
+  --budget F         embedding parameters of uniform / mde / pme / pme-paper as a fraction of
+                     full's (pme: its store's hard byte budget, matched). Default 0.2
   --seed S           seed of the split, initialisation and shuffles. Default 1
   --epochs N         most epochs per method (early stopping on validation AUC). Default 10
   --patience N       epochs without a better validation AUC before stopping. Default 1
-  --search-epochs N  epochs of the PME search phase. Default 1
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
+                     (pme: the live controller the service runs; pme-paper: the paper's protocol)
+  --window-events N  pme: a window every N learned events. Default a quarter of the training split
+  --start-size S     pme: size of a token when first seen (on the ladder). Default the largest
+                     ladder size below budget × D
+  --pme-target F     pme: share of the budget's embedding room every window prunes to. Default 0.7
+  --search-epochs N  pme-paper: epochs of its search phase. Default 1
   --min-count N      field values seen fewer than N times in the training split become one "rare"
                      token per field (in every split). Default 1
 ${learnerUsage(21)}
@@ -46,7 +52,7 @@ function bar(p: EpochProgress): string {
   const f = Math.min(1, p.epoch / p.epochs);
   const b = '#'.repeat(Math.round(f * width)).padEnd(width, '.');
   const auc = Number.isNaN(p.valAuc) ? '' : `  val AUC ${p.valAuc.toFixed(4)}`;
-  return `${p.method.padEnd(7)} [${b}] epoch ${p.epoch}/${p.epochs}  ${p.seconds.toFixed(1)} s${auc}`;
+  return `${p.method.padEnd(9)} [${b}] epoch ${p.epoch}/${p.epochs}  ${p.seconds.toFixed(1)} s${auc}`;
 }
 
 /** `pme offline`: returns the exit code. */
@@ -62,6 +68,9 @@ export async function offlineCommand(argv: string[]): Promise<number> {
     'patience',
     'search-epochs',
     'methods',
+    'window-events',
+    'start-size',
+    'pme-target',
     'min-count',
     ...LEARNER_FLAGS,
     'limit',
@@ -89,6 +98,9 @@ export async function offlineCommand(argv: string[]): Promise<number> {
       epochs: parseNumber('epochs', v.epochs, 10),
       patience: parseNumber('patience', v.patience, 1),
       searchEpochs: parseNumber('search-epochs', v['search-epochs'], 1),
+      windowEvents: parseNumber('window-events', v['window-events'], 0),
+      startSize: parseNumber('start-size', v['start-size'], -1),
+      pmeTarget: parseNumber('pme-target', v['pme-target'], 0.7, false),
       methods,
       minCount: parseNumber('min-count', v['min-count'], 1),
       model: modelOptionsOf(learnerFlags(v, ['fm'])),
@@ -98,7 +110,7 @@ export async function offlineCommand(argv: string[]): Promise<number> {
     const full = result.results.find((r) => r.method === 'full');
     const rows = result.results.map(
       (r) =>
-        `${r.method.padEnd(8)} ${r.auc.toFixed(4)}  ${r.logloss.toFixed(4)}  ${String(r.embeddingParams).padStart(10)}  ${(
+        `${r.method.padEnd(9)} ${r.auc.toFixed(4)}  ${r.logloss.toFixed(4)}  ${String(r.embeddingParams).padStart(10)}  ${(
           (100 * r.embeddingParams) /
           result.fullParams
         )
@@ -109,10 +121,18 @@ export async function offlineCommand(argv: string[]): Promise<number> {
     );
     const lines = [
       `data      ${v.data} (${v.format}): ${result.events.train}/${result.events.validation}/${result.events.test} events, ${result.tokens} tokens, D=${result.dim}, budget ${result.budget} = ${result.budgetParams} params`,
-      'method   AUC     logloss  emb params  share   ΔAUC    train    best/epochs',
+      'method    AUC     logloss  emb params  share   ΔAUC    train    best/epochs',
       ...rows,
-      `pme search ${result.pmeSearchSeconds.toFixed(1)} s = ${result.searchPasses.toFixed(2)} full-size epochs`,
     ];
+    const live = result.results.find((r) => r.method === 'pme')?.live;
+    if (live !== undefined)
+      lines.push(
+        `pme       ${live.windows} windows: ${live.promoted} searched at D, ${live.moved} moved by the threshold, ${live.demoted} cooled, ${live.relieved} relieved; last resort ${live.truncated} truncated, ${live.evicted} evicted; transfer error ${live.transferError.toFixed(3)}; peak ${live.peakParams} params; windows ${live.windowSeconds.toFixed(1)} s = ${live.searchPasses.toFixed(2)} full-size epochs`,
+      );
+    if (methods.includes('pme-paper'))
+      lines.push(
+        `pme-paper search ${result.pmeSearchSeconds.toFixed(1)} s = ${result.searchPasses.toFixed(2)} full-size epochs`,
+      );
     process.stdout.write(`${lines.join('\n')}\n`);
     if (v.json !== undefined)
       await writeFile(
