@@ -24,10 +24,11 @@ t.test('runOffline: five methods, budgets respected, deterministic for a seed', 
     t.ok(r.embeddingParams <= a.budgetParams, `${r.method}: ${r.embeddingParams} <= ${a.budgetParams}`);
     t.ok(r.embeddingParams > 0, `${r.method} has some embedding`);
   }
-  // Not pme: at this store size (220 tokens, a 28 KB budget) the live store's last resort evicts
-  // most tokens (see the next tests, which hold it on a larger stream).
-  for (const r of a.results)
-    if (r.method !== 'pme') t.ok(r.auc > 0.6, `${r.method} learns the planted groups: AUC ${r.auc}`);
+  // pme too: at this store size (220 tokens, a 28 KB budget) each eviction step of the store once
+  // made room for 1/16 of the budget, evicting ~16 live tokens at a time (AUC 0.526).
+  for (const r of a.results) t.ok(r.auc > 0.6, `${r.method} learns the planted groups: AUC ${r.auc}`);
+  const live = a.results.find((r) => r.method === 'pme')!.live!;
+  t.ok(live.evicted < 50, `few evictions at a tight budget: ${live.evicted}`);
   t.ok(a.pmeSearchSeconds > 0);
   t.same(a.events, { train: 2400, validation: 300, test: 300 });
   const b = await runOffline(events, catalog, options);
