@@ -343,6 +343,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status.planted.status, 'ok');
   t.match(md, /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \| 3\.9 KiB \| 0\.412 \|/);
   t.match(md, /\| 10% \| uniform 16 \| 0\.6700 ± 0\.0010 \| – \| 4\.0 KiB \| – \|/);
+  t.match(
+    md,
+    /planted rank drawn from 2, 32 \(the dimensions its preferences need\), items all 32\. Progressive AUC over the whole stream, 2 seeds;/,
+  );
   t.match(md, /over the 37 users seen at least 20 times\. Full size \(D = 64, no budget\): 0\.7000/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
   t.match(md, /Not run: river \(pip install river failed\)\./);
