@@ -1,7 +1,7 @@
 /**
  * Every benchmark in one command: `npm run bench` (= `npm run -s build && node dist/bench/all.js`).
  *
- *   node dist/bench/all.js [--data-dir ../shared/datasets] [--only a,b] [--budgets 0.1,0.2,0.4]
+ *   node dist/bench/all.js [--data-dir ../shared/datasets] [--only a,b] [--budgets 0.1,0.2,0.4] [--offline-seeds 1,2,3,4,5]
  *                          [--timeout-scale X] [--list]
  *
  * Each benchmark runs as a child process (its own heap, its own crash), from the repository root,
@@ -54,6 +54,8 @@ const dataRel = (() => {
 })();
 const BUDGETS = (arg('budgets') ?? '0.1,0.2,0.4').split(',').map(Number);
 const MAIN_BUDGET = 0.2;
+/** Seeds of the offline split (and initialisation): the report gives mean ± std over them. */
+const OFFLINE_SEEDS = (arg('offline-seeds') ?? '1,2,3,4,5').split(',').map(Number);
 const TIMEOUT_SCALE = Number(arg('timeout-scale') ?? 1);
 const CLI = 'dist/src/cli/main.js';
 
@@ -129,20 +131,28 @@ const BENCHMARKS: Benchmark[] = [
       name: `offline-${d.name}`,
       unavailable: () => noFile(d.data),
       steps: () =>
-        BUDGETS.map((b) => ({
-          args: [
-            CLI,
-            'offline',
-            ...dataArgs(d),
-            '--budget',
-            String(b),
-            // full does not depend on the budget: run it once, with the main budget.
-            ...(b === MAIN_BUDGET ? [] : ['--methods', 'uniform,mde,pme,pme-paper']),
-            '--json',
-            `bench/results/offline-${d.name}${b === MAIN_BUDGET ? '' : `-b${b}`}.json`,
-          ],
-          output: `offline-${d.name}${b === MAIN_BUDGET ? '' : `-b${b}`}.json`,
-        })),
+        BUDGETS.flatMap((b) =>
+          OFFLINE_SEEDS.map((seed) => {
+            // Seed 1 keeps the plain names; the others get -s<seed>.
+            const output = `offline-${d.name}${b === MAIN_BUDGET ? '' : `-b${b}`}${seed === 1 ? '' : `-s${seed}`}.json`;
+            return {
+              args: [
+                CLI,
+                'offline',
+                ...dataArgs(d),
+                '--budget',
+                String(b),
+                '--seed',
+                String(seed),
+                // full does not depend on the budget: run it once per seed, with the main budget.
+                ...(b === MAIN_BUDGET ? [] : ['--methods', 'uniform,mde,pme,pme-paper']),
+                '--json',
+                `bench/results/${output}`,
+              ],
+              output,
+            };
+          }),
+        ),
       timeoutSeconds: 240,
     }),
   ),

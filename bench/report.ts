@@ -228,15 +228,56 @@ function writeSvg(ctx: Ctx, file: string, svg: string): string {
 /** `pme` is the live controller (what the service runs), `pme-paper` the paper's protocol. */
 const METHODS = ['full', 'uniform', 'mde', 'pme', 'pme-paper'];
 
-/** The budget sweep files of one dataset: offline-<d>.json plus offline-<d>-b<budget>.json. */
+/** The offline files of one dataset: offline-<d>.json, offline-<d>-b<budget>.json, each of seed 1,
+ *  and the same with -s<seed> for the other seeds (budget and seed are read from the content). */
 function offlineRuns(ctx: Ctx, dataset: string): Json[] {
-  const re = new RegExp(`^offline-${dataset.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(-b[\\d.]+)?\\.json$`);
+  const re = new RegExp(
+    `^offline-${dataset.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(-b[\\d.]+)?(-s\\d+)?\\.json$`,
+  );
   const runs: Json[] = [];
   for (const f of readdirSync(ctx.dir).filter((name) => re.test(name))) {
     const { value } = readJson(join(ctx.dir, f));
     if (isObject(value)) runs.push(value);
   }
   return runs.sort((a, b) => num(a, 'budget') - num(b, 'budget'));
+}
+
+/** Mean and sample standard deviation (0 for one value). */
+function meanStd(xs: number[]): { mean: number; std: number } {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const std = xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
+  return { mean, std };
+}
+
+/** A method's results over the runs (seeds) that have it. */
+function ofMethod(runs: Json[], method: string): Json[] {
+  return runs.flatMap((run) => arr(run, 'results').filter((r) => r.method === method));
+}
+
+/** Mean ± std of a method's field over runs, or a dash when no run has the method. */
+function seedCell(runs: Json[], method: string, field: string, digits: number): string {
+  const xs = ofMethod(runs, method).map((r) => num(r, field));
+  if (xs.length === 0) return DASH;
+  const { mean, std } = meanStd(xs);
+  return xs.length < 2 ? fx(mean, digits) : `${fx(mean, digits)} ± ${fx(std, digits)}`;
+}
+
+/** The mean of a field of a method over runs (NaN when none has it). */
+function seedMean(runs: Json[], method: string, field: string): number {
+  const xs = ofMethod(runs, method).map((r) => num(r, field));
+  return xs.length === 0 ? Number.NaN : meanStd(xs).mean;
+}
+
+/** Mean over seeds of (method − full)'s test AUC, over the runs that have both. */
+function pairedDelta(runs: Json[], method: string): number {
+  const ds: number[] = [];
+  for (const run of runs) {
+    const results = arr(run, 'results');
+    const m = results.find((r) => r.method === method);
+    const f = results.find((r) => r.method === 'full');
+    if (m && f) ds.push(num(m, 'auc') - num(f, 'auc'));
+  }
+  return ds.length === 0 ? Number.NaN : meanStd(ds).mean;
 }
 
 /** What the live controller (method `pme`) did over its run, when the file has it. */
@@ -253,55 +294,50 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
   const out: string[] = [];
   const results = arr(main, 'results');
   const full = results.find((r) => r.method === 'full');
+  const runs = offlineRuns(ctx, dataset);
+  const budgets = [...new Set(runs.map((r) => num(r, 'budget')))].sort((a, b) => a - b);
+  const atBudget = (b: number) => runs.filter((r) => num(r, 'budget') === b);
+  const mainRuns = atBudget(num(main, 'budget'));
+  const seeds = mainRuns.length;
+  const fullParams = seedMean(mainRuns, 'full', 'embeddingParams');
   out.push(
-    `${int(num(main, 'events.train'))} train / ${int(num(main, 'events.validation'))} validation / ${int(num(main, 'events.test'))} test events, ${int(num(main, 'tokens'))} tokens, D = ${num(main, 'dim')}, budget ${pct(num(main, 'budget'))} of full's embedding parameters; pme-paper search ${fx(num(main, 'pmeSearchSeconds'))} s (${fx(num(main, 'searchPasses'), 1)} passes).`,
+    `${int(num(main, 'events.train'))} train / ${int(num(main, 'events.validation'))} validation / ${int(num(main, 'events.test'))} test events, ${int(num(main, 'tokens'))} tokens, D = ${num(main, 'dim')}, budget ${pct(num(main, 'budget'))} of full's embedding parameters; ${seeds} seed${seeds === 1 ? '' : 's'} of the split (mean ± std; the line below and the search figures are seed 1's); pme-paper search ${fx(num(main, 'pmeSearchSeconds'))} s (${fx(num(main, 'searchPasses'), 1)} passes).`,
     ...liveLines(results.find((r) => r.method === 'pme')),
     '',
     mdTable(
       ['method', 'test AUC', 'Δ AUC vs full', 'logloss', 'embedding params', 'of full', 'seconds', 'epochs'],
-      results.map((r) => [
-        String(r.method),
-        fx(num(r, 'auc'), 4),
-        full && r !== full ? signed(num(r, 'auc') - num(full, 'auc'), 4) : DASH,
-        fx(num(r, 'logloss'), 4),
-        int(num(r, 'embeddingParams')),
-        full ? pct(num(r, 'embeddingParams') / num(full, 'embeddingParams'), 1) : DASH,
-        fx(num(r, 'seconds'), 1),
-        String(r.epochs ?? DASH),
+      METHODS.filter((m) => ofMethod(mainRuns, m).length > 0).map((m) => [
+        m,
+        seedCell(mainRuns, m, 'auc', 4),
+        m === 'full' ? DASH : signed(pairedDelta(mainRuns, m), 4),
+        fx(seedMean(mainRuns, m, 'logloss'), 4),
+        int(seedMean(mainRuns, m, 'embeddingParams')),
+        pct(seedMean(mainRuns, m, 'embeddingParams') / fullParams, 1),
+        fx(seedMean(mainRuns, m, 'seconds'), 1),
+        fx(seedMean(mainRuns, m, 'epochs'), 1),
       ]),
     ),
   );
-  const runs = offlineRuns(ctx, dataset);
+  // One point per method and budget: mean parameters, mean test AUC over the seeds (full is the
+  // same model at every budget: one point).
   const series: LineSeries[] = METHODS.map((m) => ({
     name: m,
     markers: true,
-    points: runs
-      .flatMap((run) => arr(run, 'results').filter((r) => r.method === m))
-      .map((r) => [num(r, 'embeddingParams'), num(r, 'auc')] as [number, number])
-      // full is the same model at every budget: keep one point per parameter count.
+    points: budgets
+      .map((b) => atBudget(b))
+      .filter((rs) => ofMethod(rs, m).length > 0)
+      .map((rs) => [seedMean(rs, m, 'embeddingParams'), seedMean(rs, m, 'auc')] as [number, number])
       .filter((p, i, all) => all.findIndex((q) => q[0] === p[0]) === i)
       .sort((a, b) => a[0] - b[0]),
-  })).filter((s) => s.points.length > 0);
-  if (runs.length > 1) {
-    const budgets = runs.map((r) => num(r, 'budget'));
+  })).filter((x) => x.points.length > 0);
+  if (budgets.length > 1) {
     out.push(
       '',
-      'Budget sweep (test AUC):',
+      `Budget sweep (test AUC, mean ± std over seeds):`,
       '',
       mdTable(
         ['budget', ...METHODS],
-        budgets.map((b, i) => [
-          pct(b),
-          ...METHODS.map((m) =>
-            fx(
-              num(
-                arr(runs[i], 'results').find((r) => r.method === m),
-                'auc',
-              ),
-              4,
-            ),
-          ),
-        ]),
+        budgets.map((b) => [pct(b), ...METHODS.map((m) => seedCell(atBudget(b), m, 'auc', 4))]),
       ),
     );
   }
@@ -320,24 +356,13 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
         }),
       ),
     );
-  const pme = results.find((r) => r.method === 'pme');
-  const paper = results.find((r) => r.method === 'pme-paper');
-  if (full && pme)
+  if (full && ofMethod(mainRuns, 'pme').length > 0) {
+    const mean = (m: string) => fx(seedMean(mainRuns, m, 'auc'), 4);
+    const has = (m: string) => ofMethod(mainRuns, m).length > 0;
     ctx.headline.push(
-      `| Offline ${dataset}: test AUC, PME (live controller) at ${pct(num(pme, 'embeddingParams') / num(full, 'embeddingParams'))} of the parameters vs full | ${fx(num(pme, 'auc'), 4)} vs ${fx(num(full, 'auc'), 4)} (${paper ? `pme-paper ${fx(num(paper, 'auc'), 4)}, ` : ''}uniform ${fx(
-        num(
-          results.find((r) => r.method === 'uniform'),
-          'auc',
-        ),
-        4,
-      )}, MDE ${fx(
-        num(
-          results.find((r) => r.method === 'mde'),
-          'auc',
-        ),
-        4,
-      )}) |`,
+      `| Offline ${dataset}: test AUC, PME (live controller) at ${pct(seedMean(mainRuns, 'pme', 'embeddingParams') / fullParams)} of the parameters vs full, mean of ${seeds} seed${seeds === 1 ? '' : 's'} | ${mean('pme')} vs ${mean('full')} (${has('pme-paper') ? `pme-paper ${mean('pme-paper')}, ` : ''}uniform ${mean('uniform')}, MDE ${mean('mde')}) |`,
     );
+  }
   return out.join('\n');
 }
 

@@ -70,6 +70,17 @@ function writeFakes(dir: string): void {
       ['pme-paper', 0.7795, 12790],
     ]),
   );
+  // A second seed of the main budget: the tables give mean ± std and the paired Δ.
+  w(
+    'offline-ml-latest-small-s2.json',
+    offline(0.2, [
+      ['full', 0.783, 64000],
+      ['uniform', 0.77, 12000],
+      ['mde', 0.776, 12800],
+      ['pme', 0.7831, 12800],
+      ['pme-paper', 0.7805, 12790],
+    ]),
+  );
   w(
     'offline-ml-latest-small-b0.1.json',
     offline(0.1, [
@@ -315,10 +326,15 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status.e2e.status, 'ok');
 
   // Offline table: one row per method with the AUC and the delta to full, plus the budget sweep.
-  t.match(md, /\| pme \| 0\.7791 \| -0\.0019 \| 0\.5000 \| 12,800 \| 20\.0% \|/);
-  t.match(md, /\| full \| 0\.7810 \| – \|/);
+  t.match(md, /\| pme \| 0\.7811 ± 0\.0028 \| -0\.0009 \| 0\.5000 \| 12,800 \| 20\.0% \| 1\.5 \| 3\.0 \|/);
+  t.match(md, /\| full \| 0\.7820 ± 0\.0014 \| – \|/);
+  t.match(md, /2 seeds of the split \(mean ± std;/);
+  t.match(
+    md,
+    /\| 20% \| 0\.7820 ± 0\.0014 \| 0\.7710 ± 0\.0014 \| 0\.7750 ± 0\.0014 \| 0\.7811 ± 0\.0028 \| 0\.7800 ± 0\.0007 \|/,
+  );
   t.match(md, /\| 10% \| – \| 0\.7610 \| 0\.7650 \| 0\.7702 \| – \|/);
-  t.match(md, /\| pme-paper \| 0\.7795 \|/, 'the paper protocol has its own row');
+  t.match(md, /\| pme-paper \| 0\.7800 ± 0\.0007 \|/, 'the paper protocol has its own row');
   t.match(md, /pme \(the live controller\): 4 windows, 30 tokens searched at D, 12 moved by the threshold/);
   t.match(md, /node dist\/src\/cli\/main\.js offline --budget 0\.2/, 'the command from the run record');
   t.match(md, /npm run bench -- --only stream-eval-full/, 'a default command without a run record');
@@ -384,7 +400,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(headline, out.headline);
   t.match(
     headline,
-    /Offline ml-latest-small.*\| 0\.7791 vs 0\.7810 \(pme-paper 0\.7795, uniform 0\.7720, MDE 0\.7740\) \|/,
+    /Offline ml-latest-small.*mean of 2 seeds \| 0\.7811 vs 0\.7820 \(pme-paper 0\.7800, uniform 0\.7710, MDE 0\.7750\) \|/,
   );
   t.match(headline, /PME \(budget 1\.4 MiB, 25% of full's\).*\| 0\.7650, 40,000, 1\.3 MiB \|/);
   t.match(
