@@ -82,7 +82,8 @@ export interface SourceStats {
   trained: number;
   /** Its messages sent to `<topic>.dlq`, per reason. */
   dlq: Record<string, number>;
-  /** Messages behind the end of each of its partitions at the last fetch, by partition number. */
+  /** Messages behind the end of each of its owned partitions, by partition number, as for the
+   *  interactions topic (ConsumerStats.lag): from the last fetch, else from the broker. */
   lag: Record<string, number>;
 }
 
@@ -490,8 +491,12 @@ export class StreamConsumer {
       this.#assigned = assigned;
       this.stats.partitions = assigned.size;
       // Lag of a partition another member owns now is that member's to report.
-      for (const partition of Object.keys(this.stats.lag))
-        if (!assigned.has(`${o.interactionsTopic}:${partition}`)) delete this.stats.lag[partition];
+      for (const topic of this.topics()) {
+        const lag = this.#lagOf(topic);
+        if (lag === undefined) continue;
+        for (const partition of Object.keys(lag))
+          if (!assigned.has(`${topic}:${partition}`)) delete lag[partition];
+      }
       this.#readLag();
     });
     await consumer.run({
@@ -624,33 +629,49 @@ export class StreamConsumer {
   }
 
   /**
-   * Lag of each owned partition that no fetch reported within `lagRefreshMs`: its end offset less
-   * the next offset this member reads (an unfinished mini-batch's end, else the later of the
-   * applied and the group's committed offset, else the start of the log). A failed read leaves
-   * the last figures; the next tick tries again.
+   * Lag of each owned partition, of every topic the group reads (the interactions topic and the
+   * subscriptions'), that no fetch reported within `lagRefreshMs`: its end offset less the next
+   * offset this member reads (an unfinished mini-batch's end, else the later of the applied and
+   * the group's committed offset, else the start of the log). A failed read leaves the last
+   * figures; the next tick tries again.
    */
   async #refreshLag(): Promise<void> {
     const o = this.#options;
-    const topic = o.interactionsTopic;
     const now = performance.now();
     const isStale = (key: string): boolean =>
       this.#assigned.has(key) &&
       (this.#fetchedAt.get(key) ?? Number.NEGATIVE_INFINITY) < now - o.lagRefreshMs;
-    if (![...this.#assigned].some(isStale)) return;
-    const [ends, [committed]] = await Promise.all([
-      this.#lagAdmin.fetchTopicOffsets(topic),
-      this.#lagAdmin.fetchOffsets({ groupId: o.groupId, topics: [topic] }),
+    const stale = [...this.#assigned].filter(isStale);
+    const topics = this.topics().filter((topic) => stale.some((key) => key.startsWith(`${topic}:`)));
+    if (topics.length === 0) return;
+    const [ends, committed] = await Promise.all([
+      Promise.all(topics.map((topic) => this.#lagAdmin.fetchTopicOffsets(topic))),
+      this.#lagAdmin.fetchOffsets({ groupId: o.groupId, topics }),
     ]);
-    const committedAt = new Map(committed.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-    for (const { partition, high, low } of ends) {
-      const key = `${topic}:${partition}`;
-      if (!isStale(key)) continue;
-      let next = BigInt(low);
-      for (const at of [this.#applied.get(key), committedAt.get(partition)])
-        if (at !== undefined && at > next) next = at;
-      next = this.#pending.get(key)?.next ?? next;
-      this.stats.lag[String(partition)] = Math.max(0, Number(BigInt(high) - next));
-    }
+    const committedAt = new Map<string, bigint>();
+    for (const { topic, partitions } of committed)
+      for (const p of partitions) committedAt.set(`${topic}:${p.partition}`, BigInt(p.offset));
+    topics.forEach((topic, i) => {
+      // A subscription removed while the read was in flight has no counters to write to.
+      const lag = this.#lagOf(topic);
+      if (lag === undefined) return;
+      for (const { partition, high, low } of ends[i]) {
+        const key = `${topic}:${partition}`;
+        if (!isStale(key)) continue;
+        let next = BigInt(low);
+        for (const at of [this.#applied.get(key), committedAt.get(key)])
+          if (at !== undefined && at > next) next = at;
+        next = this.#pending.get(key)?.next ?? next;
+        lag[String(partition)] = Math.max(0, Number(BigInt(high) - next));
+      }
+    });
+  }
+
+  /** The lag figures of a topic the group reads: the interactions topic's, or its subscription's. */
+  #lagOf(topic: string): Record<string, number> | undefined {
+    if (topic === this.#options.interactionsTopic) return this.stats.lag;
+    const source = this.#sources.get(topic);
+    return source === undefined ? undefined : this.stats.subscriptions[source.name]?.lag;
   }
 
   /**
