@@ -267,12 +267,13 @@ const subscription = {
     schema: {
       type: 'object',
       additionalProperties: true,
-      description: "format `avro`: the writer's record schema, inline (Avro JSON)",
+      description:
+        'format `avro`: the record schema the mapping reads, inline (Avro JSON); the paths must be in it. Without `subject` the values are written in it; with `subject` it is the reader schema every writer is resolved to (Avro schema resolution; a writer that cannot be: DLQ `unknown-schema`)',
     },
     subject: {
       type: 'string',
       description:
-        "format `avro`, instead of `schema`: a subject of the service's schema registry; values in the Confluent wire format, each decoded by the writer schema its id names",
+        "format `avro`: a subject of the service's schema registry; values in the Confluent wire format, each decoded by the writer schema its id names (and resolved to `schema` when given)",
     },
     wire: {
       type: 'string',

@@ -8,7 +8,7 @@
  * RULE (the label): a PATH to a number in [0, 1]; a comparison `PATH >= 4` (`> < <= == !=`) with
  * a number, or `PATH == "click"` / `!=` with a string; or the constant `1` or `0`. No eval.
  */
-import avro, { type Schema, type Type } from 'avsc';
+import avro, { type Resolver, type Schema, type Type } from 'avsc';
 import type { Interaction } from '../data/event.js';
 import { DecodeError } from './consumer.js';
 
@@ -29,11 +29,13 @@ export interface Subscription {
   /** `json`: each value a JSON object. `avro`: each value an Avro record of `schema` (yours). */
   format: 'json' | 'avro';
   mapping: JsonMapping;
-  /** format `avro`: the writer's record schema, inline (Avro JSON). */
+  /** format `avro`: the record schema the mapping reads (Avro JSON), its paths checked against it.
+   *  Without `subject`, the values are written in it; with one, the reader schema each writer's
+   *  values are resolved to (Avro schema resolution). */
   schema?: object;
-  /** format `avro`, instead of `schema`: values in the Confluent wire format, each decoded by the
-   *  writer schema its id names, fetched from the service's schema registry (`--schema-registry`);
-   *  the subject must exist there. */
+  /** format `avro`: values in the Confluent wire format, each decoded by the writer schema its id
+   *  names, fetched from the service's schema registry (`--schema-registry`); the subject must
+   *  exist there. With `schema` too, each value is resolved to it. */
   subject?: string;
   /** format `avro`: `raw` (plain Avro binary, the default) or `confluent` (a magic byte and a
    *  4-byte schema id before it, as schema-registry serializers write; the id is not looked up:
@@ -298,7 +300,10 @@ function compileExtraction(mapping: unknown, now: Clock): (record: object) => In
 /** The schema of an `avro` subscription, checked: a record schema avsc accepts. */
 function avroType(schema: unknown): Type {
   if (schema === null || typeof schema !== 'object' || Array.isArray(schema))
-    throw new MappingError('schema', "format avro needs the writer's record schema inline (Avro JSON)");
+    throw new MappingError(
+      'schema',
+      'format avro needs a record schema inline (Avro JSON), or a subject of the schema registry',
+    );
   let type: Type;
   try {
     type = avro.Type.forSchema(schema as Schema);
@@ -328,10 +333,11 @@ export function compileSubscription(subscription: Subscription, now: Clock = Dat
   };
 }
 
-/** `body` decoded as one whole record of `type`, or DecodeError `undecodable` naming `what`. */
-function avroRecord(type: Type, body: Buffer, what: string): object {
+/** `body` decoded as one whole record of `type` (written in the resolver's writer schema when
+ *  given), or DecodeError `undecodable` naming `what`. */
+function avroRecord(type: Type, body: Buffer, what: string, resolver?: Resolver): object {
   try {
-    const { value, offset } = type.decode(body, 0);
+    const { value, offset } = type.decode(body, 0, resolver);
     if (offset !== body.length)
       throw new Error(offset < 0 ? 'truncated' : `${body.length - offset} bytes left over`);
     return value as object;
@@ -343,33 +349,88 @@ function avroRecord(type: Type, body: Buffer, what: string): object {
   }
 }
 
+/** Each path of a checked mapping, with where it is (`mapping.fields.device`). */
+function mappingPaths(m: Record<string, unknown>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (const key of ['user', 'item'] as const) out.push([`mapping.${key}`, String(m[key])]);
+  const label = String(m.label).trim();
+  if (label !== '1' && label !== '0') out.push(['mapping.label', RULE.exec(label)?.[1] ?? label]);
+  const timestamp = m.timestamp as { path: string } | undefined;
+  if (timestamp !== undefined) out.push(['mapping.timestamp.path', timestamp.path]);
+  for (const [name, path] of Object.entries((m.fields ?? {}) as Record<string, string>))
+    out.push([`mapping.fields.${name}`, path]);
+  return out;
+}
+
+/** Whether records of `type` can have a value at `path`: a record's field, any key of a map, or
+ *  through a union, a branch that has it (a wrapped union's key is the branch name). */
+function hasPath(type: Type, path: Path): boolean {
+  if (path.length === 0) return true;
+  const [key, ...rest] = path;
+  if (type instanceof avro.types.RecordType) {
+    const field = type.fields.find((f) => f.name === key);
+    return field !== undefined && hasPath(field.type, rest);
+  }
+  if (type instanceof avro.types.MapType) return hasPath(type.valuesType as Type, rest);
+  if (type instanceof avro.types.UnwrappedUnionType) return type.types.some((t) => hasPath(t, path));
+  if (type instanceof avro.types.WrappedUnionType) {
+    const branch = type.types.find((t) => t.branchName === key);
+    return branch !== undefined && hasPath(branch, rest);
+  }
+  return false;
+}
+
+/** @throws MappingError naming the first path of the mapping that the schema lacks */
+function checkPaths(type: Type, mapping: Record<string, unknown>): void {
+  for (const [where, text] of mappingPaths(mapping))
+    if (!hasPath(type, parsePath(where, text)))
+      throw new MappingError(where, `"${text.trim()}" is not in the schema ${type.name ?? ''}`.trimEnd());
+}
+
 /** What a RegistryDecoder needs of a schema registry. */
 export interface WriterSchemas {
   getSchema(id: number): Promise<Schema>;
 }
 
+/** How the values of one writer schema id are read: by the writer's type, or resolved to the
+ *  reader's; a string says why they cannot be (the id unknown, or the writer incompatible). */
+type WriterRead = { type: Type; resolver?: Resolver } | string;
+
 /**
  * An `avro` subscription by subject: each value in the Confluent wire format is decoded by the
  * writer schema its id names (fetched once per id, before the batch: prefetch), and the mapping
- * walks that record; the paths are field names, so a writer schema that adds or drops fields is
- * read as it is (a path it lacks is missing, as in JSON).
+ * walks that record. Without a reader schema the paths are the writer's field names, so a writer
+ * that adds or drops fields is read as it is (a path it lacks is missing, as in JSON); with one
+ * (`schema`), every writer's values are resolved to it (added fields dropped, missing ones given
+ * their defaults), and a writer that cannot be resolved to it sends its values to the DLQ as
+ * `unknown-schema`.
  */
 export class RegistryDecoder {
   readonly decode: JsonDecoder;
   readonly #registry: WriterSchemas;
-  /** Writer types by id; null: the registry does not know the id (its values go to the DLQ). */
-  readonly #types = new Map<number, Type | null>();
+  readonly #reader: Type | null;
+  readonly #reads = new Map<number, WriterRead>();
 
   constructor(subscription: Subscription, registry: WriterSchemas, now: Clock = Date.now) {
     this.#registry = registry;
+    this.#reader = subscription.schema === undefined ? null : avroType(subscription.schema);
     const extract = compileExtraction(subscription.mapping, now);
     this.decode = (value) => {
       const id = schemaId(value);
-      const type = this.#types.get(id);
-      if (type === undefined || type === null)
-        throw new DecodeError('unknown-schema', `schema id ${id} is not in the schema registry`);
-      return extract(avroRecord(type, (value as Buffer).subarray(5), `schema ${id}`));
+      const read = this.#reads.get(id) ?? `schema id ${id} is not in the schema registry`;
+      if (typeof read === 'string') throw new DecodeError('unknown-schema', read);
+      return extract(avroRecord(read.type, (value as Buffer).subarray(5), `schema ${id}`, read.resolver));
     };
+  }
+
+  #readOf(id: number, writer: Type): WriterRead {
+    const reader = this.#reader;
+    if (reader === null) return { type: writer };
+    try {
+      return { type: reader, resolver: reader.createResolver(writer) };
+    } catch (error) {
+      return `schema id ${id} cannot be resolved to the reader schema: ${error instanceof Error ? error.message : error}`;
+    }
   }
 
   /** Fetches the writer schemas the values name that are not known yet. An id the registry does
@@ -383,13 +444,16 @@ export class RegistryDecoder {
       } catch {
         continue; // decode says why
       }
-      if (this.#types.has(id)) continue;
+      if (this.#reads.has(id)) continue;
+      let writer: Type;
       try {
-        this.#types.set(id, avro.Type.forSchema(await this.#registry.getSchema(id)));
+        writer = avro.Type.forSchema(await this.#registry.getSchema(id));
       } catch (error) {
         if (!/HTTP 404|not found/.test(error instanceof Error ? error.message : String(error))) throw error;
-        this.#types.set(id, null);
+        this.#reads.set(id, `schema id ${id} is not in the schema registry`);
+        continue;
       }
+      this.#reads.set(id, this.#readOf(id, writer));
     }
   }
 }
@@ -428,8 +492,6 @@ export function checkSubscription(value: unknown): Subscription {
   if (s.format === 'avro' && s.subject !== undefined) {
     if (typeof s.subject !== 'string' || s.subject.trim() === '')
       throw new MappingError('subject', 'a schema registry subject is a non-empty string');
-    if (s.schema !== undefined)
-      throw new MappingError('subject', 'give the schema inline or a subject, not both');
     if (s.wire !== undefined && s.wire !== 'confluent')
       throw new MappingError('wire', 'a subscription by subject reads the Confluent wire format');
   } else if (s.format === 'avro') {
@@ -445,5 +507,7 @@ export function checkSubscription(value: unknown): Subscription {
       'only format avro takes a schema, a subject and a wire',
     );
   compileMapping(s.mapping);
+  // The paths must be in the schema the records are read as (a typo would send all to the DLQ).
+  if (s.schema !== undefined) checkPaths(avroType(s.schema), s.mapping as Record<string, unknown>);
   return value as Subscription;
 }

@@ -94,7 +94,7 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
     [{ ...good, name: '' }, /^name:/],
     [{ ...good, topic: 'a/b' }, /^topic:/],
     [{ ...good, format: 'xml' }, /^format: unknown format "xml" \(expected one of: json, avro\)/],
-    [{ ...good, format: 'avro' }, /^schema: format avro needs the writer's record schema inline/],
+    [{ ...good, format: 'avro' }, /^schema: format avro needs a record schema inline/],
     [{ ...good, format: 'avro', schema: { type: 'nope' } }, /^schema: not an Avro schema/],
     [
       { ...good, format: 'avro', schema: { type: 'string' } },
@@ -102,6 +102,23 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
     ],
     [{ ...good, format: 'avro', schema: CLICK, wire: 'json' }, /^wire: unknown wire "json"/],
     [{ ...good, schema: CLICK }, /^schema: only format avro takes a schema, a subject and a wire/],
+    // The paths must be in the schema the records are read as.
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, user: 'user.name' } },
+      /^mapping\.user: "user\.name" is not in the schema shop\.Click/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, label: 'stars >= 4' } },
+      /^mapping\.label: "stars" is not in the schema/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, timestamp: { path: 'at', unit: 'ms' } } },
+      /^mapping\.timestamp\.path: "at" is not in the schema/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, fields: { d: 'device.kind' } } },
+      /^mapping\.fields\.d: "device\.kind" is not in the schema/,
+    ],
     [{ ...good, mapping: { ...base, label: '>= 4' } }, /^mapping\.label:/],
     [{ ...good, extra: 1 }, /^extra: unknown key/],
   ];
@@ -304,10 +321,57 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
   await t.rejects(down.prefetch([now]), /fetch failed/);
 
   for (const [value, message] of [
-    [{ ...sub, schema: CLICK }, /^subject: give the schema inline or a subject, not both/],
+    [{ ...sub, schema: { type: 'nope' } }, /^schema: not an Avro schema/],
+    [{ ...sub, schema: v1 }, /^mapping\.fields\.device: "device" is not in the schema shop\.Click/],
     [{ ...sub, wire: 'raw' }, /^wire: a subscription by subject reads the Confluent wire format/],
     [{ ...sub, subject: '' }, /^subject: a schema registry subject is a non-empty string/],
     [{ ...sub, format: 'json' }, /^subject: only format avro takes a schema, a subject and a wire/],
   ] as const)
     t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
+});
+
+t.test('avro by subject with a reader schema: every writer resolved to it', async (t) => {
+  const registry = new MemorySchemaRegistry();
+  // The reader: CLICK with a field the writers lack (its default fills it) and without `device`.
+  const reader = {
+    ...CLICK,
+    fields: [
+      ...CLICK.fields.filter((f) => f.name !== 'device'),
+      { name: 'channel', type: 'string', default: 'web' },
+    ],
+  };
+  const incompatible = { ...CLICK, fields: [{ name: 'user', type: 'string' }, ...CLICK.fields.slice(1)] };
+  const id1 = await registry.register('shop.clicks-value', CLICK as avro.Schema);
+  const id2 = await registry.register('shop.clicks-value', incompatible as avro.Schema);
+  const sub: Subscription = {
+    name: 'clicks',
+    topic: 'shop.clicks',
+    format: 'avro',
+    subject: 'shop.clicks-value',
+    schema: reader,
+    mapping: { ...base, fields: { channel: 'channel' } },
+  };
+  t.same(checkSubscription(sub), sub, 'a schema with a subject is the reader schema');
+  const framed = (id: number, schema: object, value: object) => {
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(id, 1);
+    return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
+  };
+  const good = framed(id1, CLICK, { user: { id: 1 }, item: 'p1', rating: 5, device: 'ios' });
+  const bad = framed(id2, incompatible, { user: 'u', item: 'p2', rating: 5, device: null });
+  const decoder = new RegistryDecoder(sub, registry, clock);
+  await decoder.prefetch([good, bad]);
+  t.same(
+    decoder.decode(good),
+    { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: { channel: 'web' } },
+    "resolved: the reader's default filled in",
+  );
+  const error = thrown(() => decoder.decode(bad)) as DecodeError;
+  t.equal(error.reason, 'unknown-schema', 'a writer that cannot be resolved to the reader: DLQ');
+  t.match(error.message, /schema id 2 cannot be resolved to the reader schema/);
+  t.match(
+    thrown(() => checkSubscription({ ...sub, mapping: { ...base, fields: { device: 'device' } } }))?.message,
+    /^mapping\.fields\.device: "device" is not in the schema shop\.Click/,
+    'the paths are checked against the reader schema, not the writers',
+  );
 });
