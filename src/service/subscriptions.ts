@@ -211,6 +211,8 @@ export class Subscriptions {
   remove(name: string): Promise<void> {
     return this.#serial(async () => {
       if (!this.#list.delete(name)) throw new PmeError('PME_ERR_NOT_FOUND', `subscription ${name}`);
+      // One added again under this name may have another mapping or reader schema.
+      this.#decoders.delete(name);
       await this.#host.apply(this.sources());
       await this.#host.persist();
     });
