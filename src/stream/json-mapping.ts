@@ -7,9 +7,12 @@
  * PATH: dotted keys into the record (`user.id`, `ctx.device`); a key is letters, digits, `_`, `-`.
  * RULE (the label): a PATH to a number in [0, 1]; a comparison `PATH >= 4` (`> < <= == !=`) with
  * a number, or `PATH == "click"` / `!=` with a string; or the constant `1` or `0`. No eval.
+ *
+ * A subscription of kind `items` reads catalog records instead (item, fields, active), for the
+ * catalog as the service's own items topic is read.
  */
 import avro, { type Resolver, type Schema, type Type } from 'avsc';
-import type { Interaction } from '../data/event.js';
+import type { CatalogItem, Interaction } from '../data/event.js';
 import { DecodeError } from './consumer.js';
 
 export type TimestampUnit = 'ms' | 's' | 'iso';
@@ -23,12 +26,25 @@ export interface JsonMapping {
   fields?: Record<string, string>;
 }
 
+/** The mapping of an `items` subscription: where a catalog record's parts are. */
+export interface ItemMapping {
+  item: string;
+  fields?: Record<string, string>;
+  /** A PATH to a boolean (absent or null in a record: active), or a constant; default true. */
+  active?: string | boolean;
+}
+
+export const SUBSCRIPTION_KINDS = ['events', 'items'] as const;
+
 export interface Subscription {
   name: string;
   topic: string;
+  /** `events` (the default): interactions to learn. `items`: catalog records (item, fields,
+   *  active) for the catalog, as the service's items topic is read. */
+  kind?: (typeof SUBSCRIPTION_KINDS)[number];
   /** `json`: each value a JSON object. `avro`: each value an Avro record of `schema` (yours). */
   format: 'json' | 'avro';
-  mapping: JsonMapping;
+  mapping: JsonMapping | ItemMapping;
   /** format `avro`: the record schema the mapping reads (Avro JSON), its paths checked against it.
    *  Without `subject`, the values are written in it; with one, the reader schema each writer's
    *  values are resolved to (Avro schema resolution). */
@@ -228,18 +244,68 @@ export type JsonDecoder = (value: Buffer | null) => Interaction;
  */
 export function compileMapping(mapping: unknown, now: Clock = Date.now): JsonDecoder {
   const extract = compileExtraction(mapping, now);
-  return (value) => {
-    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
-    let record: unknown;
-    try {
-      record = JSON.parse(value.toString('utf8'));
-    } catch (error) {
-      throw new DecodeError('undecodable', `not JSON: ${error instanceof Error ? error.message : error}`);
-    }
-    if (record === null || typeof record !== 'object' || Array.isArray(record))
-      throw new DecodeError('undecodable', 'the JSON value is not an object');
-    return extract(record);
-  };
+  return (value) => extract(jsonRecord(present(value)));
+}
+
+/** Reads one Kafka value into the record a mapping walks, or throws DecodeError. */
+export type ReadRecord = (value: Buffer) => object;
+
+function present(value: Buffer | null): Buffer {
+  if (value === null) throw new DecodeError('undecodable', 'the message has no value');
+  return value;
+}
+
+const jsonRecord: ReadRecord = (value) => {
+  let record: unknown;
+  try {
+    record = JSON.parse(value.toString('utf8'));
+  } catch (error) {
+    throw new DecodeError('undecodable', `not JSON: ${error instanceof Error ? error.message : error}`);
+  }
+  if (record === null || typeof record !== 'object' || Array.isArray(record))
+    throw new DecodeError('undecodable', 'the JSON value is not an object');
+  return record;
+};
+
+/** Field name -> path of a mapping's `fields`, checked. */
+type Fields = Array<[string, Path, string]>;
+
+function parseFields(value: unknown, reserved: readonly string[]): Fields {
+  const fields: Fields = [];
+  if (value === undefined) return fields;
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new MappingError('mapping.fields', 'expected an object { fieldName: PATH }');
+  for (const [name, pathText] of Object.entries(value as Record<string, unknown>)) {
+    if (!FIELD_NAME.test(name) || reserved.includes(name))
+      throw new MappingError(
+        `mapping.fields.${name}`,
+        `a field name is a letter or "_" then letters, digits, "_" or "-" (at most 64), not ${reserved.join(' or ')}`,
+      );
+    fields.push([name, parsePath(`mapping.fields.${name}`, pathText), String(pathText)]);
+  }
+  return fields;
+}
+
+/** The fields of a record: absent ones left out; a value that is not a string or number throws. */
+function readFields(record: object, fields: Fields): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, path, text] of fields) {
+    const v = at(record, path);
+    if (v === undefined || v === null) continue;
+    const s = idAt(record, path);
+    if (s === undefined)
+      throw new DecodeError(
+        'mapping',
+        `field ${name} at ${text} is ${JSON.stringify(v)}, not a string or number`,
+      );
+    out[name] = s;
+  }
+  return out;
+}
+
+function checkKeys(m: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(m))
+    if (!known.includes(key)) throw new MappingError(`mapping.${key}`, `unknown key (${known.join(', ')})`);
 }
 
 /** A checked mapping as the function that reads an interaction out of a decoded record. */
@@ -247,26 +313,12 @@ function compileExtraction(mapping: unknown, now: Clock): (record: object) => In
   if (mapping === null || typeof mapping !== 'object' || Array.isArray(mapping))
     throw new MappingError('mapping', 'expected an object with user, item and label');
   const m = mapping as Record<string, unknown>;
-  const known = ['user', 'item', 'label', 'timestamp', 'fields'];
-  for (const key of Object.keys(m))
-    if (!known.includes(key)) throw new MappingError(`mapping.${key}`, `unknown key (${known.join(', ')})`);
+  checkKeys(m, ['user', 'item', 'label', 'timestamp', 'fields']);
   const user = parsePath('mapping.user', m.user);
   const item = parsePath('mapping.item', m.item);
   const label = parseLabel('mapping.label', m.label);
   const timestamp = parseTimestamp('mapping.timestamp', m.timestamp);
-  const fields: Array<[string, Path, string]> = [];
-  if (m.fields !== undefined) {
-    if (m.fields === null || typeof m.fields !== 'object' || Array.isArray(m.fields))
-      throw new MappingError('mapping.fields', 'expected an object { fieldName: PATH }');
-    for (const [name, pathText] of Object.entries(m.fields as Record<string, unknown>)) {
-      if (!FIELD_NAME.test(name) || name === 'user' || name === 'item')
-        throw new MappingError(
-          `mapping.fields.${name}`,
-          'a field name is a letter or "_" then letters, digits, "_" or "-" (at most 64), not user or item',
-        );
-      fields.push([name, parsePath(`mapping.fields.${name}`, pathText), String(pathText)]);
-    }
-  }
+  const fields = parseFields(m.fields, ['user', 'item']);
   const userText = String(m.user);
   const itemText = String(m.item);
   const extract = (record: object): Interaction => {
@@ -274,27 +326,72 @@ function compileExtraction(mapping: unknown, now: Clock): (record: object) => In
     if (u === undefined) throw new DecodeError('missing-user', `no user at ${userText}`);
     const i = idAt(record, item);
     if (i === undefined) throw new DecodeError('missing-item', `no item at ${itemText}`);
-    const out: Record<string, string> = {};
-    for (const [name, path, text] of fields) {
-      const v = at(record, path);
-      if (v === undefined || v === null) continue;
-      const s = idAt(record, path);
-      if (s === undefined)
-        throw new DecodeError(
-          'mapping',
-          `field ${name} at ${text} is ${JSON.stringify(v)}, not a string or number`,
-        );
-      out[name] = s;
-    }
     return {
       user: u,
       item: i,
       label: label(record),
       timestamp: timestamp === null ? now() : timestamp(record, now),
-      fields: out,
+      fields: readFields(record, fields),
     };
   };
   return extract;
+}
+
+/** A checked items mapping as the function that reads a catalog item out of a decoded record. */
+function compileItemExtraction(mapping: unknown): (record: object) => CatalogItem {
+  if (mapping === null || typeof mapping !== 'object' || Array.isArray(mapping))
+    throw new MappingError('mapping', 'expected an object with item, and fields or active');
+  const m = mapping as Record<string, unknown>;
+  checkKeys(m, ['item', 'fields', 'active']);
+  const item = parsePath('mapping.item', m.item);
+  const fields = parseFields(m.fields, ['item']);
+  const itemText = String(m.item);
+  let active: (record: object) => boolean = () => true;
+  if (typeof m.active === 'boolean') {
+    const constant = m.active;
+    active = () => constant;
+  } else if (m.active !== undefined) {
+    if (typeof m.active !== 'string')
+      throw new MappingError('mapping.active', 'expected a PATH to a boolean, or true or false');
+    const path = parsePath('mapping.active', m.active);
+    const text = m.active;
+    active = (record) => {
+      const value = at(record, path);
+      // Absent, as the items topic's `active = true` default.
+      if (value === undefined || value === null) return true;
+      if (typeof value !== 'boolean')
+        throw new DecodeError('mapping', `active at ${text} is ${JSON.stringify(value)}, not a boolean`);
+      return value;
+    };
+  }
+  return (record) => {
+    const i = idAt(record, item);
+    if (i === undefined) throw new DecodeError('missing-item', `no item at ${itemText}`);
+    return { item: i, fields: readFields(record, fields), active: active(record) };
+  };
+}
+
+/** Decodes one value of an `items` subscription into a catalog item, or throws DecodeError. */
+export type ItemDecoder = (value: Buffer | null, key: Buffer | null) => CatalogItem;
+
+/**
+ * A decoder for a checked `items` subscription, reading its values with `read` (by default JSON
+ * or Avro of its inline schema; a RegistryReader's for one by subject). A null value (a
+ * tombstone) deactivates the item its key names, as on the service's items topic.
+ */
+export function compileItemSubscription(
+  subscription: Subscription,
+  read: ReadRecord = inlineReader(subscription),
+): ItemDecoder {
+  const extract = compileItemExtraction(subscription.mapping);
+  return (value, key) => {
+    if (value === null) {
+      if (key === null || key.length === 0)
+        throw new DecodeError('missing-item', 'a null value (tombstone) needs the item as its key');
+      return { item: key.toString(), fields: {}, active: false };
+    }
+    return extract(read(value));
+  };
 }
 
 /** The schema of an `avro` subscription, checked: a record schema avsc accepts. */
@@ -316,20 +413,29 @@ function avroType(schema: unknown): Type {
 }
 
 /**
- * A decoder for a checked subscription: JSON values, or Avro values of its schema, through its
- * mapping (the paths walk the decoded record the same way).
+ * A decoder for a checked `events` subscription: JSON values, or Avro values of its schema,
+ * through its mapping (the paths walk the decoded record the same way); `read` reads the values
+ * of one by subject (a RegistryReader's).
  */
-export function compileSubscription(subscription: Subscription, now: Clock = Date.now): JsonDecoder {
-  if (subscription.format === 'json') return compileMapping(subscription.mapping, now);
-  if (subscription.subject !== undefined)
-    throw new MappingError('subject', 'a subscription by subject is read through a RegistryDecoder');
-  const type = avroType(subscription.schema);
+export function compileSubscription(
+  subscription: Subscription,
+  now: Clock = Date.now,
+  read: ReadRecord = inlineReader(subscription),
+): JsonDecoder {
   const extract = compileExtraction(subscription.mapping, now);
+  return (value) => extract(read(present(value)));
+}
+
+/** How a subscription without a subject reads its values: JSON, or Avro of its inline schema. */
+function inlineReader(subscription: Subscription): ReadRecord {
+  if (subscription.format === 'json') return jsonRecord;
+  if (subscription.subject !== undefined)
+    throw new MappingError('subject', 'a subscription by subject is read through a RegistryReader');
+  const type = avroType(subscription.schema);
   const skip = subscription.wire === 'confluent' ? 5 : 0;
   return (value) => {
-    if (value === null) throw new DecodeError('undecodable', 'the message has no value');
     if (skip > 0) schemaId(value);
-    return extract(avroRecord(type, skip > 0 ? value.subarray(skip) : value, "the subscription's schema"));
+    return avroRecord(type, skip > 0 ? value.subarray(skip) : value, "the subscription's schema");
   };
 }
 
@@ -352,9 +458,13 @@ function avroRecord(type: Type, body: Buffer, what: string, resolver?: Resolver)
 /** Each path of a checked mapping, with where it is (`mapping.fields.device`). */
 function mappingPaths(m: Record<string, unknown>): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  for (const key of ['user', 'item'] as const) out.push([`mapping.${key}`, String(m[key])]);
-  const label = String(m.label).trim();
-  if (label !== '1' && label !== '0') out.push(['mapping.label', RULE.exec(label)?.[1] ?? label]);
+  for (const key of ['user', 'item'] as const)
+    if (m[key] !== undefined) out.push([`mapping.${key}`, String(m[key])]);
+  if (m.label !== undefined) {
+    const label = String(m.label).trim();
+    if (label !== '1' && label !== '0') out.push(['mapping.label', RULE.exec(label)?.[1] ?? label]);
+  }
+  if (typeof m.active === 'string') out.push(['mapping.active', m.active]);
   const timestamp = m.timestamp as { path: string } | undefined;
   if (timestamp !== undefined) out.push(['mapping.timestamp.path', timestamp.path]);
   for (const [name, path] of Object.entries((m.fields ?? {}) as Record<string, string>))
@@ -387,7 +497,7 @@ function checkPaths(type: Type, mapping: Record<string, unknown>): void {
       throw new MappingError(where, `"${text.trim()}" is not in the schema ${type.name ?? ''}`.trimEnd());
 }
 
-/** What a RegistryDecoder needs of a schema registry. */
+/** What a RegistryReader needs of a schema registry. */
 export interface WriterSchemas {
   getSchema(id: number): Promise<Schema>;
 }
@@ -397,31 +507,31 @@ export interface WriterSchemas {
 type WriterRead = { type: Type; resolver?: Resolver } | string;
 
 /**
- * An `avro` subscription by subject: each value in the Confluent wire format is decoded by the
- * writer schema its id names (fetched once per id, before the batch: prefetch), and the mapping
- * walks that record. Without a reader schema the paths are the writer's field names, so a writer
+ * The values of an `avro` subscription by subject: each value in the Confluent wire format is
+ * decoded by the writer schema its id names (fetched once per id, before the batch: prefetch),
+ * and the mapping walks that record. Without a reader schema the paths are the writer's field names, so a writer
  * that adds or drops fields is read as it is (a path it lacks is missing, as in JSON); with one
  * (`schema`), every writer's values are resolved to it (added fields dropped, missing ones given
  * their defaults), and a writer that cannot be resolved to it sends its values to the DLQ as
  * `unknown-schema`.
  */
-export class RegistryDecoder {
-  readonly decode: JsonDecoder;
+export class RegistryReader {
   readonly #registry: WriterSchemas;
   readonly #reader: Type | null;
   readonly #reads = new Map<number, WriterRead>();
 
-  constructor(subscription: Subscription, registry: WriterSchemas, now: Clock = Date.now) {
+  constructor(subscription: Subscription, registry: WriterSchemas) {
     this.#registry = registry;
     this.#reader = subscription.schema === undefined ? null : avroType(subscription.schema);
-    const extract = compileExtraction(subscription.mapping, now);
-    this.decode = (value) => {
-      const id = schemaId(value);
-      const read = this.#reads.get(id) ?? `schema id ${id} is not in the schema registry`;
-      if (typeof read === 'string') throw new DecodeError('unknown-schema', read);
-      return extract(avroRecord(read.type, (value as Buffer).subarray(5), `schema ${id}`, read.resolver));
-    };
   }
+
+  /** The record of one value, by the schema its id names (prefetched). */
+  readonly read: ReadRecord = (value) => {
+    const id = schemaId(value);
+    const read = this.#reads.get(id) ?? `schema id ${id} is not in the schema registry`;
+    if (typeof read === 'string') throw new DecodeError('unknown-schema', read);
+    return avroRecord(read.type, value.subarray(5), `schema ${id}`, read.resolver);
+  };
 
   #readOf(id: number, writer: Type): WriterRead {
     const reader = this.#reader;
@@ -474,7 +584,7 @@ export function checkSubscription(value: unknown): Subscription {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
     throw new MappingError('subscription', 'expected { name, topic, format, mapping }');
   const s = value as Record<string, unknown>;
-  const keys = ['name', 'topic', 'format', 'mapping', 'schema', 'subject', 'wire'];
+  const keys = ['name', 'topic', 'kind', 'format', 'mapping', 'schema', 'subject', 'wire'];
   for (const key of Object.keys(s))
     if (!keys.includes(key)) throw new MappingError(key, `unknown key (${keys.join(', ')})`);
   if (typeof s.name !== 'string' || !SUBSCRIPTION_NAME.test(s.name))
@@ -484,6 +594,11 @@ export function checkSubscription(value: unknown): Subscription {
     );
   if (typeof s.topic !== 'string' || !TOPIC_NAME.test(s.topic) || s.topic === '.' || s.topic === '..')
     throw new MappingError('topic', `${JSON.stringify(s.topic)} is not a Kafka topic name`);
+  if (s.kind !== undefined && !(SUBSCRIPTION_KINDS as readonly unknown[]).includes(s.kind))
+    throw new MappingError(
+      'kind',
+      `unknown kind ${JSON.stringify(s.kind)} (expected one of: ${SUBSCRIPTION_KINDS.join(', ')})`,
+    );
   if (!(SUBSCRIPTION_FORMATS as readonly unknown[]).includes(s.format))
     throw new MappingError(
       'format',
@@ -506,7 +621,8 @@ export function checkSubscription(value: unknown): Subscription {
       s.schema !== undefined ? 'schema' : s.subject !== undefined ? 'subject' : 'wire',
       'only format avro takes a schema, a subject and a wire',
     );
-  compileMapping(s.mapping);
+  if (s.kind === 'items') compileItemExtraction(s.mapping);
+  else compileExtraction(s.mapping, Date.now);
   // The paths must be in the schema the records are read as (a typo would send all to the DLQ).
   if (s.schema !== undefined) checkPaths(avroType(s.schema), s.mapping as Record<string, unknown>);
   return value as Subscription;

@@ -8,12 +8,13 @@ import avro from 'avsc';
 import t from 'tap';
 import {
   checkSubscription,
+  compileItemSubscription,
   compileMapping,
   compileSubscription,
   DecodeError,
   MappingError,
   MemorySchemaRegistry,
-  RegistryDecoder,
+  RegistryReader,
   type Subscription,
 } from '../../src/stream/index.js';
 
@@ -298,8 +299,9 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
   const old = framed(id1, v1, { user: { id: 1 }, item: 'p1', rating: 5 });
   const now = framed(id2, CLICK, { user: { id: 2 }, item: 'p2', rating: 1, device: 'ios' });
   const unknown = framed(99, CLICK, { user: { id: 3 }, item: 'p3', rating: 5, device: null });
-  const decoder = new RegistryDecoder(sub, registry, clock);
-  await decoder.prefetch([old, now, unknown, Buffer.from('x'), null]);
+  const reader = new RegistryReader(sub, registry);
+  const decoder = { decode: compileSubscription(sub, clock, reader.read) };
+  await reader.prefetch([old, now, unknown, Buffer.from('x'), null]);
   t.same(
     decoder.decode(old),
     { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: {} },
@@ -313,11 +315,7 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
   );
   t.equal((thrown(() => decoder.decode(Buffer.from('x'))) as DecodeError).reason, 'undecodable');
   // The registry unreachable: the batch is read again, not sent to the DLQ.
-  const down = new RegistryDecoder(
-    sub,
-    { getSchema: () => Promise.reject(new Error('fetch failed')) },
-    clock,
-  );
+  const down = new RegistryReader(sub, { getSchema: () => Promise.reject(new Error('fetch failed')) });
   await t.rejects(down.prefetch([now]), /fetch failed/);
 
   for (const [value, message] of [
@@ -359,8 +357,9 @@ t.test('avro by subject with a reader schema: every writer resolved to it', asyn
   };
   const good = framed(id1, CLICK, { user: { id: 1 }, item: 'p1', rating: 5, device: 'ios' });
   const bad = framed(id2, incompatible, { user: 'u', item: 'p2', rating: 5, device: null });
-  const decoder = new RegistryDecoder(sub, registry, clock);
-  await decoder.prefetch([good, bad]);
+  const registryReader = new RegistryReader(sub, registry);
+  const decoder = { decode: compileSubscription(sub, clock, registryReader.read) };
+  await registryReader.prefetch([good, bad]);
   t.same(
     decoder.decode(good),
     { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: { channel: 'web' } },
@@ -374,4 +373,69 @@ t.test('avro by subject with a reader schema: every writer resolved to it', asyn
     /^mapping\.fields\.device: "device" is not in the schema shop\.Click/,
     'the paths are checked against the reader schema, not the writers',
   );
+});
+
+t.test('items subscriptions: catalog records, tombstones deactivate, checked like events', async (t) => {
+  const sub: Subscription = {
+    name: 'catalog',
+    topic: 'shop.items',
+    kind: 'items',
+    format: 'json',
+    mapping: { item: 'sku', fields: { brand: 'meta.brand' }, active: 'live' },
+  };
+  t.same(checkSubscription(sub), sub);
+  const decode = compileItemSubscription(sub);
+  const key = Buffer.from('s1');
+  t.same(decode(json({ sku: 's1', meta: { brand: 'acme' } }), key), {
+    item: 's1',
+    fields: { brand: 'acme' },
+    active: true,
+  });
+  t.same(decode(json({ sku: 7, live: false }), key), { item: '7', fields: {}, active: false });
+  t.same(decode(null, key), { item: 's1', fields: {}, active: false }, 'a tombstone deactivates its key');
+  const reason = (value: Buffer | null, k: Buffer | null = key) =>
+    (thrown(() => decode(value, k)) as DecodeError).reason;
+  t.equal(reason(null, null), 'missing-item', 'a tombstone without a key');
+  t.equal(reason(json({ meta: {} })), 'missing-item');
+  t.equal(reason(json({ sku: 's1', live: 'yes' })), 'mapping', 'active not a boolean');
+  t.equal(reason(json({ sku: 's1', meta: { brand: {} } })), 'mapping', 'a field that is an object');
+  t.equal(reason(Buffer.from('{')), 'undecodable');
+  const off = compileItemSubscription({ ...sub, mapping: { item: 'sku', active: false } });
+  t.same(off(json({ sku: 's2' }), null), { item: 's2', fields: {}, active: false }, 'a constant');
+
+  // Avro of an inline schema, the paths checked against it.
+  const ITEM = {
+    type: 'record',
+    name: 'Product',
+    fields: [
+      { name: 'sku', type: 'string' },
+      { name: 'meta', type: { type: 'map', values: 'string' } },
+      { name: 'live', type: ['null', 'boolean'], default: null },
+    ],
+  };
+  const avroSub = { ...sub, format: 'avro', schema: ITEM } as Subscription;
+  t.same(checkSubscription(avroSub), avroSub, 'a map takes any key');
+  const type = avro.Type.forSchema(ITEM as avro.Schema);
+  t.same(
+    compileItemSubscription(avroSub)(type.toBuffer({ sku: 'a', meta: { brand: 'b' }, live: null }), null),
+    {
+      item: 'a',
+      fields: { brand: 'b' },
+      active: true,
+    },
+  );
+
+  for (const [value, message] of [
+    [{ ...sub, kind: 'things' }, /^kind: unknown kind "things" \(expected one of: events, items\)/],
+    [{ ...sub, mapping: { fields: {} } }, /^mapping\.item: a path is required/],
+    [{ ...sub, mapping: { item: 'sku', user: 'u' } }, /^mapping\.user: unknown key \(item, fields, active\)/],
+    [{ ...sub, mapping: { item: 'sku', active: 1 } }, /^mapping\.active: expected a PATH to a boolean/],
+    [{ ...sub, mapping: { item: 'sku', fields: { item: 'x' } } }, /^mapping\.fields\.item: a field name/],
+    [
+      { ...avroSub, mapping: { item: 'sku', active: 'enabled' } },
+      /^mapping\.active: "enabled" is not in the schema Product/,
+    ],
+    [{ ...sub, kind: 'events' }, /^mapping\.active: unknown key \(user, item, label/],
+  ] as const)
+    t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
 });
