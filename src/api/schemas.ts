@@ -266,7 +266,8 @@ const itemMapping = {
       additionalProperties: { type: 'string' },
     },
     active: {
-      type: ['string', 'boolean'],
+      // anyOf, not a type list: ajv's strict mode warns about union types.
+      anyOf: [{ type: 'string' }, { type: 'boolean' }],
       description:
         'PATH of a boolean (absent or null in a record: true), or the constant true or false; default true. A null value (tombstone) deactivates the item its key names',
     },

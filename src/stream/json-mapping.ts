@@ -344,7 +344,8 @@ function compileItemExtraction(mapping: unknown): (record: object) => CatalogIte
   const m = mapping as Record<string, unknown>;
   checkKeys(m, ['item', 'fields', 'active']);
   const item = parsePath('mapping.item', m.item);
-  const fields = parseFields(m.fields, ['item']);
+  // Not `user` either: a catalog field's tokens join the item's events, beside the user's.
+  const fields = parseFields(m.fields, ['user', 'item']);
   const itemText = String(m.item);
   let active: (record: object) => boolean = () => true;
   if (typeof m.active === 'boolean') {

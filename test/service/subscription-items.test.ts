@@ -53,6 +53,11 @@ t.test('an items subscription feeds the catalog, deactivates, survives a restart
       { ...subscription, mapping: { item: 'sku', active: 'a..b' } },
       /^mapping\.active: "a\.\.b"/,
     ],
+    [
+      'an active of another type',
+      { ...subscription, mapping: { item: 'sku', active: 1 } },
+      /^body\/mapping\/active must be string/,
+    ],
   ] as const) {
     const res = await post(body);
     t.equal(res.status, 400, `${what}: 400`);
