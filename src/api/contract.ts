@@ -138,7 +138,8 @@ export interface SubscriptionCounters {
   consumed: number;
   trained: number;
   dlq: Readonly<Record<string, number>>;
-  /** Messages behind the end of each of its partitions at the last fetch. */
+  /** Messages behind the end of each of its partitions: from the last fetch, or read from the broker
+   *  for a partition no fetch reported lately (idle, or never fetched). */
   lag: Readonly<Record<string, number>>;
 }
 

@@ -220,7 +220,7 @@ export const readySchema = {
   response: { 200: readiness, 503: readiness },
 } as const;
 
-/** A JSON subscription's mapping (src/stream/json-mapping.ts): paths are dotted keys into a record. */
+/** An events subscription's mapping (src/stream/json-mapping.ts): paths are dotted keys into a record. */
 const mapping = {
   type: 'object',
   required: ['user', 'item', 'label'],
@@ -252,34 +252,85 @@ const mapping = {
   },
 } as const;
 
+/** An items subscription's mapping: a catalog record's item, fields and active flag. */
+const itemMapping = {
+  type: 'object',
+  required: ['item'],
+  additionalProperties: false,
+  properties: {
+    item: { type: 'string', description: 'PATH of the item id' },
+    fields: {
+      type: 'object',
+      maxProperties: LIMITS.maxFields,
+      description: 'Catalog fields: field name -> PATH (each becomes a `name=value` token of the item)',
+      additionalProperties: { type: 'string' },
+    },
+    active: {
+      // anyOf, not a type list: ajv's strict mode warns about union types.
+      anyOf: [{ type: 'string' }, { type: 'boolean' }],
+      description:
+        'PATH of a boolean (absent or null in a record: true), or the constant true or false; default true. A null value (tombstone) deactivates the item its key names',
+    },
+  },
+} as const;
+
+const subscriptionProperties = {
+  name: { type: 'string', description: 'Letters, digits, `_`, `-`, `.`; at most 64' },
+  topic: {
+    type: 'string',
+    description: 'Kafka topic of the records (created when missing; compacted for kind `items`)',
+  },
+  kind: {
+    type: 'string',
+    enum: ['events', 'items'],
+    description:
+      '`events` (the default): interactions to learn. `items`: catalog records (item, fields, active), read whole at every start as the items topic is',
+  },
+  format: {
+    type: 'string',
+    description: '`json` (each value a JSON object) or `avro` (each value an Avro record of `schema`)',
+  },
+  mapping: {
+    type: 'object',
+    additionalProperties: true,
+    description:
+      'kind `events`: {user, item, label, timestamp?, fields?}; kind `items`: {item, fields?, active?}',
+  },
+  schema: {
+    type: 'object',
+    additionalProperties: true,
+    description:
+      'format `avro`: the record schema the mapping reads, inline (Avro JSON); the paths must be in it. Without `subject` the values are written in it; with `subject` it is the reader schema every writer is resolved to (Avro schema resolution; a writer that cannot be: DLQ `unknown-schema`)',
+  },
+  subject: {
+    type: 'string',
+    description:
+      "format `avro`: a subject of the service's schema registry; values in the Confluent wire format, each decoded by the writer schema its id names (and resolved to `schema` when given)",
+  },
+  wire: {
+    type: 'string',
+    description:
+      'format `avro`: `raw` (plain Avro binary, the default) or `confluent` (magic byte and schema id first; the id is not looked up)',
+  },
+} as const;
+
+/** A subscription as answered (its mapping as given). */
 const subscription = {
   type: 'object',
   required: ['name', 'topic', 'format', 'mapping'],
+  properties: subscriptionProperties,
+} as const;
+
+/** A subscription as posted: its mapping checked by its kind. */
+const subscriptionBody = {
+  ...subscription,
   additionalProperties: false,
-  properties: {
-    name: { type: 'string', description: 'Letters, digits, `_`, `-`, `.`; at most 64' },
-    topic: { type: 'string', description: 'Kafka topic of the records (created when missing)' },
-    format: {
-      type: 'string',
-      description: '`json` (each value a JSON object) or `avro` (each value an Avro record of `schema`)',
-    },
-    mapping,
-    schema: {
-      type: 'object',
-      additionalProperties: true,
-      description: "format `avro`: the writer's record schema, inline (Avro JSON)",
-    },
-    subject: {
-      type: 'string',
-      description:
-        "format `avro`, instead of `schema`: a subject of the service's schema registry; values in the Confluent wire format, each decoded by the writer schema its id names",
-    },
-    wire: {
-      type: 'string',
-      description:
-        'format `avro`: `raw` (plain Avro binary, the default) or `confluent` (magic byte and schema id first; the id is not looked up)',
-    },
-  },
+  // Checked before if / then / else (ajv's order), so an unknown kind is named as such.
+  allOf: [{ properties: { kind: subscriptionProperties.kind } }],
+  if: { properties: { kind: { const: 'items' } }, required: ['kind'] },
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if / then / else, never awaited
+  then: { properties: { mapping: itemMapping } },
+  else: { properties: { mapping } },
 } as const;
 
 export const subscriptionListSchema = {
@@ -293,12 +344,12 @@ export const subscriptionListSchema = {
 export const subscribeSchema = {
   summary:
     "Read a topic of JSON or Avro records, mapped to interactions; its misfits go to `<topic>.dlq`. Durable (in the snapshot) once answered; the topic's history is learned",
-  body: subscription,
+  body: subscriptionBody,
   response: {
     201: {
       type: 'object',
       properties: {
-        ...subscription.properties,
+        ...subscriptionProperties,
         created: { type: 'boolean', description: 'true when the topic did not exist and was created' },
       },
     },

@@ -239,12 +239,13 @@ export async function startService(
   const initial = new Map(restoredSubscriptions(extra, log).map((s) => [s.name, s]));
   if (config.subscriptions !== '')
     for (const s of await fileSubscriptions(config.subscriptions)) initial.set(s.name, s);
-  for (const s of initial.values()) await ensureTopic(connection, s.topic, config.partitions);
+  for (const s of initial.values())
+    await ensureTopic(connection, s.topic, config.partitions, 1, s.kind === 'items');
   const subscriptions: Subscriptions = new Subscriptions(
     {
       reserved: [config.interactionsTopic, config.itemsTopic, config.paramsTopic],
       trainer,
-      ensureTopic: (topic) => ensureTopic(connection, topic, config.partitions),
+      ensureTopic: (topic, compacted) => ensureTopic(connection, topic, config.partitions, 1, compacted),
       apply: (sources): Promise<void> => consumer.setSources(sources),
       persist: (): Promise<string> => snapshot(),
       registry: registry ?? null,

@@ -147,7 +147,7 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: 'pme_subscription_lag',
-      help: "Messages behind the end of each partition of a subscription's topic at the last fetch",
+      help: "Messages behind the end of each partition of a subscription's topic: at the last fetch, or read from the broker when no fetch reported it lately",
       labelNames: ['subscription', 'partition'],
       registers,
       collect() {
@@ -168,7 +168,7 @@ export class ServiceMetrics {
     });
     new Gauge({
       name: 'pme_consumer_lag',
-      help: 'Messages behind the end of each partition at the last fetch',
+      help: 'Messages behind the end of each partition: at the last fetch, or read from the broker when no fetch reported it lately',
       labelNames: ['partition'],
       registers,
       collect() {

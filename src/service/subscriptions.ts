@@ -1,6 +1,7 @@
 /**
- * The service's subscriptions: users' own topics of JSON records, each read through its mapping
- * (src/stream/json-mapping.ts) besides the interactions topic. Added and removed at runtime
+ * The service's subscriptions: users' own topics of JSON or Avro records, each read through its
+ * mapping (src/stream/json-mapping.ts) besides the interactions topic (kind `events`) or, for
+ * the catalog, besides the items topic (kind `items`). Added and removed at runtime
  * (`/v1/subscriptions`), kept in the snapshot (its `subscriptions.json` section) so they survive
  * a restart, and added at start from `--subscriptions FILE`.
  *
@@ -13,13 +14,14 @@ import type { Trainer } from '../engine/index.js';
 import { PmeError } from '../errors.js';
 import {
   checkSubscription,
+  compileItemSubscription,
   compileSubscription,
   DecodeError,
   MappingError,
-  RegistryDecoder,
+  RegistryReader,
   type SchemaRegistryClient,
+  type Source,
   type Subscription,
-  type TopicSource,
 } from '../stream/index.js';
 
 /** The snapshot section holding the list (JSON). */
@@ -29,10 +31,10 @@ export interface SubscriptionHost {
   /** Topics no subscription may read: the service's own (interactions, items, parameters). */
   reserved: readonly string[];
   trainer: Trainer;
-  /** Creates the topic (and its DLQ) when missing; true when it was created. */
-  ensureTopic(topic: string): Promise<boolean>;
+  /** Creates the topic (compacted: an items topic) and its DLQ when missing; true when it was created. */
+  ensureTopic(topic: string, compacted: boolean): Promise<boolean>;
   /** Makes the consumer read exactly these sources (StreamConsumer.setSources). */
-  apply(sources: TopicSource[]): Promise<void>;
+  apply(sources: Source[]): Promise<void>;
   /** Takes a snapshot, so that the list as changed is durable before the change is answered. */
   persist(): Promise<unknown>;
   /** The service's schema registry (`--schema-registry`), for subscriptions by subject. */
@@ -113,18 +115,34 @@ export class Subscriptions {
   }
 
   /** What the consumer reads for the list: each topic decoded by its mapping, then admitted. */
-  sources(): TopicSource[] {
+  sources(): Source[] {
     const trainer = this.#host.trainer;
-    return this.list().map((s) => {
-      const bySubject = this.#bySubject(s);
-      const decode = bySubject?.decode ?? compileSubscription(s);
-      return {
+    return this.list().map((s): Source => {
+      const reader = this.#bySubject(s);
+      const common = {
         name: s.name,
         topic: s.topic,
-        ...(bySubject === null ? {} : { prefetch: (values) => bySubject.prefetch(values) }),
+        ...(reader === null ? {} : { prefetch: (values: Array<Buffer | null>) => reader.prefetch(values) }),
+      };
+      // The trainer's limits at the door, as for the service's own topics (admission.ts).
+      if (s.kind === 'items') {
+        const decode = compileItemSubscription(s, reader?.read);
+        return {
+          ...common,
+          kind: 'items',
+          decode: (value, _headers, key) => {
+            const item = decode(value, key);
+            const rejection = trainer.admitItem(item);
+            if (rejection !== null) throw new DecodeError(rejection.reason, rejection.detail);
+            return item;
+          },
+        };
+      }
+      const decode = compileSubscription(s, Date.now, reader?.read);
+      return {
+        ...common,
         decode: (value) => {
           const event = decode(value);
-          // The trainer's limits at the door, as for the interactions topic (admission.ts).
           const rejection = trainer.admit(event);
           if (rejection !== null) throw new DecodeError(rejection.reason, rejection.detail);
           return event;
@@ -133,20 +151,20 @@ export class Subscriptions {
     });
   }
 
-  /** The decoder of a subscription by subject (kept across swaps: it caches writer schemas). */
-  readonly #decoders = new Map<string, RegistryDecoder>();
+  /** The reader of a subscription by subject (kept across swaps: it caches writer schemas). */
+  readonly #readers = new Map<string, RegistryReader>();
 
-  #bySubject(s: Subscription): RegistryDecoder | null {
+  #bySubject(s: Subscription): RegistryReader | null {
     if (s.subject === undefined) return null;
     const registry = this.#host.registry;
     if (registry === null)
       throw new PmeError('PME_ERR_BAD_REQUEST', 'subject: a subscription by subject needs --schema-registry');
-    let decoder = this.#decoders.get(s.name);
-    if (decoder === undefined) {
-      decoder = new RegistryDecoder(s, registry);
-      this.#decoders.set(s.name, decoder);
+    let reader = this.#readers.get(s.name);
+    if (reader === undefined) {
+      reader = new RegistryReader(s, registry);
+      this.#readers.set(s.name, reader);
     }
-    return decoder;
+    return reader;
   }
 
   /** The snapshot section. */
@@ -195,7 +213,7 @@ export class Subscriptions {
       if (this.#list.has(s.name)) throw new PmeError('PME_ERR_SUBSCRIPTION_EXISTS', s.name, s.name);
       this.#checkTopic(s, s.name);
       if (s.subject !== undefined) await this.#checkSubject(s.subject);
-      const created = await this.#host.ensureTopic(s.topic);
+      const created = await this.#host.ensureTopic(s.topic, s.kind === 'items');
       this.#list.set(s.name, s);
       await this.#host.apply(this.sources());
       await this.#host.persist();
@@ -211,6 +229,8 @@ export class Subscriptions {
   remove(name: string): Promise<void> {
     return this.#serial(async () => {
       if (!this.#list.delete(name)) throw new PmeError('PME_ERR_NOT_FOUND', `subscription ${name}`);
+      // One added again under this name may have another mapping or reader schema.
+      this.#readers.delete(name);
       await this.#host.apply(this.sources());
       await this.#host.persist();
     });

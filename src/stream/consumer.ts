@@ -1,9 +1,9 @@
 /**
- * The trainer's consumer group on the interactions topic, plus a catalog reader on the items
- * topic. Offsets are never auto-committed: the service commits only offsets that a durable
- * snapshot already holds (see `commit`), and after a restart messages below the snapshot's
- * offsets are skipped, so a crash at any point loses no event and applies none twice to the
- * state it restarts from.
+ * The trainer's consumer group on the interactions topic (and event subscriptions' topics), plus
+ * a catalog reader on the items topic and one on each items subscription's topic. Offsets are
+ * never auto-committed: the service commits only offsets that a durable snapshot already holds
+ * (see `commit`), and after a restart messages below the snapshot's offsets are skipped, so a
+ * crash at any point loses no event and applies none twice to the state it restarts from.
  *
  * Mini-batches are aligned to offsets: a partition's events reach the trainer in chunks that end
  * after an offset that is a multiple of `batchEvents` (or where the partition is caught up), and a
@@ -19,7 +19,15 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import { type IHeaders, type Kafka, type KafkaMessage, logLevel, Partitioners } from 'kafkajs';
+import {
+  type Batch,
+  type Consumer,
+  type IHeaders,
+  type Kafka,
+  type KafkaMessage,
+  logLevel,
+  Partitioners,
+} from 'kafkajs';
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { PmeError } from '../errors.js';
 import { GroupFence, trainerClientId } from './fence.js';
@@ -65,6 +73,7 @@ export interface EventCodec {
  * the same group, with its own decoder; its misfits go to `<topic>.dlq` like the others'.
  */
 export interface TopicSource {
+  kind?: 'events';
   /** The subscription's name: the `subscription` label of its counters. */
   name: string;
   topic: string;
@@ -73,7 +82,25 @@ export interface TopicSource {
   prefetch?(values: Array<Buffer | null>): Promise<void>;
 }
 
-/** Counters of one subscription (a TopicSource). */
+/**
+ * A topic of catalog records read besides the items topic (an `items` subscription). Like the
+ * items topic, it is read whole from its beginning at every start, by a consumer of its own (a
+ * group of this process alone, no offsets kept: applying an item again changes nothing), and its
+ * records go to onItems; its misfits go to `<topic>.dlq`.
+ */
+export interface ItemSource {
+  kind: 'items';
+  name: string;
+  topic: string;
+  decode(value: Buffer | null, headers: IHeaders | undefined, key: Buffer | null): CatalogItem;
+  prefetch?(values: Array<Buffer | null>): Promise<void>;
+}
+
+/** What setSources takes: the subscriptions of both kinds. */
+export type Source = TopicSource | ItemSource;
+
+/** Counters of one subscription (a TopicSource, or an ItemSource: `trained` counts the items
+ *  applied to the catalog, and its messages are not in the interactions totals). */
 export interface SourceStats {
   topic: string;
   /** Messages read from its topic (not counting those skipped). */
@@ -82,7 +109,8 @@ export interface SourceStats {
   trained: number;
   /** Its messages sent to `<topic>.dlq`, per reason. */
   dlq: Record<string, number>;
-  /** Messages behind the end of each of its partitions at the last fetch, by partition number. */
+  /** Messages behind the end of each of its owned partitions, by partition number, as for the
+   *  interactions topic (ConsumerStats.lag): from the last fetch, else from the broker. */
   lag: Record<string, number>;
 }
 
@@ -95,8 +123,9 @@ export interface ConsumerOptions extends KafkaConnection {
   interactionsTopic: string;
   itemsTopic: string;
   codec: EventCodec;
-  /** Topics read besides the interactions topic, each with its decoder (setSources changes them). */
-  sources?: readonly TopicSource[];
+  /** Topics read besides the interactions and items topics, each with its decoder (setSources
+   *  changes them). */
+  sources?: readonly Source[];
   /** Offsets already applied to the restored state: messages below them are skipped. */
   appliedOffsets?: OffsetMap;
   /**
@@ -229,6 +258,10 @@ export class StreamConsumer {
   };
   /** Subscriptions' topics -> their source (setSources). */
   #sources = new Map<string, TopicSource>();
+  /** Items subscriptions' topics -> their source and reader (null until started). */
+  readonly #itemReaders = new Map<string, { source: ItemSource; consumer: Consumer | null }>();
+  /** Next offset each partition of an items subscription's topic is read from. */
+  readonly #itemNext = new Map<string, bigint>();
   /** The topic set change in progress (setSources), which the next change and a stop wait for. */
   #swap: Promise<void> = Promise.resolve();
   /** stopFetching was called: a topic change no longer starts the group consumer again. */
@@ -320,8 +353,12 @@ export class StreamConsumer {
     });
   }
 
-  #addSource(source: TopicSource): void {
-    this.#sources.set(source.topic, source);
+  #addSource(source: Source): void {
+    if (source.kind === 'items') {
+      const reader = this.#itemReaders.get(source.topic);
+      if (reader === undefined) this.#itemReaders.set(source.topic, { source, consumer: null });
+      else reader.source = source;
+    } else this.#sources.set(source.topic, source);
     this.stats.subscriptions[source.name] ??= {
       topic: source.topic,
       consumed: 0,
@@ -345,14 +382,16 @@ export class StreamConsumer {
    * subscription's offsets stay (harmless; they are skipped from if it comes back). Changes run
    * one at a time, in the order asked.
    */
-  setSources(sources: readonly TopicSource[]): Promise<void> {
+  setSources(sources: readonly Source[]): Promise<void> {
     const next = this.#swap.then(async () => {
+      await this.#setItemSources(sources.filter((s): s is ItemSource => s.kind === 'items'));
+      const events = sources.filter((s): s is TopicSource => s.kind !== 'items');
       const same =
-        sources.length === this.#sources.size &&
-        sources.every((s) => this.#sources.get(s.topic)?.name === s.name);
+        events.length === this.#sources.size &&
+        events.every((s) => this.#sources.get(s.topic)?.name === s.name);
       const apply = (): void => {
         this.#sources = new Map();
-        for (const source of sources) this.#addSource(source);
+        for (const source of events) this.#addSource(source);
         for (const name of Object.keys(this.stats.subscriptions))
           if (!sources.some((s) => s.name === name)) delete this.stats.subscriptions[name];
       };
@@ -376,6 +415,95 @@ export class StreamConsumer {
     });
     this.#swap = next.catch(() => undefined);
     return next;
+  }
+
+  /** Starts the readers of items subscriptions added, stops those of the ones removed (their
+   *  items stay in the catalog); no group rejoins, the readers are not in the group. */
+  async #setItemSources(items: readonly ItemSource[]): Promise<void> {
+    for (const [topic, reader] of this.#itemReaders) {
+      if (items.some((s) => s.topic === topic && s.name === reader.source.name)) continue;
+      this.#itemReaders.delete(topic);
+      for (const key of [...this.#itemNext.keys()])
+        if (key.startsWith(`${topic}:`)) this.#itemNext.delete(key);
+      if (reader.consumer !== null) await this.#stopReader(reader.consumer);
+    }
+    for (const source of items) {
+      this.#addSource(source);
+      if (this.#live && !this.#stopped && !this.#closed && this.#failed === null)
+        await this.#startItemReader(source.topic);
+    }
+  }
+
+  /** Reads an items subscription's topic from its beginning, with a consumer of its own. */
+  async #startItemReader(topic: string): Promise<void> {
+    const reader = this.#itemReaders.get(topic);
+    if (reader === undefined || reader.consumer !== null) return;
+    const consumer = this.#kafka.consumer({
+      groupId: `${this.#options.groupId}-catalog-${reader.source.name}-${process.pid}-${Date.now()}`,
+      maxWaitTimeInMs: this.#options.maxWaitMs,
+    });
+    reader.consumer = consumer;
+    const current = (): boolean => this.#itemReaders.get(topic)?.consumer === consumer;
+    consumer.on(consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart && current()) this.#fail(payload.error);
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachBatch: async ({ batch }) => {
+        const source = this.#itemReaders.get(topic)?.source;
+        if (source === undefined || !current()) return;
+        const stats = this.stats.subscriptions[source.name];
+        await this.#catalogBatch(batch, source, current, stats);
+        const key = `${topic}:${batch.partition}`;
+        if (batch.messages.length > 0) this.#itemNext.set(key, BigInt(batch.lastOffset()) + 1n);
+        if (stats !== undefined && current())
+          stats.lag[String(batch.partition)] = Math.max(0, Number(batch.offsetLag()));
+        this.#fetchedAt.set(key, performance.now());
+      },
+    });
+  }
+
+  /** A reader's goodbye, bounded: its group is this process's alone and holds no offsets worth
+   *  waiting for (after a broker restart its disconnect waits for a join held ~10 s). */
+  async #stopReader(consumer: Consumer): Promise<void> {
+    await Promise.race([consumer.disconnect(), sleep(CATALOG_GOODBYE_MS, undefined, { ref: false })]);
+  }
+
+  /**
+   * One fetched batch of catalog records (the items topic's or an items subscription's): each
+   * decoded, a misfit sent to `<topic>.dlq`, the rest applied together under the state lock
+   * unless `current()` says the reader was stopped meanwhile.
+   */
+  async #catalogBatch(
+    batch: Batch,
+    decoder: Pick<ItemSource, 'decode' | 'prefetch'>,
+    current: () => boolean,
+    sourceStats?: SourceStats,
+  ): Promise<void> {
+    if (batch.messages.length === 0 || this.#failed !== null) return;
+    const o = this.#options;
+    const items: CatalogItem[] = [];
+    await decoder.prefetch?.(batch.messages.map((m) => m.value));
+    for (const message of batch.messages) {
+      if (sourceStats !== undefined) sourceStats.consumed++;
+      try {
+        items.push(decoder.decode(message.value, message.headers, message.key));
+      } catch (error) {
+        await this.#toDlq(batch.topic, batch.partition, message, error, sourceStats);
+      }
+    }
+    if (items.length === 0 || this.#failed !== null) return;
+    await o.withStateLock(async () => {
+      if (!current()) return;
+      try {
+        o.onItems(items);
+      } catch (error) {
+        this.#fail(error);
+        return;
+      }
+      if (sourceStats !== undefined) sourceStats.trained += items.length;
+    });
   }
 
   /**
@@ -411,27 +539,14 @@ export class StreamConsumer {
     await this.#lagAdmin.connect();
     await this.#catalog.connect();
     await this.#catalog.subscribe({ topics: [o.itemsTopic], fromBeginning: true });
+    const itemsTopic = {
+      decode: o.codec.decodeItem.bind(o.codec),
+      prefetch: o.codec.prefetch?.bind(o.codec),
+    };
     await this.#catalog.run({
-      eachBatch: async ({ batch }) => {
-        const items: CatalogItem[] = [];
-        await o.codec.prefetch?.(batch.messages.map((m) => m.value));
-        for (const message of batch.messages) {
-          try {
-            items.push(o.codec.decodeItem(message.value, message.headers, message.key));
-          } catch (error) {
-            await this.#toDlq(o.itemsTopic, batch.partition, message, error);
-          }
-        }
-        if (items.length === 0 || this.#failed !== null) return;
-        await o.withStateLock(async () => {
-          try {
-            o.onItems(items);
-          } catch (error) {
-            this.#fail(error);
-          }
-        });
-      },
+      eachBatch: async ({ batch }) => this.#catalogBatch(batch, itemsTopic, () => true),
     });
+    for (const topic of this.#itemReaders.keys()) await this.#startItemReader(topic);
 
     const fence = new GroupFence({
       admin: this.#admin,
@@ -490,8 +605,12 @@ export class StreamConsumer {
       this.#assigned = assigned;
       this.stats.partitions = assigned.size;
       // Lag of a partition another member owns now is that member's to report.
-      for (const partition of Object.keys(this.stats.lag))
-        if (!assigned.has(`${o.interactionsTopic}:${partition}`)) delete this.stats.lag[partition];
+      for (const topic of this.topics()) {
+        const lag = this.#lagOf(topic);
+        if (lag === undefined) continue;
+        for (const partition of Object.keys(lag))
+          if (!assigned.has(`${topic}:${partition}`)) delete lag[partition];
+      }
       this.#readLag();
     });
     await consumer.run({
@@ -624,33 +743,52 @@ export class StreamConsumer {
   }
 
   /**
-   * Lag of each owned partition that no fetch reported within `lagRefreshMs`: its end offset less
-   * the next offset this member reads (an unfinished mini-batch's end, else the later of the
-   * applied and the group's committed offset, else the start of the log). A failed read leaves
-   * the last figures; the next tick tries again.
+   * Lag of each partition that no fetch reported within `lagRefreshMs`, read from the broker: for
+   * a partition of a topic the group reads (the interactions topic and the event subscriptions')
+   * that this member owns, its end offset less the next offset this member reads (an unfinished
+   * mini-batch's end, else the later of the applied and the group's committed offset, else the
+   * start of the log); for an items subscription's topic, whose reader reads every partition, its
+   * end less where that reader is. A failed read leaves the last figures; the next tick tries
+   * again.
    */
   async #refreshLag(): Promise<void> {
     const o = this.#options;
-    const topic = o.interactionsTopic;
     const now = performance.now();
     const isStale = (key: string): boolean =>
-      this.#assigned.has(key) &&
       (this.#fetchedAt.get(key) ?? Number.NEGATIVE_INFINITY) < now - o.lagRefreshMs;
-    if (![...this.#assigned].some(isStale)) return;
-    const [ends, [committed]] = await Promise.all([
-      this.#lagAdmin.fetchTopicOffsets(topic),
-      this.#lagAdmin.fetchOffsets({ groupId: o.groupId, topics: [topic] }),
+    const stale = [...this.#assigned].filter(isStale);
+    const topics = this.topics().filter((topic) => stale.some((key) => key.startsWith(`${topic}:`)));
+    const itemTopics = [...this.#itemReaders.keys()];
+    if (topics.length + itemTopics.length === 0) return;
+    const [ends, committed] = await Promise.all([
+      Promise.all([...topics, ...itemTopics].map((topic) => this.#lagAdmin.fetchTopicOffsets(topic))),
+      topics.length === 0 ? [] : this.#lagAdmin.fetchOffsets({ groupId: o.groupId, topics }),
     ]);
-    const committedAt = new Map(committed.partitions.map((p) => [p.partition, BigInt(p.offset)]));
-    for (const { partition, high, low } of ends) {
-      const key = `${topic}:${partition}`;
-      if (!isStale(key)) continue;
-      let next = BigInt(low);
-      for (const at of [this.#applied.get(key), committedAt.get(partition)])
-        if (at !== undefined && at > next) next = at;
-      next = this.#pending.get(key)?.next ?? next;
-      this.stats.lag[String(partition)] = Math.max(0, Number(BigInt(high) - next));
-    }
+    const committedAt = new Map<string, bigint>();
+    for (const { topic, partitions } of committed)
+      for (const p of partitions) committedAt.set(`${topic}:${p.partition}`, BigInt(p.offset));
+    [...topics, ...itemTopics].forEach((topic, i) => {
+      // A subscription removed while the read was in flight has no counters to write to.
+      const lag = this.#lagOf(topic);
+      if (lag === undefined) return;
+      const grouped = i < topics.length;
+      for (const { partition, high, low } of ends[i]) {
+        const key = `${topic}:${partition}`;
+        if (!isStale(key) || (grouped && !this.#assigned.has(key))) continue;
+        let next = BigInt(low);
+        const at = grouped ? [this.#applied.get(key), committedAt.get(key)] : [this.#itemNext.get(key)];
+        for (const offset of at) if (offset !== undefined && offset > next) next = offset;
+        if (grouped) next = this.#pending.get(key)?.next ?? next;
+        lag[String(partition)] = Math.max(0, Number(BigInt(high) - next));
+      }
+    });
+  }
+
+  /** The lag figures of a topic: the interactions topic's, or its subscription's. */
+  #lagOf(topic: string): Record<string, number> | undefined {
+    if (topic === this.#options.interactionsTopic) return this.stats.lag;
+    const source = this.#sources.get(topic) ?? this.#itemReaders.get(topic)?.source;
+    return source === undefined ? undefined : this.stats.subscriptions[source.name]?.lag;
   }
 
   /**
@@ -754,12 +892,16 @@ export class StreamConsumer {
     this.#pauseAll();
   }
 
-  /** Pauses both consumers; one that crashed has nothing to pause (kafkajs throws: not initialized). */
+  /** Pauses every consumer; one that crashed has nothing to pause (kafkajs throws: not initialized). */
   #pauseAll(): void {
+    const readers: Array<readonly [Consumer, string[]]> = [];
+    for (const [topic, { consumer }] of this.#itemReaders)
+      if (consumer !== null) readers.push([consumer, [topic]]);
     for (const [consumer, topics] of [
-      [this.#consumer, this.topics()],
-      [this.#catalog, [this.#options.itemsTopic]],
-    ] as const) {
+      [this.#consumer, this.topics()] as const,
+      [this.#catalog, [this.#options.itemsTopic]] as const,
+      ...readers,
+    ]) {
       try {
         consumer.pause(topics.map((topic) => ({ topic })));
       } catch {}
@@ -775,9 +917,9 @@ export class StreamConsumer {
     await this.#swap;
     await Promise.all([
       this.#consumer.disconnect(),
-      // The catalog's group is this process's alone and holds no offsets worth a goodbye; after a
-      // broker restart its disconnect waits for a join the coordinator holds for ~10 s.
-      Promise.race([this.#catalog.disconnect(), sleep(CATALOG_GOODBYE_MS, undefined, { ref: false })]),
+      // The catalog readers' goodbyes are bounded (#stopReader).
+      this.#stopReader(this.#catalog),
+      ...[...this.#itemReaders.values()].map(({ consumer }) => consumer && this.#stopReader(consumer)),
       this.#producer.disconnect(),
       this.#admin.disconnect(),
       this.#lagAdmin.disconnect(),

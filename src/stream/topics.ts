@@ -141,21 +141,28 @@ async function checkExisting(admin: Admin, wanted: ITopicConfig[], report: Topic
 }
 
 /**
- * Creates `topic` (with `partitions`) and its `.dlq` (one partition) when missing; an existing
- * one is left as it is. Resolves true when `topic` itself was created.
+ * Creates `topic` (with `partitions`; `compacted`: cleanup.policy=compact, for a catalog) and its
+ * `.dlq` (one partition) when missing; an existing one is left as it is. Resolves true when
+ * `topic` itself was created.
  */
 export async function ensureTopic(
   connection: KafkaConnection | string | readonly string[],
   topic: string,
   partitions: number,
   replicationFactor = 1,
+  compacted = false,
 ): Promise<boolean> {
   const admin = kafkaClient(connection, { clientId: 'pme-topics', logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   try {
     const present = new Set(await admin.listTopics());
     const missing: ITopicConfig[] = [
-      { topic, numPartitions: partitions, replicationFactor },
+      {
+        topic,
+        numPartitions: partitions,
+        replicationFactor,
+        ...(compacted ? { configEntries: [{ name: 'cleanup.policy', value: 'compact' }] } : {}),
+      },
       { topic: dlqTopic(topic), numPartitions: 1, replicationFactor },
     ].filter((t) => !present.has(t.topic));
     if (missing.length > 0) {

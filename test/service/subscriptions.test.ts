@@ -214,6 +214,15 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
     '/metrics: dlq by reason',
   );
 
+  // Its records went to one partition (one key): the other's lag, never fetched, comes from the broker.
+  const lagOf = () => metricByLabel(service.url, 'pme_subscription_lag');
+  await until('the lag of both partitions', async () => Object.keys(await lagOf()).length === 2, 20_000);
+  t.same(
+    await lagOf(),
+    { '{subscription="clicks",partition="0"}': 0, '{subscription="clicks",partition="1"}': 0 },
+    '/metrics: lag 0 on every partition of its topic, fetched or not',
+  );
+
   // Restart on the same state: the subscription is back, nothing is learned twice; a file adds one.
   await service.stop();
   const viewsTopic = uniqueName('my-views');

@@ -9,10 +9,12 @@ import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { isPmeError, PmeError } from '../../src/errors.js';
 import {
+  compileMapping,
   createInteractionCodec,
   createItemCodec,
   type EventCodec,
   EventProducer,
+  ensureTopic,
   ensureTopics,
   type OffsetMap,
   StreamConsumer,
@@ -209,6 +211,74 @@ t.test('lag of a partition with nothing to fetch comes from the broker', async (
   await until('new events applied', () => applied.length >= 50, 20_000);
   await until('lag back to 0', () => consumer.stats.lag['0'] === 0, 20_000);
   t.equal(applied.length, 50, 'only the new events');
+});
+
+t.test("a subscription's lag comes from the broker for partitions no fetch reports", async (t) => {
+  const { brokers, topic } = await topicWith([]);
+  const subTopic = uniqueName('sub-lag');
+  await ensureTopic(brokers, subTopic, 2);
+  const producer = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).producer();
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  const send = (partition: number, count: number) =>
+    producer.send({
+      topic: subTopic,
+      messages: Array.from({ length: count }, (_, k) => ({
+        partition,
+        value: JSON.stringify({ u: `u${k}`, i: `i${k % 5}` }),
+      })),
+    });
+  const N = 30;
+  await send(0, N);
+  const applied: Interaction[] = [];
+  let release: () => void = () => {};
+  let held: Promise<void> | null = null;
+  const decode = compileMapping({ user: 'u', item: 'i', label: '1' });
+  const consumer = new StreamConsumer({
+    brokers: brokers.split(','),
+    groupId: uniqueName('sub-lag'),
+    interactionsTopic: topic,
+    itemsTopic: `${topic}-items`,
+    codec: await codec(),
+    sources: [{ name: 'mine', topic: subTopic, decode: (value) => decode(value) }],
+    lagRefreshMs: 100,
+    pauseAfterMs: 200,
+    onEvents: (batch) => {
+      applied.push(...batch);
+    },
+    onItems: () => {},
+    withStateLock: async (fn) => {
+      if (held !== null) await held;
+      return fn();
+    },
+  });
+  await consumer.start();
+  t.teardown(() => consumer.close());
+  const lag = () => consumer.stats.subscriptions.mine.lag;
+  await until('its events applied', () => applied.length >= N, 20_000);
+  // Partition 1 never had a record: no fetch reports it, the broker does.
+  await until('both partitions reported', () => lag()['0'] === 0 && lag()['1'] === 0, 20_000);
+  t.same(lag(), { '0': 0, '1': 0 }, 'caught up: 0 on the fetched partition and on the never-fetched one');
+
+  // The lock held (a slow snapshot): one batch waits for it, the topic pauses, and records
+  // produced meanwhile are not fetched; their lag is read from the broker.
+  held = new Promise((resolve) => {
+    release = resolve;
+  });
+  await send(0, 1);
+  await until('the consumer paused', () => consumer.stats.pauses > 0, 20_000);
+  const M0 = 7;
+  const M1 = 5;
+  await send(0, M0);
+  await send(1, M1);
+  await until('the idle lag read', () => lag()['0'] === 1 + M0 && lag()['1'] === M1, 20_000);
+  t.same(lag(), { '0': 1 + M0, '1': M1 }, 'what was produced while nothing was fetched');
+  t.equal(applied.length, N, 'nothing applied meanwhile');
+  held = null;
+  release();
+  await until('all applied', () => applied.length >= N + 1 + M0 + M1, 20_000);
+  await until('caught up again', () => lag()['0'] === 0 && lag()['1'] === 0, 20_000);
+  t.equal(applied.length, N + 1 + M0 + M1, 'each once');
 });
 
 t.test('an error applying a batch stops consuming for good, and says so once', async (t) => {

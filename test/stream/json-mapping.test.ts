@@ -8,12 +8,13 @@ import avro from 'avsc';
 import t from 'tap';
 import {
   checkSubscription,
+  compileItemSubscription,
   compileMapping,
   compileSubscription,
   DecodeError,
   MappingError,
   MemorySchemaRegistry,
-  RegistryDecoder,
+  RegistryReader,
   type Subscription,
 } from '../../src/stream/index.js';
 
@@ -94,7 +95,7 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
     [{ ...good, name: '' }, /^name:/],
     [{ ...good, topic: 'a/b' }, /^topic:/],
     [{ ...good, format: 'xml' }, /^format: unknown format "xml" \(expected one of: json, avro\)/],
-    [{ ...good, format: 'avro' }, /^schema: format avro needs the writer's record schema inline/],
+    [{ ...good, format: 'avro' }, /^schema: format avro needs a record schema inline/],
     [{ ...good, format: 'avro', schema: { type: 'nope' } }, /^schema: not an Avro schema/],
     [
       { ...good, format: 'avro', schema: { type: 'string' } },
@@ -102,6 +103,23 @@ t.test('subscription checks: name, topic, format, then the mapping', async (t) =
     ],
     [{ ...good, format: 'avro', schema: CLICK, wire: 'json' }, /^wire: unknown wire "json"/],
     [{ ...good, schema: CLICK }, /^schema: only format avro takes a schema, a subject and a wire/],
+    // The paths must be in the schema the records are read as.
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, user: 'user.name' } },
+      /^mapping\.user: "user\.name" is not in the schema shop\.Click/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, label: 'stars >= 4' } },
+      /^mapping\.label: "stars" is not in the schema/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, timestamp: { path: 'at', unit: 'ms' } } },
+      /^mapping\.timestamp\.path: "at" is not in the schema/,
+    ],
+    [
+      { ...good, format: 'avro', schema: CLICK, mapping: { ...base, fields: { d: 'device.kind' } } },
+      /^mapping\.fields\.d: "device\.kind" is not in the schema/,
+    ],
     [{ ...good, mapping: { ...base, label: '>= 4' } }, /^mapping\.label:/],
     [{ ...good, extra: 1 }, /^extra: unknown key/],
   ];
@@ -281,8 +299,9 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
   const old = framed(id1, v1, { user: { id: 1 }, item: 'p1', rating: 5 });
   const now = framed(id2, CLICK, { user: { id: 2 }, item: 'p2', rating: 1, device: 'ios' });
   const unknown = framed(99, CLICK, { user: { id: 3 }, item: 'p3', rating: 5, device: null });
-  const decoder = new RegistryDecoder(sub, registry, clock);
-  await decoder.prefetch([old, now, unknown, Buffer.from('x'), null]);
+  const reader = new RegistryReader(sub, registry);
+  const decoder = { decode: compileSubscription(sub, clock, reader.read) };
+  await reader.prefetch([old, now, unknown, Buffer.from('x'), null]);
   t.same(
     decoder.decode(old),
     { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: {} },
@@ -296,18 +315,130 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
   );
   t.equal((thrown(() => decoder.decode(Buffer.from('x'))) as DecodeError).reason, 'undecodable');
   // The registry unreachable: the batch is read again, not sent to the DLQ.
-  const down = new RegistryDecoder(
-    sub,
-    { getSchema: () => Promise.reject(new Error('fetch failed')) },
-    clock,
-  );
+  const down = new RegistryReader(sub, { getSchema: () => Promise.reject(new Error('fetch failed')) });
   await t.rejects(down.prefetch([now]), /fetch failed/);
 
   for (const [value, message] of [
-    [{ ...sub, schema: CLICK }, /^subject: give the schema inline or a subject, not both/],
+    [{ ...sub, schema: { type: 'nope' } }, /^schema: not an Avro schema/],
+    [{ ...sub, schema: v1 }, /^mapping\.fields\.device: "device" is not in the schema shop\.Click/],
     [{ ...sub, wire: 'raw' }, /^wire: a subscription by subject reads the Confluent wire format/],
     [{ ...sub, subject: '' }, /^subject: a schema registry subject is a non-empty string/],
     [{ ...sub, format: 'json' }, /^subject: only format avro takes a schema, a subject and a wire/],
+  ] as const)
+    t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
+});
+
+t.test('avro by subject with a reader schema: every writer resolved to it', async (t) => {
+  const registry = new MemorySchemaRegistry();
+  // The reader: CLICK with a field the writers lack (its default fills it) and without `device`.
+  const reader = {
+    ...CLICK,
+    fields: [
+      ...CLICK.fields.filter((f) => f.name !== 'device'),
+      { name: 'channel', type: 'string', default: 'web' },
+    ],
+  };
+  const incompatible = { ...CLICK, fields: [{ name: 'user', type: 'string' }, ...CLICK.fields.slice(1)] };
+  const id1 = await registry.register('shop.clicks-value', CLICK as avro.Schema);
+  const id2 = await registry.register('shop.clicks-value', incompatible as avro.Schema);
+  const sub: Subscription = {
+    name: 'clicks',
+    topic: 'shop.clicks',
+    format: 'avro',
+    subject: 'shop.clicks-value',
+    schema: reader,
+    mapping: { ...base, fields: { channel: 'channel' } },
+  };
+  t.same(checkSubscription(sub), sub, 'a schema with a subject is the reader schema');
+  const framed = (id: number, schema: object, value: object) => {
+    const header = Buffer.alloc(5);
+    header.writeUInt32BE(id, 1);
+    return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
+  };
+  const good = framed(id1, CLICK, { user: { id: 1 }, item: 'p1', rating: 5, device: 'ios' });
+  const bad = framed(id2, incompatible, { user: 'u', item: 'p2', rating: 5, device: null });
+  const registryReader = new RegistryReader(sub, registry);
+  const decoder = { decode: compileSubscription(sub, clock, registryReader.read) };
+  await registryReader.prefetch([good, bad]);
+  t.same(
+    decoder.decode(good),
+    { user: '1', item: 'p1', label: 1, timestamp: NOW, fields: { channel: 'web' } },
+    "resolved: the reader's default filled in",
+  );
+  const error = thrown(() => decoder.decode(bad)) as DecodeError;
+  t.equal(error.reason, 'unknown-schema', 'a writer that cannot be resolved to the reader: DLQ');
+  t.match(error.message, /schema id 2 cannot be resolved to the reader schema/);
+  t.match(
+    thrown(() => checkSubscription({ ...sub, mapping: { ...base, fields: { device: 'device' } } }))?.message,
+    /^mapping\.fields\.device: "device" is not in the schema shop\.Click/,
+    'the paths are checked against the reader schema, not the writers',
+  );
+});
+
+t.test('items subscriptions: catalog records, tombstones deactivate, checked like events', async (t) => {
+  const sub: Subscription = {
+    name: 'catalog',
+    topic: 'shop.items',
+    kind: 'items',
+    format: 'json',
+    mapping: { item: 'sku', fields: { brand: 'meta.brand' }, active: 'live' },
+  };
+  t.same(checkSubscription(sub), sub);
+  const decode = compileItemSubscription(sub);
+  const key = Buffer.from('s1');
+  t.same(decode(json({ sku: 's1', meta: { brand: 'acme' } }), key), {
+    item: 's1',
+    fields: { brand: 'acme' },
+    active: true,
+  });
+  t.same(decode(json({ sku: 7, live: false }), key), { item: '7', fields: {}, active: false });
+  t.same(decode(null, key), { item: 's1', fields: {}, active: false }, 'a tombstone deactivates its key');
+  const reason = (value: Buffer | null, k: Buffer | null = key) =>
+    (thrown(() => decode(value, k)) as DecodeError).reason;
+  t.equal(reason(null, null), 'missing-item', 'a tombstone without a key');
+  t.equal(reason(json({ meta: {} })), 'missing-item');
+  t.equal(reason(json({ sku: 's1', live: 'yes' })), 'mapping', 'active not a boolean');
+  t.equal(reason(json({ sku: 's1', meta: { brand: {} } })), 'mapping', 'a field that is an object');
+  t.equal(reason(Buffer.from('{')), 'undecodable');
+  const off = compileItemSubscription({ ...sub, mapping: { item: 'sku', active: false } });
+  t.same(off(json({ sku: 's2' }), null), { item: 's2', fields: {}, active: false }, 'a constant');
+
+  // Avro of an inline schema, the paths checked against it.
+  const ITEM = {
+    type: 'record',
+    name: 'Product',
+    fields: [
+      { name: 'sku', type: 'string' },
+      { name: 'meta', type: { type: 'map', values: 'string' } },
+      { name: 'live', type: ['null', 'boolean'], default: null },
+    ],
+  };
+  const avroSub = { ...sub, format: 'avro', schema: ITEM } as Subscription;
+  t.same(checkSubscription(avroSub), avroSub, 'a map takes any key');
+  const type = avro.Type.forSchema(ITEM as avro.Schema);
+  t.same(
+    compileItemSubscription(avroSub)(type.toBuffer({ sku: 'a', meta: { brand: 'b' }, live: null }), null),
+    {
+      item: 'a',
+      fields: { brand: 'b' },
+      active: true,
+    },
+  );
+
+  for (const [value, message] of [
+    [{ ...sub, kind: 'things' }, /^kind: unknown kind "things" \(expected one of: events, items\)/],
+    [{ ...sub, mapping: { fields: {} } }, /^mapping\.item: a path is required/],
+    [{ ...sub, mapping: { item: 'sku', user: 'u' } }, /^mapping\.user: unknown key \(item, fields, active\)/],
+    [{ ...sub, mapping: { item: 'sku', active: 1 } }, /^mapping\.active: expected a PATH to a boolean/],
+    [
+      { ...sub, mapping: { item: 'sku', fields: { user: 'x' } } },
+      /^mapping\.fields\.user: a field name .* not user or item/,
+    ],
+    [
+      { ...avroSub, mapping: { item: 'sku', active: 'enabled' } },
+      /^mapping\.active: "enabled" is not in the schema Product/,
+    ],
+    [{ ...sub, kind: 'events' }, /^mapping\.active: unknown key \(user, item, label/],
   ] as const)
     t.match(thrown(() => checkSubscription(value))?.message, message, String(message));
 });
