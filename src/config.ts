@@ -230,6 +230,12 @@ export const OPTIONS = {
     default: '1e-6',
     doc: 'L2 on the rows and linear weights a step touches.',
   },
+  adagradEpsilon: {
+    env: 'PME_ADAGRAD_EPSILON',
+    kind: 'number',
+    default: '1e-7',
+    doc: "Added to Adagrad's √accumulator in every step (rows, linear weights, projections, bias). Larger values damp a new coordinate's first steps to about rate × |g| / epsilon instead of the full rate: 0.1 raised `bench:quality`'s mean AUC by 0.002 but slowed learning on a short planted stream.",
+  },
   maxFieldNames: {
     env: 'PME_MAX_FIELD_NAMES',
     kind: 'int',
@@ -410,6 +416,7 @@ export const LEARNER_OPTIONS = [
   'linearLearningRate',
   'projectionLearningRate',
   'l2',
+  'adagradEpsilon',
 ] as const;
 export type LearnerConfig = Pick<Config, (typeof LEARNER_OPTIONS)[number]>;
 /** The service's models: its parameter topic and replicas carry an FM's parameters. */
@@ -470,9 +477,10 @@ export function modelOptionsOf(learner: LearnerConfig): {
   linearLearningRate: number;
   projectionLearningRate: number;
   l2: number;
+  epsilon: number;
 } {
-  const { learningRate, linearLearningRate, projectionLearningRate, l2 } = learner;
-  return { learningRate, linearLearningRate, projectionLearningRate, l2 };
+  const { learningRate, linearLearningRate, projectionLearningRate, l2, adagradEpsilon } = learner;
+  return { learningRate, linearLearningRate, projectionLearningRate, l2, epsilon: adagradEpsilon };
 }
 
 function validateLearner(learner: LearnerConfig, models: readonly string[]): void {
@@ -484,6 +492,11 @@ function validateLearner(learner: LearnerConfig, models: readonly string[]): voi
   for (const name of ['learningRate', 'linearLearningRate', 'projectionLearningRate'] as const)
     if (!(learner[name] > 0))
       throw new PmeError('PME_ERR_CONFIG_INVALID', `${flagName(name)} must be above 0, got ${learner[name]}`);
+  if (!(learner.adagradEpsilon > 0))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `${flagName('adagradEpsilon')} must be above 0, got ${learner.adagradEpsilon}`,
+    );
 }
 
 function validate(config: Config): void {

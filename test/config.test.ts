@@ -73,12 +73,14 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
   const service = loadConfig(['--learning-rate', '0.2', '--l2=0.001'], {
     PME_PROJECTION_LEARNING_RATE: '0.03',
     PME_LINEAR_LEARNING_RATE: '0.4',
+    PME_ADAGRAD_EPSILON: '0.1',
   });
   t.strictSame(modelOptionsOf(service), {
     learningRate: 0.2,
     linearLearningRate: 0.4,
     projectionLearningRate: 0.03,
     l2: 0.001,
+    epsilon: 0.1,
   });
   t.strictSame(LEARNER_FLAGS, [
     'model',
@@ -86,6 +88,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     'linear-learning-rate',
     'projection-learning-rate',
     'l2',
+    'adagrad-epsilon',
   ]);
   const command = learnerFlags({ model: 'lr', 'learning-rate': '0.2', l2: '0.001' }, MODEL_KINDS);
   t.strictSame(command, {
@@ -94,12 +97,14 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     linearLearningRate: 0.2,
     projectionLearningRate: 0.01,
     l2: 0.001,
+    adagradEpsilon: 1e-7,
   });
+  t.throws(() => learnerFlags({ 'adagrad-epsilon': '0' }, MODEL_KINDS), /--adagrad-epsilon must be above 0/);
   t.throws(() => learnerFlags({ model: 'gbdt' }, MODEL_KINDS), /--model must be one of fm, deepfm, lr here/);
   t.throws(() => learnerFlags({ 'learning-rate': '0' }, MODEL_KINDS), /--learning-rate must be above 0/);
 
   // They reach the model: another step size learns another model from the same stream.
-  const run = (learner?: { learningRate?: number; linearLearningRate?: number }) =>
+  const run = (learner?: { learningRate?: number; linearLearningRate?: number; epsilon?: number }) =>
     streamEval({
       synthetic: 3000,
       dim: 8,
@@ -123,4 +128,5 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     byDefault.logloss,
     'and so does another linear step',
   );
+  t.not((await run({ epsilon: 0.1 })).logloss, byDefault.logloss, 'and another Adagrad epsilon');
 });

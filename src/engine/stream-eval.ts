@@ -71,7 +71,9 @@ export interface StreamEvalOptions {
   /** DeepFM hidden layer widths. Default [64, 32]. */
   hidden?: number[];
   /** Learning rates and L2 of the sparse part (every model has one). Default FM_DEFAULTS'. */
-  learner?: Partial<Pick<FmOptions, 'learningRate' | 'linearLearningRate' | 'projectionLearningRate' | 'l2'>>;
+  learner?: Partial<
+    Pick<FmOptions, 'learningRate' | 'linearLearningRate' | 'projectionLearningRate' | 'l2' | 'epsilon'>
+  >;
   data?: string;
   format?: string;
   /** Events already read (a benchmark that gives the very same stream to other systems): used
