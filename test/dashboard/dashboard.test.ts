@@ -2,13 +2,15 @@
  * The dashboard in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
  * against the real service fed through the real broker: the page loads without console errors,
  * every chart holds data points, and the prune button (asking for the admin token after a 401)
- * starts a window that then appears in the table. Writes test-artifacts/dashboard.png.
+ * starts a window that then appears in the table; a subscription gets its row of counters. Writes
+ * test-artifacts/dashboard.png.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Kafka, logLevel } from 'kafkajs';
 import { chromium } from 'playwright-core';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
@@ -111,6 +113,51 @@ t.test('the dashboard charts the live service and starts a prune window', async 
   t.ok(shownEvents >= 5_000, `the header shows the events trained (${shownEvents})`);
   t.ok(shownEvents <= service.trainer.stats().learned, 'and no more than the trainer learned');
   t.same(errors, [], 'no console errors while loading and polling');
+
+  // A subscription to a JSON topic of the user's own: its row shows what it read, trained and
+  // sent to its DLQ (one record without a user).
+  t.match((await page.locator('#subscriptions').textContent()) ?? '', /No subscription/);
+  const subscribed = await fetch(`${service.url}/v1/subscriptions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({
+      name: 'clicks',
+      topic: `${config.interactionsTopic}-clicks`,
+      format: 'json',
+      mapping: { user: 'who', item: 'what', label: '1' },
+    }),
+  });
+  t.equal(subscribed.status, 201, 'subscribed');
+  const plain = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).producer();
+  await plain.connect();
+  t.teardown(() => plain.disconnect());
+  await plain.send({
+    topic: `${config.interactionsTopic}-clicks`,
+    messages: [
+      ...Array.from({ length: 30 }, (_, k) => ({
+        value: JSON.stringify({ who: `u${k}`, what: `i${k % 7}` }),
+      })),
+      { value: JSON.stringify({ what: 'i1' }) },
+    ],
+  });
+  const subscriptionRow = page.locator('#subscriptions tr[data-subscription="clicks"]');
+  await page.waitForFunction(
+    () =>
+      document.querySelector('#subscriptions tr[data-subscription="clicks"] td:nth-child(3)')?.textContent ===
+      '31',
+    null,
+    { timeout: 30_000 },
+  );
+  t.same(
+    await subscriptionRow.locator('td').allTextContents(),
+    ['clicks', `${config.interactionsTopic}-clicks`, '31', '30', '1', '0'],
+    'name, topic, read, trained, DLQ, lag',
+  );
+  t.match(
+    (await subscriptionRow.locator('td').nth(4).getAttribute('title')) ?? '',
+    /missing-user: 1/,
+    'the DLQ reasons on hover',
+  );
 
   // Without a token the API answers 401 and the page asks for it.
   await page.click('#prune');

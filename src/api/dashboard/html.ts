@@ -129,6 +129,11 @@ ${cards}
   <p class="what">Each re-pruning window, newest first: memory per tier (size) before → after, the recent AUC before → after (other events: it moves with the stream), and the step: the AUC of the last events learned, scored just before and just after the window's moves.</p>
   <div id="windows" class="table-scroll"><p class="empty">No window yet.</p></div>
 </section>
+<section class="card windows">
+  <h2>Subscriptions</h2>
+  <p class="what">Your own topics (<code>/v1/subscriptions</code>): messages read, events trained, messages sent to the topic's DLQ (hover for the reasons), and the lag summed over partitions.</p>
+  <div id="subscriptions" class="table-scroll"><p class="empty">No subscription.</p></div>
+</section>
 </main>
 <footer id="footer">Connecting…</footer>
 </body>

@@ -217,6 +217,29 @@ function showKpis(stats: DashboardStats): void {
   $('kpi-windows').textContent = String(stats.pruneWindows);
 }
 
+/** The subscriptions' counters, a row each (redrawn at every poll: they are few). */
+function renderSubscriptions(stats: DashboardStats): void {
+  const entries = Object.entries(stats.subscriptions ?? {});
+  if (entries.length === 0) {
+    $('subscriptions').innerHTML = '<p class="empty">No subscription.</p>';
+    return;
+  }
+  const rows = entries.map(([name, s]) => {
+    const reasons = Object.entries(s.dlqByReason)
+      .map(([reason, n]) => `${reason}: ${n}`)
+      .join(', ');
+    const lag = Object.values(s.lag).reduce((sum, n) => sum + n, 0);
+    return (
+      `<tr data-subscription="${escapeHtml(name)}"><td class="left">${escapeHtml(name)}</td><td class="left">${escapeHtml(s.topic)}</td>` +
+      `<td>${formatCount(s.consumed)}</td><td>${formatCount(s.trained)}</td>` +
+      `<td title="${escapeHtml(reasons)}">${formatCount(s.dlq)}</td><td>${formatCount(lag)}</td></tr>`
+    );
+  });
+  $('subscriptions').innerHTML =
+    '<table><thead><tr><th class="left">name</th><th class="left">topic</th><th>read</th><th>trained</th><th>DLQ</th><th>lag</th></tr></thead>' +
+    `<tbody>${rows.join('')}</tbody></table>`;
+}
+
 // Prune windows: the table, and the one started from this page until it shows up.
 let shownWindow = -1;
 let pendingWindow: number | null = null;
@@ -342,6 +365,7 @@ async function poll(): Promise<void> {
     if (history.push(stats)) buildTierCharts();
     redraw();
     showKpis(stats);
+    renderSubscriptions(stats);
     // The newest window's AUC after is filled in once enough events followed it.
     const awaitingAuc = windows.length > 0 && windows[windows.length - 1].aucAfter === null;
     if (stats.lastWindowId !== shownWindow || pendingWindow !== null || awaitingAuc) {
