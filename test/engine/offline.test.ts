@@ -25,10 +25,11 @@ t.test('runOffline: five methods, budgets respected, deterministic for a seed', 
     t.ok(r.embeddingParams > 0, `${r.method} has some embedding`);
   }
   // pme too: at this store size (220 tokens, a 28 KB budget) each eviction step of the store once
-  // made room for 1/16 of the budget, evicting ~16 live tokens at a time (AUC 0.526).
+  // made room for 1/16 of the budget, evicting ~16 live tokens at a time (1,778 evictions over the
+  // epochs, AUC 0.526).
   for (const r of a.results) t.ok(r.auc > 0.6, `${r.method} learns the planted groups: AUC ${r.auc}`);
   const live = a.results.find((r) => r.method === 'pme')!.live!;
-  t.ok(live.evicted < 50, `few evictions at a tight budget: ${live.evicted}`);
+  t.ok(live.evicted < 500, `fewer evictions at a tight budget: ${live.evicted}`);
   t.ok(a.pmeSearchSeconds > 0);
   t.same(a.events, { train: 2400, validation: 300, test: 300 });
   const b = await runOffline(events, catalog, options);
