@@ -74,6 +74,18 @@ export interface PmeOptions {
    *  promoted from the nested low dims has zeros elsewhere, where the gradient is zero too
    *  (a saddle) while every other token is small: it could never use its new capacity. */
   promotionStd: number;
+  /**
+   * A promoted row's Adagrad accumulators start at this share of its old row's mean, not at 0
+   * (then its first steps move every new dimension by about the full rate, whatever the gradient,
+   * which costs short streams more than the search brings). Default 0.3. Measured over 3 seeds
+   * (`node dist/bench/pme-windows.js --shares 0.1,0.25`: ml-latest-small, criteo-sample and
+   * avazu-sample at 10% and 25%; `node dist/bench/planted.js --events 1000000 --users 200000
+   * --seeds 1,2 --shares 0.1,0.25`), mean AUC of the 6 real cells and the planted 10% / 25%:
+   * 0: 0.7076, 0.6324 / 0.6492; 0.1: 0.7105, 0.6334 / 0.6480; 0.3: 0.7120, 0.6338 / 0.6471;
+   * 1: 0.7127, 0.6334 / 0.6456. A larger share slows the search itself: at 1, test/engine/pme.test's
+   * planted split keeps fewer rich users (14 of 20 at size >= 2).
+   */
+  promotionCarry: number;
   /** Seed of that noise. Default 1. */
   seed: number;
   /** The hot-token sketch. */
@@ -97,6 +109,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   probeEvents: 2048,
   keepReports: 100,
   promotionStd: 0.01,
+  promotionCarry: 0.3,
   seed: 1,
 });
 
@@ -123,6 +136,7 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (!Number.isInteger(o.probeEvents) || o.probeEvents < 0) throw bad('probeEvents must be an integer >= 0');
   if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
+  if (!(o.promotionCarry >= 0)) throw bad(`promotionCarry must be >= 0, got ${o.promotionCarry}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
   return Object.freeze(o);
 }

@@ -1,0 +1,52 @@
+import t from 'tap';
+import { PmeController } from '../../src/engine/pme/controller.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { ManualClock } from '../../src/util/clock.js';
+
+/** The Adagrad accumulators of user=a's row right after the batch that promoted it to D. */
+function promotedAccumulators(promotionCarry: number): Float32Array {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
+  // Room to search (a tiny store: the default target and search share would allow no row at D).
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 6,
+    target: 1,
+    searchShare: 1,
+    headroom: 0,
+    promotionCarry,
+    clock,
+  });
+  const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
+  pme.attach(trainer);
+  const event = (k: number) => ({ user: 'a', item: `i${k % 3}`, label: k % 2, timestamp: k, fields: {} });
+  // Promotion happens at the end of a batch, after its steps: stop at the batch that promotes.
+  let k = 0;
+  while (store.id('user=a') < 0 || store.sizeOf(store.id('user=a')) !== 8) {
+    if (k === 100) throw new Error('user=a was never promoted');
+    trainer.learn([event(k++)]);
+  }
+  const id = store.id('user=a');
+  const tier = store.tiers[store.tierOf[id]];
+  const width = tier.size * store.options.optimizerSlots;
+  return tier.optimizer.slice(store.slotOf[id] * width, (store.slotOf[id] + 1) * width);
+}
+
+t.test('a promoted row starts its accumulators at promotionCarry × its old row mean', async (t) => {
+  // Promoted in the same batch in every run (the runs are the same up to the promotion), so the
+  // rows differ only by the share carried; read before any step at D.
+  const whole = promotedAccumulators(1);
+  const share = promotedAccumulators(0.3);
+  const none = promotedAccumulators(0);
+  t.ok(whole[0] > 0, `the old row had learned: mean accumulator ${whole[0]}`);
+  t.ok(
+    whole.every((a) => a === whole[0]),
+    'every new dimension starts at the same value (the old mean)',
+  );
+  for (let d = 0; d < whole.length; d++) t.ok(Math.abs(share[d] - 0.3 * whole[d]) < 1e-6 * whole[d]);
+  t.ok(
+    none.every((a) => a === 0),
+    'promotionCarry 0: the new row starts fresh',
+  );
+});
