@@ -148,7 +148,11 @@ t.test('a trainer that an older one joins stops at the rebalance and commits not
 
 t.test('two trainers started at once: one keeps the group, the other stops', async (t) => {
   const { fatal, consumer } = await groupOf('fence-race');
-  const consumers = [consumer(0), consumer(1)];
+  // Made a few ms apart, so that consumer 1 is the newer by its client id (made in the same
+  // millisecond, their ages tie and the random nonce decides: a CI run saw consumer 0 yield).
+  const first = consumer(0);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const consumers = [first, consumer(1)];
   t.teardown(() => Promise.all(consumers.map((c) => c.close())));
   // Either one finds the other in the group, waits and refuses (whichever came second), or both
   // find it empty and meet at the rebalance, where the newer yields.
