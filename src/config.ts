@@ -104,7 +104,7 @@ export const OPTIONS = {
     env: 'PME_SUBSCRIPTIONS',
     kind: 'string',
     default: '',
-    doc: 'JSON file of an array of subscriptions (`{ name, topic, format: "json", mapping }`, see "Your own topics") read besides the interactions topic; added at start to those the snapshot holds (one of the same name is replaced by the file\'s). Empty: only the snapshot\'s and those added over HTTP.',
+    doc: 'JSON file of an array of subscriptions, each as `POST /v1/subscriptions` takes it (`{ name, topic, kind, format, schema, subject, mapping }`: JSON or Avro, events or items, see "Your own topics"), read besides the interactions topic; added at start to those the snapshot holds (one of the same name is replaced by the file\'s). Empty: only the snapshot\'s and those added over HTTP.',
   },
   partitions: {
     env: 'PME_PARTITIONS',

@@ -147,6 +147,8 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
     P.set(saved);
     model.projectionAccumulators[ti]!.set(acc);
   });
+  // What is keyed on the projections' version (least-squares solvers, the publisher) starts over.
+  model.denseVersion++;
   const names = extra[`${PREFIX}catalogNames.jsonl`];
   const signatures = extra[`${PREFIX}catalogSignatures.jsonl`];
   const catalog = extra[`${PREFIX}catalog.json`];
