@@ -13,6 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { type StreamEvalOptions, type StreamEvalResult, streamEval } from '../src/engine/stream-eval.js';
 import { numberArg, stringArg } from './args.js';
+import { meanStd } from './quality-core.js';
 
 const EVENTS = numberArg('events', 2_000_000);
 const USERS = numberArg('users', 400_000);
@@ -38,7 +39,7 @@ function ranks(values: readonly number[]): Float64Array {
 }
 
 /** Spearman's rank correlation of two equally long lists (NaN when either is constant). */
-export function spearman(a: readonly number[], b: readonly number[]): number {
+function spearman(a: readonly number[], b: readonly number[]): number {
   const ra = ranks(a);
   const rb = ranks(b);
   const n = a.length;
@@ -59,9 +60,7 @@ export function spearman(a: readonly number[], b: readonly number[]): number {
   return cov / Math.sqrt(va * vb);
 }
 
-const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
-const std = (a: number[]) =>
-  a.length < 2 ? 0 : Math.sqrt(a.reduce((x, y) => x + (y - mean(a)) ** 2, 0) / (a.length - 1));
+const mean = (a: number[]) => meanStd(a).mean;
 
 interface Run {
   method: string;
@@ -183,7 +182,7 @@ async function main(): Promise<void> {
   const summary = [...groups.values()].map((g) => ({
     method: g[0].method,
     share: g[0].share,
-    auc: { mean: mean(g.map((r) => r.auc)), std: std(g.map((r) => r.auc)) },
+    auc: meanStd(g.map((r) => r.auc)),
     bytes: mean(g.map((r) => r.bytes)),
     rankCorrelation: g[0].rankCorrelation === null ? null : mean(g.map((r) => r.rankCorrelation!)),
   }));

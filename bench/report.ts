@@ -14,6 +14,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg as arg } from './args.js';
+import { meanStd } from './quality-core.js';
 import { barPlot, type LineSeries, linePlot, stackedAreaPlot } from './svg.js';
 
 /** The outcome of one benchmark in the last `bench/all.ts` run that included it. */
@@ -242,13 +243,6 @@ function offlineRuns(ctx: Ctx, dataset: string): Json[] {
   return runs.sort((a, b) => num(a, 'budget') - num(b, 'budget'));
 }
 
-/** Mean and sample standard deviation (0 for one value). */
-function meanStd(xs: number[]): { mean: number; std: number } {
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const std = xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1));
-  return { mean, std };
-}
-
 /** A method's results over the runs (seeds) that have it. */
 function ofMethod(runs: Json[], method: string): Json[] {
   return runs.flatMap((run) => arr(run, 'results').filter((r) => r.method === method));
@@ -264,8 +258,7 @@ function seedCell(runs: Json[], method: string, field: string, digits: number): 
 
 /** The mean of a field of a method over runs (NaN when none has it). */
 function seedMean(runs: Json[], method: string, field: string): number {
-  const xs = ofMethod(runs, method).map((r) => num(r, field));
-  return xs.length === 0 ? Number.NaN : meanStd(xs).mean;
+  return meanStd(ofMethod(runs, method).map((r) => num(r, field))).mean;
 }
 
 /** Mean over seeds of (method − full)'s test AUC, over the runs that have both. */
@@ -277,7 +270,7 @@ function pairedDelta(runs: Json[], method: string): number {
     const f = results.find((r) => r.method === 'full');
     if (m && f) ds.push(num(m, 'auc') - num(f, 'auc'));
   }
-  return ds.length === 0 ? Number.NaN : meanStd(ds).mean;
+  return meanStd(ds).mean;
 }
 
 /** What the live controller (method `pme`) did over its run, when the file has it. */

@@ -203,6 +203,17 @@ export function histogramAuc(pos: Float64Array, neg: Float64Array): number {
   return pairs / (totalPos * negBelow);
 }
 
+/** Exact AUC and mean logloss of `scores` (probabilities) against `labels`: an evaluation split's
+ *  figures (NaN logloss for no events). */
+export function evaluationMetrics(
+  scores: Float64Array,
+  labels: Float32Array,
+): { auc: number; logloss: number } {
+  let loss = 0;
+  for (let i = 0; i < scores.length; i++) loss += logloss(scores[i], labels[i]);
+  return { auc: exactAuc(scores, labels), logloss: scores.length > 0 ? loss / scores.length : Number.NaN };
+}
+
 /** Exact AUC with ties counted one half (mid-ranks). NaN without both labels. */
 export function exactAuc(scores: Float64Array, labels: Float32Array): number {
   const n = scores.length;

@@ -9,9 +9,8 @@ import type { CatalogItem, Interaction } from '../data/event.js';
 import { tokenColumnBytes } from '../store/accounting.js';
 import { EmbeddingStore } from '../store/index.js';
 import { ManualClock } from '../util/clock.js';
-import { exactAuc } from './metrics.js';
+import { evaluationMetrics } from './metrics.js';
 import type { FmOptions } from './model/fm.js';
-import { logloss } from './model/math.js';
 import { memoryActions, PmeController, type PmeOptions } from './pme/controller.js';
 import { Trainer } from './trainer/index.js';
 
@@ -173,15 +172,8 @@ export class LiveRun {
       const part = events.slice(i, i + chunk);
       scores.set(this.trainer.predict(part), i);
     }
-    let loss = 0;
-    for (let i = 0; i < events.length; i++) {
-      labels[i] = events[i].label;
-      loss += logloss(scores[i], labels[i]);
-    }
-    return {
-      auc: exactAuc(scores, labels),
-      logloss: events.length > 0 ? loss / events.length : Number.NaN,
-    };
+    for (let i = 0; i < events.length; i++) labels[i] = events[i].label;
+    return evaluationMetrics(scores, labels);
   }
 
   activity(): LiveActivity {

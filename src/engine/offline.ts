@@ -21,9 +21,8 @@ import { RareFolder, splitEvents } from '../data/index.js';
 import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { shuffledOrder } from '../util/random.js';
-import { exactAuc } from './metrics.js';
+import { evaluationMetrics } from './metrics.js';
 import { FmModel, type FmOptions } from './model/fm.js';
-import { logloss } from './model/math.js';
 import { type LiveActivity, LiveRun, liveBudgetBytes } from './offline-live.js';
 import type { PmeOptions } from './pme/controller.js';
 import { chooseSizes } from './pme/prune.js';
@@ -322,16 +321,13 @@ class Run {
     const { tokens, offsets, labels } = data;
     const ids = this.#scratch;
     const scores = new Float64Array(data.length);
-    let loss = 0;
     for (let i = 0; i < data.length; i++) {
       const from = offsets[i];
       const n = Math.min(offsets[i + 1] - from, ids.length);
       for (let j = 0; j < n; j++) ids[j] = tokens[from + j];
-      const p = this.model.predict(ids, n);
-      scores[i] = p;
-      loss += logloss(p, labels[i]);
+      scores[i] = this.model.predict(ids, n);
     }
-    return { auc: exactAuc(scores, labels), logloss: data.length > 0 ? loss / data.length : Number.NaN };
+    return evaluationMetrics(scores, labels);
   }
 }
 
