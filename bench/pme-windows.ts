@@ -3,9 +3,12 @@
  * window's own AUC step (its probe: the last events learned, scored just before and just after its
  * moves), tokens moved by PME against the store's last resort, and bytes. Budgets and targets are
  * shares of full size (every token at D, measured by a replay with PME off at D). Datasets not
- * found are skipped with a line. Writes bench/results/pme-windows.json.
+ * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
+ * (the store evicts at the budget) and full size with no budget, on the same seeds: the figures
+ * "PME beats fixed sizes at equal bytes" is judged by. Writes bench/results/pme-windows.json.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
+ *     [--uniform 8,16,32]
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -13,10 +16,12 @@ import { join } from 'node:path';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
 import { STREAM_DATASETS } from './datasets.js';
+import { meanStd } from './quality-core.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
+const UNIFORM_SIZES = (stringArg('uniform') ?? '8,16,32').split(',').map(Number);
 const DIM = 64;
 
 const DATASETS = STREAM_DATASETS;
@@ -43,7 +48,11 @@ async function main(): Promise<void> {
       batch: 256,
       seed: 1,
     };
-    const full = (await streamEval({ ...base, startSize: DIM })).totalEmbeddingBytes;
+    const fullRuns = [];
+    for (const seed of SEEDS) fullRuns.push(await streamEval({ ...base, seed, startSize: DIM }));
+    const full = fullRuns[0].totalEmbeddingBytes;
+    const fullAuc = fullRuns.map((r) => r.auc);
+    console.log(`${d.name.padEnd(16)} full  AUC ${mean(fullAuc).toFixed(4)}  bytes ${full}`);
     for (const share of SHARES) {
       const runs = [];
       for (const seed of SEEDS)
@@ -59,10 +68,25 @@ async function main(): Promise<void> {
       const steps = runs.flatMap((r) =>
         r.windows.flatMap((w) => (w.probe === null ? [] : [w.probe.aucAfter - w.probe.aucBefore])),
       );
+      // Every uniform size held to the same budget, on the same seeds.
+      const uniform = [];
+      for (const size of UNIFORM_SIZES) {
+        const u = [];
+        for (const seed of SEEDS)
+          u.push(await streamEval({ ...base, seed, startSize: size, budgetBytes: Math.floor(full * share) }));
+        uniform.push({ size, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
+      }
+      const best = uniform.reduce((a, b) => (mean(b.auc) > mean(a.auc) ? b : a));
+      const pmeAuc = runs.map((r) => r.auc);
       const row = {
         dataset: d.name,
         share,
         fullBytes: full,
+        fullAuc,
+        uniform,
+        bestUniform: { size: best.size, auc: meanStd(best.auc) },
+        /** PME − best uniform, paired by seed: mean ± std. */
+        deltaBestUniform: meanStd(pmeAuc.map((a, i) => a - best.auc[i])),
         seeds: SEEDS,
         auc: runs.map((r) => r.auc),
         bytes: runs.map((r) => r.totalEmbeddingBytes),
@@ -79,6 +103,9 @@ async function main(): Promise<void> {
           `  PME pruned ${mean(row.prunedByPme).toFixed(0)} relieved ${mean(m.map((x) => x.relieved)).toFixed(0)}` +
           `  store truncated ${mean(m.map((x) => x.truncated)).toFixed(0)} evicted ${mean(m.map((x) => x.evicted)).toFixed(0)}` +
           `  bytes ${Math.round(mean(row.bytes))} of full ${full}`,
+      );
+      console.log(
+        `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${row.deltaBestUniform.mean.toFixed(4)} ± ${row.deltaBestUniform.std.toFixed(4)}`,
       );
     }
   }

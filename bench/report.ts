@@ -29,6 +29,8 @@ export interface RunRecord {
   startedAt?: string;
   /** os.loadavg() when it started: the machine is shared, so a busy run is visible. */
   loadAverage?: number[];
+  /** The CPU it ran on (a partial run may not be on the machine the others were). */
+  cpu?: string;
 }
 
 /** The machine the benchmarks ran on. */
@@ -98,6 +100,11 @@ export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string
     name: 'quality',
     title: 'Quality against peers (Vowpal Wabbit, River): rate chosen on the first 20%, scored on the rest',
     file: 'quality.json',
+  },
+  {
+    name: 'pme-windows',
+    title: 'PME in streaming on the shared datasets, against uniform sizes at equal bytes',
+    file: 'pme-windows.json',
   },
   {
     name: 'planted',
@@ -831,6 +838,56 @@ function renderQuality(r: unknown): string {
 
 // ───────────────────────────── the report ─────────────────────────────
 
+function renderPmeWindows(r: unknown): string {
+  const mean = (xs: unknown): number =>
+    Array.isArray(xs) && xs.length > 0
+      ? xs.reduce((a: number, b) => a + Number(b), 0) / xs.length
+      : Number.NaN;
+  const rows = arr(r, 'rows').map((x) => {
+    const uniform = Array.isArray(x.uniform) ? (x.uniform as Record<string, unknown>[]) : [];
+    const memory = Array.isArray(x.memory) ? (x.memory as Record<string, unknown>[]) : [];
+    const memoryMean = (k: string) => fx(mean(memory.map((m) => m[k])), 0);
+    return [
+      String(x.dataset),
+      pct(num(x, 'share')),
+      fx(mean(x.auc), 4),
+      uniform.map((u) => `${u.size}: ${fx(mean(u.auc), 4)}`).join(', '),
+      x.deltaBestUniform === undefined
+        ? DASH
+        : `${signed(num(x, 'deltaBestUniform.mean'), 4)} ± ${fx(num(x, 'deltaBestUniform.std'), 4)}`,
+      fx(mean(x.fullAuc), 4),
+      `${signed(num(x, 'probeStep.mean'), 4)} (${signed(num(x, 'probeStep.min'), 4)})`,
+      fx(mean(x.prunedByPme), 0),
+      memoryMean('relieved'),
+      memoryMean('truncated'),
+      memoryMean('evicted'),
+      bytes(mean(x.bytes)),
+    ];
+  });
+  const seeds = (arr(r, 'rows')[0]?.seeds as unknown[] | undefined)?.length ?? 0;
+  return [
+    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share; each uniform size is held to the same budget by the store's eviction. PME − best uniform is paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window). Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
+    '',
+    mdTable(
+      [
+        'dataset',
+        'budget',
+        'PME',
+        'uniform sizes',
+        'PME − best uniform',
+        'full',
+        'window step (worst)',
+        'pruned by PME',
+        'relieved',
+        'truncated',
+        'evicted',
+        'PME bytes',
+      ],
+      rows,
+    ),
+  ].join('\n');
+}
+
 function renderPlanted(r: unknown): string {
   const summary = arr(r, 'summary');
   const shares = [...new Set(summary.map((x) => x.share).filter((x): x is number => typeof x === 'number'))];
@@ -941,6 +998,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'e2e') text = renderE2e(ctx, v);
       else if (s.name === 'quality') text = renderQuality(v);
       else if (s.name === 'planted') text = renderPlanted(v);
+      else if (s.name === 'pme-windows') text = renderPmeWindows(v);
       else text = renderGeneric(ctx, s.name, v);
       body.push(text, '');
       if (s.name === 'stream-eval-pme') {
@@ -950,6 +1008,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       const meta: string[] = [];
       if (run?.seconds !== undefined) meta.push(`took ${run.seconds.toFixed(0)} s`);
       if (run?.startedAt) meta.push(`started ${run.startedAt}`);
+      if (run?.cpu !== undefined && run.cpu !== all?.machine?.cpu) meta.push(`on ${run.cpu}`);
       if (run?.loadAverage) meta.push(`load average ${run.loadAverage.map((x) => x.toFixed(2)).join(', ')}`);
       if (!run) meta.push(`from ${s.file}, not run by bench/all`);
       if (meta.length > 0) body.push(`_${meta.join('; ')}._`, '');

@@ -261,6 +261,32 @@ function writeFakes(dir: string): void {
       { method: 'uniform 16', share: 0.1, auc: ms(0.67, 0.001), bytes: 4090, rankCorrelation: null },
     ],
   });
+  w('pme-windows.json', {
+    dim: 64,
+    rows: [
+      {
+        dataset: 'ml-latest-small',
+        share: 0.25,
+        fullBytes: 1000,
+        seeds: [1, 2],
+        auc: [0.78, 0.782],
+        bytes: [250, 250],
+        probeStep: { mean: -0.001, min: -0.004, windows: 8 },
+        prunedByPme: [10, 12],
+        memory: [
+          { relieved: 3, truncated: 0, evicted: 40 },
+          { relieved: 5, truncated: 0, evicted: 60 },
+        ],
+        fullAuc: [0.79, 0.79],
+        uniform: [
+          { size: 8, auc: [0.775, 0.777], bytes: [240, 240] },
+          { size: 16, auc: [0.783, 0.781], bytes: [250, 250] },
+        ],
+        bestUniform: { size: 16, auc: ms(0.782, 0.001) },
+        deltaBestUniform: ms(-0.001, 0.0028),
+      },
+    ],
+  });
   // store, train, data: no files and no run records.
   writeFileSync(join(dir, 'train.json'), '{ not json');
 }
@@ -291,6 +317,12 @@ const ALL: AllRecord = {
       status: 'skipped',
       reason: 'data/avazu/train.csv not found',
       commands: ['node x'],
+    },
+    {
+      name: 'pme-windows',
+      status: 'ok',
+      commands: ['node dist/bench/pme-windows.js'],
+      cpu: 'Other CPU',
     },
     {
       name: 'replica',
@@ -364,6 +396,15 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
     /planted rank drawn from 2, 32 \(the dimensions its preferences need\), items all 32\. Progressive AUC over the whole stream, 2 seeds;/,
   );
   t.match(md, /over the 37 users seen at least 20 times\. Full size \(D = 64, no budget\): 0\.7000/);
+  // Streaming PME against every uniform size at the same budget, paired by seed.
+  t.equal(status['pme-windows'].status, 'ok');
+  t.match(
+    md,
+    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
+  );
+  t.match(md, /mean over 2 seeds, default learner/);
+  // A section run on another CPU than the machine record says so.
+  t.match(md, /_on Other CPU\._/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
   t.match(md, /Not run: river \(pip install river failed\)\./);
   t.match(
