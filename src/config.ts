@@ -210,7 +210,13 @@ export const OPTIONS = {
     env: 'PME_LEARNING_RATE',
     kind: 'number',
     default: '0.05',
-    doc: 'Adagrad step size of the embedding rows.',
+    doc: 'Adagrad step size of the embedding rows, in an event of `--rate-tokens` tokens.',
+  },
+  rateTokens: {
+    env: 'PME_RATE_TOKENS',
+    kind: 'number',
+    default: '5',
+    doc: "The rows of an event of n tokens step at the learning rate × this / n (0: at the learning rate whatever n). Every row's Adagrad step moves each coordinate by about the rate, and all n rows step, so without it an event moves its score more the more fields it has: at one rate for all, full-size progressive AUC on criteo-sample (39 tokens an event) was 0.6644, with it 0.6863.",
   },
   linearLearningRate: {
     env: 'PME_LINEAR_LEARNING_RATE',
@@ -413,6 +419,7 @@ function checkValue(name: string, spec: OptionSpec, value: unknown): unknown {
 export const LEARNER_OPTIONS = [
   'model',
   'learningRate',
+  'rateTokens',
   'linearLearningRate',
   'projectionLearningRate',
   'l2',
@@ -474,13 +481,22 @@ export const LEARNER_FLAGS = LEARNER_OPTIONS.map((name) => flagName(name).slice(
 /** The model options (FmOptions' names) of a learner config. */
 export function modelOptionsOf(learner: LearnerConfig): {
   learningRate: number;
+  rateTokens: number;
   linearLearningRate: number;
   projectionLearningRate: number;
   l2: number;
   epsilon: number;
 } {
-  const { learningRate, linearLearningRate, projectionLearningRate, l2, adagradEpsilon } = learner;
-  return { learningRate, linearLearningRate, projectionLearningRate, l2, epsilon: adagradEpsilon };
+  const { learningRate, rateTokens, linearLearningRate, projectionLearningRate, l2, adagradEpsilon } =
+    learner;
+  return {
+    learningRate,
+    rateTokens,
+    linearLearningRate,
+    projectionLearningRate,
+    l2,
+    epsilon: adagradEpsilon,
+  };
 }
 
 function validateLearner(learner: LearnerConfig, models: readonly string[]): void {

@@ -71,12 +71,14 @@ t.test('the README configuration table is the one generated from OPTIONS', async
 
 t.test('the learner options have one name everywhere: service, stream-eval, offline', async (t) => {
   const service = loadConfig(['--learning-rate', '0.2', '--l2=0.001'], {
+    PME_RATE_TOKENS: '3',
     PME_PROJECTION_LEARNING_RATE: '0.03',
     PME_LINEAR_LEARNING_RATE: '0.4',
     PME_ADAGRAD_EPSILON: '0.1',
   });
   t.strictSame(modelOptionsOf(service), {
     learningRate: 0.2,
+    rateTokens: 3,
     linearLearningRate: 0.4,
     projectionLearningRate: 0.03,
     l2: 0.001,
@@ -85,6 +87,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
   t.strictSame(LEARNER_FLAGS, [
     'model',
     'learning-rate',
+    'rate-tokens',
     'linear-learning-rate',
     'projection-learning-rate',
     'l2',
@@ -94,17 +97,24 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
   t.strictSame(command, {
     model: 'lr',
     learningRate: 0.2,
+    rateTokens: 5,
     linearLearningRate: 0.2,
     projectionLearningRate: 0.01,
     l2: 0.001,
     adagradEpsilon: 1e-7,
   });
   t.throws(() => learnerFlags({ 'adagrad-epsilon': '0' }, MODEL_KINDS), /--adagrad-epsilon must be above 0/);
+  t.throws(() => learnerFlags({ 'rate-tokens': '-1' }, MODEL_KINDS), /--rate-tokens \/ PME_RATE_TOKENS must be a non-negative number/);
   t.throws(() => learnerFlags({ model: 'gbdt' }, MODEL_KINDS), /--model must be one of fm, deepfm, lr here/);
   t.throws(() => learnerFlags({ 'learning-rate': '0' }, MODEL_KINDS), /--learning-rate must be above 0/);
 
   // They reach the model: another step size learns another model from the same stream.
-  const run = (learner?: { learningRate?: number; linearLearningRate?: number; epsilon?: number }) =>
+  const run = (learner?: {
+    learningRate?: number;
+    rateTokens?: number;
+    linearLearningRate?: number;
+    epsilon?: number;
+  }) =>
     streamEval({
       synthetic: 3000,
       dim: 8,
@@ -129,4 +139,9 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     'and so does another linear step',
   );
   t.not((await run({ epsilon: 0.1 })).logloss, byDefault.logloss, 'and another Adagrad epsilon');
+  t.not(
+    (await run({ rateTokens: 0 })).logloss,
+    byDefault.logloss,
+    'and rows stepping whatever the token count',
+  );
 });

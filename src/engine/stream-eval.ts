@@ -72,7 +72,10 @@ export interface StreamEvalOptions {
   hidden?: number[];
   /** Learning rates and L2 of the sparse part (every model has one). Default FM_DEFAULTS'. */
   learner?: Partial<
-    Pick<FmOptions, 'learningRate' | 'linearLearningRate' | 'projectionLearningRate' | 'l2' | 'epsilon'>
+    Pick<
+      FmOptions,
+      'learningRate' | 'rateTokens' | 'linearLearningRate' | 'projectionLearningRate' | 'l2' | 'epsilon'
+    >
   >;
   data?: string;
   format?: string;

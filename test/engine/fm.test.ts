@@ -43,6 +43,8 @@ function makeModel(seed = 1): FmModel {
   const model = new FmModel(store, {
     optimizer: 'sgd',
     learningRate: 1,
+    // Rows step at exactly the rate (not rate × rateTokens / n): the update is then −∇.
+    rateTokens: 0,
     linearLearningRate: 1,
     projectionLearningRate: 1,
     l2: L2,
@@ -130,11 +132,44 @@ t.test('adagrad steps lower the loss on a repeated event', async (t) => {
   t.ok(logloss(model.predict(IDS, IDS.length), 1) < first * 0.5);
 });
 
+t.test(
+  'rows of an event of n tokens step at learningRate × rateTokens / n; linear weights do not',
+  async (t) => {
+    const n = IDS.length;
+    const stepped = (rateTokens: number) => {
+      const model = new FmModel(fakeStore(D, LADDER, SIZES, 3), { rateTokens });
+      const store = model.store;
+      const before = store.tiers.map((tier) => Float32Array.from(tier.params));
+      const linear = Float32Array.from(store.linear);
+      model.step(IDS, n, 1);
+      return {
+        rows: store.tiers.flatMap((tier, ti) => Array.from(tier.params, (x, j) => x - before[ti][j])),
+        linear: Array.from(store.linear, (x, j) => x - linear[j]),
+      };
+    };
+    const plain = stepped(0);
+    const scaled = stepped(7);
+    let moved = 0;
+    for (let j = 0; j < plain.rows.length; j++) {
+      if (plain.rows[j] === 0) continue;
+      moved++;
+      t.ok(
+        Math.abs(scaled.rows[j] - (plain.rows[j] * 7) / n) <= 1e-6 * Math.abs(plain.rows[j]) + 1e-9,
+        `row float ${j}: ${scaled.rows[j]} = ${plain.rows[j]} × 7 / ${n}`,
+      );
+    }
+    t.ok(moved > 0, 'the event moved rows');
+    t.same(scaled.linear, plain.linear, 'linear weights step at their own rate');
+    t.equal(resolveFmOptions({}).rateTokens, 5);
+  },
+);
+
 t.test('options are validated and frozen', async (t) => {
   t.ok(Object.isFrozen(resolveFmOptions({})));
   for (const bad of [
     { learningRate: 0 },
     { l2: -1 },
+    { rateTokens: -1 },
     { maxTokens: 0.5 },
     { optimizer: 'adam' as 'sgd' },
     { kernels: 'gpu' as 'js' },
@@ -184,7 +219,9 @@ function referenceStep(
   let sq = 0;
   for (let d = 0; d < dim; d++) sq += S[d] ** 2;
   const g = sigmoid(z + 0.5 * (sq - self)) - label;
-  const step = (x: number, grad: number, acc: Float32Array, at: number, rate = o.learningRate): number => {
+  // Rows of an event of n tokens step at learningRate × rateTokens / n.
+  const rowRate = o.rateTokens > 0 ? (o.learningRate * o.rateTokens) / ids.length : o.learningRate;
+  const step = (x: number, grad: number, acc: Float32Array, at: number, rate = rowRate): number => {
     if (!adagrad) return x - rate * grad;
     acc[at] += grad * grad;
     return x - (rate * grad) / (Math.sqrt(acc[at]) + o.epsilon);

@@ -50,13 +50,14 @@ function setup(chunk = 512) {
     clock,
   });
   // The linear weights at the rows' rate, as the planted split was tuned: a faster linear part
-  // takes more of the rich users' signal, leaving less importance in their rows.
+  // takes more of the rich users' signal, leaving less importance in their rows. Its events have
+  // 2 tokens: rateTokens 2 keeps the rows at the rate itself.
   const trainer = new Trainer(store, {
     clock,
     observer: pme,
     seed: 1,
     metricsWindow: 2000,
-    model: { linearLearningRate: 0.05 },
+    model: { linearLearningRate: 0.05, rateTokens: 2 },
   });
   pme.attach(trainer);
   return { store, pme, trainer };
