@@ -22,10 +22,13 @@ export interface StoreOptions {
   seed: number;
   /** Time source for the `lastSeen` of newly created tokens. Default the system clock. */
   clock: Clock;
-  /** Optimizer floats stored per parameter beside each row and per linear weight
-   *  (1 = Adagrad accumulator, 2 = Adam m and v, 0 = plain SGD). Costs 4 bytes × size × slots per token.
-   *  Default 1. */
+  /** Optimizer floats stored per parameter beside each row (1 = Adagrad accumulator, 2 = Adam m
+   *  and v, 0 = plain SGD). Costs 4 bytes × size × slots per token. Default 1. */
   optimizerSlots: number;
+  /** Optimizer floats stored per linear weight (one weight per token): 1 = Adagrad accumulator,
+   *  2 = FTRL-Proximal's z and n, 0 = plain SGD. Apart from `optimizerSlots` so that FTRL on the
+   *  linear weights does not double every row's state. Costs 4 bytes × slots per token. Default 1. */
+  linearOptimizerSlots: number;
   /** Keep a per-(token, dimension) importance slab in the top tier (size D): D × 4 bytes per row of
    *  that tier. Default true. */
   importance: boolean;
@@ -44,6 +47,7 @@ const DEFAULTS: StoreOptions = {
   seed: 1,
   clock: systemClock,
   optimizerSlots: 1,
+  linearOptimizerSlots: 1,
   importance: true,
   chunkRows: 4096,
 };
@@ -94,6 +98,9 @@ export function resolveStoreOptions(partial: Partial<StoreOptions> = {}): Readon
   }
   if (!Number.isInteger(o.optimizerSlots) || o.optimizerSlots < 0 || o.optimizerSlots > 4) {
     invalid(`optimizerSlots must be an integer in 0..4, got ${o.optimizerSlots}`);
+  }
+  if (!Number.isInteger(o.linearOptimizerSlots) || o.linearOptimizerSlots < 0 || o.linearOptimizerSlots > 4) {
+    invalid(`linearOptimizerSlots must be an integer in 0..4, got ${o.linearOptimizerSlots}`);
   }
   if (typeof o.importance !== 'boolean') invalid(`importance must be a boolean, got ${o.importance}`);
   if (!Number.isInteger(o.chunkRows) || o.chunkRows < 1 || o.chunkRows > 1 << 24) {
