@@ -4,6 +4,7 @@
  *
  *   node dist/bench/quality.js [--data-dir ../shared/datasets] [--limit N] [--seeds 3]
  *                              [--venv DIR] [--no-peers] [--keep-export] [--out bench/results/quality.json]
+ *                              [--learner '{"linearOptimizer":"ftrl"}'] [--init-std X]
  *
  * Per dataset (a missing one is skipped with a line):
  * 1. The stream is read once (src/data readEvents, in time order, ties in file order) and exported
@@ -22,7 +23,8 @@
  * Peers run from a virtualenv this script makes in a cache folder outside the repository
  * (default `${XDG_CACHE_HOME:-~/.cache}/pme-stream/bench-venv`, pip install vowpalwabbit, river);
  * a package pip cannot install skips its systems with one line, the others still run.
- * Writes bench/results/quality.json.
+ * `--learner` (FmOptions' names, rates excepted) and `--init-std` set a learner option for every pme
+ * system: an option measured on this very protocol. Writes bench/results/quality.json.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -56,6 +58,9 @@ const VENV = resolve(
   stringArg('venv') ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'pme-stream/bench-venv'),
 );
 const NO_PEERS = process.argv.includes('--no-peers');
+/** Learner options every pme system runs with (the grid's rates win over any given here). */
+const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
+const INIT_STD = stringArg('init-std') === undefined ? undefined : Number(stringArg('init-std'));
 const KEEP_EXPORT = process.argv.includes('--keep-export');
 
 /** The share of the stream the learning rate is chosen on. */
@@ -69,7 +74,8 @@ const DATASETS = STREAM_DATASETS;
 /** Grids, four values each (log spaced around each system's default step). */
 const GRID = {
   /** pme's Adagrad step g of the rows (default 0.05), the linear weights' at 4g (the defaults'
-   *  ratio: 0.2); the projections keep theirs. The `lr` model has only the linear weights: 4g. */
+   *  ratio: 0.2; FTRL's alpha under `--linear-optimizer ftrl`); the projections keep theirs. The
+   *  `lr` model has only the linear weights: 4g. */
   pme: [0.01, 0.03, 0.1, 0.3],
   /** VW's -l (default 0.5, adaptive normalized SGD). */
   vw: [0.1, 0.3, 1, 3],
@@ -103,6 +109,13 @@ const SYSTEMS: System[] = [
     grid: GRID.pme,
     seeded: true,
     pme: () => ({ model: 'lr', pme: false }),
+  },
+  {
+    name: 'pme lr ftrl',
+    description: 'pme logistic regression, FTRL-Proximal linear weights (--model lr --linear-optimizer ftrl)',
+    grid: GRID.pme,
+    seeded: true,
+    pme: () => ({ model: 'lr', pme: false, learner: { linearOptimizer: 'ftrl' } }),
   },
   {
     name: 'pme fm pme 25%',
@@ -217,6 +230,7 @@ async function pmeRun(
 ): Promise<{ p: Float64Array; bytes: number; eventsPerSecond: number }> {
   const p = new Float64Array(events.length);
   let at = 0;
+  const own = s.pme!(fullBytes, windowEvents);
   const r = await streamEval({
     input: { events, catalog },
     dim: DIM,
@@ -225,8 +239,9 @@ async function pmeRun(
     negatives: 0,
     batch: 256,
     seed,
-    learner: { learningRate: rate, linearLearningRate: 4 * rate },
-    ...s.pme!(fullBytes, windowEvents),
+    initStd: INIT_STD,
+    ...own,
+    learner: { ...LEARNER, learningRate: rate, linearLearningRate: 4 * rate, ...own.learner },
     onPrediction: (q) => {
       p[at++] = q;
     },
@@ -569,6 +584,8 @@ async function main(): Promise<void> {
       scoring:
         'one TypeScript function for every system (bench/quality-core.ts scoreRun: exact AUC, logloss clipped at 1e-7) over per-event pre-learning probabilities',
       seeds: SEEDS,
+      learner: LEARNER,
+      initStd: INIT_STD ?? null,
       dim: DIM,
       pmeShare: PME_SHARE,
       limit: LIMIT ?? null,

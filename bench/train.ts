@@ -2,9 +2,10 @@
  * Trainer-only throughput at D = 64 with 4 tokens per event (user, item, category, device), one
  * core: the hand-written FM (a) with every token at full size, (b) with a realistic tier mix
  * (sizes by popularity: few large, most small or 0), each measured on pre-resolved token ids
- * (model step only) and through Trainer.learn (string keys resolved in the store); then (c) the
- * same FM written as batched TensorFlow.js on the backend present and on the slower ones (wasm,
- * cpu), and (d) DeepFM through Trainer.learn. Writes bench/results/train.json.
+ * (model step only) and through Trainer.learn (string keys resolved in the store; also with FTRL
+ * for the linear weights, `--linear-optimizer ftrl`); then (c) the same FM written as batched
+ * TensorFlow.js on the backend present and on the slower ones (wasm, cpu), and (d) DeepFM through
+ * Trainer.learn. Writes bench/results/train.json.
  *
  *   npm run build && node dist/bench/train.js [--events N]
  */
@@ -12,7 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import type { Interaction } from '../src/data/event.js';
 import { initBackend, type Tf } from '../src/engine/backend.js';
 import { DeepFm } from '../src/engine/model/deepfm.js';
-import { FmModel } from '../src/engine/model/fm.js';
+import { FmModel, type FmOptions } from '../src/engine/model/fm.js';
 import { Trainer } from '../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../src/store/index.js';
 import { createRandom, ZipfSampler } from '../src/util/random.js';
@@ -57,8 +58,8 @@ function sizeForRank(rank: number, cardinality: number): number {
   return 0;
 }
 
-function buildStore(mix: boolean): EmbeddingStore {
-  const store = new EmbeddingStore({ ladder: LADDER, startSize: 64, seed: 1 });
+function buildStore(mix: boolean, linearOptimizerSlots = 1): EmbeddingStore {
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 64, seed: 1, linearOptimizerSlots });
   const fill = (field: string, n: number) => {
     for (let r = 0; r < n; r++) store.getOrCreate(`${field}=${r}`, mix ? sizeForRank(r, n) : 64);
   };
@@ -148,15 +149,20 @@ function timeResolve(config: string, store: EmbeddingStore, events: Interaction[
   };
 }
 
-function timeTrainer(config: string, store: EmbeddingStore, events: Interaction[]): Row {
-  const trainer = new Trainer(store, { seed: 1 });
+function timeTrainer(
+  config: string,
+  store: EmbeddingStore,
+  events: Interaction[],
+  model: Partial<FmOptions> = {},
+): Row {
+  const trainer = new Trainer(store, { seed: 1, model });
   trainer.learn(events.slice(0, 20_000));
   const t0 = performance.now();
   for (let i = 0; i < events.length; i += BATCH) trainer.learn(events.slice(i, i + BATCH));
   const seconds = (performance.now() - t0) / 1000;
   return {
     config,
-    path: 'Trainer.learn (string keys)',
+    path: model.linearOptimizer === 'ftrl' ? 'Trainer.learn, ftrl linear' : 'Trainer.learn (string keys)',
     events: events.length,
     seconds,
     eventsPerSecond: events.length / seconds,
@@ -334,6 +340,8 @@ async function main(): Promise<void> {
     mixes[config] = Object.fromEntries(acc.tiers.map((t) => [t.size, t.tokens]));
     rows.push(timeModel(config, store, events));
     rows.push(timeTrainer(config, buildStore(mix), events));
+    // FTRL for the linear weights (--linear-optimizer ftrl): z and n per token, two roots a step.
+    rows.push(timeTrainer(config, buildStore(mix, 2), events, { linearOptimizer: 'ftrl' }));
     rows.push(timeResolve(config, buildStore(mix), events));
   }
   // The tfjs FM on the backend chosen at start and on every slower one registered (wasm, cpu).

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import {
+  configFrom,
   describeOptions,
   flagName,
   LEARNER_FLAGS,
@@ -12,6 +13,8 @@ import {
 import { MODEL_KINDS } from '../src/engine/model/index.js';
 import { streamEval } from '../src/engine/stream-eval.js';
 import { isPmeError } from '../src/errors.js';
+import { storeOptions } from '../src/service/state.js';
+import { EmbeddingStore } from '../src/store/index.js';
 
 t.test('defaults, then environment, then flags', async (t) => {
   const defaults = loadConfig([], {});
@@ -42,6 +45,11 @@ t.test('bad values and unknown flags are clear errors', async (t) => {
       /--projection-learning-rate \/ PME_PROJECTION_LEARNING_RATE must be a non-negative number/,
     ],
     [['--l2', 'lots'], {}, /--l2 \/ PME_L2 must be a non-negative number/],
+    [['--init-std', '-0.1'], {}, /--init-std \/ PME_INIT_STD must be a non-negative number, got "-0.1"/],
+    [[], { PME_INIT_STD: 'Infinity' }, /--init-std \/ PME_INIT_STD must be a non-negative number/],
+    [['--linear-optimizer', 'adam'], {}, /--linear-optimizer must be adagrad or ftrl, got "adam"/],
+    [['--ftrl-beta', '-1'], {}, /--ftrl-beta \/ PME_FTRL_BETA must be a non-negative number/],
+    [[], { PME_FTRL_L1: 'some' }, /--ftrl-l1 \/ PME_FTRL_L1 must be a non-negative number/],
     [
       ['--model', 'deepfm'],
       {},
@@ -83,6 +91,9 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     projectionLearningRate: 0.03,
     l2: 0.001,
     epsilon: 0.1,
+    linearOptimizer: 'adagrad',
+    ftrlBeta: 0.1,
+    ftrlL1: 0,
   });
   t.strictSame(LEARNER_FLAGS, [
     'model',
@@ -92,6 +103,10 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     'projection-learning-rate',
     'l2',
     'adagrad-epsilon',
+    'linear-optimizer',
+    'ftrl-beta',
+    'ftrl-l1',
+    'init-std',
   ]);
   const command = learnerFlags({ model: 'lr', 'learning-rate': '0.2', l2: '0.001' }, MODEL_KINDS);
   t.strictSame(command, {
@@ -102,9 +117,32 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     projectionLearningRate: 0.01,
     l2: 0.001,
     adagradEpsilon: 1e-7,
+    linearOptimizer: 'adagrad',
+    ftrlBeta: 0.1,
+    ftrlL1: 0,
+    initStd: 0.01,
   });
+  const ftrl = learnerFlags(
+    { 'linear-optimizer': 'ftrl', 'ftrl-beta': '0.5', 'ftrl-l1': '2', 'init-std': '0' },
+    MODEL_KINDS,
+  );
+  t.match(modelOptionsOf(ftrl), { linearOptimizer: 'ftrl', ftrlBeta: 0.5, ftrlL1: 2 });
+  t.equal(ftrl.initStd, 0);
+  t.throws(
+    () => learnerFlags({ 'linear-optimizer': 'sgd' }, MODEL_KINDS),
+    /--linear-optimizer must be adagrad or ftrl/,
+  );
+  t.throws(
+    () => learnerFlags({ 'init-std': '-1' }, MODEL_KINDS),
+    /--init-std \/ PME_INIT_STD must be a non-negative/,
+  );
+  t.throws(() => configFrom({ initStd: -1 }), /initStd must be a number >= 0/);
+  t.throws(() => configFrom({ linearOptimizer: 'adam' }), /--linear-optimizer must be adagrad or ftrl/);
   t.throws(() => learnerFlags({ 'adagrad-epsilon': '0' }, MODEL_KINDS), /--adagrad-epsilon must be above 0/);
-  t.throws(() => learnerFlags({ 'rate-tokens': '-1' }, MODEL_KINDS), /--rate-tokens \/ PME_RATE_TOKENS must be a non-negative number/);
+  t.throws(
+    () => learnerFlags({ 'rate-tokens': '-1' }, MODEL_KINDS),
+    /--rate-tokens \/ PME_RATE_TOKENS must be a non-negative number/,
+  );
   t.throws(() => learnerFlags({ model: 'gbdt' }, MODEL_KINDS), /--model must be one of fm, deepfm, lr here/);
   t.throws(() => learnerFlags({ 'learning-rate': '0' }, MODEL_KINDS), /--learning-rate must be above 0/);
 
@@ -144,4 +182,49 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     byDefault.logloss,
     'and rows stepping whatever the token count',
   );
+});
+
+t.test('the service builds its store from --init-std and --linear-optimizer', async (t) => {
+  const rowsOf = (argv: string[]) => {
+    const store = new EmbeddingStore(storeOptions(loadConfig(argv, {})));
+    return Array.from(store.row(store.getOrCreate('user=1')));
+  };
+  t.ok(
+    rowsOf([]).every((x) => x !== 0),
+    'by default a new row is drawn at std 0.01',
+  );
+  t.ok(
+    rowsOf(['--init-std', '0']).every((x) => x === 0),
+    '--init-std 0: zero rows',
+  );
+  const big = rowsOf(['--init-std', '1']);
+  t.ok(Math.max(...big.map(Math.abs)) > 0.1, 'std 1: larger draws');
+  t.equal(storeOptions(loadConfig([], {})).linearOptimizerSlots, 1);
+  t.equal(storeOptions(loadConfig([], { PME_LINEAR_OPTIMIZER: 'ftrl' })).linearOptimizerSlots, 2);
+});
+
+t.test('stream-eval: --init-std reaches the store, --linear-optimizer the model', async (t) => {
+  const run = (kind: string, learner: Record<string, unknown> = {}, initStd?: number) => {
+    const p: number[] = [];
+    return streamEval({
+      synthetic: 2000,
+      model: kind,
+      dim: 8,
+      seed: 3,
+      pme: false,
+      windowEvents: 100_000,
+      negatives: 0,
+      batch: 64,
+      learner,
+      initStd,
+      onPrediction: (q) => p.push(q),
+    }).then(() => p);
+  };
+  // Rows at 0 stay at 0 (their gradient is g (S − v) = 0): the FM is then logistic regression.
+  const lr = await run('lr');
+  t.same(await run('fm', {}, 0), lr, 'fm at --init-std 0 scores exactly as lr');
+  t.notSame(await run('fm'), lr, 'at the default it does not');
+  const ftrl = await run('lr', { linearOptimizer: 'ftrl' });
+  t.notSame(ftrl, lr, 'ftrl learns otherwise than adagrad');
+  t.same(await run('fm', { linearOptimizer: 'ftrl' }, 0), ftrl, 'and the fm at 0 as lr does under ftrl');
 });

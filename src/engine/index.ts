@@ -4,7 +4,8 @@
  *   catalog, score / recommend.
  * - Model (model/): what the trainer learns with, picked by name (createModel): FmModel, the
  *   factorization machine over the store's multi-size embeddings (hand-written forward, backward,
- *   Adagrad over typed arrays); DeepFm, the FM plus an MLP on TensorFlow.js; LogisticRegression.
+ *   Adagrad over typed arrays, FTRL-Proximal for the linear weights if asked); DeepFm, the FM plus
+ *   an MLP on TensorFlow.js; LogisticRegression.
  * - learnInSlices / startItemRefresh: training paced to share the event loop with serving.
  * - PmeController (pme/): hot-token search, pruning windows under the budget, capacity transfer.
  * - ChangeTracker / ReplicaApplier: what replicas need, as typed changes.
@@ -14,7 +15,13 @@ export { type BackendChoice, backendName, initBackend } from './backend.js';
 export { type UnbudgetedMemory, unbudgetedMemory, unbudgetedTotal } from './memory.js';
 export { histogramAuc, type MetricsSnapshot, ProgressiveMetrics } from './metrics.js';
 export { DEEPFM_DEFAULTS, DeepFm, type DeepFmOptions, resolveDeepFmOptions } from './model/deepfm.js';
-export { FM_DEFAULTS, FmModel, type FmOptions, resolveFmOptions } from './model/fm.js';
+export {
+  FM_DEFAULTS,
+  FmModel,
+  type FmOptions,
+  linearOptimizerSlotsOf,
+  resolveFmOptions,
+} from './model/fm.js';
 export {
   createModel,
   MODEL_KINDS,
@@ -23,6 +30,7 @@ export {
   type ModelOptions,
   modelEntry,
 } from './model/index.js';
+export { LINEAR_OPTIMIZERS, type LinearOptimizer } from './model/linear-step.js';
 export { LogisticRegression, type LrOptions } from './model/lr.js';
 export { logloss, sigmoid } from './model/math.js';
 export type { DenseParameters, Model, ModelStats, ModelStore, ModelTier, TokenId } from './model/model.js';

@@ -10,7 +10,7 @@ import { tokenColumnBytes } from '../store/accounting.js';
 import { EmbeddingStore } from '../store/index.js';
 import { ManualClock } from '../util/clock.js';
 import { evaluationMetrics } from './metrics.js';
-import type { FmOptions } from './model/fm.js';
+import { type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { memoryActions, PmeController, type PmeOptions } from './pme/controller.js';
 import { Trainer } from './trainer/index.js';
 
@@ -23,7 +23,8 @@ function bytesPerParam(optimizerSlots: number): number {
 /**
  * The store's hard budget that matches `budgetParams` embedding parameters over `keys`: what the
  * store's own accounting charges for these tokens at size 0 without slack (their per-token
- * columns, the key index, one slot → id entry each), plus `budgetParams` parameters with their
+ * columns with `linearOptimizerSlots` floats of linear state, the key index, one slot → id entry
+ * each), plus `budgetParams` parameters with their
  * optimizer state. A store held to it can give its tokens at most `budgetParams` parameters in
  * all, as uniform and mde have; the importance slab of the tokens PME searches at D, and any
  * capacity slack, come out of that.
@@ -32,12 +33,13 @@ export function liveBudgetBytes(
   keys: readonly string[],
   ladder: readonly number[],
   budgetParams: number,
+  linearOptimizerSlots: number,
 ): { budgetBytes: number; fixedBytes: number } {
   const probe = new EmbeddingStore({ ladder, startSize: 0, clock: new ManualClock() });
   for (const k of keys) probe.getOrCreate(k, 0, 0);
   const acc = probe.accounting();
   // Per-token columns by the token, not by capacity: a store at its budget clamps its growth.
-  const perToken = tokenColumnBytes(probe.options.optimizerSlots) + probe.bytesPerRow(0);
+  const perToken = tokenColumnBytes(linearOptimizerSlots) + probe.bytesPerRow(0);
   const fixedBytes = acc.indexBytes + keys.length * perToken;
   return { budgetBytes: fixedBytes + budgetParams * bytesPerParam(probe.options.optimizerSlots), fixedBytes };
 }
@@ -52,6 +54,8 @@ export interface LiveRunOptions {
   /** A window every this many learned events. */
   windowEvents: number;
   model: Partial<FmOptions>;
+  /** Standard deviation of a new row's normal init. Default the store's. */
+  initStd?: number;
   /** Controller options beyond the window (experiments, tests). */
   pme: Partial<PmeOptions>;
 }
@@ -105,6 +109,8 @@ export class LiveRun {
       startSize: o.startSize,
       budgetBytes: o.budgetBytes,
       seed: o.seed,
+      initStd: o.initStd,
+      linearOptimizerSlots: linearOptimizerSlotsOf(o.model),
       clock,
     });
     this.controller = new PmeController(this.store, {

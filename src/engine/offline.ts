@@ -22,7 +22,7 @@ import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { shuffledOrder } from '../util/random.js';
 import { evaluationMetrics } from './metrics.js';
-import { FmModel, type FmOptions } from './model/fm.js';
+import { FmModel, type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { type LiveActivity, LiveRun, liveBudgetBytes } from './offline-live.js';
 import type { PmeOptions } from './pme/controller.js';
 import { chooseSizes } from './pme/prune.js';
@@ -65,8 +65,10 @@ export interface OfflineOptions {
   minCount: number;
   /** Methods to run, in this order. Default all four. */
   methods: readonly OfflineMethod[];
-  /** FM options (learning rates, L2). Default the FM's defaults. */
+  /** FM options (learning rates, L2, linear optimizer). Default the FM's defaults. */
   model: Partial<FmOptions>;
+  /** Standard deviation of a new row's normal init (`--init-std`). Default the store's (0.01). */
+  initStd?: number;
   /** Called after every epoch (progress display). Default none. */
   onEpoch: ((e: EpochProgress) => void) | null;
 }
@@ -293,6 +295,8 @@ class Run {
       seed: o.seed,
       importance,
       chunkRows: 1024,
+      initStd: o.initStd,
+      linearOptimizerSlots: linearOptimizerSlotsOf(o.model),
     });
     for (let v = 0; v < vocab.keys.length; v++) {
       const id = this.store.getOrCreate(vocab.keys[v], sizes[v]);
@@ -578,7 +582,12 @@ export async function runOffline(
     const t0 = performance.now();
     const startSize = o.startSize >= 0 ? o.startSize : liveStartSize(ladder, o.budget);
     const windowEvents = o.windowEvents > 0 ? o.windowEvents : Math.max(1, Math.ceil(trainEvents.length / 4));
-    const { budgetBytes, fixedBytes } = liveBudgetBytes(vocab.keys, ladder, budgetParams);
+    const { budgetBytes, fixedBytes } = liveBudgetBytes(
+      vocab.keys,
+      ladder,
+      budgetParams,
+      linearOptimizerSlotsOf(o.model),
+    );
     const targetBytes = fixedBytes + o.pmeTarget * (budgetBytes - fixedBytes);
     const run = new LiveRun(trainEvents, catalogItems, {
       ladder,
@@ -588,6 +597,7 @@ export async function runOffline(
       batch: o.batch,
       windowEvents,
       model: { ...o.model, maxTokens: 256 },
+      initStd: o.initStd,
       pme: { targetBytes, ...o.pme },
     });
     const split = { validation: valEvents, test: testEvents };

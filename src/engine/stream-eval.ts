@@ -6,7 +6,7 @@
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { readEvents, SyntheticWorkload } from '../data/index.js';
 import { EmbeddingStore } from '../store/index.js';
-import type { FmOptions } from './model/fm.js';
+import { type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { createModel, modelEntry } from './model/index.js';
 import {
   type MemoryActions,
@@ -74,9 +74,19 @@ export interface StreamEvalOptions {
   learner?: Partial<
     Pick<
       FmOptions,
-      'learningRate' | 'rateTokens' | 'linearLearningRate' | 'projectionLearningRate' | 'l2' | 'epsilon'
+      | 'learningRate'
+      | 'rateTokens'
+      | 'linearLearningRate'
+      | 'projectionLearningRate'
+      | 'l2'
+      | 'epsilon'
+      | 'linearOptimizer'
+      | 'ftrlBeta'
+      | 'ftrlL1'
     >
   >;
+  /** Standard deviation of a new row's normal init (`--init-std`). Default the store's (0.01). */
+  initStd?: number;
   data?: string;
   format?: string;
   /** Events already read (a benchmark that gives the very same stream to other systems): used
@@ -141,6 +151,8 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     startSize,
     budgetBytes: o.budgetBytes ?? Number.POSITIVE_INFINITY,
     seed: o.seed,
+    initStd: o.initStd,
+    linearOptimizerSlots: linearOptimizerSlotsOf(o.learner),
   });
   const controller = o.pme
     ? new PmeController(store, {

@@ -36,7 +36,12 @@ export async function startReplica(
   await waitForKafka(connection, config.brokerWaitMs, log);
   const backend = await initBackend();
   // A replica never steps, so it keeps no optimizer state or importance: half the bytes.
-  const store = new EmbeddingStore({ ...storeOptions(config), optimizerSlots: 0, importance: false });
+  const store = new EmbeddingStore({
+    ...storeOptions(config),
+    optimizerSlots: 0,
+    linearOptimizerSlots: 0,
+    importance: false,
+  });
   const trainer = new Trainer(store, {
     seed: config.seed,
     model: { optimizer: 'sgd' },

@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     ladder: setup.ladder,
     seed: setup.seed,
     optimizerSlots: 0,
+    linearOptimizerSlots: 0,
     importance: false,
   });
   const trainer = new Trainer(store, {

@@ -12,6 +12,7 @@ import {
   type Trainer,
   type TrainerOptions,
 } from '../engine/index.js';
+import { linearOptimizerSlotsOf } from '../engine/model/fm.js';
 import { isPmeError } from '../errors.js';
 import {
   copyStoreInSlices,
@@ -47,6 +48,8 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
     budgetBytes: config.budgetBytes,
     ttlMs: config.tokenTtlMs,
     seed: config.seed,
+    initStd: config.initStd,
+    linearOptimizerSlots: linearOptimizerSlotsOf(modelOptionsOf(config)),
   };
 }
 

@@ -50,8 +50,8 @@ export const MAP_BYTES_PER_SLOT = 28;
 
 /** Bytes per allocated token id: tierOf 1, slotOf 4, fieldOf 2, linear 4, lastSeen 8, frequency 4,
  *  prev 4, next 4, free-id stack 4, key pointer 8, plus 4 per linear optimizer slot. */
-export function tokenColumnBytes(optimizerSlots: number): Bytes {
-  return 1 + 4 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 4 * optimizerSlots;
+export function tokenColumnBytes(linearOptimizerSlots: number): Bytes {
+  return 1 + 4 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 4 * linearOptimizerSlots;
 }
 
 /** Heap bytes of a flat V8 string: 16-byte header (map, hash, length) + chars, 8-byte aligned;

@@ -460,6 +460,8 @@ export async function readSnapshotFile(
   // Infinity travelled as null.
   if (options.budgetBytes === null) options.budgetBytes = Number.POSITIVE_INFINITY;
   if (options.ttlMs === null) options.ttlMs = Number.POSITIVE_INFINITY;
+  // Written before the linear weights had a slot count of their own: they had the rows'.
+  options.linearOptimizerSlots ??= options.optimizerSlots;
   const state: StoreState = {
     options,
     created: header.created,

@@ -106,6 +106,8 @@ export function importState(p: StoreParts, state: StoreState, source: string): v
   };
   if (p.options.ladder.join() !== state.options.ladder.join()) bad('the ladder cannot be overridden');
   if (p.options.optimizerSlots !== state.options.optimizerSlots) bad('optimizerSlots cannot be overridden');
+  if (p.options.linearOptimizerSlots !== state.options.linearOptimizerSlots)
+    bad('linearOptimizerSlots cannot be overridden');
   if (p.options.importance !== state.options.importance) bad('importance cannot be overridden');
   const c = p.columns;
   const n = state.idLimit;

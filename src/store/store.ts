@@ -78,15 +78,15 @@ export class EmbeddingStore {
 
   constructor(options?: Partial<StoreOptions>) {
     this.options = resolveStoreOptions(options);
-    const { ladder, optimizerSlots, importance } = this.options;
+    const { ladder, optimizerSlots, linearOptimizerSlots, importance } = this.options;
     this.dim = ladder[ladder.length - 1];
-    this.#idBytes = tokenColumnBytes(optimizerSlots);
+    this.#idBytes = tokenColumnBytes(linearOptimizerSlots);
     this.#startIndex = ladder.indexOf(this.options.startSize);
     this.#tiers = ladder.map(
       (size, i) => new StoreTier(size, i, optimizerSlots, importance && size === this.dim ? this.dim : 0),
     );
     this.tiers = Object.freeze([...this.#tiers]);
-    this.#columns = new TokenColumns(optimizerSlots);
+    this.#columns = new TokenColumns(linearOptimizerSlots);
     this.#index = new KeyIndex(ladder.length);
     const columns = this.#columns;
     const index = this.#index;
@@ -154,7 +154,7 @@ export class EmbeddingStore {
   get linear(): Float32Array {
     return this.#columns.linear;
   }
-  /** `optimizerSlots` floats per token for the linear weight (token id * slots). */
+  /** `linearOptimizerSlots` floats per token for the linear weight (token id * slots). */
   get linearOptimizer(): Float32Array {
     return this.#columns.linearOptimizer;
   }

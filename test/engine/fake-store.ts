@@ -6,7 +6,14 @@
 import type { ModelStore, ModelTier } from '../../src/engine/model/model.js';
 import { createRandom } from '../../src/util/random.js';
 
-export function fakeStore(dim: number, ladder: number[], sizes: number[], seed = 1, std = 0.3): ModelStore {
+export function fakeStore(
+  dim: number,
+  ladder: number[],
+  sizes: number[],
+  seed = 1,
+  std = 0.3,
+  linearOptimizerSlots = 1,
+): ModelStore {
   const random = createRandom(seed);
   const counts = ladder.map(() => 0);
   const tierOf = new Uint8Array(sizes.length);
@@ -29,7 +36,15 @@ export function fakeStore(dim: number, ladder: number[], sizes: number[], seed =
   });
   const linear = new Float32Array(sizes.length);
   for (let i = 0; i < linear.length; i++) linear[i] = random.normal() * std;
-  return { dim, tiers, tierOf, slotOf, linear, linearOptimizer: new Float32Array(sizes.length) };
+  return {
+    dim,
+    tiers,
+    tierOf,
+    slotOf,
+    linear,
+    linearOptimizer: new Float32Array(sizes.length * linearOptimizerSlots),
+    options: { linearOptimizerSlots },
+  };
 }
 
 /**
@@ -48,6 +63,7 @@ export class GrowingStore implements ModelStore {
   slotOf = new Int32Array(4);
   linear = new Float32Array(4);
   linearOptimizer = new Float32Array(4);
+  readonly options = { linearOptimizerSlots: 1 };
   readonly keys: string[] = [];
   readonly #ids = new Map<string, number>();
   readonly #tier: number;
@@ -153,7 +169,7 @@ export class TieredStore {
   readonly #start: number;
   readonly #random;
   readonly #moveListeners: ((id: number, from: number, to: number) => void)[] = [];
-  readonly options: { optimizerSlots: number; startSize: number };
+  readonly options: { optimizerSlots: number; linearOptimizerSlots: number; startSize: number };
   budgetBytes: number;
 
   constructor(
@@ -166,7 +182,7 @@ export class TieredStore {
     this.dim = dim;
     this.ladder = ladder;
     this.#start = startSize;
-    this.options = { optimizerSlots: 1, startSize };
+    this.options = { optimizerSlots: 1, linearOptimizerSlots: 1, startSize };
     this.budgetBytes = budgetBytes;
     this.#random = createRandom(seed);
     this.tiers = ladder.map((size) => ({

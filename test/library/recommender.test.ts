@@ -118,3 +118,24 @@ t.test('options are the table names, checked once', async (t) => {
   }
   await t.rejects(createRecommender({ restoreFrom: '/nonexistent/pme' }), { code: 'PME_ERR_NOT_FOUND' });
 });
+
+t.test('FTRL linear weights: learned, snapshot, restored only under FTRL', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'pme-library-ftrl-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const ftrl = { ...OPTIONS, linearOptimizer: 'ftrl', ftrlL1: 0.5 };
+  const rec = await createRecommender(ftrl);
+  const events = stream(6000, 9);
+  await rec.learn(events);
+  t.ok(rec.stats().auc > 0.6, `AUC ${rec.stats().auc}`);
+  const items = ['i1', 'i2', 'i3', 'i40'];
+  const scores = rec.score('u1', items);
+  await rec.snapshot(dir);
+  await rec.close();
+  await t.rejects(createRecommender({ ...OPTIONS, restoreFrom: dir }), {
+    code: 'PME_ERR_CONFIG_INVALID',
+    message: /--linear-optimizer adagrad keeps 1 float per linear weight, the store keeps 2/,
+  });
+  const back = await createRecommender({ ...ftrl, restoreFrom: dir });
+  t.teardown(() => back.close());
+  t.same(back.score('u1', items), scores, 'restored under FTRL: the same scores');
+});

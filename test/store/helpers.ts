@@ -13,6 +13,8 @@ import {
 export function checkInvariants(store: EmbeddingStore): string | null {
   const { tierOf, slotOf } = store;
   const slots = store.options.optimizerSlots;
+  if (store.linearOptimizer.length !== store.idCapacity * store.options.linearOptimizerSlots)
+    return 'linearOptimizer length';
   const D = store.dim;
   // Every live token owns exactly one (tier, slot); every slot below count is owned by exactly one token.
   const owner = store.tiers.map((t) => new Int32Array(t.count).fill(-1));
@@ -80,7 +82,8 @@ export function checkInvariants(store: EmbeddingStore): string | null {
     }
     total += ta.totalBytes;
   }
-  if (a.tokenColumnsBytes !== store.idCapacity * tokenColumnBytes(slots)) return 'tokenColumnsBytes';
+  if (a.tokenColumnsBytes !== store.idCapacity * tokenColumnBytes(store.options.linearOptimizerSlots))
+    return 'tokenColumnsBytes';
   if (a.keyBytes !== keyBytes) return `keyBytes ${a.keyBytes}, recomputed ${keyBytes}`;
   if (a.mapBytes < store.size * MAP_BYTES_PER_SLOT)
     return `mapBytes ${a.mapBytes} below ${store.size} entries`;

@@ -8,6 +8,7 @@ t.test('defaults are filled and the result is frozen', async (t) => {
   t.equal(o.startSize, 8);
   t.equal(o.budgetBytes, Number.POSITIVE_INFINITY);
   t.equal(o.optimizerSlots, 1);
+  t.equal(o.linearOptimizerSlots, 1);
   t.ok(Object.isFrozen(o));
   t.ok(Object.isFrozen(o.ladder));
   const clock = new ManualClock(5);
@@ -27,6 +28,11 @@ t.test('invalid options get PME_ERR_CONFIG_INVALID saying what is wrong', async 
     ['initStd negative', { initStd: -0.1 }, /initStd/],
     ['seed not an integer', { seed: 1.5 }, /seed/],
     ['optimizerSlots too many', { optimizerSlots: 9 }, /optimizerSlots/],
+    [
+      'linearOptimizerSlots negative',
+      { linearOptimizerSlots: -1 },
+      /linearOptimizerSlots must be an integer/,
+    ],
     ['chunkRows zero', { chunkRows: 0 }, /chunkRows/],
     ['importance not boolean', { importance: 'yes' }, /importance/],
     ['clock without now', { clock: {} }, /clock/],

@@ -57,6 +57,8 @@ async function run(t: Test, seed: number, options: Partial<StoreOptions>, steps:
           tier.optimizer[o + j] += random.next();
         if (tier.importance) tier.importance[store.slotOf[id] * store.dim] += 1;
         store.linear[id] = random.normal();
+        const ls = store.options.linearOptimizerSlots;
+        for (let j = 0; j < ls; j++) store.linearOptimizer[id * ls + j] += random.next();
       }
     } else if (r < 0.65) {
       op = 'touch';
@@ -130,6 +132,9 @@ async function run(t: Test, seed: number, options: Partial<StoreOptions>, steps:
 t.test('no budget', (t) => run(t, 1, { chunkRows: 16, ttlMs: 400 }, 1500));
 t.test('no budget, Adam slots, no importance', (t) =>
   run(t, 2, { chunkRows: 5, optimizerSlots: 2, importance: false, ladder: [0, 3, 12], startSize: 3 }, 1500),
+);
+t.test('tight budget, FTRL linear slots (z and n per token)', (t) =>
+  run(t, 5, { chunkRows: 8, budgetBytes: 30_000, ttlMs: 5000, linearOptimizerSlots: 2 }, 2000),
 );
 t.test('tight budget (policy runs often)', (t) =>
   run(t, 3, { chunkRows: 8, budgetBytes: 30_000, ttlMs: 5000 }, 2000),

@@ -56,6 +56,26 @@ t.test('round trip: options, extra arrays, and the state bit for bit', async (t)
   t.equal(again.store.options.budgetBytes, Number.POSITIVE_INFINITY, 'Infinity survives JSON');
 });
 
+t.test('the linear weights’ slot count travels with a snapshot and cannot be overridden', async (t) => {
+  const dir = await tempDir(t);
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ linearOptimizerSlots: 2, clock, chunkRows: 8 });
+  for (let i = 0; i < 20; i++) {
+    const id = store.getOrCreate(`item=${i}`);
+    store.linearOptimizer[2 * id] = i; // FTRL's z
+    store.linearOptimizer[2 * id + 1] = i * i; // and n
+  }
+  await writeSnapshot(store, dir);
+  const { store: back } = await readSnapshot(dir, { clock });
+  t.equal(back.options.linearOptimizerSlots, 2);
+  t.equal(back.options.optimizerSlots, 1, 'the rows keep one');
+  t.equal(diffStates(store.exportState(), back.exportState()), null, 'z and n bit for bit');
+  t.throws(() => EmbeddingStore.fromState(store.exportState(), { linearOptimizerSlots: 1 }), {
+    code: 'PME_ERR_SNAPSHOT_CORRUPT',
+    message: /linearOptimizerSlots cannot be overridden/,
+  });
+});
+
 t.test('a key index of many encoding steps (4,096 keys each) round-trips', async (t) => {
   const dir = await tempDir(t);
   const store = new EmbeddingStore({ chunkRows: 4096 });
@@ -219,5 +239,10 @@ t.test('a file with a valid checksum but an inconsistent state is rejected', asy
     [8, 64, 0],
   );
   t.equal(old.row(old.id('item=7'))[63], 0.5);
+  t.equal(
+    old.options.linearOptimizerSlots,
+    1,
+    'written before the linear slots had their own count: the rows’',
+  );
   t.ok((await readFile(fixture)).length > 0, dir);
 });

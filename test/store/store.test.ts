@@ -324,6 +324,21 @@ t.test('accounting charges capacity and key bytes; compact gives slack back', as
   t.equal(checkInvariants(store), null);
 });
 
+t.test('the linear weights’ slots are charged per token apart from the rows’', async (t) => {
+  const one = new EmbeddingStore({ chunkRows: 100 });
+  const ftrl = new EmbeddingStore({ chunkRows: 100, linearOptimizerSlots: 2 });
+  for (const store of [one, ftrl]) store.getOrCreate('user=1');
+  const [a, b] = [one.accounting(), ftrl.accounting()];
+  t.equal(b.tokenColumnsBytes - a.tokenColumnsBytes, 4 * ftrl.idCapacity, 'one float more per token id');
+  t.same(
+    b.tiers.map((x) => x.optimizerBytes),
+    a.tiers.map((x) => x.optimizerBytes),
+    'the rows keep one slot',
+  );
+  t.equal(ftrl.linearOptimizer.length, 2 * ftrl.idCapacity);
+  t.equal(checkInvariants(ftrl), null);
+});
+
 t.test('readers never see a half-moved token while moves run (interleaved with setImmediate)', async (t) => {
   // Each row holds its token id in every dimension; a move writes the same marker at the new size.
   const store = new EmbeddingStore({ chunkRows: 8, ladder: [0, 2, 4, 8, 16], startSize: 4 });

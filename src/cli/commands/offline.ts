@@ -83,6 +83,7 @@ export async function offlineCommand(argv: string[]): Promise<number> {
   }
   const tty = process.stderr.isTTY === true;
   try {
+    const learner = learnerFlags(v, ['fm']);
     const read = await readEvents({
       path: v.data,
       format: v.format,
@@ -103,7 +104,8 @@ export async function offlineCommand(argv: string[]): Promise<number> {
       pmeTarget: parseNumber('pme-target', v['pme-target'], 0.7, false),
       methods,
       minCount: parseNumber('min-count', v['min-count'], 1),
-      model: modelOptionsOf(learnerFlags(v, ['fm'])),
+      model: modelOptionsOf(learner),
+      initStd: learner.initStd,
       onEpoch: (p) => process.stderr.write(tty ? `\r\x1b[K${bar(p)}` : `${bar(p)}\n`),
     });
     if (tty) process.stderr.write('\r\x1b[K');

@@ -105,6 +105,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
     const result = await streamEval({
       model,
       learner: modelOptionsOf(learner),
+      initStd: learner.initStd,
       hidden,
       data: v.data,
       format: v.format,

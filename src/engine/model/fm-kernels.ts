@@ -234,30 +234,8 @@ function backProject(
   }
 }
 
-// The optimizers' updates, one function per (optimizer, row kind): a model picks its set once.
-
-/** Step of a linear weight w[i] on gradient g (+ L2), Adagrad accumulator acc[i] (logistic
- *  regression's; the FM inlines it, see its backward). */
-export type ScalarStep = (
-  w: Float32Array,
-  acc: Float32Array,
-  i: number,
-  g: number,
-  lr: number,
-  l2: number,
-  eps: number,
-) => void;
-
-export const adagradScalar: ScalarStep = (w, acc, i, g, lr, l2, eps) => {
-  const gw = g + l2 * w[i];
-  const a = acc[i] + gw * gw;
-  acc[i] = a;
-  w[i] -= (lr * gw) / (Math.sqrt(a) + eps);
-};
-
-export const sgdScalar: ScalarStep = (w, _acc, i, g, lr, l2) => {
-  w[i] -= lr * (g + l2 * w[i]);
-};
+// The optimizers' updates, one function per (optimizer, row kind): a model picks its set once
+// (the linear weights' are in linear-step.ts).
 
 /**
  * Step of a full-size row e[off .. off + D) whose loss gradient is g (S − v) (+ L2 on e), read

@@ -24,6 +24,15 @@ import {
   sgdRow,
 } from './fm-kernels.js';
 import { createSimdProjector } from './fm-wasm.js';
+import {
+  checkLinearSlots,
+  ftrlLinear,
+  LINEAR_OPTIMIZERS,
+  type LinearOptimizer,
+  type LinearStepParams,
+  linearOptimizerSlots,
+  linearStepParams,
+} from './linear-step.js';
 import { sigmoid } from './math.js';
 import {
   fmSide,
@@ -68,6 +77,29 @@ export interface FmOptions {
   /** 'adagrad' (default): per-coordinate accumulators in the store's optimizer slabs.
    *  'sgd': plain steps, no optimizer state read (used by the gradient tests, and cheaper). */
   optimizer: 'adagrad' | 'sgd';
+  /** Update rule of the linear weights (`--linear-optimizer`, linear-step.ts): 'adagrad' (default),
+   *  or 'ftrl', FTRL-Proximal with alpha = linearLearningRate, beta = ftrlBeta, L1 = ftrlL1 and
+   *  L2 = l2, whose z and n take two floats per token (the store's linearOptimizerSlots 2). Under
+   *  optimizer 'sgd' the linear weights take plain steps whatever this says. Adagrad stays the
+   *  default: `node dist/bench/quality.js --no-peers --learner '{"linearOptimizer":"ftrl"}'` (mean
+   *  AUC on the last 80% over the three datasets, 3 seeds) put FTRL at beta 0.1 ahead by little,
+   *  pme lr 0.7389 → 0.7397, fm full 0.7366 → 0.7369, fm pme 25% 0.7376 → 0.7381, fm size 8
+   *  0.7390 → 0.7396 (avazu-sample down 0.0007 and 0.0005 on the first two FM rows), with beta
+   *  picked on those very streams, for 4 more bytes a token, and a snapshot taken under Adagrad
+   *  does not continue under FTRL. */
+  linearOptimizer: LinearOptimizer;
+  /** FTRL's beta (`--ftrl-beta`): a weight's rate is linearLearningRate / (beta + √n), and beta /
+   *  linearLearningRate a pull of the weight towards 0 that its own gradients outgrow. Default 0.1,
+   *  not the paper's 1: `node dist/bench/quality.js --no-peers --learner
+   *  '{"linearOptimizer":"ftrl","ftrlBeta":B}'` (mean AUC on the last 80% over the three datasets)
+   *  at beta 0.01 / 0.1 / 0.3 / 1 / 10: pme lr 0.7392 / 0.7397 / 0.7390 / 0.7374 / 0.7274 (Adagrad
+   *  0.7389), fm full 0.7366 / 0.7369 / 0.7367 / 0.7359 / 0.7323 (0.7366), fm pme 25% 0.7378 /
+   *  0.7381 / 0.7374 / 0.7293 / 0.7243 (0.7376). */
+  ftrlBeta: number;
+  /** FTRL's L1 (`--ftrl-l1`): a weight whose |z| is at most this is exactly 0. Default 0: on the
+   *  same bench (beta 0.1) L1 0.1 and 1 gave pme lr 0.7393 and 0.7343 against 0.7397, fm pme 25%
+   *  0.7377 and 0.7276 against 0.7381 (sparser, not better). */
+  ftrlL1: number;
   /** Added to √(accumulator) in every Adagrad step (`--adagrad-epsilon`). Default 1e-7: the
    *  first step of a coordinate moves it by about the full rate whatever its gradient. Measured with
    *  `node dist/bench/quality.js --no-peers --seeds 1` (rate chosen on the first 20%, AUC on the last
@@ -98,6 +130,9 @@ export const FM_DEFAULTS: Readonly<FmOptions> = Object.freeze({
   l2: 1e-6,
   l2Projection: 1e-6,
   optimizer: 'adagrad',
+  linearOptimizer: 'adagrad',
+  ftrlBeta: 0.1,
+  ftrlL1: 0,
   epsilon: 1e-7,
   initialAccumulator: 0.1,
   maxTokens: 64,
@@ -125,13 +160,27 @@ export function resolveFmOptions(options: Partial<FmOptions> = {}): Readonly<FmO
   nonNegative('l2Projection', o.l2Projection);
   positive('epsilon', o.epsilon);
   nonNegative('initialAccumulator', o.initialAccumulator);
+  nonNegative('ftrlBeta', o.ftrlBeta);
+  nonNegative('ftrlL1', o.ftrlL1);
   if (o.optimizer !== 'adagrad' && o.optimizer !== 'sgd')
     throw new PmeError('PME_ERR_CONFIG_INVALID', `optimizer must be "adagrad" or "sgd", got ${o.optimizer}`);
+  if (!LINEAR_OPTIMIZERS.includes(o.linearOptimizer))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `linearOptimizer must be ${LINEAR_OPTIMIZERS.map((x) => `"${x}"`).join(' or ')}, got ${o.linearOptimizer}`,
+    );
   if (o.kernels !== 'auto' && o.kernels !== 'js')
     throw new PmeError('PME_ERR_CONFIG_INVALID', `kernels must be "auto" or "js", got ${o.kernels}`);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1)
     throw new PmeError('PME_ERR_CONFIG_INVALID', `maxTokens must be an integer >= 1, got ${o.maxTokens}`);
   return Object.freeze(o);
+}
+
+/** Floats per token the store keeps for the linear weights of a model of these options: its
+ *  `linearOptimizerSlots` (2 for FTRL's z and n, 1 for Adagrad's accumulator, 0 under SGD). */
+export function linearOptimizerSlotsOf(options: Partial<FmOptions> = {}): number {
+  const o = { ...FM_DEFAULTS, ...options };
+  return linearOptimizerSlots(o.optimizer, o.linearOptimizer);
 }
 
 /**
@@ -176,6 +225,9 @@ export class FmModel extends ModelBase implements Model {
   readonly #stepFullRow: FullRowStep;
   readonly #stepRow: RowStep;
   readonly #adagrad: boolean;
+  /** The linear weights step by FTRL (else inline, see backward). */
+  readonly #ftrl: boolean;
+  readonly #linearParams: LinearStepParams;
   /** Whether full-size rows gather importance (PME's search): the top tier's slab, else none. */
   readonly #importance: boolean;
   /** Gradients of the projections accumulated over the current mini-batch (the projector's). */
@@ -223,6 +275,9 @@ export class FmModel extends ModelBase implements Model {
     this.#adagrad = adagrad;
     this.#stepFullRow = !adagrad ? sgdFullRow : this.#importance ? adagradFullRowImportance : adagradFullRow;
     this.#stepRow = adagrad ? adagradRow : sgdRow;
+    checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
+    this.#ftrl = adagrad && o.linearOptimizer === 'ftrl';
+    this.#linearParams = linearStepParams(o);
     this.#tier = new Int32Array(m);
     this.#size = new Int32Array(m);
     this.#offset = new Int32Array(m);
@@ -312,6 +367,8 @@ export class FmModel extends ModelBase implements Model {
     const offsetScratch = this.#offset;
     const projector = this.#projector;
     const adagrad = this.#adagrad;
+    const ftrl = this.#ftrl;
+    const linearParams = this.#linearParams;
     const stepFullRow = this.#stepFullRow;
     const stepRow = this.#stepRow;
     const importance = this.#importance;
@@ -319,15 +376,18 @@ export class FmModel extends ModelBase implements Model {
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
 
     for (let k = 0; k < n; k++) {
-      // Inline, not a picked function as the rows are: a call per token cost ~2% of a tier-mix
-      // step (in-process A/B against the inline form).
+      // Adagrad and SGD inline, not a picked function as the rows are: a call per token cost ~2%
+      // of a tier-mix step (in-process A/B against the inline form).
       const id = ids[at + k];
-      const gw = g + l2 * linear[id];
-      if (adagrad) {
-        const acc = linearOpt[id] + gw * gw;
-        linearOpt[id] = acc;
-        linear[id] -= (linearRate * gw) / (Math.sqrt(acc) + eps);
-      } else linear[id] -= linearRate * gw;
+      if (ftrl) ftrlLinear(linear, linearOpt, id, g, linearParams);
+      else {
+        const gw = g + l2 * linear[id];
+        if (adagrad) {
+          const acc = linearOpt[id] + gw * gw;
+          linearOpt[id] = acc;
+          linear[id] -= (linearRate * gw) / (Math.sqrt(acc) + eps);
+        } else linear[id] -= linearRate * gw;
+      }
       const s = sizeScratch[k];
       if (s === 0) continue;
       const ti = tierScratch[k];

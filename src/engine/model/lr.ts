@@ -2,12 +2,18 @@
  * Plain logistic regression over the same tokens: z = b + Σ w_t, the FM without its interactions.
  * A baseline that says what the interactions add (and what hashed linear learners, the usual
  * alternative, reach). It learns only the store's linear weights and the bias, with the FM's
- * learning rate, L2 and optimizer options; its tokens have no vectors (zero vectors, no
- * projections), so the read path's split gives exactly b + Σ w as well.
+ * learning rate, L2 and optimizer options (linearOptimizer included); its tokens have no vectors
+ * (zero vectors, no projections), so the read path's split gives exactly b + Σ w as well.
  */
 
 import { type FmOptions, resolveFmOptions } from './fm.js';
-import { adagradScalar, type ScalarStep, sgdScalar } from './fm-kernels.js';
+import {
+  checkLinearSlots,
+  type LinearStep,
+  type LinearStepParams,
+  linearStepOf,
+  linearStepParams,
+} from './linear-step.js';
 import { sigmoid } from './math.js';
 import { type Model, ModelBase, type ModelStore, type Rows, type ScoreSink } from './model.js';
 
@@ -18,6 +24,9 @@ export type LrOptions = Pick<
   | 'projectionLearningRate'
   | 'l2'
   | 'optimizer'
+  | 'linearOptimizer'
+  | 'ftrlBeta'
+  | 'ftrlL1'
   | 'epsilon'
   | 'initialAccumulator'
   | 'maxTokens'
@@ -32,7 +41,8 @@ export class LogisticRegression extends ModelBase implements Model {
   /** None: no token has a vector. */
   readonly projections: readonly null[];
   readonly projectionAccumulators: readonly null[];
-  readonly #step: ScalarStep;
+  readonly #step: LinearStep;
+  readonly #linearParams: LinearStepParams;
   readonly #adagrad: boolean;
 
   constructor(store: ModelStore, options: Partial<LrOptions> = {}) {
@@ -43,7 +53,9 @@ export class LogisticRegression extends ModelBase implements Model {
     this.projections = store.tiers.map(() => null);
     this.projectionAccumulators = this.projections;
     this.#adagrad = this.options.optimizer === 'adagrad';
-    this.#step = this.#adagrad ? adagradScalar : sgdScalar;
+    checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
+    this.#step = linearStepOf(o.optimizer, o.linearOptimizer);
+    this.#linearParams = linearStepParams(o);
   }
 
   /** start + Σ w over ids[at .. at + n) (start: the bias, or 0 for the item side). */
@@ -59,6 +71,7 @@ export class LogisticRegression extends ModelBase implements Model {
     const linear = this.store.linear;
     const acc = this.store.linearOptimizer;
     const step = this.#step;
+    const linearParams = this.#linearParams;
     for (let r = from; r < to; r++) {
       const at = r * rows.stride;
       const n = rows.counts[r];
@@ -67,8 +80,7 @@ export class LogisticRegression extends ModelBase implements Model {
       scores.add(p, label);
       const g = p - label;
       this.stepBias(g, o.projectionLearningRate, o.epsilon, this.#adagrad);
-      for (let k = 0; k < n; k++)
-        step(linear, acc, rows.ids[at + k], g, o.linearLearningRate, o.l2, o.epsilon);
+      for (let k = 0; k < n; k++) step(linear, acc, rows.ids[at + k], g, linearParams);
     }
   }
 

@@ -34,7 +34,9 @@ export interface ModelStore {
   readonly tierOf: Uint8Array;
   readonly slotOf: Int32Array;
   readonly linear: Float32Array;
+  /** The linear weights' optimizer state, `options.linearOptimizerSlots` floats per token. */
   readonly linearOptimizer: Float32Array;
+  readonly options: { readonly linearOptimizerSlots: number };
 }
 
 /** Where a model reports the probability it gave each row before learning from it. */

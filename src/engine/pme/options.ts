@@ -16,7 +16,11 @@ export interface PmeStore extends TrainerStore {
   /** Whether `id` names a live token. */
   alive(id: TokenId): boolean;
   readonly tiers: readonly (ModelTier & { readonly count: number })[];
-  readonly options: { readonly optimizerSlots: number; readonly startSize?: number };
+  readonly options: {
+    readonly optimizerSlots: number;
+    readonly linearOptimizerSlots: number;
+    readonly startSize?: number;
+  };
   sizeOf(id: TokenId): number;
   move(id: TokenId, newSize: number, transform: (src: Float32Array, dst: Float32Array) => void): void;
   forEachInTier(size: number, fn: (id: TokenId) => void): void;

@@ -1,0 +1,105 @@
+/**
+ * The update rules of the linear weights (one weight per token, in store.linear), with the state
+ * each keeps per token in store.linearOptimizer: a model picks its rule once at construction.
+ *
+ * - Adagrad: one accumulator n per weight; w -= rate (g + l2 w) / (√n + ε).
+ * - FTRL-Proximal (McMahan et al. 2013, "Ad Click Prediction: a View from the Trenches",
+ *   per-coordinate): z and n per weight; w is a closed form of them,
+ *     w = 0 if |z| <= l1, else −(z − sign(z) l1) / ((β + √n) / rate + l2),
+ *   so an L1 above 0 holds rare tokens' weights at exactly 0. w is written back to store.linear
+ *   after every step: every reader (scores, replicas, snapshots) reads the weight as it is.
+ * - SGD: no state; w -= rate (g + l2 w).
+ */
+import { PmeError } from '../../errors.js';
+
+/** What `--linear-optimizer` names. */
+export type LinearOptimizer = 'adagrad' | 'ftrl';
+export const LINEAR_OPTIMIZERS: readonly LinearOptimizer[] = Object.freeze(['adagrad', 'ftrl']);
+
+/** The constants of a linear step, resolved once from the model's options. */
+export interface LinearStepParams {
+  /** Adagrad's step size, FTRL's alpha. */
+  readonly rate: number;
+  readonly l2: number;
+  /** Adagrad's ε. */
+  readonly epsilon: number;
+  /** FTRL's β: the per-coordinate rate is rate / (β + √n), and β / rate pulls the weight towards 0
+   *  until its own squared gradients outgrow it. */
+  readonly beta: number;
+  /** FTRL's L1. */
+  readonly l1: number;
+}
+
+/** A model's linear step constants from its options (FmOptions' names). */
+export function linearStepParams(o: {
+  readonly linearLearningRate: number;
+  readonly l2: number;
+  readonly epsilon: number;
+  readonly ftrlBeta: number;
+  readonly ftrlL1: number;
+}): LinearStepParams {
+  return Object.freeze({
+    rate: o.linearLearningRate,
+    l2: o.l2,
+    epsilon: o.epsilon,
+    beta: o.ftrlBeta,
+    l1: o.ftrlL1,
+  });
+}
+
+/** One step of weight w[id] on the loss gradient g, its state at state[id · slots ..). */
+export type LinearStep = (
+  w: Float32Array,
+  state: Float32Array,
+  id: number,
+  g: number,
+  p: LinearStepParams,
+) => void;
+
+export const adagradLinear: LinearStep = (w, acc, id, g, p) => {
+  const gw = g + p.l2 * w[id];
+  const a = acc[id] + gw * gw;
+  acc[id] = a;
+  w[id] -= (p.rate * gw) / (Math.sqrt(a) + p.epsilon);
+};
+
+export const sgdLinear: LinearStep = (w, _state, id, g, p) => {
+  w[id] -= p.rate * (g + p.l2 * w[id]);
+};
+
+/** FTRL-Proximal: z at state[2 id], n at state[2 id + 1]. L2 is in the closed form, not in g. */
+export const ftrlLinear: LinearStep = (w, zn, id, g, p) => {
+  const at = 2 * id;
+  const n = zn[at + 1];
+  const next = n + g * g;
+  const root = Math.sqrt(next);
+  const sigma = (root - Math.sqrt(n)) / p.rate;
+  const z = zn[at] + g - sigma * w[id];
+  zn[at] = z;
+  zn[at + 1] = next;
+  w[id] = Math.abs(z) <= p.l1 ? 0 : -(z - Math.sign(z) * p.l1) / ((p.beta + root) / p.rate + p.l2);
+};
+
+/** The rule of a model's linear weights: plain SGD when the model's optimizer is (no state is
+ *  read), else the linear optimizer named. */
+export function linearStepOf(optimizer: 'adagrad' | 'sgd', linear: LinearOptimizer): LinearStep {
+  if (optimizer === 'sgd') return sgdLinear;
+  return linear === 'ftrl' ? ftrlLinear : adagradLinear;
+}
+
+/** Floats of state per token that rule keeps (the store's `linearOptimizerSlots`). */
+export function linearOptimizerSlots(optimizer: 'adagrad' | 'sgd', linear: LinearOptimizer): number {
+  if (optimizer === 'sgd') return 0;
+  return linear === 'ftrl' ? 2 : 1;
+}
+
+/** Throws unless a store keeping `have` floats per linear weight fits the rule (SGD reads none):
+ *  a store restored from a snapshot taken under another rule has another width. */
+export function checkLinearSlots(have: number, optimizer: 'adagrad' | 'sgd', linear: LinearOptimizer): void {
+  const want = linearOptimizerSlots(optimizer, linear);
+  if (want > 0 && have !== want)
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--linear-optimizer ${linear} keeps ${want} float${want === 1 ? '' : 's'} per linear weight, the store keeps ${have} (linearOptimizerSlots; a snapshot taken under another --linear-optimizer does not continue under this one)`,
+    );
+}
