@@ -6,11 +6,10 @@ import t from 'tap';
 import { buildApi } from '../../src/api/server.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
-import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
-import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { createRandom } from '../../src/util/random.js';
+import { inProcessApi } from '../helpers/service-api.js';
 
 async function startApi(adminToken = '') {
   const store = new EmbeddingStore({ seed: 3 });
@@ -26,22 +25,14 @@ async function startApi(adminToken = '') {
     recent.record(events);
     pme.endBatch();
   };
-  const metrics = new ServiceMetrics({
-    trainer: () => trainer.stats(),
-    consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
-    tiers: () => tierMetrics(store, trainer, pme),
-    pruneWindows: () => pme.reports().length,
-    backend: () => 'cpu',
-  });
   let live = true;
-  const api = serviceApi({
+  const api = inProcessApi({
     store,
     trainer,
     pme,
     recent,
-    prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
-    metrics: () => metrics,
-    readiness: trainerReadiness(() => live),
+    consumer: () => ({ consumed: 0, skipped: 0, pauses: 0, dlq: { undecodable: 2 }, lag: { '0': 5 } }),
+    live: () => live,
   });
   const app = await buildApi(api, { adminToken });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });

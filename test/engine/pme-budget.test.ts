@@ -9,17 +9,18 @@ import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
-import { createRandom, ZipfSampler } from '../../src/util/random.js';
+import { createRandom } from '../../src/util/random.js';
+import { zipfStream } from '../helpers/zipf-stream.js';
 
+/** Zipf events with a genre field (a third kind of token), under an affinity of their own. */
 function stream(n: number, seed: number): Interaction[] {
-  const random = createRandom(seed);
-  const users = new ZipfSampler(400, 1);
-  const items = new ZipfSampler(300, 1);
-  return Array.from({ length: n }, (_, i) => {
-    const u = users.sample(random);
-    const it = items.sample(random);
-    const label = ((u + it) % 3 === 0) !== random.next() < 0.1 ? 1 : 0;
-    return { user: `u${u}`, item: `i${it}`, label, timestamp: i, fields: { genre: `g${it % 7}` } };
+  return zipfStream(n, {
+    seed,
+    users: 400,
+    items: 300,
+    genres: 7,
+    likes: (u, it) => (u + it) % 3 === 0,
+    noise: 0.1,
   });
 }
 

@@ -3,9 +3,6 @@
  * snapshot file goes on exactly as one that was never stopped, with PME searching, pruning and
  * demoting under a budget that binds: the same promotions, windows and moves, bit for bit.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { learnInSlices } from '../../src/engine/pacing.js';
@@ -15,19 +12,11 @@ import { StateLock } from '../../src/service/lock.js';
 import { applyRestored, takeSnapshot } from '../../src/service/state.js';
 import { EmbeddingStore, readSnapshot } from '../../src/store/index.js';
 import { ManualClock, systemClock } from '../../src/util/clock.js';
-import { createRandom, ZipfSampler } from '../../src/util/random.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { zipfStream } from '../helpers/zipf-stream.js';
 
-function stream(n: number, userCount = 500, itemCount = 400): Interaction[] {
-  const random = createRandom(9);
-  const users = new ZipfSampler(userCount, 1);
-  const items = new ZipfSampler(itemCount, 1);
-  return Array.from({ length: n }, (_, i) => {
-    const u = users.sample(random);
-    const it = items.sample(random);
-    const label = (u * 7 + it * 3) % 5 < 2 !== random.next() < 0.15 ? 1 : 0;
-    return { user: `u${u}`, item: `i${it}`, label, timestamp: i, fields: { genre: `g${it % 9}` } };
-  });
-}
+const stream = (n: number, users = 500, items = 400): Interaction[] =>
+  zipfStream(n, { seed: 9, users, items, genres: 9 });
 
 const BUDGET = 150_000;
 const PME = { windowEvents: 2000, hotThreshold: 6, chunk: 64 };
@@ -72,8 +61,7 @@ t.test(
     const clock = new ManualClock(0);
     const first = build(new EmbeddingStore({ ...options, clock }), clock);
     await learn(first, events.slice(0, half), clock);
-    const dir = await mkdtemp(join(tmpdir(), 'pme-restart-'));
-    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir(t, 'pme-restart-');
     await takeSnapshot(
       dir,
       first.trainer.store as EmbeddingStore,

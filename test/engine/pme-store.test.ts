@@ -3,20 +3,9 @@ import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
-import { createRandom, ZipfSampler } from '../../src/util/random.js';
+import { zipfStream } from '../helpers/zipf-stream.js';
 
-/** Zipf users and items; label from a hidden user-item affinity, so hot tokens carry signal. */
-function stream(n: number, seed: number) {
-  const random = createRandom(seed);
-  const users = new ZipfSampler(300, 1.0);
-  const items = new ZipfSampler(400, 1.0);
-  return Array.from({ length: n }, (_, i) => {
-    const u = users.sample(random);
-    const it = items.sample(random);
-    const label = (u * 7 + it * 3) % 5 < 2 !== random.next() < 0.15 ? 1 : 0;
-    return { user: `u${u}`, item: `i${it}`, label, timestamp: i, fields: {} };
-  });
-}
+const stream = (n: number, seed: number) => zipfStream(n, { seed, users: 300, items: 400 });
 
 t.test(
   'with the real store: the budget holds after every batch and window, and slack is not read as full',

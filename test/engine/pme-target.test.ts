@@ -10,21 +10,11 @@ import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
-import { createRandom, ZipfSampler } from '../../src/util/random.js';
+import { zipfStream } from '../helpers/zipf-stream.js';
 
 const LADDER = [0, 2, 4, 8, 16, 32];
 
-function stream(n: number, seed: number): Interaction[] {
-  const random = createRandom(seed);
-  const users = new ZipfSampler(400, 1);
-  const items = new ZipfSampler(300, 1);
-  return Array.from({ length: n }, (_, i) => {
-    const u = users.sample(random);
-    const it = items.sample(random);
-    const label = (u * 7 + it * 3) % 5 < 2 !== random.next() < 0.15 ? 1 : 0;
-    return { user: `u${u}`, item: `i${it}`, label, timestamp: i, fields: {} };
-  });
-}
+const stream = (n: number, seed: number): Interaction[] => zipfStream(n, { seed, users: 400, items: 300 });
 
 async function run(store: EmbeddingStore, clock: ManualClock, events: Interaction[], target: number) {
   const pme = new PmeController(store, { windowEvents: 3000, hotThreshold: 8, target, clock });

@@ -3,31 +3,19 @@
  * tokens), reports tiers, refuses what it cannot learn with the service's reasons, and a snapshot
  * restores to the same scores and counters.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { isPmeError } from '../../src/errors.js';
 import { createRecommender, type Interaction } from '../../src/index.js';
-import { createRandom, ZipfSampler } from '../../src/util/random.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { zipfStream } from '../helpers/zipf-stream.js';
 
-function stream(n: number, seed: number): Interaction[] {
-  const random = createRandom(seed);
-  const users = new ZipfSampler(300, 1);
-  const items = new ZipfSampler(200, 1);
-  return Array.from({ length: n }, (_, i) => {
-    const u = users.sample(random);
-    const it = items.sample(random);
-    const label = (u * 7 + it * 3) % 5 < 2 !== random.next() < 0.15 ? 1 : 0;
-    return { user: `u${u}`, item: `i${it}`, label, timestamp: i, fields: { genre: `g${it % 7}` } };
-  });
-}
+const stream = (n: number, seed: number): Interaction[] =>
+  zipfStream(n, { seed, users: 300, items: 200, genres: 7 });
 
 const OPTIONS = { ladder: [0, 2, 4, 8, 16], startSize: 4, pruneEveryEvents: 3000, pruneTarget: 0.2, seed: 3 };
 
 t.test('learn, prune, tiers, refusals, snapshot and restore', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'pme-library-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'pme-library-');
   const rec = await createRecommender(OPTIONS);
   t.teardown(() => rec.close());
   t.same(

@@ -9,8 +9,6 @@
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -21,6 +19,8 @@ import { startService } from '../../src/service/index.js';
 import { EventProducer, HttpSchemaRegistry } from '../../src/stream/index.js';
 import { kafkaConnection } from '../../src/stream/kafka-client.js';
 import { isolatedEnv } from '../helpers/broker.js';
+import { fakeSchemaRegistry } from '../helpers/confluent.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { until } from '../helpers/wait.js';
 
 const PASSWORD = 'alice-secret-7f3a';
@@ -87,8 +87,7 @@ async function trains(
   registryUrl?: string,
   onServiceUp: () => void = () => {},
 ): Promise<void> {
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-secured-state-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const stateDir = await tempDir(t, 'pme-secured-state-');
   const lines: string[] = [];
   const config = loadConfig([], { ...isolatedEnv(env.KAFKA_BROKERS, stateDir), ...env });
   const service = await startService(config, (line) => lines.push(line));
@@ -173,8 +172,7 @@ t.test('refused credentials or certificate: PME_ERR_KAFKA_AUTH at once, no secre
       },
     ],
   ] as const) {
-    const stateDir = await mkdtemp(join(tmpdir(), 'pme-secured-state-'));
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const stateDir = await tempDir(t, 'pme-secured-state-');
     const config = loadConfig([], {
       ...isolatedEnv(broker.saslBootstrap as string, stateDir),
       PME_BROKER_WAIT_MS: '30000',
@@ -193,8 +191,7 @@ t.test('refused credentials or certificate: PME_ERR_KAFKA_AUTH at once, no secre
   }
 
   // TLS without the CA: the broker's certificate is not trusted.
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-secured-state-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const stateDir = await tempDir(t, 'pme-secured-state-');
   const config = loadConfig([], {
     ...isolatedEnv(broker.tlsBootstrap as string, stateDir),
     PME_BROKER_WAIT_MS: '30000',
@@ -214,37 +211,7 @@ t.test('refused credentials or certificate: PME_ERR_KAFKA_AUTH at once, no secre
 t.test(
   'a schema registry behind basic auth: credentials sent, nothing registered by the service',
   async (t) => {
-    const schemas: string[] = [];
-    const requests: Array<{ line: string; auth: string | undefined }> = [];
-    const server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c: Buffer) => {
-        body += c.toString();
-      });
-      req.on('end', () => {
-        requests.push({ line: `${req.method} ${req.url}`, auth: req.headers.authorization });
-        res.setHeader('content-type', 'application/vnd.schemaregistry.v1+json');
-        if (req.headers.authorization !== basic()) {
-          res.statusCode = 401;
-          res.end(JSON.stringify({ error_code: 401, message: 'Unauthorized' }));
-          return;
-        }
-        const byId = /^\/schemas\/ids\/(\d+)$/.exec(req.url ?? '');
-        if (req.method === 'POST' && /^\/subjects\/[^/]+\/versions$/.test(req.url ?? '')) {
-          const text = (JSON.parse(body) as { schema: string }).schema;
-          if (!schemas.includes(text)) schemas.push(text);
-          res.end(JSON.stringify({ id: schemas.indexOf(text) + 1 }));
-        } else if (byId && schemas[Number(byId[1]) - 1] !== undefined) {
-          res.end(JSON.stringify({ schema: schemas[Number(byId[1]) - 1] }));
-        } else {
-          res.statusCode = 404;
-          res.end(JSON.stringify({ error_code: 40403, message: 'Schema not found' }));
-        }
-      });
-    });
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-    t.teardown(() => new Promise<void>((ok) => server.close(() => ok())));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { url, requests } = await fakeSchemaRegistry(t, { auth: basic() });
 
     // The service starts first: it needs no schema of its own in the registry, and registers none.
     let postsAtServiceUp = -1;

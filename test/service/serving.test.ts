@@ -6,12 +6,11 @@ import t from 'tap';
 import { type DashboardStats, dashboardStats } from '../../src/api/dashboard/stats.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
-import { serviceApi, tierMetrics, trainerReadiness } from '../../src/service/adapter.js';
-import { ServiceMetrics } from '../../src/service/metrics.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { startServingThread } from '../../src/service/serving.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { summaryFromMetrics } from '../api/metrics-text.js';
+import { inProcessApi } from '../helpers/service-api.js';
 
 async function start(t: { teardown(fn: () => unknown): void }) {
   const store = new EmbeddingStore({ seed: 4 });
@@ -35,24 +34,14 @@ async function start(t: { teardown(fn: () => unknown): void }) {
     return events;
   };
   learn(20_000);
-  const metrics = new ServiceMetrics(
-    {
-      trainer: () => trainer.stats(),
-      consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
-      tiers: () => tierMetrics(store, trainer, pme),
-      pruneWindows: () => pme.reports().length,
-      backend: () => 'cpu',
-    },
-    { requests: false },
-  );
-  const api = serviceApi({
+  // The serving thread observes the requests itself.
+  const api = inProcessApi({
     store,
     trainer,
     pme,
     recent,
-    prune: { start: (reason) => pme.startWindow(reason), windows: () => pme.reports() },
-    metrics: () => metrics,
-    readiness: trainerReadiness(() => true),
+    consumer: () => ({ consumed: 0, dlq: {}, lag: {} }),
+    requests: false,
   });
   const logs: string[] = [];
   const serving = await startServingThread(

@@ -5,18 +5,15 @@
  * the DLQ as `unknown-schema`. The registry here is a real HTTP server speaking the Confluent API.
  */
 
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import avro from 'avsc';
-import { Kafka, logLevel } from 'kafkajs';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { startService } from '../../src/service/index.js';
 import { DLQ_REASON_HEADER, dlqTopic } from '../../src/stream/index.js';
 import { isolatedEnv, testBrokers, uniqueName } from '../helpers/broker.js';
+import { confluentFramed, fakeSchemaRegistry } from '../helpers/confluent.js';
+import { plainProducer } from '../helpers/kafka.js';
+import { postSubscription } from '../helpers/subscriptions.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { readTopic, until } from '../stream/helpers.js';
 
 const V1 = {
@@ -31,54 +28,33 @@ const V2 = { ...V1, fields: [...V1.fields, { name: 'device', type: 'string' }] }
 /** A writer no reader of V1's `u` can be resolved from (an int is not a string). */
 const V3 = { ...V1, fields: [{ name: 'u', type: 'int' }, V1.fields[1]] };
 
-/** A registry holding `subject` with the three versions, ids 1 to 3. */
-async function fakeRegistry(subject: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const schemas = new Map([
-    [1, V1],
-    [2, V2],
-    [3, V3],
-  ]);
-  const server = createServer((req, res) => {
-    const reply = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/vnd.schemaregistry.v1+json' });
-      res.end(JSON.stringify(body));
-    };
-    const url = req.url ?? '';
-    const byId = /^\/schemas\/ids\/(\d+)$/.exec(url);
-    if (byId !== null) {
-      const schema = schemas.get(Number(byId[1]));
-      return schema === undefined
-        ? reply(404, { error_code: 40403, message: 'Schema not found' })
-        : reply(200, { schema: JSON.stringify(schema) });
-    }
-    if (url === `/subjects/${encodeURIComponent(subject)}/versions`) return reply(200, [1, 2, 3]);
-    reply(404, { error_code: 40401, message: 'Subject not found' });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
+/** A service on the shared broker, one partition, with `env` on top; stopped when `t` ends. */
+async function serviceWith(t: Test, brokers: string, env: Record<string, string> = {}) {
+  const stateDir = await tempDir(t, 'pme-subreg-');
+  const service = await startService(
+    loadConfig([], { ...isolatedEnv(brokers, stateDir), PME_PARTITIONS: '1', ...env }),
+    () => {},
+  );
+  t.teardown(() => service.stop());
+  return service;
 }
 
-const framed = (id: number, schema: object, value: object): Buffer => {
-  const header = Buffer.alloc(5);
-  header.writeUInt32BE(id, 1);
-  return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
-};
+/** Values framed by `V1` and `V2` writers (ids 1 and 2), `count` of each, with `misfit` between. */
+function writtenByBoth(count: number, misfit: Buffer): Array<{ value: Buffer }> {
+  return [
+    ...Array.from({ length: count }, (_, k) => ({ value: confluentFramed(1, V1, { u: `a${k}`, i: 'i1' }) })),
+    { value: misfit },
+    ...Array.from({ length: count }, (_, k) => ({
+      value: confluentFramed(2, V2, { u: `b${k}`, i: 'i2', device: 'ios' }),
+    })),
+  ];
+}
 
 t.test('an avro subscription by subject reads each value by its writer schema', async (t) => {
   const brokers = await testBrokers();
   const topic = uniqueName('views');
   const subject = `${topic}-value`;
-  const registry = await fakeRegistry(subject);
-  t.teardown(() => registry.close());
-  const post = (url: string, body: unknown) =>
-    fetch(`${url}/v1/subscriptions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+  const registry = await fakeSchemaRegistry(t, { subjects: { [subject]: [V1, V2, V3] } });
   const subscription = {
     name: 'views',
     topic,
@@ -88,13 +64,8 @@ t.test('an avro subscription by subject reads each value by its writer schema', 
   };
 
   // Without a registry: refused, saying why.
-  const bareDir = await mkdtemp(join(tmpdir(), 'pme-subreg-'));
-  t.teardown(() => rm(bareDir, { recursive: true, force: true }));
-  const bare = await startService(
-    loadConfig([], { ...isolatedEnv(brokers, bareDir), PME_PARTITIONS: '1' }),
-    () => {},
-  );
-  const refused = await post(bare.url, subscription);
+  const bare = await serviceWith(t, brokers);
+  const refused = await postSubscription(bare.url, subscription);
   t.equal(refused.status, 400);
   t.match(
     ((await refused.json()) as { message: string }).message,
@@ -102,39 +73,22 @@ t.test('an avro subscription by subject reads each value by its writer schema', 
   );
   await bare.stop();
 
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-subreg-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const service = await startService(
-    loadConfig([], {
-      ...isolatedEnv(brokers, stateDir),
-      PME_PARTITIONS: '1',
-      PME_SCHEMA_REGISTRY_URL: registry.url,
-    }),
-    () => {},
-  );
-  t.teardown(() => service.stop());
-  const unknown = await post(service.url, { ...subscription, subject: 'nobody-value' });
+  const service = await serviceWith(t, brokers, { PME_SCHEMA_REGISTRY_URL: registry.url });
+  const unknown = await postSubscription(service.url, { ...subscription, subject: 'nobody-value' });
   t.equal(unknown.status, 400);
   t.match(
     ((await unknown.json()) as { message: string }).message,
     /subject: nobody-value is not in the schema registry/,
   );
-  t.equal((await post(service.url, subscription)).status, 201, 'a subject the registry has is taken');
+  t.equal(
+    (await postSubscription(service.url, subscription)).status,
+    201,
+    'a subject the registry has is taken',
+  );
 
-  const producer = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
-  const misfit = framed(7, V2, { u: 'x', i: 'y', device: 'z' });
-  await producer.send({
-    topic,
-    messages: [
-      ...Array.from({ length: 5 }, (_, k) => ({ value: framed(1, V1, { u: `a${k}`, i: 'i1' }) })),
-      { value: misfit },
-      ...Array.from({ length: 5 }, (_, k) => ({
-        value: framed(2, V2, { u: `b${k}`, i: 'i2', device: 'ios' }),
-      })),
-    ],
-  });
+  const producer = await plainProducer(t, brokers);
+  const misfit = confluentFramed(7, V2, { u: 'x', i: 'y', device: 'z' });
+  await producer.send({ topic, messages: writtenByBoth(5, misfit) });
   await until('10 events learned', () => service.trainer.stats().learned >= 10, 30_000);
   t.equal(service.trainer.stats().learned, 10, 'older and newer writers learned');
   t.ok(service.store.id('device=ios') >= 0, "the newer writer's field became a token");
@@ -147,25 +101,8 @@ t.test('with a reader schema, every writer is resolved to it; paths are checked 
   const brokers = await testBrokers();
   const topic = uniqueName('views-read');
   const subject = `${topic}-value`;
-  const registry = await fakeRegistry(subject);
-  t.teardown(() => registry.close());
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-subreg-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-  const service = await startService(
-    loadConfig([], {
-      ...isolatedEnv(brokers, stateDir),
-      PME_PARTITIONS: '1',
-      PME_SCHEMA_REGISTRY_URL: registry.url,
-    }),
-    () => {},
-  );
-  t.teardown(() => service.stop());
-  const post = (body: unknown) =>
-    fetch(`${service.url}/v1/subscriptions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+  const registry = await fakeSchemaRegistry(t, { subjects: { [subject]: [V1, V2, V3] } });
+  const service = await serviceWith(t, brokers, { PME_SCHEMA_REGISTRY_URL: registry.url });
   // The reader: V2 with a default for `device`, which V1's values lack.
   const reader = { ...V1, fields: [...V1.fields, { name: 'device', type: 'string', default: 'unknown' }] };
   const subscription = {
@@ -176,31 +113,23 @@ t.test('with a reader schema, every writer is resolved to it; paths are checked 
     schema: reader,
     mapping: { user: 'u', item: 'i', label: '1', fields: { device: 'device' } },
   };
-  const misnamed = await post({ ...subscription, mapping: { ...subscription.mapping, item: 'item' } });
+  const misnamed = await postSubscription(service.url, {
+    ...subscription,
+    mapping: { ...subscription.mapping, item: 'item' },
+  });
   t.equal(misnamed.status, 400, 'a path the reader schema lacks');
   t.match(
     ((await misnamed.json()) as { message: string }).message,
     /^mapping\.item: "item" is not in the schema View/,
     'named',
   );
-  const created = await post(subscription);
+  const created = await postSubscription(service.url, subscription);
   t.equal(created.status, 201, 'a subject with a reader schema is taken');
   t.match(await created.json(), { schema: reader, subject });
 
-  const producer = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
-  const incompatible = framed(3, V3, { u: 5, i: 'i9' });
-  await producer.send({
-    topic,
-    messages: [
-      ...Array.from({ length: 4 }, (_, k) => ({ value: framed(1, V1, { u: `a${k}`, i: 'i1' }) })),
-      { value: incompatible },
-      ...Array.from({ length: 4 }, (_, k) => ({
-        value: framed(2, V2, { u: `b${k}`, i: 'i2', device: 'ios' }),
-      })),
-    ],
-  });
+  const producer = await plainProducer(t, brokers);
+  const incompatible = confluentFramed(3, V3, { u: 5, i: 'i9' });
+  await producer.send({ topic, messages: writtenByBoth(4, incompatible) });
   await until('8 events learned', () => service.trainer.stats().learned >= 8, 30_000);
   t.equal(service.trainer.stats().learned, 8, 'both writers learned');
   t.ok(service.store.id('device=unknown') >= 0, "the older writer's values got the reader's default");

@@ -4,17 +4,18 @@
  * partition moves on, the subscription survives a restart without anything learned twice, one
  * from `--subscriptions FILE` is added at start, and after DELETE its topic is no longer learned.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import avro from 'avsc';
-import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { ITEM_REFRESH_MS, startService } from '../../src/service/index.js';
 import { DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, dlqTopic, EventProducer } from '../../src/stream/index.js';
 import { isolatedEnv, testBrokers, uniqueName } from '../helpers/broker.js';
+import { confluentFramed } from '../helpers/confluent.js';
+import { plainProducer } from '../helpers/kafka.js';
+import { postSubscription } from '../helpers/subscriptions.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { metricByLabel, readTopic, until } from '../stream/helpers.js';
 
 const TOKEN = 'sub-token';
@@ -25,8 +26,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 t.test('a JSON topic subscribed at runtime is learned, kept across a restart, and dropped', async (t) => {
   const brokers = await testBrokers();
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-subs-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const stateDir = await tempDir(t, 'pme-subs-');
   const env = {
     ...isolatedEnv(brokers, stateDir),
     PME_SNAPSHOT_INTERVAL_MS: '500',
@@ -37,12 +37,6 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
   const service = await startService(config, () => {});
   let current = service;
   t.teardown(() => current.stop());
-  const post = (url: string, body: unknown, headers: Record<string, string> = auth) =>
-    fetch(`${url}/v1/subscriptions`, {
-      method: 'POST',
-      headers: { ...json, ...headers },
-      body: JSON.stringify(body),
-    });
 
   const topic = uniqueName('my-clicks');
   const subscription = {
@@ -96,16 +90,16 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
     ],
   ];
   for (const [what, body, status, message] of refused) {
-    const res = await post(service.url, body, what === 'no token' ? {} : auth);
+    const res = await postSubscription(service.url, body, what === 'no token' ? {} : auth);
     const reply = (await res.json()) as { message: string };
     t.equal(res.status, status, `${what}: ${status}`);
     t.match(reply.message, message, `${what}: says what is wrong`);
   }
 
-  const created = await post(service.url, subscription);
+  const created = await postSubscription(service.url, subscription, auth);
   t.equal(created.status, 201, 'subscribed');
   t.same(await created.json(), { ...subscription, created: true }, 'answered with it; its topic was created');
-  const again = await post(service.url, subscription);
+  const again = await postSubscription(service.url, subscription, auth);
   t.equal(again.status, 409);
   t.equal(((await again.json()) as { code: string }).code, 'PME_ERR_SUBSCRIPTION_EXISTS');
   const listed = async (url: string) =>
@@ -127,10 +121,7 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
   const before = await scoreOf(service.url, '7');
 
   // Good records (a numeric user id), each misfit between good ones, all on one partition (key).
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const producer = kafka.producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await plainProducer(t, brokers);
   let n = 0;
   const good = (count: number) =>
     Array.from({ length: count }, () => {
@@ -262,8 +253,7 @@ t.test('a JSON topic subscribed at runtime is learned, kept across a restart, an
 
 t.test('with the API in its own thread, subscriptions are asked of the training thread', async (t) => {
   const brokers = await testBrokers();
-  const stateDir = await mkdtemp(join(tmpdir(), 'pme-subs-'));
-  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const stateDir = await tempDir(t, 'pme-subs-');
   const config = loadConfig([], {
     ...isolatedEnv(brokers, stateDir),
     PME_SERVE_SYNC_MS: '100',
@@ -278,28 +268,17 @@ t.test('with the API in its own thread, subscriptions are asked of the training 
     format: 'json',
     mapping: { user: 'u', item: 'i', label: 'p' },
   };
-  const res = await fetch(`${service.url}/v1/subscriptions`, {
-    method: 'POST',
-    headers: json,
-    body: JSON.stringify(subscription),
-  });
+  const res = await postSubscription(service.url, subscription);
   t.equal(res.status, 201, 'no admin token set: no token needed');
   t.same(await res.json(), { ...subscription, created: true });
-  const bad = await fetch(`${service.url}/v1/subscriptions`, {
-    method: 'POST',
-    headers: json,
-    body: JSON.stringify({
-      ...subscription,
-      name: 'other',
-      mapping: { ...subscription.mapping, label: 'p >' },
-    }),
+  const bad = await postSubscription(service.url, {
+    ...subscription,
+    name: 'other',
+    mapping: { ...subscription.mapping, label: 'p >' },
   });
   t.equal(bad.status, 400, 'a refusal crosses the thread with its status');
   t.match(((await bad.json()) as { message: string }).message, /^mapping\.label:/);
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const producer = kafka.producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await plainProducer(t, brokers);
   await producer.send({
     topic,
     messages: Array.from({ length: 5 }, (_, k) => ({ value: JSON.stringify({ u: 'a', i: `i${k}`, p: 1 }) })),
@@ -326,14 +305,9 @@ t.test('with the API in its own thread, subscriptions are asked of the training 
     schema,
     mapping: subscription.mapping,
   };
-  const posted = await fetch(`${service.url}/v1/subscriptions`, {
-    method: 'POST',
-    headers: json,
-    body: JSON.stringify(avroSub),
-  });
+  const posted = await postSubscription(service.url, avroSub);
   t.equal(posted.status, 201, 'an avro subscription is taken');
-  const type = avro.Type.forSchema(schema as avro.Schema);
-  const framed = (value: object) => Buffer.concat([Buffer.from([0, 0, 0, 0, 1]), type.toBuffer(value)]);
+  const framed = (value: object) => confluentFramed(1, schema, value);
   await producer.send({
     topic: avroTopic,
     messages: [

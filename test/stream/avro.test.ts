@@ -1,9 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import avro, { type Schema } from 'avsc';
+import avro from 'avsc';
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import {
@@ -19,13 +14,13 @@ import {
 } from '../../src/stream/avro.js';
 import { DecodeError } from '../../src/stream/consumer.js';
 import { frame, framedSchemaId, HttpSchemaRegistry, MemorySchemaRegistry } from '../../src/stream/wire.js';
+import { avroFixture } from '../helpers/avro-fixtures.js';
+import { fakeSchemaRegistry } from '../helpers/confluent.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'avro');
-const schema = (name: string): Schema => JSON.parse(readFileSync(join(fixtures, name), 'utf8')) as Schema;
-const V0 = schema('interaction-v0.avsc');
-const V2 = schema('interaction-v2.avsc');
-const INCOMPATIBLE = schema('interaction-incompatible.avsc');
-const ITEM_V2 = schema('item-v2.avsc');
+const V0 = avroFixture('interaction-v0.avsc');
+const V2 = avroFixture('interaction-v2.avsc');
+const INCOMPATIBLE = avroFixture('interaction-incompatible.avsc');
+const ITEM_V2 = avroFixture('item-v2.avsc');
 
 const event: Interaction = {
   user: 'u42',
@@ -248,36 +243,14 @@ t.test('a reading codec registers nothing under the topic subject (issue 19)', a
 });
 
 t.test('the HTTP registry client speaks the Confluent REST API', async (t) => {
-  const schemas: string[] = [];
-  const requests: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => {
-      body += c.toString();
-    });
-    req.on('end', () => {
-      requests.push(`${req.method} ${req.url}`);
-      res.setHeader('content-type', 'application/vnd.schemaregistry.v1+json');
-      const byId = /^\/schemas\/ids\/(\d+)$/.exec(req.url ?? '');
-      if (req.method === 'POST' && /^\/subjects\/[^/]+\/versions$/.test(req.url ?? '')) {
-        schemas.push((JSON.parse(body) as { schema: string }).schema);
-        res.end(JSON.stringify({ id: schemas.length }));
-      } else if (byId && schemas[Number(byId[1]) - 1] !== undefined) {
-        res.end(JSON.stringify({ schema: schemas[Number(byId[1]) - 1] }));
-      } else {
-        res.statusCode = 404;
-        res.end(JSON.stringify({ error_code: 40403, message: 'Schema not found' }));
-      }
-    });
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.teardown(() => new Promise<void>((ok) => server.close(() => ok())));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const fake = await fakeSchemaRegistry(t);
+  // A trailing slash, as users write base URLs: the client must not double it.
+  const url = `${fake.url}/`;
   const registry = new HttpSchemaRegistry(url);
 
   const codec = await createInteractionCodec({ registry, register: true });
   t.equal(codec.schemaId, 1);
-  t.equal(requests[0], 'POST /subjects/interactions-value/versions');
+  t.equal(fake.requests[0]?.line, 'POST /subjects/interactions-value/versions');
   const reader = await createInteractionCodec({ registry: new HttpSchemaRegistry(url) });
   const value = codec.encode(event);
   await reader.prefetch([value]);

@@ -9,33 +9,87 @@ import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import { isPmeError, PmeError } from '../../src/errors.js';
 import {
+  type ConsumerOptions,
   compileMapping,
   createInteractionCodec,
   createItemCodec,
   type EventCodec,
   EventProducer,
   ensureTopic,
-  ensureTopics,
   type OffsetMap,
   StreamConsumer,
   toEventCodec,
 } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { newTopic, plainProducer } from '../helpers/kafka.js';
 import { plainEvents, until } from './helpers.js';
 
 async function codec(): Promise<EventCodec> {
   return toEventCodec(await createInteractionCodec(), await createItemCodec());
 }
 
-async function topicWith(events: Interaction[]): Promise<{ brokers: string; topic: string }> {
-  const brokers = await testBrokers();
-  const topic = uniqueName('consumer');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 1 });
+/** Produces `events` to `topic` with the project's producer, then disconnects it. */
+async function produce(brokers: string, topic: string, events: Interaction[]): Promise<void> {
   const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 1000 });
   await producer.connect();
   await producer.sendInteractions(topic, events);
   await producer.disconnect();
+}
+
+async function topicWith(events: Interaction[]): Promise<{ brokers: string; topic: string }> {
+  const brokers = await testBrokers();
+  const topic = await newTopic(brokers, 'consumer', 1);
+  await produce(brokers, topic, events);
   return { brokers, topic };
+}
+
+type Tuning = Omit<
+  ConsumerOptions,
+  'brokers' | 'groupId' | 'interactionsTopic' | 'itemsTopic' | 'codec' | 'onItems' | 'withStateLock'
+> &
+  Partial<Pick<ConsumerOptions, 'onItems' | 'withStateLock'>>;
+
+/**
+ * A consumer of `topic` and its items topic in the group `group`, with the project's codec; the
+ * catalog is ignored and the state lock never held unless `tuning`, what each test exercises, says.
+ */
+async function consumerOf(
+  brokers: string,
+  topic: string,
+  group: string,
+  tuning: Tuning,
+): Promise<StreamConsumer> {
+  return new StreamConsumer({
+    brokers: brokers.split(','),
+    groupId: group,
+    interactionsTopic: topic,
+    itemsTopic: `${topic}-items`,
+    codec: await codec(),
+    onItems: () => {},
+    withStateLock: (fn) => fn(),
+    ...tuning,
+  });
+}
+
+/** A state lock that, once held (as by a slow snapshot), makes every batch wait until released. */
+function holdableLock() {
+  let held: Promise<void> | null = null;
+  let release: () => void = () => {};
+  return {
+    hold(): void {
+      held = new Promise((resolve) => {
+        release = resolve;
+      });
+    },
+    release(): void {
+      held = null;
+      release();
+    },
+    withStateLock: async <T>(fn: () => Promise<T>): Promise<T> => {
+      if (held !== null) await held;
+      return fn();
+    },
+  };
 }
 
 t.test('refuses bad tuning options', async (t) => {
@@ -76,19 +130,12 @@ t.test(
     const { brokers, topic } = await topicWith(events);
     const run = async (applied: OffsetMap | undefined) => {
       const batches: Interaction[][] = [];
-      const consumer = new StreamConsumer({
-        brokers: brokers.split(','),
-        groupId: uniqueName('aligned'),
-        interactionsTopic: topic,
-        itemsTopic: `${topic}-items`,
-        codec: await codec(),
+      const consumer = await consumerOf(brokers, topic, uniqueName('aligned'), {
         appliedOffsets: applied,
         batchEvents: 100,
         onEvents: (batch) => {
           batches.push(batch.slice());
         },
-        onItems: () => {},
-        withStateLock: (fn) => fn(),
       });
       await consumer.start();
       const expected = events.length - Number(applied?.[`${topic}:0`] ?? 0);
@@ -129,35 +176,23 @@ t.test('a state lock held for long pauses fetching; nothing is lost or applied t
   const events = plainEvents(3000, 30, 31);
   const { brokers, topic } = await topicWith(events);
   const applied: Interaction[] = [];
-  let release: () => void = () => {};
-  let held: Promise<void> | null = new Promise((resolve) => {
-    release = resolve;
-  });
-  const consumer = new StreamConsumer({
-    brokers: brokers.split(','),
-    groupId: uniqueName('paused'),
-    interactionsTopic: topic,
-    itemsTopic: `${topic}-items`,
-    codec: await codec(),
+  // Held (as by a slow snapshot) until released below.
+  const lock = holdableLock();
+  lock.hold();
+  const consumer = await consumerOf(brokers, topic, uniqueName('paused'), {
     batchEvents: 500,
     pauseAfterMs: 200,
     onEvents: (batch) => {
       applied.push(...batch);
     },
-    onItems: () => {},
-    // Held (as by a slow snapshot) until released below.
-    withStateLock: async (fn) => {
-      if (held !== null) await held;
-      return fn();
-    },
+    withStateLock: lock.withStateLock,
   });
   await consumer.start();
   t.teardown(() => consumer.close());
   await until('the consumer paused', () => consumer.stats.pauses > 0, 20_000);
   t.equal(applied.length, 0, 'nothing applied while the lock is held');
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  held = null;
-  release();
+  lock.release();
   await until('all events', () => applied.length >= events.length, 30_000);
   await new Promise((resolve) => setTimeout(resolve, 300));
   t.same(
@@ -183,19 +218,12 @@ t.test('lag of a partition with nothing to fetch comes from the broker', async (
   await admin.setOffsets({ groupId, topic, partitions: [{ partition: 0, offset: '400' }] });
   await admin.disconnect();
   const applied: Interaction[] = [];
-  const consumer = new StreamConsumer({
-    brokers: brokers.split(','),
-    groupId,
-    interactionsTopic: topic,
-    itemsTopic: `${topic}-items`,
-    codec: await codec(),
+  const consumer = await consumerOf(brokers, topic, groupId, {
     appliedOffsets: { [`${topic}:0`]: '400' },
     lagRefreshMs: 100,
     onEvents: (batch) => {
       applied.push(...batch);
     },
-    onItems: () => {},
-    withStateLock: (fn) => fn(),
   });
   await consumer.start();
   t.teardown(() => consumer.close());
@@ -204,10 +232,7 @@ t.test('lag of a partition with nothing to fetch comes from the broker', async (
   t.equal(consumer.stats.skipped + applied.length, 0, 'and nothing was read');
 
   // New events: the consumer reads them, and the lag returns to 0.
-  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 1000 });
-  await producer.connect();
-  await producer.sendInteractions(topic, plainEvents(50, 30, 32));
-  await producer.disconnect();
+  await produce(brokers, topic, plainEvents(50, 30, 32));
   await until('new events applied', () => applied.length >= 50, 20_000);
   await until('lag back to 0', () => consumer.stats.lag['0'] === 0, 20_000);
   t.equal(applied.length, 50, 'only the new events');
@@ -217,9 +242,7 @@ t.test("a subscription's lag comes from the broker for partitions no fetch repor
   const { brokers, topic } = await topicWith([]);
   const subTopic = uniqueName('sub-lag');
   await ensureTopic(brokers, subTopic, 2);
-  const producer = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await plainProducer(t, brokers);
   const send = (partition: number, count: number) =>
     producer.send({
       topic: subTopic,
@@ -231,26 +254,16 @@ t.test("a subscription's lag comes from the broker for partitions no fetch repor
   const N = 30;
   await send(0, N);
   const applied: Interaction[] = [];
-  let release: () => void = () => {};
-  let held: Promise<void> | null = null;
+  const lock = holdableLock();
   const decode = compileMapping({ user: 'u', item: 'i', label: '1' });
-  const consumer = new StreamConsumer({
-    brokers: brokers.split(','),
-    groupId: uniqueName('sub-lag'),
-    interactionsTopic: topic,
-    itemsTopic: `${topic}-items`,
-    codec: await codec(),
+  const consumer = await consumerOf(brokers, topic, uniqueName('sub-lag'), {
     sources: [{ name: 'mine', topic: subTopic, decode: (value) => decode(value) }],
     lagRefreshMs: 100,
     pauseAfterMs: 200,
     onEvents: (batch) => {
       applied.push(...batch);
     },
-    onItems: () => {},
-    withStateLock: async (fn) => {
-      if (held !== null) await held;
-      return fn();
-    },
+    withStateLock: lock.withStateLock,
   });
   await consumer.start();
   t.teardown(() => consumer.close());
@@ -262,9 +275,7 @@ t.test("a subscription's lag comes from the broker for partitions no fetch repor
 
   // The lock held (a slow snapshot): one batch waits for it, the topic pauses, and records
   // produced meanwhile are not fetched; their lag is read from the broker.
-  held = new Promise((resolve) => {
-    release = resolve;
-  });
+  lock.hold();
   await send(0, 1);
   await until('the consumer paused', () => consumer.stats.pauses > 0, 20_000);
   const M0 = 7;
@@ -274,8 +285,7 @@ t.test("a subscription's lag comes from the broker for partitions no fetch repor
   await until('the idle lag read', () => lag()['0'] === 1 + M0 && lag()['1'] === M1, 20_000);
   t.same(lag(), { '0': 1 + M0, '1': M1 }, 'what was produced while nothing was fetched');
   t.equal(applied.length, N, 'nothing applied meanwhile');
-  held = null;
-  release();
+  lock.release();
   await until('all applied', () => applied.length >= N + 1 + M0 + M1, 20_000);
   await until('caught up again', () => lag()['0'] === 0 && lag()['1'] === 0, 20_000);
   t.equal(applied.length, N + 1 + M0 + M1, 'each once');
@@ -285,19 +295,12 @@ t.test('an error applying a batch stops consuming for good, and says so once', a
   const { brokers, topic } = await topicWith(plainEvents(50, 5, 5));
   const fatal: Error[] = [];
   let applied = 0;
-  const consumer = new StreamConsumer({
-    brokers: brokers.split(','),
-    groupId: uniqueName('fatal'),
-    interactionsTopic: topic,
-    itemsTopic: `${topic}-items`,
-    codec: await codec(),
+  const consumer = await consumerOf(brokers, topic, uniqueName('fatal'), {
     onEvents: () => {
       applied++;
       // The state may now hold part of the batch: nothing more may be applied on top of it.
       throw new PmeError('PME_ERR_INTERNAL');
     },
-    onItems: () => {},
-    withStateLock: (fn) => fn(),
     onFatal: (error) => fatal.push(error),
   });
   t.teardown(() => consumer.close());

@@ -7,13 +7,11 @@
  * every token. The state it ends with has applied every event exactly once, and equals the state
  * of a run that was never interrupted.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { readSnapshot } from '../../src/store/index.js';
-import { EventProducer, ensureTopics } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { eventProducer, newTopic } from '../helpers/kafka.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import {
   loadSnapshot,
   metric,
@@ -36,20 +34,15 @@ t.test('kill -9 mid-stream, restart: every event applied once, state equal to a 
   const t0 = Date.now();
   const lap = (what: string): void => t.comment(`${what}: ${Date.now() - t0} ms`);
   const brokers = await testBrokers();
-  const topic = uniqueName('crash');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 1 });
-  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const topic = await newTopic(brokers, 'crash', 1);
+  const producer = await eventProducer(t, brokers, 2000);
   // 300 users and items, each seen 200 times: hot enough for PME to search them.
   const events = plainEvents(N, 300, 300);
   await producer.sendInteractions(topic, events.slice(0, BEFORE_KILL));
   lap('produced the first part');
 
-  const cleanDir = await mkdtemp(join(tmpdir(), 'pme-clean-'));
-  const crashDir = await mkdtemp(join(tmpdir(), 'pme-crash-'));
-  t.teardown(() => rm(cleanDir, { recursive: true, force: true }));
-  t.teardown(() => rm(crashDir, { recursive: true, force: true }));
+  const cleanDir = await tempDir(t, 'pme-clean-');
+  const crashDir = await tempDir(t, 'pme-crash-');
 
   // The run that is killed: wait for a snapshot and part of the topic, then SIGKILL.
   const crashEnv = serviceEnv(brokers, topic, uniqueName('crash-group'), crashDir, {

@@ -5,13 +5,11 @@
  * exactly where its final snapshot ends. Across the two final snapshots every event is applied
  * once: none lost, none in both.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
-import { EventProducer, ensureTopics } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { eventProducer, newTopic } from '../helpers/kafka.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import {
   loadSnapshot,
   metric,
@@ -28,13 +26,10 @@ const PARTITIONS = 4;
 
 t.test('two instances in a group, one stopped mid-stream: no event lost, none applied twice', async (t) => {
   const brokers = await testBrokers();
-  const topic = uniqueName('group');
+  const topic = await newTopic(brokers, 'group', PARTITIONS);
   const group = uniqueName('group');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: PARTITIONS });
-  const dirA = await mkdtemp(join(tmpdir(), 'pme-group-a-'));
-  const dirB = await mkdtemp(join(tmpdir(), 'pme-group-b-'));
-  t.teardown(() => rm(dirA, { recursive: true, force: true }));
-  t.teardown(() => rm(dirB, { recursive: true, force: true }));
+  const dirA = await tempDir(t, 'pme-group-a-');
+  const dirB = await tempDir(t, 'pme-group-b-');
   // Sharing a group is what a trainer refuses by default (fence.test.ts); this test opts in.
   const env = (dir: string) =>
     serviceEnv(brokers, topic, group, dir, { PME_PARTITIONS: String(PARTITIONS), PME_SHARE_GROUP: 'true' });
@@ -56,9 +51,7 @@ t.test('two instances in a group, one stopped mid-stream: no event lost, none ap
     200,
   );
 
-  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 1000 });
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await eventProducer(t, brokers, 1000);
   const events = plainEvents(N, 2000, 2001);
   // Half, then stop A while the second half is being produced and consumed.
   await producer.sendInteractions(topic, events.slice(0, N / 2));

@@ -134,6 +134,27 @@ export async function newestSnapshot(dir: string): Promise<number> {
 }
 
 /**
+ * kill -9 once a snapshot in `dir` holds all `service` applied before the call, then the newest
+ * snapshot. The one in progress may have begun before the call, so it waits for the one after it.
+ */
+export async function killAfterNextSnapshot(
+  service: ChildService,
+  dir: string,
+  timeoutMs = 45_000,
+): Promise<SnapshotView> {
+  const before = await newestSnapshot(dir);
+  await until(
+    'a snapshot begun after the call',
+    async () => (await newestSnapshot(dir)) > before + 1,
+    timeoutMs,
+    10,
+  );
+  service.child.kill('SIGKILL');
+  await service.exited;
+  return loadSnapshot(dir);
+}
+
+/**
  * `n` events over `users` users and `items` items, each user and item appearing n/users and
  * n/items times (below PME's hot threshold of 20 when those are small, so no token is promoted:
  * promotions follow a frequency sketch that snapshots do not hold). Labels follow a planted rule,

@@ -17,6 +17,7 @@ import {
   RegistryReader,
   type Subscription,
 } from '../../src/stream/index.js';
+import { confluentFramed } from '../helpers/confluent.js';
 
 const base = { user: 'user.id', item: 'item', label: 'rating >= 4' };
 /** A user's own Avro schema: the same record as the JSON cases. */
@@ -291,14 +292,9 @@ t.test('avro by subject: each value decoded by the writer schema its id names', 
     mapping: { ...base, fields: { device: 'device' } },
   };
   t.same(checkSubscription(sub), sub);
-  const framed = (id: number, schema: object, value: object) => {
-    const header = Buffer.alloc(5);
-    header.writeUInt32BE(id, 1);
-    return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
-  };
-  const old = framed(id1, v1, { user: { id: 1 }, item: 'p1', rating: 5 });
-  const now = framed(id2, CLICK, { user: { id: 2 }, item: 'p2', rating: 1, device: 'ios' });
-  const unknown = framed(99, CLICK, { user: { id: 3 }, item: 'p3', rating: 5, device: null });
+  const old = confluentFramed(id1, v1, { user: { id: 1 }, item: 'p1', rating: 5 });
+  const now = confluentFramed(id2, CLICK, { user: { id: 2 }, item: 'p2', rating: 1, device: 'ios' });
+  const unknown = confluentFramed(99, CLICK, { user: { id: 3 }, item: 'p3', rating: 5, device: null });
   const reader = new RegistryReader(sub, registry);
   const decoder = { decode: compileSubscription(sub, clock, reader.read) };
   await reader.prefetch([old, now, unknown, Buffer.from('x'), null]);
@@ -350,13 +346,8 @@ t.test('avro by subject with a reader schema: every writer resolved to it', asyn
     mapping: { ...base, fields: { channel: 'channel' } },
   };
   t.same(checkSubscription(sub), sub, 'a schema with a subject is the reader schema');
-  const framed = (id: number, schema: object, value: object) => {
-    const header = Buffer.alloc(5);
-    header.writeUInt32BE(id, 1);
-    return Buffer.concat([header, avro.Type.forSchema(schema as avro.Schema).toBuffer(value)]);
-  };
-  const good = framed(id1, CLICK, { user: { id: 1 }, item: 'p1', rating: 5, device: 'ios' });
-  const bad = framed(id2, incompatible, { user: 'u', item: 'p2', rating: 5, device: null });
+  const good = confluentFramed(id1, CLICK, { user: { id: 1 }, item: 'p1', rating: 5, device: 'ios' });
+  const bad = confluentFramed(id2, incompatible, { user: 'u', item: 'p2', rating: 5, device: null });
   const registryReader = new RegistryReader(sub, registry);
   const decoder = { decode: compileSubscription(sub, clock, registryReader.read) };
   await registryReader.prefetch([good, bad]);

@@ -5,34 +5,28 @@
  * DLQ as `unknown-schema`. Once with a schema registry (Confluent wire format, schemas fetched by
  * id over its REST API), once without (writer schemas known to the reader by fingerprint).
  */
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import avro, { type Schema } from 'avsc';
-import { Kafka, logLevel } from 'kafkajs';
 import t, { type Test } from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import {
   type CodecOptions,
   createInteractionCodec,
   createItemCodec,
-  ensureTopics,
   HttpSchemaRegistry,
   SCHEMA_HEADER,
   StreamConsumer,
   toEventCodec,
 } from '../../src/stream/index.js';
 import { frame } from '../../src/stream/wire.js';
+import { avroFixture } from '../helpers/avro-fixtures.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { fakeSchemaRegistry } from '../helpers/confluent.js';
+import { newTopic, plainProducer } from '../helpers/kafka.js';
 import { until } from './helpers.js';
 
-const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'avro');
-const schema = (name: string): Schema => JSON.parse(readFileSync(join(fixtures, name), 'utf8')) as Schema;
-const V0 = schema('interaction-v0.avsc');
-const V2 = schema('interaction-v2.avsc');
-const INCOMPATIBLE = schema('interaction-incompatible.avsc');
+const V0 = avroFixture('interaction-v0.avsc');
+const V2 = avroFixture('interaction-v2.avsc');
+const INCOMPATIBLE = avroFixture('interaction-incompatible.avsc');
 
 const older = { user: 'u1', item: 'i9', timestamp: 1_700_000_000_000 };
 const newer = {
@@ -45,35 +39,6 @@ const newer = {
   dwellMs: 1200,
 };
 const current: Interaction = { user: 'u3', item: 'i5', label: 0.5, timestamp: 1_700_000_000_002, fields: {} };
-
-/** A minimal Confluent schema registry: POST /subjects/:s/versions, GET /schemas/ids/:id. */
-async function fakeRegistry(t: Test): Promise<string> {
-  const schemas: string[] = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c: Buffer) => {
-      body += c.toString();
-    });
-    req.on('end', () => {
-      res.setHeader('content-type', 'application/vnd.schemaregistry.v1+json');
-      const byId = /^\/schemas\/ids\/(\d+)$/.exec(req.url ?? '');
-      if (req.method === 'POST' && /^\/subjects\/[^/]+\/versions$/.test(req.url ?? '')) {
-        const text = (JSON.parse(body) as { schema: string }).schema;
-        const known = schemas.indexOf(text);
-        if (known < 0) schemas.push(text);
-        res.end(JSON.stringify({ id: known < 0 ? schemas.length : known + 1 }));
-      } else if (byId && schemas[Number(byId[1]) - 1] !== undefined) {
-        res.end(JSON.stringify({ schema: schemas[Number(byId[1]) - 1] }));
-      } else {
-        res.statusCode = 404;
-        res.end(JSON.stringify({ error_code: 40403, message: 'Schema not found' }));
-      }
-    });
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.teardown(() => new Promise<void>((ok) => server.close(() => ok())));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 /** Consumes `topic` with the project's consumer and codec until `n` events are applied. */
 async function consume(
@@ -107,9 +72,8 @@ async function consume(
 
 t.test('older and newer writer schemas, with a schema registry', async (t) => {
   const brokers = await testBrokers();
-  const topic = uniqueName('schemas-registry');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 1 });
-  const url = await fakeRegistry(t);
+  const topic = await newTopic(brokers, 'schemas-registry', 1);
+  const { url } = await fakeSchemaRegistry(t);
   const registry = new HttpSchemaRegistry(url);
   // Writers registering their own schema versions under the topic's subject, as producers do.
   const v0 = await registry.register(`${topic}-value`, V0);
@@ -117,10 +81,7 @@ t.test('older and newer writer schemas, with a schema registry', async (t) => {
   const bad = await registry.register(`${topic}-value`, INCOMPATIBLE);
   const writer = await createInteractionCodec({ registry, topic, register: true });
 
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const producer = kafka.producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await plainProducer(t, brokers);
   await producer.send({
     topic,
     messages: [
@@ -144,8 +105,7 @@ t.test('older and newer writer schemas, with a schema registry', async (t) => {
 
 t.test('older and newer writer schemas, without a registry (schema named in a header)', async (t) => {
   const brokers = await testBrokers();
-  const topic = uniqueName('schemas-plain');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 1 });
+  const topic = await newTopic(brokers, 'schemas-plain', 1);
   const codecFor = async (s: Schema) => {
     const type = avro.Type.forSchema(s);
     const c = await createInteractionCodec({ writerSchemas: [s] });
@@ -153,10 +113,7 @@ t.test('older and newer writer schemas, without a registry (schema named in a he
   };
   const w0 = await codecFor(V0);
   const w2 = await codecFor(V2);
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const producer = kafka.producer();
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const producer = await plainProducer(t, brokers);
   await producer.send({
     topic,
     messages: [

@@ -5,17 +5,15 @@
  * resumes there with nothing read twice. Then kill -9 in mid-stream: the restart applies every
  * remaining event exactly once (what it reads again below its snapshot's offsets it skips).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
-import { EventProducer, ensureTopics } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { eventProducer, newTopic } from '../helpers/kafka.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import {
+  killAfterNextSnapshot,
   loadSnapshot,
   metric,
-  newestSnapshot,
   plainEvents,
   serviceEnv,
   spawnService,
@@ -28,14 +26,10 @@ const N = 60_000;
 
 t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied once', async (t) => {
   const brokers = await testBrokers();
-  const topic = uniqueName('shutdown');
+  const topic = await newTopic(brokers, 'shutdown', 2);
   const group = uniqueName('shutdown-group');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 2 });
-  const dir = await mkdtemp(join(tmpdir(), 'pme-shutdown-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const producer = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
-  await producer.connect();
-  t.teardown(() => producer.disconnect());
+  const dir = await tempDir(t, 'pme-shutdown-');
+  const producer = await eventProducer(t, brokers, 2000);
   const events = plainEvents(2 * N, 4000, 4001);
   await producer.sendInteractions(topic, events.slice(0, N / 2));
   const env = serviceEnv(brokers, topic, group, dir, {
@@ -89,11 +83,7 @@ t.test('SIGTERM then kill -9 in mid-stream, two partitions: each event applied o
     45_000,
     10,
   );
-  const before = await newestSnapshot(dir);
-  await until('a snapshot holding them', async () => (await newestSnapshot(dir)) > before + 1, 45_000, 10);
-  second.child.kill('SIGKILL');
-  await second.exited;
-  const atCrash = await loadSnapshot(dir);
+  const atCrash = await killAfterNextSnapshot(second, dir);
   t.ok(
     atCrash.learned > N && atCrash.learned < 2 * N,
     `killed in mid-stream (snapshot holds ${atCrash.learned})`,

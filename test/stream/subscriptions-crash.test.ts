@@ -3,19 +3,19 @@
  * the three topics is applied exactly once over the crash, and the snapshot's offsets cover every
  * partition of the subscriptions' topics (their offsets follow the service's rule too).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
-import { EventProducer, ensureTopics } from '../../src/stream/index.js';
 import { testBrokers, uniqueName } from '../helpers/broker.js';
+import { eventProducer, newTopic, plainProducer } from '../helpers/kafka.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import {
+  killAfterNextSnapshot,
   loadSnapshot,
   metric,
   metricByLabel,
-  newestSnapshot,
   plainEvents,
   serviceEnv,
   spawnService,
@@ -28,20 +28,17 @@ const N = 60_000;
 
 t.test('kill -9 with two subscriptions running: every event of the three topics applied once', async (t) => {
   const brokers = await testBrokers();
-  const topic = uniqueName('subcrash');
+  const topic = await newTopic(brokers, 'subcrash', 2);
   const clicks = uniqueName('subcrash-clicks');
   const views = uniqueName('subcrash-views');
   const group = uniqueName('subcrash-group');
-  await ensureTopics(brokers, { interactions: topic, items: `${topic}-items`, partitions: 2 });
-  const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
+  const admin = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   await admin.createTopics({
     topics: [clicks, views].map((name) => ({ topic: name, numPartitions: 2 })),
   });
   await admin.disconnect();
-  const dir = await mkdtemp(join(tmpdir(), 'pme-subcrash-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'pme-subcrash-');
   const mapping = { user: 'who', item: 'what', label: 'clicked', timestamp: { path: 'at', unit: 'ms' } };
   const file = join(dir, 'subscriptions.json');
   await writeFile(
@@ -51,14 +48,8 @@ t.test('kill -9 with two subscriptions running: every event of the three topics 
       { name: 'views', topic: views, format: 'json', mapping },
     ]),
   );
-  const avro = new EventProducer({ brokers: brokers.split(','), batchSize: 2000 });
-  await avro.connect();
-  const json = kafka.producer();
-  await json.connect();
-  t.teardown(async () => {
-    await avro.disconnect();
-    await json.disconnect();
-  });
+  const avro = await eventProducer(t, brokers, 2000);
+  const json = await plainProducer(t, brokers);
   const sendJson = async (name: string, events: Interaction[]) => {
     for (let i = 0; i < events.length; i += 2000)
       await json.send({
@@ -93,12 +84,7 @@ t.test('kill -9 with two subscriptions running: every event of the three topics 
     60_000,
     10,
   );
-  // The next snapshot may have started before them: the one after it holds them.
-  const before = await newestSnapshot(dir);
-  await until('a snapshot after them', async () => (await newestSnapshot(dir)) > before + 1, 60_000, 10);
-  first.child.kill('SIGKILL');
-  await first.exited;
-  const atCrash = await loadSnapshot(dir);
+  const atCrash = await killAfterNextSnapshot(first, dir, 60_000);
   t.ok(
     atCrash.learned < 3 * half,
     `killed in mid-stream (the snapshot holds ${atCrash.learned} of the ${3 * half} sent before)`,
