@@ -108,8 +108,7 @@ t.test('options are the table names, checked once', async (t) => {
 });
 
 t.test('FTRL linear weights: learned, snapshot, restored only under FTRL', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'pme-library-ftrl-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir(t, 'pme-library-ftrl-');
   const ftrl = { ...OPTIONS, linearOptimizer: 'ftrl', ftrlL1: 0.5 };
   const rec = await createRecommender(ftrl);
   const events = stream(6000, 9);
