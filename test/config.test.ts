@@ -11,7 +11,7 @@ import {
   OPTIONS,
 } from '../src/config.js';
 import { MODEL_KINDS } from '../src/engine/model/index.js';
-import { streamEval } from '../src/engine/stream-eval.js';
+import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { isPmeError } from '../src/errors.js';
 import { storeOptions } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
@@ -76,6 +76,18 @@ t.test('the README configuration table is the one generated from OPTIONS', async
   );
   for (const name of Object.keys(OPTIONS)) t.match(readme, flagName(name));
 });
+
+/** A short synthetic replay at D = 8, no PME, seed 3: `options` say what differs. */
+const smallReplay = (options: Partial<StreamEvalOptions>) =>
+  streamEval({
+    dim: 8,
+    seed: 3,
+    pme: false,
+    windowEvents: 100_000,
+    negatives: 0,
+    batch: 64,
+    ...options,
+  });
 
 t.test('the learner options have one name everywhere: service, stream-eval, offline', async (t) => {
   const service = loadConfig(['--learning-rate', '0.2', '--l2=0.001'], {
@@ -152,17 +164,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     rateTokens?: number;
     linearLearningRate?: number;
     epsilon?: number;
-  }) =>
-    streamEval({
-      synthetic: 3000,
-      dim: 8,
-      seed: 3,
-      pme: false,
-      windowEvents: 100_000,
-      negatives: 0,
-      batch: 64,
-      ...(learner === undefined ? {} : { learner }),
-    });
+  }) => smallReplay({ synthetic: 3000, ...(learner === undefined ? {} : { learner }) });
   const byDefault = await run();
   const again = await run({ learningRate: 0.05, linearLearningRate: 0.2 });
   t.equal(again.logloss, byDefault.logloss, 'the default step sizes are 0.05 (rows) and 0.2 (linear)');
@@ -206,15 +208,9 @@ t.test('the service builds its store from --init-std and --linear-optimizer', as
 t.test('stream-eval: --init-std reaches the store, --linear-optimizer the model', async (t) => {
   const run = (kind: string, learner: Record<string, unknown> = {}, initStd?: number) => {
     const p: number[] = [];
-    return streamEval({
+    return smallReplay({
       synthetic: 2000,
       model: kind,
-      dim: 8,
-      seed: 3,
-      pme: false,
-      windowEvents: 100_000,
-      negatives: 0,
-      batch: 64,
       learner,
       initStd,
       onPrediction: (q) => p.push(q),
