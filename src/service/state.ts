@@ -183,7 +183,10 @@ function trainerSections(trainer: Trainer, offsets: OffsetMap): Record<string, U
 export async function restoreState(config: Config): Promise<RestoredState> {
   const removedTemps = (await removeStaleTemps(config.stateDir)).length;
   try {
-    const { store, extra, path, skipped } = await readSnapshot(config.stateDir);
+    // The budget and the TTL are the operator's to change on a restart; the rest (ladder, seed,
+    // init) is the snapshot's, or it would not continue the same model.
+    const { budgetBytes, ttlMs } = storeOptions(config);
+    const { store, extra, path, skipped } = await readSnapshot(config.stateDir, { budgetBytes, ttlMs });
     return {
       store,
       extra,

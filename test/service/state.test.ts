@@ -108,7 +108,9 @@ const DEAD_PID = 2 ** 22 + 7;
 async function stateDirWith(t: Test, prefix: string, seed: number, tokens: number) {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const store = new EmbeddingStore({ seed });
+  // The service's default budget and TTL, which a restore with the default config keeps.
+  const { budgetBytes, tokenTtlMs } = loadConfig([], {});
+  const store = new EmbeddingStore({ seed, budgetBytes, ttlMs: tokenTtlMs });
   for (let i = 0; i < tokens; i++) store.row(store.getOrCreate(`user=u${i}`, 8)).fill(i);
   const trainer = new Trainer(store, { seed });
   const watch = { running: null, windowsStarted: 0 };
@@ -154,6 +156,28 @@ t.test('a restore removes the temporary files of writes that died with an earlie
   t.equal(first.store.size, 0, 'and the store starts fresh');
   t.same(await readdir(fresh), []);
 });
+
+t.test(
+  'a restore takes the budget and the TTL the service starts with, the rest from the snapshot',
+  async (t) => {
+    const { dir, store, take } = await stateDirWith(t, 'pme-state-budget-', 5, 400);
+    await take({});
+    const bytes = store.accounting().totalBytes;
+    const restored = await restoreState(
+      loadConfig([], {
+        PME_STATE_DIR: dir,
+        PME_BUDGET_BYTES: String(bytes * 4),
+        PME_TOKEN_TTL_MS: '60000',
+        PME_SEED: '99',
+      }),
+    );
+    t.equal(restored.store.options.budgetBytes, bytes * 4, 'the new budget');
+    t.equal(restored.store.accounting().budgetBytes, bytes * 4, 'and the accounting holds to it');
+    t.equal(restored.store.options.ttlMs, 60_000, 'the new TTL');
+    t.equal(restored.store.options.seed, 5, "the snapshot's seed: new rows continue its sequence");
+    t.equal(restored.store.size, 400);
+  },
+);
 
 t.test('a restore that passes over an unusable snapshot says which one and why', async (t) => {
   const { dir, store, take } = await stateDirWith(t, 'pme-state-skip-', 4, 300);
