@@ -142,7 +142,7 @@ export const OPTIONS = {
     env: 'PME_STATE_DIR',
     kind: 'string',
     default: '.pme-state',
-    doc: 'Directory of snapshots (store, model, offsets). A restart resumes from the newest valid one, under the `--budget-bytes` and `--token-ttl-ms` it starts with (the ladder, seed and learner state are the snapshot\'s).',
+    doc: "Directory of snapshots (store, model, offsets). A restart resumes from the newest valid one, under the `--budget-bytes` and `--token-ttl-ms` it starts with (the ladder, seed and learner state are the snapshot's).",
   },
   snapshotIntervalMs: {
     env: 'PME_SNAPSHOT_INTERVAL_MS',
