@@ -543,14 +543,14 @@ function validateLearner(learner: LearnerConfig, models: readonly string[]): voi
       'PME_ERR_CONFIG_INVALID',
       `--model must be ${models.length === 1 ? models[0] : `one of ${models.join(', ')}`} here, got "${learner.model}"${models === SERVICE_MODELS ? ' (deepfm and lr run in `pme stream-eval`)' : ''}`,
     );
-  for (const name of ['learningRate', 'linearLearningRate', 'projectionLearningRate'] as const)
+  for (const name of [
+    'learningRate',
+    'linearLearningRate',
+    'projectionLearningRate',
+    'adagradEpsilon',
+  ] as const)
     if (!(learner[name] > 0))
       throw new PmeError('PME_ERR_CONFIG_INVALID', `${flagName(name)} must be above 0, got ${learner[name]}`);
-  if (!(learner.adagradEpsilon > 0))
-    throw new PmeError(
-      'PME_ERR_CONFIG_INVALID',
-      `${flagName('adagradEpsilon')} must be above 0, got ${learner.adagradEpsilon}`,
-    );
   if (!(LINEAR_OPTIMIZERS as readonly string[]).includes(learner.linearOptimizer))
     throw new PmeError(
       'PME_ERR_CONFIG_INVALID',

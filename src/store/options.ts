@@ -17,7 +17,7 @@ export interface StoreOptions {
   /** Tokens unseen for at least this long are evicted by `evictExpired()`. Default Infinity (off). */
   ttlMs: Milliseconds;
   /** Standard deviation of the normal initialisation of a new row (`--init-std`). Default 0.01:
-   *  `node dist/bench/quality.js --no-peers --init-std S` (mean AUC on the last 80% over the three
+   *  `node dist/bench/quality.js --no-peers --init-std S --learner '{"rateTokens":0}'` (mean AUC on the last 80% over the three
    *  datasets) at 0.001 / 0.01 / 0.03 / 0.1: fm full 0.7353 / 0.7366 / 0.7356 / 0.7086, fm pme 25%
    *  0.7373 / 0.7376 / 0.7377 / 0.7159, fm size 8 0.7389 / 0.7390 / 0.7388 / 0.7278. */
   initStd: number;

@@ -55,11 +55,13 @@ export interface FmOptions {
    * its gradient, and all n rows step on each event, each against the sum of the n − 1 others,
    * so one event moved its own score by an amount that grew with the number of fields: with one
    * rate for all, the FM at D = 64 learned far less than at size 8 on the many-field streams.
-   * Progressive AUC at the default rates, 0 → 5 (bench/pme-windows.ts' runs, 3 seeds): full
-   * size criteo-sample (39 tokens an event) 0.6644 → 0.6863, avazu-sample (22) 0.6655 → 0.6843,
-   * ml-latest-small (~5) 0.7816 → 0.7809; PME at 25% of full's bytes, mean of the three
-   * 0.7118 → 0.7170; bench/planted.ts' stream (3 tokens; seed 1, 1M events) PME at 25%
-   * 0.6538 → 0.6601, full 0.6593 → 0.6573.
+   * Progressive AUC at the default rates, 0 → 5 (`node dist/bench/pme-windows.js`, 3 seeds):
+   * full size criteo-sample (39 tokens an event) 0.6644 → 0.6863, avazu-sample (22)
+   * 0.6655 → 0.6843, ml-latest-small (~5) 0.7816 → 0.7809; PME at 25% of full's bytes, mean of
+   * the three 0.7118 → 0.7170; planted stream (3 tokens; `node dist/bench/planted.js --events
+   * 1000000 --users 200000 --seeds 1 --shares 0.25`) PME at 25% 0.6538 → 0.6601, full
+   * 0.6593 → 0.6573. The figures of the options below were measured before it (rateTokens 0:
+   * add `"rateTokens":0` to bench/quality.js' `--learner` to reproduce them).
    */
   rateTokens: number;
   /** Step size for the linear weights (one per token). Default 0.2: four times the rows' (one
