@@ -4,8 +4,10 @@
  * moves), tokens moved by PME against the store's last resort, and bytes. Budgets and targets are
  * shares of full size (every token at D, measured by a replay with PME off at D). Datasets not
  * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
- * (the store evicts at the budget) and full size with no budget, on the same seeds: the figures
- * "PME beats fixed sizes at equal bytes" is judged by. Writes bench/results/pme-windows.json.
+ * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
+ * PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full size with no
+ * budget, on the same seeds: the figures "PME beats fixed sizes at equal bytes" is judged by.
+ * Writes bench/results/pme-windows.json.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
  *     [--uniform 8,16,32]
@@ -76,6 +78,20 @@ async function main(): Promise<void> {
           u.push(await streamEval({ ...base, seed, startSize: size, budgetBytes: Math.floor(full * share) }));
         uniform.push({ size, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
       }
+      // MDE's rule online: the same windows, target and budget; only the sizing rule differs.
+      const popular = [];
+      for (const seed of SEEDS)
+        popular.push(
+          await streamEval({
+            ...base,
+            seed,
+            pme: true,
+            sizing: 'popularity',
+            budgetBytes: Math.floor(full * share),
+            target: share,
+          }),
+        );
+      const popularAuc = popular.map((r) => r.auc);
       const best = uniform.reduce((a, b) => (mean(b.auc) > mean(a.auc) ? b : a));
       const pmeAuc = runs.map((r) => r.auc);
       const row = {
@@ -87,6 +103,9 @@ async function main(): Promise<void> {
         bestUniform: { size: best.size, auc: meanStd(best.auc) },
         /** PME − best uniform, paired by seed: mean ± std. */
         deltaBestUniform: meanStd(pmeAuc.map((a, i) => a - best.auc[i])),
+        popularity: { auc: popularAuc, bytes: popular.map((r) => r.totalEmbeddingBytes) },
+        /** PME − popularity-scaled sizes, paired by seed: mean ± std. */
+        deltaPopularity: meanStd(pmeAuc.map((a, i) => a - popularAuc[i])),
         seeds: SEEDS,
         auc: runs.map((r) => r.auc),
         bytes: runs.map((r) => r.totalEmbeddingBytes),
@@ -105,7 +124,8 @@ async function main(): Promise<void> {
           `  bytes ${Math.round(mean(row.bytes))} of full ${full}`,
       );
       console.log(
-        `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${row.deltaBestUniform.mean.toFixed(4)} ± ${row.deltaBestUniform.std.toFixed(4)}`,
+        `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${row.deltaBestUniform.mean.toFixed(4)} ± ${row.deltaBestUniform.std.toFixed(4)}` +
+          `  popularity ${mean(popularAuc).toFixed(4)}  PME − popularity ${row.deltaPopularity.mean.toFixed(4)} ± ${row.deltaPopularity.std.toFixed(4)}`,
       );
     }
   }

@@ -25,6 +25,7 @@ import { evaluationMetrics } from './metrics.js';
 import { FmModel, type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { type LiveActivity, LiveRun, liveBudgetBytes } from './offline-live.js';
 import type { PmeOptions } from './pme/controller.js';
+import { mdeSizes } from './pme/popularity.js';
 import { chooseSizes } from './pme/prune.js';
 
 export const OFFLINE_METHODS = Object.freeze(['full', 'uniform', 'mde', 'pme', 'pme-paper'] as const);
@@ -349,80 +350,6 @@ export function liveStartSize(ladder: readonly number[], budget: number): number
   let s = 0;
   for (const size of ladder) if (size < budget * D) s = size;
   return s;
-}
-
-/** Rounds x to the nearest ladder size on a log scale (0 below half the smallest positive size). */
-function nearestOnLadder(x: number, ladder: readonly number[]): number {
-  if (x < ladder[1] / 2) return 0;
-  let best = ladder[1];
-  for (const s of ladder)
-    if (s > 0 && Math.abs(Math.log(s) - Math.log(x)) < Math.abs(Math.log(best) - Math.log(x))) best = s;
-  return best;
-}
-
-/**
- * MDE sizes: within each field, the token of popularity rank r (1 = most frequent) gets
- * D · r^-alpha rounded to the ladder; alpha is the smallest (largest sizes) whose total fits.
- */
-export function mdeSizes(
-  vocab: { counts: Float64Array; fields: string[] },
-  ladder: readonly number[],
-  budgetParams: number,
-): { sizes: Int32Array; alpha: number } {
-  const n = vocab.counts.length;
-  const D = ladder[ladder.length - 1];
-  const rank = new Float64Array(n);
-  const byField = new Map<string, number[]>();
-  for (let t = 0; t < n; t++) {
-    let list = byField.get(vocab.fields[t]);
-    if (list === undefined) {
-      list = [];
-      byField.set(vocab.fields[t], list);
-    }
-    list.push(t);
-  }
-  for (const list of byField.values()) {
-    list.sort((a, b) => vocab.counts[b] - vocab.counts[a] || a - b);
-    list.forEach((t, r) => {
-      rank[t] = r + 1;
-    });
-  }
-  const sizes = new Int32Array(n);
-  const fill = (alpha: number): number => {
-    let total = 0;
-    for (let t = 0; t < n; t++) {
-      const s = nearestOnLadder(D * rank[t] ** -alpha, ladder);
-      sizes[t] = s;
-      total += s;
-    }
-    return total;
-  };
-  let lo = 0;
-  let hi = 1;
-  while (fill(hi) > budgetParams && hi < 64) hi *= 2;
-  if (fill(lo) <= budgetParams) return { sizes, alpha: 0 };
-  if (fill(hi) > budgetParams) {
-    // Even the steepest decay leaves every field's top token at D over the budget: scale down.
-    let scale = 1;
-    const base = Float64Array.from(rank, (r) => D * r ** -hi);
-    const fillScaled = (c: number): number => {
-      let total = 0;
-      for (let t = 0; t < n; t++) {
-        sizes[t] = nearestOnLadder(c * base[t], ladder);
-        total += sizes[t];
-      }
-      return total;
-    };
-    while (scale > 1e-9 && fillScaled(scale) > budgetParams) scale /= 2;
-    return { sizes, alpha: hi };
-  }
-  for (let k = 0; k < 40; k++) {
-    const mid = (lo + hi) / 2;
-    if (fill(mid) <= budgetParams) hi = mid;
-    else lo = mid;
-  }
-  fill(hi);
-  return { sizes, alpha: hi };
 }
 
 /** A model that `train` can run epochs of and evaluate: a Run (fixed sizes) or a LiveRun (pme). */

@@ -15,6 +15,7 @@ import {
   type PmeOptions,
   type WindowReport,
 } from './pme/controller.js';
+import { PopularitySizes } from './pme/popularity.js';
 import { Trainer } from './trainer/index.js';
 
 export interface StreamEvalResult {
@@ -99,6 +100,10 @@ export interface StreamEvalOptions {
   pme: boolean;
   startSize?: number;
   windowEvents: number;
+  /** With `pme`: who picks the sizes at each window. 'pme' (default) by importance; 'popularity'
+   *  by MDE's rule on running counts (popularity.ts), the baseline PME is judged against, under
+   *  the same target, budget, moves and relief. */
+  sizing?: 'pme' | 'popularity';
   /** PME: the share of full size every window prunes to. Default the controller's (0.25). */
   target?: number;
   negatives: number;
@@ -154,23 +159,21 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     initStd: o.initStd,
     linearOptimizerSlots: linearOptimizerSlotsOf(o.learner),
   });
-  const controller = o.pme
-    ? new PmeController(store, {
-        ...o.pmeOptions,
-        windowEvents: o.windowEvents,
-        ...(o.target === undefined ? {} : { target: o.target }),
-      })
-    : null;
+  const pmeOptions = {
+    ...o.pmeOptions,
+    windowEvents: o.windowEvents,
+    ...(o.target === undefined ? {} : { target: o.target }),
+  };
+  const popularity = o.pme && o.sizing === 'popularity' ? new PopularitySizes(store, pmeOptions) : null;
+  const controller = o.pme && popularity === null ? new PmeController(store, pmeOptions) : null;
+  const observer = controller ?? popularity ?? undefined;
   const model = await createModel(kind, store, {
     fm: { ...o.learner },
     deepfm: { seed: o.seed, ...(o.hidden === undefined ? {} : { hidden: o.hidden }) },
   });
-  const learner = new Trainer(
-    store,
-    { seed: o.seed, negatives: o.negatives, catalog, observer: controller },
-    model,
-  );
+  const learner = new Trainer(store, { seed: o.seed, negatives: o.negatives, catalog, observer }, model);
   controller?.attach(learner);
+  popularity?.attach(learner);
   if (o.onPrediction !== undefined) {
     // Every score the trainer makes lands in its metrics' add(): this instance's add() also tells
     // the hook. Only when asked, so the default replay keeps its plain method.
@@ -238,7 +241,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     budgetBytes: Number.isFinite(acc.budgetBytes) ? acc.budgetBytes : null,
     tiers: acc.tiers.map((t) => ({ size: t.size, tokens: t.tokens, bytes: t.totalBytes })),
     windows: controller?.reports() ?? [],
-    memory: memoryActions(store, controller),
+    memory: memoryActions(store, controller ?? popularity),
     ...(timeline === null ? {} : { timeline }),
     data,
   };

@@ -284,6 +284,8 @@ function writeFakes(dir: string): void {
         ],
         bestUniform: { size: 16, auc: ms(0.782, 0.001) },
         deltaBestUniform: ms(-0.001, 0.0028),
+        popularity: { auc: [0.779, 0.779], bytes: [250, 250] },
+        deltaPopularity: ms(0.002, 0.001),
       },
     ],
   });
@@ -400,7 +402,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status['pme-windows'].status, 'ok');
   t.match(
     md,
-    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
+    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
   );
   t.match(md, /mean over 2 seeds, default learner/);
   // A section run on another CPU than the machine record says so.

@@ -5,7 +5,8 @@ import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
 import { readEvents, splitEvents } from '../../src/data/index.js';
 import { exactAuc } from '../../src/engine/metrics.js';
-import { mdeSizes, type OfflineResult, runOffline, uniformSizes } from '../../src/engine/offline.js';
+import { type OfflineResult, runOffline, uniformSizes } from '../../src/engine/offline.js';
+import { mdeSizes } from '../../src/engine/pme/popularity.js';
 import { planted } from './planted.js';
 
 t.test('runOffline: five methods, budgets respected, deterministic for a seed', async (t) => {

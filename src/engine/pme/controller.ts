@@ -644,7 +644,7 @@ export class PmeController implements TokenObserver {
 /** What the store's budget policy and PME (when on) did to keep memory within the budget. */
 export function memoryActions(
   store: { readonly lastResort: { demoted: number; evicted: number }; readonly refused: number },
-  pme: PmeController | null,
+  pme: Pick<PmeController, 'reliefMoves' | 'refusedMoves' | 'expired'> | null,
 ): MemoryActions {
   return {
     relieved: pme?.reliefMoves ?? 0,
