@@ -1,13 +1,14 @@
 /**
  * A stream where sizes matter: a synthetic workload with a heavy tail of users, each with a
  * planted rank (the dimensions its preferences need: 2 to 32), replayed in order through PME and
- * through every single uniform size held to the same bytes, beside full size. Reports progressive
+ * through every single uniform size held to the same bytes and popularity-scaled sizes (MDE's rule
+ * on running counts, src/engine/pme/popularity.ts), beside full size. Reports progressive
  * AUC per budget and how well PME's chosen sizes track the planted ranks (Spearman's rank
  * correlation over the users seen at least --min-events times, and the mean size per planted
  * rank). Writes bench/results/planted.json.
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
- *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200]
+ *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { SyntheticWorkload } from '../src/data/index.js';
@@ -20,6 +21,8 @@ const USERS = numberArg('users', 400_000);
 const ITEMS = numberArg('items', 20_000);
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
+/** PME controller options for an experiment (e.g. '{"restSizing":"popularity"}'). Default none. */
+const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 const MIN_EVENTS = numberArg('min-events', 200);
 const DIM = 64;
 const RANKS = [2, 4, 8, 16, 32];
@@ -161,6 +164,7 @@ async function main(): Promise<void> {
       const pme = await streamEval({
         ...base,
         pme: true,
+        pmeOptions: PME_OPTIONS,
         budgetBytes,
         target: share,
         onToken: (key, size) => {
@@ -168,6 +172,19 @@ async function main(): Promise<void> {
         },
       });
       record('pme', share, pme, sizes);
+      // Popularity-scaled sizes (MDE's rule on running counts) under PME's own windows and limit.
+      const popularSizes = new Map<string, number>();
+      const popular = await streamEval({
+        ...base,
+        pme: true,
+        sizing: 'popularity',
+        budgetBytes,
+        target: share,
+        onToken: (key, size) => {
+          if (key.startsWith('user=')) popularSizes.set(key, size);
+        },
+      });
+      record('popularity', share, popular, popularSizes);
       for (const size of UNIFORM_SIZES)
         record(`uniform ${size}`, share, await streamEval({ ...base, startSize: size, budgetBytes }));
     }

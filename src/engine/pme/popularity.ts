@@ -86,12 +86,54 @@ export function mdeSizes(
   return { sizes, alpha: hi };
 }
 
-/** The store API the online rule reads on top of PME's: running counts and fields. */
-export interface PopularityStore extends PmeStore {
-  /** Touches per token since it was created (store.ts `touch`). */
-  readonly frequency: Float32Array;
-  field(id: TokenId): string;
+/**
+ * Moves each token `ids[k]` to `sizes[k]`, carried by least squares from its D-space vector:
+ * shrinks first so that grows find room, grows by falling count with PME's promotion noise and
+ * accumulator carry. A token evicted meanwhile (a move makes room by evicting the coldest) or a
+ * move the budget refuses is skipped.
+ */
+export function resizeTokens(
+  transfer: Transfer,
+  model: Model | null,
+  ids: readonly TokenId[],
+  sizes: Int32Array,
+  counts: Float64Array,
+  random: Random,
+): { shrunk: number; grown: number } {
+  const store = transfer.store;
+  const options = transfer.options;
+  const v = new Float64Array(transfer.D);
+  const moveTo = (k: number, grow: boolean): boolean => {
+    const id = ids[k];
+    const to = sizes[k];
+    model?.vectorOf(id, v);
+    const ls = transfer.solverFor(to);
+    const acc0 = transfer.meanAccumulator(id);
+    const std = grow ? options.promotionStd : 0;
+    if (
+      !transfer.move(id, to, (_src, dst) => {
+        ls.solve(v, dst);
+        for (let i = 0; i < to; i++) dst[i] += std * random.normal();
+      })
+    )
+      return false;
+    transfer.carryAccumulator(id, grow ? acc0 * options.promotionCarry : acc0);
+    return true;
+  };
+  let shrunk = 0;
+  let grown = 0;
+  for (let k = 0; k < ids.length; k++)
+    if (store.alive(ids[k]) && sizes[k] < store.sizeOf(ids[k]) && moveTo(k, false)) shrunk++;
+  const growing: number[] = [];
+  for (let k = 0; k < ids.length; k++)
+    if (store.alive(ids[k]) && sizes[k] > store.sizeOf(ids[k])) growing.push(k);
+  growing.sort((a, b) => counts[b] - counts[a] || a - b);
+  for (const k of growing) if (store.alive(ids[k]) && moveTo(k, true)) grown++;
+  return { shrunk, grown };
 }
+
+/** The store API the online rule reads on top of PME's: running counts and fields. */
+export type PopularityStore = PmeStore & Required<Pick<PmeStore, 'frequency' | 'field'>>;
 
 /** What one resize did. */
 export interface PopularityReport {
@@ -159,7 +201,6 @@ export class PopularitySizes implements TokenObserver {
     const store = this.store;
     const transfer = this.#transfer;
     const ladder = transfer.ladder;
-    const D = transfer.D;
     const ids: TokenId[] = [];
     for (const size of ladder) store.forEachInTier(size, (id) => ids.push(id));
     const counts = Float64Array.from(ids, (id) => store.frequency[id]);
@@ -168,36 +209,7 @@ export class PopularitySizes implements TokenObserver {
     const { sizes, alpha } = mdeSizes({ counts, fields }, ladder, Math.max(0, transfer.rowLimit(acc)), (s) =>
       transfer.rowBytes(s),
     );
-    const v = new Float64Array(D);
-    const moveTo = (k: number, grow: boolean): boolean => {
-      const id = ids[k];
-      const to = sizes[k];
-      // A move makes room by evicting the coldest when the budget binds: perhaps a listed token.
-      if (!store.alive(id)) return false;
-      this.#model?.vectorOf(id, v);
-      const ls = transfer.solverFor(to);
-      const acc0 = transfer.meanAccumulator(id);
-      const std = grow ? this.options.promotionStd : 0;
-      const random = this.#random;
-      if (
-        !transfer.move(id, to, (_src, dst) => {
-          ls.solve(v, dst);
-          for (let i = 0; i < to; i++) dst[i] += std * random.normal();
-        })
-      )
-        return false;
-      transfer.carryAccumulator(id, grow ? acc0 * this.options.promotionCarry : acc0);
-      return true;
-    };
-    let shrunk = 0;
-    let grown = 0;
-    for (let k = 0; k < ids.length; k++)
-      if (store.alive(ids[k]) && sizes[k] < store.sizeOf(ids[k]) && moveTo(k, false)) shrunk++;
-    const growing: number[] = [];
-    for (let k = 0; k < ids.length; k++)
-      if (store.alive(ids[k]) && sizes[k] > store.sizeOf(ids[k])) growing.push(k);
-    growing.sort((a, b) => counts[b] - counts[a] || a - b);
-    for (const k of growing) if (moveTo(k, true)) grown++;
+    const { shrunk, grown } = resizeTokens(transfer, this.#model, ids, sizes, counts, this.#random);
     const report = { tokens: ids.length, alpha, shrunk, grown };
     this.#reports.push(report);
     return report;

@@ -18,7 +18,7 @@ export class Transfer implements BudgetRelief {
   refusedMoves = 0;
   /** Tokens stepped down for the budget's relief (see relieve). */
   reliefMoves = 0;
-  readonly #options: Readonly<PmeOptions>;
+  readonly options: Readonly<PmeOptions>;
   readonly #model: () => Model | null;
   /** Least-squares solvers per size, with the projections' version they were built on. */
   readonly #solvers = new Map<number, { version: number; ls: TierLeastSquares }>();
@@ -27,7 +27,7 @@ export class Transfer implements BudgetRelief {
 
   constructor(store: PmeStore, options: Readonly<PmeOptions>, model: () => Model | null) {
     this.store = store;
-    this.#options = options;
+    this.options = options;
     this.#model = model;
     this.ladder = store.tiers.map((t) => t.size);
     this.D = store.dim;
@@ -90,7 +90,7 @@ export class Transfer implements BudgetRelief {
    * sizes (token columns, the key index), whichever is least.
    */
   rowLimit(acc: ReturnType<PmeStore['accounting']>): number {
-    const o = this.#options;
+    const o = this.options;
     const other = this.liveBytes(acc) - this.rowsOf(acc);
     const budget = Number.isFinite(acc.budgetBytes)
       ? acc.budgetBytes * (1 - o.headroom)
