@@ -26,7 +26,6 @@ import {
   type WindowReport,
   type WindowTier,
 } from './options.js';
-import { mdeSizes, resizeTokens } from './popularity.js';
 import { type ProbeScore, RecentEvents, scoreProbe } from './probe.js';
 import { chooseSizes, TierLeastSquares } from './prune.js';
 import { DecayedCountMin } from './sketch.js';
@@ -281,32 +280,6 @@ export class PmeController implements TokenObserver {
       this.#promoted++;
     }
     this.#pending.splice(0, done);
-  }
-
-  /**
-   * restSizing 'popularity': every token below D takes MDE's size on its running count, within
-   * the bytes the tokens at D leave of the window's row limit (popularity.ts). Returns how many
-   * moved down.
-   */
-  #sizeRestByPopularity(): number {
-    const store = this.store;
-    if (store.frequency === undefined || store.field === undefined)
-      throw new PmeError(
-        'PME_ERR_CONFIG_INVALID',
-        "pme: restSizing 'popularity' needs a store with counts and fields",
-      );
-    const frequency = store.frequency;
-    const transfer = this.#transfer;
-    const rest = this.ladder.slice(0, -1);
-    const ids: TokenId[] = [];
-    for (const size of rest) store.forEachInTier(size, (id) => ids.push(id));
-    const counts = Float64Array.from(ids, (id) => frequency[id]);
-    const fields = ids.map((id) => store.field!(id));
-    const acc = store.accounting();
-    const atD = store.tiers[this.ladder.length - 1].count * transfer.rowBytes(this.D);
-    const limit = Math.max(0, transfer.rowLimit(acc) - atD);
-    const { sizes } = mdeSizes({ counts, fields }, rest, limit, (s) => transfer.rowBytes(s));
-    return resizeTokens(transfer, this.#model, ids, sizes, counts, this.#random).shrunk;
   }
 
   /**
@@ -577,49 +550,46 @@ export class PmeController implements TokenObserver {
     //    All cold tokens are listed before any moves, so a token steps down once per window
     //    instead of cascading through every lower tier in the same pass.
     let demoted = 0;
-    if (o.restSizing === 'popularity') demoted = this.#sizeRestByPopularity();
-    else {
-      const v = new Float64Array(D);
-      const below: TokenId[] = [];
-      const belowTier: number[] = [];
-      for (let ti = ladder.length - 1; ti > this.#transfer.floor; ti--) {
-        if (ladder[ti] === D) continue;
-        store.forEachInTier(ladder[ti], (id) => {
-          below.push(id);
-          belowTier.push(ti);
-        });
+    const v = new Float64Array(D);
+    const below: TokenId[] = [];
+    const belowTier: number[] = [];
+    for (let ti = ladder.length - 1; ti > this.#transfer.floor; ti--) {
+      if (ladder[ti] === D) continue;
+      store.forEachInTier(ladder[ti], (id) => {
+        below.push(id);
+        belowTier.push(ti);
+      });
+    }
+    const cold: TokenId[] = [];
+    const coldTier: number[] = [];
+    for (let k = 0; k < below.length; k++) {
+      if (due(k)) await pause();
+      const id = below[k];
+      if (store.tierOf[id] === belowTier[k] && this.sketch.estimate(this.#hashOf(id)) < o.coldThreshold) {
+        cold.push(id);
+        coldTier.push(belowTier[k]);
       }
-      const cold: TokenId[] = [];
-      const coldTier: number[] = [];
-      for (let k = 0; k < below.length; k++) {
-        if (due(k)) await pause();
-        const id = below[k];
-        if (store.tierOf[id] === belowTier[k] && this.sketch.estimate(this.#hashOf(id)) < o.coldThreshold) {
-          cold.push(id);
-          coldTier.push(belowTier[k]);
-        }
+    }
+    for (let c = 0; c < cold.length; c++) {
+      if (due(c)) {
+        await pause();
+        solvers.clear();
       }
-      for (let c = 0; c < cold.length; c++) {
-        if (due(c)) {
-          await pause();
-          solvers.clear();
-        }
-        const id = cold[c];
-        const ti = coldTier[c];
-        // Moved, or evicted (its id perhaps reused by a token seen since the listing): not its turn.
-        if (
-          gone.has(id) ||
-          store.tierOf[id] !== ti ||
-          this.sketch.estimate(this.#hashOf(id)) >= o.coldThreshold
-        )
-          continue;
-        if (model !== null) model.vectorOf(id, v);
-        const ls = solverFor(ladder[ti - 1]);
-        const acc0 = this.#transfer.meanAccumulator(id);
-        if (!this.#transfer.move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
-        this.#transfer.carryAccumulator(id, acc0);
-        demoted++;
-      }
+      const id = cold[c];
+      const ti = coldTier[c];
+      // Moved, or evicted (its id perhaps reused by a token seen since the listing): not its turn.
+      if (
+        gone.has(id) ||
+        store.tierOf[id] !== ti ||
+        this.sketch.estimate(this.#hashOf(id)) >= o.coldThreshold
+      )
+        continue;
+      if (model !== null) model.vectorOf(id, v);
+      const ls = solverFor(ladder[ti - 1]);
+      const acc0 = this.#transfer.meanAccumulator(id);
+      if (!this.#transfer.move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
+      this.#transfer.carryAccumulator(id, acc0);
+      demoted++;
     }
 
     // 5. TTL.

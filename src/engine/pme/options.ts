@@ -39,11 +39,6 @@ export interface PmeStore extends TrainerStore {
   /** The least recently seen token of a tier that `skip` does not skip, or -1. */
   coldestIn?(size: number, skip: (id: TokenId) => boolean): TokenId;
   readonly lastSeen?: Float64Array;
-  // What restSizing 'popularity' reads (optional: only that rule needs them).
-  /** Touches per token since it was created. */
-  readonly frequency?: Float32Array;
-  /** The token's field (its key before the first '='). */
-  field?(id: TokenId): string;
 }
 
 export interface PmeOptions {
@@ -95,13 +90,6 @@ export interface PmeOptions {
    * planted split keeps fewer rich users (14 of 20 at size >= 2).
    */
   promotionCarry: number;
-  /**
-   * What a window does with the tokens it did not search (every size below D). 'cool' (default):
-   * those whose decayed count fell under coldThreshold step down one size, not below the start
-   * size. 'popularity': all of them take MDE's sizes on their running counts (D · rank^-alpha
-   * within a field, below D) in the bytes the searched tokens leave of the target.
-   */
-  restSizing: 'cool' | 'popularity';
   /** Seed of that noise. Default 1. */
   seed: number;
   /** The hot-token sketch. */
@@ -126,7 +114,6 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   keepReports: 100,
   promotionStd: 0.01,
   promotionCarry: 0.3,
-  restSizing: 'cool',
   seed: 1,
 });
 
@@ -154,8 +141,6 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
   if (!(o.promotionCarry >= 0)) throw bad(`promotionCarry must be >= 0, got ${o.promotionCarry}`);
-  if (o.restSizing !== 'cool' && o.restSizing !== 'popularity')
-    throw bad(`restSizing must be 'cool' or 'popularity', got ${String(o.restSizing)}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
   return Object.freeze(o);
 }

@@ -92,7 +92,7 @@ export function mdeSizes(
  * accumulator carry. A token evicted meanwhile (a move makes room by evicting the coldest) or a
  * move the budget refuses is skipped.
  */
-export function resizeTokens(
+function resizeTokens(
   transfer: Transfer,
   model: Model | null,
   ids: readonly TokenId[],
@@ -133,7 +133,12 @@ export function resizeTokens(
 }
 
 /** The store API the online rule reads on top of PME's: running counts and fields. */
-export type PopularityStore = PmeStore & Required<Pick<PmeStore, 'frequency' | 'field'>>;
+export interface PopularityStore extends PmeStore {
+  /** Touches per token since it was created (store.ts `touch`). */
+  readonly frequency: Float32Array;
+  /** The token's field (its key before the first '='). */
+  field(id: TokenId): string;
+}
 
 /** What one resize did. */
 export interface PopularityReport {
