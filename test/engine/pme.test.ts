@@ -35,8 +35,10 @@ function plantedStream(n: number, seed = 3): Interaction[] {
   return events;
 }
 
-function setup(chunk = 512) {
-  const store = new TieredStore(D, LADDER, 2);
+/** New tokens at `startSize`: 0 by default, so that pruning (which stops at the start size) can
+ *  take the noise users' rows away entirely. */
+function setup(chunk = 512, startSize = 0) {
+  const store = new TieredStore(D, LADDER, startSize);
   const clock = new ManualClock(0);
   // The budget alone decides sizes here (target 1: prune only what it needs).
   const pme = new PmeController(store, {
@@ -100,6 +102,31 @@ t.test('hot tokens are searched at D; the window finds the planted split under t
   for (let i = 0; i < more.length; i += 200) trainer.learn(more.slice(i, i + 200));
   t.ok(trainer.stats().windowAuc > 0.5, `windowed AUC after the window ${trainer.stats().windowAuc}`);
 });
+
+t.test(
+  'pruning stops at the start size: the hot tokens it searched keep at least their old rows',
+  async (t) => {
+    // As the planted-split test, with new tokens at 2: the noise users it prunes to 0 there end at 2.
+    const { store, pme, trainer } = setup(512, 2);
+    const events = plantedStream(60000);
+    for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
+    const searched: number[] = [];
+    store.forEachInTier(D, (id) => searched.push(id));
+    store.budgetBytes = 6000;
+    const report = await pme.runWindow('test');
+    t.ok(report.moved > 0, `moved ${report.moved}`);
+    const sizes = searched.map((id) => store.sizeOf(id));
+    t.equal(
+      sizes.filter((s) => s < 2).length,
+      0,
+      `no searched token below 2: ${sizes.filter((s) => s < 2).length}`,
+    );
+    t.ok(
+      sizes.some((s) => s === 2),
+      `pruned to the start size: ${sizes.filter((s) => s === 2).length}`,
+    );
+  },
+);
 
 t.test('transfer keeps a moved token close to its pruned D-space vector', async (t) => {
   const { store, pme, trainer } = setup();
@@ -217,7 +244,7 @@ t.test('transfer: each moved token is the least-squares fit of its pruned vector
 });
 
 t.test('a moved token keeps its optimizer scale; cold tokens step down one size per window', async (t) => {
-  const { store, pme, trainer } = setup();
+  const { store, pme, trainer } = setup(512, 2);
   const events = plantedStream(20000);
   for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
   // A cold token created at size 8 (never hot: seen once, long ago in sketch terms).
@@ -237,7 +264,7 @@ t.test('a moved token keeps its optimizer scale; cold tokens step down one size 
   await pme.runWindow('test');
   t.equal(store.sizeOf(id), 2, 'next window: 4 -> 2');
   await pme.runWindow('test');
-  t.equal(store.sizeOf(id), 2, 'not below the start size (2): only pruning takes a token there');
+  t.equal(store.sizeOf(id), 2, 'not below the start size (2)');
   // A cold token born at the start size stays there.
   const born = store.getOrCreate('user=cold-at-start', 2);
   await pme.runWindow('test');

@@ -486,7 +486,12 @@ export class PmeController implements TokenObserver {
     const budget = accBefore.budgetBytes;
     const searchedBytes = n * this.#transfer.rowBytes(D);
     const available = this.#transfer.rowLimit(accBefore) - (this.#transfer.rowsOf(accBefore) - searchedBytes);
-    const bytesOf = (s: number) => this.#transfer.rowBytes(s);
+    // A searched token ends no smaller than the start size it was promoted from: importances
+    // are token-sized more than dimension-sized, so below it a hot token was pruned to 0, and the
+    // window cost the AUC of its last events (ml-latest-small at 10%: a step of -0.0027 a window;
+    // with the floor -0.0001). Choosing against the floor's bytes keeps the total within the limit.
+    const floorSize = ladder[this.#transfer.floor];
+    const bytesOf = (s: number) => this.#transfer.rowBytes(Math.max(s, floorSize));
     const choice =
       Number.isFinite(available) && imp !== null
         ? chooseSizes(importance, n, D, ladder, bytesOf, Math.max(0, available))
@@ -516,7 +521,9 @@ export class PmeController implements TokenObserver {
       }
       const id = ids[k];
       if (gone.has(id) || store.tierOf[id] !== topIndex) continue; // evicted or moved meanwhile
-      const size = choice === null ? D : choice.sizes[k];
+      const chosen = choice === null ? D : choice.sizes[k];
+      const size = Math.max(chosen, floorSize);
+      const raised = size > chosen;
       const row = store.slotOf[id] * D;
       if (size === D) {
         if (imp !== null)
@@ -529,7 +536,8 @@ export class PmeController implements TokenObserver {
       const done = this.#transfer.move(id, size, (src, dst) => {
         let norm = 0;
         for (let d = 0; d < D; d++) {
-          target[d] = importance[k * D + d] >= threshold ? src[d] : 0;
+          // Raised to the floor: the best vector of that size, whatever the importances kept.
+          target[d] = raised || importance[k * D + d] >= threshold ? src[d] : 0;
           norm += target[d] * target[d];
         }
         const r = ls.solve(target, dst);
