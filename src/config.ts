@@ -156,7 +156,12 @@ export const OPTIONS = {
     default: '0,2,4,8,16,32,64',
     doc: 'Allowed embedding sizes, ascending from 0; the last is D, the full (search) size.',
   },
-  startSize: { env: 'PME_START_SIZE', kind: 'int', default: '8', doc: 'Size of a token on first sight.' },
+  startSize: {
+    env: 'PME_START_SIZE',
+    kind: 'int',
+    default: '8',
+    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to.',
+  },
   budgetBytes: {
     env: 'PME_BUDGET_BYTES',
     kind: 'number',
