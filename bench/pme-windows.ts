@@ -50,47 +50,30 @@ async function main(): Promise<void> {
       batch: 256,
       seed: 1,
     };
-    const fullRuns = [];
-    for (const seed of SEEDS) fullRuns.push(await streamEval({ ...base, seed, startSize: DIM }));
+    /** One replay per seed, in order. */
+    const replay = async (o: Partial<StreamEvalOptions>) => {
+      const out = [];
+      for (const seed of SEEDS) out.push(await streamEval({ ...base, ...o, seed }));
+      return out;
+    };
+    const fullRuns = await replay({ startSize: DIM });
     const full = fullRuns[0].totalEmbeddingBytes;
     const fullAuc = fullRuns.map((r) => r.auc);
     console.log(`${d.name.padEnd(16)} full  AUC ${mean(fullAuc).toFixed(4)}  bytes ${full}`);
     for (const share of SHARES) {
-      const runs = [];
-      for (const seed of SEEDS)
-        runs.push(
-          await streamEval({
-            ...base,
-            seed,
-            pme: true,
-            budgetBytes: Math.floor(full * share),
-            target: share,
-          }),
-        );
+      const budgetBytes = Math.floor(full * share);
+      const runs = await replay({ pme: true, budgetBytes, target: share });
       const steps = runs.flatMap((r) =>
         r.windows.flatMap((w) => (w.probe === null ? [] : [w.probe.aucAfter - w.probe.aucBefore])),
       );
       // Every uniform size held to the same budget, on the same seeds.
       const uniform = [];
       for (const size of UNIFORM_SIZES) {
-        const u = [];
-        for (const seed of SEEDS)
-          u.push(await streamEval({ ...base, seed, startSize: size, budgetBytes: Math.floor(full * share) }));
+        const u = await replay({ startSize: size, budgetBytes });
         uniform.push({ size, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
       }
       // MDE's rule online: the same windows, target and budget; only the sizing rule differs.
-      const popular = [];
-      for (const seed of SEEDS)
-        popular.push(
-          await streamEval({
-            ...base,
-            seed,
-            pme: true,
-            sizing: 'popularity',
-            budgetBytes: Math.floor(full * share),
-            target: share,
-          }),
-        );
+      const popular = await replay({ pme: true, sizing: 'popularity', budgetBytes, target: share });
       const popularAuc = popular.map((r) => r.auc);
       const best = uniform.reduce((a, b) => (mean(b.auc) > mean(a.auc) ? b : a));
       const pmeAuc = runs.map((r) => r.auc);
