@@ -217,6 +217,7 @@ export class PopularitySizes implements TokenObserver {
     const { shrunk, grown } = resizeTokens(transfer, this.#model, ids, sizes, counts, this.#random);
     const report = { tokens: ids.length, alpha, shrunk, grown };
     this.#reports.push(report);
+    if (this.#reports.length > this.options.keepReports) this.#reports.shift();
     return report;
   }
 }
