@@ -1,20 +1,21 @@
 /**
- * The FM's s × D products in WebAssembly SIMD: the same two products as fm-kernels.ts (forward
- * e · P_s, backward P_s · dv with dP_s += e ⊗ dv), several dims per instruction. The module is
- * built here from its opcodes (no toolchain, no binary blob): two functions over a memory the
- * projector allocates, holding every tier's P_s and dP_s and the per-token scratch (row e, output
- * v, dv, row gradient). JS copies a row in (s values) and reads s or D back: small next to the
- * s × D products. The forward product runs in double precision (f64x2), like the JS one, so scores
- * agree with the read paths' double-precision sums (the read-path tests hold them to 1e-9); the
- * backward products, gradients only, run in f32x4. A tier-mix step runs about 1.5x faster than in
+ * The FM's products in WebAssembly SIMD: the same as fm-kernels.ts (forward e · P_s, backward
+ * P_s · dv with dP_s += e ⊗ dv, and fm-gram.ts' s × s ones, x G_s and M_s += w x yᵀ), several
+ * dims per instruction. The module is built here from its opcodes (no toolchain, no binary blob):
+ * four functions over a memory the projector allocates, holding every tier's P_s, dP_s, G_s and
+ * M_s and the scratch (row e, output v, dv, row gradient). JS copies a row in (s values) and reads
+ * s or D back: small next to the products. The forward products (e · P_s, x G_s) run in double
+ * precision (f64x2), like the JS ones, so scores agree with the read paths' double-precision sums
+ * (the read-path tests hold them to 1e-9); the backward s × D products, gradients only, run in
+ * f32x4 (M_s in f64x2: it is G_s's layout). A tier-mix step runs about 1.5x faster than in
  * JavaScript (bench/train.ts, "tier mix").
  */
-import { gatherRow, initialProjection, type Projector } from './fm-kernels.js';
+import { gatherRow, gramStride, initialProjection, type Projector } from './fm-kernels.js';
 
 /**
  * The products in wasm SIMD, or null when the runtime cannot run the module or D is not a
- * multiple of 4. P_s and its gradient then live in the kernels' memory (whole 64 KiB pages: one
- * for D = 64 and the default ladder).
+ * multiple of 4. P_s, its gradient, G_s and M_s then live in the kernels' memory (whole 64 KiB
+ * pages: one for D = 64 and the default ladder).
  */
 export function createSimdProjector(
   sizes: readonly number[],
@@ -30,6 +31,8 @@ class SimdProjector implements Projector {
   readonly kind = 'wasm-simd';
   readonly projections: (Float32Array | null)[];
   readonly projectionGrads: (Float32Array | null)[];
+  readonly grams: (Float64Array | null)[];
+  readonly crosses: (Float64Array | null)[];
   readonly grad: Float32Array;
   readonly gradAt: number;
   readonly #simd: SimdKernels;
@@ -49,11 +52,15 @@ class SimdProjector implements Projector {
       simd.pAt[ti] < 0 ? null : initialProjection(view(simd.pAt[ti], s), s, D),
     );
     this.projectionGrads = sizes.map((s, ti) => (simd.dpAt[ti] < 0 ? null : view(simd.dpAt[ti], s)));
+    const square = (at: number, s: number) =>
+      at < 0 ? null : simd.f64.subarray(at >> 3, (at >> 3) + gramStride(s) ** 2);
+    this.grams = sizes.map((s, ti) => square(simd.gAt[ti], s));
+    this.crosses = sizes.map((s, ti) => square(simd.mAt[ti], s));
     this.grad = f;
     this.gradAt = simd.gradAt >> 2;
   }
 
-  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number {
+  forward(e: Float32Array | Float64Array, off: number, s: number, ti: number, base: number): number {
     const simd = this.#simd;
     const f = simd.f64;
     const eAt = simd.eAt >> 3;
@@ -62,7 +69,14 @@ class SimdProjector implements Projector {
     return gatherRow(f, simd.outAt >> 3, this.#D, this.#V, base, this.#S);
   }
 
-  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void {
+  backward(
+    e: Float32Array | Float64Array,
+    off: number,
+    s: number,
+    ti: number,
+    g: number,
+    base: number,
+  ): void {
     const simd = this.#simd;
     const D = this.#D;
     const V = this.#V;
@@ -73,6 +87,39 @@ class SimdProjector implements Projector {
     for (let d = 0; d < D; d++) f[dvAt + d] = g * (S[d] - V[base + d]);
     for (let i = 0; i < s; i++) simd.f64[eAt + i] = e[off + i];
     simd.backProject(simd.eAt, s, simd.pAt[ti], simd.dpAt[ti], D, simd.dvAt, simd.gradAt);
+  }
+
+  /** x[at .. at + s) to byte address `to`, zero-padded to the stride; returns the stride. */
+  #load(x: Float64Array, at: number, s: number, to: number): number {
+    const f = this.#simd.f64;
+    const i0 = to >> 3;
+    for (let i = 0; i < s; i++) f[i0 + i] = x[at + i];
+    if ((s & 1) === 1) f[i0 + s] = 0;
+    return s + (s & 1);
+  }
+
+  selfTerm(x: Float64Array, at: number, s: number, ti: number, u: Float64Array): number {
+    const simd = this.#simd;
+    const sp = this.#load(x, at, s, simd.eAt);
+    const norm = simd.selfTerm(simd.eAt, sp, simd.gAt[ti], simd.outAt);
+    const f = simd.f64;
+    const uAt = simd.outAt >> 3;
+    for (let j = 0; j < s; j++) u[at + j] = f[uAt + j];
+    return norm;
+  }
+
+  addOuter(
+    x: Float64Array,
+    xAt: number,
+    y: Float64Array,
+    yAt: number,
+    s: number,
+    ti: number,
+    w: number,
+  ): void {
+    const simd = this.#simd;
+    this.#load(y, yAt, s, simd.outAt);
+    simd.outer(simd.mAt[ti], simd.eAt, simd.outAt, this.#load(x, xAt, s, simd.eAt), w);
   }
 }
 
@@ -100,9 +147,15 @@ interface SimdKernels {
     dv: number,
     grad: number,
   ) => void;
-  /** Byte address of P_s and dP_s per tier index (-1 for tiers without a projection). */
+  /** u = x G (G symmetric, sp × sp; x, u: f64) and returns x · u; byte addresses. */
+  readonly selfTerm: (x: number, sp: number, G: number, u: number) => number;
+  /** M += w x yᵀ (M sp × sp; x, y: f64); byte addresses. */
+  readonly outer: (M: number, x: number, y: number, sp: number, w: number) => void;
+  /** Byte address of P_s and dP_s, G_s and M_s per tier index (-1 for tiers without a projection). */
   readonly pAt: Int32Array;
   readonly dpAt: Int32Array;
+  readonly gAt: Int32Array;
+  readonly mAt: Int32Array;
   readonly eAt: number;
   readonly outAt: number;
   readonly dvAt: number;
@@ -127,14 +180,21 @@ function createSimdKernels(sizes: readonly number[], D: number): SimdKernels | n
   // Every block is a multiple of D floats, so 16-byte aligned for v128 loads.
   const pAt = new Int32Array(sizes.length).fill(-1);
   const dpAt = new Int32Array(sizes.length).fill(-1);
+  const gAt = new Int32Array(sizes.length).fill(-1);
+  const mAt = new Int32Array(sizes.length).fill(-1);
   let at = 0;
   for (let ti = 0; ti < sizes.length; ti++) {
     const s = sizes[ti];
     if (s === 0 || s === D) continue;
+    const sp = gramStride(s);
     pAt[ti] = at;
     at += s * D * 4;
     dpAt[ti] = at;
     at += s * D * 4;
+    gAt[ti] = at;
+    at += sp * sp * 8;
+    mAt[ti] = at;
+    at += sp * sp * 8;
   }
   const eAt = at;
   const outAt = eAt + D * 8;
@@ -148,8 +208,12 @@ function createSimdKernels(sizes: readonly number[], D: number): SimdKernels | n
     f64: new Float64Array(memory.buffer),
     project: exports.project as SimdKernels['project'],
     backProject: exports.backProject as SimdKernels['backProject'],
+    selfTerm: exports.selfTerm as SimdKernels['selfTerm'],
+    outer: exports.outer as SimdKernels['outer'],
     pAt,
     dpAt,
+    gAt,
+    mAt,
     eAt,
     outAt,
     dvAt,
@@ -276,6 +340,68 @@ function simdModuleBytes(): Uint8Array {
     end,
     end,
   ];
+  const F64 = 0x7c;
+  const f64Store = [0x39, 3, 0];
+  const f64Add = 0xa0;
+  const f64Mul = 0xa2;
+  const dLane = (l: number) => [0xfd, 0x21, l];
+  // selfTerm(x 0, sp 1, G 2, u 3) -> norm; locals bytes 4, j 5, i 6, row 7 (i32), acc 8 (v128),
+  // norm 9, uj 10 (f64). G is symmetric, sp × sp: u[j] = G[j, ·] · x (a dot product per j, two
+  // lanes summed at the end), norm = Σ u[j] x[j]. sp is even, x and G zero-padded to it.
+  const selfTerm = [
+    ...[...get(1), ...i32(3), shl, ...set(4), ...get(2), ...set(7)],
+    ...block,
+    ...loop,
+    ...[...get(5), ...get(4), geU, ...brIf(1)],
+    ...[...v128Zero, ...set(8), ...i32(0), ...set(6)],
+    ...block,
+    ...loop,
+    ...[...get(6), ...get(4), geU, ...brIf(1)],
+    ...[...get(8), ...get(7), ...get(6), add, ...v128Load, ...get(0), ...get(6), add, ...v128Load],
+    ...[...dMul, ...dAdd, ...set(8), ...get(6), ...i32(16), add, ...set(6), ...br(0)],
+    end,
+    end,
+    ...[...get(3), ...get(5), add, ...get(8), ...dLane(0), ...get(8), ...dLane(1), f64Add, ...tee(10)],
+    ...f64Store,
+    ...[...get(9), ...get(10), ...get(0), ...get(5), add, ...f64Load, f64Mul, f64Add, ...set(9)],
+    ...[...get(7), ...get(4), add, ...set(7), ...get(5), ...i32(8), add, ...set(5), ...br(0)],
+    end,
+    end,
+    ...get(9),
+    end,
+  ];
+  // outer(M 0, x 1, y 2, sp 3, w 4 f64); locals bytes 5, i 6, j 7, row 8, at 9 (i32), wx 10
+  // (v128): M[i, ·] += (w x[i]) y, M sp × sp.
+  const outer = [
+    ...[...get(3), ...i32(3), shl, ...set(5), ...get(0), ...set(8)],
+    ...block,
+    ...loop,
+    ...[...get(6), ...get(5), geU, ...brIf(1)],
+    ...[
+      ...get(4),
+      ...get(1),
+      ...get(6),
+      add,
+      ...f64Load,
+      f64Mul,
+      ...dSplat,
+      ...set(10),
+      ...i32(0),
+      ...set(7),
+    ],
+    ...block,
+    ...loop,
+    ...[...get(7), ...get(5), geU, ...brIf(1)],
+    ...[...get(8), ...get(7), add, ...tee(9), ...get(9), ...v128Load],
+    ...[...get(10), ...get(2), ...get(7), add, ...v128Load, ...dMul, ...dAdd, ...v128Store],
+    ...[...get(7), ...i32(16), add, ...set(7), ...br(0)],
+    end,
+    end,
+    ...[...get(8), ...get(5), add, ...set(8), ...get(6), ...i32(8), add, ...set(6), ...br(0)],
+    end,
+    end,
+    end,
+  ];
   const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
   const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
   const name = (s: string) => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))];
@@ -290,15 +416,19 @@ function simdModuleBytes(): Uint8Array {
       vec([
         [0x60, ...vec(Array(5).fill([I32])), 0],
         [0x60, ...vec(Array(7).fill([I32])), 0],
+        [0x60, ...vec(Array(4).fill([I32])), 1, F64],
+        [0x60, ...vec([[I32], [I32], [I32], [I32], [F64]]), 0],
       ]),
     ),
     ...section(2, vec([[...name('m'), ...name('mem'), 0x02, 0x00, 0x01]])),
-    ...section(3, vec([[0], [1]])),
+    ...section(3, vec([[0], [1], [2], [3]])),
     ...section(
       7,
       vec([
         [...name('project'), 0x00, 0],
         [...name('backProject'), 0x00, 1],
+        [...name('selfTerm'), 0x00, 2],
+        [...name('outer'), 0x00, 3],
       ]),
     ),
     ...section(
@@ -318,6 +448,21 @@ function simdModuleBytes(): Uint8Array {
             [1, I32],
           ],
           backProject,
+        ),
+        body(
+          [
+            [4, I32],
+            [1, V128],
+            [2, F64],
+          ],
+          selfTerm,
+        ),
+        body(
+          [
+            [5, I32],
+            [1, V128],
+          ],
+          outer,
         ),
       ]),
     ),
