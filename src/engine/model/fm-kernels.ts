@@ -9,10 +9,10 @@
 
 /**
  * The s × D products through the projections P_s, and the projections themselves (the wasm
- * kernels keep them in their own memory). A projector works on its model's per-event scratch,
- * given at construction: V, D-space vectors (one per token or per tier, at `base`), and S, the
- * event's sum of them all. `e` is what goes through P_s: a row of the store (floats), or the sum
- * of the event's rows of tier ti (doubles; fm.ts' shared tiers).
+ * kernels keep them in their own memory). A projector holds its model's per-event scratch: V,
+ * D-space vectors (one per token or per tier, at `base`), and S, the event's sum of them all (in
+ * the wasm memory for the wasm kernels). `e` is what goes through P_s: a row of the store
+ * (floats), or the sum of the event's rows of tier ti (doubles; fm.ts' shared tiers).
  */
 export interface Projector {
   readonly kind: 'js' | 'wasm-simd';
@@ -20,6 +20,10 @@ export interface Projector {
   readonly projections: (Float32Array | null)[];
   /** Gradients of the projections accumulated over the current mini-batch, same layout. */
   readonly projectionGrads: (Float32Array | Float64Array | null)[];
+  /** The model's per-event scratch V (maxTokens × D) and S (D), here so that the wasm kernels
+   *  read and write them in their own memory. */
+  readonly V: Float64Array;
+  readonly S: Float64Array;
   /** Where `backward` leaves its gradient w.r.t. e: grad[gradAt .. gradAt + s). */
   readonly grad: Float32Array | Float64Array;
   readonly gradAt: number;
@@ -72,16 +76,15 @@ export class JsProjector implements Projector {
   readonly crosses: (Float64Array | null)[];
   readonly grad: Float64Array;
   readonly gradAt = 0;
+  readonly V: Float64Array;
+  readonly S: Float64Array;
   readonly #D: number;
   readonly #dv: Float64Array;
 
-  readonly #V: Float64Array;
-  readonly #S: Float64Array;
-
-  constructor(sizes: readonly number[], D: number, V: Float64Array, S: Float64Array) {
+  constructor(sizes: readonly number[], D: number, maxTokens: number) {
     this.#D = D;
-    this.#V = V;
-    this.#S = S;
+    this.V = new Float64Array(maxTokens * D);
+    this.S = new Float64Array(D);
     const projected = (s: number) => s > 0 && s < D;
     this.projections = sizes.map((s) =>
       projected(s) ? initialProjection(new Float32Array(s * D), s, D) : null,
@@ -96,9 +99,9 @@ export class JsProjector implements Projector {
 
   forward(e: Float32Array | Float64Array, off: number, s: number, ti: number, base: number): number {
     const D = this.#D;
-    const V = this.#V;
+    const V = this.V;
     project(e, off, s, this.projections[ti]!, D, V, base);
-    return gatherRow(V, base, D, V, base, this.#S);
+    return gatherRow(V, base, D, V, base, this.S);
   }
 
   backward(
@@ -110,8 +113,8 @@ export class JsProjector implements Projector {
     base: number,
   ): void {
     const D = this.#D;
-    const V = this.#V;
-    const S = this.#S;
+    const V = this.V;
+    const S = this.S;
     const dv = this.#dv;
     for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
     backProject(e, off, s, this.projections[ti]!, this.projectionGrads[ti]!, D, dv, this.grad);

@@ -124,9 +124,9 @@ export interface FmOptions {
   /** 'auto' (default): the projected tokens' s × D (and s × s) products run in WebAssembly SIMD
    *  when the runtime has it and D is a multiple of 4 (forward in doubles, f64x2; backward in
    *  floats, f32x4), else in JavaScript; 'js': always JavaScript, all in doubles. The wasm kernels
-   *  make a tier-mix step about 1.5x faster (bench/train.ts, "tier mix"); P_s, its gradient, G_s
-   *  and M_s then live in the model's wasm memory (whole 64 KiB pages: one for D = 64 and the
-   *  default ladder). */
+   *  make a tier-mix step about 1.5x faster (bench/train.ts, "tier mix"); P_s, its gradient, G_s,
+   *  M_s and the per-event scratch then live in the model's wasm memory (whole 64 KiB pages: two
+   *  for D = 64, the default ladder and maxTokens). */
   kernels: 'auto' | 'js';
 }
 
@@ -287,11 +287,10 @@ export class FmModel extends ModelBase implements Model {
     for (const s of sizes)
       if (s > D) throw new PmeError('PME_ERR_CONFIG_INVALID', `tier size ${s} exceeds dim ${D}`);
     const m = o.maxTokens;
-    this.#v = new Float64Array(m * D);
-    this.#sum = new Float64Array(D);
     this.#projector =
-      (o.kernels === 'auto' ? createSimdProjector(sizes, D, this.#v, this.#sum) : null) ??
-      new JsProjector(sizes, D, this.#v, this.#sum);
+      (o.kernels === 'auto' ? createSimdProjector(sizes, D, m) : null) ?? new JsProjector(sizes, D, m);
+    this.#v = this.#projector.V;
+    this.#sum = this.#projector.S;
     this.kernels = this.#projector.kind;
     this.projections = this.#projector.projections;
     this.#projectionGrads = this.#projector.projectionGrads;
