@@ -333,11 +333,12 @@ for (const kernels of ['auto', 'js'] as const)
     t.test(
       `${kernels} kernels: tiers shared by several tokens step as the plain step (${optimizer})`,
       async (t) => {
-        // At D = 64 the small tiers' tokens go through P_s once as their sum (with G_s), the two
-        // size-32 ones one by one (FmModel.#shares); a projection changes mid-batch, as DeepFM's do.
+        // At D = 64 the tokens of sizes 2, 3 and 5 go through P_s once as their sum (with G_s; odd
+        // sizes are padded in the wasm layout), those of 13 and 32 one by one (FmModel.#shares); a
+        // projection changes mid-batch, as DeepFM's do.
         const dim = 64;
         const ladder = [0, 2, 3, 5, 13, 32, 64];
-        const event = [64, 32, 32, 13, 13, 13, 13, 5, 5, 5, 3, 3, 2, 2, 2, 2, 0];
+        const event = [64, 32, 32, 13, 13, 13, 13, 5, 5, 5, 5, 3, 3, 3, 2, 2, 2, 2, 0];
         const events = 4;
         const sizes = Array.from({ length: events }, () => event).flat();
         const model = new FmModel(fakeStore(dim, ladder, sizes, 5, 0.2), {

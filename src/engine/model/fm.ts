@@ -426,21 +426,21 @@ export class FmModel extends ModelBase implements Model {
 
   /**
    * Whether c tokens of size s in one event go through P_s once, as their sum, with G_s for the
-   * rest (fm-gram.ts), or one by one. Costs in loop turns: one by one, a token takes s · D / 2 in
-   * the kernels (projection and back, four dims a turn) and 2 D in JavaScript (its D-space vector
-   * and dv); shared, the tier takes one token's cost, each token s · s' / 2 for x G_s (two dims a
-   * turn, s' = gramStride(s)) and as much for the cross terms but the first, and about 12 s in
-   * JavaScript (copies in and out of the kernels, sums; fitted on events of one tier of 2 to 4
-   * tokens at D = 64, sizes 2 to 32, against one by one). Sharing must also win by 15%: G_s's
-   * rebuild and M_s's settling (s² · D each, once per mini-batch) are not amortised when few
-   * events share (without the margin MDE on ml-latest-small, whose events share a size-16 tier
-   * by 3 4% of the time, took ~6% more CPU an epoch). So sharing pays for small sizes and many
-   * tokens: at D = 64, sizes 2 to 5 share from 2 tokens, 8 and 12 from 3, 13 from 4, 16 from 6,
-   * and sizes from 24 never.
+   * rest (fm-gram.ts), or one by one. Costs in the kernels' loop turns: one by one, a token takes
+   * s · D / 2 (projection and back, four dims a turn; its D-long work runs there too); shared, the
+   * tier takes one token's cost, each token s · s' / 2 for x G_s (two dims a turn, s' =
+   * gramStride(s)) and as much for the cross terms but the first, and about 12 s in JavaScript
+   * (copies in and out of the kernels, sums; fitted on events of one tier of 2 to 6 tokens at
+   * D = 64). Sharing must also win by 15%: G_s's rebuild and M_s's settling (s² · D each, once
+   * per mini-batch) are not amortised when few events share. At D = 64, sizes 2 to 4 share from
+   * 3 tokens, 8 from 4, 12 from 9, 13 from 21, and 16 and over never: uniform at 20% on
+   * criteo-sample and avazu-sample (one tier of 12-13, 39 and 22 tokens) shares, ml-latest-small
+   * (4 tokens an event) does not, as measured (sharing on / off, CPU a training epoch: 0.110 /
+   * 0.141, 0.072 / 0.095 and 0.221 / 0.208 s).
    */
   static #shares(s: number, c: number, D: number): boolean {
     if (c < 2) return false;
-    const one = (s * D) / 2 + 2 * D;
+    const one = (s * D) / 2;
     return one + ((2 * c - 1) * s * gramStride(s)) / 2 + 12 * c * s < 0.85 * c * one;
   }
 
