@@ -1,5 +1,6 @@
 import t from 'tap';
 import { FmModel, resolveFmOptions } from '../../src/engine/model/fm.js';
+import { TierGrams } from '../../src/engine/model/fm-gram.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import { fakeStore } from './fake-store.js';
 
@@ -77,14 +78,18 @@ for (const label of [1, 0]) {
     updated.step(IDS, IDS.length, label);
     updated.flush();
     const h = 1e-3;
+    // Every write bumps denseVersion, as writers of P_s in place must (the FM's G_s follow it).
     const check = (name: string, arr: Float32Array, j: number, after: Float32Array) => {
       const analytic = arr[j] - after[j];
       const keep = arr[j];
       arr[j] = keep + h;
+      reference.denseVersion++;
       const up = objective(reference, label);
       arr[j] = keep - h;
+      reference.denseVersion++;
       const down = objective(reference, label);
       arr[j] = keep;
+      reference.denseVersion++;
       const numeric = (up - down) / (2 * h);
       t.ok(
         Math.abs(analytic - numeric) <= 2e-3 * Math.max(1, Math.abs(numeric)),
@@ -322,3 +327,84 @@ t.test('kernels: D not a multiple of 4 falls back to JavaScript, with the same s
     js.flush();
   }
 });
+
+for (const kernels of ['auto', 'js'] as const)
+  for (const optimizer of ['adagrad', 'sgd'] as const)
+    t.test(
+      `${kernels} kernels: tiers shared by several tokens step as the plain step (${optimizer})`,
+      async (t) => {
+        // At D = 64 the tokens of sizes 2, 3 and 5 go through P_s once as their sum (with G_s; odd
+        // sizes are padded in the wasm layout), those of 13 and 32 one by one (FmModel.#shares); a
+        // projection changes mid-batch, as DeepFM's do.
+        const dim = 64;
+        const ladder = [0, 2, 3, 5, 13, 32, 64];
+        const event = [64, 32, 32, 13, 13, 13, 13, 5, 5, 5, 5, 3, 3, 3, 2, 2, 2, 2, 0];
+        const events = 4;
+        const sizes = Array.from({ length: events }, () => event).flat();
+        const model = new FmModel(fakeStore(dim, ladder, sizes, 5, 0.2), {
+          optimizer,
+          maxTokens: 32,
+          kernels,
+        });
+        const perturb = (amount: number) => {
+          let x = 0.43;
+          for (const P of model.projections)
+            if (P !== null)
+              for (let j = 0; j < P.length; j++) {
+                x = (x * 9.7) % 1;
+                P[j] += amount * (x - 0.5);
+              }
+          model.denseVersion++;
+        };
+        perturb(0.3);
+        const prepare = TierGrams.prototype.prepare;
+        let sharedRuns = 0;
+        TierGrams.prototype.prepare = function (this: TierGrams, ti: number, version: number) {
+          sharedRuns++;
+          prepare.call(this, ti, version);
+        };
+        t.teardown(() => {
+          TierGrams.prototype.prepare = prepare;
+        });
+        const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
+        const dP = model.projections.map((P) => (P === null ? null : new Float64Array(P.length)));
+        for (let r = 0; r < events; r++) {
+          const ids = Int32Array.from(event, (_, i) => r * event.length + i);
+          const label = r % 2;
+          if (r === 2) perturb(0.05);
+          const ref = referenceStep(model, ids, label);
+          ref.P.forEach((g, ti) => {
+            if (g !== null) for (let j = 0; j < g.length; j++) dP[ti]![j] += g[j];
+          });
+          const p = model.predict(ids, ids.length);
+          const explicit = model.itemSide(ids, ids.length, new Float64Array(dim)) + model.bias;
+          t.ok(Math.abs(p - sigmoid(explicit)) < 1e-9, `event ${r}: score ${p} against the read path's`);
+          model.step(ids, ids.length, label);
+          let bad = 0;
+          let checked = 0;
+          model.store.tiers.forEach((tier, ti) => {
+            for (let j = 0; j < tier.params.length; j++, checked++)
+              if (!close(tier.params[j], ref.params[ti][j])) bad++;
+          });
+          for (let j = 0; j < ref.linear.length; j++, checked++)
+            if (!close(model.store.linear[j], ref.linear[j])) bad++;
+          t.equal(bad, 0, `event ${r}: ${checked} parameters match the plain step`);
+        }
+        t.ok(sharedRuns > 0, 'tiers were shared');
+        if (optimizer === 'sgd') {
+          const before = model.projections.map((P) => (P === null ? null : Float32Array.from(P)));
+          model.flush();
+          const lr = model.options.projectionLearningRate;
+          const l2 = model.options.l2Projection;
+          let badP = 0;
+          model.projections.forEach((P, ti) => {
+            if (P === null) return;
+            for (let j = 0; j < P.length; j++) {
+              const expected = before[ti]![j] - lr * (dP[ti]![j] + l2 * before[ti]![j]);
+              if (!close(P[j], expected)) badP++;
+            }
+          });
+          t.equal(badP, 0, 'projection steps match the plain steps summed over the batch');
+        }
+      },
+    );

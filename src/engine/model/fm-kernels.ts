@@ -1,17 +1,18 @@
 /**
  * The FM's per-event kernels in JavaScript, over the store's typed arrays: gathering a full-size
- * row, the s × D products of a projected token (forward and backward), and the row updates of
- * each optimizer. fm.ts picks among them once, at construction (fm-wasm.ts has the same products
- * in WebAssembly SIMD). With a tier mix the s × D products are most of a step's work
- * (bench/train.ts, "tier mix"); rows go two or four at a time so each pass over the D-space vector
- * serves several rows (fewer loads and stores of out / dv per multiply-add).
+ * row, the s × D products through a tier's projection (forward and backward), and the row updates
+ * of each optimizer. fm.ts picks among them once, at construction (fm-wasm.ts has the same products
+ * in WebAssembly SIMD). The products run per token, or once per tier on the sum of an event's
+ * rows of the tier (fm.ts' #shares, fm-gram.ts); rows of P go two or four at a time so each pass
+ * over the D-space vector serves several rows (fewer loads and stores of out / dv per multiply-add).
  */
 
 /**
- * The s × D products of tokens whose row reaches the D-space through a projection P_s, and the
- * projections themselves (the wasm kernels keep them in their own memory). A projector works on
- * its model's per-event scratch, given at construction: V, one D-space vector per token of the
- * event (token k at k·D), and S, their sum.
+ * The s × D products through the projections P_s, and the projections themselves (the wasm
+ * kernels keep them in their own memory). A projector holds its model's per-event scratch: V,
+ * D-space vectors (one per token or per tier, at `base`), and S, the event's sum of them all (in
+ * the wasm memory for the wasm kernels). `e` is what goes through P_s: a row of the store
+ * (floats), or the sum of the event's rows of tier ti (doubles; fm.ts' shared tiers).
  */
 export interface Projector {
   readonly kind: 'js' | 'wasm-simd';
@@ -19,13 +20,38 @@ export interface Projector {
   readonly projections: (Float32Array | null)[];
   /** Gradients of the projections accumulated over the current mini-batch, same layout. */
   readonly projectionGrads: (Float32Array | Float64Array | null)[];
-  /** Where `backward` leaves the row's gradient: grad[gradAt .. gradAt + s). */
+  /** The model's per-event scratch V (maxTokens × D) and S (D), here so that the wasm kernels
+   *  read and write them in their own memory. */
+  readonly V: Float64Array;
+  readonly S: Float64Array;
+  /** Where `backward` leaves its gradient w.r.t. e: grad[gradAt .. gradAt + s). */
   readonly grad: Float32Array | Float64Array;
   readonly gradAt: number;
   /** v = e[off .. off + s) · P_ti into V[base .. base + D), S += v; returns |v|². */
-  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number;
-  /** With dv = g (S − V[base ..)): the row's gradient P_ti · dv into `grad`, and dP_ti += e ⊗ dv. */
-  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void;
+  forward(e: Float32Array | Float64Array, off: number, s: number, ti: number, base: number): number;
+  /** With dv = g (S − V[base ..)): P_ti · dv into `grad`, and dP_ti += e ⊗ dv. */
+  backward(e: Float32Array | Float64Array, off: number, s: number, ti: number, g: number, base: number): void;
+  /** fm-gram.ts' G_s and M_s per tier index, s × s with row stride gramStride(s); null without
+   *  a projection. */
+  readonly grams: (Float64Array | null)[];
+  readonly crosses: (Float64Array | null)[];
+  /** u[at .. at + s) = x[at .. at + s) G_ti; returns x · u (the squared norm of x P_ti). */
+  selfTerm(x: Float64Array, at: number, s: number, ti: number, u: Float64Array): number;
+  /** M_ti += w x yᵀ, x = x[xAt .. xAt + s), y = y[yAt .. yAt + s). */
+  addOuter(
+    x: Float64Array,
+    xAt: number,
+    y: Float64Array,
+    yAt: number,
+    s: number,
+    ti: number,
+    w: number,
+  ): void;
+}
+
+/** Row stride of an s × s Gram matrix: s rounded up to even (whole f64x2 lanes in wasm). */
+export function gramStride(s: number): number {
+  return s + (s & 1);
 }
 
 /**
@@ -46,41 +72,92 @@ export class JsProjector implements Projector {
   readonly kind = 'js';
   readonly projections: (Float32Array | null)[];
   readonly projectionGrads: (Float64Array | null)[];
+  readonly grams: (Float64Array | null)[];
+  readonly crosses: (Float64Array | null)[];
   readonly grad: Float64Array;
   readonly gradAt = 0;
+  readonly V: Float64Array;
+  readonly S: Float64Array;
   readonly #D: number;
   readonly #dv: Float64Array;
 
-  readonly #V: Float64Array;
-  readonly #S: Float64Array;
-
-  constructor(sizes: readonly number[], D: number, V: Float64Array, S: Float64Array) {
+  constructor(sizes: readonly number[], D: number, maxTokens: number) {
     this.#D = D;
-    this.#V = V;
-    this.#S = S;
+    this.V = new Float64Array(maxTokens * D);
+    this.S = new Float64Array(D);
     const projected = (s: number) => s > 0 && s < D;
     this.projections = sizes.map((s) =>
       projected(s) ? initialProjection(new Float32Array(s * D), s, D) : null,
     );
     this.projectionGrads = sizes.map((s) => (projected(s) ? new Float64Array(s * D) : null));
+    const square = (s: number) => (projected(s) ? new Float64Array(gramStride(s) ** 2) : null);
+    this.grams = sizes.map(square);
+    this.crosses = sizes.map(square);
     this.grad = new Float64Array(D);
     this.#dv = new Float64Array(D);
   }
 
-  forward(e: Float32Array, off: number, s: number, ti: number, base: number): number {
+  forward(e: Float32Array | Float64Array, off: number, s: number, ti: number, base: number): number {
     const D = this.#D;
-    const V = this.#V;
+    const V = this.V;
     project(e, off, s, this.projections[ti]!, D, V, base);
-    return gatherRow(V, base, D, V, base, this.#S);
+    return gatherRow(V, base, D, V, base, this.S);
   }
 
-  backward(e: Float32Array, off: number, s: number, ti: number, g: number, base: number): void {
+  backward(
+    e: Float32Array | Float64Array,
+    off: number,
+    s: number,
+    ti: number,
+    g: number,
+    base: number,
+  ): void {
     const D = this.#D;
-    const V = this.#V;
-    const S = this.#S;
+    const V = this.V;
+    const S = this.S;
     const dv = this.#dv;
     for (let d = 0; d < D; d++) dv[d] = g * (S[d] - V[base + d]);
     backProject(e, off, s, this.projections[ti]!, this.projectionGrads[ti]!, D, dv, this.grad);
+  }
+
+  selfTerm(x: Float64Array, at: number, s: number, ti: number, u: Float64Array): number {
+    const G = this.grams[ti]!;
+    const sp = gramStride(s);
+    let norm = 0;
+    // G is symmetric: u_j = G_j · x, a dot product per j (sums in registers, no stores).
+    for (let j = 0; j < s; j++) {
+      const row = j * sp;
+      let a = 0;
+      let b = 0;
+      let i = 0;
+      for (; i + 1 < s; i += 2) {
+        a += G[row + i] * x[at + i];
+        b += G[row + i + 1] * x[at + i + 1];
+      }
+      if (i < s) a += G[row + i] * x[at + i];
+      const uj = a + b;
+      u[at + j] = uj;
+      norm += uj * x[at + j];
+    }
+    return norm;
+  }
+
+  addOuter(
+    x: Float64Array,
+    xAt: number,
+    y: Float64Array,
+    yAt: number,
+    s: number,
+    ti: number,
+    w: number,
+  ): void {
+    const M = this.crosses[ti]!;
+    const sp = gramStride(s);
+    for (let i = 0; i < s; i++) {
+      const wx = w * x[xAt + i];
+      const row = i * sp;
+      for (let j = 0; j < s; j++) M[row + j] += wx * y[yAt + j];
+    }
   }
 }
 
@@ -120,7 +197,7 @@ export function gatherRow(
 
 /** out[at..at+D) = e[off..off+s) · P, P row-major s × D. */
 function project(
-  e: Float32Array,
+  e: Float32Array | Float64Array,
   off: number,
   s: number,
   P: Float32Array,
@@ -161,11 +238,11 @@ function project(
 }
 
 /**
- * The two products of a projected token's backward pass in one sweep over P: grad = P · dv (the
+ * The two products of a projected tier's backward pass in one sweep over P: grad = P · dv (the
  * row's gradient, s entries) and dP += e ⊗ dv (the projection's gradient). Rows in pairs.
  */
 function backProject(
-  e: Float32Array,
+  e: Float32Array | Float64Array,
   off: number,
   s: number,
   P: Float32Array,

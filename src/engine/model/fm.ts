@@ -8,15 +8,20 @@
  * and the loss is logloss. Forward, backward and Adagrad are written by hand over the store's
  * typed arrays; all scratch is preallocated so a step allocates nothing. The kernels are in
  * fm-kernels.ts (JavaScript) and fm-wasm.ts (WebAssembly SIMD), picked once at construction with
- * the update rules the options name.
+ * the update rules the options name. The tokens of one tier in an event go through P_s once, as
+ * their sum, when that is cheaper than one by one (small sizes, several tokens: see #shares;
+ * fm-gram.ts has the s × s rest): one s × D product per token made an epoch of a multi-size model
+ * cost up to twice full's.
  */
 import { PmeError } from '../../errors.js';
+import { TierGrams } from './fm-gram.js';
 import {
   adagradFullRow,
   adagradFullRowImportance,
   adagradRow,
   type FullRowStep,
   gatherRow,
+  gramStride,
   JsProjector,
   type Projector,
   type RowStep,
@@ -116,11 +121,12 @@ export interface FmOptions {
   /** Whether steps on top-tier rows add |e_j · g_j| to the tier's importance slab. Default true
    *  (costs one multiply-add per dimension of a full-size token). */
   importance: boolean;
-  /** 'auto' (default): the projected tokens' s × D products run in WebAssembly SIMD when the
-   *  runtime has it and D is a multiple of 4 (forward in doubles, f64x2; backward in floats,
-   *  f32x4), else in JavaScript; 'js': always JavaScript, all in doubles. The wasm kernels make a
-   *  tier-mix step about 1.5x faster (bench/train.ts, "tier mix"); P_s and its gradient then live
-   *  in the model's wasm memory (whole 64 KiB pages: one for D = 64 and the default ladder). */
+  /** 'auto' (default): the projected tokens' s × D (and s × s) products run in WebAssembly SIMD
+   *  when the runtime has it and D is a multiple of 4 (forward in doubles, f64x2; backward in
+   *  floats, f32x4), else in JavaScript; 'js': always JavaScript, all in doubles. The wasm kernels
+   *  make a tier-mix step about 1.5x faster (bench/train.ts, "tier mix"); P_s, its gradient, G_s,
+   *  M_s and the per-event scratch then live in the model's wasm memory (whole 64 KiB pages: two
+   *  for D = 64, the default ladder and maxTokens). */
   kernels: 'auto' | 'js';
 }
 
@@ -236,14 +242,36 @@ export class FmModel extends ModelBase implements Model {
   readonly #projectionGrads: (Float32Array | Float64Array | null)[];
   /** Per tier: whether #projectionGrads holds anything (avoids sweeping untouched tiers). */
   readonly #projectionTouched: Uint8Array;
+  readonly #grams: TierGrams;
 
-  // Scratch for one event: per token its tier, size, offset and D-space vector.
+  // Scratch for one event. Per token (at k, or k · D): its tier, size, offset, D-space vector
+  // (full size, or projected alone); if its tier may be shared, its row in doubles x, x G_s and
+  // the next token of the tier. Per tier that may be shared (present): its tokens' count, first
+  // and last, whether shared, and if so its rows' sum E (E P_s in the first token's V slot),
+  // Σ x G_s, the rows' gradient from the rest of the event, and the sum R of the rows stepped so
+  // far. Tiers that cannot be shared with this many tokens are projected token by token at once.
   readonly #tier: Int32Array;
   readonly #size: Int32Array;
   readonly #offset: Int32Array;
   readonly #v: Float64Array;
   readonly #sum: Float64Array;
   readonly #scratch: Float64Array;
+  readonly #x: Float64Array;
+  readonly #xg: Float64Array;
+  readonly #next: Int32Array;
+  readonly #present: Int32Array;
+  #presentCount = 0;
+  readonly #tierCount: Int32Array;
+  readonly #tierFirst: Int32Array;
+  readonly #tierLast: Int32Array;
+  readonly #shared: Uint8Array;
+  /** Per tier: the fewest tokens of it in an event that #shares shares (maxTokens + 1: never). */
+  readonly #shareFrom: Int32Array;
+  readonly #tierSum: Float64Array;
+  readonly #tierXg: Float64Array;
+  readonly #tierGrad: Float64Array;
+  readonly #tierRest: Float64Array;
+  readonly #tierSeen: Int32Array;
   #ids: Int32Array;
   #at = 0;
   #n = 0;
@@ -259,11 +287,10 @@ export class FmModel extends ModelBase implements Model {
     for (const s of sizes)
       if (s > D) throw new PmeError('PME_ERR_CONFIG_INVALID', `tier size ${s} exceeds dim ${D}`);
     const m = o.maxTokens;
-    this.#v = new Float64Array(m * D);
-    this.#sum = new Float64Array(D);
     this.#projector =
-      (o.kernels === 'auto' ? createSimdProjector(sizes, D, this.#v, this.#sum) : null) ??
-      new JsProjector(sizes, D, this.#v, this.#sum);
+      (o.kernels === 'auto' ? createSimdProjector(sizes, D, m) : null) ?? new JsProjector(sizes, D, m);
+    this.#v = this.#projector.V;
+    this.#sum = this.#projector.S;
     this.kernels = this.#projector.kind;
     this.projections = this.#projector.projections;
     this.#projectionGrads = this.#projector.projectionGrads;
@@ -272,6 +299,7 @@ export class FmModel extends ModelBase implements Model {
     );
     this.topTier = sizes.indexOf(D);
     this.#projectionTouched = new Uint8Array(sizes.length);
+    this.#grams = new TierGrams(sizes, D, this.#projector);
     this.#importance = o.importance && this.topTier >= 0 && store.tiers[this.topTier].importance !== null;
     const adagrad = o.optimizer === 'adagrad';
     this.#adagrad = adagrad;
@@ -284,6 +312,25 @@ export class FmModel extends ModelBase implements Model {
     this.#size = new Int32Array(m);
     this.#offset = new Int32Array(m);
     this.#scratch = new Float64Array(D);
+    this.#x = new Float64Array(m * D);
+    this.#xg = new Float64Array(m * D);
+    this.#next = new Int32Array(m);
+    const T = sizes.length;
+    this.#present = new Int32Array(T);
+    this.#tierCount = new Int32Array(T);
+    this.#tierFirst = new Int32Array(T);
+    this.#tierLast = new Int32Array(T);
+    this.#shared = new Uint8Array(T);
+    this.#shareFrom = Int32Array.from(sizes, (s) => {
+      let c = 2;
+      while (c <= m && !(s > 0 && s < D && FmModel.#shares(s, c, D))) c++;
+      return c;
+    });
+    this.#tierSum = new Float64Array(T * D);
+    this.#tierXg = new Float64Array(T * D);
+    this.#tierGrad = new Float64Array(T * D);
+    this.#tierRest = new Float64Array(T * D);
+    this.#tierSeen = new Int32Array(T);
     this.#ids = new Int32Array(0);
   }
 
@@ -306,6 +353,18 @@ export class FmModel extends ModelBase implements Model {
     const offsetScratch = this.#offset;
     const V = this.#v;
     const S = this.#sum;
+    const present = this.#present;
+    const first = this.#tierFirst;
+    const last = this.#tierLast;
+    const next = this.#next;
+    const count = this.#tierCount;
+    const shared = this.#shared;
+    const shareFrom = this.#shareFrom;
+    for (let j = 0; j < this.#presentCount; j++) {
+      count[present[j]] = 0;
+      shared[present[j]] = 0;
+    }
+    let presentCount = 0;
     S.fill(0);
     let z = this.bias;
     let selfSq = 0;
@@ -325,7 +384,29 @@ export class FmModel extends ModelBase implements Model {
       offsetScratch[k] = off;
       const base = k * D;
       if (s === D) selfSq += gatherRow(tier.params, off, D, V, base, S);
-      else selfSq += projector.forward(tier.params, off, s, ti, base);
+      else if (shareFrom[ti] > n) selfSq += projector.forward(tier.params, off, s, ti, base);
+      else {
+        // The tier may be shared (#shares): the token waits, listed with its tier's.
+        if (count[ti]++ === 0) {
+          present[presentCount++] = ti;
+          first[ti] = k;
+        } else next[last[ti]] = k;
+        last[ti] = k;
+        next[k] = -1;
+      }
+    }
+    this.#presentCount = presentCount;
+    for (let j = 0; j < presentCount; j++) {
+      const ti = present[j];
+      const s = tiers[ti].size;
+      if (count[ti] >= shareFrom[ti]) {
+        shared[ti] = 1;
+        selfSq += this.#forwardShared(ti, s);
+      } else {
+        const e = tiers[ti].params;
+        for (let k = first[ti]; k >= 0; k = next[k])
+          selfSq += projector.forward(e, offsetScratch[k], s, ti, k * D);
+      }
     }
     let sq0 = 0;
     let sq1 = 0;
@@ -341,6 +422,62 @@ export class FmModel extends ModelBase implements Model {
     this.#n = n;
     this.#p = sigmoid(z);
     return this.#p;
+  }
+
+  /**
+   * Whether c tokens of size s in one event go through P_s once, as their sum, with G_s for the
+   * rest (fm-gram.ts), or one by one. Costs in the kernels' loop turns: one by one, a token takes
+   * s · D / 2 (projection and back, four dims a turn; its D-long work runs there too); shared, the
+   * tier takes one token's cost, each token s · s' / 2 for x G_s (two dims a turn, s' =
+   * gramStride(s)) and as much for the cross terms but the first, and about 12 s in JavaScript
+   * (copies in and out of the kernels, sums; fitted on events of one tier of 2 to 6 tokens at
+   * D = 64). Sharing must also win by 15%: G_s's rebuild and M_s's settling (s² · D each, once
+   * per mini-batch) are not amortised when few events share. At D = 64, sizes 2 to 4 share from
+   * 3 tokens, 8 from 4, 12 from 9, 13 from 21, and 16 and over never: uniform at 20% on
+   * criteo-sample and avazu-sample (one tier of 12-13, 39 and 22 tokens) shares, ml-latest-small
+   * (4 tokens an event) does not, as measured (sharing on / off, CPU a training epoch: 0.110 /
+   * 0.141, 0.072 / 0.095 and 0.221 / 0.208 s).
+   */
+  static #shares(s: number, c: number, D: number): boolean {
+    if (c < 2) return false;
+    const one = (s * D) / 2;
+    return one + ((2 * c - 1) * s * gramStride(s)) / 2 + 12 * c * s < 0.85 * c * one;
+  }
+
+  /**
+   * Tier ti's tokens, shared: their rows x in doubles, E = Σ x through P_s into the first token's
+   * V slot (and S), and Σ ‖x P_s‖² through G_s, keeping x G_s per token and Σ x G_s for
+   * `backward`. Returns that Σ.
+   */
+  #forwardShared(ti: number, s: number): number {
+    const D = this.dim;
+    const projector = this.#projector;
+    const X = this.#x;
+    const XG = this.#xg;
+    const next = this.#next;
+    const t = ti * D;
+    const E = this.#tierSum;
+    const tierXg = this.#tierXg;
+    this.#grams.prepare(ti, this.denseVersion);
+    const k0 = this.#tierFirst[ti];
+    for (let i = 0; i < s; i++) {
+      E[t + i] = 0;
+      tierXg[t + i] = 0;
+    }
+    const e = this.store.tiers[ti].params;
+    let selfSq = 0;
+    for (let k = k0; k >= 0; k = next[k]) {
+      const base = k * D;
+      const off = this.#offset[k];
+      for (let i = 0; i < s; i++) X[base + i] = e[off + i];
+      selfSq += projector.selfTerm(X, base, s, ti, XG);
+      for (let i = 0; i < s; i++) {
+        E[t + i] += X[base + i];
+        tierXg[t + i] += XG[base + i];
+      }
+    }
+    projector.forward(E, t, s, ti, k0 * D);
+    return selfSq;
   }
 
   /**
@@ -368,6 +505,14 @@ export class FmModel extends ModelBase implements Model {
     const tierScratch = this.#tier;
     const offsetScratch = this.#offset;
     const projector = this.#projector;
+    const grams = this.#grams;
+    const shared = this.#shared;
+    const tierGrad = this.#tierGrad;
+    const tierXg = this.#tierXg;
+    const rest = this.#tierRest;
+    const seen = this.#tierSeen;
+    const X = this.#x;
+    const XG = this.#xg;
     const adagrad = this.#adagrad;
     const ftrl = this.#ftrl;
     const linearParams = this.#linearParams;
@@ -376,6 +521,23 @@ export class FmModel extends ModelBase implements Model {
     const importance = this.#importance;
 
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
+
+    // Shared tiers: with dv = g (S − E P_s), the part of their rows' gradients from the rest of
+    // the event, P_s dv, and E ⊗ dv into P_s's.
+    const grad = projector.grad;
+    const gradAt = projector.gradAt;
+    for (let j = 0; j < this.#presentCount; j++) {
+      const ti = this.#present[j];
+      if (shared[ti] === 0) continue;
+      const s = tiers[ti].size;
+      const t = ti * D;
+      projector.backward(this.#tierSum, t, s, ti, g, this.#tierFirst[ti] * D);
+      for (let i = 0; i < s; i++) {
+        tierGrad[t + i] = grad[gradAt + i];
+        rest[t + i] = 0;
+      }
+      seen[ti] = 0;
+    }
 
     for (let k = 0; k < n; k++) {
       // Adagrad and SGD inline, not a picked function as the rows are: a call per token cost ~2%
@@ -400,10 +562,20 @@ export class FmModel extends ModelBase implements Model {
         // dL/de_d = g (S_d − v_d): read straight from the forward's sums, no dv pass.
         const imp = importance ? tier.importance : null;
         stepFullRow(tier.params, tier.optimizer, imp, off, D, S, V, base, g, lr, l2, eps);
-      } else {
+      } else if (shared[ti] === 0) {
         this.#projectionTouched[ti] = 1;
         projector.backward(tier.params, off, s, ti, g, base);
-        stepRow(tier.params, tier.optimizer, off, s, projector.grad, projector.gradAt, lr, l2, eps);
+        stepRow(tier.params, tier.optimizer, off, s, grad, gradAt, lr, l2, eps);
+      } else {
+        // The rest of a shared row's gradient is from its own tier: g (E − x) G_s. Into the
+        // projector's buffer, as one by one, so the row step sees one array type.
+        const t = ti * D;
+        this.#projectionTouched[ti] = 1;
+        for (let i = 0; i < s; i++) grad[gradAt + i] = tierGrad[t + i] + g * (tierXg[t + i] - XG[base + i]);
+        // Cross terms with the tier's earlier tokens (their sum R): M_s += g x Rᵀ.
+        if (seen[ti]++ > 0) grams.addOuter(X, base, rest, t, s, ti, g);
+        for (let i = 0; i < s; i++) rest[t + i] += X[base + i];
+        stepRow(tier.params, tier.optimizer, off, s, grad, gradAt, lr, l2, eps);
       }
     }
   }
@@ -433,6 +605,7 @@ export class FmModel extends ModelBase implements Model {
   /** Applies the projection gradients accumulated since the last flush (end of a mini-batch). */
   flush(): void {
     const o = this.options;
+    this.#grams.settle();
     let any = false;
     for (let ti = 0; ti < this.#projectionTouched.length; ti++) {
       if (this.#projectionTouched[ti] === 0) continue;
