@@ -10,7 +10,7 @@
  * Writes bench/results/pme-windows.json.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
- *     [--uniform 8,16,32]
+ *     [--uniform 8,16,32] [--pme-options JSON]
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -24,6 +24,8 @@ const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const UNIFORM_SIZES = (stringArg('uniform') ?? '8,16,32').split(',').map(Number);
+/** PME controller options for an experiment (e.g. '{"searchShare":0.1}'). Default none. */
+const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 const DIM = 64;
 
 const DATASETS = STREAM_DATASETS;
@@ -62,7 +64,7 @@ async function main(): Promise<void> {
     console.log(`${d.name.padEnd(16)} full  AUC ${mean(fullAuc).toFixed(4)}  bytes ${full}`);
     for (const share of SHARES) {
       const budgetBytes = Math.floor(full * share);
-      const runs = await replay({ pme: true, budgetBytes, target: share });
+      const runs = await replay({ pme: true, pmeOptions: PME_OPTIONS, budgetBytes, target: share });
       const steps = runs.flatMap((r) =>
         r.windows.flatMap((w) => (w.probe === null ? [] : [w.probe.aucAfter - w.probe.aucBefore])),
       );
