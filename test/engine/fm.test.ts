@@ -256,6 +256,50 @@ function referenceStep(
   return { params, P: dP, linear, imp };
 }
 
+const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
+
+/** Rows and linear weights (and the top tier's importance, with `imp`) that differ from the
+ *  reference step's, and how many were checked. */
+function stepMismatches(
+  model: FmModel,
+  ref: { params: Float32Array[]; linear: Float32Array; imp: Float32Array | null },
+  imp: boolean,
+): { bad: number; checked: number } {
+  let bad = 0;
+  let checked = 0;
+  model.store.tiers.forEach((tier, ti) => {
+    for (let j = 0; j < tier.params.length; j++, checked++)
+      if (!close(tier.params[j], ref.params[ti][j])) bad++;
+  });
+  for (let j = 0; j < ref.linear.length; j++, checked++)
+    if (!close(model.store.linear[j], ref.linear[j])) bad++;
+  if (imp) {
+    const top = model.store.tiers[model.store.tiers.length - 1].importance!;
+    for (let j = 0; j < top.length; j++, checked++) if (!close(top[j], ref.imp![j])) bad++;
+  }
+  return { bad, checked };
+}
+
+/** Projections that differ from an SGD step P − lr (dP + l2 P) from `before`, after a flush. */
+function projectionMismatches(
+  model: FmModel,
+  before: (Float32Array | null)[],
+  dP: (Float64Array | null)[],
+): number {
+  model.flush();
+  const lr = model.options.projectionLearningRate;
+  const l2 = model.options.l2Projection;
+  let bad = 0;
+  model.projections.forEach((P, ti) => {
+    if (P === null) return;
+    for (let j = 0; j < P.length; j++) {
+      const expected = before[ti]![j] - lr * (dP[ti]![j] + l2 * before[ti]![j]);
+      if (!close(P[j], expected)) bad++;
+    }
+  });
+  return bad;
+}
+
 for (const kernels of ['auto', 'js'] as const)
   for (const optimizer of ['adagrad', 'sgd'] as const)
     t.test(`${kernels} kernels equal the plain step on every size remainder (${optimizer})`, async (t) => {
@@ -277,32 +321,11 @@ for (const kernels of ['auto', 'js'] as const)
         const ref = referenceStep(model, ids, label);
         const before = model.projections.map((P) => (P === null ? null : Float32Array.from(P)));
         model.step(ids, ids.length, label);
-        const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
-        let bad = 0;
-        let checked = 0;
-        model.store.tiers.forEach((tier, ti) => {
-          for (let j = 0; j < tier.params.length; j++, checked++)
-            if (!close(tier.params[j], ref.params[ti][j])) bad++;
-        });
-        for (let j = 0; j < ref.linear.length; j++, checked++)
-          if (!close(model.store.linear[j], ref.linear[j])) bad++;
-        const top = model.store.tiers[ladder.length - 1].importance!;
-        for (let j = 0; j < top.length; j++, checked++) if (!close(top[j], ref.imp![j])) bad++;
+        const { bad, checked } = stepMismatches(model, ref, true);
         t.equal(bad, 0, `${checked} parameters match the plain step (label ${label})`);
         // With SGD the projection step is P − lr (dP + l2 P): compare the accumulated gradients.
         if (optimizer === 'sgd') {
-          model.flush();
-          const lr = model.options.projectionLearningRate;
-          const l2 = model.options.l2Projection;
-          let badP = 0;
-          model.projections.forEach((P, ti) => {
-            if (P === null) return;
-            for (let j = 0; j < P.length; j++) {
-              const expected = before[ti]![j] - lr * (ref.P[ti]![j] + l2 * before[ti]![j]);
-              if (!close(P[j], expected)) badP++;
-            }
-          });
-          t.equal(badP, 0, `projection steps match (label ${label})`);
+          t.equal(projectionMismatches(model, before, ref.P), 0, `projection steps match (label ${label})`);
         } else model.flush();
       }
     });
@@ -366,7 +389,6 @@ for (const kernels of ['auto', 'js'] as const)
         t.teardown(() => {
           TierGrams.prototype.prepare = prepare;
         });
-        const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
         const dP = model.projections.map((P) => (P === null ? null : new Float64Array(P.length)));
         for (let r = 0; r < events; r++) {
           const ids = Int32Array.from(event, (_, i) => r * event.length + i);
@@ -380,31 +402,17 @@ for (const kernels of ['auto', 'js'] as const)
           const explicit = model.itemSide(ids, ids.length, new Float64Array(dim)) + model.bias;
           t.ok(Math.abs(p - sigmoid(explicit)) < 1e-9, `event ${r}: score ${p} against the read path's`);
           model.step(ids, ids.length, label);
-          let bad = 0;
-          let checked = 0;
-          model.store.tiers.forEach((tier, ti) => {
-            for (let j = 0; j < tier.params.length; j++, checked++)
-              if (!close(tier.params[j], ref.params[ti][j])) bad++;
-          });
-          for (let j = 0; j < ref.linear.length; j++, checked++)
-            if (!close(model.store.linear[j], ref.linear[j])) bad++;
+          const { bad, checked } = stepMismatches(model, ref, false);
           t.equal(bad, 0, `event ${r}: ${checked} parameters match the plain step`);
         }
         t.ok(sharedRuns > 0, 'tiers were shared');
         if (optimizer === 'sgd') {
           const before = model.projections.map((P) => (P === null ? null : Float32Array.from(P)));
-          model.flush();
-          const lr = model.options.projectionLearningRate;
-          const l2 = model.options.l2Projection;
-          let badP = 0;
-          model.projections.forEach((P, ti) => {
-            if (P === null) return;
-            for (let j = 0; j < P.length; j++) {
-              const expected = before[ti]![j] - lr * (dP[ti]![j] + l2 * before[ti]![j]);
-              if (!close(P[j], expected)) badP++;
-            }
-          });
-          t.equal(badP, 0, 'projection steps match the plain steps summed over the batch');
+          t.equal(
+            projectionMismatches(model, before, dP),
+            0,
+            'projection steps match the plain steps summed over the batch',
+          );
         }
       },
     );
