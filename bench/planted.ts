@@ -160,31 +160,24 @@ async function main(): Promise<void> {
     record('full', null, full);
     for (const share of SHARES) {
       const budgetBytes = Math.floor(full.totalEmbeddingBytes * share);
-      const sizes = new Map<string, number>();
-      const pme = await streamEval({
-        ...base,
-        pme: true,
-        pmeOptions: PME_OPTIONS,
-        budgetBytes,
-        target: share,
-        onToken: (key, size) => {
-          if (key.startsWith('user=')) sizes.set(key, size);
-        },
-      });
-      record('pme', share, pme, sizes);
+      // A sized run, recording each user's final size (for size~rank).
+      const sized = async (method: string, o: Partial<StreamEvalOptions>) => {
+        const sizes = new Map<string, number>();
+        const r = await streamEval({
+          ...base,
+          ...o,
+          pme: true,
+          budgetBytes,
+          target: share,
+          onToken: (key, size) => {
+            if (key.startsWith('user=')) sizes.set(key, size);
+          },
+        });
+        record(method, share, r, sizes);
+      };
+      await sized('pme', { pmeOptions: PME_OPTIONS });
       // Popularity-scaled sizes (MDE's rule on running counts) under PME's own windows and limit.
-      const popularSizes = new Map<string, number>();
-      const popular = await streamEval({
-        ...base,
-        pme: true,
-        sizing: 'popularity',
-        budgetBytes,
-        target: share,
-        onToken: (key, size) => {
-          if (key.startsWith('user=')) popularSizes.set(key, size);
-        },
-      });
-      record('popularity', share, popular, popularSizes);
+      await sized('popularity', { sizing: 'popularity' });
       for (const size of UNIFORM_SIZES)
         record(`uniform ${size}`, share, await streamEval({ ...base, startSize: size, budgetBytes }));
     }
