@@ -177,6 +177,9 @@ export interface PruneWindowReport {
   searched: number;
   moved: number;
   demoted: number;
+  /** Tokens raised to a new base size, and the size new tokens start at after the window. */
+  raised: number;
+  baseSize: number;
   evicted: number;
   /** The last events learned, scored just before and just after the window's moves: what the
    *  window did to the model (null without a probe). */

@@ -116,6 +116,8 @@ const windowReport = {
     searched: { type: 'integer' },
     moved: { type: 'integer' },
     demoted: { type: 'integer' },
+    raised: { type: 'integer' },
+    baseSize: { type: 'integer' },
     evicted: { type: 'integer' },
     probe: {
       type: ['object', 'null'],

@@ -66,6 +66,8 @@ export class EmbeddingStore {
 
   readonly #tiers: StoreTier[];
   readonly #startIndex: number;
+  /** Ladder index new tokens are created at: `startSize` until PME raises it (setCreateSize). */
+  #createIndex: number;
   readonly #idBytes: Bytes;
   readonly #columns: TokenColumns;
   readonly #index: KeyIndex;
@@ -82,6 +84,7 @@ export class EmbeddingStore {
     this.dim = ladder[ladder.length - 1];
     this.#idBytes = tokenColumnBytes(linearOptimizerSlots);
     this.#startIndex = ladder.indexOf(this.options.startSize);
+    this.#createIndex = this.#startIndex;
     this.#tiers = ladder.map(
       (size, i) => new StoreTier(size, i, optimizerSlots, importance && size === this.dim ? this.dim : 0),
     );
@@ -212,12 +215,28 @@ export class EmbeddingStore {
   }
 
   /** The part of the key before the first '=' ('' when there is none). */
+  /** The size new tokens are created at: `startSize`, or what PME set (setCreateSize). */
+  get createSize(): number {
+    return this.#tiers[this.#createIndex].size;
+  }
+
+  /** Creates new tokens at `size` (on the ladder, not below `startSize`) from now on. */
+  setCreateSize(size: number): void {
+    const index = this.#tierIndex(size);
+    if (index < this.#startIndex)
+      throw new PmeError(
+        'PME_ERR_CONFIG_INVALID',
+        `create size ${size} is below startSize ${this.options.startSize}`,
+      );
+    this.#createIndex = index;
+  }
+
   field(id: TokenId): string {
     this.#check(id);
     return this.#index.fieldNames[this.#columns.fieldOf[id]];
   }
 
-  /** The id of `key`, creating the token at `size` (default `startSize`) when absent, last seen at `now`
+  /** The id of `key`, creating the token at `size` (default `createSize`) when absent, last seen at `now`
    *  (default `clock.now()`; pass the time base you give `touch`). Creation applies the budget policy
    *  first when needed and never exceeds the budget. An existing token keeps its size and last seen. */
   getOrCreate(key: string, size?: number, now?: Milliseconds): TokenId {
@@ -225,13 +244,13 @@ export class EmbeddingStore {
     if (found !== undefined) return found;
     return this.#create(
       key,
-      size === undefined ? this.#startIndex : this.#tierIndex(size),
+      size === undefined ? this.#createIndex : this.#tierIndex(size),
       now ?? this.options.clock.now(),
     );
   }
 
   /**
-   * Batch look-up of `n` keys (default all): `out[i]` = id of `keys[i]`, created at `startSize` when
+   * Batch look-up of `n` keys (default all): `out[i]` = id of `keys[i]`, created at `createSize` when
    * absent. A null key means `out[i]` already holds a live id the caller resolved itself (from a
    * cache): it is kept as it is. The budget policy never demotes or evicts a token of the batch
    * (given or resolved), so every id in `out` is live and where it was when this returns. When
@@ -265,7 +284,7 @@ export class EmbeddingStore {
         let id = map.get(key) ?? -1;
         if (id < 0) {
           try {
-            id = this.#create(key, this.#startIndex, at);
+            id = this.#create(key, this.#createIndex, at);
           } catch (error) {
             if (!refuse || !isPmeError(error, 'PME_ERR_STORE_BUDGET')) throw error;
             out[i] = -1;

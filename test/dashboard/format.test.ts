@@ -186,6 +186,8 @@ t.test('the prune table: newest first, one column per size, unchanged tiers as o
     searched: 1500,
     moved: 10,
     demoted: 2,
+    raised: 0,
+    baseSize: 8,
     evicted: 0,
     probe:
       id === 1

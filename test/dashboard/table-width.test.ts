@@ -39,6 +39,8 @@ function report(id: number, ladder: number[], before: number[], after = before):
     searched: 54,
     moved: 0,
     demoted: 0,
+    raised: 0,
+    baseSize: 8,
     evicted: 0,
     probe: { events: 2048, aucBefore: 0.8092, aucAfter: 0.8092, loglossBefore: 0.5, loglossAfter: 0.5 },
     aucBefore: 0.7644,

@@ -115,6 +115,12 @@ export class PmeController implements TokenObserver {
   #eventsAtLast = 0;
   #timeAtLast: Milliseconds;
   #promoted = 0;
+  /** Ladder index of the base size: where new tokens start and cooling and pruning stop. The start
+   *  size, raised while the target has room for every token below D at a larger size (#fill). */
+  #base: number;
+  /** Since the last window: promotions the budget had no room for, and relief moves before it. */
+  #squeezed = 0;
+  #reliefAtLast = 0;
   /** Tokens evicted for being unseen past the store's TTL (in windows and by tick). */
   expired = 0;
   readonly #reports: WindowReport[] = [];
@@ -131,6 +137,7 @@ export class PmeController implements TokenObserver {
     this.ladder = store.tiers.map((t) => t.size);
     this.D = store.dim;
     this.#transfer = new Transfer(store, this.options, () => this.#model);
+    this.#base = this.#transfer.floor;
     this.#timeAtLast = this.options.clock.now();
     this.#recent = new RecentEvents(this.options.probeEvents);
     // Budget pressure between windows is PME's to relieve first (the store truncates last).
@@ -255,7 +262,11 @@ export class PmeController implements TokenObserver {
       const size = store.sizeOf(id);
       if (size === D) continue;
       const extra = rowD - this.#transfer.rowBytes(size);
-      if (searchBytes + rowD > searchCap || total + extra > limit) continue;
+      if (searchBytes + rowD > searchCap) continue;
+      if (total + extra > limit) {
+        this.#squeezed++;
+        continue;
+      }
       const ti = store.tierOf[id];
       const P = model?.projections[ti] ?? null;
       // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise.
@@ -350,6 +361,9 @@ export class PmeController implements TokenObserver {
       eventsAtLast: this.#eventsAtLast,
       timeAtLast: this.#timeAtLast,
       promoted: this.#promoted,
+      base: this.#base,
+      squeezed: this.#squeezed,
+      reliefAtLast: this.#reliefAtLast,
       refusedMoves: this.refusedMoves,
       pending: this.#pending,
       queued: [...this.#pendingSet],
@@ -374,6 +388,9 @@ export class PmeController implements TokenObserver {
       eventsAtLast: number;
       timeAtLast: number;
       promoted: number;
+      base?: number;
+      squeezed?: number;
+      reliefAtLast?: number;
       refusedMoves: number;
       pending: number[];
       queued: number[];
@@ -394,6 +411,10 @@ export class PmeController implements TokenObserver {
     this.#eventsAtLast = state.eventsAtLast;
     this.#timeAtLast = state.timeAtLast;
     this.#promoted = state.promoted;
+    this.#base = state.base ?? this.#transfer.floor;
+    this.#squeezed = state.squeezed ?? 0;
+    this.#reliefAtLast = state.reliefAtLast ?? 0;
+    this.store.setCreateSize?.(this.ladder[this.#base]);
     this.#transfer.refusedMoves = state.refusedMoves;
     this.#pending.push(...state.pending);
     for (const id of state.queued) if (this.store.alive(id)) this.#pendingSet.add(id);
@@ -405,6 +426,92 @@ export class PmeController implements TokenObserver {
   /** Past windows, oldest first (bounded by keepReports). */
   reports(): WindowReport[] {
     return this.#reports.slice();
+  }
+
+  /** Bytes the tokens between the start size and the base hold above the start size (#fill). */
+  #raisedBytes(acc: ReturnType<PmeStore['accounting']>): number {
+    const floor = this.#transfer.floor;
+    let bytes = 0;
+    for (let ti = floor + 1; ti <= this.#base; ti++)
+      bytes +=
+        acc.tiers[ti].tokens *
+        (this.#transfer.rowBytes(this.ladder[ti]) - this.#transfer.rowBytes(this.ladder[floor]));
+    return bytes;
+  }
+
+  /**
+   * Moves the base size to the largest size below D at which every token below D fits what the
+   * target leaves beside the tokens at D (at least the search share), and raises the tokens under
+   * it there (least squares from their D-space vectors, plus the promotion noise, so that their
+   * new dimensions can learn). When memory was short since the last window (searched tokens
+   * pruned, promotions refused, relief), the base steps down one size instead: new tokens start
+   * there and cooling takes the cold ones down. Returns the tokens raised.
+   */
+  async #fill(pruned: number, gone: ReadonlySet<TokenId>, pacer: Pacer): Promise<number> {
+    const store = this.store;
+    const ladder = this.ladder;
+    const D = this.D;
+    const transfer = this.#transfer;
+    if (store.setCreateSize === undefined) return 0;
+    const acc = store.accounting();
+    const limit = transfer.rowLimit(acc);
+    const top = ladder.indexOf(D);
+    const counts = acc.tiers.map((t) => t.tokens);
+    let below = 0;
+    for (let ti = 0; ti < top; ti++) below += counts[ti] * transfer.rowBytes(ladder[ti]);
+    // What the tokens at D hold (at least the search share) stays theirs.
+    const atD = counts[top] * transfer.rowBytes(D);
+    const room = limit - Math.max(atD, this.options.searchShare * limit);
+    const floor = transfer.floor;
+    const short =
+      pruned > 0 || this.#squeezed > 0 || transfer.reliefMoves > this.#reliefAtLast || below > room;
+    this.#squeezed = 0;
+    let base = this.#base;
+    if (short) base = Math.max(floor, base - 1);
+    else {
+      // The bytes below D with every token from the start size up raised to ladder[b].
+      const raisedTo = (b: number) => {
+        let bytes = 0;
+        for (let ti = 0; ti < top; ti++)
+          bytes += counts[ti] * transfer.rowBytes(ladder[ti < floor ? ti : Math.max(ti, b)]);
+        return bytes;
+      };
+      while (base + 1 < top && raisedTo(base + 1) <= room) base++;
+    }
+    const from = this.#base;
+    this.#base = base;
+    store.setCreateSize(ladder[base]);
+    let raised = 0;
+    if (base > from) {
+      const ids: TokenId[] = [];
+      for (let ti = floor; ti < base; ti++) store.forEachInTier(ladder[ti], (id) => void ids.push(id));
+      const model = this.#model;
+      const size = ladder[base];
+      const v = new Float64Array(D);
+      const std = this.options.promotionStd;
+      const random = this.#random;
+      let ls = transfer.solverFor(size);
+      for (let k = 0; k < ids.length; k++) {
+        if (pacer.due(k)) {
+          await pacer.pause();
+          ls = transfer.solverFor(size);
+        }
+        const id = ids[k];
+        if (gone.has(id) || !store.alive(id) || store.sizeOf(id) >= size) continue;
+        if (model !== null) model.vectorOf(id, v);
+        else v.fill(0);
+        const acc0 = transfer.meanAccumulator(id);
+        const moved = transfer.move(id, size, (_src, dst) => {
+          ls.solve(v, dst);
+          for (let i = 0; i < size; i++) dst[i] += std * random.normal();
+        });
+        if (!moved) continue;
+        transfer.carryAccumulator(id, acc0 * this.options.promotionCarry);
+        raised++;
+      }
+    }
+    this.#reliefAtLast = transfer.reliefMoves;
+    return raised;
   }
 
   /** Runs one window to completion, yielding to the event loop between chunks. */
@@ -485,12 +592,15 @@ export class PmeController implements TokenObserver {
     //    target (below the budget): whether or not the budget binds.
     const budget = accBefore.budgetBytes;
     const searchedBytes = n * this.#transfer.rowBytes(D);
-    const available = this.#transfer.rowLimit(accBefore) - (this.#transfer.rowsOf(accBefore) - searchedBytes);
+    // Tokens the base raised (#fill) give their extra bytes back first: hot tokens come before them.
+    const available =
+      this.#transfer.rowLimit(accBefore) -
+      (this.#transfer.rowsOf(accBefore) - searchedBytes - this.#raisedBytes(accBefore));
     // A searched token ends no smaller than the start size it was promoted from: importances
     // are token-sized more than dimension-sized, so below it a hot token was pruned to 0, and the
     // window cost the AUC of its last events (ml-latest-small at 10%: a step of -0.0027 a window;
     // with the floor -0.0001). Choosing against the floor's bytes keeps the total within the limit.
-    const floorSize = ladder[this.#transfer.floor];
+    const floorSize = ladder[this.#base];
     const bytesOf = (s: number) => this.#transfer.rowBytes(Math.max(s, floorSize));
     const choice =
       Number.isFinite(available) && imp !== null
@@ -550,6 +660,14 @@ export class PmeController implements TokenObserver {
       moved++;
     }
     await pause();
+    if (this.#base > this.#transfer.floor) {
+      // What the searched tokens took from the raised ones: the coldest step down (relief).
+      const acc = store.accounting();
+      const over = this.#transfer.rowsOf(acc) - this.#transfer.rowLimit(acc);
+      const searched = new Set(ids);
+      if (over > 0) this.#transfer.relieve(over, (id) => searched.has(id));
+      await pause();
+    }
 
     // 4. Cooled tokens above the start size (pruned to a size they no longer use) step down one
     //    size, least squares from their D-space vector. Not below the start size: stepping rare
@@ -561,7 +679,7 @@ export class PmeController implements TokenObserver {
     const v = new Float64Array(D);
     const below: TokenId[] = [];
     const belowTier: number[] = [];
-    for (let ti = ladder.length - 1; ti > this.#transfer.floor; ti--) {
+    for (let ti = ladder.length - 1; ti > this.#base; ti--) {
       if (ladder[ti] === D) continue;
       store.forEachInTier(ladder[ti], (id) => {
         below.push(id);
@@ -600,7 +718,10 @@ export class PmeController implements TokenObserver {
       demoted++;
     }
 
-    // 5. TTL.
+    // 5. The base size follows the room the target leaves.
+    const raised = o.fill ? await this.#fill(moved, gone, pacer) : 0;
+
+    // 6. TTL.
     const evicted = store.evictExpired(o.clock.now());
     this.expired += evicted;
     const probeAfter = probe();
@@ -614,6 +735,8 @@ export class PmeController implements TokenObserver {
       searched: n + waiting,
       moved,
       demoted,
+      raised,
+      baseSize: ladder[this.#base],
       promoted: this.#promoted,
       evicted,
       threshold: choice === null ? Number.NaN : choice.threshold,

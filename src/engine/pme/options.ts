@@ -39,6 +39,8 @@ export interface PmeStore extends TrainerStore {
   /** The least recently seen token of a tier that `skip` does not skip, or -1. */
   coldestIn?(size: number, skip: (id: TokenId) => boolean): TokenId;
   readonly lastSeen?: Float64Array;
+  /** Creates new tokens at `size` from now on (optional: without it the base size stays). */
+  setCreateSize?(size: number): void;
 }
 
 export interface PmeOptions {
@@ -90,6 +92,10 @@ export interface PmeOptions {
    * planted split keeps fewer rich users (14 of 20 at size >= 2).
    */
   promotionCarry: number;
+  /** Whether a window raises the base size (where new tokens start and cooling and pruning stop)
+   *  while the target has room for every token below D at a larger size (controller.ts #fill).
+   *  Default true; false keeps the start size. */
+  fill: boolean;
   /** Seed of that noise. Default 1. */
   seed: number;
   /** The hot-token sketch. */
@@ -114,6 +120,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   keepReports: 100,
   promotionStd: 0.01,
   promotionCarry: 0.3,
+  fill: true,
   seed: 1,
 });
 
@@ -141,6 +148,7 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (!Number.isInteger(o.keepReports) || o.keepReports < 1) throw bad('keepReports must be an integer >= 1');
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
   if (!(o.promotionCarry >= 0)) throw bad(`promotionCarry must be >= 0, got ${o.promotionCarry}`);
+  if (typeof o.fill !== 'boolean') throw bad(`fill must be true or false, got ${o.fill}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
   return Object.freeze(o);
 }
@@ -163,6 +171,9 @@ export interface WindowReport {
   searched: number;
   moved: number;
   demoted: number;
+  /** Tokens raised to a new base size (#fill), and the base size after the window. */
+  raised: number;
+  baseSize: number;
   promoted: number;
   evicted: number;
   /** Global importance threshold (Infinity when nothing was kept). */

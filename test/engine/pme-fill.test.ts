@@ -1,0 +1,102 @@
+import t from 'tap';
+import type { Interaction } from '../../src/data/event.js';
+import { PmeController } from '../../src/engine/pme/controller.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { createRandom } from '../../src/util/random.js';
+
+// The base size (controller.ts #fill): raised while the target has room for every token below D
+// at a larger size, stepped down when memory turns short.
+const LADDER = [0, 2, 4, 8, 16];
+const D = 16;
+
+/** Users and items with labels from a planted 4-dim dot product; 20 users are hot. */
+function stream(n: number, seed: number, prefix = ''): Interaction[] {
+  const random = createRandom(seed);
+  const vec = () => Array.from({ length: 4 }, () => random.normal());
+  const users = Array.from({ length: 300 }, vec);
+  const items = Array.from({ length: 40 }, vec);
+  const events: Interaction[] = [];
+  for (let i = 0; i < n; i++) {
+    const u = random.next() < 0.5 ? random.int(20) : random.int(300);
+    const it = random.int(40);
+    let dot = 0;
+    for (let d = 0; d < 4; d++) dot += users[u][d] * items[it][d];
+    events.push({ user: `${prefix}u${u}`, item: `i${it}`, label: dot > 0 ? 1 : 0, timestamp: i, fields: {} });
+  }
+  return events;
+}
+
+function setup(options: { target: number; fill?: boolean }, budgetBytes = Number.POSITIVE_INFINITY) {
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, chunkRows: 64, budgetBytes });
+  const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 30, ...options });
+  const trainer = new Trainer(store, { observer: pme, seed: 1 });
+  pme.attach(trainer);
+  return { store, pme, trainer };
+}
+
+const sizes = (store: EmbeddingStore) => {
+  const out: number[] = [];
+  for (const tier of store.tiers) for (let k = 0; k < tier.count; k++) out.push(tier.size);
+  return out;
+};
+
+t.test('with room in the target, a window raises the base: tokens move up with their vectors', async (t) => {
+  const { store, pme, trainer } = setup({ target: 0.6 });
+  trainer.learn(stream(4000, 1));
+  const probe = stream(200, 9);
+  const before = trainer.predict(probe);
+  t.ok(
+    sizes(store).some((s) => s === 2),
+    'tokens at the start size before the window',
+  );
+  const report = await pme.runWindow('test');
+  t.ok(report.baseSize > 2, `base raised to ${report.baseSize}`);
+  t.ok(report.raised > 0, `${report.raised} tokens raised`);
+  t.ok(
+    sizes(store).every((s) => s >= report.baseSize),
+    'no token below the base after the window',
+  );
+  t.equal(store.createSize, report.baseSize, 'new tokens start at the base');
+  const id = store.getOrCreate('user\u0000new');
+  t.equal(store.sizeOf(id), report.baseSize);
+  // Least squares from the D-space vectors (plus small noise): scores barely move.
+  const after = trainer.predict(probe);
+  const worst = Math.max(...after.map((p, i) => Math.abs(p - before[i])));
+  t.ok(worst < 0.05, `largest score change ${worst.toFixed(4)} < 0.05`);
+  const acc = store.accounting();
+  let rows = 0;
+  for (const tier of acc.tiers) rows += tier.tokens * store.bytesPerRow(tier.size);
+  t.ok(rows <= 0.6 * acc.tokens * store.bytesPerRow(D), 'the rows stay within the target');
+});
+
+t.test('fill off: the base stays at the start size', async (t) => {
+  const { store, pme, trainer } = setup({ target: 0.6, fill: false });
+  trainer.learn(stream(4000, 1));
+  const report = await pme.runWindow('test');
+  t.equal(report.baseSize, 2);
+  t.equal(report.raised, 0);
+  t.equal(store.createSize, 2);
+});
+
+t.test('when memory turns short the base steps down, and a restart keeps it', async (t) => {
+  // The first stream's 339 tokens take about 65 kB at the base; 300 new users outgrow 120 kB.
+  const { store, pme, trainer } = setup({ target: 0.6 }, 120_000);
+  trainer.learn(stream(4000, 1));
+  const first = await pme.runWindow('test');
+  t.ok(first.baseSize > 2, `base raised to ${first.baseSize}`);
+  // New users outgrow the budget: relief steps the coldest down, which makes memory short.
+  trainer.learn(stream(2000, 2, 'x'));
+  t.ok(pme.reliefMoves > 0, `relief moved ${pme.reliefMoves} tokens`);
+  const second = await pme.runWindow('test');
+  t.equal(second.baseSize, LADDER[LADDER.indexOf(first.baseSize) - 1], 'one size down');
+  t.equal(store.createSize, second.baseSize);
+
+  // The base is PME state: a controller restored from the snapshot sections creates at it.
+  const state = pme.exportState();
+  const restored = new EmbeddingStore({ ladder: LADDER, startSize: 2 });
+  const again = new PmeController(restored, { windowEvents: 0, hotThreshold: 30, target: 0.6 });
+  t.equal(restored.createSize, 2);
+  again.importState(state);
+  t.equal(restored.createSize, second.baseSize, 'restored: new tokens start at the base');
+});
