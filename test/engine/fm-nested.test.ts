@@ -3,7 +3,11 @@ import { FmModel, type FmOptions } from '../../src/engine/model/fm.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import type { ModelStore } from '../../src/engine/model/model.js';
 import { TierLeastSquares } from '../../src/engine/pme/prune.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { ManualClock } from '../../src/util/clock.js';
 import { fakeStore } from './fake-store.js';
+import { planted } from './planted.js';
 
 // Nested (prefix) projections: a row of size s is the first s dims of its D-space vector, the rest
 // 0, and P_s is never learned. Every size of the ladder, five tokens of size 2, and a size-0
@@ -160,4 +164,30 @@ t.test('least squares into a nested tier is truncation', async (t) => {
   let tail = 0;
   for (let d = 3; d < D; d++) tail += target[d] ** 2;
   t.ok(Math.abs(r - tail) < 1e-9, 'residual: the dims past s');
+});
+
+t.test('nested: the read paths (score, recommend) agree with the model on small tokens', async (t) => {
+  const p = planted(5000, 3);
+  const store = new EmbeddingStore({ ladder: [0, 2, 4, 8, 16], startSize: 4, seed: 1 });
+  const trainer = new Trainer(store, {
+    clock: new ManualClock(0),
+    seed: 1,
+    catalog: p.catalog,
+    model: { projection: 'nested' },
+  });
+  for (let i = 0; i < p.events.length; i += 100) trainer.learn(p.events.slice(i, i + 100));
+  t.ok(trainer.model.projections.every((P) => P === null));
+  t.ok(store.accounting().tiers.find((x) => x.size === 4)!.tokens > 0, 'tokens below D');
+  const items = ['i0', 'i1', 'i2', 'i7'];
+  for (const user of ['u1', 'u2', 'u3']) {
+    const scores = trainer.score(user, items);
+    items.forEach((item, k) => {
+      const shelf = p.catalog.find((c) => c.item === item)!.fields.shelf;
+      const ids = Int32Array.from([`user=${user}`, `item=${item}`, `shelf=${shelf}`], (key) => store.id(key));
+      t.ok(Math.abs(scores[k] - trainer.model.predict(ids, 3)) < 1e-7, `${user} ${item}: score = model`);
+    });
+    for (const r of trainer.recommend(user, 5).items) {
+      t.ok(Math.abs(r.score - trainer.score(user, [r.item])[0]) < 1e-5, 'recommend = score');
+    }
+  }
 });
