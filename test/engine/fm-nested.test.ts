@@ -3,6 +3,7 @@ import { FmModel, type FmOptions } from '../../src/engine/model/fm.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import type { ModelStore } from '../../src/engine/model/model.js';
 import { TierLeastSquares } from '../../src/engine/pme/prune.js';
+import { exportTrainerState, importTrainerState } from '../../src/engine/state.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
@@ -190,4 +191,28 @@ t.test('nested: the read paths (score, recommend) agree with the model on small 
       t.ok(Math.abs(r.score - trainer.score(user, [r.item])[0]) < 1e-5, 'recommend = score');
     }
   }
+});
+
+t.test('a snapshot continues only under the projection it was taken with', async (t) => {
+  const p = planted(500, 3);
+  const make = (projection: 'learned' | 'nested') => {
+    const store = new EmbeddingStore({ ladder: [0, 2, 4, 8, 16], startSize: 4, seed: 1 });
+    const trainer = new Trainer(store, {
+      clock: new ManualClock(0),
+      seed: 1,
+      catalog: p.catalog,
+      model: { projection },
+    });
+    trainer.learn(p.events);
+    return trainer;
+  };
+  const learned = exportTrainerState(make('learned'));
+  const nested = exportTrainerState(make('nested'));
+  t.notOk(
+    Object.keys(nested).some((k) => /P\d+\.f32$/.test(k)),
+    'no projection in a nested snapshot',
+  );
+  t.throws(() => importTrainerState(make('nested'), learned), /learned projection for size 2/);
+  t.throws(() => importTrainerState(make('learned'), nested), /projection for size 2 does not match/);
+  t.doesNotThrow(() => importTrainerState(make('nested'), nested));
 });
