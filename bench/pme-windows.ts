@@ -7,14 +7,15 @@
  * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
  * PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full size with no
  * budget, on the same seeds: the figures "PME beats fixed sizes at equal bytes" is judged by.
- * Writes bench/results/pme-windows.json.
+ * Writes bench/results/pme-windows.json (or --out). `--learner` sets model options (FmOptions'
+ * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
- *     [--uniform 8,16,32] [--pme-options JSON]
+ *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--out FILE]
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
 import { STREAM_DATASETS } from './datasets.js';
@@ -26,6 +27,9 @@ const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const UNIFORM_SIZES = (stringArg('uniform') ?? '8,16,32').split(',').map(Number);
 /** PME controller options for an experiment (e.g. '{"searchShare":0.1}'). Default none. */
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
+/** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
+const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
+const OUT = stringArg('out') ?? 'bench/results/pme-windows.json';
 const DIM = 64;
 
 const DATASETS = STREAM_DATASETS;
@@ -51,6 +55,7 @@ async function main(): Promise<void> {
       negatives: 0,
       batch: 256,
       seed: 1,
+      learner: LEARNER,
     };
     /** One replay per seed, in order. */
     const replay = async (o: Partial<StreamEvalOptions>) => {
@@ -114,9 +119,9 @@ async function main(): Promise<void> {
       );
     }
   }
-  await mkdir('bench/results', { recursive: true });
-  await writeFile('bench/results/pme-windows.json', `${JSON.stringify({ dim: DIM, rows }, null, 2)}\n`);
-  console.log('wrote bench/results/pme-windows.json');
+  await mkdir(dirname(OUT), { recursive: true });
+  await writeFile(OUT, `${JSON.stringify({ dim: DIM, learner: LEARNER, rows }, null, 2)}\n`);
+  console.log(`wrote ${OUT}`);
 }
 
 await main();

@@ -1,7 +1,8 @@
 /**
  * Trainer-only throughput at D = 64 with 4 tokens per event (user, item, category, device), one
  * core: the hand-written FM (a) with every token at full size, (b) with a realistic tier mix
- * (sizes by popularity: few large, most small or 0), each measured on pre-resolved token ids
+ * (sizes by popularity: few large, most small or 0; also with nested projections, `--projection
+ * nested`), each measured on pre-resolved token ids
  * (model step only) and through Trainer.learn (string keys resolved in the store; also with FTRL
  * for the linear weights, `--linear-optimizer ftrl`); then (c) the same FM written as batched
  * TensorFlow.js on the backend present and on the slower ones (wasm, cpu), and (d) DeepFM through
@@ -80,8 +81,13 @@ interface Row {
   breakdown?: { forwardShare: number; backwardShare: number; flushShare: number };
 }
 
-function timeModel(config: string, store: EmbeddingStore, events: Interaction[]): Row {
-  const model = new FmModel(store);
+function timeModel(
+  config: string,
+  store: EmbeddingStore,
+  events: Interaction[],
+  options: Partial<FmOptions> = {},
+): Row {
+  const model = new FmModel(store, options);
   const ids = new Int32Array(events.length * 4);
   events.forEach((e, i) => {
     ids[i * 4] = store.id(`user=${e.user}`);
@@ -344,6 +350,10 @@ async function main(): Promise<void> {
     rows.push(timeTrainer(config, buildStore(mix, 2), events, { linearOptimizer: 'ftrl' }));
     rows.push(timeResolve(config, buildStore(mix), events));
   }
+  // The tier mix with nested projections (--projection nested): no P_s, a token of size s costs O(s).
+  const nested = { projection: 'nested' } as const;
+  rows.push(timeModel('tier mix, nested', buildStore(true), events, nested));
+  rows.push(timeTrainer('tier mix, nested', buildStore(true), events, nested));
   // The tfjs FM on the backend chosen at start and on every slower one registered (wasm, cpu).
   const choice = await initBackend();
   const tf = choice.tf;

@@ -235,6 +235,12 @@ export const OPTIONS = {
     default: '0.01',
     doc: 'Step size of the projections P_s and the bias, which every token of a tier shares (so they see many more steps than any row).',
   },
+  projection: {
+    env: 'PME_PROJECTION',
+    kind: 'string',
+    default: 'learned',
+    doc: 'How a row of size s below D reaches the shared D-space: `learned`, through a projection P_s (s × D, starting as the first s rows of the identity) learned per tier, costing O(s · D) per token; or `nested`, P_s fixed at the first s rows of the identity (the row is the first s dims of its vector, the rest 0), costing O(s) per token, with no projection to learn, publish or snapshot. A snapshot continues only under the projection it was taken with.',
+  },
   l2: {
     env: 'PME_L2',
     kind: 'number',
@@ -451,6 +457,7 @@ export const LEARNER_OPTIONS = [
   'rateTokens',
   'linearLearningRate',
   'projectionLearningRate',
+  'projection',
   'l2',
   'adagradEpsilon',
   'linearOptimizer',
@@ -513,6 +520,8 @@ export const LEARNER_FLAGS = LEARNER_OPTIONS.map((name) => flagName(name).slice(
 
 /** What `--linear-optimizer` takes (the model's LinearOptimizer; config.ts imports no engine). */
 const LINEAR_OPTIMIZERS = ['adagrad', 'ftrl'] as const;
+/** What `--projection` takes (FmOptions.projection). */
+const PROJECTIONS = ['learned', 'nested'] as const;
 
 /** The model options (FmOptions' names) of a learner config; the store's (initStd) are apart. */
 export function modelOptionsOf(learner: LearnerConfig): {
@@ -520,6 +529,7 @@ export function modelOptionsOf(learner: LearnerConfig): {
   rateTokens: number;
   linearLearningRate: number;
   projectionLearningRate: number;
+  projection: (typeof PROJECTIONS)[number];
   l2: number;
   epsilon: number;
   linearOptimizer: (typeof LINEAR_OPTIMIZERS)[number];
@@ -533,6 +543,8 @@ export function modelOptionsOf(learner: LearnerConfig): {
     rateTokens,
     linearLearningRate,
     projectionLearningRate,
+    // validateLearner checked it.
+    projection: learner.projection as (typeof PROJECTIONS)[number],
     l2,
     epsilon: adagradEpsilon,
     // validateLearner checked it.
@@ -556,6 +568,11 @@ function validateLearner(learner: LearnerConfig, models: readonly string[]): voi
   ] as const)
     if (!(learner[name] > 0))
       throw new PmeError('PME_ERR_CONFIG_INVALID', `${flagName(name)} must be above 0, got ${learner[name]}`);
+  if (!(PROJECTIONS as readonly string[]).includes(learner.projection))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `${flagName('projection')} must be ${PROJECTIONS.join(' or ')}, got "${learner.projection}"`,
+    );
   if (!(LINEAR_OPTIMIZERS as readonly string[]).includes(learner.linearOptimizer))
     throw new PmeError(
       'PME_ERR_CONFIG_INVALID',

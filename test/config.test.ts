@@ -101,6 +101,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     rateTokens: 3,
     linearLearningRate: 0.4,
     projectionLearningRate: 0.03,
+    projection: 'learned',
     l2: 0.001,
     epsilon: 0.1,
     linearOptimizer: 'adagrad',
@@ -113,6 +114,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     'rate-tokens',
     'linear-learning-rate',
     'projection-learning-rate',
+    'projection',
     'l2',
     'adagrad-epsilon',
     'linear-optimizer',
@@ -127,6 +129,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     rateTokens: 5,
     linearLearningRate: 0.2,
     projectionLearningRate: 0.01,
+    projection: 'learned',
     l2: 0.001,
     adagradEpsilon: 1e-7,
     linearOptimizer: 'adagrad',
@@ -150,6 +153,9 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
   );
   t.throws(() => configFrom({ initStd: -1 }), /initStd must be a number >= 0/);
   t.throws(() => configFrom({ linearOptimizer: 'adam' }), /--linear-optimizer must be adagrad or ftrl/);
+  t.match(modelOptionsOf(learnerFlags({ projection: 'nested' }, MODEL_KINDS)), { projection: 'nested' });
+  t.match(modelOptionsOf(loadConfig([], { PME_PROJECTION: 'nested' })), { projection: 'nested' });
+  t.throws(() => configFrom({ projection: 'prefix' }), /--projection must be learned or nested/);
   t.throws(() => learnerFlags({ 'adagrad-epsilon': '0' }, MODEL_KINDS), /--adagrad-epsilon must be above 0/);
   t.throws(
     () => learnerFlags({ 'rate-tokens': '-1' }, MODEL_KINDS),

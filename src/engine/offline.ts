@@ -436,7 +436,8 @@ function rowBytes(store: EmbeddingStore): number {
   return bytes;
 }
 
-function projectionParams(sizes: Int32Array, ladder: number[], D: number): number {
+function projectionParams(sizes: Int32Array, ladder: number[], D: number, nested: boolean): number {
+  if (nested) return 0;
   const used = new Set(sizes);
   let p = 0;
   for (const s of ladder) if (s > 0 && s < D && used.has(s)) p += s * D;
@@ -494,7 +495,7 @@ export async function runOffline(
       valAuc: r.valAuc,
       embeddingParams,
       rowBytes: rowBytes(run.store),
-      projectionParams: projectionParams(sizes, runLadder, D),
+      projectionParams: projectionParams(sizes, runLadder, D, o.model.projection === 'nested'),
       seconds: (performance.now() - t0) / 1000,
       epochs: r.epochs,
       bestEpoch: r.bestEpoch,
@@ -539,7 +540,8 @@ export async function runOffline(
         let projections = 0;
         for (const t of run.store.tiers) {
           sizes[t.size] = t.count;
-          if (t.count > 0 && t.size > 0 && t.size < D) projections += t.size * D;
+          if (t.count > 0 && t.size > 0 && t.size < D && o.model.projection !== 'nested')
+            projections += t.size * D;
         }
         atBest = { params: run.params(), sizes, projections, rowBytes: rowBytes(run.store) };
       },

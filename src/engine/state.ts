@@ -134,9 +134,19 @@ export function importTrainerState(trainer: Trainer, extra: Record<string, Uint8
   if (bias === null) return; // a snapshot without engine state: start the dense model fresh
   model.bias = bias[0];
   model.biasAccumulator = bias[1];
+  const nested = model.stats().projection === 'nested';
   model.projections.forEach((P, ti) => {
-    if (P === null) return;
     const size = trainer.store.tiers[ti].size;
+    if (P === null) {
+      // A nested model's rows are their vectors' first dims: rows learned through a P_s would
+      // score differently here (the other way, the missing P_s is refused below).
+      if (nested && f32(`P${size}.f32`) !== null)
+        throw new PmeError(
+          'PME_ERR_CONFIG_INVALID',
+          `snapshot has a learned projection for size ${size}, the model's projections are nested`,
+        );
+      return;
+    }
     const saved = f32(`P${size}.f32`);
     const acc = f32(`A${size}.f32`);
     if (saved === null || acc === null || saved.length !== P.length || acc.length !== P.length)

@@ -79,6 +79,7 @@ export interface StreamEvalOptions {
       | 'rateTokens'
       | 'linearLearningRate'
       | 'projectionLearningRate'
+      | 'projection'
       | 'l2'
       | 'epsilon'
       | 'linearOptimizer'

@@ -426,7 +426,20 @@ export class DeepFm implements Model {
         }
         continue;
       }
-      const P = fm.projections[ti]!;
+      const P = fm.projections[ti];
+      if (P === null) {
+        // A nested tier (the FM's projection 'nested'): the row is its vector's first s dims.
+        for (let i = 0; i < s; i++) {
+          const x = e[off + i];
+          const gr = dx[at + i] + l2 * x;
+          if (adagrad) {
+            const acc = opt[off + i] + gr * gr;
+            opt[off + i] = acc;
+            e[off + i] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+          } else e[off + i] = x - lr * gr;
+        }
+        continue;
+      }
       const dP = this.#projectionGrads[ti]!;
       this.#projectionTouched[ti] = 1;
       for (let i = 0; i < s; i++) {

@@ -77,6 +77,23 @@ export interface FmOptions {
   /** Step size for the dense projections P_s and the bias. Default 0.01: they are shared by
    *  every token of a tier, so they see many more updates than any row. */
   projectionLearningRate: number;
+  /** How a row of size s < D reaches the D-space (`--projection`). 'learned' (default): through
+   *  P_s (s × D), which starts as the first s rows of the identity and steps once per mini-batch;
+   *  a token then costs O(s · D) forward and backward, plus O(s · D) for P_s's gradient. 'nested':
+   *  P_s stays the first s rows of the identity and is never learned, v = [e, 0, …, 0] (prefix, or
+   *  Matryoshka, embeddings): a token costs O(s), its gradient is the first s dims of the D-space
+   *  one, there is no projection to store, publish or snapshot (`projections` are all null), and
+   *  PME's least-squares transfer into a tier is truncation to its first s dims. CPU seconds a
+   *  training epoch at 20% (`npm run bench:epoch`), full / uniform / MDE, learned → nested:
+   *  ml-latest-small 0.150 / 0.193 → 0.049 / 0.297 → 0.091, criteo-sample 0.104 / 0.103 → 0.025 /
+   *  0.170 → 0.073, avazu-sample 0.065 / 0.067 → 0.016 / 0.079 → 0.053 (bench:train's tier mix
+   *  through Trainer.learn 241k → 328k events/s). Quality, nested − learned: offline test AUC
+   *  (uniform, MDE, pme; budgets 0.1 / 0.2 / 0.4; 5 seeds; three datasets) +0.00006 on the mean
+   *  of 135 pairs; progressive AUC (`node dist/bench/pme-windows.js --learner
+   *  '{"projection":"nested"}'`: PME, uniform 8 / 16 / 32 and popularity at 10 / 25 / 50%, 3
+   *  seeds) −0.00008 on the mean of 135 pairs, ml-latest-small −0.00016 (uniform 32 at 50%:
+   *  0.7818 → 0.7810). 'learned' stays the default. */
+  projection: 'learned' | 'nested';
   /** L2 on the rows and linear weights touched by a step. Default 1e-6. */
   l2: number;
   /** L2 on the projections, applied when they are updated (once per mini-batch). Default 1e-6. */
@@ -135,6 +152,7 @@ export const FM_DEFAULTS: Readonly<FmOptions> = Object.freeze({
   rateTokens: 5,
   linearLearningRate: 0.2,
   projectionLearningRate: 0.01,
+  projection: 'learned',
   l2: 1e-6,
   l2Projection: 1e-6,
   optimizer: 'adagrad',
@@ -176,6 +194,11 @@ export function resolveFmOptions(options: Partial<FmOptions> = {}): Readonly<FmO
     throw new PmeError(
       'PME_ERR_CONFIG_INVALID',
       `linearOptimizer must be ${LINEAR_OPTIMIZERS.map((x) => `"${x}"`).join(' or ')}, got ${o.linearOptimizer}`,
+    );
+  if (o.projection !== 'learned' && o.projection !== 'nested')
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `projection must be "learned" or "nested", got ${o.projection}`,
     );
   if (o.kernels !== 'auto' && o.kernels !== 'js')
     throw new PmeError('PME_ERR_CONFIG_INVALID', `kernels must be "auto" or "js", got ${o.kernels}`);
@@ -232,6 +255,10 @@ export class FmModel extends ModelBase implements Model {
   readonly #projector: Projector;
   readonly #stepFullRow: FullRowStep;
   readonly #stepRow: RowStep;
+  /** Step of a nested row (projection 'nested'): a full-size row's step over its first s dims. */
+  readonly #stepPrefixRow: FullRowStep;
+  /** projection 'nested': rows below D are the first s dims of their D-space vector. */
+  readonly #nested: boolean;
   readonly #adagrad: boolean;
   /** The linear weights step by FTRL (else inline, see backward). */
   readonly #ftrl: boolean;
@@ -287,8 +314,13 @@ export class FmModel extends ModelBase implements Model {
     for (const s of sizes)
       if (s > D) throw new PmeError('PME_ERR_CONFIG_INVALID', `tier size ${s} exceeds dim ${D}`);
     const m = o.maxTokens;
+    const nested = o.projection === 'nested';
+    this.#nested = nested;
+    // Nested tiers have no projection: the kernels see them as size 0 (nothing allocated for them).
+    const projected = nested ? sizes.map((s) => (s < D ? 0 : s)) : sizes;
     this.#projector =
-      (o.kernels === 'auto' ? createSimdProjector(sizes, D, m) : null) ?? new JsProjector(sizes, D, m);
+      (o.kernels === 'auto' ? createSimdProjector(projected, D, m) : null) ??
+      new JsProjector(projected, D, m);
     this.#v = this.#projector.V;
     this.#sum = this.#projector.S;
     this.kernels = this.#projector.kind;
@@ -299,12 +331,13 @@ export class FmModel extends ModelBase implements Model {
     );
     this.topTier = sizes.indexOf(D);
     this.#projectionTouched = new Uint8Array(sizes.length);
-    this.#grams = new TierGrams(sizes, D, this.#projector);
+    this.#grams = new TierGrams(projected, D, this.#projector);
     this.#importance = o.importance && this.topTier >= 0 && store.tiers[this.topTier].importance !== null;
     const adagrad = o.optimizer === 'adagrad';
     this.#adagrad = adagrad;
     this.#stepFullRow = !adagrad ? sgdFullRow : this.#importance ? adagradFullRowImportance : adagradFullRow;
     this.#stepRow = adagrad ? adagradRow : sgdRow;
+    this.#stepPrefixRow = adagrad ? adagradFullRow : sgdFullRow;
     checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
     this.#ftrl = adagrad && o.linearOptimizer === 'ftrl';
     this.#linearParams = linearStepParams(o);
@@ -323,7 +356,7 @@ export class FmModel extends ModelBase implements Model {
     this.#shared = new Uint8Array(T);
     this.#shareFrom = Int32Array.from(sizes, (s) => {
       let c = 2;
-      while (c <= m && !(s > 0 && s < D && FmModel.#shares(s, c, D))) c++;
+      while (c <= m && !(!nested && s > 0 && s < D && FmModel.#shares(s, c, D))) c++;
       return c;
     });
     this.#tierSum = new Float64Array(T * D);
@@ -360,6 +393,7 @@ export class FmModel extends ModelBase implements Model {
     const count = this.#tierCount;
     const shared = this.#shared;
     const shareFrom = this.#shareFrom;
+    const nested = this.#nested;
     for (let j = 0; j < this.#presentCount; j++) {
       count[present[j]] = 0;
       shared[present[j]] = 0;
@@ -383,7 +417,9 @@ export class FmModel extends ModelBase implements Model {
       const off = slotOf[id] * s;
       offsetScratch[k] = off;
       const base = k * D;
-      if (s === D) selfSq += gatherRow(tier.params, off, D, V, base, S);
+      // Full size, or nested: the row is its D-space vector's first s dims (the rest are 0 and
+      // neither read nor written: backward reads V and S at the token's first s dims only).
+      if (s === D || nested) selfSq += gatherRow(tier.params, off, s, V, base, S);
       else if (shareFrom[ti] > n) selfSq += projector.forward(tier.params, off, s, ti, base);
       else {
         // The tier may be shared (#shares): the token waits, listed with its tier's.
@@ -518,6 +554,8 @@ export class FmModel extends ModelBase implements Model {
     const linearParams = this.#linearParams;
     const stepFullRow = this.#stepFullRow;
     const stepRow = this.#stepRow;
+    const stepPrefixRow = this.#stepPrefixRow;
+    const nested = this.#nested;
     const importance = this.#importance;
 
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
@@ -562,6 +600,9 @@ export class FmModel extends ModelBase implements Model {
         // dL/de_d = g (S_d − v_d): read straight from the forward's sums, no dv pass.
         const imp = importance ? tier.importance : null;
         stepFullRow(tier.params, tier.optimizer, imp, off, D, S, V, base, g, lr, l2, eps);
+      } else if (nested) {
+        // dL/de_i = g (S_i − v_i) over the first s dims: a full-size step cut to s, no P_s.
+        stepPrefixRow(tier.params, tier.optimizer, null, off, s, S, V, base, g, lr, l2, eps);
       } else if (shared[ti] === 0) {
         this.#projectionTouched[ti] = 1;
         projector.backward(tier.params, off, s, ti, g, base);
@@ -649,11 +690,13 @@ export class FmModel extends ModelBase implements Model {
     }
     const off = store.slotOf[id] * s;
     const e = tier.params;
-    if (s === D) {
-      for (let d = 0; d < D; d++) out[at + d] = e[off + d];
+    const P = this.projections[ti];
+    if (s === D || P === null) {
+      // Full size, or nested (no projection): the row, zero-padded.
+      for (let d = 0; d < s; d++) out[at + d] = e[off + d];
+      for (let d = s; d < D; d++) out[at + d] = 0;
       return;
     }
-    const P = this.projections[ti]!;
     for (let d = 0; d < D; d++) out[at + d] = 0;
     for (let i = 0; i < s; i++) {
       const ei = e[off + i];
@@ -663,6 +706,6 @@ export class FmModel extends ModelBase implements Model {
   }
 
   stats(): ModelStats {
-    return { kind: this.kind, kernels: this.kernels };
+    return { kind: this.kind, kernels: this.kernels, projection: this.options.projection };
   }
 }

@@ -269,13 +269,18 @@ export class PmeController implements TokenObserver {
       }
       const ti = store.tierOf[id];
       const P = model?.projections[ti] ?? null;
-      // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise.
+      // The new full-size row is the old row's D-space vector e·P_s (same scores), plus small noise
+      // (no P_s: a nested tier, whose vector is the row zero-padded).
       const random = this.#random;
       const std = this.options.promotionStd;
       const acc0 = this.#transfer.meanAccumulator(id);
       const moved = this.#transfer.move(id, D, (src, dst) => {
         for (let d = 0; d < D; d++) dst[d] = std * random.normal();
-        if (size === 0 || P === null) return;
+        if (size === 0 || model === null) return;
+        if (P === null) {
+          for (let i = 0; i < size; i++) dst[i] += src[i];
+          return;
+        }
         for (let i = 0; i < size; i++) {
           const e = src[i];
           for (let d = 0; d < D; d++) dst[d] += e * P[i * D + d];

@@ -318,7 +318,9 @@ export class TierLeastSquares {
   readonly #L: Float64Array;
   readonly #rhs: Float64Array;
 
-  /** P null means the identity (s = D). */
+  /** P null means the first s rows of the identity: the identity at s = D, and a nested tier
+   *  (FmOptions.projection 'nested') below it, where the least-squares solution is the target's
+   *  first s dims. */
   constructor(P: Float32Array | null, s: number, D: number) {
     this.s = s;
     this.D = D;
@@ -350,12 +352,14 @@ export class TierLeastSquares {
       return r;
     }
     if (P === null) {
+      // Truncation: the first s dims as they are (rounded to floats), the rest is the residual.
       let r = 0;
-      for (let d = 0; d < D; d++) {
+      for (let d = 0; d < s; d++) {
         out[at + d] = target[d];
         const diff = out[at + d] - target[d];
         r += diff * diff;
       }
+      for (let d = s; d < D; d++) r += target[d] * target[d];
       return r;
     }
     const L = this.#L;
