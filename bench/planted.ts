@@ -5,12 +5,15 @@
  * on running counts, src/engine/pme/popularity.ts), beside full size. Reports progressive
  * AUC per budget and how well PME's chosen sizes track the planted ranks (Spearman's rank
  * correlation over the users seen at least --min-events times, and the mean size per planted
- * rank). Writes bench/results/planted.json.
+ * rank). Writes bench/results/planted.json (or --out). `--learner` sets model options (FmOptions'
+ * names, e.g. '{"projection":"nested"}') for every replay.
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
  *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON]
+ *     [--learner JSON] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { type StreamEvalOptions, type StreamEvalResult, streamEval } from '../src/engine/stream-eval.js';
 import { numberArg, stringArg } from './args.js';
@@ -23,6 +26,9 @@ const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 /** PME controller options for an experiment (e.g. '{"restSizing":"popularity"}'). Default none. */
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
+/** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
+const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
+const OUT = stringArg('out') ?? 'bench/results/planted.json';
 const MIN_EVENTS = numberArg('min-events', 200);
 const DIM = 64;
 const RANKS = [2, 4, 8, 16, 32];
@@ -112,6 +118,7 @@ async function main(): Promise<void> {
       negatives: 0,
       batch: 256,
       seed,
+      learner: LEARNER,
     };
     const record = (
       method: string,
@@ -202,12 +209,13 @@ async function main(): Promise<void> {
       `  ${s.method.padEnd(10)} ${s.share === null ? '   -' : `${s.share * 100}%`.padStart(4)}  AUC ${s.auc.mean.toFixed(4)} ± ${s.auc.std.toFixed(4)}  bytes ${Math.round(s.bytes).toLocaleString('en-US')}` +
         (s.rankCorrelation === null ? '' : `  size~rank ${s.rankCorrelation.toFixed(3)}`),
     );
-  await mkdir('bench/results', { recursive: true });
+  await mkdir(dirname(OUT), { recursive: true });
   const out = {
     events: EVENTS,
     users: USERS,
     items: ITEMS,
     dim: DIM,
+    learner: LEARNER,
     plantedRanks: RANKS,
     minEvents: MIN_EVENTS,
     richUsers: counted,
@@ -215,8 +223,8 @@ async function main(): Promise<void> {
     runs,
     summary,
   };
-  await writeFile('bench/results/planted.json', `${JSON.stringify(out, null, 2)}\n`);
-  console.log('wrote bench/results/planted.json');
+  await writeFile(OUT, `${JSON.stringify(out, null, 2)}\n`);
+  console.log(`wrote ${OUT}`);
 }
 
 await main();
