@@ -238,8 +238,8 @@ export const OPTIONS = {
   projection: {
     env: 'PME_PROJECTION',
     kind: 'string',
-    default: 'learned',
-    doc: 'How a row of size s below D reaches the shared D-space: `learned`, through a projection P_s (s × D, starting as the first s rows of the identity) learned per tier, costing O(s · D) per token; or `nested`, P_s fixed at the first s rows of the identity (the row is the first s dims of its vector, the rest 0), costing O(s) per token, with no projection to learn, publish or snapshot. A snapshot continues only under the projection it was taken with.',
+    default: 'nested',
+    doc: 'How a row of size s below D reaches the shared D-space: `nested` (default), the first s dims of its vector, the rest 0, costing O(s) per token, with no projection to learn, publish or snapshot; or `learned`, through a projection P_s (s × D, starting as the first s rows of the identity) learned per tier, costing O(s · D) per token. Both learn about as well (bench/REPORT.md); nested trains faster. A snapshot continues only under the projection it was taken with.',
   },
   l2: {
     env: 'PME_L2',

@@ -136,8 +136,8 @@ t.test('learns the planted preferences (progressive AUC well above 0.5)', async 
 
 t.test('the deep gradient reaches rows of every size through the projections', async (t) => {
   const events = planted(2000, 7).events;
-  const withGrad = await deepFm({}, 1, 4);
-  const without = await deepFm({ embeddingGradient: false }, 1, 4);
+  const withGrad = await deepFm({ fm: { projection: 'learned' } }, 1, 4);
+  const without = await deepFm({ fm: { projection: 'learned' }, embeddingGradient: false }, 1, 4);
   learnAll(withGrad.trainer, events);
   learnAll(without.trainer, events);
   const ti = LADDER.indexOf(4);

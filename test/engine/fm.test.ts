@@ -42,6 +42,7 @@ function explicitScore(model: FmModel): number {
 function makeModel(seed = 1): FmModel {
   const store = fakeStore(D, LADDER, SIZES, seed);
   const model = new FmModel(store, {
+    projection: 'learned',
     optimizer: 'sgd',
     learningRate: 1,
     // Rows step at exactly the rate (not rate × rateTokens / n): the update is then −∇.
@@ -128,7 +129,7 @@ t.test('size-D identity tier: importance gathers |e·g| on the searched rows onl
 
 t.test('adagrad steps lower the loss on a repeated event', async (t) => {
   const store = fakeStore(D, LADDER, SIZES, 3);
-  const model = new FmModel(store);
+  const model = new FmModel(store, { projection: 'learned' });
   const first = logloss(model.predict(IDS, IDS.length), 1);
   for (let i = 0; i < 50; i++) {
     model.step(IDS, IDS.length, 1);
@@ -142,7 +143,7 @@ t.test(
   async (t) => {
     const n = IDS.length;
     const stepped = (rateTokens: number) => {
-      const model = new FmModel(fakeStore(D, LADDER, SIZES, 3), { rateTokens });
+      const model = new FmModel(fakeStore(D, LADDER, SIZES, 3), { projection: 'learned', rateTokens });
       const store = model.store;
       const before = store.tiers.map((tier) => Float32Array.from(tier.params));
       const linear = Float32Array.from(store.linear);
@@ -181,7 +182,7 @@ t.test('options are validated and frozen', async (t) => {
   ]) {
     t.throws(() => resolveFmOptions(bad), { code: 'PME_ERR_CONFIG_INVALID' });
   }
-  const model = new FmModel(fakeStore(D, LADDER, SIZES), { maxTokens: 2 });
+  const model = new FmModel(fakeStore(D, LADDER, SIZES), { projection: 'learned', maxTokens: 2 });
   t.throws(() => model.predict(IDS, 5), { code: 'PME_ERR_CONFIG_INVALID' });
 });
 
@@ -307,7 +308,12 @@ for (const kernels of ['auto', 'js'] as const)
       const ladder = [0, 1, 3, 5, 6, 7, 10, 16];
       const sizes = [16, 10, 7, 6, 5, 3, 1, 0, 10, 16];
       const ids = Int32Array.from(sizes, (_, i) => i);
-      const model = new FmModel(fakeStore(dim, ladder, sizes, 4, 0.2), { optimizer, maxTokens: 16, kernels });
+      const model = new FmModel(fakeStore(dim, ladder, sizes, 4, 0.2), {
+        projection: 'learned',
+        optimizer,
+        maxTokens: 16,
+        kernels,
+      });
       // Node >= 16.4 runs wasm SIMD; 'auto' must then use it (D = 16 is a multiple of 4).
       t.equal(model.kernels, kernels === 'auto' ? 'wasm-simd' : 'js');
       let x = 0.61;
@@ -333,10 +339,19 @@ for (const kernels of ['auto', 'js'] as const)
 t.test('kernels: D not a multiple of 4 falls back to JavaScript, with the same scores', async (t) => {
   const sizes = [13, 6, 3, 0];
   const ids = Int32Array.from(sizes, (_, i) => i);
-  const auto = new FmModel(fakeStore(13, [0, 3, 6, 13], sizes, 2), { kernels: 'auto' });
+  const auto = new FmModel(fakeStore(13, [0, 3, 6, 13], sizes, 2), {
+    projection: 'learned',
+    kernels: 'auto',
+  });
   t.equal(auto.kernels, 'js');
-  const wasm = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), { kernels: 'auto' });
-  const js = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), { kernels: 'js' });
+  const wasm = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), {
+    projection: 'learned',
+    kernels: 'auto',
+  });
+  const js = new FmModel(fakeStore(16, [0, 3, 6, 16], [16, 6, 3, 0], 2), {
+    projection: 'learned',
+    kernels: 'js',
+  });
   for (const m of [wasm, js])
     m.projections.forEach((P) => {
       if (P !== null) for (let j = 0; j < P.length; j++) P[j] += Math.sin(j) * 0.2;
@@ -365,6 +380,7 @@ for (const kernels of ['auto', 'js'] as const)
         const events = 4;
         const sizes = Array.from({ length: events }, () => event).flat();
         const model = new FmModel(fakeStore(dim, ladder, sizes, 5, 0.2), {
+          projection: 'learned',
           optimizer,
           maxTokens: 32,
           kernels,

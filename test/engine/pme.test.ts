@@ -59,7 +59,8 @@ function setup(chunk = 512, startSize = 0) {
     observer: pme,
     seed: 1,
     metricsWindow: 2000,
-    model: { linearLearningRate: 0.05, rateTokens: 2 },
+    // Learned projections: the transfer tests check least squares through P_s.
+    model: { linearLearningRate: 0.05, rateTokens: 2, projection: 'learned' },
   });
   pme.attach(trainer);
   return { store, pme, trainer };

@@ -21,7 +21,8 @@ function trained(seed: number, users: number, items: number) {
   const store = new EmbeddingStore({ seed, clock });
   const workload = new SyntheticWorkload({ seed, users, items });
   const catalog = [...workload.catalog(), { item: 'café-☕', fields: { shelf: 'größe' }, active: true }];
-  const trainer = new Trainer(store, { seed, clock, catalog });
+  // Learned projections: the records carry them too.
+  const trainer = new Trainer(store, { seed, clock, catalog, model: { projection: 'learned' } });
   trainer.learn(workload.take(4_000));
   return { clock, store, workload, trainer };
 }
@@ -102,7 +103,10 @@ function differences(
 /** A replica's store and trainer, as the serving thread makes them (another seed: nothing shared by chance). */
 function replica() {
   const store = new EmbeddingStore({ seed: 99, optimizerSlots: 0, importance: false });
-  const trainer = new Trainer(store, { seed: 99, model: { optimizer: 'sgd', importance: false } });
+  const trainer = new Trainer(store, {
+    seed: 99,
+    model: { optimizer: 'sgd', importance: false, projection: 'learned' },
+  });
   return { store, trainer, applier: new ReplicaApplier(store, trainer) };
 }
 

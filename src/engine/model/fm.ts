@@ -77,22 +77,25 @@ export interface FmOptions {
   /** Step size for the dense projections P_s and the bias. Default 0.01: they are shared by
    *  every token of a tier, so they see many more updates than any row. */
   projectionLearningRate: number;
-  /** How a row of size s < D reaches the D-space (`--projection`). 'learned' (default): through
-   *  P_s (s × D), which starts as the first s rows of the identity and steps once per mini-batch;
-   *  a token then costs O(s · D) forward and backward, plus O(s · D) for P_s's gradient. 'nested':
-   *  P_s stays the first s rows of the identity and is never learned, v = [e, 0, …, 0] (prefix, or
-   *  Matryoshka, embeddings): a token costs O(s), its gradient is the first s dims of the D-space
-   *  one, there is no projection to store, publish or snapshot (`projections` are all null), and
-   *  PME's least-squares transfer into a tier is truncation to its first s dims. CPU seconds a
-   *  training epoch at 20% (`npm run bench:epoch`), full / uniform / MDE, learned → nested:
-   *  ml-latest-small 0.150 / 0.193 → 0.049 / 0.297 → 0.091, criteo-sample 0.104 / 0.103 → 0.025 /
-   *  0.170 → 0.073, avazu-sample 0.065 / 0.067 → 0.016 / 0.079 → 0.053 (bench:train's tier mix
-   *  through Trainer.learn 241k → 328k events/s). Quality, nested − learned: offline test AUC
-   *  (uniform, MDE, pme; budgets 0.1 / 0.2 / 0.4; 5 seeds; three datasets) +0.00006 on the mean
-   *  of 135 pairs; progressive AUC (`node dist/bench/pme-windows.js --learner
-   *  '{"projection":"nested"}'`: PME, uniform 8 / 16 / 32 and popularity at 10 / 25 / 50%, 3
-   *  seeds) −0.00008 on the mean of 135 pairs, ml-latest-small −0.00016 (uniform 32 at 50%:
-   *  0.7818 → 0.7810). 'learned' stays the default. */
+  /** How a row of size s < D reaches the D-space (`--projection`). 'nested' (default): P_s is the
+   *  first s rows of the identity and is never learned, v = [e, 0, …, 0] (prefix, or Matryoshka,
+   *  embeddings): a token costs O(s), its gradient is the first s dims of the D-space one, there
+   *  is no projection to store, publish or snapshot (`projections` are all null), and PME's
+   *  least-squares transfer into a tier is truncation to its first s dims (exact when a window
+   *  raises a token). 'learned': P_s (s × D) starts there and steps once per mini-batch; a token
+   *  then costs O(s · D) forward and backward, plus O(s · D) for P_s's gradient.
+   *  Why nested is the default: it costs less than full size per epoch and learns as well.
+   *  CPU seconds a training epoch at 20% (`npm run bench:epoch`), full / uniform / MDE,
+   *  learned → nested: ml-latest-small 0.150 / 0.193 → 0.049 / 0.297 → 0.091, criteo-sample
+   *  0.104 / 0.103 → 0.025 / 0.170 → 0.073, avazu-sample 0.065 / 0.067 → 0.016 / 0.079 → 0.053
+   *  (bench:train's tier mix through Trainer.learn 241k → 328k events/s). Quality, nested −
+   *  learned: offline test AUC (uniform, MDE, pme; budgets 0.1 / 0.2 / 0.4; 5 seeds; three
+   *  datasets) +0.00006 on the mean of 135 pairs; progressive AUC (`node dist/bench/pme-windows.js
+   *  --learner '{"projection":"nested"}'`, PME's base size on: PME at 10 / 25 / 50%, 3 seeds)
+   *  ml-latest-small 0.7772 / 0.7803 / 0.7828 → 0.7771 / 0.7803 / 0.7823, criteo-sample and
+   *  avazu-sample within 0.0001; PME's window steps on ml-latest-small at 25 / 50%, worst
+   *  −0.0003 / −0.0004 → −0.0000 / −0.0001; the planted stream (`node dist/bench/planted.js
+   *  --seeds 1`, 2M events) PME 0.6421 / 0.6671 / 0.6694 → 0.6426 / 0.6667 / 0.6717. */
   projection: 'learned' | 'nested';
   /** L2 on the rows and linear weights touched by a step. Default 1e-6. */
   l2: number;
@@ -152,7 +155,7 @@ export const FM_DEFAULTS: Readonly<FmOptions> = Object.freeze({
   rateTokens: 5,
   linearLearningRate: 0.2,
   projectionLearningRate: 0.01,
-  projection: 'learned',
+  projection: 'nested',
   l2: 1e-6,
   l2Projection: 1e-6,
   optimizer: 'adagrad',
