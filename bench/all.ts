@@ -216,6 +216,13 @@ const BENCHMARKS: Benchmark[] = [
     timeoutSeconds: 900,
   },
   {
+    // CPU per offline training epoch, full / uniform / MDE, learned and nested projections.
+    name: 'epoch-cost',
+    unavailable: () => notBuilt('epoch-cost'),
+    steps: () => [{ args: ['dist/bench/epoch-cost.js', '--data-dir', dataRel], output: 'epoch-cost.json' }],
+    timeoutSeconds: 900,
+  },
+  {
     // Synthetic: needs no dataset. The events are held in memory (2M events: ~1 GB of heap).
     name: 'planted',
     unavailable: () => notBuilt('planted'),

@@ -107,6 +107,11 @@ export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string
     file: 'pme-windows.json',
   },
   {
+    name: 'epoch-cost',
+    title: 'Cost of a training epoch: multi-size models against full size',
+    file: 'epoch-cost.json',
+  },
+  {
     name: 'planted',
     title: 'A stream where sizes matter: planted ranks, PME against uniform sizes at equal bytes',
     file: 'planted.json',
@@ -838,6 +843,21 @@ function renderQuality(r: unknown): string {
 
 // ───────────────────────────── the report ─────────────────────────────
 
+function renderEpochCost(r: unknown): string {
+  const rows = arr(r, 'rows').map((x) => [
+    String(x.dataset),
+    String(x.method),
+    x.method === 'full' ? DASH : String(x.projection),
+    fx(num(x, 'cpuSecondsPerEpoch'), 3),
+    `${fx(num(x, 'ofFull'), 2)}×`,
+  ]);
+  return [
+    `CPU seconds per training epoch of the offline protocol (budget ${num(r, 'budget')}, seed ${num(r, 'seed')}): the median of ${num(r, 'runs')} runs of ${num(r, 'epochs')} epochs, the first dropped, evaluation excluded. Learned: P_s (s × D) per tier, O(s · D) per token; nested (the default): the row is its vector's first s dims, O(s) per token (FmOptions.projection).`,
+    '',
+    mdTable(['dataset', 'method', 'projection', 'CPU s / epoch', 'of full'], rows),
+  ].join('\n');
+}
+
 function renderPmeWindows(r: unknown): string {
   const mean = (xs: unknown): number =>
     Array.isArray(xs) && xs.length > 0
@@ -1005,6 +1025,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'quality') text = renderQuality(v);
       else if (s.name === 'planted') text = renderPlanted(v);
       else if (s.name === 'pme-windows') text = renderPmeWindows(v);
+      else if (s.name === 'epoch-cost') text = renderEpochCost(v);
       else text = renderGeneric(ctx, s.name, v);
       body.push(text, '');
       if (s.name === 'stream-eval-pme') {

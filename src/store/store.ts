@@ -401,7 +401,10 @@ export class EmbeddingStore {
     if (newSize >= from.size)
       throw new PmeError('PME_ERR_STORE_SIZE', newSize, `smaller than ${from.size}, to shrink`);
     const dstTier = this.#tiers[to];
-    if (dstTier.count === dstTier.capacity) dstTier.resize(dstTier.count + 1);
+    // An eighth more rows at a time: the relief shrinks tokens one by one, and a row at a time
+    // copied the whole tier per token (ml-latest-small at 25%, 9,319 relief moves: 230 ms of a
+    // 0.9 s replay). The caller gives the slack back (the budget policy after its relief).
+    if (dstTier.count === dstTier.capacity) dstTier.resize(dstTier.count + Math.max(1, dstTier.count >> 3));
     this.#transfer(id, dstTier, transform);
   }
 

@@ -670,7 +670,10 @@ export class PmeController implements TokenObserver {
       const acc = store.accounting();
       const over = this.#transfer.rowsOf(acc) - this.#transfer.rowLimit(acc);
       const searched = new Set(ids);
-      if (over > 0) this.#transfer.relieve(over, (id) => searched.has(id));
+      if (over > 0) {
+        this.#transfer.relieve(over, (id) => searched.has(id));
+        for (const size of ladder) store.compact?.(size);
+      }
       await pause();
     }
 
