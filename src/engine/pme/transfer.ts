@@ -99,8 +99,9 @@ export class Transfer implements BudgetRelief {
   }
 
   /**
-   * The tier index that cooling, relief and pruning stop at: the start size. A token there is as
-   * small as a new one, and one below it could not grow back unless it turned hot again; past that
+   * The tier index that relief stops at, and cooling and pruning too unless PME raised its base
+   * size above it (controller.ts #fill): the start size. A token there is as small as a new one,
+   * and one below it could not grow back unless it turned hot again; past that
    * the store evicts the coldest (a size-0 token would still cost its columns and key). Measured
    * on ml-latest-small at 10% of full: relief down to 0 gave a progressive AUC of 0.749, the
    * store's eviction 0.767. A token is only ever below it when it was created there.
