@@ -9,6 +9,8 @@ export interface StreamDataset {
   /** MovieLens: the movies file (genres). */
   items?: string;
   windowEvents: number;
+  /** Offline: categorical values seen fewer times fold into one rare token per field. Default 1. */
+  minCount?: number;
 }
 
 export const STREAM_DATASETS: readonly StreamDataset[] = [
@@ -19,6 +21,12 @@ export const STREAM_DATASETS: readonly StreamDataset[] = [
     items: 'ml-latest-small/movies.csv',
     windowEvents: 20_000,
   },
-  { name: 'criteo-sample', format: 'criteo', data: 'criteo-sample/train.tsv', windowEvents: 2000 },
-  { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000 },
+  {
+    name: 'criteo-sample',
+    format: 'criteo',
+    data: 'criteo-sample/train.tsv',
+    windowEvents: 2000,
+    minCount: 3,
+  },
+  { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000, minCount: 3 },
 ];

@@ -16,21 +16,11 @@ import { join } from 'node:path';
 import { readEvents } from '../src/data/index.js';
 import { type OfflineMethod, runOffline } from '../src/engine/offline.js';
 import { numberArg, stringArg } from './args.js';
+import { STREAM_DATASETS } from './datasets.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const RUNS = numberArg('runs', 3);
 const EPOCHS = numberArg('epochs', 6);
-const SETS = [
-  {
-    name: 'ml-latest-small',
-    data: 'ml-latest-small/ratings.csv',
-    format: 'movielens',
-    items: 'ml-latest-small/movies.csv',
-    minCount: 1,
-  },
-  { name: 'criteo-sample', data: 'criteo-sample/train.tsv', format: 'criteo', minCount: 3 },
-  { name: 'avazu-sample', data: 'avazu-sample/train.csv', format: 'avazu', minCount: 3 },
-];
 const RUNS_OF: Array<{ method: OfflineMethod; projection: 'learned' | 'nested' }> = [
   { method: 'full', projection: 'learned' },
   { method: 'uniform', projection: 'learned' },
@@ -48,7 +38,7 @@ async function main(): Promise<void> {
   };
   performance.now = cpuMs;
   const rows: unknown[] = [];
-  for (const d of SETS) {
+  for (const d of STREAM_DATASETS) {
     const path = join(DATA, d.data);
     if (!existsSync(path)) {
       console.log(`${d.name}: skipped (${path} not found)`);
@@ -72,7 +62,7 @@ async function main(): Promise<void> {
           epochs: EPOCHS,
           patience: EPOCHS,
           methods: [method],
-          minCount: d.minCount,
+          minCount: d.minCount ?? 1,
           model: { projection },
           onEpoch: (p) => {
             if (p.method === method) seconds.push(p.seconds);

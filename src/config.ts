@@ -239,7 +239,7 @@ export const OPTIONS = {
     env: 'PME_PROJECTION',
     kind: 'string',
     default: 'nested',
-    doc: 'How a row of size s below D reaches the shared D-space: `nested` (default), the first s dims of its vector, the rest 0, costing O(s) per token, with no projection to learn, publish or snapshot; or `learned`, through a projection P_s (s × D, starting as the first s rows of the identity) learned per tier, costing O(s · D) per token. Both learn about as well (bench/REPORT.md); nested trains faster. A snapshot continues only under the projection it was taken with.',
+    doc: 'How a row of size s below D reaches the shared D-space: `nested` (default), the first s dims of its vector, the rest 0, costing O(s) per token, with no projection to learn, publish or snapshot; or `learned`, through a projection P_s (s × D, starting as the first s rows of the identity) learned per tier, costing O(s · D) per token. Both learn about as well (figures in ARCHITECTURE.md, FmOptions.projection); nested trains 1.5 to 4 times faster per epoch. A snapshot continues only under the projection it was taken with.',
   },
   l2: {
     env: 'PME_L2',

@@ -669,8 +669,8 @@ export class PmeController implements TokenObserver {
       // What the searched tokens took from the raised ones: the coldest step down (relief).
       const acc = store.accounting();
       const over = this.#transfer.rowsOf(acc) - this.#transfer.rowLimit(acc);
-      const searched = new Set(ids);
       if (over > 0) {
+        const searched = new Set(ids);
         this.#transfer.relieve(over, (id) => searched.has(id));
         for (const size of ladder) store.compact?.(size);
       }
