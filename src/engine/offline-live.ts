@@ -115,6 +115,8 @@ export class LiveRun {
     });
     this.controller = new PmeController(this.store, {
       seed: o.seed,
+      // Every token comes back each epoch: none is evicted for the search.
+      evictForSearch: false,
       ...o.pme,
       windowEvents: o.windowEvents,
       clock,

@@ -162,11 +162,13 @@ export class BudgetPolicy {
         return true;
       }
     }
-    // 3. Demote the coldest tokens of the largest tier above startSize (truncating: the last
-    //    resort, counted).
+    // 3. Without a relief, demote the coldest tokens of the largest tier above startSize
+    //    (truncating: the last resort, counted). A relief that gave nothing keeps the tokens above
+    //    the start size where they are on purpose (PME: tokens under search, or ones seen more
+    //    recently than the coldest), so the coldest is evicted instead.
     // Never from the target tier itself: its freed rows would be reused, not returned, while the
     // lower tier grows, so the total would rise.
-    for (let L = tiers.length - 1; L > host.startIndex; L--) {
+    for (let L = tiers.length - 1; this.relief === null && L > host.startIndex; L--) {
       const from = tiers[L];
       if (from.count === 0 || from === target) continue;
       const to = tiers[L - 1];

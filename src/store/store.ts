@@ -49,9 +49,10 @@ export type MoveListener = (id: TokenId, fromSize: number, toSize: number) => vo
  *  1. slack: tiers other than the target give back allocated rows no token uses;
  *  2. relief: the BudgetRelief set with `setRelief` (PME in the service) steps tokens down with
  *     their vectors carried (`shrink`), coldest first;
- *  3. demote: the coldest tokens (least recently seen) of the largest tier above `startSize` go one
- *     ladder step down, their rows truncated to the first dimensions (the last resort, counted in
- *     `lastResort`; it never shrinks a token below `startSize`);
+ *  3. demote, only without a relief: the coldest tokens (least recently seen) of the largest tier
+ *     above `startSize` go one ladder step down, their rows truncated to the first dimensions (the
+ *     last resort, counted in `lastResort`; it never shrinks a token below `startSize`). A relief
+ *     that gave nothing keeps the tokens above the start size where they are on purpose;
  *  4. evict: the coldest tokens over all tiers are evicted (the evict listeners are told of each).
  * Tokens of the call itself are never demoted or evicted (the moved token, the keys of one
  * `getOrCreateMany`). If nothing is left to free, PmeError PME_ERR_STORE_BUDGET is thrown (or, with

@@ -96,6 +96,18 @@ export interface PmeOptions {
    *  while the target has room for every token below D at a larger size (controller.ts #fill).
    *  Default true; false keeps the start size. */
   fill: boolean;
+  /**
+   * Once the budget binds (it has asked for room: the rows stay full from then on), whether the search
+   * comes before the coldest tokens: promotions go past the headroom, tokens under search keep D
+   * until their window, a window keeps up to half the search share for the searched tokens, and
+   * the relief steps down no token seen more recently than the coldest at the start size; the
+   * store evicts the coldest for them. Default true (a stream: a token not seen for long is the
+   * cheapest to lose). False keeps every token resident as long as steps down can make room
+   * (offline, where every token comes back each epoch). Measured at 10% of full's bytes, 3 seeds
+   * (`node dist/bench/pme-windows.js --shares 0.1` with --pme-options '{"evictForSearch":false}'
+   * for the run without): see the note of this change.
+   */
+  evictForSearch: boolean;
   /** Seed of that noise. Default 1. */
   seed: number;
   /** The hot-token sketch. */
@@ -121,6 +133,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   promotionStd: 0.01,
   promotionCarry: 0.3,
   fill: true,
+  evictForSearch: true,
   seed: 1,
 });
 
@@ -149,6 +162,8 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (!(o.promotionStd >= 0)) throw bad(`promotionStd must be >= 0, got ${o.promotionStd}`);
   if (!(o.promotionCarry >= 0)) throw bad(`promotionCarry must be >= 0, got ${o.promotionCarry}`);
   if (typeof o.fill !== 'boolean') throw bad(`fill must be true or false, got ${o.fill}`);
+  if (typeof o.evictForSearch !== 'boolean')
+    throw bad(`evictForSearch must be true or false, got ${o.evictForSearch}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
   return Object.freeze(o);
 }

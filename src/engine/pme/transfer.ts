@@ -110,13 +110,26 @@ export class Transfer implements BudgetRelief {
     return Math.max(0, this.ladder.indexOf(this.store.options.startSize ?? 0));
   }
 
+  /** Whether a token at the start size or below, not protected, was last seen before `seen`. */
+  #colderAtFloor(seen: number, isProtected: (id: TokenId) => boolean): boolean {
+    const store = this.store;
+    for (let ti = 0; ti <= this.floor; ti++) {
+      if (store.tiers[ti].count === 0) continue;
+      const id = store.coldestIn!(this.ladder[ti], isProtected);
+      if (id >= 0 && store.lastSeen![id] < seen) return true;
+    }
+    return false;
+  }
+
   /**
    * The budget's relief (BudgetRelief): frees about `bytes` by stepping the coldest tokens above
    * the start size down a size, each carried into its new tier by least squares from its D-space
    * vector, so it keeps what it learned (the store's own last resort truncates). Tokens of the
-   * call in progress (`isProtected`) stay. Synchronous: the store asks while it makes room.
+   * call in progress (`isProtected`) stay. With `recency` (PME's evictForSearch), it stops
+   * at a token seen more recently than the coldest at the start size or below: that one goes
+   * first, evicted by the store. Synchronous: the store asks while it makes room.
    */
-  relieve(bytes: number, isProtected: (id: TokenId) => boolean): number {
+  relieve(bytes: number, isProtected: (id: TokenId) => boolean, recency = false): number {
     const store = this.store;
     const model = this.#model();
     if (store.shrink === undefined || store.coldestIn === undefined || store.lastSeen === undefined) return 0;
@@ -139,6 +152,9 @@ export class Transfer implements BudgetRelief {
         }
       }
       if (best < 0) break;
+      // With `recency`, the least recently seen token pays: a token at the start size or below
+      // that is colder than `best` is the store's to evict first.
+      if (recency && this.#colderAtFloor(lastSeen[best], isProtected)) break;
       const to = ladder[bestTier - 1];
       if (model !== null) model.vectorOf(best, v);
       else v.fill(0);

@@ -1,0 +1,96 @@
+import t from 'tap';
+import type { Interaction } from '../../src/data/event.js';
+import { PmeController } from '../../src/engine/pme/controller.js';
+import { Trainer } from '../../src/engine/trainer/index.js';
+import { EmbeddingStore } from '../../src/store/index.js';
+import { createRandom } from '../../src/util/random.js';
+
+// PME option evictForSearch: once the budget binds, the hot tokens' search comes before the
+// coldest tokens, which the store evicts for it; without it the relief steps the searched tokens
+// back down to keep every cold token resident.
+const LADDER = [0, 2, 4, 8, 16];
+const START = 2;
+
+/** 20 hot users (half the events) among 3,000, 40 items; labels from a planted 4-dim dot product. */
+function stream(n: number, seed: number): Interaction[] {
+  const random = createRandom(seed);
+  const vec = () => Array.from({ length: 4 }, () => random.normal());
+  const users = Array.from({ length: 3000 }, vec);
+  const items = Array.from({ length: 40 }, vec);
+  const events: Interaction[] = [];
+  for (let i = 0; i < n; i++) {
+    const u = random.next() < 0.5 ? random.int(20) : random.int(3000);
+    const it = random.int(40);
+    let dot = 0;
+    for (let d = 0; d < 4; d++) dot += users[u][d] * items[it][d];
+    events.push({ user: `u${u}`, item: `i${it}`, label: dot > 0 ? 1 : 0, timestamp: i, fields: {} });
+  }
+  return events;
+}
+
+/** Learns `events` in mini-batches of 100, as the service does (promotions run between them). */
+function learn(trainer: Trainer, events: Interaction[]): void {
+  for (let i = 0; i < events.length; i += 100) trainer.learn(events.slice(i, i + 100));
+}
+
+function run(budgetBytes: number, evictForSearch: boolean) {
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: START, chunkRows: 64, budgetBytes });
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 30,
+    target: 1,
+    searchShare: 0.8,
+    evictForSearch,
+  });
+  const trainer = new Trainer(store, { observer: pme, seed: 1 });
+  pme.attach(trainer);
+  return { store, pme, trainer };
+}
+
+/** Tokens above the start size whose key names one of the 20 hot users. */
+function hotAboveStart(store: EmbeddingStore): number {
+  let n = 0;
+  for (let u = 0; u < 20; u++) {
+    const id = store.id(`user=u${u}`);
+    if (id >= 0 && store.sizeOf(id) > START) n++;
+  }
+  return n;
+}
+
+const events = stream(6000, 1);
+const unbounded = run(Number.POSITIVE_INFINITY, true);
+learn(unbounded.trainer, events);
+const budget = Math.floor(unbounded.store.accounting().totalBytes * 0.3);
+
+t.test(
+  'once the budget binds, hot tokens are searched at D and keep a size: the coldest are evicted',
+  async (t) => {
+    const { store, pme, trainer } = run(budget, true);
+    learn(trainer, events.slice(0, 3000));
+    t.ok(store.lastResort.evicted > 0, `the budget binds: ${store.lastResort.evicted} evicted`);
+    const searched = hotAboveStart(store);
+    t.ok(searched >= 5, `${searched} of the 20 hot users under search above the start size`);
+    const report = await pme.runWindow('test');
+    t.ok(report.moved > 0, `the window prunes: ${report.moved} tokens moved`);
+    learn(trainer, events.slice(3000));
+    const kept = hotAboveStart(store);
+    t.ok(kept >= 10, `${kept} hot users above the start size after the window and more learning`);
+    t.equal(store.lastResort.demoted, 0, 'no truncating demotion');
+    t.ok(store.accounting().totalBytes <= budget, 'within the budget');
+  },
+);
+
+t.test('evictForSearch off: the relief steps searched tokens down to keep cold ones resident', async (t) => {
+  const on = run(budget, true);
+  const off = run(budget, false);
+  learn(on.trainer, events.slice(0, 3000));
+  learn(off.trainer, events.slice(0, 3000));
+  t.ok(
+    hotAboveStart(off.store) < hotAboveStart(on.store),
+    `hot users under search: ${hotAboveStart(off.store)} off, ${hotAboveStart(on.store)} on`,
+  );
+  t.ok(
+    off.store.lastResort.evicted < on.store.lastResort.evicted,
+    `evicted: ${off.store.lastResort.evicted} off, ${on.store.lastResort.evicted} on`,
+  );
+});
