@@ -3,7 +3,7 @@ import type { Interaction } from '../../src/data/event.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
-import { createRandom } from '../../src/util/random.js';
+import { dotStream } from '../helpers/dot-stream.js';
 
 // PME option evictForSearch: once the budget binds, the hot tokens' search comes before the
 // coldest tokens, which the store evicts for it; without it the relief steps the searched tokens
@@ -11,22 +11,8 @@ import { createRandom } from '../../src/util/random.js';
 const LADDER = [0, 2, 4, 8, 16];
 const START = 2;
 
-/** 20 hot users (half the events) among 3,000, 40 items; labels from a planted 4-dim dot product. */
-function stream(n: number, seed: number): Interaction[] {
-  const random = createRandom(seed);
-  const vec = () => Array.from({ length: 4 }, () => random.normal());
-  const users = Array.from({ length: 3000 }, vec);
-  const items = Array.from({ length: 40 }, vec);
-  const events: Interaction[] = [];
-  for (let i = 0; i < n; i++) {
-    const u = random.next() < 0.5 ? random.int(20) : random.int(3000);
-    const it = random.int(40);
-    let dot = 0;
-    for (let d = 0; d < 4; d++) dot += users[u][d] * items[it][d];
-    events.push({ user: `u${u}`, item: `i${it}`, label: dot > 0 ? 1 : 0, timestamp: i, fields: {} });
-  }
-  return events;
-}
+/** 20 hot users among 3,000. */
+const stream = (n: number, seed: number) => dotStream(n, seed, 3000);
 
 /** Learns `events` in mini-batches of 100, as the service does (promotions run between them). */
 function learn(trainer: Trainer, events: Interaction[]): void {

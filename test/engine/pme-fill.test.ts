@@ -1,31 +1,16 @@
 import t from 'tap';
-import type { Interaction } from '../../src/data/event.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
-import { createRandom } from '../../src/util/random.js';
+import { dotStream } from '../helpers/dot-stream.js';
 
 // The base size (controller.ts #fill): raised while the target has room for every token below D
 // at a larger size, stepped down when memory turns short.
 const LADDER = [0, 2, 4, 8, 16];
 const D = 16;
 
-/** Users and items with labels from a planted 4-dim dot product; 20 users are hot. */
-function stream(n: number, seed: number, prefix = ''): Interaction[] {
-  const random = createRandom(seed);
-  const vec = () => Array.from({ length: 4 }, () => random.normal());
-  const users = Array.from({ length: 300 }, vec);
-  const items = Array.from({ length: 40 }, vec);
-  const events: Interaction[] = [];
-  for (let i = 0; i < n; i++) {
-    const u = random.next() < 0.5 ? random.int(20) : random.int(300);
-    const it = random.int(40);
-    let dot = 0;
-    for (let d = 0; d < 4; d++) dot += users[u][d] * items[it][d];
-    events.push({ user: `${prefix}u${u}`, item: `i${it}`, label: dot > 0 ? 1 : 0, timestamp: i, fields: {} });
-  }
-  return events;
-}
+/** 20 hot users among 300. */
+const stream = (n: number, seed: number, prefix = '') => dotStream(n, seed, 300, prefix);
 
 function setup(options: { target: number; fill?: boolean }, budgetBytes = Number.POSITIVE_INFINITY) {
   const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, chunkRows: 64, budgetBytes });
