@@ -1,3 +1,6 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 /**
  * The shared datasets the streaming benchmarks replay (paths under `--data-dir`, by default
  * ../shared/datasets), with a PME window every `windowEvents`: four or more per stream.
@@ -30,3 +33,28 @@ export const STREAM_DATASETS: readonly StreamDataset[] = [
   },
   { name: 'avazu-sample', format: 'avazu', data: 'avazu-sample/train.csv', windowEvents: 2000, minCount: 3 },
 ];
+
+/** A stream dataset with its files resolved under the data directory. */
+export interface FoundDataset extends StreamDataset {
+  path: string;
+  itemsPath: string | undefined;
+}
+
+/**
+ * The stream datasets whose file is under `dir`, in order, with their paths; each one not found
+ * gets a line (and `onSkip`, to record it) instead. Lazy, so skips interleave with the work.
+ */
+export function* foundDatasets(
+  dir: string,
+  onSkip?: (d: StreamDataset, path: string) => void,
+): Generator<FoundDataset> {
+  for (const d of STREAM_DATASETS) {
+    const path = join(dir, d.data);
+    if (!existsSync(path)) {
+      console.log(`${d.name}: skipped (${path} not found)`);
+      onSkip?.(d, path);
+      continue;
+    }
+    yield { ...d, path, itemsPath: d.items === undefined ? undefined : join(dir, d.items) };
+  }
+}

@@ -10,13 +10,11 @@
  *
  *   npm run build && node dist/bench/epoch-cost.js [--data-dir ../shared/datasets] [--runs 3] [--epochs 6]
  */
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { readEvents } from '../src/data/index.js';
 import { type OfflineMethod, runOffline } from '../src/engine/offline.js';
 import { numberArg, stringArg } from './args.js';
-import { STREAM_DATASETS } from './datasets.js';
+import { foundDatasets } from './datasets.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const RUNS = numberArg('runs', 3);
@@ -38,16 +36,11 @@ async function main(): Promise<void> {
   };
   performance.now = cpuMs;
   const rows: unknown[] = [];
-  for (const d of STREAM_DATASETS) {
-    const path = join(DATA, d.data);
-    if (!existsSync(path)) {
-      console.log(`${d.name}: skipped (${path} not found)`);
-      continue;
-    }
+  for (const d of foundDatasets(DATA)) {
     const read = await readEvents({
-      path,
+      path: d.path,
       format: d.format,
-      itemsPath: d.items === undefined ? undefined : join(DATA, d.items),
+      itemsPath: d.itemsPath,
       sortByTime: false,
     });
     const cells: string[] = [];

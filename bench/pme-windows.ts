@@ -13,12 +13,11 @@
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
  *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--out FILE]
  */
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
-import { STREAM_DATASETS } from './datasets.js';
+import { foundDatasets } from './datasets.js';
 import { meanStd } from './quality-core.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
@@ -32,23 +31,16 @@ const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEv
 const OUT = stringArg('out') ?? 'bench/results/pme-windows.json';
 const DIM = 64;
 
-const DATASETS = STREAM_DATASETS;
-
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
 
 async function main(): Promise<void> {
   const rows: unknown[] = [];
-  for (const d of DATASETS) {
-    const data = join(DATA, d.data);
-    if (!existsSync(data)) {
-      console.log(`${d.name}: skipped (${data} not found)`);
-      continue;
-    }
+  for (const d of foundDatasets(DATA)) {
     const base: StreamEvalOptions = {
-      data,
+      data: d.path,
       format: d.format,
-      items: d.items === undefined ? undefined : join(DATA, d.items),
+      items: d.itemsPath,
       dim: DIM,
       pme: false,
       windowEvents: d.windowEvents,

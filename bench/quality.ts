@@ -36,7 +36,7 @@ import { readEvents } from '../src/data/index.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg } from './args.js';
-import { STREAM_DATASETS } from './datasets.js';
+import { foundDatasets } from './datasets.js';
 import {
   catalogFieldMap,
   chooseEnd,
@@ -68,8 +68,6 @@ const CHOOSE_SHARE = 0.2;
 const DIM = 64;
 /** pme with PME: a budget of this share of full's bytes (every token at D). */
 const PME_SHARE = 0.25;
-
-const DATASETS = STREAM_DATASETS;
 
 /** Grids, four values each (log spaced around each system's default step). */
 const GRID = {
@@ -508,18 +506,16 @@ async function main(): Promise<void> {
     .map((a) => ` ${a}`)
     .join('')}`;
   const datasets: unknown[] = [];
-  for (const d of DATASETS) {
-    const data = join(DATA, d.data);
-    if (!existsSync(data)) {
-      console.log(`${d.name}: skipped (${data} not found)`);
-      datasets.push({ name: d.name, skipped: `${data} not found` });
-      continue;
-    }
+  const found = foundDatasets(DATA, (d, path) =>
+    datasets.push({ name: d.name, skipped: `${path} not found` }),
+  );
+  for (const d of found) {
+    const data = d.path;
     const t0 = Date.now();
     const read = await readEvents({
       path: data,
       format: d.format,
-      itemsPath: d.items === undefined ? undefined : join(DATA, d.items),
+      itemsPath: d.itemsPath,
       limit: LIMIT,
     });
     // readEvents sorts by time already (stable); streamEval's own sort leaves this order as is.

@@ -215,7 +215,6 @@ export class EmbeddingStore {
     return this.#index.fieldNames;
   }
 
-  /** The part of the key before the first '=' ('' when there is none). */
   /** The size new tokens are created at: `startSize`, or what PME set (setCreateSize). */
   get createSize(): number {
     return this.#tiers[this.#createIndex].size;
@@ -232,6 +231,7 @@ export class EmbeddingStore {
     this.#createIndex = index;
   }
 
+  /** The part of the key before the first '=' ('' when there is none). */
   field(id: TokenId): string {
     this.#check(id);
     return this.#index.fieldNames[this.#columns.fieldOf[id]];

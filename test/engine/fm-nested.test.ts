@@ -1,5 +1,5 @@
 import t from 'tap';
-import { FmModel, type FmOptions } from '../../src/engine/model/fm.js';
+import { FmModel } from '../../src/engine/model/fm.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import type { ModelStore } from '../../src/engine/model/model.js';
 import { TierLeastSquares } from '../../src/engine/pme/prune.js';
@@ -8,6 +8,7 @@ import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { fakeStore } from './fake-store.js';
+import { exactSgd, pairwiseLogit, touchedSquares } from './fm-objective.js';
 import { planted } from './planted.js';
 
 // Nested (prefix) projections: a row of size s is the first s dims of its D-space vector, the rest
@@ -20,15 +21,7 @@ const IDS = Int32Array.from(SIZES.keys());
 const BIG = { D: 64, ladder: [0, 2, 4, 8, 16, 32, 64], sizes: [64, 4, 2, 0, 16, 2, 2, 2, 2, 32, 8] };
 const L2 = 0.01;
 
-const SGD: Partial<FmOptions> = {
-  optimizer: 'sgd',
-  learningRate: 1,
-  rateTokens: 0,
-  linearLearningRate: 1,
-  projectionLearningRate: 1,
-  l2: L2,
-  l2Projection: L2,
-};
+const SGD = exactSgd(L2);
 
 /** The row of a token zero-padded to D, straight from the store (not through the model). */
 function padded(store: ModelStore, id: number): Float64Array {
@@ -41,25 +34,16 @@ function padded(store: ModelStore, id: number): Float64Array {
 
 /** The FM's logit over zero-padded rows, pair by pair. */
 function paddedLogit(model: FmModel, ids: Int32Array): number {
-  const store = model.store;
-  const vs = Array.from(ids, (id) => padded(store, id));
-  let z = model.bias;
-  for (const id of ids) z += store.linear[id];
-  for (let a = 0; a < vs.length; a++)
-    for (let b = a + 1; b < vs.length; b++) for (let d = 0; d < store.dim; d++) z += vs[a][d] * vs[b][d];
-  return z;
+  return pairwiseLogit(
+    model,
+    ids,
+    Array.from(ids, (id) => padded(model.store, id)),
+  );
 }
 
+/** The objective the update descends: logloss + L2/2 on the touched rows and weights. */
 function objective(model: FmModel, label: number): number {
-  const store = model.store;
-  let reg = 0;
-  for (const id of IDS) {
-    reg += store.linear[id] ** 2;
-    const tier = store.tiers[store.tierOf[id]];
-    const off = store.slotOf[id] * tier.size;
-    for (let i = 0; i < tier.size; i++) reg += tier.params[off + i] ** 2;
-  }
-  return logloss(sigmoid(paddedLogit(model, IDS)), label) + (L2 / 2) * reg;
+  return logloss(sigmoid(paddedLogit(model, IDS)), label) + (L2 / 2) * touchedSquares(model.store, IDS);
 }
 
 for (const kernels of ['auto', 'js'] as const) {

@@ -3,6 +3,7 @@ import { FmModel, resolveFmOptions } from '../../src/engine/model/fm.js';
 import { TierGrams } from '../../src/engine/model/fm-gram.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import { fakeStore } from './fake-store.js';
+import { exactSgd, pairwiseLogit, touchedSquares } from './fm-objective.js';
 
 const D = 8;
 const LADDER = [0, 2, 4, 8];
@@ -13,45 +14,23 @@ const L2 = 0.01;
 
 /** The objective the update descends: logloss + L2/2 on the touched rows, weights and projections. */
 function objective(model: FmModel, label: number): number {
-  const store = model.store;
-  let reg = 0;
-  for (const id of IDS) {
-    reg += store.linear[id] ** 2;
-    const tier = store.tiers[store.tierOf[id]];
-    const off = store.slotOf[id] * tier.size;
-    for (let i = 0; i < tier.size; i++) reg += tier.params[off + i] ** 2;
-  }
+  let reg = touchedSquares(model.store, IDS);
   for (const P of model.projections) if (P) for (const x of P) reg += x ** 2;
   return logloss(model.predict(IDS, IDS.length), label) + (L2 / 2) * reg;
 }
 
 function explicitScore(model: FmModel): number {
-  const store = model.store;
   const vs = Array.from(IDS, (id) => {
     const v = new Float64Array(D);
     model.vectorOf(id, v);
     return v;
   });
-  let z = model.bias;
-  for (const id of IDS) z += store.linear[id];
-  for (let a = 0; a < vs.length; a++)
-    for (let b = a + 1; b < vs.length; b++) for (let d = 0; d < D; d++) z += vs[a][d] * vs[b][d];
-  return sigmoid(z);
+  return sigmoid(pairwiseLogit(model, IDS, vs));
 }
 
 function makeModel(seed = 1): FmModel {
   const store = fakeStore(D, LADDER, SIZES, seed);
-  const model = new FmModel(store, {
-    projection: 'learned',
-    optimizer: 'sgd',
-    learningRate: 1,
-    // Rows step at exactly the rate (not rate × rateTokens / n): the update is then −∇.
-    rateTokens: 0,
-    linearLearningRate: 1,
-    projectionLearningRate: 1,
-    l2: L2,
-    l2Projection: L2,
-  });
+  const model = new FmModel(store, { projection: 'learned', ...exactSgd(L2) });
   // Projections away from their identity start, so the projection gradients are generic.
   let x = 0.37;
   for (const P of model.projections) {

@@ -411,9 +411,12 @@ export class DeepFm implements Model {
       const opt = tier.optimizer;
       const off = store.slotOf[id] * s;
       const at = j * D;
-      if (s === D) {
+      // Full size, or a nested tier (the FM's projection 'nested'): the row is its vector's first
+      // s dims, stepped as they are. Only the tier at D keeps importances.
+      const P = s === D ? null : fm.projections[ti];
+      if (P === null) {
         const imp = o.importance ? tier.importance : null;
-        for (let d = 0; d < D; d++) {
+        for (let d = 0; d < s; d++) {
           const x = e[off + d];
           const g = dx[at + d];
           if (imp !== null) imp[off + d] += Math.abs(x * g);
@@ -423,20 +426,6 @@ export class DeepFm implements Model {
             opt[off + d] = acc;
             e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
           } else e[off + d] = x - lr * gr;
-        }
-        continue;
-      }
-      const P = fm.projections[ti];
-      if (P === null) {
-        // A nested tier (the FM's projection 'nested'): the row is its vector's first s dims.
-        for (let i = 0; i < s; i++) {
-          const x = e[off + i];
-          const gr = dx[at + i] + l2 * x;
-          if (adagrad) {
-            const acc = opt[off + i] + gr * gr;
-            opt[off + i] = acc;
-            e[off + i] = x - (lr * gr) / (Math.sqrt(acc) + eps);
-          } else e[off + i] = x - lr * gr;
         }
         continue;
       }

@@ -124,7 +124,7 @@ export class Transfer implements BudgetRelief {
   /**
    * The budget's relief (BudgetRelief): frees about `bytes` by stepping the coldest tokens above
    * the start size down a size, each carried into its new tier by least squares from its D-space
-   * vector, so it keeps what it learned (the store's own last resort truncates). Tokens of the
+   * vector, so it keeps what it learned (a truncation would keep only its first dims). Tokens of the
    * call in progress (`isProtected`) stay. With `recency` (PME's evictForSearch), it stops
    * at a token seen more recently than the coldest at the start size or below: that one goes
    * first, evicted by the store. Synchronous: the store asks while it makes room.
