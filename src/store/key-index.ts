@@ -12,7 +12,8 @@ import type { TokenColumns, TokenId } from './columns.js';
 export const MAX_FIELDS = 0x10000;
 
 export class KeyIndex {
-  readonly map = new Map<string, TokenId>();
+  /** Replaced when it compacts (register): read it through `get` and `has`. */
+  #map = new Map<string, TokenId>();
   readonly mapModel = new MapCapacityModel();
   /** Key of each id ('' for a free id), as long as the id columns. */
   readonly keys: string[] = [];
@@ -29,6 +30,15 @@ export class KeyIndex {
 
   constructor(tierCount: number) {
     this.#tierCount = tierCount;
+  }
+
+  /** The id of `key`, or undefined. */
+  get(key: string): TokenId | undefined {
+    return this.#map.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.#map.has(key);
   }
 
   /** Extra bytes the key index would take for a new `key` (its string and any Map growth). */
@@ -65,8 +75,14 @@ export class KeyIndex {
     this.#fieldTier[f * L + tier]++;
     this.#fieldKeyBytes[f] += bytes;
     this.keyBytes += bytes;
+    if (this.mapModel.compacts(this.size)) {
+      // Filled one by one, from V8's initial 4 slots: the capacity the model charges.
+      const fresh = new Map<string, TokenId>();
+      for (const [k, v] of this.#map) fresh.set(k, v);
+      this.#map = fresh;
+    }
     this.mapModel.inserted(this.size);
-    this.map.set(key, id);
+    this.#map.set(key, id);
     this.size++;
   }
 
@@ -78,7 +94,7 @@ export class KeyIndex {
     this.#fieldTier[f * this.#tierCount + tier]--;
     this.#fieldKeyBytes[f] -= bytes;
     this.keyBytes -= bytes;
-    this.map.delete(key);
+    this.#map.delete(key);
     this.size--;
     this.mapModel.removed(this.size);
     this.keys[id] = '';

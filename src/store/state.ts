@@ -191,7 +191,7 @@ export function importState(p: StoreParts, state: StoreState, source: string): v
       bad(`token ${id} has tier ${ti} slot ${slot}`);
     }
     const key = state.keys[id];
-    if (typeof key !== 'string' || index.map.has(key)) bad(`token ${id} has a duplicate or bad key`);
+    if (typeof key !== 'string' || index.has(key)) bad(`token ${id} has a duplicate or bad key`);
     index.register(c, id, key, ti);
     live++;
   }

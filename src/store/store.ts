@@ -196,7 +196,7 @@ export class EmbeddingStore {
 
   /** The id of `key`, or -1 when absent. No side effect. */
   id(key: string): TokenId {
-    return this.#index.map.get(key) ?? -1;
+    return this.#index.get(key) ?? -1;
   }
 
   /** Whether `id` names a live token. */
@@ -241,7 +241,7 @@ export class EmbeddingStore {
    *  (default `clock.now()`; pass the time base you give `touch`). Creation applies the budget policy
    *  first when needed and never exceeds the budget. An existing token keeps its size and last seen. */
   getOrCreate(key: string, size?: number, now?: Milliseconds): TokenId {
-    const found = this.#index.map.get(key);
+    const found = this.#index.get(key);
     if (found !== undefined) return found;
     return this.#create(
       key,
@@ -269,7 +269,7 @@ export class EmbeddingStore {
     if (out.length < n) throw new RangeError(`out has ${out.length} slots for ${n} keys`);
     const guard = this.#policy.protected;
     const at = now ?? this.options.clock.now();
-    const map = this.#index.map;
+    const index = this.#index;
     let refused = 0;
     try {
       for (let i = 0; i < n; i++) {
@@ -282,7 +282,7 @@ export class EmbeddingStore {
       for (let i = 0; i < n; i++) {
         const key = keys[i];
         if (key === null) continue;
-        let id = map.get(key) ?? -1;
+        let id = index.get(key) ?? -1;
         if (id < 0) {
           try {
             id = this.#create(key, this.#createIndex, at);
@@ -306,9 +306,9 @@ export class EmbeddingStore {
   /** Batch look-up without creation: `out[i]` = id of `keys[i]` or -1. Returns how many were found. */
   idMany(keys: readonly string[], out: Int32Array): number {
     let found = 0;
-    const map = this.#index.map;
+    const index = this.#index;
     for (let i = 0; i < keys.length; i++) {
-      const id = map.get(keys[i]) ?? -1;
+      const id = index.get(keys[i]) ?? -1;
       out[i] = id;
       if (id >= 0) found++;
     }
