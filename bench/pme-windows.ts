@@ -28,6 +28,8 @@ const UNIFORM_SIZES = (stringArg('uniform') ?? '8,16,32').split(',').map(Number)
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 /** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
+/** PME's start size (an experiment; default the replay's, 8). */
+const START_SIZE = stringArg('start-size');
 const OUT = stringArg('out') ?? 'bench/results/pme-windows.json';
 const DIM = 64;
 
@@ -61,7 +63,13 @@ async function main(): Promise<void> {
     console.log(`${d.name.padEnd(16)} full  AUC ${mean(fullAuc).toFixed(4)}  bytes ${full}`);
     for (const share of SHARES) {
       const budgetBytes = Math.floor(full * share);
-      const runs = await replay({ pme: true, pmeOptions: PME_OPTIONS, budgetBytes, target: share });
+      const runs = await replay({
+        pme: true,
+        pmeOptions: PME_OPTIONS,
+        budgetBytes,
+        target: share,
+        ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
+      });
       const steps = runs.flatMap((r) =>
         r.windows.flatMap((w) => (w.probe === null ? [] : [w.probe.aucAfter - w.probe.aucBefore])),
       );

@@ -22,7 +22,7 @@ export interface StoreAccounting {
   tokenColumnsBytes: Bytes;
   /** Key index: `mapBytes + keyBytes`. */
   indexBytes: Bytes;
-  /** The Map<string, id> table, modelled after V8's OrderedHashMap capacity (see MAP_BYTES_PER_SLOT). */
+  /** The key table's slots (key-table.ts; each id's key hash is a token column). */
   mapBytes: Bytes;
   /** The key strings the store keeps alive. */
   keyBytes: Bytes;
@@ -49,9 +49,9 @@ export interface FieldStats {
 export const MAP_BYTES_PER_SLOT = 28;
 
 /** Bytes per allocated token id: tierOf 1, slotOf 4, fieldOf 2, linear 4, lastSeen 8, frequency 4,
- *  prev 4, next 4, free-id stack 4, key pointer 8, plus 4 per linear optimizer slot. */
+ *  prev 4, next 4, free-id stack 4, key pointer 8, key hash 4, plus 4 per linear optimizer slot. */
 export function tokenColumnBytes(linearOptimizerSlots: number): Bytes {
-  return 1 + 4 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 4 * linearOptimizerSlots;
+  return 1 + 4 + 2 + 4 + 8 + 4 + 4 + 4 + 4 + 8 + 4 + 4 * linearOptimizerSlots;
 }
 
 /** Heap bytes of a flat V8 string: 16-byte header (map, hash, length) + chars, 8-byte aligned;
@@ -65,60 +65,6 @@ export function stringBytes(s: string): Bytes {
     }
   }
   return (16 + s.length * width + 7) & ~7;
-}
-
-/**
- * Tracks the capacity V8 gives a Map, so the accounting charges what is allocated: it doubles when
- * live + deleted entries fill it (or rehashes in place when half are deleted), and halves when
- * fewer than a quarter of the slots are live. The key index rebuilds its Map instead of letting
- * deleted entries double it (`compacts`): under a budget with churn, the doubling charged 2× the
- * table at once and the budget evicted live tokens to pay for empty slots. ml-latest-small at 10% of
- * full's bytes, every token at 8: the live tokens swung between 2,302 and 5,375 (now 5,061-5,375),
- * progressive AUC 0.7766 → 0.7785 (`node dist/bench/pme-windows.js --shares 0.1`, 3 seeds).
- */
-export class MapCapacityModel {
-  capacity = 0;
-  deleted = 0;
-
-  /** Extra bytes the next insert would allocate (0 unless it triggers a growth). */
-  growthOnInsert(live: number): Bytes {
-    const next = this.#capacityAfterInsert(live);
-    return (next - this.capacity) * MAP_BYTES_PER_SLOT;
-  }
-
-  /** Whether the next insert would double a table that deleted entries fill: a Map rebuilt from its
-   *  live entries (smaller, by the model's own rule) holds them instead. */
-  compacts(live: number): boolean {
-    return this.deleted > 0 && live + this.deleted >= this.capacity && this.deleted < this.capacity >> 1;
-  }
-
-  /** Call after inserting, with the live count before the insert. */
-  inserted(liveBefore: number): void {
-    const next = this.#capacityAfterInsert(liveBefore);
-    if (next !== this.capacity || liveBefore + this.deleted >= this.capacity) this.deleted = 0;
-    this.capacity = next;
-  }
-
-  /** Call after deleting, with the live count after the delete. */
-  removed(liveAfter: number): void {
-    this.deleted++;
-    if (liveAfter < this.capacity >> 2 && this.capacity > 4) {
-      this.capacity = this.capacity >> 1;
-      this.deleted = 0;
-    }
-  }
-
-  get bytes(): Bytes {
-    return this.capacity * MAP_BYTES_PER_SLOT;
-  }
-
-  #capacityAfterInsert(live: number): number {
-    if (this.capacity === 0) return 4;
-    if (live + this.deleted < this.capacity) return this.capacity;
-    // A Map filled with live + 1 entries one by one, from V8's initial 4 slots.
-    if (this.compacts(live)) return Math.max(4, 2 ** Math.ceil(Math.log2(live + 1)));
-    return this.deleted >= this.capacity >> 1 ? this.capacity : this.capacity * 2;
-  }
 }
 
 /**

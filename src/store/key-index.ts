@@ -1,22 +1,21 @@
 /**
  * Token key -> id, and the per-field bookkeeping that rides on keys: the field table (the part of a
- * key before its first '='), tokens per (field, tier) and the bytes the keys keep alive. The Map's
- * own memory is modelled (MapCapacityModel) so the budget charges what V8 allocates.
+ * key before its first '='), tokens per (field, tier) and the bytes the keys keep alive. Keys are
+ * found through a typed-array hash table (key-table.ts) whose bytes are exact.
  */
 import { PmeError } from '../errors.js';
 import type { Bytes } from '../util/bytes.js';
-import { type FieldStats, MapCapacityModel, stringBytes } from './accounting.js';
+import { type FieldStats, stringBytes } from './accounting.js';
 import type { TokenColumns, TokenId } from './columns.js';
+import { KeyTable } from './key-table.js';
 
 /** Most distinct fields (a token's field is a Uint16 in the columns). */
 export const MAX_FIELDS = 0x10000;
 
 export class KeyIndex {
-  /** Replaced when it compacts (register): read it through `get` and `has`. */
-  #map = new Map<string, TokenId>();
-  readonly mapModel = new MapCapacityModel();
   /** Key of each id ('' for a free id), as long as the id columns. */
   readonly keys: string[] = [];
+  readonly table = new KeyTable(this.keys);
   /** Bytes of the key strings held. */
   keyBytes: Bytes = 0;
   /** Live tokens. */
@@ -32,18 +31,14 @@ export class KeyIndex {
     this.#tierCount = tierCount;
   }
 
-  /** The id of `key`, or undefined. */
-  get(key: string): TokenId | undefined {
-    return this.#map.get(key);
+  /** The id of `key`, or -1. */
+  get(key: string): TokenId {
+    return this.table.get(key);
   }
 
-  has(key: string): boolean {
-    return this.#map.has(key);
-  }
-
-  /** Extra bytes the key index would take for a new `key` (its string and any Map growth). */
+  /** Extra bytes the key index would take for a new `key` (its string and any table growth). */
   costOf(key: string): Bytes {
-    return stringBytes(key) + this.mapModel.growthOnInsert(this.size);
+    return stringBytes(key) + this.table.growthOnInsert();
   }
 
   /** The field of `key` ('' when it has no '='). */
@@ -75,14 +70,7 @@ export class KeyIndex {
     this.#fieldTier[f * L + tier]++;
     this.#fieldKeyBytes[f] += bytes;
     this.keyBytes += bytes;
-    if (this.mapModel.compacts(this.size)) {
-      // Filled one by one, from V8's initial 4 slots: the capacity the model charges.
-      const fresh = new Map<string, TokenId>();
-      for (const [k, v] of this.#map) fresh.set(k, v);
-      this.#map = fresh;
-    }
-    this.mapModel.inserted(this.size);
-    this.#map.set(key, id);
+    this.table.insert(id, key);
     this.size++;
   }
 
@@ -94,9 +82,8 @@ export class KeyIndex {
     this.#fieldTier[f * this.#tierCount + tier]--;
     this.#fieldKeyBytes[f] -= bytes;
     this.keyBytes -= bytes;
-    this.#map.delete(key);
+    this.table.remove(id);
     this.size--;
-    this.mapModel.removed(this.size);
     this.keys[id] = '';
   }
 
@@ -110,12 +97,13 @@ export class KeyIndex {
   /** Grows the key list with the id columns. */
   grow(capacity: number): void {
     for (let i = this.keys.length; i < capacity; i++) this.keys.push('');
+    this.table.growIds(capacity);
   }
 
   /** Tokens and bytes per field; `rowBytes[tier]` is a row's cost, `idBytes` a token's columns. */
   fieldStats(sizes: readonly number[], rowBytes: readonly number[], idBytes: number): FieldStats[] {
     const L = this.#tierCount;
-    const mapShare = this.size > 0 ? this.mapModel.bytes / this.size : 0;
+    const mapShare = this.size > 0 ? this.table.bytes / this.size : 0;
     return this.fieldNames.map((field, f) => {
       let tokens = 0;
       let bytes = this.#fieldKeyBytes[f];

@@ -32,10 +32,11 @@ export interface StoreState {
   prev: Int32Array;
   next: Int32Array;
   idCapacity: number;
-  /** The key index's modelled Map capacity and deleted entries (accounting.ts): they depend on
-   *  the inserts and deletes so far, so a restore that re-inserts the live keys alone would count
-   *  other bytes, and a binding budget would decide otherwise than before. Absent in snapshots
-   *  written before it was kept: then derived from the live keys. */
+  /** The key table's capacity (key-table.ts; `deleted` is 0, kept from the JS Map this table
+   *  replaced): it depends on the inserts and deletes so far, so a restore that re-inserts the live
+   *  keys alone would count other bytes, and a binding budget would decide otherwise than before.
+   *  Absent in snapshots written before it was kept, or a Map's capacity the table cannot take:
+   *  then derived from the live keys. */
   keyMap?: { capacity: number; deleted: number };
   tiers: Array<{
     count: number;
@@ -82,7 +83,7 @@ export function exportState(p: StoreParts): StoreState {
     prev: c.prev.subarray(0, n),
     next: c.next.subarray(0, n),
     idCapacity: c.capacity,
-    keyMap: { capacity: p.index.mapModel.capacity, deleted: p.index.mapModel.deleted },
+    keyMap: { capacity: p.index.table.capacity, deleted: 0 },
     tiers: p.tiers.map((t) => ({
       count: t.count,
       capacity: t.capacity,
@@ -191,7 +192,7 @@ export function importState(p: StoreParts, state: StoreState, source: string): v
       bad(`token ${id} has tier ${ti} slot ${slot}`);
     }
     const key = state.keys[id];
-    if (typeof key !== 'string' || index.has(key)) bad(`token ${id} has a duplicate or bad key`);
+    if (typeof key !== 'string' || index.get(key) >= 0) bad(`token ${id} has a duplicate or bad key`);
     index.register(c, id, key, ti);
     live++;
   }
@@ -210,18 +211,6 @@ export function importState(p: StoreParts, state: StoreState, source: string): v
     listed += count;
   }
   if (listed !== live) bad(`${live} live tokens but ${listed} in the tiers`);
-  const map = state.keyMap;
-  if (map !== undefined) {
-    if (
-      !(
-        Number.isInteger(map.capacity) &&
-        map.capacity >= live &&
-        Number.isInteger(map.deleted) &&
-        map.deleted >= 0
-      )
-    )
-      bad(`key map capacity ${map.capacity}, deleted ${map.deleted}, for ${live} keys`);
-    index.mapModel.capacity = map.capacity;
-    index.mapModel.deleted = map.deleted;
-  }
+  const capacity = state.keyMap?.capacity;
+  if (capacity !== undefined && index.table.canHold(capacity)) index.table.resize(capacity);
 }

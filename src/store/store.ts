@@ -196,7 +196,7 @@ export class EmbeddingStore {
 
   /** The id of `key`, or -1 when absent. No side effect. */
   id(key: string): TokenId {
-    return this.#index.get(key) ?? -1;
+    return this.#index.get(key);
   }
 
   /** Whether `id` names a live token. */
@@ -242,7 +242,7 @@ export class EmbeddingStore {
    *  first when needed and never exceeds the budget. An existing token keeps its size and last seen. */
   getOrCreate(key: string, size?: number, now?: Milliseconds): TokenId {
     const found = this.#index.get(key);
-    if (found !== undefined) return found;
+    if (found >= 0) return found;
     return this.#create(
       key,
       size === undefined ? this.#createIndex : this.#tierIndex(size),
@@ -282,7 +282,7 @@ export class EmbeddingStore {
       for (let i = 0; i < n; i++) {
         const key = keys[i];
         if (key === null) continue;
-        let id = index.get(key) ?? -1;
+        let id = index.get(key);
         if (id < 0) {
           try {
             id = this.#create(key, this.#createIndex, at);
@@ -308,7 +308,7 @@ export class EmbeddingStore {
     let found = 0;
     const index = this.#index;
     for (let i = 0; i < keys.length; i++) {
-      const id = index.get(keys[i]) ?? -1;
+      const id = index.get(keys[i]);
       out[i] = id;
       if (id >= 0) found++;
     }
@@ -498,7 +498,7 @@ export class EmbeddingStore {
     });
     const index = this.#index;
     const tokenColumnsBytes = this.#columns.capacity * this.#idBytes;
-    const mapBytes = index.mapModel.bytes;
+    const mapBytes = index.table.bytes;
     const indexBytes = mapBytes + index.keyBytes;
     let totalBytes = tokenColumnsBytes + indexBytes;
     for (const t of tiers) totalBytes += t.totalBytes;
@@ -570,7 +570,7 @@ export class EmbeddingStore {
 
   #totalBytes(): Bytes {
     const index = this.#index;
-    let total = this.#columns.capacity * this.#idBytes + index.mapModel.bytes + index.keyBytes;
+    let total = this.#columns.capacity * this.#idBytes + index.table.bytes + index.keyBytes;
     for (const t of this.#tiers) total += t.capacity * t.bytesPerRow;
     return total;
   }

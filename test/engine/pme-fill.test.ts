@@ -65,8 +65,8 @@ t.test('fill off: the base stays at the start size', async (t) => {
 });
 
 t.test('when memory turns short the base steps down, and a restart keeps it', async (t) => {
-  // The first stream's 339 tokens take about 65 kB at the base; 300 new users outgrow 120 kB.
-  const { store, pme, trainer } = setup({ target: 0.6 }, 120_000);
+  // The first stream's 339 tokens fit 100 kB at the base; 300 new users outgrow it.
+  const { store, pme, trainer } = setup({ target: 0.6 }, 100_000);
   trainer.learn(stream(4000, 1));
   const first = await pme.runWindow('test');
   t.ok(first.baseSize > 2, `base raised to ${first.baseSize}`);

@@ -3,7 +3,6 @@
  */
 import {
   type EmbeddingStore,
-  MAP_BYTES_PER_SLOT,
   type StoreState,
   stringBytes,
   tokenColumnBytes,
@@ -85,8 +84,8 @@ export function checkInvariants(store: EmbeddingStore): string | null {
   if (a.tokenColumnsBytes !== store.idCapacity * tokenColumnBytes(store.options.linearOptimizerSlots))
     return 'tokenColumnsBytes';
   if (a.keyBytes !== keyBytes) return `keyBytes ${a.keyBytes}, recomputed ${keyBytes}`;
-  if (a.mapBytes < store.size * MAP_BYTES_PER_SLOT)
-    return `mapBytes ${a.mapBytes} below ${store.size} entries`;
+  // 4-byte slots at a load of at most 0.6.
+  if (a.mapBytes * 0.6 < store.size * 4) return `mapBytes ${a.mapBytes} too few for ${store.size} entries`;
   if (a.indexBytes !== a.mapBytes + keyBytes) return 'indexBytes';
   total += a.tokenColumnsBytes + a.indexBytes;
   if (a.totalBytes !== total) return `totalBytes ${a.totalBytes}, recomputed ${total}`;
