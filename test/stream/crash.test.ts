@@ -28,7 +28,7 @@ const N = 60_000;
 /** Events in the topic before the kill: whole mini-batches (1024), as an uninterrupted run cuts them. */
 const BEFORE_KILL = 24 * 1024;
 /** PME windows every 8 mini-batches and a budget that binds: searched tokens, prunes and demotions. */
-const PME_ON = { PME_PRUNE_EVERY_EVENTS: String(8 * 1024), PME_BUDGET_BYTES: '100000' };
+const PME_ON = { PME_PRUNE_EVERY_EVENTS: String(8 * 1024), PME_BUDGET_BYTES: '75000' };
 
 t.test('kill -9 mid-stream, restart: every event applied once, state equal to a clean run', async (t) => {
   const t0 = Date.now();
