@@ -80,3 +80,26 @@ t.test('evictForSearch off: the relief steps searched tokens down to keep cold o
     `evicted: ${off.store.lastResort.evicted} off, ${on.store.lastResort.evicted} on`,
   );
 });
+
+t.test(
+  'a window that finds the budget, less its headroom, full binds it: the searched tokens keep D',
+  async (t) => {
+    // A budget 5% above what the first 3,000 events take: the store has not had to make room yet,
+    // but the rows are past the budget less its 10% headroom, so the store will evict soon.
+    const probe = run(Number.POSITIVE_INFINITY, true);
+    learn(probe.trainer, events.slice(0, 3000));
+    const tight = Math.floor(probe.store.accounting().totalBytes * 1.05);
+    const { store, pme, trainer } = run(tight, true);
+    learn(trainer, events.slice(0, 3000));
+    t.equal(store.lastResort.evicted, 0, 'nothing evicted yet');
+    const atD = store.tiers[LADDER.length - 1].count;
+    t.ok(atD >= 10, `${atD} tokens under search at D`);
+    const report = await pme.runWindow('test');
+    t.equal(report.moved, 0, 'the window prunes none of them for tokens the budget will evict');
+    t.equal(store.tiers[LADDER.length - 1].count, atD, 'all still at D');
+    learn(trainer, events.slice(3000));
+    t.ok(store.lastResort.evicted > 0, `the budget binds: ${store.lastResort.evicted} evicted`);
+    t.ok(hotAboveStart(store) >= 10, `${hotAboveStart(store)} hot users above the start size`);
+    t.ok(store.accounting().totalBytes <= tight, 'within the budget');
+  },
+);

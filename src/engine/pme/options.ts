@@ -97,7 +97,8 @@ export interface PmeOptions {
    *  Default true; false keeps the start size. */
   fill: boolean;
   /**
-   * Once the budget binds (it has asked for room: the rows stay full from then on), whether the search
+   * Once the budget binds (it has asked for room, or a window found the rows at the budget less its
+   * headroom: the rows stay full from then on), whether the search
    * comes before the coldest tokens: promotions go past the headroom, tokens under search keep D
    * until their window, a window keeps up to half the search share for the searched tokens, and
    * the relief steps down no token seen more recently than the coldest at the start size; the

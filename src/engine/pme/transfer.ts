@@ -90,12 +90,25 @@ export class Transfer implements BudgetRelief {
    * sizes (token columns, the key index), whichever is least.
    */
   rowLimit(acc: ReturnType<PmeStore['accounting']>): number {
+    const { target, budget } = this.#limits(acc);
+    return Math.min(target, budget);
+  }
+
+  /** Whether the budget less its headroom, not the target, sets rowLimit: once the rows reach it,
+   *  the store has to evict. */
+  budgetLimits(acc: ReturnType<PmeStore['accounting']>): boolean {
+    const { target, budget } = this.#limits(acc);
+    return budget <= target;
+  }
+
+  /** rowLimit's terms: the target's (share and bytes) and the budget's, less the other bytes. */
+  #limits(acc: ReturnType<PmeStore['accounting']>): { target: number; budget: number } {
     const o = this.options;
     const other = this.liveBytes(acc) - this.rowsOf(acc);
     const budget = Number.isFinite(acc.budgetBytes)
-      ? acc.budgetBytes * (1 - o.headroom)
+      ? acc.budgetBytes * (1 - o.headroom) - other
       : Number.POSITIVE_INFINITY;
-    return Math.min(o.target * acc.tokens * this.rowBytes(this.D), Math.min(o.targetBytes, budget) - other);
+    return { target: Math.min(o.target * acc.tokens * this.rowBytes(this.D), o.targetBytes - other), budget };
   }
 
   /**
