@@ -611,6 +611,14 @@ function renderStore(ctx: Ctx, r: unknown): string {
         ['look-ups/s (Zipf)', int(num(r, 'speed.lookupsPerSecond'))],
         ['warm look-ups/s', int(num(r, 'speed.warmLookupsPerSecond'))],
         ['row updates/s', int(num(r, 'speed.rowUpdatesPerSecond'))],
+        [
+          'key index bytes per entry: key table vs JS Map',
+          `${fx(num(r, 'index.keyTableBytesPerEntry'), 1)} vs ${fx(num(r, 'index.mapBytesPerEntry'), 1)}`,
+        ],
+        [
+          'key index random gets/s: key table vs JS Map',
+          `${int(num(r, 'index.keyTableGetsPerSecond'))} vs ${int(num(r, 'index.mapGetsPerSecond'))}`,
+        ],
         ['accounted bytes', bytes(num(r, 'memory.accountedBytes'))],
         ['accounted / RSS growth', fx(num(r, 'memory.accountedOverRss'), 3)],
         ['accounted / heap+arrayBuffers growth', fx(num(r, 'memory.accountedOverHeap'), 3)],
