@@ -98,11 +98,11 @@ export interface PmeOptions {
   fill: boolean;
   /**
    * Once the budget binds (it has asked for room, or a window found the rows at the budget less its
-   * headroom: the rows stay full from then on), whether the search
-   * comes before the coldest tokens: promotions go past the headroom, tokens under search keep D
-   * until their window, a window keeps up to half the search share for the searched tokens, and
-   * the relief steps down no token seen more recently than the coldest at the start size; the
-   * store evicts the coldest for them. Default true (a stream: a token not seen for long is the
+   * headroom: the rows stay full from then on), whether the search comes before the coldest
+   * tokens: promotions go past the headroom, tokens under search keep D until their window, a
+   * window keeps up to half the search share for the searched tokens, and the relief steps down no
+   * token seen more recently than the coldest at the start size; the store evicts the coldest for
+   * them. Default true (a stream: a token not seen for long is the
    * cheapest to lose). False keeps every token resident as long as steps down can make room
    * (offline, where every token comes back each epoch). At 10% of full's bytes, 3 seeds
    * (`node dist/bench/pme-windows.js --shares 0.1`, and --pme-options '{"evictForSearch":false}'
