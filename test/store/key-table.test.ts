@@ -75,3 +75,17 @@ t.test('the store pays under 20 bytes a token for finding keys, where a Map took
   t.ok(perToken < 20, `${perToken.toFixed(1)} bytes a token`);
   for (let i = 0; i < 20_000; i += 997) t.equal(store.key(store.id(`item=${i}`)), `item=${i}`);
 });
+
+t.test('keys beyond Latin-1, and the empty key, are found and forgotten like any other', async (t) => {
+  const store = new EmbeddingStore({ ladder: [0, 8], startSize: 8 });
+  const keys = ['', 'genre=Comédie', 'user=日本語', 'item=🎬', 'item=\u{1F3AC}x'];
+  const ids = keys.map((key) => store.getOrCreate(key));
+  t.equal(new Set(ids).size, keys.length, 'one token each');
+  keys.forEach((key, k) => t.equal(store.id(key), ids[k], `found: ${JSON.stringify(key)}`));
+  store.evict(ids[0]);
+  store.evict(ids[2]);
+  t.equal(store.id(''), -1, 'the empty key is forgotten');
+  t.equal(store.id('user=日本語'), -1);
+  t.equal(store.id('item=🎬'), ids[3], 'the others stay');
+  t.equal(store.key(store.getOrCreate('user=日本語')), 'user=日本語', 'and it comes back');
+});
