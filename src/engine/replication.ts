@@ -190,6 +190,9 @@ export class ReplicaApplier implements ParamChanges {
   lastMarker: PublishMarker | null = null;
   /** Changes applied. */
   applied = 0;
+  /** Why this replica cannot follow the trainer (its projection differs), or null. Its scores
+   *  would differ from the trainer's: a replica reports itself not ready with this. */
+  mismatch: string | null = null;
   /** Tokens created since the last done(): item tokens among them are linked to their items. */
   #created: string[] = [];
 
@@ -223,12 +226,19 @@ export class ReplicaApplier implements ParamChanges {
     this.#trainer.model.denseVersion++;
   }
 
-  /** Set when this replica has a tier of that size with a projection of P's length. */
+  /** Set when this replica has a tier of that size with a projection of P's length; else the
+   *  replica runs another projection or ladder than the trainer (`mismatch`). */
   projection(size: number, P: Float32Array): void {
     this.applied++;
     const ti = this.#store.tiers.findIndex((t) => t.size === size);
     const mine = ti < 0 ? null : this.#trainer.model.projections[ti];
-    if (mine === null || mine === undefined || mine.length !== P.length) return;
+    if (mine === null || mine === undefined || mine.length !== P.length) {
+      this.mismatch ??=
+        `the trainer publishes a learned projection of size ${size} (${P.length} floats) that this ` +
+        `replica ${mine === null || mine === undefined ? 'has no tier or learned projection for' : `holds as ${mine.length} floats`}: ` +
+        'start it with the trainer’s --projection and --dim';
+      return;
+    }
     mine.set(P);
     this.#trainer.model.denseVersion++;
   }

@@ -54,8 +54,10 @@ export async function startReplica(
     ...connection,
     topic: config.paramsTopic,
     onRecords: (records) => {
+      const mismatched = applier.mismatch !== null;
       for (const record of records) applyRecord(record, applier);
       applier.done();
+      if (!mismatched && applier.mismatch !== null) log(`pme: replica not ready: ${applier.mismatch}`);
     },
   });
   const staleness = (): number =>
@@ -95,14 +97,17 @@ export async function startReplica(
     metrics: () => metrics,
     readiness: () => {
       const s = staleness();
-      const ready = follower.live && follower.caughtUp && s <= maxStaleSeconds;
+      const ready = follower.live && follower.caughtUp && s <= maxStaleSeconds && applier.mismatch === null;
       return {
         ready,
         modelLoaded: follower.caughtUp,
         consumerLive: follower.live,
-        detail: follower.caughtUp
-          ? `replica ${Number.isFinite(s) ? `${s.toFixed(1)} s` : 'not yet'} behind the trainer`
-          : 'replica rebuilding from the parameter topic',
+        detail:
+          applier.mismatch !== null
+            ? `replica cannot follow the trainer: ${applier.mismatch}`
+            : follower.caughtUp
+              ? `replica ${Number.isFinite(s) ? `${s.toFixed(1)} s` : 'not yet'} behind the trainer`
+              : 'replica rebuilding from the parameter topic',
       };
     },
   });

@@ -101,11 +101,11 @@ function differences(
 }
 
 /** A replica's store and trainer, as the serving thread makes them (another seed: nothing shared by chance). */
-function replica() {
+function replica(projection: 'learned' | 'nested' = 'learned') {
   const store = new EmbeddingStore({ seed: 99, optimizerSlots: 0, importance: false });
   const trainer = new Trainer(store, {
     seed: 99,
-    model: { optimizer: 'sgd', importance: false, projection: 'learned' },
+    model: { optimizer: 'sgd', importance: false, projection },
   });
   return { store, trainer, applier: new ReplicaApplier(store, trainer) };
 }
@@ -172,6 +172,7 @@ t.test(
     t.equal(copy.store.sizeOf(copy.store.id(moved)), size, `${moved} moved to size ${size} there too`);
     t.same(differences(source, copy), [], 'after the second publish: the same again');
     t.equal(copy.applier.lastMarker?.seq, 2, 'its marker next');
+    t.equal(copy.applier.mismatch, null, 'a replica of the same projection follows');
 
     // The comparison notices a part lost on the way: here the linear weight, dropped by the encoder.
     const ZERO = new Float32Array(1);
@@ -189,3 +190,15 @@ t.test(
     );
   },
 );
+
+t.test('a replica that runs another projection than the trainer says why it cannot follow', async (t) => {
+  const { clock, store, trainer } = trained(5, 800, 300);
+  const nested = replica('nested');
+  apply(new ChangeTracker(store, trainer).collect(clock.now(), new ParamPacker()).finish(), nested.applier);
+  t.match(
+    nested.applier.mismatch,
+    /learned projection of size \d+ .*--projection/,
+    nested.applier.mismatch ?? '',
+  );
+  t.ok(nested.store.size > 0, 'it still applies the rows');
+});
