@@ -81,7 +81,7 @@ t.test('keys beyond Latin-1, and the empty key, are found and forgotten like any
   const keys = ['', 'genre=Comédie', 'user=日本語', 'item=🎬', 'item=\u{1F3AC}x'];
   const ids = keys.map((key) => store.getOrCreate(key));
   t.equal(new Set(ids).size, keys.length, 'one token each');
-  keys.forEach((key, k) => t.equal(store.id(key), ids[k], `found: ${JSON.stringify(key)}`));
+  for (const [k, key] of keys.entries()) t.equal(store.id(key), ids[k], `found: ${JSON.stringify(key)}`);
   store.evict(ids[0]);
   store.evict(ids[2]);
   t.equal(store.id(''), -1, 'the empty key is forgotten');
