@@ -204,6 +204,12 @@ export class ReplicaApplier implements ParamChanges {
   token(key: string, size: number, linear: Float32Array, at: number, row: Float32Array, rowAt: number): void {
     this.applied++;
     const store = this.#store;
+    if (!store.options.ladder.includes(size)) {
+      this.mismatch ??=
+        `the trainer publishes a row of size ${size}, which this replica's ladder ` +
+        `(${store.options.ladder.join(', ')}) lacks: start it with the trainer’s --dim`;
+      return;
+    }
     let id = store.id(key);
     if (id < 0) {
       id = store.getOrCreate(key, size);

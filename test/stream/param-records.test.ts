@@ -191,14 +191,35 @@ t.test(
   },
 );
 
-t.test('a replica that runs another projection than the trainer says why it cannot follow', async (t) => {
-  const { clock, store, trainer } = trained(5, 800, 300);
-  const nested = replica('nested');
-  apply(new ChangeTracker(store, trainer).collect(clock.now(), new ParamPacker()).finish(), nested.applier);
-  t.match(
-    nested.applier.mismatch,
-    /learned projection of size \d+ .*--projection/,
-    nested.applier.mismatch ?? '',
-  );
-  t.ok(nested.store.size > 0, 'it still applies the rows');
-});
+t.test(
+  'a replica that runs another projection or D than the trainer says why it cannot follow',
+  async (t) => {
+    const { clock, store, trainer } = trained(5, 800, 300);
+    const nested = replica('nested');
+    apply(new ChangeTracker(store, trainer).collect(clock.now(), new ParamPacker()).finish(), nested.applier);
+    t.match(
+      nested.applier.mismatch,
+      /learned projection of size \d+ .*--projection/,
+      nested.applier.mismatch ?? '',
+    );
+    t.ok(nested.store.size > 0, 'it still applies the rows');
+
+    // Another D: the rows of the sizes it lacks are skipped, not thrown on.
+    const small = new EmbeddingStore({
+      seed: 99,
+      ladder: [0, 2, 4],
+      startSize: 4,
+      optimizerSlots: 0,
+      importance: false,
+    });
+    const narrow = new ReplicaApplier(
+      small,
+      new Trainer(small, { seed: 99, model: { optimizer: 'sgd', importance: false } }),
+    );
+    const packs = new ChangeTracker(store, trainer).collect(clock.now(), new ParamPacker()).finish();
+    for (const pack of packs)
+      for (const record of unpackRecords(pack)) if (record.key.startsWith('t:')) applyRecord(record, narrow);
+    t.match(narrow.mismatch, /row of size 8, which this replica's ladder \(0, 2, 4\) lacks/);
+    t.equal(small.size, 0, 'the rows of a size it lacks are skipped, nothing thrown');
+  },
+);
