@@ -11,7 +11,7 @@
  * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
- *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--out FILE]
+ *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--start-size S] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
