@@ -7,28 +7,22 @@
  * grows the table; it doubles past a load of 0.6 and halves under 1/8.
  */
 import type { Bytes } from '../util/bytes.js';
+import { fnv1a } from '../util/hash.js';
 import type { TokenId } from './columns.js';
 
 const EMPTY = -1;
 const MIN_CAPACITY = 16;
+/** The table doubles past this load. */
+const MAX_LOAD = 0.6;
 
-/** 32-bit FNV-1a over UTF-16 code units, finished with murmur3's mix (linear probing needs the low
- *  bits well spread). */
+/** FNV-1a finished with murmur3's mix (linear probing needs the low bits well spread). */
 export function hashKey(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  let h = fnv1a(key);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
-}
-
-/** The table's capacity for `live` keys: the smallest power of two (16 at least) at load <= 0.6. */
-export function tableCapacityFor(live: number): number {
-  let capacity = MIN_CAPACITY;
-  while (live > capacity * 0.6) capacity *= 2;
-  return capacity;
 }
 
 export class KeyTable {
@@ -55,7 +49,7 @@ export class KeyTable {
 
   /** Extra bytes inserting one more key would allocate. */
   growthOnInsert(): Bytes {
-    return this.size + 1 > this.capacity * 0.6 ? this.#slots.byteLength : 0;
+    return this.#fullAt(this.size + 1) ? this.#slots.byteLength : 0;
   }
 
   /** Grows the per-id hash column with the id columns. */
@@ -79,7 +73,7 @@ export class KeyTable {
 
   /** Adds `id` under `key` (absent, and already in the key list). */
   insert(id: TokenId, key: string): void {
-    if (this.size + 1 > this.capacity * 0.6) this.#rehash(this.capacity * 2);
+    if (this.#fullAt(this.size + 1)) this.#rehash(this.capacity * 2);
     const h = hashKey(key);
     this.#hashes[id] = h;
     this.#place(id, h);
@@ -108,7 +102,14 @@ export class KeyTable {
 
   /** Whether the table could have `capacity` slots: a power of two, 16 at least, load <= 0.6. */
   canHold(capacity: number): boolean {
-    return capacity >= MIN_CAPACITY && Number.isInteger(Math.log2(capacity)) && this.size <= capacity * 0.6;
+    return (
+      capacity >= MIN_CAPACITY && Number.isInteger(Math.log2(capacity)) && this.size <= capacity * MAX_LOAD
+    );
+  }
+
+  /** Whether `keys` keys would load the table past MAX_LOAD. */
+  #fullAt(keys: number): boolean {
+    return keys > this.capacity * MAX_LOAD;
   }
 
   /** Rebuilds at `capacity` slots (a restore sets the capacity the snapshot's table had). */

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { EmbeddingStore } from '../../src/store/index.js';
-import { hashKey, KeyTable, tableCapacityFor } from '../../src/store/key-table.js';
+import { hashKey, KeyTable } from '../../src/store/key-table.js';
 import { createRandom } from '../../src/util/random.js';
 
 t.test('the key table agrees with a Map through random inserts and removes', async (t) => {
@@ -49,7 +49,6 @@ t.test('hashes spread keys that differ in one character', async (t) => {
   const low = new Set<number>();
   for (let i = 0; i < 1024; i++) low.add(hashKey(`user=${i}`) & 1023);
   t.ok(low.size > 600, `${low.size} of 1024 distinct low 10 bits`);
-  t.equal(hashKey('a'), hashKey('a'), 'a function of the key');
 });
 
 t.test('a restore can set any capacity the keys fit at load 0.6, and no other', async (t) => {
@@ -63,7 +62,6 @@ t.test('a restore can set any capacity the keys fit at load 0.6, and no other', 
   t.notOk(table.canHold(48), 'not a power of two');
   t.notOk(table.canHold(8), 'below 16');
   t.throws(() => table.resize(8), RangeError);
-  t.equal(tableCapacityFor(10), 32, '10 keys: 16 slots would be loaded 0.625');
 });
 
 t.test('the store pays under 20 bytes a token for finding keys, where a Map took ~45', async (t) => {

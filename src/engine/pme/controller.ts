@@ -15,6 +15,7 @@ import { PmeError } from '../../errors.js';
 import { ARRAY_SLOT_BYTES, mapBytesEstimate, setBytesEstimate } from '../../store/accounting.js';
 import type { TierAccounting } from '../../store/index.js';
 import type { Milliseconds } from '../../util/clock.js';
+import { fnv1a } from '../../util/hash.js';
 import { createRandom, type Random } from '../../util/random.js';
 import type { Model, TokenId } from '../model/model.js';
 import type { TokenObserver, Trainer } from '../trainer/index.js';
@@ -187,10 +188,7 @@ export class PmeController implements TokenObserver {
     }
     let h = this.#keyHash[id];
     if (h !== 0) return h;
-    const key = this.store.key(id);
-    h = 0x811c9dc5;
-    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-    h |= 1;
+    h = fnv1a(this.store.key(id)) | 1;
     this.#keyHash[id] = h;
     return h;
   }
