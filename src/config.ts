@@ -221,13 +221,13 @@ export const OPTIONS = {
     env: 'PME_RATE_TOKENS',
     kind: 'number',
     default: '5',
-    doc: "The rows of an event of n tokens step at the learning rate × this / n (0: at the learning rate whatever n). Every row's Adagrad step moves each coordinate by about the rate, and all n rows step, so without it an event moves its score more the more fields it has: at one rate for all, full-size progressive AUC on criteo-sample (39 tokens an event) was 0.6644, with it 0.6863.",
+    doc: 'The rows and linear weights of an event of n tokens step at their learning rate × this / n (0: at the learning rates whatever n). Every Adagrad step moves each coordinate by about the rate, and all n tokens step, so without it an event moves its score more the more fields it has: full-size progressive AUC on criteo-sample (39 tokens an event) was 0.6644 at one rate for all, 0.6863 with the rows scaled, 0.7191 with the linear weights scaled too.',
   },
   linearLearningRate: {
     env: 'PME_LINEAR_LEARNING_RATE',
     kind: 'number',
     default: '0.2',
-    doc: "Step size of the linear weights (one per token; the `lr` model has only these): Adagrad's, or FTRL's alpha.",
+    doc: "Step size of the linear weights (one per token; the `lr` model has only these), in an event of `--rate-tokens` tokens: Adagrad's, or FTRL's alpha.",
   },
   projectionLearningRate: {
     env: 'PME_PROJECTION_LEARNING_RATE',

@@ -11,7 +11,7 @@ import type { Interaction } from '../../src/data/event.js';
 import { exportTrainerState, importTrainerState, Trainer } from '../../src/engine/index.js';
 import { FmModel, linearOptimizerSlotsOf } from '../../src/engine/model/fm.js';
 import { createModel } from '../../src/engine/model/index.js';
-import { ftrlLinear, type LinearStepParams } from '../../src/engine/model/linear-step.js';
+import { eventRate, ftrlLinear, type LinearStepParams } from '../../src/engine/model/linear-step.js';
 import { LogisticRegression } from '../../src/engine/model/lr.js';
 import { Rows } from '../../src/engine/model/model.js';
 import { EmbeddingStore, readSnapshot, writeSnapshot } from '../../src/store/index.js';
@@ -27,7 +27,7 @@ const FTRL = { linearOptimizer: 'ftrl' } as const;
 t.test('the FTRL step is McMahan et al.’s, worked by hand, L1 zeroing included', async (t) => {
   // alpha 0.5, beta 1, L1 0.3, L2 0.1. Per step: sigma = (√(n + g²) − √n) / alpha,
   // z += g − sigma w, n += g², w = 0 if |z| <= L1 else −(z − sign(z) L1) / ((beta + √n) / alpha + L2).
-  const p: LinearStepParams = { rate: 0.5, l2: 0.1, epsilon: 1e-7, beta: 1, l1: 0.3 };
+  const p: LinearStepParams = { rate: 0.5, rateTokens: 0, l2: 0.1, epsilon: 1e-7, beta: 1, l1: 0.3 };
   const steps: Array<[g: number, z: number, n: number, w: number]> = [
     // z = 0.6, n = 0.36: w = −0.3 / (1.6 / 0.5 + 0.1) = −0.3 / 3.3.
     [0.6, 0.6, 0.36, -0.3 / 3.3],
@@ -51,7 +51,7 @@ t.test('the FTRL step is McMahan et al.’s, worked by hand, L1 zeroing included
   const w = new Float32Array(3);
   const zn = new Float32Array(6);
   for (const [i, [g, z, n, want]] of steps.entries()) {
-    ftrlLinear(w, zn, 1, g, p);
+    ftrlLinear(w, zn, 1, g, p, p.rate);
     t.ok(Math.abs(zn[2] - z) < 1e-6, `step ${i + 1}: z ${zn[2]}, by hand ${z}`);
     t.ok(Math.abs(zn[3] - n) < 1e-6, `step ${i + 1}: n ${zn[3]}, by hand ${n}`);
     t.ok(Math.abs(w[1] - want) < 1e-6, `step ${i + 1}: w ${w[1]}, by hand ${want}`);
@@ -83,13 +83,23 @@ t.test('fm and lr step their linear weights by FTRL when asked, Adagrad by defau
     const store = fakeStore(4, [0, 2, 4], [4, 2, 0], 5, 0.3, 2);
     store.linear.fill(0);
     const model = make(store, options);
-    const params = { rate: 0.3, l2: 0.02, epsilon: model.options.epsilon, beta: 0.5, l1: 0.01 };
+    const params = {
+      rate: 0.3,
+      rateTokens: 5,
+      l2: 0.02,
+      epsilon: model.options.epsilon,
+      beta: 0.5,
+      l1: 0.01,
+    };
+    // An event of 3 tokens steps at alpha × rateTokens / 3 (the default rateTokens, 5).
+    const rate = eventRate(0.3, model.options.rateTokens, 3);
+    t.equal(rate, 0.5);
     const w = new Float32Array(3);
     const zn = new Float32Array(6);
     for (const label of [1, 0, 1, 1]) {
       const p = model.predict(ids, 3);
       model.learn(row(label), 0, 1, ignore);
-      for (const id of ids) ftrlLinear(w, zn, id, p - label, params);
+      for (const id of ids) ftrlLinear(w, zn, id, p - label, params, rate);
     }
     t.same(Array.from(store.linear), Array.from(w), `${model.kind}: the weights are FTRL's`);
     t.same(Array.from(store.linearOptimizer), Array.from(zn), `${model.kind}: z and n in the store`);

@@ -31,6 +31,7 @@ import {
 import { createSimdProjector } from './fm-wasm.js';
 import {
   checkLinearSlots,
+  eventRate,
   ftrlLinear,
   LINEAR_OPTIMIZERS,
   type LinearOptimizer,
@@ -55,8 +56,9 @@ export interface FmOptions {
   /** Step size for embedding rows, in an event of `rateTokens` tokens (see there). Default 0.05. */
   learningRate: number;
   /**
-   * Rows of an event of n tokens step at learningRate × rateTokens / n; 0: at learningRate
-   * whatever n. Default 5. Adagrad moves every coordinate of a row by about the rate whatever
+   * Rows of an event of n tokens step at learningRate × rateTokens / n, and its linear weights at
+   * linearLearningRate × rateTokens / n (linear-step.ts eventRate); 0: at the rates whatever n.
+   * Default 5. Adagrad moves every coordinate of a row by about the rate whatever
    * its gradient, and all n rows step on each event, each against the sum of the n − 1 others,
    * so one event moved its own score by an amount that grew with the number of fields: with one
    * rate for all, the FM at D = 64 learned far less than at size 8 on the many-field streams.
@@ -67,9 +69,19 @@ export interface FmOptions {
    * 1000000 --users 200000 --seeds 1 --shares 0.25`) PME at 25% 0.6538 → 0.6601, full
    * 0.6593 → 0.6573. The figures of the options below were measured before it (rateTokens 0:
    * add `"rateTokens":0` to bench/quality.js' `--learner` to reproduce them).
+   * The linear weights are scaled too for the same reason (each moves by about its rate, n of
+   * them per event): the linear rate that suited ml-latest-small (about 5 tokens an event)
+   * overshot criteo-sample's 39. Progressive AUC at the default rates, linear unscaled → scaled
+   * (`node dist/bench/pme-windows.js`, 3 seeds): full size ml-latest-small 0.7809 → 0.7814,
+   * criteo-sample 0.6863 → 0.7191, avazu-sample 0.6843 → 0.6935; PME at 25% 0.7802 → 0.7816,
+   * 0.6864 → 0.7207, 0.6851 → 0.6911. With the linear rate tuned per stream (bench:quality, AUC
+   * of the last 80%) it is a wash: fm full 0.7885 / 0.7267 / 0.7035 → 0.7890 / 0.7265 / 0.7021,
+   * PME at 25% 0.7891 / 0.7286 / 0.7011 → 0.7896 / 0.7271 / 0.7019; what changes is that the
+   * best rate no longer depends on the stream (chosen: 0.4 / 0.04 / 0.04 → 0.4 / 0.12 / 0.4).
    */
   rateTokens: number;
-  /** Step size for the linear weights (one per token). Default 0.2: four times the rows' (one
+  /** Step size for the linear weights (one per token), in an event of `rateTokens` tokens.
+   *  Default 0.2: four times the rows' (one
    *  rate for both was 0.05, and the linear part learned too slowly: progressive AUC on the three
    *  shared datasets, 0.05 → 0.2: ml-latest-small 0.7786 → 0.7813, criteo-sample 0.6387 → 0.6633,
    *  avazu-sample 0.6619 → 0.6659; 0.1, 0.3 and 0.5 did no better on the mean). */
@@ -535,8 +547,8 @@ export class FmModel extends ModelBase implements Model {
     const ids = this.#ids;
     const at = this.#at;
     const g = this.#p - label;
-    const lr = o.rateTokens > 0 ? (o.learningRate * o.rateTokens) / n : o.learningRate;
-    const linearRate = o.linearLearningRate;
+    const lr = eventRate(o.learningRate, o.rateTokens, n);
+    const linearRate = eventRate(o.linearLearningRate, o.rateTokens, n);
     const l2 = o.l2;
     const eps = o.epsilon;
     const tiers = store.tiers;
@@ -588,7 +600,7 @@ export class FmModel extends ModelBase implements Model {
       // Adagrad and SGD inline, not a picked function as the rows are: a call per token cost ~2%
       // of a tier-mix step (in-process A/B against the inline form).
       const id = ids[at + k];
-      if (ftrl) ftrlLinear(linear, linearOpt, id, g, linearParams);
+      if (ftrl) ftrlLinear(linear, linearOpt, id, g, linearParams, linearRate);
       else {
         const gw = g + l2 * linear[id];
         if (adagrad) {

@@ -3,6 +3,7 @@
  * each keeps per token in store.linearOptimizer: a model picks its rule once at construction.
  *
  * - Adagrad: one accumulator n per weight; w -= rate (g + l2 w) / (√n + ε).
+ *   (rate: the event's, eventRate: scaled by the tokens in the event, as the rows' is.)
  * - FTRL-Proximal (McMahan et al. 2013, "Ad Click Prediction: a View from the Trenches",
  *   per-coordinate): z and n per weight; w is a closed form of them,
  *     w = 0 if |z| <= l1, else −(z − sign(z) l1) / ((β + √n) / rate + l2),
@@ -18,8 +19,10 @@ export const LINEAR_OPTIMIZERS: readonly LinearOptimizer[] = Object.freeze(['ada
 
 /** The constants of a linear step, resolved once from the model's options. */
 export interface LinearStepParams {
-  /** Adagrad's step size, FTRL's alpha. */
+  /** Adagrad's step size, FTRL's alpha, in an event of rateTokens tokens (eventRate). */
   readonly rate: number;
+  /** FmOptions.rateTokens. */
+  readonly rateTokens: number;
   readonly l2: number;
   /** Adagrad's ε. */
   readonly epsilon: number;
@@ -33,6 +36,7 @@ export interface LinearStepParams {
 /** A model's linear step constants from its options (FmOptions' names). */
 export function linearStepParams(o: {
   readonly linearLearningRate: number;
+  readonly rateTokens: number;
   readonly l2: number;
   readonly epsilon: number;
   readonly ftrlBeta: number;
@@ -40,6 +44,7 @@ export function linearStepParams(o: {
 }): LinearStepParams {
   return Object.freeze({
     rate: o.linearLearningRate,
+    rateTokens: o.rateTokens,
     l2: o.l2,
     epsilon: o.epsilon,
     beta: o.ftrlBeta,
@@ -47,37 +52,49 @@ export function linearStepParams(o: {
   });
 }
 
-/** One step of weight w[id] on the loss gradient g, its state at state[id · slots ..). */
+/**
+ * The step size of an event of n tokens: rate × rateTokens / n (rateTokens 0: rate whatever n).
+ * Adagrad moves every coordinate by about its rate whatever the gradient, and all n tokens of an
+ * event step on it, so one event moves its own score by about n × rate: without the scaling the
+ * rate that suits an event of 5 tokens overshoots one of 39 (FmOptions.rateTokens).
+ */
+export function eventRate(rate: number, rateTokens: number, n: number): number {
+  return rateTokens > 0 ? (rate * rateTokens) / n : rate;
+}
+
+/** One step of weight w[id] on the loss gradient g at step size `rate` (Adagrad's and SGD's step,
+ *  FTRL's alpha: p.rate scaled for the event, eventRate), its state at state[id · slots ..). */
 export type LinearStep = (
   w: Float32Array,
   state: Float32Array,
   id: number,
   g: number,
   p: LinearStepParams,
+  rate: number,
 ) => void;
 
-export const adagradLinear: LinearStep = (w, acc, id, g, p) => {
+export const adagradLinear: LinearStep = (w, acc, id, g, p, rate) => {
   const gw = g + p.l2 * w[id];
   const a = acc[id] + gw * gw;
   acc[id] = a;
-  w[id] -= (p.rate * gw) / (Math.sqrt(a) + p.epsilon);
+  w[id] -= (rate * gw) / (Math.sqrt(a) + p.epsilon);
 };
 
-export const sgdLinear: LinearStep = (w, _state, id, g, p) => {
-  w[id] -= p.rate * (g + p.l2 * w[id]);
+export const sgdLinear: LinearStep = (w, _state, id, g, p, rate) => {
+  w[id] -= rate * (g + p.l2 * w[id]);
 };
 
 /** FTRL-Proximal: z at state[2 id], n at state[2 id + 1]. L2 is in the closed form, not in g. */
-export const ftrlLinear: LinearStep = (w, zn, id, g, p) => {
+export const ftrlLinear: LinearStep = (w, zn, id, g, p, rate) => {
   const at = 2 * id;
   const n = zn[at + 1];
   const next = n + g * g;
   const root = Math.sqrt(next);
-  const sigma = (root - Math.sqrt(n)) / p.rate;
+  const sigma = (root - Math.sqrt(n)) / rate;
   const z = zn[at] + g - sigma * w[id];
   zn[at] = z;
   zn[at + 1] = next;
-  w[id] = Math.abs(z) <= p.l1 ? 0 : -(z - Math.sign(z) * p.l1) / ((p.beta + root) / p.rate + p.l2);
+  w[id] = Math.abs(z) <= p.l1 ? 0 : -(z - Math.sign(z) * p.l1) / ((p.beta + root) / rate + p.l2);
 };
 
 /** The rule of a model's linear weights: plain SGD when the model's optimizer is (no state is

@@ -2,13 +2,14 @@
  * Plain logistic regression over the same tokens: z = b + Σ w_t, the FM without its interactions.
  * A baseline that says what the interactions add (and what hashed linear learners, the usual
  * alternative, reach). It learns only the store's linear weights and the bias, with the FM's
- * learning rate, L2 and optimizer options (linearOptimizer included); its tokens have no vectors
+ * learning rate (scaled by the tokens of an event, rateTokens), L2 and optimizer options (linearOptimizer included); its tokens have no vectors
  * (zero vectors, no projections), so the read path's split gives exactly b + Σ w as well.
  */
 
 import { type FmOptions, resolveFmOptions } from './fm.js';
 import {
   checkLinearSlots,
+  eventRate,
   type LinearStep,
   type LinearStepParams,
   linearStepOf,
@@ -21,6 +22,7 @@ import { type Model, ModelBase, type ModelStore, type Rows, type ScoreSink } fro
 export type LrOptions = Pick<
   FmOptions,
   | 'linearLearningRate'
+  | 'rateTokens'
   | 'projectionLearningRate'
   | 'l2'
   | 'optimizer'
@@ -80,7 +82,8 @@ export class LogisticRegression extends ModelBase implements Model {
       scores.add(p, label);
       const g = p - label;
       this.stepBias(g, o.projectionLearningRate, o.epsilon, this.#adagrad);
-      for (let k = 0; k < n; k++) step(linear, acc, rows.ids[at + k], g, linearParams);
+      const rate = eventRate(linearParams.rate, linearParams.rateTokens, n);
+      for (let k = 0; k < n; k++) step(linear, acc, rows.ids[at + k], g, linearParams, rate);
     }
   }
 
