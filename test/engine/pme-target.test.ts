@@ -125,3 +125,35 @@ t.test('a relieved token keeps its vector as well as its new size can hold it', 
     `least squares ${Math.sqrt(carried / norm).toFixed(3)} vs truncation ${Math.sqrt(truncated / norm).toFixed(3)} (relative error)`,
   );
 });
+
+t.test('a token pruned into a nested tier keeps its first dims as they were', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 8, seed: 1, clock });
+  const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 8, target: 0.2, clock });
+  const trainer = new Trainer(store, { seed: 1, clock, observer: pme });
+  pme.attach(trainer);
+  const events = stream(12_000, 3);
+  for (let i = 0; i < events.length; i += 250) trainer.learn(events.slice(i, i + 250));
+  // The first window promotes the hot tokens; the second prunes them.
+  await pme.runWindow('test');
+  for (let i = 0; i < events.length; i += 250) trainer.learn(events.slice(i, i + 250));
+  const D = 32;
+  const top = store.tiers[LADDER.indexOf(D)];
+  const before = new Map<number, Float32Array>();
+  store.forEachInTier(D, (id) => {
+    const at = store.slotOf[id] * D;
+    before.set(id, top.params.slice(at, at + D));
+  });
+  t.ok(before.size > 10, `${before.size} tokens searched at D`);
+  const report = await pme.runWindow('test');
+  let pruned = 0;
+  for (const [id, was] of before) {
+    const s = store.sizeOf(id);
+    if (s === D || s === 0) continue;
+    pruned++;
+    const tier = store.tiers[store.tierOf[id]];
+    const row = Array.from(tier.params.subarray(store.slotOf[id] * s, (store.slotOf[id] + 1) * s));
+    t.strictSame(row, Array.from(was.subarray(0, s)), `token ${id}: its first ${s} dims as they were`);
+  }
+  t.ok(pruned > 0 && report.moved >= pruned, `${pruned} searched tokens pruned below D`);
+});

@@ -321,6 +321,11 @@ export class TierLeastSquares {
   /** P null means the first s rows of the identity: the identity at s = D, and a nested tier
    *  (FmOptions.projection 'nested') below it, where the least-squares solution is the target's
    *  first s dims. */
+  /** Whether the solution is the target's first s dims (no P, 0 < s < D: a nested tier). */
+  get truncates(): boolean {
+    return this.#P === null && this.s > 0 && this.s < this.D;
+  }
+
   constructor(P: Float32Array | null, s: number, D: number) {
     this.s = s;
     this.D = D;
