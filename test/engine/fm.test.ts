@@ -117,36 +117,45 @@ t.test('adagrad steps lower the loss on a repeated event', async (t) => {
   t.ok(logloss(model.predict(IDS, IDS.length), 1) < first * 0.5);
 });
 
-t.test('rows and linear weights of an event of n tokens step at their rate × rateTokens / n', async (t) => {
-  const n = IDS.length;
-  const stepped = (rateTokens: number) => {
-    const model = new FmModel(fakeStore(D, LADDER, SIZES, 3), { projection: 'learned', rateTokens });
-    const store = model.store;
-    const before = store.tiers.map((tier) => Float32Array.from(tier.params));
-    const linear = Float32Array.from(store.linear);
-    model.step(IDS, n, 1);
-    return {
-      rows: store.tiers.flatMap((tier, ti) => Array.from(tier.params, (x, j) => x - before[ti][j])),
-      linear: Array.from(store.linear, (x, j) => x - linear[j]),
+t.test(
+  'rows of an event of n tokens step at their rate × rateTokens / n, linear weights when n > rateTokens',
+  async (t) => {
+    const n = IDS.length;
+    const stepped = (rateTokens: number) => {
+      const model = new FmModel(fakeStore(D, LADDER, SIZES, 3), { projection: 'learned', rateTokens });
+      const store = model.store;
+      const before = store.tiers.map((tier) => Float32Array.from(tier.params));
+      const linear = Float32Array.from(store.linear);
+      model.step(IDS, n, 1);
+      return {
+        rows: store.tiers.flatMap((tier, ti) => Array.from(tier.params, (x, j) => x - before[ti][j])),
+        linear: Array.from(store.linear, (x, j) => x - linear[j]),
+      };
     };
-  };
-  const plain = stepped(0);
-  const scaled = stepped(7);
-  for (const part of ['rows', 'linear'] as const) {
-    let moved = 0;
-    for (let j = 0; j < plain[part].length; j++) {
-      const was = plain[part][j];
-      if (was === 0) continue;
-      moved++;
-      t.ok(
-        Math.abs(scaled[part][j] - (was * 7) / n) <= 1e-6 * Math.abs(was) + 1e-9,
-        `${part} float ${j}: ${scaled[part][j]} = ${was} × 7 / ${n}`,
-      );
+    const plain = stepped(0);
+    // rateTokens 2 < n scales both down; 7 > n scales the rows up and leaves the linear weights.
+    for (const [rateTokens, part, scale] of [
+      [2, 'rows', 2 / n],
+      [2, 'linear', 2 / n],
+      [7, 'rows', 7 / n],
+      [7, 'linear', 1],
+    ] as const) {
+      const scaled = stepped(rateTokens);
+      let moved = 0;
+      for (let j = 0; j < plain[part].length; j++) {
+        const was = plain[part][j];
+        if (was === 0) continue;
+        moved++;
+        t.ok(
+          Math.abs(scaled[part][j] - was * scale) <= 1e-6 * Math.abs(was) + 1e-9,
+          `rateTokens ${rateTokens}, ${part} float ${j}: ${scaled[part][j]} = ${was} × ${scale.toFixed(3)}`,
+        );
+      }
+      t.ok(moved >= n, `the event moved its ${part} (${moved} floats)`);
     }
-    t.ok(moved >= n, `the event moved its ${part} (${moved} floats)`);
-  }
-  t.equal(resolveFmOptions({}).rateTokens, 5);
-});
+    t.equal(resolveFmOptions({}).rateTokens, 5);
+  },
+);
 
 t.test('options are validated and frozen', async (t) => {
   t.ok(Object.isFrozen(resolveFmOptions({})));
@@ -206,6 +215,7 @@ function referenceStep(
   // Rows and linear weights of an event of n tokens step at their rate × rateTokens / n.
   const scale = o.rateTokens > 0 ? o.rateTokens / ids.length : 1;
   const rowRate = o.learningRate * scale;
+  const linearRate = o.linearLearningRate * Math.min(1, scale);
   const step = (x: number, grad: number, acc: Float32Array, at: number, rate = rowRate): number => {
     if (!adagrad) return x - rate * grad;
     acc[at] += grad * grad;
@@ -213,13 +223,7 @@ function referenceStep(
   };
   const dP = model.projections.map((P) => (P === null ? null : new Float64Array(P.length)));
   for (const [k, id] of ids.entries()) {
-    linear[id] = step(
-      store.linear[id],
-      g + o.l2 * store.linear[id],
-      linearOpt,
-      id,
-      o.linearLearningRate * scale,
-    );
+    linear[id] = step(store.linear[id], g + o.l2 * store.linear[id], linearOpt, id, linearRate);
     const ti = store.tierOf[id];
     const s = store.tiers[ti].size;
     if (s === 0) continue;

@@ -36,6 +36,7 @@ import {
   LINEAR_OPTIMIZERS,
   type LinearOptimizer,
   type LinearStepParams,
+  linearEventRate,
   linearOptimizerSlots,
   linearStepParams,
 } from './linear-step.js';
@@ -57,7 +58,8 @@ export interface FmOptions {
   learningRate: number;
   /**
    * Rows of an event of n tokens step at learningRate × rateTokens / n, and its linear weights at
-   * linearLearningRate × rateTokens / n (linear-step.ts eventRate); 0: at the rates whatever n.
+   * linearLearningRate × rateTokens / n when n > rateTokens (linear-step.ts eventRate,
+   * linearEventRate); 0: at the rates whatever n.
    * Default 5. Adagrad moves every coordinate of a row by about the rate whatever
    * its gradient, and all n rows step on each event, each against the sum of the n − 1 others,
    * so one event moved its own score by an amount that grew with the number of fields: with one
@@ -548,7 +550,7 @@ export class FmModel extends ModelBase implements Model {
     const at = this.#at;
     const g = this.#p - label;
     const lr = eventRate(o.learningRate, o.rateTokens, n);
-    const linearRate = eventRate(o.linearLearningRate, o.rateTokens, n);
+    const linearRate = linearEventRate(o.linearLearningRate, o.rateTokens, n);
     const l2 = o.l2;
     const eps = o.epsilon;
     const tiers = store.tiers;

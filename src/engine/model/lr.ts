@@ -9,9 +9,9 @@
 import { type FmOptions, resolveFmOptions } from './fm.js';
 import {
   checkLinearSlots,
-  eventRate,
   type LinearStep,
   type LinearStepParams,
+  linearEventRate,
   linearStepOf,
   linearStepParams,
 } from './linear-step.js';
@@ -82,7 +82,7 @@ export class LogisticRegression extends ModelBase implements Model {
       scores.add(p, label);
       const g = p - label;
       this.stepBias(g, o.projectionLearningRate, o.epsilon, this.#adagrad);
-      const rate = eventRate(linearParams.rate, linearParams.rateTokens, n);
+      const rate = linearEventRate(linearParams.rate, linearParams.rateTokens, n);
       for (let k = 0; k < n; k++) step(linear, acc, rows.ids[at + k], g, linearParams, rate);
     }
   }
