@@ -221,7 +221,7 @@ export const OPTIONS = {
     env: 'PME_RATE_TOKENS',
     kind: 'number',
     default: '5',
-    doc: 'The rows and linear weights of an event of n tokens step at their learning rate × this / n (0: at the learning rates whatever n). Every Adagrad step moves each coordinate by about the rate, and all n tokens step, so without it an event moves its score more the more fields it has: full-size progressive AUC on criteo-sample (39 tokens an event) was 0.6644 at one rate for all, 0.6863 with the rows scaled, 0.7191 with the linear weights scaled too.',
+    doc: 'The rows of an event of n tokens step at the learning rate × this / n, and its linear weights too when n is above this (0: at the learning rates whatever n). Every Adagrad step moves each coordinate by about the rate, and all n tokens step, so without it an event moves its score more the more fields it has: full-size progressive AUC on criteo-sample (39 tokens an event) was 0.6644 at one rate for all, 0.6863 with the rows scaled, 0.7191 with the linear weights scaled too.',
   },
   linearLearningRate: {
     env: 'PME_LINEAR_LEARNING_RATE',
