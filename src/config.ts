@@ -227,7 +227,7 @@ export const OPTIONS = {
     env: 'PME_LINEAR_LEARNING_RATE',
     kind: 'number',
     default: '0.2',
-    doc: "Step size of the linear weights (one per token; the `lr` model has only these), in an event of `--rate-tokens` tokens: Adagrad's, or FTRL's alpha.",
+    doc: "Step size of the linear weights (one per token; the `lr` model has only these), in an event of at most `--rate-tokens` tokens: Adagrad's, or FTRL's alpha.",
   },
   projectionLearningRate: {
     env: 'PME_PROJECTION_LEARNING_RATE',

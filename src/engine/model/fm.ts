@@ -82,7 +82,7 @@ export interface FmOptions {
    * 0.7011 → 0.7271 / 0.7019 (rate chosen 0.04 / 0.04 → 0.12 / 0.4).
    */
   rateTokens: number;
-  /** Step size for the linear weights (one per token), in an event of `rateTokens` tokens.
+  /** Step size for the linear weights (one per token), in an event of at most `rateTokens` tokens.
    *  Default 0.2: four times the rows' (one
    *  rate for both was 0.05, and the linear part learned too slowly: progressive AUC on the three
    *  shared datasets, 0.05 → 0.2: ml-latest-small 0.7786 → 0.7813, criteo-sample 0.6387 → 0.6633,

@@ -19,7 +19,7 @@ export const LINEAR_OPTIMIZERS: readonly LinearOptimizer[] = Object.freeze(['ada
 
 /** The constants of a linear step, resolved once from the model's options. */
 export interface LinearStepParams {
-  /** Adagrad's step size, FTRL's alpha, in an event of rateTokens tokens (eventRate). */
+  /** Adagrad's step size, FTRL's alpha, in an event of at most rateTokens tokens (linearEventRate). */
   readonly rate: number;
   /** FmOptions.rateTokens. */
   readonly rateTokens: number;
