@@ -67,7 +67,7 @@ export function eventRate(rate: number, rateTokens: number, n: number): number {
  * fewer than rateTokens tokens steps them at the rate itself: on the planted stream (3 tokens an
  * event) raising it cost every method about 0.007 of progressive AUC (`node --max-old-space-size=8192
  * dist/bench/planted.js --events 1000000 --users 200000 --seeds 1 --shares 0.25`: full 0.6573 →
- * 0.6510, PME at 25% 0.6634 → 0.6557); ml-latest-small (about 4.7) gained under 0.0015 from it.
+ * 0.6510, PME at 25% 0.6634 → 0.6557); ml-latest-small (4 tokens) gained under 0.0015 from it.
  */
 export function linearEventRate(rate: number, rateTokens: number, n: number): number {
   return rateTokens > 0 && n > rateTokens ? (rate * rateTokens) / n : rate;

@@ -318,14 +318,14 @@ export class TierLeastSquares {
   readonly #L: Float64Array;
   readonly #rhs: Float64Array;
 
-  /** P null means the first s rows of the identity: the identity at s = D, and a nested tier
-   *  (FmOptions.projection 'nested') below it, where the least-squares solution is the target's
-   *  first s dims. */
   /** Whether the solution is the target's first s dims (no P, 0 < s < D: a nested tier). */
   get truncates(): boolean {
     return this.#P === null && this.s > 0 && this.s < this.D;
   }
 
+  /** P null means the first s rows of the identity: the identity at s = D, and a nested tier
+   *  (FmOptions.projection 'nested') below it, where the least-squares solution is the target's
+   *  first s dims. */
   constructor(P: Float32Array | null, s: number, D: number) {
     this.s = s;
     this.D = D;
