@@ -35,9 +35,25 @@ t.test('with room in the target, a window raises the base: tokens move up with t
     sizes(store).some((s) => s === 2),
     'tokens at the start size before the window',
   );
+  const rowsBefore = new Map<number, Float32Array>();
+  store.forEachInTier(2, (id) => void rowsBefore.set(id, store.row(id).slice()));
   const report = await pme.runWindow('test');
   t.ok(report.baseSize > 2, `base raised to ${report.baseSize}`);
   t.ok(report.raised > 0, `${report.raised} tokens raised`);
+  // Into a nested tier a raised row keeps its dims exactly; only the new ones get noise.
+  let raised = 0;
+  let kept = 0;
+  let noisy = 0;
+  for (const [id, old] of rowsBefore) {
+    if (!store.alive(id) || store.sizeOf(id) <= 2) continue;
+    raised++;
+    const row = store.row(id);
+    if (row[0] === old[0] && row[1] === old[1]) kept++;
+    if (row.subarray(2).some((x) => x !== 0)) noisy++;
+  }
+  t.ok(raised > 0, `${raised} tokens raised from the start size`);
+  t.equal(kept, raised, 'every raised row keeps its first dims');
+  t.equal(noisy, raised, 'every raised row has noise in its new dims');
   t.ok(
     sizes(store).every((s) => s >= report.baseSize),
     'no token below the base after the window',
