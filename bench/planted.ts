@@ -5,7 +5,9 @@
  * on running counts, src/engine/pme/popularity.ts), beside full size. Reports progressive
  * AUC per budget and how well PME's chosen sizes track the planted ranks (Spearman's rank
  * correlation over the users seen at least --min-events times, and the mean size per planted
- * rank). Writes bench/results/planted.json (or --out). `--learner` sets model options (FmOptions'
+ * rank). Beside them, how well the rank shows in the learned vectors themselves: the dimensions a
+ * user's vector needs for 90% of its energy in the principal basis of the users' vectors (what a
+ * size could follow), against its planted rank. Writes bench/results/planted.json (or --out). `--learner` sets model options (FmOptions'
  * names, e.g. '{"projection":"nested"}') for every replay.
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
@@ -71,6 +73,79 @@ function spearman(a: readonly number[], b: readonly number[]): number {
 
 const mean = (a: number[]) => meanStd(a).mean;
 
+/** Eigenvectors of the symmetric n×n matrix `a` (row-major), by cyclic Jacobi rotations, as the
+ *  rows of the result, largest eigenvalue first. Small n only (O(n³) a sweep). */
+function eigenvectors(a: Float64Array, n: number): Float64Array[] {
+  const m = Float64Array.from(a);
+  const v = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  for (let sweep = 0; sweep < 50; sweep++) {
+    let off = 0;
+    let diag = 0;
+    for (let i = 0; i < n; i++) {
+      diag += m[i * n + i] ** 2;
+      for (let j = i + 1; j < n; j++) off += m[i * n + j] ** 2;
+    }
+    if (off <= 1e-24 * diag) break;
+    for (let p = 0; p < n; p++)
+      for (let q = p + 1; q < n; q++) {
+        const apq = m[p * n + q];
+        if (apq === 0) continue;
+        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
+        const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          const kp = m[k * n + p];
+          const kq = m[k * n + q];
+          m[k * n + p] = c * kp - s * kq;
+          m[k * n + q] = s * kp + c * kq;
+        }
+        for (let k = 0; k < n; k++) {
+          const pk = m[p * n + k];
+          const qk = m[q * n + k];
+          m[p * n + k] = c * pk - s * qk;
+          m[q * n + k] = s * pk + c * qk;
+        }
+        for (let k = 0; k < n; k++) {
+          const kp = v[k * n + p];
+          const kq = v[k * n + q];
+          v[k * n + p] = c * kp - s * kq;
+          v[k * n + q] = s * kp + c * kq;
+        }
+      }
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => m[y * n + y] - m[x * n + x]);
+  return order.map((i) => {
+    const e = new Float64Array(n);
+    for (let k = 0; k < n; k++) e[k] = v[k * n + i];
+    return e;
+  });
+}
+
+/**
+ * Per vector, the principal directions (of all of `vectors`' second moments) it needs for 90% of
+ * its energy: the size it would need in a basis ordered by what the users share.
+ */
+function principalDims(vectors: readonly Float64Array[]): number[] {
+  const n = vectors[0].length;
+  const moments = new Float64Array(n * n);
+  for (const x of vectors)
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) moments[i * n + j] += x[i] * x[j];
+  const basis = eigenvectors(moments, n);
+  return vectors.map((x) => {
+    const energy = basis.map((e) => {
+      let dot = 0;
+      for (let k = 0; k < n; k++) dot += e[k] * x[k];
+      return dot * dot;
+    });
+    const total = energy.reduce((a, b) => a + b, 0);
+    let k = 0;
+    for (let sum = 0; k < n && sum < 0.9 * total; k++) sum += energy[k];
+    return k;
+  });
+}
+
 interface Run {
   method: string;
   share: number | null;
@@ -84,6 +159,8 @@ interface Run {
   rankCorrelation: number | null;
   /** PME only: mean final size of those users per planted rank. */
   sizeByRank: Record<number, number> | null;
+  /** PME only: Spearman(principal dimensions for 90% of the energy, planted rank), same users. */
+  principalRankCorrelation: number | null;
 }
 
 async function main(): Promise<void> {
@@ -106,6 +183,7 @@ async function main(): Promise<void> {
     const seen = new Map<string, number>();
     for (const e of input.events) seen.set(e.user, (seen.get(e.user) ?? 0) + 1);
     const rich = [...seen].filter(([, n]) => n >= MIN_EVENTS).map(([u]) => u);
+    const richKeys = new Set(rich.map((u) => `user=${u}`));
     counted = rich.length;
     console.log(
       `seed ${seed}: ${EVENTS.toLocaleString('en-US')} events, ${seen.size.toLocaleString('en-US')} users seen, ${rich.length} seen >= ${MIN_EVENTS} times (${((performance.now() - t0) / 1000).toFixed(1)} s to generate)`,
@@ -125,9 +203,11 @@ async function main(): Promise<void> {
       share: number | null,
       r: StreamEvalResult,
       sizes?: Map<string, number>,
+      vectors?: Map<string, Float64Array>,
     ) => {
       let rankCorrelation: number | null = null;
       let sizeByRank: Record<number, number> | null = null;
+      let principalRankCorrelation: number | null = null;
       if (sizes !== undefined) {
         const s: number[] = [];
         const p: number[] = [];
@@ -143,6 +223,14 @@ async function main(): Promise<void> {
         rankCorrelation = spearman(s, p);
         sizeByRank = Object.fromEntries(RANKS.map((k) => [k, mean(byRank.get(k) ?? [Number.NaN])]));
       }
+      if (vectors !== undefined && vectors.size > 1) {
+        const users = rich.filter((u) => vectors.has(`user=${u}`));
+        const dims = principalDims(users.map((u) => vectors.get(`user=${u}`)!));
+        principalRankCorrelation = spearman(
+          dims,
+          users.map((u) => w.rankOf(u)),
+        );
+      }
       const run: Run = {
         method,
         share,
@@ -154,13 +242,17 @@ async function main(): Promise<void> {
         evicted: r.memory.evicted,
         rankCorrelation,
         sizeByRank,
+        principalRankCorrelation,
       };
       runs.push(run);
       console.log(
         `  ${method.padEnd(10)} ${share === null ? '   -' : `${share * 100}%`.padStart(4)}  AUC ${r.auc.toFixed(4)}  logloss ${r.logloss.toFixed(4)}  bytes ${r.totalEmbeddingBytes.toLocaleString('en-US')}  evicted ${r.memory.evicted}  ${r.seconds.toFixed(1)} s` +
           (rankCorrelation === null
             ? ''
-            : `  size~rank ${rankCorrelation.toFixed(3)}  mean size by rank ${JSON.stringify(sizeByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}`),
+            : `  size~rank ${rankCorrelation.toFixed(3)}  mean size by rank ${JSON.stringify(sizeByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}`) +
+          (principalRankCorrelation === null
+            ? ''
+            : `  principal dims~rank ${principalRankCorrelation.toFixed(3)}`),
       );
     };
     const full = await streamEval({ ...base, startSize: DIM });
@@ -170,17 +262,20 @@ async function main(): Promise<void> {
       // A sized run, recording each user's final size (for size~rank).
       const sized = async (method: string, o: Partial<StreamEvalOptions>) => {
         const sizes = new Map<string, number>();
+        const vectors = new Map<string, Float64Array>();
         const r = await streamEval({
           ...base,
           ...o,
           pme: true,
           budgetBytes,
           target: share,
-          onToken: (key, size) => {
-            if (key.startsWith('user=')) sizes.set(key, size);
+          onToken: (key, size, vector) => {
+            if (!key.startsWith('user=')) return;
+            sizes.set(key, size);
+            if (richKeys.has(key)) vectors.set(key, vector());
           },
         });
-        record(method, share, r, sizes);
+        record(method, share, r, sizes, vectors);
       };
       await sized('pme', { pmeOptions: PME_OPTIONS });
       // Popularity-scaled sizes (MDE's rule on running counts) under PME's own windows and limit.
@@ -202,12 +297,17 @@ async function main(): Promise<void> {
     auc: meanStd(g.map((r) => r.auc)),
     bytes: mean(g.map((r) => r.bytes)),
     rankCorrelation: g[0].rankCorrelation === null ? null : mean(g.map((r) => r.rankCorrelation!)),
+    principalRankCorrelation:
+      g[0].principalRankCorrelation === null ? null : mean(g.map((r) => r.principalRankCorrelation!)),
   }));
   console.log('\nmean over seeds:');
   for (const s of summary)
     console.log(
       `  ${s.method.padEnd(10)} ${s.share === null ? '   -' : `${s.share * 100}%`.padStart(4)}  AUC ${s.auc.mean.toFixed(4)} ± ${s.auc.std.toFixed(4)}  bytes ${Math.round(s.bytes).toLocaleString('en-US')}` +
-        (s.rankCorrelation === null ? '' : `  size~rank ${s.rankCorrelation.toFixed(3)}`),
+        (s.rankCorrelation === null ? '' : `  size~rank ${s.rankCorrelation.toFixed(3)}`) +
+        (s.principalRankCorrelation === null
+          ? ''
+          : `  principal dims~rank ${s.principalRankCorrelation.toFixed(3)}`),
     );
   await mkdir(dirname(OUT), { recursive: true });
   const out = {

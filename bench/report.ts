@@ -942,15 +942,21 @@ function renderPlanted(r: unknown): string {
         x.rankCorrelation === null || x.rankCorrelation === undefined
           ? DASH
           : fx(num(x, 'rankCorrelation'), 3),
+        x.principalRankCorrelation === null || x.principalRankCorrelation === undefined
+          ? DASH
+          : fx(num(x, 'principalRankCorrelation'), 3),
       ]);
     }
   }
   const seeds = (at(r, 'seeds') as unknown[] | undefined)?.length ?? 0;
   const ranks = at(r, 'plantedRanks');
   return [
-    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
+    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times. Principal dims~rank: the same users' correlation between the principal directions their learned vector needs for 90% of its energy (in the basis of the users' vectors' second moments) and the planted rank: how much of the rank a size could follow in the vectors the method learned.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
     '',
-    mdTable(['budget', 'method', 'AUC', 'PME − best uniform', 'bytes', 'size~rank'], rows),
+    mdTable(
+      ['budget', 'method', 'AUC', 'PME − best uniform', 'bytes', 'size~rank', 'principal dims~rank'],
+      rows,
+    ),
   ].join('\n');
 }
 

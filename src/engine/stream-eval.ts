@@ -123,8 +123,9 @@ export interface StreamEvalOptions {
    * after their event). Default none: the replay then records nothing more than its metrics.
    */
   onPrediction?: (p: number, label: number) => void;
-  /** Told, at the end, every live token's key and embedding size (how sizes were chosen). */
-  onToken?: (key: string, size: number) => void;
+  /** Told, at the end, every live token's key and embedding size (how sizes were chosen), and a
+   *  function that reads its vector in D-space (the row through its tier's projection). */
+  onToken?: (key: string, size: number, vector: () => Float64Array) => void;
 }
 
 /** The command's work, callable in process (tests, offline). */
@@ -223,7 +224,14 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   const stats = learner.stats();
   const onToken = o.onToken;
   if (onToken !== undefined)
-    for (const size of ladder) store.forEachInTier(size, (id) => onToken(store.key(id), size));
+    for (const size of ladder)
+      store.forEachInTier(size, (id) =>
+        onToken(store.key(id), size, () => {
+          const v = new Float64Array(o.dim);
+          model.vectorOf(id, v);
+          return v;
+        }),
+      );
   const backend = model.stats().backend;
   model.dispose?.();
   const acc = store.accounting();
