@@ -44,15 +44,25 @@ t.test('no timeline unless asked', async (t) => {
   t.notOk('timeline' in r);
 });
 
-t.test('stream-eval tells every live token and its size at the end when asked', async (t) => {
+t.test('stream-eval tells every live token, its size and its vector at the end when asked', async (t) => {
   const sizes = new Map<string, number>();
+  let vectors = 0;
   const r = await streamEval({
     ...base,
-    onToken: (key, size) => {
+    onToken: (key, size, vector) => {
       t.notOk(sizes.has(key), `${key} told once`);
       sizes.set(key, size);
+      // Nested tiers: D dims, something in the first `size`, zeros past them.
+      const v = vector();
+      if (
+        v.length === base.dim &&
+        v.subarray(size).every((x) => x === 0) &&
+        (size === 0 || v.subarray(0, size).some((x) => x !== 0))
+      )
+        vectors++;
     },
   });
+  t.equal(vectors, sizes.size, 'every vector in D-space, zero past its size only');
   const perSize = new Map<number, number>();
   for (const s of sizes.values()) perSize.set(s, (perSize.get(s) ?? 0) + 1);
   for (const tier of r.tiers) t.equal(perSize.get(tier.size) ?? 0, tier.tokens, `tier ${tier.size}`);
