@@ -7,8 +7,9 @@
  * correlation over the users seen at least --min-events times, and the mean size per planted
  * rank). Beside them, how well the rank shows in the learned vectors themselves: the dimensions a
  * user's vector needs for 90% of its energy in the principal basis of the users' vectors (what a
- * size could follow), against its planted rank. Writes bench/results/planted.json (or --out). `--learner` sets model options (FmOptions'
- * names, e.g. '{"projection":"nested"}') for every replay.
+ * size could follow), against its planted rank. Writes bench/results/planted.json (or --out).
+ * `--learner` sets model options (FmOptions' names, e.g. '{"projection":"nested"}') for every
+ * replay.
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
  *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON]
@@ -155,11 +156,13 @@ interface Run {
   bytes: number;
   seconds: number;
   evicted: number;
-  /** PME only: Spearman(size, planted rank) over the users seen >= MIN_EVENTS times. */
+  /** Sized runs (PME, popularity): Spearman(size, planted rank) over the users seen >= MIN_EVENTS
+   *  times. */
   rankCorrelation: number | null;
-  /** PME only: mean final size of those users per planted rank. */
+  /** Sized runs: mean final size of those users per planted rank. */
   sizeByRank: Record<number, number> | null;
-  /** PME only: Spearman(principal dimensions for 90% of the energy, planted rank), same users. */
+  /** Sized runs (PME, popularity): Spearman(principal dimensions a user's learned vector needs
+   *  for 90% of its energy, planted rank), same users. */
   principalRankCorrelation: number | null;
 }
 

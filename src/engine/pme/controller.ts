@@ -478,9 +478,9 @@ export class PmeController implements TokenObserver {
    * Moves the base size to the largest size below D at which every token below D fits what the
    * target leaves beside the tokens at D (at least the search share), and raises the tokens under
    * it there (least squares from their D-space vectors, plus the promotion noise on the new
-   * dimensions, so that they can learn). When memory was short since the last window (searched tokens
-   * pruned, promotions refused, relief), the base steps down one size instead: new tokens start
-   * there and cooling takes the cold ones down. Returns the tokens raised.
+   * dimensions, so that they can learn). When memory was short since the last window (searched
+   * tokens pruned, promotions refused, relief), the base steps down one size instead: new tokens
+   * start there and cooling takes the cold ones down. Returns the tokens raised.
    */
   async #fill(pruned: number, gone: ReadonlySet<TokenId>, pacer: Pacer): Promise<number> {
     const store = this.store;
