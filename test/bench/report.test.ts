@@ -256,7 +256,14 @@ function writeFakes(dir: string): void {
     seeds: [1, 2],
     summary: [
       { method: 'full', share: null, auc: ms(0.7, 0.001), bytes: 40960, rankCorrelation: null },
-      { method: 'pme', share: 0.1, auc: ms(0.68, 0.002), bytes: 4000, rankCorrelation: 0.412 },
+      {
+        method: 'pme',
+        share: 0.1,
+        auc: ms(0.68, 0.002),
+        bytes: 4000,
+        rankCorrelation: 0.412,
+        principalRankCorrelation: 0.5,
+      },
       { method: 'uniform 8', share: 0.1, auc: ms(0.66, 0.001), bytes: 3900, rankCorrelation: null },
       { method: 'uniform 16', share: 0.1, auc: ms(0.67, 0.001), bytes: 4090, rankCorrelation: null },
     ],
@@ -391,13 +398,14 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /\| river-fm \| – \| skipped: pip install river failed \|/);
   // Planted: PME against the best uniform size at the same bytes, and how sizes track the ranks.
   t.equal(status.planted.status, 'ok');
-  t.match(md, /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \| 3\.9 KiB \| 0\.412 \|/);
-  t.match(md, /\| 10% \| uniform 16 \| 0\.6700 ± 0\.0010 \| – \| 4\.0 KiB \| – \|/);
+  t.match(md, /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \| 3\.9 KiB \| 0\.412 \| 0\.500 \|/);
+  t.match(md, /\| 10% \| uniform 16 \| 0\.6700 ± 0\.0010 \| – \| 4\.0 KiB \| – \| – \|/);
   t.match(
     md,
     /planted rank drawn from 2, 32 \(the dimensions its preferences need\), items all 32\. Progressive AUC over the whole stream, 2 seeds;/,
   );
-  t.match(md, /over the 37 users seen at least 20 times\. Full size \(D = 64, no budget\): 0\.7000/);
+  t.match(md, /over the 37 users seen at least 20 times\. Principal dims~rank: /);
+  t.match(md, /in the vectors the method learned\. Full size \(D = 64, no budget\): 0\.7000/);
   // Streaming PME against every uniform size at the same budget, paired by seed.
   t.equal(status['pme-windows'].status, 'ok');
   t.match(
