@@ -74,8 +74,8 @@ const GRID = {
   /** pme's linear weights' step (default 0.2; FTRL's alpha under `--linear-optimizer ftrl`); the
    *  rows (0.05) and projections keep their defaults. The rate to tune is the linear one: the
    *  rows' best is about the same on every dataset, the linear weights' is not. With the grid on
-   *  both at the defaults' ratio (rows g in 0.01 … 0.3, linear 4g) the choice was a compromise between them: AUC
-   *  of the last 80%, fm full, ml-latest-small 0.7846 → 0.7885, avazu-sample 0.7016 → 0.7035,
+   *  both at the defaults' ratio (rows g in 0.01 … 0.3, linear 4g) the choice was a compromise
+   *  between them: AUC of the last 80%, fm full, ml-latest-small 0.7846 → 0.7885, avazu-sample 0.7016 → 0.7035,
    *  criteo-sample 0.7281 → 0.7267 (the rows at 0.03 instead: 0.7896 / 0.7036 / 0.7279; measured
    *  before the linear step was scaled by the tokens of an event, fm.ts rateTokens). */
   pme: [0.04, 0.12, 0.4, 1.2],

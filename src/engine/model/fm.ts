@@ -59,21 +59,21 @@ export interface FmOptions {
   /**
    * Rows of an event of n tokens step at learningRate × rateTokens / n, and its linear weights at
    * linearLearningRate × rateTokens / n when n > rateTokens (linear-step.ts eventRate,
-   * linearEventRate); 0: at the rates whatever n.
-   * Default 5. Adagrad moves every coordinate of a row by about the rate whatever
-   * its gradient, and all n rows step on each event, each against the sum of the n − 1 others,
-   * so one event moved its own score by an amount that grew with the number of fields: with one
-   * rate for all, the FM at D = 64 learned far less than at size 8 on the many-field streams.
+   * linearEventRate); 0: at the rates whatever n. Default 5. Adagrad moves every coordinate of a
+   * row by about the rate whatever its gradient, and all n rows step on each event, each against
+   * the sum of the n − 1 others, so one event moved its own score by an amount that grew with the
+   * number of fields: with one rate for all, the FM at D = 64 learned far less than at size 8 on
+   * the many-field streams.
    * Progressive AUC at the default rates, 0 → 5 (`node dist/bench/pme-windows.js`, 3 seeds):
    * full size criteo-sample (39 tokens an event) 0.6644 → 0.6863, avazu-sample (22)
-   * 0.6655 → 0.6843, ml-latest-small (~5) 0.7816 → 0.7809; PME at 25% of full's bytes, mean of
+   * 0.6655 → 0.6843, ml-latest-small (4) 0.7816 → 0.7809; PME at 25% of full's bytes, mean of
    * the three 0.7118 → 0.7170; planted stream (3 tokens; `node dist/bench/planted.js --events
    * 1000000 --users 200000 --seeds 1 --shares 0.25`) PME at 25% 0.6538 → 0.6601, full
    * 0.6593 → 0.6573. The figures of the options below were measured before it (rateTokens 0:
    * add `"rateTokens":0` to bench/quality.js' `--learner` to reproduce them).
    * The linear weights are scaled down too for the same reason (each moves by about its rate, n
-   * of them per event): the linear rate that suited ml-latest-small (4 tokens an event: user, item, genres, genre)
-   * overshot criteo-sample's 39. Progressive AUC at the default rates, linear unscaled → scaled
+   * of them per event): the linear rate that suited ml-latest-small (4 tokens an event: user,
+   * item, genres, genre) overshot criteo-sample's 39. Progressive AUC at the default rates, linear unscaled → scaled
    * (`node dist/bench/pme-windows.js`, 3 seeds): full size criteo-sample 0.6863 → 0.7191,
    * avazu-sample 0.6843 → 0.6935 (ml-latest-small unchanged, 0.7809); PME at 25% 0.6864 →
    * 0.7207, 0.6851 → 0.6911. With the linear rate tuned per stream (bench:quality, AUC of the
@@ -82,10 +82,9 @@ export interface FmOptions {
    * 0.7011 → 0.7271 / 0.7019 (rate chosen 0.04 / 0.04 → 0.12 / 0.4).
    */
   rateTokens: number;
-  /** Step size for the linear weights (one per token), in an event of at most `rateTokens` tokens.
-   *  Default 0.2: four times the rows' (one
-   *  rate for both was 0.05, and the linear part learned too slowly: progressive AUC on the three
-   *  shared datasets, 0.05 → 0.2: ml-latest-small 0.7786 → 0.7813, criteo-sample 0.6387 → 0.6633,
+  /** Step size for the linear weights (one per token), in an event of at most `rateTokens`
+   *  tokens. Default 0.2: four times the rows' (one rate for both was 0.05, and the linear part
+   *  learned too slowly: progressive AUC on the three shared datasets, 0.05 → 0.2: ml-latest-small 0.7786 → 0.7813, criteo-sample 0.6387 → 0.6633,
    *  avazu-sample 0.6619 → 0.6659; 0.1, 0.3 and 0.5 did no better on the mean). */
   linearLearningRate: number;
   /** Step size for the dense projections P_s and the bias. Default 0.01: they are shared by

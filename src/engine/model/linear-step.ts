@@ -70,7 +70,7 @@ export function eventRate(rate: number, rateTokens: number, n: number): number {
  * 0.6510, PME at 25% 0.6634 → 0.6557); ml-latest-small (4 tokens) gained under 0.0015 from it.
  */
 export function linearEventRate(rate: number, rateTokens: number, n: number): number {
-  return rateTokens > 0 && n > rateTokens ? (rate * rateTokens) / n : rate;
+  return Math.min(rate, eventRate(rate, rateTokens, n));
 }
 
 /** One step of weight w[id] on the loss gradient g at step size `rate` (Adagrad's and SGD's step,

@@ -2,8 +2,9 @@
  * Plain logistic regression over the same tokens: z = b + Σ w_t, the FM without its interactions.
  * A baseline that says what the interactions add (and what hashed linear learners, the usual
  * alternative, reach). It learns only the store's linear weights and the bias, with the FM's
- * learning rate (scaled by the tokens of an event, rateTokens), L2 and optimizer options (linearOptimizer included); its tokens have no vectors
- * (zero vectors, no projections), so the read path's split gives exactly b + Σ w as well.
+ * learning rate (scaled by the tokens of an event, rateTokens), L2 and optimizer options
+ * (linearOptimizer included); its tokens have no vectors (zero vectors, no projections), so the
+ * read path's split gives exactly b + Σ w as well.
  */
 
 import { type FmOptions, resolveFmOptions } from './fm.js';
