@@ -11,7 +11,8 @@
  * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
- *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--start-size S] [--out FILE]
+ *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--start-size S]
+ *     [--evicted-buckets N] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -30,6 +31,8 @@ const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
 /** PME's start size (an experiment; default the replay's, 8). */
 const START_SIZE = stringArg('start-size');
+/** Buckets of the store's evicted-weights table (0: off; default the store's). */
+const EVICTED_BUCKETS = stringArg('evicted-buckets');
 const OUT = stringArg('out') ?? 'bench/results/pme-windows.json';
 const DIM = 64;
 
@@ -50,6 +53,7 @@ async function main(): Promise<void> {
       batch: 256,
       seed: 1,
       learner: LEARNER,
+      ...(EVICTED_BUCKETS === undefined ? {} : { evictedBuckets: Number(EVICTED_BUCKETS) }),
     };
     /** One replay per seed, in order. */
     const replay = async (o: Partial<StreamEvalOptions>) => {

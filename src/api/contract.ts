@@ -34,8 +34,8 @@ export interface FieldReport {
 
 /**
  * What the store's budget counts, by part (StoreAccounting): the tier slabs (parameters, optimizer
- * state, importance, slot index), the per-token columns, and the key index (Map and key strings).
- * They sum to the store's `totalBytes`.
+ * state, importance, slot index), the per-token columns (with the table of evicted tokens' linear
+ * weights), and the key index (Map and key strings). They sum to the store's `totalBytes`.
  */
 export interface MemoryParts {
   tiers: number;

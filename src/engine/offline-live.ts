@@ -111,6 +111,9 @@ export class LiveRun {
       seed: o.seed,
       initStd: o.initStd,
       linearOptimizerSlots: linearOptimizerSlotsOf(o.model),
+      // The budget holds every token at size 0 by construction: an evicted-weights table would be
+      // paid from the parameters the methods are compared at.
+      evictedBuckets: 0,
       clock,
     });
     this.controller = new PmeController(this.store, {

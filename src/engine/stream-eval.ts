@@ -98,6 +98,8 @@ export interface StreamEvalOptions {
   synthetic?: number;
   dim: number;
   budgetBytes?: number;
+  /** Buckets of the store's evicted-weights table (StoreOptions.evictedBuckets). Default the store's. */
+  evictedBuckets?: number;
   pme: boolean;
   startSize?: number;
   windowEvents: number;
@@ -157,6 +159,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     ladder,
     startSize,
     budgetBytes: o.budgetBytes ?? Number.POSITIVE_INFINITY,
+    evictedBuckets: o.evictedBuckets,
     seed: o.seed,
     initStd: o.initStd,
     linearOptimizerSlots: linearOptimizerSlotsOf(o.learner),

@@ -74,7 +74,12 @@ export function tierReports(accounting: StoreAccounting): TierReport[] {
 export function memoryParts(accounting: StoreAccounting): MemoryParts {
   let tiers = 0;
   for (const tier of accounting.tiers) tiers += tier.totalBytes;
-  return { tiers, tokenColumns: accounting.tokenColumnsBytes, keyIndex: accounting.indexBytes };
+  return {
+    tiers,
+    // The evicted tokens' linear weights are per-token columns kept past eviction.
+    tokenColumns: accounting.tokenColumnsBytes + accounting.evictedBytes,
+    keyIndex: accounting.indexBytes,
+  };
 }
 
 /** Bytes and tokens per tier, the store's total and its parts, the budget, and beside it what the

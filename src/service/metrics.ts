@@ -225,7 +225,7 @@ export class ServiceMetrics {
     // budget counts; sum(pme_store_bytes) is, and equals pme_budget_used_bytes.
     new Gauge({
       name: 'pme_store_bytes',
-      help: 'Bytes of the embedding store by part: tier slabs (= sum of pme_tier_bytes), per-token columns, key index (Map and key strings)',
+      help: "Bytes of the embedding store by part: tier slabs (= sum of pme_tier_bytes), per-token columns (with the evicted tokens' linear weights), key index (Map and key strings)",
       labelNames: ['part'],
       registers,
       collect() {
@@ -277,7 +277,7 @@ export class ServiceMetrics {
     });
     new Counter({
       name: 'pme_memory_actions_total',
-      help: 'What kept memory within the budget: tokens PME stepped down with their vectors (relieved), the store demoted by truncation or evicted (its last resort), new tokens and moves refused, tokens expired past the TTL',
+      help: 'What kept memory within the budget: tokens PME stepped down with their vectors (relieved), the store demoted by truncation or evicted (its last resort), new tokens and moves refused, tokens expired past the TTL; and new tokens that started from the linear weight their key left when evicted (recalled)',
       labelNames: ['action'],
       registers,
       collect() {
@@ -289,6 +289,7 @@ export class ServiceMetrics {
         setCounter(this, m.refusedTokens, { action: 'refused-token' });
         setCounter(this, m.refusedMoves, { action: 'refused-move' });
         setCounter(this, m.expired, { action: 'expired' });
+        setCounter(this, m.recalled, { action: 'recalled' });
       },
     });
     const snapshotAge = sources.snapshotAge;

@@ -47,6 +47,7 @@ export function storeOptions(config: Config): Partial<StoreOptions> {
     startSize: config.startSize,
     budgetBytes: config.budgetBytes,
     ttlMs: config.tokenTtlMs,
+    evictedBuckets: config.evictedBuckets,
     seed: config.seed,
     initStd: config.initStd,
     linearOptimizerSlots: linearOptimizerSlotsOf(modelOptionsOf(config)),

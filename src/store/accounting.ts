@@ -26,6 +26,8 @@ export interface StoreAccounting {
   mapBytes: Bytes;
   /** The key strings the store keeps alive. */
   keyBytes: Bytes;
+  /** The table of evicted tokens' linear weights (evicted-weights.ts). */
+  evictedBytes: Bytes;
   totalBytes: Bytes;
   budgetBytes: Bytes;
   tokens: number;

@@ -39,6 +39,11 @@ export interface StoreOptions {
    *  (capacity / 8), so loading n tokens copies O(n) bytes and leaves at most 1/8 slack.
    *  Near the budget growth is clamped to what fits. Default 4096. */
   chunkRows: number;
+  /** Buckets of the table that keeps an evicted token's linear weight and its optimizer state for
+   *  when its key comes back (evicted-weights.ts): 0 (off) or a power of two up to 2^24, each
+   *  5 + 4 × linearOptimizerSlots bytes, counted in the budget. Under a budget the store takes the
+   *  largest power of two at most this whose table fits in 1/16 of the budget. Default 4096 (36 KiB). */
+  evictedBuckets: number;
 }
 
 const DEFAULTS: StoreOptions = {
@@ -53,6 +58,7 @@ const DEFAULTS: StoreOptions = {
   linearOptimizerSlots: 1,
   importance: true,
   chunkRows: 4096,
+  evictedBuckets: 4096,
 };
 
 const KNOWN = new Set(Object.keys(DEFAULTS));
@@ -108,6 +114,10 @@ export function resolveStoreOptions(partial: Partial<StoreOptions> = {}): Readon
   if (typeof o.importance !== 'boolean') invalid(`importance must be a boolean, got ${o.importance}`);
   if (!Number.isInteger(o.chunkRows) || o.chunkRows < 1 || o.chunkRows > 1 << 24) {
     invalid(`chunkRows must be an integer in 1..16777216, got ${o.chunkRows}`);
+  }
+  const b = o.evictedBuckets;
+  if (!Number.isInteger(b) || b < 0 || b > 1 << 24 || (b & (b - 1)) !== 0) {
+    invalid(`evictedBuckets must be 0 or a power of two up to 16777216, got ${b}`);
   }
   o.ladder = Object.freeze([...o.ladder]);
   return Object.freeze(o);

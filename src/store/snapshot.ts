@@ -244,6 +244,14 @@ function copiedState(s: StoreState, copy: <T extends Copyable>(a: T) => T): Stor
     frequency: copy(s.frequency),
     prev: copy(s.prev),
     next: copy(s.next),
+    evicted:
+      s.evicted === undefined
+        ? undefined
+        : {
+            fingerprint: copy(s.evicted.fingerprint),
+            linear: copy(s.evicted.linear),
+            optimizer: copy(s.evicted.optimizer),
+          },
     tiers: s.tiers.map((t) => ({
       ...t,
       ids: copy(t.ids),
@@ -269,6 +277,11 @@ async function write(state: StoreState, dir: string, extra: Record<string, Uint8
     { name: 'prev', dtype: 'i32', data: state.prev },
     { name: 'next', dtype: 'i32', data: state.next },
   ];
+  if (state.evicted !== undefined) {
+    chunks.push({ name: 'evicted.fingerprint', dtype: 'u8', data: state.evicted.fingerprint });
+    chunks.push({ name: 'evicted.linear', dtype: 'f32', data: state.evicted.linear });
+    chunks.push({ name: 'evicted.optimizer', dtype: 'f32', data: state.evicted.optimizer });
+  }
   state.tiers.forEach((t, i) => {
     chunks.push({ name: `tier${i}.ids`, dtype: 'i32', data: t.ids });
     chunks.push({ name: `tier${i}.params`, dtype: 'f32', data: t.params });
@@ -478,6 +491,13 @@ export async function readSnapshotFile(
     frequency: section('frequency', Float32Array),
     prev: section('prev', Int32Array),
     next: section('next', Int32Array),
+    evicted: found.has('evicted.fingerprint')
+      ? {
+          fingerprint: section('evicted.fingerprint', Uint8Array),
+          linear: section('evicted.linear', Float32Array),
+          optimizer: section('evicted.optimizer', Float32Array),
+        }
+      : undefined,
     tiers: header.tiers.map((t, i) => ({
       count: t.count,
       capacity: t.capacity,

@@ -5,6 +5,7 @@
  */
 import { PmeError } from '../errors.js';
 import { FREE, type TokenColumns } from './columns.js';
+import type { EvictedWeights } from './evicted-weights.js';
 import type { KeyIndex } from './key-index.js';
 import type { StoreOptions } from './options.js';
 import type { StoreTier } from './tier.js';
@@ -38,6 +39,9 @@ export interface StoreState {
    *  Absent in snapshots written before it was kept, or a Map's capacity the table cannot take:
    *  then derived from the live keys. */
   keyMap?: { capacity: number; deleted: number };
+  /** The evicted tokens' linear weights (evicted-weights.ts). Absent in snapshots written before
+   *  the table existed, or of another size than the restored store's: the table then starts empty. */
+  evicted?: { fingerprint: Uint8Array; linear: Float32Array; optimizer: Float32Array };
   tiers: Array<{
     count: number;
     capacity: number;
@@ -55,6 +59,7 @@ export interface StoreParts {
   readonly options: Readonly<StoreOptions>;
   readonly tiers: readonly StoreTier[];
   readonly columns: TokenColumns;
+  readonly evicted: EvictedWeights;
   readonly index: KeyIndex;
   /** Rows created so far. */
   created: number;
@@ -84,6 +89,7 @@ export function exportState(p: StoreParts): StoreState {
     next: c.next.subarray(0, n),
     idCapacity: c.capacity,
     keyMap: { capacity: p.index.table.capacity, deleted: 0 },
+    evicted: { fingerprint: p.evicted.fingerprint, linear: p.evicted.linear, optimizer: p.evicted.optimizer },
     tiers: p.tiers.map((t) => ({
       count: t.count,
       capacity: t.capacity,
@@ -211,6 +217,18 @@ export function importState(p: StoreParts, state: StoreState, source: string): v
     listed += count;
   }
   if (listed !== live) bad(`${live} live tokens but ${listed} in the tiers`);
+  const e = state.evicted;
+  const table = p.evicted;
+  if (
+    e !== undefined &&
+    e.fingerprint.length === table.buckets &&
+    e.linear.length === table.buckets &&
+    e.optimizer.length === table.buckets * table.slots
+  ) {
+    table.fingerprint.set(e.fingerprint);
+    table.linear.set(e.linear);
+    table.optimizer.set(e.optimizer);
+  }
   const capacity = state.keyMap?.capacity;
   if (capacity !== undefined && index.table.canHold(capacity)) index.table.resize(capacity);
 }

@@ -11,6 +11,7 @@ import {
 } from './accounting.js';
 import { BudgetPolicy, type BudgetRelief, type LastResort } from './budget.js';
 import { FREE, TokenColumns, type TokenId } from './columns.js';
+import { EvictedWeights } from './evicted-weights.js';
 import { fillNormalRow } from './init.js';
 import { KeyIndex } from './key-index.js';
 import { linkSorted, touch, unlink } from './lru.js';
@@ -71,6 +72,7 @@ export class EmbeddingStore {
   #createIndex: number;
   readonly #idBytes: Bytes;
   readonly #columns: TokenColumns;
+  readonly #evicted: EvictedWeights;
   readonly #index: KeyIndex;
   readonly #parts: StoreParts;
   readonly #policy: BudgetPolicy;
@@ -78,6 +80,8 @@ export class EmbeddingStore {
   readonly #moveListeners: MoveListener[] = [];
   /** New tokens not created because the budget could not hold them (getOrCreateMany `refuse`). */
   refused = 0;
+  /** New tokens that started from the linear weight their key left when it was evicted. */
+  recalled = 0;
 
   constructor(options?: Partial<StoreOptions>) {
     this.options = resolveStoreOptions(options);
@@ -91,6 +95,10 @@ export class EmbeddingStore {
     );
     this.tiers = Object.freeze([...this.#tiers]);
     this.#columns = new TokenColumns(linearOptimizerSlots);
+    this.#evicted = new EvictedWeights(
+      evictedBucketsWithin(this.options.evictedBuckets, this.options.budgetBytes, linearOptimizerSlots),
+      linearOptimizerSlots,
+    );
     this.#index = new KeyIndex(ladder.length);
     const columns = this.#columns;
     const index = this.#index;
@@ -98,6 +106,7 @@ export class EmbeddingStore {
       options: this.options,
       tiers: this.#tiers,
       columns,
+      evicted: this.#evicted,
       index,
       created: 0,
       resizeIds(capacity: number): void {
@@ -500,7 +509,8 @@ export class EmbeddingStore {
     const tokenColumnsBytes = this.#columns.capacity * this.#idBytes;
     const mapBytes = index.table.bytes;
     const indexBytes = mapBytes + index.keyBytes;
-    let totalBytes = tokenColumnsBytes + indexBytes;
+    const evictedBytes = this.#evicted.bytes;
+    let totalBytes = tokenColumnsBytes + indexBytes + evictedBytes;
     for (const t of tiers) totalBytes += t.totalBytes;
     return {
       tiers,
@@ -508,6 +518,7 @@ export class EmbeddingStore {
       indexBytes,
       mapBytes,
       keyBytes: index.keyBytes,
+      evictedBytes,
       totalBytes,
       budgetBytes: this.#policy.budget,
       tokens: index.size,
@@ -570,7 +581,8 @@ export class EmbeddingStore {
 
   #totalBytes(): Bytes {
     const index = this.#index;
-    let total = this.#columns.capacity * this.#idBytes + index.table.bytes + index.keyBytes;
+    let total =
+      this.#columns.capacity * this.#idBytes + index.table.bytes + index.keyBytes + this.#evicted.bytes;
     for (const t of this.#tiers) total += t.capacity * t.bytesPerRow;
     return total;
   }
@@ -590,6 +602,7 @@ export class EmbeddingStore {
     cols.slotOf[id] = slot;
     cols.linear[id] = 0;
     cols.linearOptimizer.fill(0, id * cols.slots, (id + 1) * cols.slots);
+    if (this.#evicted.recall(key, id, cols.linear, cols.linearOptimizer)) this.recalled++;
     cols.lastSeen[id] = now;
     cols.frequency[id] = 0;
     linkSorted(t, cols, id);
@@ -630,6 +643,7 @@ export class EmbeddingStore {
     const key = this.#index.keys[id];
     const listeners = this.#evictListeners;
     for (let i = 0; i < listeners.length; i++) listeners[i](id, key);
+    this.#evicted.remember(key, cols.linear[id], cols.linearOptimizer, id * cols.slots);
     const ti = cols.tierOf[id];
     const t = this.#tiers[ti];
     unlink(t, cols, id);
@@ -637,6 +651,13 @@ export class EmbeddingStore {
     this.#index.remove(cols, id, ti);
     cols.release(id);
   }
+}
+
+/** The largest power of two at most `buckets` whose table fits in 1/16 of the budget (0 if none). */
+function evictedBucketsWithin(buckets: number, budget: Bytes, slots: number): number {
+  let b = buckets;
+  while (b > 0 && b * EvictedWeights.bytesPerBucket(slots) > budget / 16) b >>= 1;
+  return b;
 }
 
 function subscribe<T>(list: T[], listener: T): () => void {

@@ -270,10 +270,11 @@ t.test('the tokens of one event are created together: the budget never evicts on
   // its user. Resolving one token at a time did exactly that, then stepped the item's token (which
   // took the user's freed id) twice. Created together, the user stays and the item is refused:
   // not created, counted, and the event learned with the token it has.
-  const probe = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1 });
+  const exact = { ladder: [0, 4], startSize: 4, chunkRows: 1, evictedBuckets: 0 };
+  const probe = new EmbeddingStore(exact);
   probe.getOrCreate('user=u');
   const one = probe.accounting().totalBytes;
-  const store = new EmbeddingStore({ ladder: [0, 4], startSize: 4, chunkRows: 1, budgetBytes: one + 8 });
+  const store = new EmbeddingStore({ ...exact, budgetBytes: one + 8 });
   const observer = new Recorder();
   const trainer = new Trainer(store, { seed: 1, clock: new ManualClock(0), observer });
   trainer.learn([{ user: 'u', item: 'i', label: 1, timestamp: 0, fields: {} }]);

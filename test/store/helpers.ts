@@ -87,7 +87,15 @@ export function checkInvariants(store: EmbeddingStore): string | null {
   // 4-byte slots at a load of at most 0.6.
   if (a.mapBytes * 0.6 < store.size * 4) return `mapBytes ${a.mapBytes} too few for ${store.size} entries`;
   if (a.indexBytes !== a.mapBytes + keyBytes) return 'indexBytes';
-  total += a.tokenColumnsBytes + a.indexBytes;
+  // The evicted-weights table: 1 fingerprint byte, the weight and its optimizer floats a bucket.
+  const evicted = store.exportState().evicted;
+  const buckets = evicted?.fingerprint.length ?? 0;
+  if (evicted !== undefined && evicted.optimizer.length !== buckets * store.options.linearOptimizerSlots)
+    return 'evicted optimizer length';
+  if (buckets > 0 && buckets * (5 + 4 * store.options.linearOptimizerSlots) > store.options.budgetBytes / 16)
+    return `${buckets} evicted buckets over 1/16 of the budget`;
+  if (a.evictedBytes !== buckets * (5 + 4 * store.options.linearOptimizerSlots)) return 'evictedBytes';
+  total += a.tokenColumnsBytes + a.indexBytes + a.evictedBytes;
   if (a.totalBytes !== total) return `totalBytes ${a.totalBytes}, recomputed ${total}`;
   if (a.tokens !== live) return 'accounting tokens';
   if (a.totalBytes > store.options.budgetBytes)
@@ -138,6 +146,9 @@ export function diffStates(a: StoreState, b: StoreState): string | null {
     'next',
   ] as const;
   for (const c of cols) if (!bytesOf(a[c]).equals(bytesOf(b[c]))) return `column ${c}`;
+  for (const k of ['fingerprint', 'linear', 'optimizer'] as const) {
+    if (!bytesOf(a.evicted?.[k] ?? null).equals(bytesOf(b.evicted?.[k] ?? null))) return `evicted ${k}`;
+  }
   if (a.tiers.length !== b.tiers.length) return 'tier count';
   for (let i = 0; i < a.tiers.length; i++) {
     const x = a.tiers[i];

@@ -76,6 +76,29 @@ t.test('the linear weights’ slot count travels with a snapshot and cannot be o
   });
 });
 
+t.test('the evicted tokens’ weights travel with a snapshot; a state without them starts empty', async (t) => {
+  const dir = await tempDir(t);
+  const store = sample(20);
+  store.evict(store.id('item=7'));
+  await writeSnapshot(store, dir);
+  const { store: back } = await readSnapshot(dir);
+  t.equal(diffStates(store.exportState(), back.exportState()), null, 'the table is in the state bit for bit');
+  t.equal(back.linear[back.getOrCreate('item=7')], store.linear[store.getOrCreate('item=7')]);
+  t.equal(
+    back.linear[back.id('item=7')],
+    Math.fround(0.7),
+    'item=7 comes back with its weight after a restart',
+  );
+  t.equal(back.recalled, 1);
+
+  // A state written before the table existed (no `evicted`): restored, the table is empty.
+  const older = sample(20);
+  older.evict(older.id('item=7'));
+  const fresh = EmbeddingStore.fromState({ ...older.exportState(), evicted: undefined });
+  t.equal(fresh.linear[fresh.getOrCreate('item=7')], 0);
+  t.equal(fresh.recalled, 0);
+});
+
 t.test('a key index of many encoding steps (4,096 keys each) round-trips', async (t) => {
   const dir = await tempDir(t);
   const store = new EmbeddingStore({ chunkRows: 4096 });

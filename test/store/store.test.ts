@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { ModelStore } from '../../src/engine/model/model.js';
 import { EmbeddingStore, stringBytes } from '../../src/store/index.js';
+import { hashKey } from '../../src/store/key-table.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { createRandom } from '../../src/util/random.js';
 import { checkInvariants } from './helpers.js';
@@ -190,6 +191,73 @@ t.test('evict frees the id for reuse and calls onEvict first', async (t) => {
   t.equal(checkInvariants(store), null);
 });
 
+t.test('an evicted token’s linear weight comes back with its key, never to another key', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ evictedBuckets: 16, linearOptimizerSlots: 2, ttlMs: 10, clock });
+  const learn = (key: string, w: number, z: number, n: number): number => {
+    const id = store.getOrCreate(key);
+    store.linear[id] = w;
+    store.linearOptimizer[id * 2] = z;
+    store.linearOptimizer[id * 2 + 1] = n;
+    return id;
+  };
+  const weightOf = (id: number): number[] => [
+    store.linear[id],
+    store.linearOptimizer[id * 2],
+    store.linearOptimizer[id * 2 + 1],
+  ];
+  store.evict(learn('user=a', 0.5, 3, 4));
+  t.same(weightOf(store.getOrCreate('user=a')), [0.5, 3, 4], 'the weight and its FTRL state come back');
+  t.equal(store.recalled, 1);
+  store.evict(learn('user=a', 0.25, 5, 6));
+  t.same(weightOf(store.getOrCreate('user=a')), [0.25, 5, 6], 'the newest eviction wins its bucket');
+  store.evict(store.id('user=a'));
+  store.getOrCreate('user=a');
+  t.same(weightOf(store.id('user=a')), [0.25, 5, 6]);
+  t.equal(store.recalled, 3);
+  // A recalled token's bucket is empty: a second new token of that key would start from 0.
+  const again = store.getOrCreate('user=a');
+  t.same(weightOf(again), [0.25, 5, 6], 'still the live token');
+
+  // Two keys of one bucket and different fingerprints: the other key starts from 0, and its own
+  // eviction takes the bucket.
+  const bucket = (k: string): number => hashKey(k) & 15;
+  const fingerprint = (k: string): number => hashKey(k) >>> 24;
+  let other = '';
+  for (let i = 0; other === ''; i++) {
+    const k = `item=${i}`;
+    if (bucket(k) === bucket('user=b') && fingerprint(k) % 255 !== fingerprint('user=b') % 255) other = k;
+  }
+  store.evict(learn('user=b', 0.75, 1, 2));
+  t.same(weightOf(store.getOrCreate(other)), [0, 0, 0], `${other} (same bucket) starts from 0`);
+  t.equal(store.recalled, 3, 'not counted as recalled');
+  store.evict(learn(other, -0.5, 7, 8));
+  t.same(weightOf(store.getOrCreate('user=b')), [0, 0, 0], 'user=b lost its bucket to the newer eviction');
+
+  // TTL evictions keep weights too.
+  const old = learn('user=old', 1.5, 9, 10);
+  clock.advance(100);
+  store.touch(store.id('user=b'), clock.now());
+  store.touch(again, clock.now());
+  t.equal(store.evictExpired(clock.now()), 1);
+  t.notOk(store.alive(old));
+  t.same(weightOf(store.getOrCreate('user=old')), [1.5, 9, 10], 'a TTL-expired token comes back whole');
+  t.equal(store.recalled, 4);
+  t.equal(store.accounting().evictedBytes, 16 * (5 + 4 * 2), '13 bytes a bucket, counted');
+  t.equal(checkInvariants(store), null);
+
+  // Off: nothing kept, nothing counted.
+  const off = new EmbeddingStore({ evictedBuckets: 0 });
+  off.linear[off.getOrCreate('user=a')] = 0.5;
+  off.evict(off.id('user=a'));
+  t.equal(off.linear[off.getOrCreate('user=a')], 0);
+  t.equal(off.accounting().evictedBytes, 0);
+  // Under a budget the table takes at most 1/16 of it.
+  const tight = new EmbeddingStore({ budgetBytes: 100_000 });
+  t.equal(tight.accounting().evictedBytes, 512 * 9, '512 buckets of 9 bytes fit in 6,250 bytes');
+  t.equal(checkInvariants(tight), null);
+});
+
 t.test('forEachInTier tolerates moves and evictions from the callback', async (t) => {
   const store = new EmbeddingStore({ chunkRows: 3 });
   for (let i = 0; i < 10; i++) store.getOrCreate(`item=${i}`);
@@ -238,12 +306,19 @@ t.test('TTL eviction with a manual clock', async (t) => {
 t.test('budget: demote the coldest of the largest tier first, then evict the coldest', async (t) => {
   const clock = new ManualClock(0);
   const ladder = [0, 2, 4, 8];
-  const probe = new EmbeddingStore({ ladder, startSize: 2, chunkRows: 1 });
+  const probe = new EmbeddingStore({ ladder, startSize: 2, chunkRows: 1, evictedBuckets: 0 });
   // Room for roughly: 20 tokens at 8 and 40 at 2 (sizes from the store's own accounting).
   for (let i = 0; i < 20; i++) probe.getOrCreate(`hot=${i}`, 8);
   for (let i = 0; i < 40; i++) probe.getOrCreate(`new=${i}`);
   const budget = probe.accounting().totalBytes;
-  const store = new EmbeddingStore({ ladder, startSize: 2, chunkRows: 1, budgetBytes: budget, clock });
+  const store = new EmbeddingStore({
+    ladder,
+    startSize: 2,
+    chunkRows: 1,
+    budgetBytes: budget,
+    clock,
+    evictedBuckets: 0,
+  });
   for (let i = 0; i < 20; i++) {
     clock.advance(1);
     store.getOrCreate(`hot=${i}`, 8);
@@ -308,12 +383,13 @@ t.test(
   async (t) => {
     const clock = new ManualClock(0);
     const ladder = [0, 4];
-    const probe = new EmbeddingStore({ ladder, startSize: 4, chunkRows: 1 });
+    const probe = new EmbeddingStore({ ladder, startSize: 4, chunkRows: 1, evictedBuckets: 0 });
     for (let i = 0; i < 3; i++) probe.getOrCreate(`k=${i}`);
     const store = new EmbeddingStore({
       ladder,
       startSize: 4,
       chunkRows: 1,
+      evictedBuckets: 0,
       clock,
       budgetBytes: probe.accounting().totalBytes,
     });

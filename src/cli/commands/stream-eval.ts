@@ -32,6 +32,7 @@ ${MODEL_KINDS.map((kind) => `                         ${kind}: ${MODELS[kind].su
 ${learnerUsage(23)}
   --hidden W,W         DeepFM hidden layer widths. Default 64,32
   --budget-bytes N     hard memory budget of the store. Default none
+  --evicted-buckets N  buckets keeping evicted tokens' linear weights (0: off). Default 4096
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
   --start-size S       size of new tokens. Default D without --pme, 8 with it
   --window-events N    PME window every N events. Default 100000
@@ -67,6 +68,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       ...LEARNER_FLAGS,
       'hidden',
       'budget-bytes',
+      'evicted-buckets',
       'start-size',
       'window-events',
       'target',
@@ -113,6 +115,8 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       synthetic: v.synthetic === undefined ? undefined : int('synthetic', v.synthetic, 0),
       dim: int('dim', v.dim, 64),
       budgetBytes: v['budget-bytes'] === undefined ? undefined : int('budget-bytes', v['budget-bytes'], 0),
+      evictedBuckets:
+        v['evicted-buckets'] === undefined ? undefined : int('evicted-buckets', v['evicted-buckets'], 0),
       pme: v.pme === true,
       startSize: v['start-size'] === undefined ? undefined : int('start-size', v['start-size'], 8),
       windowEvents: int('window-events', v['window-events'], 100_000),
@@ -147,7 +151,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       }),
       ...(t.memory.relieved + t.memory.truncated + t.memory.evicted + t.memory.refusedTokens > 0
         ? [
-            `budget           ${t.memory.relieved} stepped down by PME, ${t.memory.truncated} truncated and ${t.memory.evicted} evicted by the store, ${t.memory.refusedTokens} new tokens refused`,
+            `budget           ${t.memory.relieved} stepped down by PME, ${t.memory.truncated} truncated and ${t.memory.evicted} evicted by the store, ${t.memory.refusedTokens} new tokens refused, ${t.memory.recalled} returning tokens given back their evicted linear weight`,
           ]
         : []),
     ];

@@ -835,7 +835,11 @@ export class PmeController implements TokenObserver {
 
 /** What the store's budget policy and PME (when on) did to keep memory within the budget. */
 export function memoryActions(
-  store: { readonly lastResort: { demoted: number; evicted: number }; readonly refused: number },
+  store: {
+    readonly lastResort: { demoted: number; evicted: number };
+    readonly refused: number;
+    readonly recalled: number;
+  },
   pme: Pick<PmeController, 'reliefMoves' | 'refusedMoves' | 'expired'> | null,
 ): MemoryActions {
   return {
@@ -845,5 +849,6 @@ export function memoryActions(
     refusedTokens: store.refused,
     refusedMoves: pme?.refusedMoves ?? 0,
     expired: pme?.expired ?? 0,
+    recalled: store.recalled,
   };
 }

@@ -225,4 +225,7 @@ export interface MemoryActions {
   refusedMoves: number;
   /** Tokens evicted for being unseen past the TTL (not pressure: age). */
   expired: number;
+  /** New tokens that started from the linear weight their key left when it was evicted (the
+   *  store's evicted-weights table), not from 0. */
+  recalled: number;
 }
