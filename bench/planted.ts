@@ -12,7 +12,7 @@
  * replay.
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
- *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON]
+ *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON] [--start-size S]
  *     [--learner JSON] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -31,6 +31,8 @@ const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 /** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
+/** PME's start size (an experiment; default the replay's, 8). */
+const START_SIZE = stringArg('start-size');
 const OUT = stringArg('out') ?? 'bench/results/planted.json';
 const MIN_EVENTS = numberArg('min-events', 200);
 const DIM = 64;
@@ -280,7 +282,10 @@ async function main(): Promise<void> {
         });
         record(method, share, r, sizes, vectors);
       };
-      await sized('pme', { pmeOptions: PME_OPTIONS });
+      await sized('pme', {
+        pmeOptions: PME_OPTIONS,
+        ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
+      });
       // Popularity-scaled sizes (MDE's rule on running counts) under PME's own windows and limit.
       await sized('popularity', { sizing: 'popularity' });
       for (const size of UNIFORM_SIZES)
