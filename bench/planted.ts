@@ -13,7 +13,7 @@
  *
  *   npm run bench:planted -- [--events 2000000] [--users 400000] [--items 20000]
  *     [--shares 0.1,0.25,0.5] [--seeds 1,2,3] [--min-events 200] [--pme-options JSON] [--start-size S]
- *     [--learner JSON] [--out FILE]
+ *     [--evicted-buckets N] [--learner JSON] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -33,6 +33,8 @@ const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
 /** PME's start size (an experiment; default the replay's, 8). */
 const START_SIZE = stringArg('start-size');
+/** Buckets of the store's evicted-weights table for every replay (0: off; default the store's). */
+const EVICTED_BUCKETS = stringArg('evicted-buckets');
 const OUT = stringArg('out') ?? 'bench/results/planted.json';
 const MIN_EVENTS = numberArg('min-events', 200);
 const DIM = 64;
@@ -202,6 +204,7 @@ async function main(): Promise<void> {
       batch: 256,
       seed,
       learner: LEARNER,
+      ...(EVICTED_BUCKETS === undefined ? {} : { evictedBuckets: Number(EVICTED_BUCKETS) }),
     };
     const record = (
       method: string,

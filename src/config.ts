@@ -178,7 +178,7 @@ export const OPTIONS = {
     env: 'PME_EVICTED_BUCKETS',
     kind: 'int',
     default: '4096',
-    doc: "Buckets of the table that keeps an evicted token's linear weight (and its optimizer state) for when its key comes back: a returning token starts from the bias it had learned, not from 0. 0 (off) or a power of two, 9 bytes a bucket (13 with `--linear-optimizer ftrl`) inside the budget, at most 1/16 of it; a key whose bucket a newer eviction took, or that shares it with another key (an 8-bit fingerprint tells them apart), starts from 0. On `bench:pme` at 10% of full's bytes it raised PME's progressive AUC by 0.0002 to 0.0004 on all three datasets. A restored snapshot keeps its own.",
+    doc: "Buckets of the table that keeps an evicted token's linear weight (and its optimizer state) for when its key comes back: a returning token starts from the bias it had learned, not from 0. 0 (off) or a power of two, 9 bytes a bucket (13 with `--linear-optimizer ftrl`) inside the budget, at most 1/16 of it; a key whose bucket a newer eviction took, or that shares it with another key (an 8-bit fingerprint tells them apart), starts from 0. On `bench:pme` at 10% of full's bytes it raised PME's progressive AUC by 0.0002 to 0.0004 on all three datasets (on `bench:planted`, whose returning users are rare, by 0.0000 to 0.0001). A restored snapshot keeps its own.",
   },
   pruneEveryEvents: {
     env: 'PME_PRUNE_EVERY_EVENTS',
