@@ -35,12 +35,14 @@ export async function startReplica(
     log(`pme: Kafka at ${describeConnection(connection)}`);
   await waitForKafka(connection, config.brokerWaitMs, log);
   const backend = await initBackend();
-  // A replica never steps, so it keeps no optimizer state or importance: half the bytes.
+  // A replica never steps, so it keeps no optimizer state or importance: half the bytes; nor an
+  // evicted-weights table: a token it creates takes the weight the trainer publishes.
   const store = new EmbeddingStore({
     ...storeOptions(config),
     optimizerSlots: 0,
     linearOptimizerSlots: 0,
     importance: false,
+    evictedBuckets: 0,
   });
   const trainer = new Trainer(store, {
     seed: config.seed,

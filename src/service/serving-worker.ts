@@ -31,13 +31,15 @@ const send = (message: WorkerMessage): void => port.postMessage(message);
 async function main(): Promise<void> {
   await initBackend();
   // The copy never steps: no optimizer state, no importance (parameters and index only), and no
-  // budget of its own (the trainer's store enforces it; the copy holds what the trainer holds).
+  // budget of its own (the trainer's store enforces it; the copy holds what the trainer holds),
+  // and no evicted-weights table (a token it creates takes the weight the trainer sends).
   const store = new EmbeddingStore({
     ladder: setup.ladder,
     seed: setup.seed,
     optimizerSlots: 0,
     linearOptimizerSlots: 0,
     importance: false,
+    evictedBuckets: 0,
   });
   const trainer = new Trainer(store, {
     seed: setup.seed,
