@@ -63,13 +63,6 @@ export class EvictedWeights {
     for (let i = 0; i < s; i++) state[id * s + i] = this.optimizer[b * s + i];
     return true;
   }
-
-  /** Buckets holding a weight. */
-  get used(): number {
-    let n = 0;
-    for (let b = 0; b < this.buckets; b++) if (this.fingerprint[b] !== 0) n++;
-    return n;
-  }
 }
 
 /** 1..255 from the hash's top byte (0 marks an empty bucket). */
