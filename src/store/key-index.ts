@@ -94,6 +94,14 @@ export class KeyIndex {
     this.#fieldTier[f * this.#tierCount + to]++;
   }
 
+  /** Live tokens of field `f` (O(ladder length)). */
+  fieldTokens(f: number): number {
+    const L = this.#tierCount;
+    let n = 0;
+    for (let ti = 0; ti < L; ti++) n += this.#fieldTier[f * L + ti];
+    return n;
+  }
+
   /** Grows the key list with the id columns. */
   grow(capacity: number): void {
     for (let i = this.keys.length; i < capacity; i++) this.keys.push('');

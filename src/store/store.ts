@@ -525,6 +525,11 @@ export class EmbeddingStore {
     };
   }
 
+  /** Live tokens of the field of token `id` (itself included; O(ladder length)). */
+  fieldTokensOf(id: TokenId): number {
+    return this.#index.fieldTokens(this.#columns.fieldOf[id]);
+  }
+
   /** Tokens and bytes per field (O(fields × ladder length)). */
   fieldStats(): FieldStats[] {
     return this.#index.fieldStats(

@@ -73,7 +73,8 @@ const LIVE_FIXTURE = {
   patience: 3,
   batch: 2,
   windowEvents: 4,
-  pme: { hotThreshold: 1.5, chunk: 1 },
+  // A small fixture: every field is searched, however few its tokens.
+  pme: { hotThreshold: 1.5, chunk: 1, searchFieldTokens: 0 },
 };
 
 t.test('pme is the live controller: its windows move tokens within the budget', async (t) => {

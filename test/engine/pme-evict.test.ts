@@ -15,7 +15,15 @@ const LADDER = [0, 2, 4, 8, 16];
 function setup(options: { hotThreshold?: number; chunk?: number } = {}) {
   const clock = new ManualClock(0);
   const store = new EmbeddingStore({ ladder: LADDER, startSize: 4, seed: 1, clock });
-  const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 1.5, chunk: 1, clock, ...options });
+  // Two users: every field is small, and searched all the same.
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 1.5,
+    chunk: 1,
+    searchFieldTokens: 0,
+    clock,
+    ...options,
+  });
   const trainer = new Trainer(store, { seed: 1, clock, observer: pme });
   pme.attach(trainer);
   return { store, pme, trainer, clock };

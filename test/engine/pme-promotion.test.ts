@@ -8,10 +8,12 @@ import { ManualClock } from '../../src/util/clock.js';
 function promotedAccumulators(promotionCarry: number): Float32Array {
   const clock = new ManualClock(0);
   const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
-  // Room to search (a tiny store: the default target and search share would allow no row at D).
+  // Room to search (a tiny store: the default target and search share would allow no row at D),
+  // and every field searched, however few its tokens.
   const pme = new PmeController(store, {
     windowEvents: 0,
     hotThreshold: 6,
+    searchFieldTokens: 0,
     target: 1,
     searchShare: 1,
     headroom: 0,
@@ -49,4 +51,35 @@ t.test('a promoted row starts its accumulators at promotionCarry × its old row 
     none.every((a) => a === 0),
     'promotionCarry 0: the new row starts fresh',
   );
+});
+
+t.test('a hot token is searched only while its field holds searchFieldTokens live tokens', async (t) => {
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 6,
+    target: 1,
+    searchShare: 1,
+    headroom: 0,
+    searchFieldTokens: 4,
+    clock,
+  });
+  const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
+  pme.attach(trainer);
+  // One user, four items: user=a is the hottest token, but its field holds one token.
+  let k = 0;
+  const learn = (user: string) => {
+    trainer.learn([{ user, item: `i${k % 4}`, label: k % 2, timestamp: k, fields: {} }]);
+    k++;
+  };
+  for (let i = 0; i < 60; i++) learn('a');
+  t.equal(store.sizeOf(store.id('user=a')), 4, 'user=a, alone in its field, is not searched');
+  t.equal(store.sizeOf(store.id('item=i0')), 8, 'item=i0, one of four items, is');
+  // Three more users: the field holds four tokens, and user=a's next event queues it.
+  for (const user of ['b', 'c', 'd']) learn(user);
+  learn('a');
+  learn('a');
+  t.equal(store.sizeOf(store.id('user=a')), 8, 'with four users, user=a is searched');
+  t.equal(store.sizeOf(store.id('user=b')), 4, 'user=b, seen once, is not');
 });

@@ -210,6 +210,7 @@ export class PmeController implements TokenObserver {
     if (estimate < this.options.hotThreshold) return;
     const store = this.store;
     if (store.tiers[store.tierOf[id]].size === this.D || this.#pendingSet.has(id)) return;
+    if (store.fieldTokensOf !== undefined && store.fieldTokensOf(id) < this.options.searchFieldTokens) return;
     const until = this.#searchedUntil.get(id);
     if (until !== undefined && until > this.#windows) return;
     this.#pending.push(id);

@@ -41,6 +41,8 @@ export interface PmeStore extends TrainerStore {
   readonly lastSeen?: Float64Array;
   /** Creates new tokens at `size` from now on (optional: without it the base size stays). */
   setCreateSize?(size: number): void;
+  /** Live tokens of the field of token `id` (optional: without it every field counts as large). */
+  fieldTokensOf?(id: TokenId): number;
 }
 
 export interface PmeOptions {
@@ -60,6 +62,20 @@ export interface PmeOptions {
   targetBytes: number;
   /** Share of the target that tokens being searched may hold at full size. Default 0.3. */
   searchShare: number;
+  /**
+   * A hot token is searched only while its field holds at least this many live tokens. A field of
+   * a few values (device type, banner position, a constant) is in nearly every event, so its
+   * tokens turn hot first, yet its few vectors span at most that many dims, and their new dims meet
+   * only the other tokens at D: on the short streams those new dims learned noise. 0 = every field.
+   * Default 16. Measured (`node dist/bench/pme-windows.js --data-dir ../shared/datasets`, 3 seeds,
+   * AUC at 10 / 25 / 50%) 0 → 16: ml-latest-small 0.7791 / 0.7802 / 0.7828 → 0.7790 / 0.7803 /
+   * 0.7829, criteo-sample 0.7193 / 0.7206 / 0.7210 → 0.7201 / 0.7208 / 0.7213, avazu-sample
+   * 0.6904 / 0.6912 / 0.6912 → 0.6912 / 0.6921 / 0.6923; criteo-sample's worst window step at 10%
+   * −0.0011 → −0.0005; the planted stream (users and items only) unchanged. 8 did about as well
+   * (mean of the 9 cells 0.73103 against 16's 0.73111); 32 excluded ml-latest-small's 20 genres
+   * and cost it 0.0010 / 0.0026 at 25 / 50% (0.73052).
+   */
+  searchFieldTokens: number;
   /** Share of the budget a window leaves free for tokens created before the next one. Default 0.1. */
   headroom: number;
   /** Windows before a pruned token may be searched again. Default 5. */
@@ -126,6 +142,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   target: 0.25,
   targetBytes: Number.POSITIVE_INFINITY,
   searchShare: 0.3,
+  searchFieldTokens: 16,
   headroom: 0.1,
   researchAfter: 5,
   importanceDecay: 0.5,
@@ -155,6 +172,8 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
     throw bad(`searchShare must be in (0, 1], got ${o.searchShare}`);
   if (!(o.headroom >= 0 && o.headroom < 1)) throw bad(`headroom must be in [0, 1), got ${o.headroom}`);
   if (!(o.searchShare + o.headroom <= 1)) throw bad('searchShare + headroom must be <= 1');
+  if (!Number.isInteger(o.searchFieldTokens) || o.searchFieldTokens < 0)
+    throw bad(`searchFieldTokens must be an integer >= 0, got ${o.searchFieldTokens}`);
   if (!Number.isInteger(o.researchAfter) || o.researchAfter < 1)
     throw bad('researchAfter must be an integer >= 1');
   if (!(o.importanceDecay >= 0 && o.importanceDecay <= 1)) throw bad('importanceDecay must be in [0, 1]');
