@@ -1,27 +1,33 @@
 import t from 'tap';
 import { PmeController } from '../../src/engine/pme/controller.js';
+import type { PmeOptions } from '../../src/engine/pme/options.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 
-/** The Adagrad accumulators of user=a's row right after the batch that promoted it to D. */
-function promotedAccumulators(promotionCarry: number): Float32Array {
+/** A tiny store (ladder 0, 4, 8) whose PME has room to search (the default target and search
+ *  share would allow no row at D), promoting tokens seen 6 times, with its trainer. */
+function searching(options: Partial<PmeOptions>) {
   const clock = new ManualClock(0);
   const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
-  // Room to search (a tiny store: the default target and search share would allow no row at D),
-  // and every field searched, however few its tokens.
   const pme = new PmeController(store, {
     windowEvents: 0,
     hotThreshold: 6,
-    searchFieldTokens: 0,
     target: 1,
     searchShare: 1,
     headroom: 0,
-    promotionCarry,
     clock,
+    ...options,
   });
   const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
   pme.attach(trainer);
+  return { store, trainer };
+}
+
+/** The Adagrad accumulators of user=a's row right after the batch that promoted it to D. */
+function promotedAccumulators(promotionCarry: number): Float32Array {
+  // Every field searched, however few its tokens.
+  const { store, trainer } = searching({ promotionCarry, searchFieldTokens: 0 });
   const event = (k: number) => ({ user: 'a', item: `i${k % 3}`, label: k % 2, timestamp: k, fields: {} });
   // Promotion happens at the end of a batch, after its steps: stop at the batch that promotes.
   let k = 0;
@@ -54,19 +60,7 @@ t.test('a promoted row starts its accumulators at promotionCarry × its old row 
 });
 
 t.test('a hot token is searched only while its field holds searchFieldTokens live tokens', async (t) => {
-  const clock = new ManualClock(0);
-  const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
-  const pme = new PmeController(store, {
-    windowEvents: 0,
-    hotThreshold: 6,
-    target: 1,
-    searchShare: 1,
-    headroom: 0,
-    searchFieldTokens: 4,
-    clock,
-  });
-  const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
-  pme.attach(trainer);
+  const { store, trainer } = searching({ searchFieldTokens: 4 });
   // One user, four items: user=a is the hottest token, but its field holds one token.
   let k = 0;
   const learn = (user: string) => {
