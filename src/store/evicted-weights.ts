@@ -4,9 +4,9 @@
  * same key starts from them instead of from 0, so a budget or TTL eviction costs a returning token
  * its vector only, not the bias it learned. An 8-bit fingerprint of the key guards each bucket: a
  * different key hashing to the bucket starts from 0 (without it, collisions cost more AUC than the
- * memory gives). Fixed size, allocated at construction, counted in the store's bytes.
+ * memory gives). Fixed size, allocated at construction, counted in the store's bytes. Keys come
+ * as their hash (key-table.ts hashKey, which the key table keeps per id): no key is hashed again.
  */
-import { hashKey } from './key-table.js';
 
 export class EvictedWeights {
   readonly buckets: number;
@@ -36,10 +36,9 @@ export class EvictedWeights {
     return 1 + 4 + 4 * slots;
   }
 
-  /** Keeps `key`'s weight and optimizer state (`state`, `slots` floats from `at`). */
-  remember(key: string, linear: number, state: Float32Array, at: number): void {
+  /** Keeps the weight and optimizer state (`state`, `slots` floats from `at`) of the key of hash `h`. */
+  remember(h: number, linear: number, state: Float32Array, at: number): void {
     if (this.buckets === 0) return;
-    const h = hashKey(key);
     const b = h & this.#mask;
     this.fingerprint[b] = fingerprintOf(h);
     this.linear[b] = linear;
@@ -48,13 +47,12 @@ export class EvictedWeights {
   }
 
   /**
-   * Writes into `linear[id]` and `state` (at `id * slots`) what `key` left when it was evicted and
-   * empties its bucket (the live token holds them now); returns false, writing nothing, when the
-   * bucket holds nothing of `key`.
+   * Writes into `linear[id]` and `state` (at `id * slots`) what the key of hash `h` left when it
+   * was evicted and empties its bucket (the live token holds them now); returns false, writing
+   * nothing, when the bucket holds nothing of that key.
    */
-  recall(key: string, id: number, linear: Float32Array, state: Float32Array): boolean {
+  recall(h: number, id: number, linear: Float32Array, state: Float32Array): boolean {
     if (this.buckets === 0) return false;
-    const h = hashKey(key);
     const b = h & this.#mask;
     if (this.fingerprint[b] !== fingerprintOf(h)) return false;
     this.fingerprint[b] = 0;

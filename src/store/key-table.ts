@@ -59,6 +59,11 @@ export class KeyTable {
     this.#hashes = grown;
   }
 
+  /** The hash (hashKey) of live id `id`'s key, as inserted. */
+  hashOf(id: TokenId): number {
+    return this.#hashes[id];
+  }
+
   /** The id of `key`, or -1. */
   get(key: string): TokenId {
     const h = hashKey(key);

@@ -607,11 +607,12 @@ export class EmbeddingStore {
     cols.slotOf[id] = slot;
     cols.linear[id] = 0;
     cols.linearOptimizer.fill(0, id * cols.slots, (id + 1) * cols.slots);
-    if (this.#evicted.recall(key, id, cols.linear, cols.linearOptimizer)) this.recalled++;
     cols.lastSeen[id] = now;
     cols.frequency[id] = 0;
     linkSorted(t, cols, id);
-    this.#index.register(cols, id, key, ti);
+    const index = this.#index;
+    index.register(cols, id, key, ti);
+    if (this.#evicted.recall(index.table.hashOf(id), id, cols.linear, cols.linearOptimizer)) this.recalled++;
     return id;
   }
 
@@ -648,7 +649,12 @@ export class EmbeddingStore {
     const key = this.#index.keys[id];
     const listeners = this.#evictListeners;
     for (let i = 0; i < listeners.length; i++) listeners[i](id, key);
-    this.#evicted.remember(key, cols.linear[id], cols.linearOptimizer, id * cols.slots);
+    this.#evicted.remember(
+      this.#index.table.hashOf(id),
+      cols.linear[id],
+      cols.linearOptimizer,
+      id * cols.slots,
+    );
     const ti = cols.tierOf[id];
     const t = this.#tiers[ti];
     unlink(t, cols, id);

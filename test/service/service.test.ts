@@ -165,52 +165,49 @@ t.test(
   },
 );
 
-t.test(
-  'an idle service still runs windows due by time and expires tokens past the TTL; returning keys get their weights back',
-  async (t) => {
-    const brokers = await testBrokers();
-    const stateDir = await mkdtemp(join(tmpdir(), 'pme-idle-'));
-    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
-    const env = {
-      ...isolatedEnv(brokers, stateDir),
-      PME_PRUNE_EVERY_MS: '1500',
-      PME_PRUNE_EVERY_EVENTS: '0',
-      PME_TOKEN_TTL_MS: '2000',
+t.test('an idle service runs windows due by time, expires tokens, recalls returning keys', async (t) => {
+  const brokers = await testBrokers();
+  const stateDir = await mkdtemp(join(tmpdir(), 'pme-idle-'));
+  t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+  const env = {
+    ...isolatedEnv(brokers, stateDir),
+    PME_PRUNE_EVERY_MS: '1500',
+    PME_PRUNE_EVERY_EVENTS: '0',
+    PME_TOKEN_TTL_MS: '2000',
+  };
+  const config = loadConfig([], env);
+  const service = await startService(config, () => {});
+  t.teardown(() => service.stop());
+  const workload = new SyntheticWorkload({ seed: 6, users: 30, items: 40 });
+  const producer = new EventProducer({ brokers: config.brokers });
+  await producer.connect();
+  t.teardown(() => producer.disconnect());
+  await producer.sendInteractions(config.interactionsTopic, workload.take(500));
+  await until('500 events trained', () => service.trainer.stats().learned >= 500);
+  const tokens = service.store.size;
+  t.ok(tokens > 0, `${tokens} tokens learned`);
+  // No more events: only the timer can prune and expire now.
+  await until('a window due by time', async () => {
+    const { windows } = (await (await fetch(`${service.url}/v1/prune`)).json()) as {
+      windows: Array<{ reason: string }>;
     };
-    const config = loadConfig([], env);
-    const service = await startService(config, () => {});
-    t.teardown(() => service.stop());
-    const workload = new SyntheticWorkload({ seed: 6, users: 30, items: 40 });
-    const producer = new EventProducer({ brokers: config.brokers });
-    await producer.connect();
-    t.teardown(() => producer.disconnect());
-    await producer.sendInteractions(config.interactionsTopic, workload.take(500));
-    await until('500 events trained', () => service.trainer.stats().learned >= 500);
-    const tokens = service.store.size;
-    t.ok(tokens > 0, `${tokens} tokens learned`);
-    // No more events: only the timer can prune and expire now.
-    await until('a window due by time', async () => {
-      const { windows } = (await (await fetch(`${service.url}/v1/prune`)).json()) as {
-        windows: Array<{ reason: string }>;
-      };
-      return windows.some((w) => w.reason === 'time');
-    });
-    await until('every token expired', () => service.store.size === 0, 15_000);
-    const text = await (await fetch(`${service.url}/metrics`)).text();
-    const expired = Number(/^pme_memory_actions_total\{action="expired"\} (\S+)$/m.exec(text)?.[1]);
-    t.equal(expired, tokens, 'each counted as expired');
-    // The same keys again: each starts from the linear weight it left when it expired (a key whose
-    // bucket another key took, of 4,096, starts from 0).
-    await producer.sendInteractions(
-      config.interactionsTopic,
-      new SyntheticWorkload({ seed: 6, users: 30, items: 40 }).take(500),
-    );
-    await until('the same 500 events trained again', () => service.trainer.stats().learned >= 1000);
-    const again = await (await fetch(`${service.url}/metrics`)).text();
-    const recalled = Number(/^pme_memory_actions_total\{action="recalled"\} (\S+)$/m.exec(again)?.[1]);
-    t.ok(recalled > tokens - 5 && recalled <= tokens, `${recalled} of ${tokens} returning tokens recalled`);
-  },
-);
+    return windows.some((w) => w.reason === 'time');
+  });
+  await until('every token expired', () => service.store.size === 0, 15_000);
+  const text = await (await fetch(`${service.url}/metrics`)).text();
+  const expired = Number(/^pme_memory_actions_total\{action="expired"\} (\S+)$/m.exec(text)?.[1]);
+  t.equal(expired, tokens, 'each counted as expired');
+  // The same keys again: each starts from the linear weight it left when it expired (a key whose
+  // bucket another key took, of 4,096, starts from 0).
+  await producer.sendInteractions(
+    config.interactionsTopic,
+    new SyntheticWorkload({ seed: 6, users: 30, items: 40 }).take(500),
+  );
+  await until('the same 500 events trained again', () => service.trainer.stats().learned >= 1000);
+  const again = await (await fetch(`${service.url}/metrics`)).text();
+  const recalled = Number(/^pme_memory_actions_total\{action="recalled"\} (\S+)$/m.exec(again)?.[1]);
+  t.ok(recalled > tokens - 5 && recalled <= tokens, `${recalled} of ${tokens} returning tokens recalled`);
+});
 
 t.test('a slow offset commit delays commits, not the snapshots that come after it', async (t) => {
   const brokers = await testBrokers();
