@@ -120,6 +120,14 @@ const SYSTEMS: System[] = [
     pme: () => ({ model: 'lr', pme: false, learner: { linearOptimizer: 'ftrl' } }),
   },
   {
+    name: 'pme lr cross',
+    description:
+      "pme logistic regression with the user × item pair's own weight (--model lr --cross-user-item)",
+    grid: GRID.pme,
+    seeded: true,
+    pme: () => ({ model: 'lr', pme: false, crossUserItem: true }),
+  },
+  {
     name: 'pme fm pme 25%',
     description: `pme FM with --pme, budget ${PME_SHARE * 100}% of full's bytes, windows prune to ${PME_SHARE * 100}%`,
     grid: GRID.pme,
@@ -130,6 +138,20 @@ const SYSTEMS: System[] = [
       budgetBytes: Math.floor(full * PME_SHARE),
       target: PME_SHARE,
       windowEvents,
+    }),
+  },
+  {
+    name: 'pme fm pme 25% cross',
+    description: `the same with --cross-user-item (the pair's weight at size 0, inside the budget)`,
+    grid: GRID.pme,
+    seeded: true,
+    pme: (full, windowEvents) => ({
+      model: 'fm',
+      pme: true,
+      budgetBytes: Math.floor(full * PME_SHARE),
+      target: PME_SHARE,
+      windowEvents,
+      crossUserItem: true,
     }),
   },
   {

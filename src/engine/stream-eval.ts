@@ -110,6 +110,8 @@ export interface StreamEvalOptions {
   /** PME: the share of full size every window prunes to. Default the controller's (0.25). */
   target?: number;
   negatives: number;
+  /** TrainerOptions.crossUserItem (`--cross-user-item`). Default false. */
+  crossUserItem?: boolean;
   batch: number;
   seed: number;
   limit?: number;
@@ -176,7 +178,11 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     fm: { ...o.learner },
     deepfm: { seed: o.seed, ...(o.hidden === undefined ? {} : { hidden: o.hidden }) },
   });
-  const learner = new Trainer(store, { seed: o.seed, negatives: o.negatives, catalog, observer }, model);
+  const learner = new Trainer(
+    store,
+    { seed: o.seed, negatives: o.negatives, crossUserItem: o.crossUserItem ?? false, catalog, observer },
+    model,
+  );
   controller?.attach(learner);
   popularity?.attach(learner);
   if (o.onPrediction !== undefined) {

@@ -48,6 +48,7 @@ export async function startReplica(
     seed: config.seed,
     model: { optimizer: 'sgd' },
     itemRefreshMs: ITEM_REFRESH_MS,
+    crossUserItem: config.crossUserItem,
   });
   const applier = new ReplicaApplier(store, trainer);
   const stopItemRefresh = startItemRefresh(trainer);

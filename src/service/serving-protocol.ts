@@ -14,6 +14,8 @@ export interface ServingSetup {
   ladder: number[];
   seed: number;
   itemRefreshMs: number;
+  /** The trainer's crossUserItem: reads add the pair's cross weight. */
+  crossUserItem: boolean;
   /** The trainer's model options that reads depend on. */
   model: Pick<FmOptions, 'maxTokens'>;
 }

@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     seed: setup.seed,
     model: { ...setup.model, optimizer: 'sgd', importance: false },
     itemRefreshMs: setup.itemRefreshMs,
+    crossUserItem: setup.crossUserItem,
   });
   const applier = new ReplicaApplier(store, trainer);
   const recent = new RecentItems();

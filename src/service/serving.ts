@@ -94,6 +94,7 @@ export async function startServingThread(
     ladder: [...store.options.ladder],
     seed: options.seed,
     itemRefreshMs: options.itemRefreshMs,
+    crossUserItem: trainer.options.crossUserItem,
     model: { maxTokens: trainer.model.maxTokens },
   };
   const tracker = new ChangeTracker(store, trainer);

@@ -69,6 +69,7 @@ export function trainerOptions(config: Config): Partial<TrainerOptions> {
   return {
     model: modelOptionsOf(config),
     negatives: config.negatives,
+    crossUserItem: config.crossUserItem,
     seed: config.seed,
     maxFieldNames: config.maxFieldNames,
     maxKeyLength: config.maxKeyLength,

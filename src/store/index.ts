@@ -27,6 +27,7 @@ export {
 } from './snapshot.js';
 export {
   type BudgetRelief,
+  type CreateListener,
   EmbeddingStore,
   type EvictListener,
   type LastResort,

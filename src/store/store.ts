@@ -26,6 +26,9 @@ export type { StoreState } from './state.js';
 /** Told of each token about to be evicted (TTL, budget or `evict`), while its row is still readable
  *  and before its id can be reused. It must not throw nor mutate the store. */
 export type EvictListener = (id: TokenId, key: string) => void;
+/** Told of each token just created (its key registered, its row and weights set). It must not
+ *  throw nor mutate the store. */
+export type CreateListener = (id: TokenId, key: string) => void;
 /** Told of each token that changed tier (a `move`, or a demotion by the budget policy), after it. */
 export type MoveListener = (id: TokenId, fromSize: number, toSize: number) => void;
 
@@ -76,6 +79,7 @@ export class EmbeddingStore {
   readonly #index: KeyIndex;
   readonly #parts: StoreParts;
   readonly #policy: BudgetPolicy;
+  readonly #createListeners: CreateListener[] = [];
   readonly #evictListeners: EvictListener[] = [];
   readonly #moveListeners: MoveListener[] = [];
   /** New tokens not created because the budget could not hold them (getOrCreateMany `refuse`). */
@@ -141,6 +145,11 @@ export class EmbeddingStore {
   /** What the budget policy did as a last resort: truncating demotions and evictions. */
   get lastResort(): Readonly<LastResort> {
     return this.#policy.lastResort;
+  }
+
+  /** Tells `listener` of every token created from now on; returns the function that stops it. */
+  onCreate(listener: CreateListener): () => void {
+    return subscribe(this.#createListeners, listener);
   }
 
   /** Tells `listener` of every eviction from now on (in the order listeners were added); returns
@@ -265,8 +274,9 @@ export class EmbeddingStore {
    * cache): it is kept as it is. The budget policy never demotes or evicts a token of the batch
    * (given or resolved), so every id in `out` is live and where it was when this returns. When
    * the budget cannot hold a new token even so, PME_ERR_STORE_BUDGET is thrown, or with
-   * `refuse`, that token is not created: `out[i]` = -1, counted in `refused`. Returns how many
-   * keys were refused.
+   * `refuse`, that token is not created: `out[i]` = -1, counted in `refused`. Keys from
+   * `linearFrom` on are created at size 0 instead (tokens that keep only a linear weight: the
+   * trainer's user × item crosses). Returns how many keys were refused.
    */
   getOrCreateMany(
     keys: readonly (string | null)[],
@@ -274,6 +284,7 @@ export class EmbeddingStore {
     now?: Milliseconds,
     n: number = keys.length,
     refuse = false,
+    linearFrom: number = n,
   ): number {
     if (out.length < n) throw new RangeError(`out has ${out.length} slots for ${n} keys`);
     const guard = this.#policy.protected;
@@ -294,7 +305,7 @@ export class EmbeddingStore {
         let id = index.get(key);
         if (id < 0) {
           try {
-            id = this.#create(key, this.#createIndex, at);
+            id = this.#create(key, i < linearFrom ? this.#createIndex : this.#tierIndex(0), at);
           } catch (error) {
             if (!refuse || !isPmeError(error, 'PME_ERR_STORE_BUDGET')) throw error;
             out[i] = -1;
@@ -613,6 +624,8 @@ export class EmbeddingStore {
     const index = this.#index;
     index.register(cols, id, key, ti);
     if (this.#evicted.recall(index.table.hashOf(id), id, cols.linear, cols.linearOptimizer)) this.recalled++;
+    const listeners = this.#createListeners;
+    for (let i = 0; i < listeners.length; i++) listeners[i](id, key);
     return id;
   }
 

@@ -6,18 +6,19 @@ import t from 'tap';
 import { type DashboardStats, dashboardStats } from '../../src/api/dashboard/stats.js';
 import { SyntheticWorkload } from '../../src/data/index.js';
 import { PmeController, Trainer } from '../../src/engine/index.js';
+import { parseCrossKey } from '../../src/engine/trainer/index.js';
 import { RecentItems } from '../../src/service/recent.js';
 import { startServingThread } from '../../src/service/serving.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { summaryFromMetrics } from '../api/metrics-text.js';
 import { inProcessApi } from '../helpers/service-api.js';
 
-async function start(t: { teardown(fn: () => unknown): void }) {
+async function start(t: { teardown(fn: () => unknown): void }, crossUserItem = false) {
   const store = new EmbeddingStore({ seed: 4 });
   const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 5, chunk: 16 });
   // Exact reads on both sides (itemRefreshMs 0), so the copy must give the trainer's numbers (to
   // float32: rows are float32, the bias travels as one).
-  const trainer = new Trainer(store, { seed: 4, observer: pme });
+  const trainer = new Trainer(store, { seed: 4, observer: pme, crossUserItem });
   pme.attach(trainer);
   const workload = new SyntheticWorkload({
     seed: 4,
@@ -83,6 +84,39 @@ t.test('reads come from the copy and equal the trainer’s, before and after mor
     rec.items.map((r) => r.item),
     trainer.recommend('u1', 5).items.map((r) => r.item),
     'recommend gives the trainer’s top items',
+  );
+});
+
+t.test('with crossUserItem the copy reads the user × item pairs as the trainer does', async (t) => {
+  const { store, trainer, serving } = await start(t, true);
+  // The user with the most pairs, and the items of them.
+  const pairs = new Map<string, string[]>();
+  store.forEachInTier(0, (id) => {
+    const pair = parseCrossKey(store.key(id));
+    if (pair !== null) pairs.set(pair.user, [...(pairs.get(pair.user) ?? []), pair.item]);
+  });
+  const [user, all] = [...pairs].sort((a, b) => b[1].length - a[1].length)[0];
+  t.ok(all.length >= 3, `${user} has ${all.length} pairs`);
+  const items = all.slice(0, 12);
+  const served = (
+    (await (await post(`${serving.url}/v1/score`, { user, items })).json()) as { scores: number[] }
+  ).scores;
+  const own = trainer.score(user, items);
+  t.ok(
+    served.every((p, k) => Math.abs(p - own[k]) < 1e-6),
+    `scores: ${served.map((p) => p.toFixed(4))} = ${own.map((p) => p.toFixed(4))}`,
+  );
+  const rec = (await (await fetch(`${serving.url}/v1/recommend?user=${user}&k=5`)).json()) as {
+    items: Array<{ item: string; score: number }>;
+  };
+  const ownTop = trainer.recommend(user, 5).items;
+  t.same(
+    rec.items.map((r) => r.item),
+    ownTop.map((r) => r.item),
+  );
+  t.ok(
+    rec.items.every((r, k) => Math.abs(r.score - ownTop[k].score) < 1e-6),
+    'recommend gives the trainer’s scores',
   );
 });
 

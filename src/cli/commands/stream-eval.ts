@@ -38,6 +38,7 @@ ${learnerUsage(23)}
   --window-events N    PME window every N events. Default 100000
   --target F           PME: share of full size (every token at D) each window prunes to. Default 0.25
   --negatives N        negatives per positive (positive-only streams). Default 0
+  --cross-user-item    one more token per event: the user and item pair's linear weight (VW's -q ui)
   --batch N            mini-batch size. Default 256
   --seed S             seed. Default 1
   --limit N            stop after N events
@@ -79,7 +80,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       'timeline-events',
       'json',
     ],
-    ['pme'],
+    ['pme', 'cross-user-item'],
   );
   if (typeof v === 'number') return v;
   if ((v.data === undefined || v.format === undefined) && v.synthetic === undefined) {
@@ -122,6 +123,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       windowEvents: int('window-events', v['window-events'], 100_000),
       target: v.target === undefined ? undefined : Number(v.target),
       negatives: int('negatives', v.negatives, 0),
+      crossUserItem: v['cross-user-item'] === true,
       batch: Math.max(1, int('batch', v.batch, 256)),
       seed: int('seed', v.seed, 1),
       limit: v.limit === undefined ? undefined : int('limit', v.limit, 0),

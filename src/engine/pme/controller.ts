@@ -18,7 +18,7 @@ import type { Milliseconds } from '../../util/clock.js';
 import { fnv1a } from '../../util/hash.js';
 import { createRandom, type Random } from '../../util/random.js';
 import type { Model, TokenId } from '../model/model.js';
-import type { TokenObserver, Trainer } from '../trainer/index.js';
+import { isCrossKey, type TokenObserver, type Trainer } from '../trainer/index.js';
 import {
   type MemoryActions,
   type PmeOptions,
@@ -533,7 +533,8 @@ export class PmeController implements TokenObserver {
           ls = transfer.solverFor(size);
         }
         const id = ids[k];
-        if (gone.has(id) || !store.alive(id) || store.sizeOf(id) >= size) continue;
+        if (gone.has(id) || !store.alive(id) || store.sizeOf(id) >= size || isCrossKey(store.key(id)))
+          continue;
         if (model !== null) model.vectorOf(id, v);
         else v.fill(0);
         const acc0 = transfer.meanAccumulator(id);

@@ -6,7 +6,7 @@
  */
 import { createRandom, type Random } from '../../util/random.js';
 import type { Model, TokenId } from '../model/model.js';
-import type { TokenObserver, Trainer } from '../trainer/index.js';
+import { CROSS_FIELD, type TokenObserver, type Trainer } from '../trainer/index.js';
 import { type PmeOptions, type PmeStore, resolvePmeOptions } from './options.js';
 import { Transfer } from './transfer.js';
 
@@ -207,7 +207,11 @@ export class PopularitySizes implements TokenObserver {
     const transfer = this.#transfer;
     const ladder = transfer.ladder;
     const ids: TokenId[] = [];
-    for (const size of ladder) store.forEachInTier(size, (id) => ids.push(id));
+    // Cross tokens keep only their linear weight (TrainerOptions.crossUserItem): not sized.
+    for (const size of ladder)
+      store.forEachInTier(size, (id) => {
+        if (store.field(id) !== CROSS_FIELD) ids.push(id);
+      });
     const counts = Float64Array.from(ids, (id) => store.frequency[id]);
     const fields = ids.map((id) => store.field(id));
     const acc = store.accounting();

@@ -23,6 +23,7 @@ import { FmModel } from '../model/fm.js';
 import { type Model, Rows, type ScoreSink, type TokenId } from '../model/model.js';
 import { tierLayout } from './arrays.js';
 import { Catalog, type ExportedCatalog, type ExportedItem, fieldsOf, type ItemEntry } from './catalog.js';
+import { CrossIndex } from './cross.js';
 import { type RowFeed, rowFeed } from './feed.js';
 import { ItemTerms } from './item-terms.js';
 import { Limits, type Rejection } from './limits.js';
@@ -36,6 +37,7 @@ import { Reads, type RecommendResult } from './reads.js';
 import { FieldCodes, NO_OBSERVER, TokenResolver } from './tokens.js';
 
 export type { ExportedCatalog, ExportedItem } from './catalog.js';
+export { CROSS_FIELD, CrossIndex, crossKey, isCrossKey, parseCrossKey } from './cross.js';
 export type { Rejection, RejectionReason } from './limits.js';
 export {
   resolveTrainerOptions,
@@ -61,7 +63,7 @@ export interface TrainerStats extends MetricsSnapshot {
 
 /** Bytes the trainer keeps besides the store and the model (see src/engine/memory.ts). */
 export interface TrainerMemory {
-  /** Key caches (TokenResolver) and field codes: estimated. */
+  /** Key caches (TokenResolver), field codes and the cross index (crossUserItem): estimated. */
   keyCaches: number;
   /** The catalog with its negative sampler: typed columns exact, Maps and strings estimated. */
   catalog: number;
@@ -97,6 +99,8 @@ export class Trainer {
   readonly #limits: Limits;
   readonly #rejected: Record<string, number> = {};
   readonly #tokens: TokenResolver;
+  /** Every user's live cross tokens (crossUserItem), null without them. */
+  readonly #cross: CrossIndex | null;
   readonly #terms: ItemTerms;
   readonly #reads: Reads;
   readonly #scored: Scored;
@@ -127,10 +131,26 @@ export class Trainer {
     const maxTokens = this.model.maxTokens;
     this.#limits = new Limits(this.#codes, { maxTokens, ...o });
     this.#catalog = new Catalog(store, this.#codes, o.negativeExponent);
-    this.#tokens = new TokenResolver(store, this.#catalog, this.#codes, this.#observer, this.model.maxTokens);
+    this.#tokens = new TokenResolver(
+      store,
+      this.#catalog,
+      this.#codes,
+      this.#observer,
+      this.model.maxTokens,
+      o.crossUserItem,
+    );
     const layout = tierLayout(store);
     this.#terms = new ItemTerms(store, this.model, this.#catalog, layout, o.clock, o.itemRefreshMs);
-    this.#reads = new Reads(store, this.model, this.#catalog, this.#terms, layout, o.itemRefreshMs);
+    this.#cross = o.crossUserItem ? new CrossIndex(store) : null;
+    this.#reads = new Reads(
+      store,
+      this.model,
+      this.#catalog,
+      this.#terms,
+      layout,
+      o.itemRefreshMs,
+      this.#cross,
+    );
     this.#scored = new Scored(this.metrics);
     this.#feed = rowFeed(this.model, this.#codes.names, this.#scored);
     store.onEvict((id, key) => this.#forget(id, key));
@@ -216,7 +236,7 @@ export class Trainer {
       rows.labels[r] = event.label;
       feed.resolved(r);
       catalog.popularity.increment(entry.index);
-      if (negatives > 0 && event.label > 0) this.#negatives(entry, r, userCount, start);
+      if (negatives > 0 && event.label > 0) this.#negatives(event.user, entry, r, userCount, start);
       this.#observer.observeEvent?.(event);
     }
     this.#busyMs += performance.now() - began;
@@ -240,7 +260,7 @@ export class Trainer {
   }
 
   /** `negatives` items drawn by popularity, learned as negatives of the event in row `eventRow`. */
-  #negatives(entry: ItemEntry, eventRow: number, userCount: number, now: number): void {
+  #negatives(user: string, entry: ItemEntry, eventRow: number, userCount: number, now: number): void {
     const catalog = this.#catalog;
     const feed = this.#feed;
     const rows = feed.rows;
@@ -249,7 +269,7 @@ export class Trainer {
       const other = index < 0 ? undefined : catalog.at(index);
       if (other === undefined || other === entry) continue;
       const r = feed.negativeRow(eventRow, userCount);
-      this.#tokens.negative(other, rows, r, userCount, now);
+      this.#tokens.negative(user, other, rows, r, userCount, now);
       rows.labels[r] = 0;
       feed.resolved(r);
       this.#negativesDrawn++;
@@ -407,7 +427,7 @@ export class Trainer {
   /** Bytes of the trainer's caches and catalog, outside the store's budget (TrainerMemory). */
   memory(): TrainerMemory {
     return {
-      keyCaches: this.#tokens.bytes() + this.#codes.bytes(),
+      keyCaches: this.#tokens.bytes() + this.#codes.bytes() + (this.#cross?.bytes() ?? 0),
       catalog: this.#catalog.bytes(),
       itemCaches: this.#terms.bytes() + this.#reads.bytes(),
     };

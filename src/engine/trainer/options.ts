@@ -14,7 +14,7 @@ import type { ModelStore, TokenId } from '../model/model.js';
  *  without a learn()) through the store's listeners. */
 export type TrainerStore = ModelStore &
   Pick<EmbeddingStore, 'id' | 'key' | 'getOrCreateMany' | 'touch' | 'onEvict' | 'onMove'> &
-  Partial<Pick<EmbeddingStore, 'fieldNames'>>;
+  Partial<Pick<EmbeddingStore, 'fieldNames' | 'onCreate' | 'forEachInTier'>>;
 
 /** Sees every token the trainer resolves (the PME hot-token tracker plugs in here). */
 export interface TokenObserver {
@@ -59,6 +59,14 @@ export interface TrainerOptions {
   /** Longest user, item, field name or field value, in UTF-16 code units; a longer one's event
    *  or item is refused. Default 1024. */
   maxKeyLength: number;
+  /**
+   * Every event carries one more token, the pair's own (`user:item=…`, tokens.ts crossKey):
+   * a linear weight for that user with that item, as Vowpal Wabbit's `-q ui` gives, created at
+   * size 0 and never sized by PME. It pays where pairs repeat (ad impressions); where each pair
+   * comes once (ratings) it only costs a token per event. Drawn negatives never create one;
+   * scores and recommendations read it (recommend through cross.ts CrossIndex). Default false.
+   */
+  crossUserItem: boolean;
 }
 
 export const TRAINER_DEFAULTS: Readonly<Omit<TrainerOptions, 'clock' | 'catalog' | 'observer' | 'model'>> =
@@ -71,6 +79,7 @@ export const TRAINER_DEFAULTS: Readonly<Omit<TrainerOptions, 'clock' | 'catalog'
     itemRefreshMs: 0,
     maxFieldNames: 1024,
     maxKeyLength: 1024,
+    crossUserItem: false,
   });
 
 function invalid(message: string): PmeError {
@@ -103,5 +112,7 @@ export function resolveTrainerOptions(options: Partial<TrainerOptions> = {}): Re
     throw invalid(`maxFieldNames must be an integer in [0, 65534], got ${o.maxFieldNames}`);
   if (!Number.isInteger(o.maxKeyLength) || o.maxKeyLength < 1)
     throw invalid(`maxKeyLength must be an integer >= 1, got ${o.maxKeyLength}`);
+  if (typeof o.crossUserItem !== 'boolean')
+    throw invalid(`crossUserItem must be a boolean, got ${o.crossUserItem}`);
   return Object.freeze(o);
 }

@@ -8,7 +8,9 @@
  * with S_U = Σ v over U, v_t = e_t P_s (row e_t of size s, tier projection P_s), and
  * S_U·v_t = e_t · (P_s S_U): once P_s S_U is computed per request and tier (Σ s × D work), each
  * token costs its own size s, read from the live slab. The second bracket c_I does not depend on
- * the user: it comes from ItemTerms (item-terms.ts), within itemRefreshMs of the model.
+ * the user: it comes from ItemTerms (item-terms.ts), within itemRefreshMs of the model. With
+ * crossUserItem, the pair's own cross weight (a token at size 0) adds to the logit: one key
+ * look-up per item.
  *
  * Per-request caches are stamped with a read generation, so nothing is cleared between reads.
  */
@@ -17,6 +19,7 @@ import { sigmoid } from '../model/math.js';
 import type { Model, TokenId } from '../model/model.js';
 import { dot, grownFloat64, grownInt32, type TierLayout } from './arrays.js';
 import { type Catalog, EMPTY_SIGNATURE, type ItemEntry } from './catalog.js';
+import { type CrossIndex, crossKey, parseCrossKey } from './cross.js';
 import type { ItemTerms } from './item-terms.js';
 import type { TrainerStore } from './options.js';
 import { TopK } from './top-k.js';
@@ -49,6 +52,8 @@ export class Reads {
   readonly #layout: TierLayout;
   /** itemRefreshMs > 0: known items take c_I from the sweep. */
   readonly #bounded: boolean;
+  /** crossUserItem: every user's pairs, whose cross weights join the logits; else null. */
+  readonly #cross: CrossIndex | null;
   readonly #top = new TopK();
   // Per-request caches of score, valid when their stamp equals #gen. Field tokens: id, w, v (D),
   // |v|², S_U·v.
@@ -67,6 +72,9 @@ export class Reads {
   #sigLiveStamp = new Int32Array(0);
   /** Per item: the read generation that excluded it. */
   #excludeStamp = new Int32Array(0);
+  /** Per item: the user's cross weight with it (recommend), valid when its stamp is the generation. */
+  #crossStamp = new Int32Array(0);
+  #crossWeights = new Float64Array(0);
   // The user side: S_U and P_t S_U per tier.
   readonly #userSum: Float64Array;
   readonly #userP: Float64Array;
@@ -86,6 +94,7 @@ export class Reads {
     terms: ItemTerms,
     layout: TierLayout,
     itemRefreshMs: number,
+    cross: CrossIndex | null,
   ) {
     this.#store = store;
     this.#model = model;
@@ -93,6 +102,7 @@ export class Reads {
     this.#terms = terms;
     this.#layout = layout;
     this.#bounded = itemRefreshMs > 0;
+    this.#cross = cross;
     const D = store.dim;
     this.#vec = new Float64Array(D);
     this.#itemSum = new Float64Array(D);
@@ -118,6 +128,8 @@ export class Reads {
       this.#sigLive.byteLength +
       this.#sigLiveStamp.byteLength +
       this.#excludeStamp.byteLength +
+      this.#crossStamp.byteLength +
+      this.#crossWeights.byteLength +
       this.#userSum.byteLength +
       this.#userP.byteLength +
       this.#scoreIds.byteLength +
@@ -150,6 +162,10 @@ export class Reads {
     }
     if (this.#excludeStamp.length < catalog.size)
       this.#excludeStamp = grownInt32(this.#excludeStamp, catalog.size);
+    if (this.#cross !== null && this.#crossStamp.length < catalog.size) {
+      this.#crossStamp = grownInt32(this.#crossStamp, catalog.size);
+      this.#crossWeights = grownFloat64(this.#crossWeights, catalog.size);
+    }
   }
 
   /** Starts a read: a new generation (every per-request cache below goes stale at once). */
@@ -160,6 +176,7 @@ export class Reads {
       gen = 1;
       this.#ftStamp.fill(0);
       this.#excludeStamp.fill(0);
+      this.#crossStamp.fill(0);
     }
     this.#gen = gen;
     this.#fit();
@@ -298,15 +315,16 @@ export class Reads {
     const out = new Array<number>(items.length);
     for (let i = 0; i < items.length; i++) {
       const entry = this.#catalog.entry(items[i]);
+      const z = base + this.#crossWeight(user, items[i]);
       if (entry === undefined) {
-        out[i] = sigmoid(base + this.#itemLogit(EMPTY_SIGNATURE, this.#store.id(`item=${items[i]}`)));
+        out[i] = sigmoid(z + this.#itemLogit(EMPTY_SIGNATURE, this.#store.id(`item=${items[i]}`)));
       } else if (anyField && overlaps(entry.fieldNames, fields)) {
         out[i] = this.#scoreApart(user, entry, fields);
       } else if (bounded) {
-        out[i] = sigmoid(base + this.#terms.values[entry.index] + this.#itemLive(entry.index));
+        out[i] = sigmoid(z + this.#terms.values[entry.index] + this.#itemLive(entry.index));
       } else {
         const id = this.#catalog.itemToken[entry.index];
-        out[i] = sigmoid(base + this.#itemLogit(this.#catalog.itemSig[entry.index], id));
+        out[i] = sigmoid(z + this.#itemLogit(this.#catalog.itemSig[entry.index], id));
       }
     }
     return out;
@@ -334,6 +352,13 @@ export class Reads {
       this.#sigLiveStamp[g] = gen;
     }
     return this.#sigLive[g] + this.#tokenLive(this.#catalog.itemToken[i]);
+  }
+
+  /** The linear weight of the pair's cross token: 0 without crossUserItem or without the token. */
+  #crossWeight(user: string, item: string): number {
+    if (this.#cross === null) return 0;
+    const id = this.#store.id(crossKey(user, item));
+    return id < 0 ? 0 : this.#store.linear[id];
   }
 
   /** P_t S_U for every tier t into #userP (the user side in each tier's own space). */
@@ -364,6 +389,7 @@ export class Reads {
     for (const name in fields) if (!entry.fieldNames.has(name)) put(`${name}=${fields[name]}`);
     put(entry.key);
     for (const key of entry.fieldKeys) put(key);
+    if (this.#cross !== null) put(crossKey(user, entry.item));
     return this.#model.predict(ids, n);
   }
 
@@ -431,10 +457,22 @@ export class Reads {
     const sigOf = catalog.itemSig;
     const tokens = catalog.itemToken;
     const constant = this.#terms.values;
+    // The user's pairs (crossUserItem): their weights by item, so the scan reads one stamp per item.
+    const crossStamp = this.#crossStamp;
+    const crossWeights = this.#crossWeights;
+    const cross = this.#cross !== null;
+    if (this.#cross !== null)
+      for (const id of this.#cross.of(user)) {
+        const entry = catalog.entry(parseCrossKey(store.key(id))!.item);
+        if (entry === undefined) continue;
+        crossStamp[entry.index] = gen;
+        crossWeights[entry.index] = store.linear[id];
+      }
     let floor = top.floor;
     for (let i = 0; i < n; i++) {
       if (active[i] === 0 || stamp[i] === gen) continue;
       let z = constant[i] + sigLive[sigOf[i]];
+      if (cross && crossStamp[i] === gen) z += crossWeights[i];
       const id = tokens[i];
       if (id >= 0) {
         const ti = tierOf[id];

@@ -8,6 +8,7 @@ import { ARRAY_SLOT_BYTES, mapBytesEstimate, stringBytes } from '../../store/acc
 import type { Milliseconds } from '../../util/clock.js';
 import type { Rows, TokenId } from '../model/model.js';
 import type { Catalog, ItemEntry } from './catalog.js';
+import { CROSS_FIELD, crossKey } from './cross.js';
 import type { TokenObserver, TrainerStore } from './options.js';
 
 /** Field names by small code, in the order first met: 'user' 0, 'item' 1, then the others. */
@@ -148,6 +149,8 @@ export class TokenResolver {
   readonly #missValue: (string | null)[];
   /** Where the item token is among them, -1 when the row had no room for it. */
   #itemAt = -1;
+  /** The cross field's code, -1 when events carry no user × item cross token. */
+  readonly #crossCode: number;
   /** How many of them have a key to create, and how many an id to remember in a cache. */
   #toCreate = 0;
   #toRemember = 0;
@@ -158,11 +161,13 @@ export class TokenResolver {
     codes: FieldCodes,
     observer: TokenObserver,
     maxTokens: number,
+    cross: boolean,
   ) {
     this.#store = store;
     this.#catalog = catalog;
     this.#codes = codes;
     this.#observer = observer;
+    this.#crossCode = cross ? codes.code(CROSS_FIELD) : -1;
     this.#userKeys = new KeyCache('user', codes.code('user'));
     this.#keys = new Array<string | null>(maxTokens).fill(null);
     this.#ids = new Int32Array(maxTokens);
@@ -173,8 +178,9 @@ export class TokenResolver {
 
   /**
    * Resolves an event into row r: the user, then its fields that the item's catalog does not name
-   * (those belong to the item side), then the item and its catalog fields. Returns how many tokens
-   * the user side has (a negative of this event keeps them).
+   * (those belong to the item side), then the item and its catalog fields, then the pair's cross
+   * token (crossUserItem, created at size 0). Returns how many tokens the user side has (a
+   * negative of this event keeps them).
    */
   event(
     user: string,
@@ -194,15 +200,30 @@ export class TokenResolver {
     }
     let userCount = n;
     n = this.#itemSide(entry, n);
-    const made = this.#create(entry, n, now);
+    const linearFrom = n;
+    if (this.#crossCode >= 0 && n < max) {
+      this.#put(n++, crossKey(user, entry.item), -1, this.#crossCode);
+      this.#toCreate++;
+    }
+    const made = this.#create(entry, n, now, linearFrom);
     // Tokens the budget could not hold are left out of the row (and counted by the store).
     if (made < n) userCount -= this.#compact(n, 0, userCount);
     this.#write(rows, r, 0, made, now);
     return userCount;
   }
 
-  /** Resolves a negative into row r, whose first `userCount` tokens are already its event's user side. */
-  negative(entry: ItemEntry, rows: Rows, r: number, userCount: number, now: Milliseconds): void {
+  /**
+   * Resolves a negative into row r, whose first `userCount` tokens are already its event's user
+   * side. The pair's cross token joins only if it exists: a drawn pair never creates one.
+   */
+  negative(
+    user: string,
+    entry: ItemEntry,
+    rows: Rows,
+    r: number,
+    userCount: number,
+    now: Milliseconds,
+  ): void {
     const keys = this.#keys;
     const ids = this.#ids;
     const at = r * rows.stride;
@@ -210,7 +231,11 @@ export class TokenResolver {
       keys[k] = null;
       ids[k] = rows.ids[at + k];
     }
-    const n = this.#itemSide(entry, userCount);
+    let n = this.#itemSide(entry, userCount);
+    if (this.#crossCode >= 0 && n < keys.length) {
+      const id = this.#store.id(crossKey(user, entry.item));
+      if (id >= 0) this.#put(n++, null, id, this.#crossCode);
+    }
     const made = this.#create(entry, n, now);
     if (made < n) this.#compact(n, userCount, userCount);
     this.#write(rows, r, userCount, made, now);
@@ -251,6 +276,7 @@ export class TokenResolver {
         put(store.id(catalog.fieldKey(f)), catalog.fieldCode(f));
       }
     }
+    if (this.#crossCode >= 0) put(store.id(crossKey(user, item)), this.#crossCode);
     rows.counts[r] = n;
   }
 
@@ -305,6 +331,14 @@ export class TokenResolver {
     return k + 1;
   }
 
+  /** Token k of the event: its key to create (null: `id` is live already) and field code. */
+  #put(k: number, key: string | null, id: TokenId, code: number): void {
+    this.#keys[k] = key;
+    this.#ids[k] = id;
+    this.#fields[k] = code;
+    this.#missCache[k] = null;
+  }
+
   /** The item token and its catalog fields from token `n` on; returns the new count. */
   #itemSide(entry: ItemEntry, n: number): number {
     const max = this.#keys.length;
@@ -314,40 +348,32 @@ export class TokenResolver {
       // The item's token id is kept per item and forgotten when the store evicts it.
       const id = catalog.itemToken[entry.index];
       this.#itemAt = n;
-      this.#keys[n] = id < 0 ? entry.key : null;
       if (id < 0) this.#toCreate++;
-      this.#ids[n] = id;
-      this.#fields[n] = 1;
-      this.#missCache[n] = null;
-      n++;
+      this.#put(n++, id < 0 ? entry.key : null, id, 1);
     }
     const g = catalog.itemSig[entry.index];
     for (let j = catalog.sigStart[g], end = j + catalog.sigLength[g]; j < end && n < max; j++) {
       const f = catalog.sigFields[j];
       // The field token's id as the catalog last found it (forgotten when the store evicts it).
       const id = catalog.fieldToken(f);
-      this.#keys[n] = id < 0 ? catalog.fieldKey(f) : null;
       if (id < 0) this.#toCreate++;
-      this.#ids[n] = id;
-      this.#fields[n] = catalog.fieldCode(f);
-      this.#missCache[n] = null;
-      n++;
+      this.#put(n++, id < 0 ? catalog.fieldKey(f) : null, id, catalog.fieldCode(f));
     }
     return n;
   }
 
   /**
-   * Creates the tokens [0, n) that are new, together; remembers new ids in the caches and the
-   * item's token in the catalog. A token the budget cannot hold is not created (its id is -1);
-   * returns how many tokens the row keeps (n less those).
+   * Creates the tokens [0, n) that are new, together (those from `linearFrom` on at size 0);
+   * remembers new ids in the caches and the item's token in the catalog. A token the budget cannot
+   * hold is not created (its id is -1); returns how many tokens the row keeps (n less those).
    */
-  #create(entry: ItemEntry, n: number, now: Milliseconds): number {
+  #create(entry: ItemEntry, n: number, now: Milliseconds, linearFrom = n): number {
     const ids = this.#ids;
     let refused = 0;
     // Every id known (the usual case): nothing is created, so nothing can be evicted either.
     if (this.#toCreate > 0) {
       this.#toCreate = 0;
-      refused = this.#store.getOrCreateMany(this.#keys, ids, now, n, true);
+      refused = this.#store.getOrCreateMany(this.#keys, ids, now, n, true, linearFrom);
       const itemAt = this.#itemAt;
       if (itemAt >= 0 && this.#keys[itemAt] !== null && ids[itemAt] >= 0)
         this.#catalog.setItemToken(entry.index, ids[itemAt]);
@@ -392,7 +418,8 @@ export class TokenResolver {
     }
   }
 
-  /** Tokens [from, n) into row r (ids and codes), touched at `now` and shown to the observer. */
+  /** Tokens [from, n) into row r (ids and codes), touched at `now` and shown to the observer
+   *  (but cross tokens: they stay at size 0, so PME has nothing to size). */
   #write(rows: Rows, r: number, from: number, n: number, now: Milliseconds): void {
     const store = this.#store;
     const observer = this.#observer;
@@ -400,10 +427,11 @@ export class TokenResolver {
     const ids = this.#ids;
     for (let k = from; k < n; k++) {
       const id = ids[k];
+      const code = this.#fields[k];
       rows.ids[at + k] = id;
-      rows.fields[at + k] = this.#fields[k];
+      rows.fields[at + k] = code;
       store.touch(id, now);
-      observer.observe(id);
+      if (code !== this.#crossCode) observer.observe(id);
     }
     rows.counts[r] = n;
   }
