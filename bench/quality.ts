@@ -97,6 +97,15 @@ interface System {
   pme?: (fullBytes: number, windowEvents: number) => Partial<StreamEvalOptions>;
 }
 
+/** pme FM with PME, its budget and windows' target PME_SHARE of full's bytes. */
+const pmeAtShare = (full: number, windowEvents: number): Partial<StreamEvalOptions> => ({
+  model: 'fm',
+  pme: true,
+  budgetBytes: Math.floor(full * PME_SHARE),
+  target: PME_SHARE,
+  windowEvents,
+});
+
 const SYSTEMS: System[] = [
   {
     name: 'pme fm full',
@@ -132,27 +141,14 @@ const SYSTEMS: System[] = [
     description: `pme FM with --pme, budget ${PME_SHARE * 100}% of full's bytes, windows prune to ${PME_SHARE * 100}%`,
     grid: GRID.pme,
     seeded: true,
-    pme: (full, windowEvents) => ({
-      model: 'fm',
-      pme: true,
-      budgetBytes: Math.floor(full * PME_SHARE),
-      target: PME_SHARE,
-      windowEvents,
-    }),
+    pme: (full, windowEvents) => pmeAtShare(full, windowEvents),
   },
   {
     name: 'pme fm pme 25% cross',
     description: `the same with --cross-user-item (the pair's weight at size 0, inside the budget)`,
     grid: GRID.pme,
     seeded: true,
-    pme: (full, windowEvents) => ({
-      model: 'fm',
-      pme: true,
-      budgetBytes: Math.floor(full * PME_SHARE),
-      target: PME_SHARE,
-      windowEvents,
-      crossUserItem: true,
-    }),
+    pme: (full, windowEvents) => ({ ...pmeAtShare(full, windowEvents), crossUserItem: true }),
   },
   {
     name: 'pme fm size 8',

@@ -9,8 +9,8 @@
  * S_U·v_t = e_t · (P_s S_U): once P_s S_U is computed per request and tier (Σ s × D work), each
  * token costs its own size s, read from the live slab. The second bracket c_I does not depend on
  * the user: it comes from ItemTerms (item-terms.ts), within itemRefreshMs of the model. With
- * crossUserItem, the pair's own cross weight (a token at size 0) adds to the logit: one key
- * look-up per item.
+ * crossUserItem, the pair's own cross weight (a token at size 0) adds to the logit: score looks
+ * each pair's key up, recommend takes the user's pairs from the CrossIndex (cross.ts).
  *
  * Per-request caches are stamped with a read generation, so nothing is cleared between reads.
  */
@@ -458,11 +458,11 @@ export class Reads {
     const tokens = catalog.itemToken;
     const constant = this.#terms.values;
     // The user's pairs (crossUserItem): their weights by item, so the scan reads one stamp per item.
+    const cross = this.#cross;
     const crossStamp = this.#crossStamp;
     const crossWeights = this.#crossWeights;
-    const cross = this.#cross !== null;
-    if (this.#cross !== null)
-      for (const id of this.#cross.of(user)) {
+    if (cross !== null)
+      for (const id of cross.of(user)) {
         const entry = catalog.entry(parseCrossKey(store.key(id))!.item);
         if (entry === undefined) continue;
         crossStamp[entry.index] = gen;
@@ -472,7 +472,7 @@ export class Reads {
     for (let i = 0; i < n; i++) {
       if (active[i] === 0 || stamp[i] === gen) continue;
       let z = constant[i] + sigLive[sigOf[i]];
-      if (cross && crossStamp[i] === gen) z += crossWeights[i];
+      if (cross !== null && crossStamp[i] === gen) z += crossWeights[i];
       const id = tokens[i];
       if (id >= 0) {
         const ti = tierOf[id];
