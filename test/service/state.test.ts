@@ -19,6 +19,7 @@ import {
   restoreState,
   SnapshotAge,
   takeSnapshot,
+  trainerOptions,
   type WindowWatch,
 } from '../../src/service/state.js';
 import { copyStore, copyStoreInSlices, EmbeddingStore } from '../../src/store/index.js';
@@ -51,6 +52,16 @@ function windowDuringCopy(store: EmbeddingStore): WindowWatch {
   setImmediate(() => window(store, watch));
   return watch;
 }
+
+t.test("the service's trainer takes --cross-user-item from flag or environment", async (t) => {
+  t.equal(trainerOptions(loadConfig([], {})).crossUserItem, false, 'off by default');
+  t.equal(trainerOptions(loadConfig(['--cross-user-item', 'true'], {})).crossUserItem, true, 'the flag');
+  t.equal(
+    trainerOptions(loadConfig([], { PME_CROSS_USER_ITEM: 'true' })).crossUserItem,
+    true,
+    'the environment',
+  );
+});
 
 t.test('quiet: the copy in slices is the state as it was', async (t) => {
   const { store, trainer } = trained();
