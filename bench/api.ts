@@ -21,7 +21,9 @@
  *
  *   npm run build && node dist/bench/api.js [--seconds 10] [--train-rate 10000] [--serve-sync-ms 0]
  *     [--publish-ms 1000] [--snapshot-ms 5000] [--only <parts of case names, comma-separated>]
- *     [--server-node-flags "<node flags of the server>"]
+ *     [--server-node-flags "<node flags of the server>"] [--cross-user-item]
+ * `--cross-user-item`: the trainer gives every event the user × item pair's weight
+ * (TrainerOptions.crossUserItem), so the figures include what reading the pairs costs.
  */
 import { fork } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -69,6 +71,8 @@ const SERVER_NODE_FLAGS = (() => {
   const i = process.argv.indexOf('--server-node-flags');
   return i > 0 ? process.argv[i + 1].split(' ').filter((f) => f !== '') : [...SERVICE_NODE_FLAGS];
 })();
+/** TrainerOptions.crossUserItem in the server (`--cross-user-item`). */
+const CROSS_USER_ITEM = process.argv.includes('--cross-user-item');
 const USERS = 20_000;
 const FIELDS = [
   { name: 'category', cardinality: 20 },
@@ -108,6 +112,7 @@ async function serve(items: number): Promise<void> {
     observer: pme,
     catalog: workload.catalog(),
     itemRefreshMs: ITEM_REFRESH_MS,
+    crossUserItem: CROSS_USER_ITEM,
   });
   pme.attach(trainer);
   const recent = new RecentItems();
@@ -335,6 +340,7 @@ function startServer(items: number): Promise<Server> {
       String(PUBLISH_MS),
       '--snapshot-ms',
       String(SNAPSHOT_MS),
+      ...(CROSS_USER_ITEM ? ['--cross-user-item'] : []),
     ],
     { execArgv: [...process.execArgv, ...SERVER_NODE_FLAGS] },
   );
