@@ -207,13 +207,16 @@ export class PopularitySizes implements TokenObserver {
     const transfer = this.#transfer;
     const ladder = transfer.ladder;
     const ids: TokenId[] = [];
+    const fields: string[] = [];
     // Cross tokens keep only their linear weight (TrainerOptions.crossUserItem): not sized.
     for (const size of ladder)
       store.forEachInTier(size, (id) => {
-        if (store.field(id) !== CROSS_FIELD) ids.push(id);
+        const field = store.field(id);
+        if (field === CROSS_FIELD) return;
+        ids.push(id);
+        fields.push(field);
       });
     const counts = Float64Array.from(ids, (id) => store.frequency[id]);
-    const fields = ids.map((id) => store.field(id));
     const acc = store.accounting();
     const { sizes, alpha } = mdeSizes({ counts, fields }, ladder, Math.max(0, transfer.rowLimit(acc)), (s) =>
       transfer.rowBytes(s),
