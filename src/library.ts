@@ -29,7 +29,7 @@ export interface Refusal {
   /** Its position in what learn() was given. */
   index: number;
   /** The DLQ reasons of the service: `missing-user`, `missing-item`, `bad-label`, `malformed`,
-   *  `too-many-fields`, `field-limit`, `oversized-key`. */
+   *  `too-many-fields`, `field-limit`, `oversized-key`, `reserved-field`. */
   reason: string;
   detail: string;
 }

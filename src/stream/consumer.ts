@@ -46,6 +46,7 @@ export type DlqReason =
   | 'too-many-fields'
   | 'field-limit'
   | 'oversized-key'
+  | 'reserved-field'
   /** A subscription's mapping could not read the record (json-mapping.ts): the detail names the path. */
   | 'mapping';
 

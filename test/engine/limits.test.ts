@@ -84,6 +84,30 @@ t.test('key parts longer than the limit are refused', async (t) => {
   });
 });
 
+t.test('a field named user, item or user:item is refused: its tokens are not its own', async (t) => {
+  const { store, trainer } = setup();
+  const victim: Interaction = { user: 'u2', item: 'i2', label: 1, timestamp: 0, fields: {} };
+  const forged = (fields: Record<string, string>): Interaction => ({
+    user: 'u1',
+    item: 'i1',
+    label: 1,
+    timestamp: 0,
+    fields,
+  });
+  trainer.learn([victim]);
+  const before = store.row(store.id('user=u2')).slice();
+  // `user=u2` is u2's own token: learned as u1's field, u1's events would move u2's vector.
+  trainer.learn([forged({ user: 'u2' }), forged({ item: 'i2' }), forged({ 'user:item': '2:u2|i2' })]);
+  t.equal(trainer.stats().rejected['reserved-field'], 3, 'the three refused');
+  t.match(trainer.admit(forged({ user: 'u2' })), { detail: /"user" is reserved.*users' own/ });
+  t.same(store.row(store.id('user=u2')), before, "u2's vector is as it was");
+  t.equal(store.id('user=u1'), -1, 'nothing of the refused events kept');
+  t.match(trainer.upsertItem({ item: 'i3', fields: { item: 'i2' }, active: true }), {
+    reason: 'reserved-field',
+  });
+  t.equal(trainer.admit(forged({ users: 'u2', item_kind: 'x' })), null, 'other names are fields');
+});
+
 t.test('impossible labels are refused, and the metrics stay finite', async (t) => {
   const { trainer } = setup();
   const good = planted(2000, 5).events;

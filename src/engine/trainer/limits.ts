@@ -5,15 +5,21 @@
  * (each costs a key cache, a code and an entry of the store's field table, and is never forgotten),
  * and the length of a key's parts. An event or item past a bound is refused whole, with a reason
  * (the service sends it to the DLQ with it): nothing of it is learned or kept, and nothing is cut
- * short. Labels must be in [0, 1]. Distinct values are bounded elsewhere: the store's budget
+ * short. Labels must be in [0, 1]; field names `user`, `item` and `user:item` are reserved. Distinct values are bounded elsewhere: the store's budget
  * evicts tokens, the key caches rotate.
  */
 import type { CatalogItem, Interaction } from '../../data/event.js';
 import type { ItemEntry } from './catalog.js';
+import { CROSS_FIELD } from './cross.js';
 import type { FieldCodes } from './tokens.js';
 
 /** Why an event or item cannot be learned; the service's DLQ reason. */
-export type RejectionReason = 'bad-label' | 'too-many-fields' | 'field-limit' | 'oversized-key';
+export type RejectionReason =
+  | 'bad-label'
+  | 'too-many-fields'
+  | 'field-limit'
+  | 'oversized-key'
+  | 'reserved-field';
 
 export interface Rejection {
   reason: RejectionReason;
@@ -31,6 +37,14 @@ export interface LimitOptions {
 
 /** Nothing is wrong. */
 const ADMITTED = null;
+
+/** Field names whose tokens (`name=value`) would be the users', the items' or the user × item
+ *  pairs' own (`user=u2` is user u2's token): a producer could write into another user's vector. */
+const RESERVED = new Map([
+  ['user', "the users' own"],
+  ['item', "the items' own"],
+  [CROSS_FIELD, "the user × item pairs' (--cross-user-item)"],
+]);
 
 export class Limits {
   readonly #codes: FieldCodes;
@@ -82,6 +96,12 @@ export class Limits {
           detail: `more than ${o.maxTokens} tokens with the item's own fields`,
         };
       if (name.length > o.maxKeyLength) return tooLong('field name', name, o.maxKeyLength);
+      const owner = RESERVED.get(name);
+      if (owner !== undefined)
+        return {
+          reason: 'reserved-field',
+          detail: `field name ${JSON.stringify(name)} is reserved: its tokens would be ${owner}`,
+        };
       const value = fields[name];
       if (value.length > o.maxKeyLength) return tooLong(`field ${name}`, value, o.maxKeyLength);
       if (codes.peek(name) < 0) fresh.push(name);
