@@ -299,7 +299,7 @@ export const OPTIONS = {
     env: 'PME_MAX_KEY_LENGTH',
     kind: 'int',
     default: '1024',
-    doc: "Longest user, item, field name or field value, in characters; a longer one's event or item goes to the DLQ (`oversized-key`). An event with more tokens than a model row holds (64: user, fields, item, the item's catalog fields) goes there too (`too-many-fields`), and so does a label outside [0, 1] (`bad-label`).",
+    doc: "Longest user, item, field name or field value, in characters; a longer one's event or item goes to the DLQ (`oversized-key`). An event with more tokens than a model row holds (64: user, fields, item, the item's catalog fields, and with --cross-user-item the pair) goes there too (`too-many-fields`), and so does a label outside [0, 1] (`bad-label`).",
   },
   paramsTopic: {
     env: 'PME_TOPIC_PARAMS',

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
-import { Trainer } from '../../src/engine/trainer/index.js';
+import { crossKey, Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 import { planted } from './planted.js';
@@ -70,6 +70,20 @@ t.test(
     t.equal(trainer.itemCount, 2, 'i1 and wide, not wider');
   },
 );
+
+t.test('with the user × item pair, an event keeps a place for it or is refused', async (t) => {
+  const store = new EmbeddingStore({ ladder: LADDER, startSize: 4, seed: 1 });
+  const trainer = new Trainer(store, { seed: 1, clock: new ManualClock(0), crossUserItem: true });
+  // user + 62 fields + item fill the row of 64: the pair would not fit, and was dropped unsaid.
+  t.match(trainer.admit(poison(1, 62)), {
+    reason: 'too-many-fields',
+    detail: /64 tokens .* and the user × item pair/,
+  });
+  trainer.learn([poison(1, 62), poison(2, 61)]);
+  t.equal(trainer.stats().rejected['too-many-fields'], 1, 'the full row refused');
+  t.equal(store.size, 64, 'user, 61 fields, item and the pair of the one that fits');
+  t.ok(store.id(crossKey('u2', 'i2')) >= 0, 'its pair token is there');
+});
 
 t.test('key parts longer than the limit are refused', async (t) => {
   const { trainer } = setup({ maxKeyLength: 16 });

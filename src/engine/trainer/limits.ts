@@ -33,6 +33,9 @@ export interface LimitOptions {
   maxFieldNames: number;
   /** Longest user, item, field name or field value, in UTF-16 code units. */
   maxKeyLength: number;
+  /** Every event carries the user × item pair's token too (TrainerOptions.crossUserItem): it
+   *  takes one of the row's maxTokens. Default false. */
+  crossUserItem?: boolean;
 }
 
 /** Nothing is wrong. */
@@ -86,14 +89,15 @@ export class Limits {
     const codes = this.#codes;
     const fresh = this.#fresh;
     fresh.length = 0;
-    // The user and item tokens, the item's catalog fields, then the event's own.
-    let n = 2 + (entry === undefined ? 0 : entry.fieldKeys.length);
+    // The user and item tokens (and the pair's), the item's catalog fields, then the event's own.
+    const base = o.crossUserItem === true ? 3 : 2;
+    let n = base + (entry === undefined ? 0 : entry.fieldKeys.length);
     for (const name in fields) {
       if (entry === undefined || !entry.fieldNames.has(name)) n++;
       if (n > o.maxTokens)
         return {
           reason: 'too-many-fields',
-          detail: `more than ${o.maxTokens} tokens with the item's own fields`,
+          detail: `more than ${o.maxTokens} tokens with the item's own fields${base === 3 ? ' and the user × item pair' : ''}`,
         };
       if (name.length > o.maxKeyLength) return tooLong('field name', name, o.maxKeyLength);
       const owner = RESERVED.get(name);

@@ -201,6 +201,7 @@ export class TokenResolver {
     let userCount = n;
     n = this.#itemSide(entry, n);
     const linearFrom = n;
+    // Limits keeps a place for it in every admitted event's row.
     if (this.#crossCode >= 0 && n < max) {
       this.#put(n++, crossKey(user, entry.item), -1, this.#crossCode);
       this.#toCreate++;
