@@ -5,7 +5,13 @@ import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
 import { readEvents, splitEvents } from '../../src/data/index.js';
 import { exactAuc } from '../../src/engine/metrics.js';
-import { type OfflineResult, runOffline, uniformSizes } from '../../src/engine/offline.js';
+import {
+  ladderFor,
+  liveStartSize,
+  type OfflineResult,
+  runOffline,
+  uniformSizes,
+} from '../../src/engine/offline.js';
 import { mdeSizes } from '../../src/engine/pme/popularity.js';
 import { planted } from './planted.js';
 
@@ -116,6 +122,34 @@ t.test('pme holds the budget on a larger stream, and moves tokens at its default
   }
   await t.rejects(runOffline(events, catalog, { startSize: 3 }), /startSize must be -1 or on the ladder/);
 });
+
+t.test(
+  'pme keeps the tokens that never turn hot one size below the budget’s, and raises no base',
+  async (t) => {
+    t.same(
+      [0.1, 0.2, 0.4].map((b) => liveStartSize(ladderFor(64), b)),
+      [2, 4, 8],
+      'one ladder size below the largest under budget × D',
+    );
+    t.same(
+      [0.05, 0.03].map((b) => liveStartSize(ladderFor(64), b)),
+      [2, 0],
+      'never down to 0 (under 3.2: 2), unless nothing larger fits (under 1.9)',
+    );
+    const { events, catalog } = planted(6000, 3, 150, 100, 4);
+    // At full's parameter count the base had room to rise: every token went to 8.
+    const a = await runOffline(events, catalog, { dim: 16, budget: 1, epochs: 2, seed: 2, methods: ['pme'] });
+    const [pme] = a.results;
+    const live = pme.live!;
+    t.equal(live.startSize, 4, 'budget 1 × D 16: 8 the largest under 16, one size below');
+    // Only a search moves a token above the start size: the tokens above it are at most those
+    // promoted (with the base raised, all 270 were above it, 61 searched).
+    let above = 0;
+    for (const [size, count] of Object.entries(pme.sizes)) if (Number(size) > live.startSize) above += count;
+    t.ok(live.promoted > 0, `${live.promoted} searched`);
+    t.ok(above <= live.promoted, `${above} tokens above the start size, ${live.promoted} searched`);
+  },
+);
 
 t.test('mdeSizes: popular tokens get more, the total fits the budget', async (t) => {
   const counts = Float64Array.from([100, 50, 10, 1, 200, 3]);

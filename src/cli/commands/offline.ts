@@ -24,8 +24,8 @@ const USAGE = `usage: pme offline --data FILE --format F [--items FILE] [flags]
   --methods LIST     comma-separated subset of ${OFFLINE_METHODS.join(',')}. Default all
                      (pme: the live controller the service runs; pme-paper: the paper's protocol)
   --window-events N  pme: a window every N learned events. Default a quarter of the training split
-  --start-size S     pme: size of a token when first seen (on the ladder). Default the largest
-                     ladder size below budget × D
+  --start-size S     pme: size of a token when first seen (on the ladder), where tokens that
+                     never turn hot stay. Default one ladder size below the largest under budget × D
   --pme-target F     pme: share of the budget's embedding room every window prunes to. Default 0.7
   --search-epochs N  pme-paper: epochs of its search phase. Default 1
   --min-count N      field values seen fewer than N times in the training split become one "rare"
