@@ -5,8 +5,8 @@
  * (each costs a key cache, a code and an entry of the store's field table, and is never forgotten),
  * and the length of a key's parts. An event or item past a bound is refused whole, with a reason
  * (the service sends it to the DLQ with it): nothing of it is learned or kept, and nothing is cut
- * short. Labels must be in [0, 1]; field names `user`, `item` and `user:item` are reserved. Distinct values are bounded elsewhere: the store's budget
- * evicts tokens, the key caches rotate.
+ * short. Labels must be in [0, 1]; the field names `user`, `item` and `user:item` are reserved.
+ * Distinct values are bounded elsewhere: the store's budget evicts tokens, the key caches rotate.
  */
 import type { CatalogItem, Interaction } from '../../data/event.js';
 import type { ItemEntry } from './catalog.js';
