@@ -90,14 +90,14 @@ export class Limits {
     const fresh = this.#fresh;
     fresh.length = 0;
     // The user and item tokens (and the pair's), the item's catalog fields, then the event's own.
-    const base = o.crossUserItem === true ? 3 : 2;
-    let n = base + (entry === undefined ? 0 : entry.fieldKeys.length);
+    const cross = o.crossUserItem === true;
+    let n = (cross ? 3 : 2) + (entry === undefined ? 0 : entry.fieldKeys.length);
     for (const name in fields) {
       if (entry === undefined || !entry.fieldNames.has(name)) n++;
       if (n > o.maxTokens)
         return {
           reason: 'too-many-fields',
-          detail: `more than ${o.maxTokens} tokens with the item's own fields${base === 3 ? ' and the user × item pair' : ''}`,
+          detail: `more than ${o.maxTokens} tokens with the item's own fields${cross ? ' and the user × item pair' : ''}`,
         };
       if (name.length > o.maxKeyLength) return tooLong('field name', name, o.maxKeyLength);
       const owner = RESERVED.get(name);

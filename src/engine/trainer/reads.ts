@@ -315,11 +315,14 @@ export class Reads {
     const out = new Array<number>(items.length);
     for (let i = 0; i < items.length; i++) {
       const entry = this.#catalog.entry(items[i]);
+      // #scoreApart reads the pair's weight with the rest of its tokens.
+      if (entry !== undefined && anyField && overlaps(entry.fieldNames, fields)) {
+        out[i] = this.#scoreApart(user, entry, fields);
+        continue;
+      }
       const z = base + this.#crossWeight(user, items[i]);
       if (entry === undefined) {
         out[i] = sigmoid(z + this.#itemLogit(EMPTY_SIGNATURE, this.#store.id(`item=${items[i]}`)));
-      } else if (anyField && overlaps(entry.fieldNames, fields)) {
-        out[i] = this.#scoreApart(user, entry, fields);
       } else if (bounded) {
         out[i] = sigmoid(z + this.#terms.values[entry.index] + this.#itemLive(entry.index));
       } else {
