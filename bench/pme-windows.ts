@@ -1,7 +1,7 @@
 /**
  * What PME's windows do on real streams, over several seeds and budgets: progressive AUC, the
  * window's own AUC step (its probe: the last events learned, scored just before and just after its
- * moves), tokens moved by PME against the store's last resort, and bytes. Budgets and targets are
+ * moves; and its lookahead: the next events, not learned yet, scored the same way), tokens moved by PME against the store's last resort, and bytes. Budgets and targets are
  * shares of full size (every token at D, measured by a replay with PME off at D). Datasets not
  * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
  * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
@@ -16,6 +16,8 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import type { WindowReport } from '../src/engine/pme/options.js';
+import type { ProbeReport } from '../src/engine/pme/probe.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
 import { foundDatasets } from './datasets.js';
@@ -74,9 +76,16 @@ async function main(): Promise<void> {
         target: share,
         ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
       });
-      const steps = runs.flatMap((r) =>
-        r.windows.flatMap((w) => (w.probe === null ? [] : [w.probe.aucAfter - w.probe.aucBefore])),
-      );
+      // A window's AUC step on the last events learned (its probe) and on the next ones (lookahead).
+      const stepsOf = (probe: (w: WindowReport) => ProbeReport | null) =>
+        runs.flatMap((r) =>
+          r.windows.flatMap((w) => {
+            const p = probe(w);
+            return p === null ? [] : [p.aucAfter - p.aucBefore];
+          }),
+        );
+      const steps = stepsOf((w) => w.probe);
+      const aheadSteps = stepsOf((w) => w.lookahead);
       // Every uniform size held to the same budget, on the same seeds.
       const uniform = [];
       for (const size of UNIFORM_SIZES) {
@@ -105,6 +114,7 @@ async function main(): Promise<void> {
         bytes: runs.map((r) => r.totalEmbeddingBytes),
         windows: runs.map((r) => r.windows.length),
         probeStep: { mean: mean(steps), min: Math.min(...steps), windows: steps.length },
+        lookaheadStep: { mean: mean(aheadSteps), min: Math.min(...aheadSteps), windows: aheadSteps.length },
         prunedByPme: runs.map((r) => sum(r.windows.map((w) => w.moved))),
         memory: runs.map((r) => r.memory),
       };
@@ -113,6 +123,7 @@ async function main(): Promise<void> {
       console.log(
         `${d.name.padEnd(16)} ${`${share * 100}%`.padStart(4)}  AUC ${mean(row.auc).toFixed(4)} [${row.auc.map((a) => a.toFixed(4)).join(' ')}]` +
           `  window step ${row.probeStep.mean.toFixed(4)} (min ${row.probeStep.min.toFixed(4)}, ${steps.length} windows)` +
+          `, on the next events ${row.lookaheadStep.mean.toFixed(4)} (min ${row.lookaheadStep.min.toFixed(4)})` +
           `  PME pruned ${mean(row.prunedByPme).toFixed(0)} relieved ${mean(m.map((x) => x.relieved)).toFixed(0)}` +
           `  store truncated ${mean(m.map((x) => x.truncated)).toFixed(0)} evicted ${mean(m.map((x) => x.evicted)).toFixed(0)}` +
           `  bytes ${Math.round(mean(row.bytes))} of full ${full}`,

@@ -889,6 +889,9 @@ function renderPmeWindows(r: unknown): string {
         : `${signed(num(x, 'deltaPopularity.mean'), 4)} ± ${fx(num(x, 'deltaPopularity.std'), 4)}`,
       fx(mean(x.fullAuc), 4),
       `${signed(num(x, 'probeStep.mean'), 4)} (${signed(num(x, 'probeStep.min'), 4)})`,
+      x.lookaheadStep === undefined
+        ? DASH
+        : `${signed(num(x, 'lookaheadStep.mean'), 4)} (${signed(num(x, 'lookaheadStep.min'), 4)})`,
       fx(mean(x.prunedByPme), 0),
       memoryMean('relieved'),
       memoryMean('truncated'),
@@ -898,7 +901,7 @@ function renderPmeWindows(r: unknown): string {
   });
   const seeds = (arr(r, 'rows')[0]?.seeds as unknown[] | undefined)?.length ?? 0;
   return [
-    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share; each uniform size is held to the same budget by the store's eviction. Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window). Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
+    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share; each uniform size is held to the same budget by the store's eviction. Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
     '',
     mdTable(
       [
@@ -911,6 +914,7 @@ function renderPmeWindows(r: unknown): string {
         'PME − popularity',
         'full',
         'window step (worst)',
+        'on the next events (worst)',
         'pruned by PME',
         'relieved',
         'truncated',

@@ -216,7 +216,11 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   };
   let nextSample = every;
   let lastDraw = 0;
+  // A replay knows what comes next: its windows also score events the model has not learned yet.
+  let next = 0;
+  controller?.setLookahead((n) => events.slice(next, next + n));
   for (let i = 0; i < events.length; i += o.batch) {
+    next = i + o.batch;
     learner.learn(events.slice(i, i + o.batch));
     if (controller?.running) await controller.running;
     if (timeline !== null && i + o.batch >= nextSample) {

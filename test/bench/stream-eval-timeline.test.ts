@@ -69,3 +69,17 @@ t.test('stream-eval tells every live token, its size and its vector at the end w
   t.ok(sizes.has('user=u0') && sizes.has('item=i0'), 'keys as the store holds them');
   t.ok(perSize.size > 1, 'PME left tokens at more than one size');
 });
+
+t.test("a replay's windows score the events it learns next (the lookahead)", async (t) => {
+  const r = await streamEval({ ...base, synthetic: 7000 });
+  t.ok(r.windows.length >= 3, `${r.windows.length} windows`);
+  // A window runs at a batch's end: 2,048 events follow every window but the last, whose
+  // lookahead holds the rest of the stream.
+  for (const w of r.windows.slice(0, -1)) t.equal(w.lookahead?.events, 2048, `window ${w.id}: 2,048 next`);
+  const last = r.windows.at(-1)!;
+  t.ok(
+    last.lookahead !== null && last.lookahead.events < 2048,
+    `the last window: ${last.lookahead?.events} left`,
+  );
+  for (const w of r.windows) t.not(w.lookahead?.aucBefore, w.probe?.aucBefore, 'other events than the probe');
+});

@@ -305,6 +305,43 @@ t.test("the probe: the window's last events scored just before and just after it
 });
 
 t.test(
+  'the lookahead: events a replay learns next, scored before and after the moves, not learned',
+  async (t) => {
+    const { store, pme, trainer } = setup();
+    const events = plantedStream(32000);
+    const learned = events.slice(0, 30000);
+    const next = events.slice(30000);
+    for (let i = 0; i < learned.length; i += 200) trainer.learn(learned.slice(i, i + 200));
+    t.equal((await pme.runWindow('no lookahead')).lookahead, null, 'a live stream: none');
+    const asked: number[] = [];
+    pme.setLookahead((n) => {
+      asked.push(n);
+      return next.slice(0, n);
+    });
+    const before = scoreProbe(next, (e) => trainer.predict(e));
+    const events0 = trainer.learned;
+    store.budgetBytes = 6000;
+    const report = await pme.runWindow('test');
+    t.ok(report.moved > 0, `the window pruned ${report.moved} tokens`);
+    t.same(asked, [2048], 'asks for probeEvents events');
+    const after = scoreProbe(next, (e) => trainer.predict(e));
+    t.same(
+      report.lookahead,
+      {
+        events: next.length,
+        aucBefore: before.auc,
+        aucAfter: after.auc,
+        loglossBefore: before.logloss,
+        loglossAfter: after.logloss,
+      },
+      'the next events, before and after',
+    );
+    t.not(after.logloss, before.logloss, 'the moves changed their scores');
+    t.equal(trainer.learned, events0, 'scoring them learned nothing');
+  },
+);
+
+t.test(
   'tick: a window due by time starts without events; otherwise tokens past the TTL expire',
   async (t) => {
     const clock = new ManualClock(0);

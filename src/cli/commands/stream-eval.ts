@@ -146,9 +146,12 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       ...(t.windows.length > 0 ? [`PME windows      ${t.windows.length}`] : []),
       ...t.windows.map((w) => {
         const step =
-          w.probe === null
+          (w.probe === null
             ? ''
-            : `, AUC of the last ${w.probe.events} events ${w.probe.aucBefore.toFixed(4)} -> ${w.probe.aucAfter.toFixed(4)}`;
+            : `, AUC of the last ${w.probe.events} events ${w.probe.aucBefore.toFixed(4)} -> ${w.probe.aucAfter.toFixed(4)}`) +
+          (w.lookahead === null
+            ? ''
+            : `, of the next ${w.lookahead.events} ${w.lookahead.aucBefore.toFixed(4)} -> ${w.lookahead.aucAfter.toFixed(4)}`);
         return `  window ${String(w.id).padStart(3)}  ${w.moved} pruned, ${w.demoted} cooled, ${w.promoted} promoted${step}`;
       }),
       ...(t.memory.relieved + t.memory.truncated + t.memory.evicted + t.memory.refusedTokens > 0

@@ -27,7 +27,7 @@ import {
   type WindowReport,
   type WindowTier,
 } from './options.js';
-import { type ProbeScore, RecentEvents, scoreProbe } from './probe.js';
+import { type ProbeScore, probeReport, RecentEvents, scoreProbe } from './probe.js';
 import { chooseSizes, TierLeastSquares } from './prune.js';
 import { DecayedCountMin } from './sketch.js';
 import { Transfer } from './transfer.js';
@@ -133,6 +133,7 @@ export class PmeController implements TokenObserver {
   readonly #awaitingAuc: Array<{ report: WindowReport; at: number }> = [];
   /** The last events learned, for the window's probe (not in snapshots: a report's detail). */
   readonly #recent: RecentEvents;
+  #lookahead: ((n: number) => readonly Interaction[]) | null = null;
 
   constructor(store: PmeStore, options: Partial<PmeOptions> = {}) {
     this.options = resolvePmeOptions(options);
@@ -219,6 +220,16 @@ export class PmeController implements TokenObserver {
 
   observeEvent(event: Interaction): void {
     this.#recent.add(event);
+  }
+
+  /**
+   * Where a replay gives the events it will learn next (`n` of them, or fewer at its end): a window
+   * scores them too, just before and just after its moves (WindowReport.lookahead). Unlike the
+   * probe's last events, the model has not learned them: what the moves did to events it has not
+   * fitted. A live stream does not know its next events (null, the default: no lookahead).
+   */
+  setLookahead(source: ((n: number) => readonly Interaction[]) | null): void {
+    this.#lookahead = source;
   }
 
   /** After each mini-batch: promote the queued hot tokens, start a window when one is due. */
@@ -598,9 +609,11 @@ export class PmeController implements TokenObserver {
     const accBefore = store.accounting();
     const aucBefore = trainer === null ? Number.NaN : trainer.metrics.snapshot().windowAuc;
     const probeEvents = trainer === null ? [] : this.#recent.events();
-    const probe = (): ProbeScore | null =>
-      probeEvents.length === 0 ? null : scoreProbe(probeEvents, (e) => trainer!.predict(e));
-    const probeBefore = probe();
+    const aheadEvents = trainer === null || this.#lookahead === null ? [] : this.#lookahead(o.probeEvents);
+    const score = (events: readonly Interaction[]): ProbeScore | null =>
+      events.length === 0 ? null : scoreProbe(events, (e) => trainer!.predict(e));
+    const probeBefore = score(probeEvents);
+    const aheadBefore = score(aheadEvents);
 
     // 1. The searched tokens and a snapshot of their importances.
     const topIndex = ladder.indexOf(D);
@@ -787,7 +800,8 @@ export class PmeController implements TokenObserver {
     // 6. TTL.
     const evicted = store.evictExpired(o.clock.now());
     this.expired += evicted;
-    const probeAfter = probe();
+    const probeAfter = score(probeEvents);
+    const aheadAfter = score(aheadEvents);
     const longestPauseMs = pacer.longest();
     const accAfter = store.accounting();
     const report: WindowReport = {
@@ -805,16 +819,8 @@ export class PmeController implements TokenObserver {
       threshold: choice === null ? Number.NaN : choice.threshold,
       transferError: { mean: moved > 0 ? errSum / moved : 0, max: errMax },
       longestPauseMs,
-      probe:
-        probeBefore === null || probeAfter === null
-          ? null
-          : {
-              events: probeEvents.length,
-              aucBefore: probeBefore.auc,
-              aucAfter: probeAfter.auc,
-              loglossBefore: probeBefore.logloss,
-              loglossAfter: probeAfter.logloss,
-            },
+      probe: probeReport(probeEvents.length, probeBefore, probeAfter),
+      lookahead: probeReport(aheadEvents.length, aheadBefore, aheadAfter),
       aucBefore,
       aucAfter: null,
       before: tierReport(accStart.tiers),

@@ -221,6 +221,9 @@ export interface WindowReport {
   longestPauseMs: number;
   /** The last events learned, scored before and after the window's moves (null: no probe). */
   probe: ProbeReport | null;
+  /** The events a replay learns next, not yet learned, scored the same way (null: no lookahead,
+   *  as in a live service; PmeController.setLookahead). */
+  lookahead: ProbeReport | null;
   /** Windowed progressive AUC when the window started, and `metricsWindow` events after it ended
    *  (different events: it moves with the stream too; the probe isolates the window). */
   aucBefore: number;

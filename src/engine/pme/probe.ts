@@ -66,3 +66,19 @@ export function scoreProbe(
   }
   return { auc: exactAuc(p, labels), logloss: events.length > 0 ? loss / events.length : Number.NaN };
 }
+
+/** The report of `events` scored before and after a window (null when either score is missing). */
+export function probeReport(
+  events: number,
+  before: ProbeScore | null,
+  after: ProbeScore | null,
+): ProbeReport | null {
+  if (before === null || after === null) return null;
+  return {
+    events,
+    aucBefore: before.auc,
+    aucAfter: after.auc,
+    loglossBefore: before.logloss,
+    loglossAfter: after.logloss,
+  };
+}
