@@ -141,10 +141,15 @@ t.test('the dashboard charts the live service and starts a prune window', async 
     ],
   });
   const subscriptionRow = page.locator('#subscriptions tr[data-subscription="clicks"]');
+  // Read leads trained (a polled row can show all 31 read with a batch still being learned): wait
+  // for both.
   await page.waitForFunction(
-    () =>
-      document.querySelector('#subscriptions tr[data-subscription="clicks"] td:nth-child(3)')?.textContent ===
-      '31',
+    () => {
+      const cell = (n: number) =>
+        document.querySelector(`#subscriptions tr[data-subscription="clicks"] td:nth-child(${n})`)
+          ?.textContent;
+      return cell(3) === '31' && cell(4) === '30';
+    },
     null,
     { timeout: 30_000 },
   );
