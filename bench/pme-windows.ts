@@ -1,7 +1,8 @@
 /**
  * What PME's windows do on real streams, over several seeds and budgets: progressive AUC, the
  * window's own AUC step (its probe: the last events learned, scored just before and just after its
- * moves; and its lookahead: the next events, not learned yet, scored the same way), tokens moved by PME against the store's last resort, and bytes. Budgets and targets are
+ * moves; and its lookahead: the next events, not learned yet, scored the same way), tokens moved
+ * by PME against the store's last resort, and bytes. Budgets and targets are
  * shares of full size (every token at D, measured by a replay with PME off at D). Datasets not
  * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
  * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
@@ -77,10 +78,10 @@ async function main(): Promise<void> {
         ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
       });
       // A window's AUC step on the last events learned (its probe) and on the next ones (lookahead).
-      const stepsOf = (probe: (w: WindowReport) => ProbeReport | null) =>
+      const stepsOf = (pick: (w: WindowReport) => ProbeReport | null) =>
         runs.flatMap((r) =>
           r.windows.flatMap((w) => {
-            const p = probe(w);
+            const p = pick(w);
             return p === null ? [] : [p.aucAfter - p.aucBefore];
           }),
         );
