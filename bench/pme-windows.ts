@@ -2,8 +2,10 @@
  * What PME's windows do on real streams, over several seeds and budgets: progressive AUC, the
  * window's own AUC step (its probe: the last events learned, scored just before and just after its
  * moves; and its lookahead: the next events, not learned yet, scored the same way), tokens moved
- * by PME against the store's last resort, and bytes. Budgets and targets are
- * shares of full size (every token at D, measured by a replay with PME off at D). Datasets not
+ * by PME against the store's last resort, and bytes. Budgets are shares of full size (every token
+ * at D, measured by a replay with PME off at D); PME's windows prune to the same share (--target),
+ * and PME with target 1 (only the budget limits it, as it limits the uniform sizes) runs beside.
+ * Datasets not
  * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
  * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
  * PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full size with no
@@ -12,7 +14,7 @@
  * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
  *   npm run bench:pme -- [--data-dir ../shared/datasets] [--shares 0.1,0.25,0.5] [--seeds 1,2,3]
- *     [--uniform 8,16,32] [--pme-options JSON] [--learner JSON] [--start-size S]
+ *     [--uniform 8,16,32] [--target 1|share] [--pme-options JSON] [--learner JSON] [--start-size S]
  *     [--evicted-buckets N] [--out FILE]
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -30,6 +32,14 @@ const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const UNIFORM_SIZES = (stringArg('uniform') ?? '8,16,32').split(',').map(Number);
 /** PME controller options for an experiment (e.g. '{"searchShare":0.1}'). Default none. */
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
+/** What PME (and popularity) prune to: `share` (default), every window to the budget's share of
+ *  what the live tokens would take at D (PME frees memory before the budget needs it, as
+ *  `--prune-target` does in the service), or a number such as 1: only what the budget needs (the
+ *  budget then limits PME as it limits the uniform sizes). PME at the other one (1 for `share`,
+ *  `share` for a number) runs too, as a column. */
+const TARGET = stringArg('target') ?? 'share';
+if (TARGET !== 'share' && !(Number(TARGET) > 0 && Number(TARGET) <= 1))
+  throw new Error(`--target must be in (0, 1] or "share", got ${TARGET}`);
 /** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
 /** PME's start size (an experiment; default the replay's, 8). */
@@ -70,13 +80,19 @@ async function main(): Promise<void> {
     console.log(`${d.name.padEnd(16)} full  AUC ${mean(fullAuc).toFixed(4)}  bytes ${full}`);
     for (const share of SHARES) {
       const budgetBytes = Math.floor(full * share);
-      const runs = await replay({
-        pme: true,
-        pmeOptions: PME_OPTIONS,
-        budgetBytes,
-        target: share,
-        ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
-      });
+      const target = TARGET === 'share' ? share : Number(TARGET);
+      const pmeRun = (t: number) =>
+        replay({
+          pme: true,
+          pmeOptions: PME_OPTIONS,
+          budgetBytes,
+          target: t,
+          ...(START_SIZE === undefined ? {} : { startSize: Number(START_SIZE) }),
+        });
+      const runs = await pmeRun(target);
+      // The other target, for the column beside it.
+      const otherTarget = TARGET === 'share' ? 1 : share;
+      const other = await pmeRun(otherTarget);
       // A window's AUC step on the last events learned (its probe) and on the next ones (lookahead).
       const stepsOf = (pick: (w: WindowReport) => ProbeReport | null) =>
         runs.flatMap((r) =>
@@ -94,7 +110,7 @@ async function main(): Promise<void> {
         uniform.push({ size, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
       }
       // MDE's rule online: the same windows, target and budget; only the sizing rule differs.
-      const popular = await replay({ pme: true, sizing: 'popularity', budgetBytes, target: share });
+      const popular = await replay({ pme: true, sizing: 'popularity', budgetBytes, target });
       const popularAuc = popular.map((r) => r.auc);
       const best = uniform.reduce((a, b) => (mean(b.auc) > mean(a.auc) ? b : a));
       const pmeAuc = runs.map((r) => r.auc);
@@ -111,7 +127,15 @@ async function main(): Promise<void> {
         /** PME − popularity-scaled sizes, paired by seed: mean ± std. */
         deltaPopularity: meanStd(pmeAuc.map((a, i) => a - popularAuc[i])),
         seeds: SEEDS,
+        target,
         auc: runs.map((r) => r.auc),
+        /** PME at the other target (see --target), and its − best uniform, paired by seed. */
+        otherTarget: {
+          target: otherTarget,
+          auc: other.map((r) => r.auc),
+          bytes: other.map((r) => r.totalEmbeddingBytes),
+          deltaBestUniform: meanStd(other.map((r, i) => r.auc - best.auc[i])),
+        },
         bytes: runs.map((r) => r.totalEmbeddingBytes),
         windows: runs.map((r) => r.windows.length),
         probeStep: { mean: mean(steps), min: Math.min(...steps), windows: steps.length },
@@ -131,7 +155,8 @@ async function main(): Promise<void> {
       );
       console.log(
         `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${row.deltaBestUniform.mean.toFixed(4)} ± ${row.deltaBestUniform.std.toFixed(4)}` +
-          `  popularity ${mean(popularAuc).toFixed(4)}  PME − popularity ${row.deltaPopularity.mean.toFixed(4)} ± ${row.deltaPopularity.std.toFixed(4)}`,
+          `  popularity ${mean(popularAuc).toFixed(4)}  PME − popularity ${row.deltaPopularity.mean.toFixed(4)} ± ${row.deltaPopularity.std.toFixed(4)}` +
+          `  PME at target ${otherTarget} ${mean(row.otherTarget.auc).toFixed(4)} (− best uniform ${row.otherTarget.deltaBestUniform.mean.toFixed(4)})`,
       );
     }
   }

@@ -883,6 +883,9 @@ function renderPmeWindows(r: unknown): string {
       x.deltaBestUniform === undefined
         ? DASH
         : `${signed(num(x, 'deltaBestUniform.mean'), 4)} ± ${fx(num(x, 'deltaBestUniform.std'), 4)}`,
+      x.otherTarget === undefined
+        ? DASH
+        : `${num(x, 'otherTarget.target')}: ${fx(mean(at(x, 'otherTarget.auc')), 4)} (${signed(num(x, 'otherTarget.deltaBestUniform.mean'), 4)})`,
       x.deltaPopularity === undefined ? DASH : fx(mean(at(x, 'popularity.auc')), 4),
       x.deltaPopularity === undefined
         ? DASH
@@ -901,7 +904,7 @@ function renderPmeWindows(r: unknown): string {
   });
   const seeds = (arr(r, 'rows')[0]?.seeds as unknown[] | undefined)?.length ?? 0;
   return [
-    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share; each uniform size is held to the same budget by the store's eviction. Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
+    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share (its target: PME frees memory before the budget needs it); each uniform size is held to the same budget by the store's eviction. PME at the other target: target 1, where a window prunes only what the budget needs, so that the budget limits PME as it limits the uniform sizes (its AUC, and its − best uniform paired by seed). Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
     '',
     mdTable(
       [
@@ -910,6 +913,7 @@ function renderPmeWindows(r: unknown): string {
         'PME',
         'uniform sizes',
         'PME − best uniform',
+        'PME at the other target (− best uniform)',
         'popularity',
         'PME − popularity',
         'full',

@@ -280,6 +280,12 @@ function writeFakes(dir: string): void {
         bytes: [250, 250],
         probeStep: { mean: -0.001, min: -0.004, windows: 8 },
         lookaheadStep: { mean: 0.0005, min: -0.002, windows: 8 },
+        otherTarget: {
+          target: 1,
+          auc: [0.783, 0.784],
+          bytes: [250, 250],
+          deltaBestUniform: { mean: 0.0015, std: 0.001 },
+        },
         prunedByPme: [10, 12],
         memory: [
           { relieved: 3, truncated: 0, evicted: 40 },
@@ -411,7 +417,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status['pme-windows'].status, 'ok');
   t.match(
     md,
-    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| \+0\.0005 \(-0\.0020\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
+    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 1: 0\.7835 \(\+0\.0015\) \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| \+0\.0005 \(-0\.0020\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
   );
   t.match(md, /mean over 2 seeds, default learner/);
   // A section run on another CPU than the machine record says so.
