@@ -5,11 +5,11 @@
  * by PME against the store's last resort, and bytes. Budgets are shares of full size (every token
  * at D, measured by a replay with PME off at D); PME's windows prune to the same share (--target),
  * and PME with target 1 (only the budget limits it, as it limits the uniform sizes) runs beside.
- * Datasets not
- * found are skipped with a line. Beside PME, every uniform size of --uniform held to the same bytes
- * (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running counts, under
- * PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full size with no
- * budget, on the same seeds: the figures "PME beats fixed sizes at equal bytes" is judged by.
+ * Datasets not found are skipped with a line. Beside PME, every uniform size of --uniform held to
+ * the same bytes (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running
+ * counts, under PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full
+ * size with no budget, on the same seeds: the figures "PME beats fixed sizes at equal bytes" is
+ * judged by.
  * Writes bench/results/pme-windows.json (or --out). `--learner` sets model options (FmOptions'
  * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
