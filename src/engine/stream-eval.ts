@@ -5,6 +5,7 @@
  */
 import type { CatalogItem, Interaction } from '../data/event.js';
 import { readEvents, SyntheticWorkload } from '../data/index.js';
+import { PmeError } from '../errors.js';
 import { EmbeddingStore } from '../store/index.js';
 import { type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { createModel, modelEntry } from './model/index.js';
@@ -119,7 +120,7 @@ export interface StreamEvalOptions {
   timelineEvents?: number;
   /** Told how far the replay is, at most every 100 ms (a progress bar). Default none. */
   onProgress?: (done: number, total: number, windowAuc: number) => void;
-  /** PME controller options beyond `windowEvents` (experiments, tests). */
+  /** PME controller options beyond `windowEvents`, which this one refuses (experiments, tests). */
   pmeOptions?: Partial<PmeOptions>;
   /**
    * Told every progressive prediction as it is made: the probability the model gave the event
@@ -134,6 +135,12 @@ export interface StreamEvalOptions {
 
 /** The command's work, callable in process (tests, offline). */
 export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult> {
+  // The replay's windowEvents sets the windows (below it overrode this one without a word).
+  if (o.pmeOptions?.windowEvents !== undefined)
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `stream-eval: pmeOptions.windowEvents (${o.pmeOptions.windowEvents}) is not used: set the replay's windowEvents (${o.windowEvents})`,
+    );
   let events: Interaction[];
   let catalog: CatalogItem[];
   let data: Record<string, unknown>;

@@ -83,3 +83,18 @@ t.test("a replay's windows score the events it learns next (the lookahead)", asy
   );
   for (const w of r.windows) t.not(w.lookahead?.aucBefore, w.probe?.aucBefore, 'other events than the probe');
 });
+
+t.test('stream-eval refuses a window size given twice, in pmeOptions too', async (t) => {
+  // The replay's own windowEvents sets the windows: a second one in pmeOptions was dropped silently.
+  await t.rejects(streamEval({ ...base, pmeOptions: { windowEvents: 500 } }), {
+    code: 'PME_ERR_CONFIG_INVALID',
+    message: /pmeOptions\.windowEvents .*windowEvents/,
+  });
+  // Other controller options pass through: a hot threshold no token reaches searches nothing.
+  const r = await streamEval({ ...base, pmeOptions: { hotThreshold: 1e9 } });
+  t.equal(
+    r.windows.reduce((n, w) => n + w.searched, 0),
+    0,
+    'no window searched a token',
+  );
+});
