@@ -9,7 +9,8 @@
  * the same bytes (the store evicts at the budget), popularity-scaled sizes (MDE's rule on running
  * counts, under PME's own target, budget, moves and relief: src/engine/pme/popularity.ts) and full
  * size with no budget, on the same seeds: the figures "PME beats fixed sizes at equal bytes" is
- * judged by.
+ * judged by. Each of PME's paired differences comes with its 95% interval over the events (a
+ * paired block bootstrap of every seed's predictions: bootstrap.ts).
  * Writes bench/results/pme-windows.json (or --out). `--learner` sets model options (FmOptions'
  * names, e.g. '{"projection":"nested"}') for every replay, full, uniform and popularity included.
  *
@@ -23,6 +24,7 @@ import type { WindowReport } from '../src/engine/pme/options.js';
 import type { ProbeReport } from '../src/engine/pme/probe.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { stringArg } from './args.js';
+import { pairedAucBootstrap } from './bootstrap.js';
 import { foundDatasets } from './datasets.js';
 import { meanStd } from './quality-core.js';
 
@@ -50,6 +52,9 @@ const OUT = stringArg('out') ?? 'bench/results/pme-windows.json';
 const DIM = 64;
 
 const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+/** A paired difference as printed: mean ± std over seeds, and its 95% interval over the events. */
+const delta = (x: { mean: number; std: number; ci95: number[] }) =>
+  `${x.mean.toFixed(4)} ± ${x.std.toFixed(4)} [${x.ci95.map((v) => v.toFixed(4)).join(', ')}]`;
 const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
 
 async function main(): Promise<void> {
@@ -68,11 +73,35 @@ async function main(): Promise<void> {
       learner: LEARNER,
       ...(EVICTED_BUCKETS === undefined ? {} : { evictedBuckets: Number(EVICTED_BUCKETS) }),
     };
-    /** One replay per seed, in order. */
+    /** One replay per seed, in order, with every event's progressive prediction. */
+    let labels: readonly number[] = [];
     const replay = async (o: Partial<StreamEvalOptions>) => {
       const out = [];
-      for (const seed of SEEDS) out.push(await streamEval({ ...base, ...o, seed }));
+      for (const seed of SEEDS) {
+        const predictions: number[] = [];
+        const seen: number[] = [];
+        const onPrediction = (p: number, label: number) => {
+          predictions.push(p);
+          seen.push(label);
+        };
+        const r = await streamEval({ ...base, ...o, seed, onPrediction });
+        // Pairing needs the very same events in every replay (no negatives are drawn here).
+        if (labels.length === 0) labels = seen;
+        else if (seen.length !== labels.length || seen.some((y, i) => y !== labels[i]))
+          throw new Error(
+            `${d.name}: a replay saw other events than the first; paired intervals need the same`,
+          );
+        out.push({ ...r, predictions });
+      }
       return out;
+    };
+    /** PME's paired difference to another sizing, with its block-bootstrap interval. */
+    const against = (mine: { predictions: number[] }[], theirs: { predictions: number[] }[]) => {
+      const { lo, hi } = pairedAucBootstrap(
+        labels,
+        mine.map((m, i) => ({ a: m.predictions, b: theirs[i].predictions })),
+      );
+      return { ci95: [lo, hi] };
     };
     const fullRuns = await replay({ startSize: DIM });
     const full = fullRuns[0].totalEmbeddingBytes;
@@ -107,7 +136,7 @@ async function main(): Promise<void> {
       const uniform = [];
       for (const size of UNIFORM_SIZES) {
         const u = await replay({ startSize: size, budgetBytes });
-        uniform.push({ size, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
+        uniform.push({ size, runs: u, auc: u.map((r) => r.auc), bytes: u.map((r) => r.totalEmbeddingBytes) });
       }
       // MDE's rule online: the same windows, target and budget; only the sizing rule differs.
       const popular = await replay({ pme: true, sizing: 'popularity', budgetBytes, target });
@@ -119,13 +148,14 @@ async function main(): Promise<void> {
         share,
         fullBytes: full,
         fullAuc,
-        uniform,
+        uniform: uniform.map(({ runs: _, ...u }) => u),
         bestUniform: { size: best.size, auc: meanStd(best.auc) },
-        /** PME − best uniform, paired by seed: mean ± std. */
-        deltaBestUniform: meanStd(pmeAuc.map((a, i) => a - best.auc[i])),
+        /** PME − best uniform, paired by seed: mean ± std, and the 95% interval of the mean over
+         *  resamples of the events (bootstrap.ts). */
+        deltaBestUniform: { ...meanStd(pmeAuc.map((a, i) => a - best.auc[i])), ...against(runs, best.runs) },
         popularity: { auc: popularAuc, bytes: popular.map((r) => r.totalEmbeddingBytes) },
-        /** PME − popularity-scaled sizes, paired by seed: mean ± std. */
-        deltaPopularity: meanStd(pmeAuc.map((a, i) => a - popularAuc[i])),
+        /** PME − popularity-scaled sizes, paired by seed: mean ± std, and the interval. */
+        deltaPopularity: { ...meanStd(pmeAuc.map((a, i) => a - popularAuc[i])), ...against(runs, popular) },
         seeds: SEEDS,
         target,
         auc: runs.map((r) => r.auc),
@@ -134,7 +164,10 @@ async function main(): Promise<void> {
           target: otherTarget,
           auc: other.map((r) => r.auc),
           bytes: other.map((r) => r.totalEmbeddingBytes),
-          deltaBestUniform: meanStd(other.map((r, i) => r.auc - best.auc[i])),
+          deltaBestUniform: {
+            ...meanStd(other.map((r, i) => r.auc - best.auc[i])),
+            ...against(other, best.runs),
+          },
         },
         bytes: runs.map((r) => r.totalEmbeddingBytes),
         windows: runs.map((r) => r.windows.length),
@@ -154,9 +187,9 @@ async function main(): Promise<void> {
           `  bytes ${Math.round(mean(row.bytes))} of full ${full}`,
       );
       console.log(
-        `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${row.deltaBestUniform.mean.toFixed(4)} ± ${row.deltaBestUniform.std.toFixed(4)}` +
-          `  popularity ${mean(popularAuc).toFixed(4)}  PME − popularity ${row.deltaPopularity.mean.toFixed(4)} ± ${row.deltaPopularity.std.toFixed(4)}` +
-          `  PME at target ${otherTarget} ${mean(row.otherTarget.auc).toFixed(4)} (− best uniform ${row.otherTarget.deltaBestUniform.mean.toFixed(4)})`,
+        `${''.padEnd(16)} ${''.padStart(4)}  ${uniform.map((u) => `uniform ${u.size} ${mean(u.auc).toFixed(4)}`).join('  ')}  PME − best uniform ${delta(row.deltaBestUniform)}` +
+          `  popularity ${mean(popularAuc).toFixed(4)}  PME − popularity ${delta(row.deltaPopularity)}` +
+          `  PME at target ${otherTarget} ${mean(row.otherTarget.auc).toFixed(4)} (− best uniform ${delta(row.otherTarget.deltaBestUniform)})`,
       );
     }
   }

@@ -875,21 +875,23 @@ function renderPmeWindows(r: unknown): string {
     const uniform = Array.isArray(x.uniform) ? (x.uniform as Record<string, unknown>[]) : [];
     const memory = Array.isArray(x.memory) ? (x.memory as Record<string, unknown>[]) : [];
     const memoryMean = (k: string) => fx(mean(memory.map((m) => m[k])), 0);
+    // A paired difference: mean ± std over seeds, and its 95% interval over the events when given.
+    const paired = (path: string) => {
+      const ci = at(x, `${path}.ci95`);
+      const interval = Array.isArray(ci) ? ` [${ci.map((v) => signed(Number(v), 4)).join(', ')}]` : '';
+      return `${signed(num(x, `${path}.mean`), 4)} ± ${fx(num(x, `${path}.std`), 4)}${interval}`;
+    };
     return [
       String(x.dataset),
       pct(num(x, 'share')),
       fx(mean(x.auc), 4),
       uniform.map((u) => `${u.size}: ${fx(mean(u.auc), 4)}`).join(', '),
-      x.deltaBestUniform === undefined
-        ? DASH
-        : `${signed(num(x, 'deltaBestUniform.mean'), 4)} ± ${fx(num(x, 'deltaBestUniform.std'), 4)}`,
+      x.deltaBestUniform === undefined ? DASH : paired('deltaBestUniform'),
       x.otherTarget === undefined
         ? DASH
-        : `${num(x, 'otherTarget.target')}: ${fx(mean(at(x, 'otherTarget.auc')), 4)} (${signed(num(x, 'otherTarget.deltaBestUniform.mean'), 4)})`,
+        : `${num(x, 'otherTarget.target')}: ${fx(mean(at(x, 'otherTarget.auc')), 4)} (${paired('otherTarget.deltaBestUniform')})`,
       x.deltaPopularity === undefined ? DASH : fx(mean(at(x, 'popularity.auc')), 4),
-      x.deltaPopularity === undefined
-        ? DASH
-        : `${signed(num(x, 'deltaPopularity.mean'), 4)} ± ${fx(num(x, 'deltaPopularity.std'), 4)}`,
+      x.deltaPopularity === undefined ? DASH : paired('deltaPopularity'),
       fx(mean(x.fullAuc), 4),
       `${signed(num(x, 'probeStep.mean'), 4)} (${signed(num(x, 'probeStep.min'), 4)})`,
       x.lookaheadStep === undefined
@@ -904,7 +906,7 @@ function renderPmeWindows(r: unknown): string {
   });
   const seeds = (arr(r, 'rows')[0]?.seeds as unknown[] | undefined)?.length ?? 0;
   return [
-    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share (its target: PME frees memory before the budget needs it); each uniform size is held to the same budget by the store's eviction. PME at the other target: target 1, where a window prunes only what the budget needs, so that the budget limits PME as it limits the uniform sizes (its AUC, and its − best uniform paired by seed). Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std). Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
+    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share (its target: PME frees memory before the budget needs it); each uniform size is held to the same budget by the store's eviction. PME at the other target: target 1, where a window prunes only what the budget needs, so that the budget limits PME as it limits the uniform sizes (its AUC, and its − best uniform paired by seed). Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std), with the 95% interval of that mean over resamples of the events in brackets: a paired block bootstrap, the stream cut into 50 blocks in time order, 1,000 draws of both runs on the same blocks (bench/bootstrap.ts). An interval that holds 0 is a difference the stream cannot tell from noise. Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
     '',
     mdTable(
       [

@@ -284,7 +284,7 @@ function writeFakes(dir: string): void {
           target: 1,
           auc: [0.783, 0.784],
           bytes: [250, 250],
-          deltaBestUniform: { mean: 0.0015, std: 0.001 },
+          deltaBestUniform: { mean: 0.0015, std: 0.001, ci95: [0.0002, 0.003] },
         },
         prunedByPme: [10, 12],
         memory: [
@@ -297,7 +297,7 @@ function writeFakes(dir: string): void {
           { size: 16, auc: [0.783, 0.781], bytes: [250, 250] },
         ],
         bestUniform: { size: 16, auc: ms(0.782, 0.001) },
-        deltaBestUniform: ms(-0.001, 0.0028),
+        deltaBestUniform: { ...ms(-0.001, 0.0028), ci95: [-0.003, 0.0012] },
         popularity: { auc: [0.779, 0.779], bytes: [250, 250] },
         deltaPopularity: ms(0.002, 0.001),
       },
@@ -417,9 +417,13 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status['pme-windows'].status, 'ok');
   t.match(
     md,
-    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \| 1: 0\.7835 \(\+0\.0015\) \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| \+0\.0005 \(-0\.0020\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
+    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \[-0\.0030, \+0\.0012\] \| 1: 0\.7835 \(\+0\.0015 ± 0\.0010 \[\+0\.0002, \+0\.0030\]\) \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| \+0\.0005 \(-0\.0020\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
   );
   t.match(md, /mean over 2 seeds, default learner/);
+  t.match(
+    md,
+    /with the 95% interval of that mean over resamples of the events in brackets: a paired block bootstrap/,
+  );
   // A section run on another CPU than the machine record says so.
   t.match(md, /_on Other CPU\._/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
