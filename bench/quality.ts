@@ -20,6 +20,8 @@
  *    exactAuc of src/engine/metrics.ts, the trainer's clipped logloss).
  * 4. Systems with a random init (pme's, River FM) replay the chosen rate with seeds
  *    1..N (`--seeds`, default 3): mean ± sample std. Deterministic ones run once.
+ * 5. The best pme system against the best peer: the paired difference on the scored events and
+ *    its 95% interval over resamples of them (bootstrap.ts), so a lead is told from noise.
  * Peers run from a virtualenv this script makes in a cache folder outside the repository
  * (default `${XDG_CACHE_HOME:-~/.cache}/pme-stream/bench-venv`, pip install vowpalwabbit, river);
  * a package pip cannot install skips its systems with one line, the others still run.
@@ -36,6 +38,7 @@ import { readEvents } from '../src/data/index.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg } from './args.js';
+import { pairedAucBootstrap } from './bootstrap.js';
 import { foundDatasets } from './datasets.js';
 import {
   catalogFieldMap,
@@ -220,6 +223,16 @@ interface SystemResult {
   skipped?: string;
 }
 
+/** Each run's per-event probabilities, kept beside it (not written to the JSON): the paired
+ *  interval of the best pme system against the best peer reads them. */
+const predictionsOf = new WeakMap<SeedRun, Float64Array>();
+
+/** A run with its probabilities kept. */
+function seedRun(run: SeedRun, p: Float64Array): SeedRun {
+  predictionsOf.set(run, p);
+  return run;
+}
+
 const seedsFor = (s: System): number[] => (s.seeded ? Array.from({ length: SEEDS }, (_, i) => i + 1) : [1]);
 
 function summarize(r: SystemResult): void {
@@ -292,12 +305,17 @@ async function runPme(
   result.runs = [];
   for (const seed of seedsFor(s)) {
     const r = await pmeRun(s, events, catalog, s.grid[best], seed, fullBytes, windowEvents);
-    result.runs.push({
-      seed,
-      scores: scoreRun(r.p, labels, CHOOSE_SHARE),
-      bytes: r.bytes,
-      eventsPerSecond: r.eventsPerSecond,
-    });
+    result.runs.push(
+      seedRun(
+        {
+          seed,
+          scores: scoreRun(r.p, labels, CHOOSE_SHARE),
+          bytes: r.bytes,
+          eventsPerSecond: r.eventsPerSecond,
+        },
+        r.p,
+      ),
+    );
   }
   summarize(result);
   return result;
@@ -462,18 +480,53 @@ function runPeers(
         break;
       }
       const p = parseProbabilities(readFileSync(join(dir, run.file), 'utf8'));
-      r.runs.push({
-        seed,
-        scores: scoreRun(p, labels, CHOOSE_SHARE),
-        bytes: run.bytes ?? null,
-        eventsPerSecond: n / (run.seconds ?? Number.NaN),
-        config: run.config,
-      });
+      r.runs.push(
+        seedRun(
+          {
+            seed,
+            scores: scoreRun(p, labels, CHOOSE_SHARE),
+            bytes: run.bytes ?? null,
+            eventsPerSecond: n / (run.seconds ?? Number.NaN),
+            config: run.config,
+          },
+          p,
+        ),
+      );
     }
     if (r.skipped === undefined) summarize(r);
     else delete r.runs;
   }
   return systems.map((s) => results.get(s.name)!);
+}
+
+// ───────────────────────────── pme against the best peer ─────────────────────────────
+
+/**
+ * The best pme system against the best peer (each by its mean AUC on the scored part): AUC(pme) −
+ * AUC(peer) on the scored events, mean over pme's seeds (each paired with a peer run, the peer's
+ * seeds in turn), with its 95% interval over resamples of those events (bootstrap.ts). Null when
+ * either side has no run.
+ */
+function againstBestPeer(
+  results: SystemResult[],
+  labels: Float32Array,
+  from: number,
+): { pme: string; peer: string; delta: number; ci95: [number, number] } | null {
+  const best = (rs: SystemResult[]) =>
+    rs
+      .filter((r) => r.summary !== undefined && r.runs !== undefined && r.runs.length > 0)
+      .reduce<SystemResult | null>(
+        (a, r) => (a === null || r.summary!.restAuc.mean > a.summary!.restAuc.mean ? r : a),
+        null,
+      );
+  const isPme = (r: SystemResult) => SYSTEMS.find((s) => s.name === r.system)?.pme !== undefined;
+  const pme = best(results.filter(isPme));
+  const peer = best(results.filter((r) => !isPme(r)));
+  if (pme === null || peer === null) return null;
+  const scored = (run: SeedRun) => predictionsOf.get(run)!.subarray(from);
+  const pairs = pme.runs!.map((run, i) => ({ a: scored(run), b: scored(peer.runs![i % peer.runs!.length]) }));
+  const { delta, lo, hi } = pairedAucBootstrap(labels.subarray(from), pairs);
+  return { pme: pme.system, peer: peer.system, delta, ci95: [lo, hi] };
 }
 
 // ───────────────────────────── printing ─────────────────────────────
@@ -575,6 +628,11 @@ async function main(): Promise<void> {
     );
     console.log(`  peers done in ${((Date.now() - t1) / 1000).toFixed(0)} s\n`);
     console.log(table(results));
+    const versus = againstBestPeer(results, labels, k);
+    if (versus !== null)
+      console.log(
+        `\nbest pme (${versus.pme}) − best peer (${versus.peer}), AUC last 80%: ${versus.delta >= 0 ? '+' : ''}${f4(versus.delta)} [${versus.ci95.map(f4).join(', ')}] (95% interval over the events)`,
+      );
     datasets.push({
       name: d.name,
       format: d.format,
@@ -587,6 +645,8 @@ async function main(): Promise<void> {
       windowEvents: d.windowEvents,
       seconds: (Date.now() - t0) / 1000,
       systems: results,
+      /** The best pme system against the best peer, with its interval (againstBestPeer). */
+      bestAgainstPeer: versus,
     });
     if (KEEP_EXPORT) console.log(`  kept ${dir}`);
     else rmSync(dir, { recursive: true, force: true });

@@ -845,6 +845,12 @@ function renderQuality(r: unknown): string {
         ),
       ),
     );
+    const versus = at(d, 'bestAgainstPeer');
+    if (isObject(versus))
+      out.push(
+        '',
+        `Best pme system (${String(versus.pme)}) − best peer (${String(versus.peer)}), AUC last ${pct(1 - num(r, 'protocol.chooseShare'))}: ${signed(num(versus, 'delta'), 4)}, 95% interval ${signed(num(versus, 'ci95.0'), 4)} to ${signed(num(versus, 'ci95.1'), 4)} over resamples of the scored events (a paired block bootstrap, bench/bootstrap.ts; an interval that holds 0 is a tie).`,
+      );
   }
   return out.join('\n');
 }

@@ -241,6 +241,7 @@ function writeFakes(dir: string): void {
           },
           { system: 'river-fm', skipped: 'pip install river failed' },
         ],
+        bestAgainstPeer: { pme: 'pme fm full', peer: 'vw-linear', delta: 0.0016, ci95: [-0.0004, 0.0035] },
       },
       { name: 'avazu-sample', skipped: 'x/train.csv not found' },
     ],
@@ -428,6 +429,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /_on Other CPU\._/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
   t.match(md, /Not run: river \(pip install river failed\)\./);
+  t.match(
+    md,
+    /Best pme system \(pme fm full\) − best peer \(vw-linear\), AUC last 80%: \+0\.0016, 95% interval -0\.0004 to \+0\.0035 over resamples/,
+  );
   t.match(
     md,
     /Measured on 2 cores \(Fake CPU\), Node v20\.0\.0, load average 3\.50 at start and 4\.00 at the end/,
