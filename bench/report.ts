@@ -273,16 +273,34 @@ function seedMean(runs: Json[], method: string, field: string): number {
   return meanStd(ofMethod(runs, method).map((r) => num(r, field))).mean;
 }
 
-/** Mean over seeds of (method − full)'s test AUC, over the runs that have both. */
-function pairedDelta(runs: Json[], method: string): number {
+/** Per seed, method − other's test AUC, over the runs (seeds) that have both. */
+function pairedDiffs(runs: Json[], method: string, other: string): number[] {
   const ds: number[] = [];
   for (const run of runs) {
     const results = arr(run, 'results');
     const m = results.find((r) => r.method === method);
-    const f = results.find((r) => r.method === 'full');
-    if (m && f) ds.push(num(m, 'auc') - num(f, 'auc'));
+    const o = results.find((r) => r.method === other);
+    if (m && o) ds.push(num(m, 'auc') - num(o, 'auc'));
   }
-  return meanStd(ds).mean;
+  return ds;
+}
+
+/** Mean over seeds of (method − full)'s test AUC, over the runs that have both. */
+function pairedDelta(runs: Json[], method: string): number {
+  return meanStd(pairedDiffs(runs, method, 'full')).mean;
+}
+
+/** 97.5% quantiles of Student's t with 1 to 10 degrees of freedom. */
+const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
+
+/** Paired differences over seeds: mean ± std and the 95% t-interval of the mean (one seed: the
+ *  difference alone; none: a dash). */
+function pairedCell(ds: number[]): string {
+  if (ds.length === 0) return DASH;
+  const { mean, std } = meanStd(ds);
+  if (ds.length < 2) return signed(mean, 4);
+  const half = ((T975[ds.length - 2] ?? 1.96) * std) / Math.sqrt(ds.length);
+  return `${signed(mean, 4)} ± ${fx(std, 4)} [${signed(mean - half, 4)}, ${signed(mean + half, 4)}]`;
 }
 
 /** What the live controller (method `pme`) did over its run, when the file has it. */
@@ -343,6 +361,17 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
       mdTable(
         ['budget', ...METHODS],
         budgets.map((b) => [pct(b), ...METHODS.map((m) => seedCell(atBudget(b), m, 'auc', 4))]),
+      ),
+      '',
+      `PME against uniform and MDE on the same splits (test AUC of pme − the other, per seed: mean ± std, and the 95% t-interval of the mean over the seeds; an interval that holds 0 is a tie):`,
+      '',
+      mdTable(
+        ['budget', 'pme − uniform', 'pme − mde'],
+        budgets.map((b) => [
+          pct(b),
+          pairedCell(pairedDiffs(atBudget(b), 'pme', 'uniform')),
+          pairedCell(pairedDiffs(atBudget(b), 'pme', 'mde')),
+        ]),
       ),
     );
   }

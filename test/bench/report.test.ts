@@ -383,6 +383,12 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
     /\| 20% \| 0\.7820 ± 0\.0014 \| 0\.7710 ± 0\.0014 \| 0\.7750 ± 0\.0014 \| 0\.7811 ± 0\.0028 \| 0\.7800 ± 0\.0007 \|/,
   );
   t.match(md, /\| 10% \| – \| 0\.7610 \| 0\.7650 \| 0\.7702 \| – \|/);
+  // PME against uniform and MDE, paired by seed: 2 seeds at 20% (t with 1 degree of freedom), 1 at 10%.
+  t.match(
+    md,
+    /\| 20% \| \+0\.0101 ± 0\.0042 \[-0\.0280, \+0\.0482\] \| \+0\.0061 ± 0\.0014 \[-0\.0066, \+0\.0188\] \|/,
+  );
+  t.match(md, /\| 10% \| \+0\.0092 \| \+0\.0052 \|/);
   t.match(md, /\| pme-paper \| 0\.7800 ± 0\.0007 \|/, 'the paper protocol has its own row');
   t.match(md, /pme \(the live controller\): 4 windows, 30 tokens searched at D, 12 moved by the threshold/);
   t.match(md, /node dist\/src\/cli\/main\.js offline --budget 0\.2/, 'the command from the run record');
