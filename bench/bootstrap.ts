@@ -4,7 +4,7 @@
  * close in time are not independent: the same users, the same drift); each resample draws as many
  * blocks with replacement and scores both systems on the very same draw, so what the two share
  * cancels. Several seeds of each system (pairs) are averaged within each resample, as the point
- * estimate averages them.
+ * estimate averages them; seeds of a synthetic stream that differ by seed are drawn each on its own.
  *
  * A resample weighs each event by how often its block was drawn, so each system's events are
  * sorted once and every resample's AUC is one pass over that order (weighted Mann-Whitney), its
@@ -95,41 +95,62 @@ export function weightedAuc(
   return blockAuc(sortedBy(scores, labels, own), Float64Array.from(weights));
 }
 
-/** Paired block bootstrap of mean(AUC(a) − AUC(b)) over `pairs`, all scoring the same events. */
+/** One comparison: two systems' probabilities for the same events, and those events' labels. */
+export interface AucPair {
+  labels: ArrayLike<number>;
+  a: ArrayLike<number>;
+  b: ArrayLike<number>;
+}
+
+/**
+ * Paired block bootstrap of mean(AUC(a) − AUC(b)) over `pairs`. Pairs that share one `labels`
+ * array (seeds of a replay of the same stream) share each draw of blocks; a pair on other events
+ * (another stream) is drawn on its own.
+ */
 export function pairedAucBootstrap(
-  labels: ArrayLike<number>,
-  pairs: ReadonlyArray<{ a: ArrayLike<number>; b: ArrayLike<number> }>,
+  pairs: readonly AucPair[],
   options: Partial<BootstrapOptions> = {},
 ): PairedAucDelta {
   const { blocks: wanted, resamples, seed } = { blocks: 50, resamples: 1000, seed: 1, ...options };
-  const n = labels.length;
   if (pairs.length === 0) throw new Error('pairedAucBootstrap: no pairs to compare');
-  for (const { a, b } of pairs)
-    if (a.length !== n || b.length !== n)
-      throw new Error(`pairedAucBootstrap: ${n} labels, but scores of ${a.length} and ${b.length} events`);
+  for (const { labels, a, b } of pairs)
+    if (a.length !== labels.length || b.length !== labels.length)
+      throw new Error(
+        `pairedAucBootstrap: ${labels.length} labels, but scores of ${a.length} and ${b.length} events`,
+      );
   if (!(Number.isInteger(wanted) && wanted >= 1)) throw new Error(`pairedAucBootstrap: blocks must be >= 1`);
   if (!(Number.isInteger(resamples) && resamples >= 1))
     throw new Error(`pairedAucBootstrap: resamples must be >= 1`);
-  const blocks = Math.min(wanted, n);
-  const blockOf = new Uint32Array(n);
-  for (let i = 0; i < n; i++) blockOf[i] = Math.floor((i * blocks) / n);
-  const sorted = pairs.map(({ a, b }) => ({
-    a: sortedBy(a, labels, blockOf),
-    b: sortedBy(b, labels, blockOf),
-  }));
-  const drawn = new Float64Array(blocks);
+  // One stream per distinct labels array: its blocks and its draw.
+  const streams = [...new Set(pairs.map((p) => p.labels))].map((labels) => {
+    const n = labels.length;
+    const blocks = Math.max(1, Math.min(wanted, n));
+    const blockOf = new Uint32Array(n);
+    for (let i = 0; i < n; i++) blockOf[i] = Math.floor((i * blocks) / n);
+    return { labels, blocks, blockOf, drawn: new Float64Array(blocks) };
+  });
+  const sorted = pairs.map(({ labels, a, b }) => {
+    const stream = streams.find((x) => x.labels === labels)!;
+    return {
+      drawn: stream.drawn,
+      a: sortedBy(a, labels, stream.blockOf),
+      b: sortedBy(b, labels, stream.blockOf),
+    };
+  });
   const meanDelta = () => {
     let sum = 0;
-    for (const { a, b } of sorted) sum += blockAuc(a, drawn) - blockAuc(b, drawn);
+    for (const { drawn, a, b } of sorted) sum += blockAuc(a, drawn) - blockAuc(b, drawn);
     return sum / sorted.length;
   };
-  drawn.fill(1);
+  for (const x of streams) x.drawn.fill(1);
   const delta = meanDelta();
   const random = createRandom(seed);
   const deltas: number[] = [];
   for (let r = 0; r < resamples; r++) {
-    drawn.fill(0);
-    for (let k = 0; k < blocks; k++) drawn[random.int(blocks)]++;
+    for (const x of streams) {
+      x.drawn.fill(0);
+      for (let k = 0; k < x.blocks; k++) x.drawn[random.int(x.blocks)]++;
+    }
     const d = meanDelta();
     // A draw with no positive or no negative has no AUC: it is left out.
     if (!Number.isNaN(d)) deltas.push(d);

@@ -7,7 +7,9 @@
  * correlation over the users seen at least --min-events times, and the mean size per planted
  * rank). Beside them, how well the rank shows in the learned vectors themselves: the dimensions a
  * user's vector needs for 90% of its energy in the principal basis of the users' vectors (what a
- * size could follow), against its planted rank. Writes bench/results/planted.json (or --out).
+ * size could follow), against its planted rank. PME against the best uniform size and popularity
+ * comes with the 95% interval over resamples of each seed's stream (bootstrap.ts). Writes
+ * bench/results/planted.json (or --out).
  * `--learner` sets model options (FmOptions' names, e.g. '{"projection":"nested"}') for every
  * replay.
  *
@@ -20,6 +22,7 @@ import { dirname } from 'node:path';
 import { SyntheticWorkload } from '../src/data/index.js';
 import { type StreamEvalOptions, type StreamEvalResult, streamEval } from '../src/engine/stream-eval.js';
 import { numberArg, stringArg } from './args.js';
+import { pairedAucBootstrap } from './bootstrap.js';
 import { meanStd } from './quality-core.js';
 
 const EVENTS = numberArg('events', 2_000_000);
@@ -172,6 +175,10 @@ interface Run {
 
 async function main(): Promise<void> {
   const runs: Run[] = [];
+  /** Per `method|share`, each seed's per-event probabilities (for the paired intervals), and each
+   *  seed's labels (one array per stream: the seeds' streams differ). */
+  const predictions = new Map<string, Float32Array[]>();
+  const labelsOf: Float32Array[] = [];
   let counted = 0;
   for (const seed of SEEDS) {
     const t0 = performance.now();
@@ -206,13 +213,31 @@ async function main(): Promise<void> {
       learner: LEARNER,
       ...(EVICTED_BUCKETS === undefined ? {} : { evictedBuckets: Number(EVICTED_BUCKETS) }),
     };
+    const labels = Float32Array.from(input.events, (e) => e.label);
+    labelsOf.push(labels);
+    /** A replay of this seed's stream, its probabilities kept in learning order. */
+    const replay = async (o: StreamEvalOptions) => {
+      const p = new Float32Array(labels.length);
+      let at = 0;
+      const r = await streamEval({
+        ...o,
+        onPrediction: (q, label) => {
+          // The paired intervals need the stream's own order (no negatives are drawn here).
+          if (label !== labels[at]) throw new Error(`planted seed ${seed}: event ${at} learned out of order`);
+          p[at++] = q;
+        },
+      });
+      return { r, p };
+    };
     const record = (
       method: string,
       share: number | null,
-      r: StreamEvalResult,
+      { r, p }: { r: StreamEvalResult; p: Float32Array },
       sizes?: Map<string, number>,
       vectors?: Map<string, Float64Array>,
     ) => {
+      const key = `${method}|${share}`;
+      predictions.set(key, [...(predictions.get(key) ?? []), p]);
       let rankCorrelation: number | null = null;
       let sizeByRank: Record<number, number> | null = null;
       let principalRankCorrelation: number | null = null;
@@ -263,15 +288,15 @@ async function main(): Promise<void> {
             : `  principal dims~rank ${principalRankCorrelation.toFixed(3)}`),
       );
     };
-    const full = await streamEval({ ...base, startSize: DIM });
+    const full = await replay({ ...base, startSize: DIM });
     record('full', null, full);
     for (const share of SHARES) {
-      const budgetBytes = Math.floor(full.totalEmbeddingBytes * share);
+      const budgetBytes = Math.floor(full.r.totalEmbeddingBytes * share);
       // A sized run, recording each user's final size (for size~rank).
       const sized = async (method: string, o: Partial<StreamEvalOptions>) => {
         const sizes = new Map<string, number>();
         const vectors = new Map<string, Float64Array>();
-        const r = await streamEval({
+        const r = await replay({
           ...base,
           ...o,
           pme: true,
@@ -292,7 +317,7 @@ async function main(): Promise<void> {
       // Popularity-scaled sizes (MDE's rule on running counts) under PME's own windows and limit.
       await sized('popularity', { sizing: 'popularity' });
       for (const size of UNIFORM_SIZES)
-        record(`uniform ${size}`, share, await streamEval({ ...base, startSize: size, budgetBytes }));
+        record(`uniform ${size}`, share, await replay({ ...base, startSize: size, budgetBytes }));
     }
   }
 
@@ -302,7 +327,18 @@ async function main(): Promise<void> {
     const k = `${r.method}|${r.share}`;
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
-  const summary = [...groups.values()].map((g) => ({
+  /** PME − another sizing at one share: paired by seed, with its interval (below). */
+  type Versus = { against: string; mean: number; ci95: number[] };
+  const summary: Array<{
+    method: string;
+    share: number | null;
+    auc: { mean: number; std: number };
+    bytes: number;
+    rankCorrelation: number | null;
+    principalRankCorrelation: number | null;
+    deltaBestUniform?: Versus;
+    deltaPopularity?: Versus;
+  }> = [...groups.values()].map((g) => ({
     method: g[0].method,
     share: g[0].share,
     auc: meanStd(g.map((r) => r.auc)),
@@ -311,6 +347,29 @@ async function main(): Promise<void> {
     principalRankCorrelation:
       g[0].principalRankCorrelation === null ? null : mean(g.map((r) => r.principalRankCorrelation!)),
   }));
+  // PME against the best uniform size and popularity at each share: paired by seed, with the 95%
+  // interval over resamples of each seed's stream (bootstrap.ts; fewer draws than bench:pme: 2M
+  // events a stream).
+  const versus = (share: number, other: string): Versus => {
+    const mine = predictions.get(`pme|${share}`) ?? [];
+    const theirs = predictions.get(`${other}|${share}`) ?? [];
+    const pairs = mine.map((a, i) => ({ labels: labelsOf[i], a, b: theirs[i] }));
+    const { delta, lo, hi } = pairedAucBootstrap(pairs, { resamples: 200 });
+    return { against: other, mean: delta, ci95: [lo, hi] };
+  };
+  for (const share of SHARES) {
+    const pme = summary.find((x) => x.method === 'pme' && x.share === share);
+    const best = summary
+      .filter((x) => x.method.startsWith('uniform') && x.share === share)
+      .reduce((a, b) => (b.auc.mean > a.auc.mean ? b : a));
+    if (pme === undefined) continue;
+    pme.deltaBestUniform = versus(share, best.method);
+    pme.deltaPopularity = versus(share, 'popularity');
+    const show = (x: Versus) => `${x.mean.toFixed(4)} [${x.ci95.map((v) => v.toFixed(4)).join(', ')}]`;
+    console.log(
+      `  pme ${share * 100}%: − ${best.method} ${show(pme.deltaBestUniform)}, − popularity ${show(pme.deltaPopularity)}`,
+    );
+  }
   console.log('\nmean over seeds:');
   for (const s of summary)
     console.log(

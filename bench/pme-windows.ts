@@ -98,8 +98,7 @@ async function main(): Promise<void> {
     /** PME's paired difference to another sizing, with its block-bootstrap interval. */
     const against = (mine: { predictions: number[] }[], theirs: { predictions: number[] }[]) => {
       const { lo, hi } = pairedAucBootstrap(
-        labels,
-        mine.map((m, i) => ({ a: m.predictions, b: theirs[i].predictions })),
+        mine.map((m, i) => ({ labels, a: m.predictions, b: theirs[i].predictions })),
       );
       return { ci95: [lo, hi] };
     };

@@ -524,8 +524,13 @@ function againstBestPeer(
   const peer = best(results.filter((r) => !isPme(r)));
   if (pme === null || peer === null) return null;
   const scored = (run: SeedRun) => predictionsOf.get(run)!.subarray(from);
-  const pairs = pme.runs!.map((run, i) => ({ a: scored(run), b: scored(peer.runs![i % peer.runs!.length]) }));
-  const { delta, lo, hi } = pairedAucBootstrap(labels.subarray(from), pairs);
+  const scoredLabels = labels.subarray(from);
+  const pairs = pme.runs!.map((run, i) => ({
+    labels: scoredLabels,
+    a: scored(run),
+    b: scored(peer.runs![i % peer.runs!.length]),
+  }));
+  const { delta, lo, hi } = pairedAucBootstrap(pairs);
   return { pme: pme.system, peer: peer.system, delta, ci95: [lo, hi] };
 }
 

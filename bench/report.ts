@@ -912,9 +912,7 @@ function renderPmeWindows(r: unknown): string {
     const memoryMean = (k: string) => fx(mean(memory.map((m) => m[k])), 0);
     // A paired difference: mean ± std over seeds, and its 95% interval over the events when given.
     const paired = (path: string) => {
-      const ci = at(x, `${path}.ci95`);
-      const interval = Array.isArray(ci) ? ` [${ci.map((v) => signed(Number(v), 4)).join(', ')}]` : '';
-      return `${signed(num(x, `${path}.mean`), 4)} ± ${fx(num(x, `${path}.std`), 4)}${interval}`;
+      return `${signed(num(x, `${path}.mean`), 4)} ± ${fx(num(x, `${path}.std`), 4)}${interval(at(x, `${path}.ci95`))}`;
     };
     return [
       String(x.dataset),
@@ -967,22 +965,29 @@ function renderPmeWindows(r: unknown): string {
   ].join('\n');
 }
 
+/** A 95% interval as printed after its difference, when the result has one. */
+function interval(ci: unknown): string {
+  return Array.isArray(ci) ? ` [${ci.map((v) => signed(Number(v), 4)).join(', ')}]` : '';
+}
+
 function renderPlanted(r: unknown): string {
   const summary = arr(r, 'summary');
   const shares = [...new Set(summary.map((x) => x.share).filter((x): x is number => typeof x === 'number'))];
   const full = summary.find((x) => x.method === 'full');
   const rows: string[][] = [];
   for (const share of shares) {
-    const at = summary.filter((x) => x.share === share);
-    const uniform = at.filter((x) => String(x.method).startsWith('uniform'));
+    const here = summary.filter((x) => x.share === share);
+    const uniform = here.filter((x) => String(x.method).startsWith('uniform'));
     const best = Math.max(...uniform.map((x) => num(x, 'auc.mean')));
-    for (const x of at) {
+    for (const x of here) {
       const auc = num(x, 'auc.mean');
       rows.push([
         pct(share),
         String(x.method),
         `${fx(auc, 4)} ± ${fx(num(x, 'auc.std'), 4)}`,
-        String(x.method) === 'pme' ? signed(auc - best, 4) : DASH,
+        String(x.method) === 'pme'
+          ? `${signed(auc - best, 4)}${interval(at(x, 'deltaBestUniform.ci95'))}`
+          : DASH,
         bytes(num(x, 'bytes')),
         x.rankCorrelation === null || x.rankCorrelation === undefined
           ? DASH
@@ -996,7 +1001,7 @@ function renderPlanted(r: unknown): string {
   const seeds = (at(r, 'seeds') as unknown[] | undefined)?.length ?? 0;
   const ranks = at(r, 'plantedRanks');
   return [
-    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times. Principal dims~rank: the same users' correlation between the principal directions their learned vector needs for 90% of its energy (in the basis of the users' vectors' second moments) and the planted rank: how much of the rank a size could follow in the vectors the method learned.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
+    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. PME − best uniform: the difference of the means, with its 95% interval in brackets when the run has one (a paired block bootstrap of each seed's stream, 200 draws: bench/bootstrap.ts). Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times. Principal dims~rank: the same users' correlation between the principal directions their learned vector needs for 90% of its energy (in the basis of the users' vectors' second moments) and the planted rank: how much of the rank a size could follow in the vectors the method learned.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
     '',
     mdTable(
       ['budget', 'method', 'AUC', 'PME − best uniform', 'bytes', 'size~rank', 'principal dims~rank'],

@@ -45,8 +45,8 @@ t.test('pairedAucBootstrap', async (t) => {
   const { labels, score } = stream(4000, 5);
   const strong = [score(1.2, 10), score(1.2, 11)];
   const weak = [score(0.6, 20), score(0.6, 21)];
-  const pairs = strong.map((a, i) => ({ a, b: weak[i] }));
-  const r = pairedAucBootstrap(labels, pairs, { resamples: 400 });
+  const pairs = strong.map((a, i) => ({ labels, a, b: weak[i] }));
+  const r = pairedAucBootstrap(pairs, { resamples: 400 });
   const point =
     (exactAuc(strong[0], labels) -
       exactAuc(weak[0], labels) +
@@ -56,18 +56,18 @@ t.test('pairedAucBootstrap', async (t) => {
   t.equal(r.delta.toFixed(12), point.toFixed(12), 'the point estimate is the mean paired difference');
   t.ok(r.lo > 0, `a clearly better score: the interval excludes 0 (${r.lo.toFixed(4)}, ${r.hi.toFixed(4)})`);
   t.ok(r.lo <= r.delta && r.delta <= r.hi, 'the interval holds the point estimate');
-  t.same(pairedAucBootstrap(labels, pairs, { resamples: 400 }), r, 'the same seed draws the same');
+  t.same(pairedAucBootstrap(pairs, { resamples: 400 }), r, 'the same seed draws the same');
   // Two systems of equal skill: an interval around 0.
-  const equal = pairedAucBootstrap(labels, [{ a: score(0.8, 30), b: score(0.8, 31) }], { resamples: 400 });
+  const equal = pairedAucBootstrap([{ labels, a: score(0.8, 30), b: score(0.8, 31) }], { resamples: 400 });
   t.ok(
     equal.lo < 0 && equal.hi > 0,
     `equal skill: 0 inside (${equal.lo.toFixed(4)}, ${equal.hi.toFixed(4)})`,
   );
   // The same scores on both sides: exactly 0 on every draw.
-  const same = pairedAucBootstrap(labels, [{ a: strong[0], b: strong[0] }], { resamples: 50 });
+  const same = pairedAucBootstrap([{ labels, a: strong[0], b: strong[0] }], { resamples: 50 });
   t.same(same, { delta: 0, lo: 0, hi: 0 });
-  t.throws(() => pairedAucBootstrap(labels, [{ a: strong[0], b: weak[0].subarray(1) }]), /4000 labels/);
-  t.throws(() => pairedAucBootstrap(labels, []), /no pairs/);
+  t.throws(() => pairedAucBootstrap([{ labels, a: strong[0], b: weak[0].subarray(1) }]), /4000 labels/);
+  t.throws(() => pairedAucBootstrap([]), /no pairs/);
 });
 
 t.test('pairedAucBootstrap resamples whole blocks', async (t) => {
@@ -77,9 +77,37 @@ t.test('pairedAucBootstrap resamples whole blocks', async (t) => {
   const labels = Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 1 : 0));
   const a = Float64Array.from(labels, (y, i) => (i < n / 2 ? y : 1 - y));
   const b = Float64Array.from(labels, (y, i) => (i < n / 2 ? 1 - y : y));
-  const one = pairedAucBootstrap(labels, [{ a, b }], { blocks: 1, resamples: 100 });
+  const one = pairedAucBootstrap([{ labels, a, b }], { blocks: 1, resamples: 100 });
   t.same(one, { delta: 0, lo: 0, hi: 0 });
-  const two = pairedAucBootstrap(labels, [{ a, b }], { blocks: 2, resamples: 400 });
+  const two = pairedAucBootstrap([{ labels, a, b }], { blocks: 2, resamples: 400 });
   t.equal(two.lo, -1, 'a draw of the second half twice: b is perfect, a inverted');
   t.equal(two.hi, 1);
+});
+
+t.test('pairedAucBootstrap draws pairs on other streams on their own', async (t) => {
+  // Two streams whose halves each favour a different system: drawn together (one labels array)
+  // the halves' draws would cancel between the pairs; drawn apart they do not.
+  const n = 2000;
+  const labels = Float32Array.from({ length: n }, (_, i) => (i % 2 === 0 ? 1 : 0));
+  const a = Float64Array.from(labels, (y, i) => (i < n / 2 ? y : 1 - y));
+  const b = Float64Array.from(labels, (y, i) => (i < n / 2 ? 1 - y : y));
+  const together = pairedAucBootstrap(
+    [
+      { labels, a, b },
+      { labels, a: b, b: a },
+    ],
+    { blocks: 2, resamples: 200 },
+  );
+  t.same(together, { delta: 0, lo: 0, hi: 0 }, 'one stream: every draw cancels');
+  const other = Float32Array.from(labels);
+  const apart = pairedAucBootstrap(
+    [
+      { labels, a, b },
+      { labels: other, a: b, b: a },
+    ],
+    { blocks: 2, resamples: 400 },
+  );
+  t.equal(apart.delta, 0);
+  t.equal(apart.lo, -1, 'two streams drawn apart: both can draw against a');
+  t.equal(apart.hi, 1);
 });

@@ -264,6 +264,7 @@ function writeFakes(dir: string): void {
         bytes: 4000,
         rankCorrelation: 0.412,
         principalRankCorrelation: 0.5,
+        deltaBestUniform: { against: 'uniform 16', mean: 0.01, ci95: [0.005, 0.015] },
       },
       { method: 'uniform 8', share: 0.1, auc: ms(0.66, 0.001), bytes: 3900, rankCorrelation: null },
       { method: 'uniform 16', share: 0.1, auc: ms(0.67, 0.001), bytes: 4090, rankCorrelation: null },
@@ -412,7 +413,10 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.match(md, /\| river-fm \| – \| skipped: pip install river failed \|/);
   // Planted: PME against the best uniform size at the same bytes, and how sizes track the ranks.
   t.equal(status.planted.status, 'ok');
-  t.match(md, /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \| 3\.9 KiB \| 0\.412 \| 0\.500 \|/);
+  t.match(
+    md,
+    /\| 10% \| pme \| 0\.6800 ± 0\.0020 \| \+0\.0100 \[\+0\.0050, \+0\.0150\] \| 3\.9 KiB \| 0\.412 \| 0\.500 \|/,
+  );
   t.match(md, /\| 10% \| uniform 16 \| 0\.6700 ± 0\.0010 \| – \| 4\.0 KiB \| – \| – \|/);
   t.match(
     md,
