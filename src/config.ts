@@ -196,7 +196,7 @@ export const OPTIONS = {
     env: 'PME_PRUNE_TARGET',
     kind: 'number',
     default: '0.25',
-    doc: 'What every window prunes the embeddings to, as a share of full size (every live token at D): PME frees memory before the budget binds. 1: prune only what the budget needs.',
+    doc: 'What every window prunes the embeddings to, as a share of full size (every live token at D): PME frees memory before the budget binds. 1: prune only what the budget needs. A target that pruning cannot reach (the tokens a window does not prune already hold more) prunes only what the budget needs.',
   },
   pruneTargetBytes: {
     env: 'PME_PRUNE_TARGET_BYTES',

@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
+import type { TokenId } from '../../src/engine/model/model.js';
 import { PmeController } from '../../src/engine/pme/controller.js';
 import { scoreProbe } from '../../src/engine/pme/probe.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
@@ -128,6 +129,54 @@ t.test(
     );
   },
 );
+
+t.test('a target that pruning cannot reach leaves the searched tokens to the budget', async (t) => {
+  // New tokens at 8 of D = 16: the tokens not searched hold about half of what every token would at
+  // D, so pruning the searched ones (which stop at 8) cannot bring the rows to a 10% target.
+  const store = new TieredStore(D, LADDER, 8);
+  const clock = new ManualClock(0);
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 5,
+    coldThreshold: 0.5,
+    target: 0.1,
+    searchShare: 1,
+    headroom: 0,
+    clock,
+  });
+  const trainer = new Trainer(store, {
+    clock,
+    observer: pme,
+    seed: 1,
+    model: { linearLearningRate: 0.05, rateTokens: 2 },
+  });
+  pme.attach(trainer);
+  const events = plantedStream(20000);
+  for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
+  const searched: TokenId[] = [];
+  store.forEachInTier(D, (id) => void searched.push(id));
+  t.ok(searched.length > 0, `tokens searched at D: ${searched.length}`);
+  const first = await pme.runWindow('test');
+  t.equal(first.moved, 0, 'no budget: nothing pruned for a target out of reach');
+  t.same(
+    searched.map((id) => store.sizeOf(id)),
+    searched.map(() => D),
+    'every searched token keeps D',
+  );
+  // A budget below the rows still prunes them, as far as it needs.
+  const budget = store.accounting().totalBytes - searched.length * store.bytesPerRow(8);
+  store.budgetBytes = budget;
+  const second = await pme.runWindow('test');
+  t.ok(second.moved > 0, `the budget prunes: ${second.moved} moved`);
+  t.ok(
+    store.accounting().totalBytes <= budget,
+    `within the budget: ${store.accounting().totalBytes} <= ${budget}`,
+  );
+  t.ok(
+    searched.some((id) => store.alive(id) && store.sizeOf(id) === D),
+    'some searched tokens keep D: the budget needed only part of them',
+  );
+});
 
 t.test('transfer keeps a moved token close to its pruned D-space vector', async (t) => {
   const { store, pme, trainer } = setup();

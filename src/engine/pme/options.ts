@@ -56,7 +56,9 @@ export interface PmeOptions {
   coldThreshold: number;
   /** What every window prunes to, as a share of full size (the bytes the live tokens would take
    *  at size D): PME frees memory before the budget binds. Default 0.25; 1 prunes only what the
-   *  budget needs. The budget, less the headroom, caps it. */
+   *  budget needs. The budget, less the headroom, caps it. A target that pruning cannot reach
+   *  (the other tokens and the searched ones at the base size already exceed it) prunes only what
+   *  the budget needs. */
   target: number;
   /** The same target in bytes (the lower of the two counts). Default Infinity: none. */
   targetBytes: number;

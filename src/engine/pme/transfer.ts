@@ -94,6 +94,12 @@ export class Transfer implements BudgetRelief {
     return Math.min(target, budget);
   }
 
+  /** What the rows may hold under the budget alone (less its headroom and the other bytes), the
+   *  target aside. */
+  budgetRowLimit(acc: ReturnType<PmeStore['accounting']>): number {
+    return this.#limits(acc).budget;
+  }
+
   /** Whether the budget less its headroom, not the target, sets rowLimit: once the rows reach it,
    *  the store has to evict. */
   budgetLimits(acc: ReturnType<PmeStore['accounting']>): boolean {
