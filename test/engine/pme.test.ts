@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import type { TokenId } from '../../src/engine/model/model.js';
-import { PmeController } from '../../src/engine/pme/controller.js';
+import { PmeController, type PmeOptions } from '../../src/engine/pme/controller.js';
 import { scoreProbe } from '../../src/engine/pme/probe.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
@@ -38,10 +38,10 @@ function plantedStream(n: number, seed = 3): Interaction[] {
 
 /** New tokens at `startSize`: 0 by default, so that pruning (which stops at the start size) can
  *  take the noise users' rows away entirely. */
-function setup(chunk = 512, startSize = 0) {
+function setup(chunk = 512, startSize = 0, options: Partial<PmeOptions> = {}) {
   const store = new TieredStore(D, LADDER, startSize);
   const clock = new ManualClock(0);
-  // The budget alone decides sizes here (target 1: prune only what it needs).
+  // The budget alone decides sizes here (target 1: prune only what it needs), unless `options` say.
   const pme = new PmeController(store, {
     windowEvents: 0,
     hotThreshold: 5,
@@ -51,6 +51,7 @@ function setup(chunk = 512, startSize = 0) {
     headroom: 0,
     chunk,
     clock,
+    ...options,
   });
   // The linear weights at the rows' rate, as the planted split was tuned: a faster linear part
   // takes more of the rich users' signal, leaving less importance in their rows. Its events have
@@ -133,24 +134,7 @@ t.test(
 t.test('a target that pruning cannot reach leaves the searched tokens to the budget', async (t) => {
   // New tokens at 8 of D = 16: the tokens not searched hold about half of what every token would at
   // D, so pruning the searched ones (which stop at 8) cannot bring the rows to a 10% target.
-  const store = new TieredStore(D, LADDER, 8);
-  const clock = new ManualClock(0);
-  const pme = new PmeController(store, {
-    windowEvents: 0,
-    hotThreshold: 5,
-    coldThreshold: 0.5,
-    target: 0.1,
-    searchShare: 1,
-    headroom: 0,
-    clock,
-  });
-  const trainer = new Trainer(store, {
-    clock,
-    observer: pme,
-    seed: 1,
-    model: { linearLearningRate: 0.05, rateTokens: 2 },
-  });
-  pme.attach(trainer);
+  const { store, pme, trainer } = setup(512, 8, { target: 0.1 });
   const events = plantedStream(20000);
   for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
   const searched: TokenId[] = [];
