@@ -95,12 +95,14 @@ async function main(): Promise<void> {
       }
       return out;
     };
-    /** PME's paired difference to another sizing, with its block-bootstrap interval. */
-    const against = (mine: { predictions: number[] }[], theirs: { predictions: number[] }[]) => {
+    /** PME − another sizing, paired by seed: mean ± std, and the 95% interval of the mean over
+     *  resamples of the events (bootstrap.ts). */
+    type Scored = { auc: number; predictions: number[] };
+    const against = (mine: Scored[], theirs: Scored[]) => {
       const { lo, hi } = pairedAucBootstrap(
         mine.map((m, i) => ({ labels, a: m.predictions, b: theirs[i].predictions })),
       );
-      return { ci95: [lo, hi] };
+      return { ...meanStd(mine.map((m, i) => m.auc - theirs[i].auc)), ci95: [lo, hi] };
     };
     const fullRuns = await replay({ startSize: DIM });
     const full = fullRuns[0].totalEmbeddingBytes;
@@ -141,7 +143,6 @@ async function main(): Promise<void> {
       const popular = await replay({ pme: true, sizing: 'popularity', budgetBytes, target });
       const popularAuc = popular.map((r) => r.auc);
       const best = uniform.reduce((a, b) => (mean(b.auc) > mean(a.auc) ? b : a));
-      const pmeAuc = runs.map((r) => r.auc);
       const row = {
         dataset: d.name,
         share,
@@ -149,12 +150,10 @@ async function main(): Promise<void> {
         fullAuc,
         uniform: uniform.map(({ runs: _, ...u }) => u),
         bestUniform: { size: best.size, auc: meanStd(best.auc) },
-        /** PME − best uniform, paired by seed: mean ± std, and the 95% interval of the mean over
-         *  resamples of the events (bootstrap.ts). */
-        deltaBestUniform: { ...meanStd(pmeAuc.map((a, i) => a - best.auc[i])), ...against(runs, best.runs) },
+        // PME − best uniform and − popularity, paired by seed, with their intervals (against).
+        deltaBestUniform: against(runs, best.runs),
         popularity: { auc: popularAuc, bytes: popular.map((r) => r.totalEmbeddingBytes) },
-        /** PME − popularity-scaled sizes, paired by seed: mean ± std, and the interval. */
-        deltaPopularity: { ...meanStd(pmeAuc.map((a, i) => a - popularAuc[i])), ...against(runs, popular) },
+        deltaPopularity: against(runs, popular),
         seeds: SEEDS,
         target,
         auc: runs.map((r) => r.auc),
@@ -163,10 +162,7 @@ async function main(): Promise<void> {
           target: otherTarget,
           auc: other.map((r) => r.auc),
           bytes: other.map((r) => r.totalEmbeddingBytes),
-          deltaBestUniform: {
-            ...meanStd(other.map((r, i) => r.auc - best.auc[i])),
-            ...against(other, best.runs),
-          },
+          deltaBestUniform: against(other, best.runs),
         },
         bytes: runs.map((r) => r.totalEmbeddingBytes),
         windows: runs.map((r) => r.windows.length),

@@ -135,7 +135,7 @@ export interface StreamEvalOptions {
 
 /** The command's work, callable in process (tests, offline). */
 export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult> {
-  // The replay's windowEvents sets the windows (below it overrode this one without a word).
+  // The replay's own windowEvents sets the windows: one in pmeOptions would be overridden unseen.
   if (o.pmeOptions?.windowEvents !== undefined)
     throw new PmeError(
       'PME_ERR_CONFIG_INVALID',
