@@ -84,9 +84,10 @@ t.test(
     );
     t.ok(cleanStore.accounting().totalBytes <= BUDGET, 'the budget held');
     t.same(
-      second.pme.reports().map((r) => [r.id, r.searched, r.moved, r.demoted, r.promoted]),
-      reports.map((r) => [r.id, r.searched, r.moved, r.demoted, r.promoted]),
-      'the same windows, with the same moves',
+      second.pme.reports().map((r) => [r.id, r.searched, r.moved, r.demoted, r.promoted, r.probe]),
+      reports.map((r) => [r.id, r.searched, r.moved, r.demoted, r.promoted, r.probe]),
+      // The probe's events too: they size and carry the window's tokens.
+      'the same windows, with the same moves and the same probe',
     );
     t.equal(second.trainer.stats().learned, clean.trainer.stats().learned);
     const a = cleanStore.exportState();

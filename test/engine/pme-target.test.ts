@@ -129,7 +129,14 @@ t.test('a relieved token keeps its vector as well as its new size can hold it', 
 t.test('a token pruned into a nested tier keeps its first dims as they were', async (t) => {
   const clock = new ManualClock(0);
   const store = new EmbeddingStore({ ladder: LADDER, startSize: 8, seed: 1, clock });
-  const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 8, target: 0.2, clock });
+  // Least squares on the vector (partnerRidge Infinity), which into a nested tier is truncation.
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    hotThreshold: 8,
+    target: 0.2,
+    partnerRidge: Number.POSITIVE_INFINITY,
+    clock,
+  });
   const trainer = new Trainer(store, { seed: 1, clock, observer: pme });
   pme.attach(trainer);
   const events = stream(12_000, 3);

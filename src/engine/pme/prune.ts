@@ -318,6 +318,11 @@ export class TierLeastSquares {
   readonly #L: Float64Array;
   readonly #rhs: Float64Array;
 
+  /** P_s (s × D), or null: the first s rows of the identity. */
+  get projection(): Float32Array | null {
+    return this.#P;
+  }
+
   /** Whether the solution is the target's first s dims (no P, 0 < s < D: a nested tier). */
   get truncates(): boolean {
     return this.#P === null && this.s > 0 && this.s < this.D;
@@ -341,10 +346,10 @@ export class TierLeastSquares {
       for (let j = 0; j <= i; j++) {
         let g = i === j ? ridge : 0;
         for (let d = 0; d < D; d++) g += P[i * D + d] * P[j * D + d];
-        for (let k = 0; k < j; k++) g -= L[i * s + k] * L[j * s + k];
-        L[i * s + j] = i === j ? Math.sqrt(Math.max(g, 1e-300)) : g / L[j * s + j];
+        L[i * s + j] = g;
       }
     }
+    choleskyInPlace(L, s);
   }
 
   /** Writes the best s-vector for target (length D) into out[at..at+s); returns ||e·P − v||². */
@@ -367,19 +372,13 @@ export class TierLeastSquares {
       for (let d = s; d < D; d++) r += target[d] * target[d];
       return r;
     }
-    const L = this.#L;
     const y = this.#rhs;
     for (let i = 0; i < s; i++) {
       let b = 0;
       for (let d = 0; d < D; d++) b += P[i * D + d] * target[d];
-      for (let k = 0; k < i; k++) b -= L[i * s + k] * y[k];
-      y[i] = b / L[i * s + i];
+      y[i] = b;
     }
-    for (let i = s - 1; i >= 0; i--) {
-      let x = y[i];
-      for (let k = i + 1; k < s; k++) x -= L[k * s + i] * y[k];
-      y[i] = x / L[i * s + i];
-    }
+    solveCholesky(this.#L, s, y);
     let r = 0;
     for (let d = 0; d < D; d++) {
       let v = 0;
@@ -388,5 +387,29 @@ export class TierLeastSquares {
     }
     for (let i = 0; i < s; i++) out[at + i] = y[i];
     return r;
+  }
+}
+
+/** The lower Cholesky factor of the s × s symmetric matrix whose lower triangle A holds, in place. */
+export function choleskyInPlace(A: Float64Array, s: number): void {
+  for (let i = 0; i < s; i++)
+    for (let j = 0; j <= i; j++) {
+      let g = A[i * s + j];
+      for (let k = 0; k < j; k++) g -= A[i * s + k] * A[j * s + k];
+      A[i * s + j] = i === j ? Math.sqrt(Math.max(g, 1e-300)) : g / A[j * s + j];
+    }
+}
+
+/** Solves (L Lᵀ) x = b for x in place of b, L from choleskyInPlace. */
+export function solveCholesky(L: Float64Array, s: number, b: Float64Array): void {
+  for (let i = 0; i < s; i++) {
+    let x = b[i];
+    for (let k = 0; k < i; k++) x -= L[i * s + k] * b[k];
+    b[i] = x / L[i * s + i];
+  }
+  for (let i = s - 1; i >= 0; i--) {
+    let x = b[i];
+    for (let k = i + 1; k < s; k++) x -= L[k * s + i] * b[k];
+    b[i] = x / L[i * s + i];
   }
 }

@@ -295,6 +295,17 @@ export class Trainer {
    * answers (DeepFM's MLP included), one row per event.
    */
   predict(events: readonly Interaction[]): Float64Array {
+    const rows = this.lookup(events);
+    const out = new Float64Array(events.length);
+    this.model.predictRows(rows, 0, events.length, out);
+    return out;
+  }
+
+  /**
+   * The tokens of events as rows (row r: events[r]'s live token ids), creating nothing. The rows
+   * are reused by the next call (and by predict).
+   */
+  lookup(events: readonly Interaction[]): Rows {
     let rows = this.#lookups;
     if (rows === null) {
       rows = new Rows(this.model.maxTokens, this.#codes.names, events.length);
@@ -304,9 +315,8 @@ export class Trainer {
     events.forEach((e, r) => {
       this.#tokens.lookup(e.user, e.fields, e.item, this.#catalog.entry(e.item), rows, r);
     });
-    const out = new Float64Array(events.length);
-    this.model.predictRows(rows, 0, events.length, out);
-    return out;
+    rows.length = events.length;
+    return rows;
   }
 
   /** See Reads.score. */
