@@ -361,8 +361,8 @@ export class PmeController implements TokenObserver {
    * (exact, typed arrays). `tokens`: what grows with token ids: the sketch key and the count of
    * each id (exact, typed arrays), and the promotion queue, its set of live entries, the re-search
    * marks and the searched tokens' counts at their promotion (estimated: a word per queue entry,
-   * V8 hash-table slots per set or map entry). The importances
-   * of searched tokens are the store's own (its top tier's importance slab, in the budget).
+   * V8 hash-table slots per set or map entry). The importances of searched tokens are the store's
+   * own (its top tier's importance slab, in the budget).
    */
   memory(): { sketch: number; tokens: number } {
     return {
@@ -756,11 +756,17 @@ export class PmeController implements TokenObserver {
     let errSum = 0;
     let errMax = 0;
     const target = new Float64Array(D);
-    // What the tokens about to move did with their partners in the probe's events (partners.ts).
+    // What the tokens about to move did with their partners in the probe's events (partners.ts);
+    // only when one moves: it scores every probe event, in one synchronous stretch.
     const partners =
-      Number.isFinite(o.partnerRidge) && trainer !== null && model !== null && probeEvents.length > 0
+      Number.isFinite(o.partnerRidge) &&
+      trainer !== null &&
+      model !== null &&
+      probeEvents.length > 0 &&
+      choice?.sizes.some((size) => size < D)
         ? new PartnerMoments(model, trainer.lookup(probeEvents), new Set(ids))
         : null;
+    if (partners !== null) await pause();
     const Q = partners === null ? null : new Float64Array(D * D);
     const prev = new Float64Array(D);
     const after = new Float64Array(D);

@@ -241,7 +241,8 @@ export interface WindowReport {
   evicted: number;
   /** Global importance threshold (Infinity when nothing was kept). */
   threshold: number;
-  /** Mean and max of ||e_s·P_s − v'|| / ||v'|| over moved tokens (v' = pruned D-space vector). */
+  /** Mean and max of ||e_s·P_s − v'|| / ||v'|| over moved tokens (v' = pruned D-space vector).
+   *  Above 1 where a token kept its partners' scores (partnerRidge) rather than its vector. */
   transferError: { mean: number; max: number };
   /** Longest synchronous stretch of the window (what a concurrent score could wait), ms. */
   longestPauseMs: number;
