@@ -26,7 +26,7 @@ import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js
 import { stringArg } from './args.js';
 import { pairedAucBootstrap } from './bootstrap.js';
 import { foundDatasets } from './datasets.js';
-import { meanStd } from './quality-core.js';
+import { meanInterval, meanStd } from './quality-core.js';
 
 const DATA = stringArg('data-dir') ?? '../shared/datasets';
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
@@ -166,8 +166,19 @@ async function main(): Promise<void> {
         },
         bytes: runs.map((r) => r.totalEmbeddingBytes),
         windows: runs.map((r) => r.windows.length),
-        probeStep: { mean: mean(steps), min: Math.min(...steps), windows: steps.length },
-        lookaheadStep: { mean: mean(aheadSteps), min: Math.min(...aheadSteps), windows: aheadSteps.length },
+        // With the 95% t-interval of the mean over the windows of all seeds.
+        probeStep: {
+          mean: mean(steps),
+          min: Math.min(...steps),
+          windows: steps.length,
+          ci95: meanInterval(steps),
+        },
+        lookaheadStep: {
+          mean: mean(aheadSteps),
+          min: Math.min(...aheadSteps),
+          windows: aheadSteps.length,
+          ci95: meanInterval(aheadSteps),
+        },
         prunedByPme: runs.map((r) => sum(r.windows.map((w) => w.moved))),
         memory: runs.map((r) => r.memory),
       };

@@ -14,7 +14,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg as arg } from './args.js';
-import { meanStd } from './quality-core.js';
+import { meanStd, T975 } from './quality-core.js';
 import { barPlot, type LineSeries, linePlot, stackedAreaPlot } from './svg.js';
 
 /** The outcome of one benchmark in the last `bench/all.ts` run that included it. */
@@ -289,9 +289,6 @@ function pairedDiffs(runs: Json[], method: string, other: string): number[] {
 function pairedDelta(runs: Json[], method: string): number {
   return meanStd(pairedDiffs(runs, method, 'full')).mean;
 }
-
-/** 97.5% quantiles of Student's t with 1 to 10 degrees of freedom. */
-const T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228];
 
 /** Paired differences over seeds: mean ± std and the 95% t-interval of the mean (one seed: the
  *  difference alone; none: a dash). */
@@ -914,6 +911,10 @@ function renderPmeWindows(r: unknown): string {
     const paired = (path: string) => {
       return `${signed(num(x, `${path}.mean`), 4)} ± ${fx(num(x, `${path}.std`), 4)}${interval(at(x, `${path}.ci95`))}`;
     };
+    // A window's AUC step: the mean, its interval over the windows when given, and the worst
+    // window, to 5 decimals (the steps are of that order).
+    const step = (path: string) =>
+      `${signed(num(x, `${path}.mean`), 5)}${interval(at(x, `${path}.ci95`), 5)} (${signed(num(x, `${path}.min`), 5)})`;
     return [
       String(x.dataset),
       pct(num(x, 'share')),
@@ -926,10 +927,8 @@ function renderPmeWindows(r: unknown): string {
       x.deltaPopularity === undefined ? DASH : fx(mean(at(x, 'popularity.auc')), 4),
       x.deltaPopularity === undefined ? DASH : paired('deltaPopularity'),
       fx(mean(x.fullAuc), 4),
-      `${signed(num(x, 'probeStep.mean'), 4)} (${signed(num(x, 'probeStep.min'), 4)})`,
-      x.lookaheadStep === undefined
-        ? DASH
-        : `${signed(num(x, 'lookaheadStep.mean'), 4)} (${signed(num(x, 'lookaheadStep.min'), 4)})`,
+      step('probeStep'),
+      x.lookaheadStep === undefined ? DASH : step('lookaheadStep'),
       fx(mean(x.prunedByPme), 0),
       memoryMean('relieved'),
       memoryMean('truncated'),
@@ -939,7 +938,7 @@ function renderPmeWindows(r: unknown): string {
   });
   const seeds = (arr(r, 'rows')[0]?.seeds as unknown[] | undefined)?.length ?? 0;
   return [
-    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share (its target: PME frees memory before the budget needs it); each uniform size is held to the same budget by the store's eviction. PME at the other target: target 1, where a window prunes only what the budget needs, so that the budget limits PME as it limits the uniform sizes (its AUC, and its − best uniform paired by seed). Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std), with the 95% interval of that mean over resamples of the events in brackets: a paired block bootstrap, the stream cut into 50 blocks in time order, 1,000 draws of both runs on the same blocks (bench/bootstrap.ts). An interval that holds 0 is a difference the stream cannot tell from noise. Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
+    `Progressive AUC over the whole stream in time order, mean over ${seeds} seed${seeds === 1 ? '' : 's'}, default learner. Budgets are shares of full size's bytes (every token at D = ${num(r, 'dim')}); PME's windows prune to the same share (its target: PME frees memory before the budget needs it); each uniform size is held to the same budget by the store's eviction. PME at the other target: target 1, where a window prunes only what the budget needs, so that the budget limits PME as it limits the uniform sizes (its AUC, and its − best uniform paired by seed). Popularity: MDE's rule on running counts (sizes ∝ rank^-alpha per field) at the same windows, target, budget, moves and relief as PME (src/engine/pme/popularity.ts). PME − best uniform and PME − popularity are paired by seed (mean ± std), with the 95% interval of that mean over resamples of the events in brackets: a paired block bootstrap, the stream cut into 50 blocks in time order, 1,000 draws of both runs on the same blocks (bench/bootstrap.ts). An interval that holds 0 is a difference the stream cannot tell from noise. Window step: the AUC of the last events learned, scored just after a window's moves minus just before (mean, the 95% t-interval of that mean over the windows of all seeds in brackets, and the worst window); on the next events: the same for the events the replay learns next, which the model has not seen yet. Pruned by PME, relieved (PME's answer to budget pressure), truncated (the store's last resort) and evicted: tokens per run.`,
     '',
     mdTable(
       [
@@ -966,8 +965,8 @@ function renderPmeWindows(r: unknown): string {
 }
 
 /** A 95% interval as printed after its difference, when the result has one. */
-function interval(ci: unknown): string {
-  return Array.isArray(ci) ? ` [${ci.map((v) => signed(Number(v), 4)).join(', ')}]` : '';
+function interval(ci: unknown, digits = 4): string {
+  return Array.isArray(ci) ? ` [${ci.map((v) => signed(Number(v), digits)).join(', ')}]` : '';
 }
 
 function renderPlanted(r: unknown): string {

@@ -7,6 +7,7 @@ import {
   cleanToken,
   eventTokens,
   exportLine,
+  meanInterval,
   meanStd,
   parseExportLine,
   parseProbabilities,
@@ -143,6 +144,12 @@ t.test('mean ± std and the peers probability files', async (t) => {
   const m = meanStd([1, 2, 3]);
   t.equal(m.mean, 2);
   t.equal(m.std, 1, 'sample standard deviation');
+  // The 95% t-interval of the mean: t(2 df) = 4.303, std 1, n 3.
+  const [lo, hi] = meanInterval([1, 2, 3]);
+  t.ok(
+    Math.abs(lo - (2 - 4.303 / Math.sqrt(3))) < 1e-12 && Math.abs(hi - (2 + 4.303 / Math.sqrt(3))) < 1e-12,
+  );
+  t.ok(meanInterval([1]).every(Number.isNaN), 'one value: no interval');
   const p = parseProbabilities('0.25\n0.5\nnan\n');
   t.same(Array.from(p.subarray(0, 2)), [0.25, 0.5]);
   t.equal(p.length, 3);

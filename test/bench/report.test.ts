@@ -280,7 +280,7 @@ function writeFakes(dir: string): void {
         seeds: [1, 2],
         auc: [0.78, 0.782],
         bytes: [250, 250],
-        probeStep: { mean: -0.001, min: -0.004, windows: 8 },
+        probeStep: { mean: -0.001, min: -0.004, windows: 8, ci95: [-0.0021, 0.00005] },
         lookaheadStep: { mean: 0.0005, min: -0.002, windows: 8 },
         otherTarget: {
           target: 1,
@@ -428,7 +428,7 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   t.equal(status['pme-windows'].status, 'ok');
   t.match(
     md,
-    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \[-0\.0030, \+0\.0012\] \| 1: 0\.7835 \(\+0\.0015 ± 0\.0010 \[\+0\.0002, \+0\.0030\]\) \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.0010 \(-0\.0040\) \| \+0\.0005 \(-0\.0020\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
+    /\| ml-latest-small \| 25% \| 0\.7810 \| 8: 0\.7760, 16: 0\.7820 \| -0\.0010 ± 0\.0028 \[-0\.0030, \+0\.0012\] \| 1: 0\.7835 \(\+0\.0015 ± 0\.0010 \[\+0\.0002, \+0\.0030\]\) \| 0\.7790 \| \+0\.0020 ± 0\.0010 \| 0\.7900 \| -0\.00100 \[-0\.00210, \+0\.00005\] \(-0\.00400\) \| \+0\.00050 \(-0\.00200\) \| 11 \| 4 \| 0 \| 50 \| 250 B \|/,
   );
   t.match(md, /mean over 2 seeds, default learner/);
   t.match(
