@@ -14,7 +14,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatBytes } from '../src/util/bytes.js';
 import { stringArg as arg } from './args.js';
-import { meanStd, T975 } from './quality-core.js';
+import { meanInterval, meanStd } from './quality-core.js';
 import { barPlot, type LineSeries, linePlot, stackedAreaPlot } from './svg.js';
 
 /** The outcome of one benchmark in the last `bench/all.ts` run that included it. */
@@ -296,8 +296,7 @@ function pairedCell(ds: number[]): string {
   if (ds.length === 0) return DASH;
   const { mean, std } = meanStd(ds);
   if (ds.length < 2) return signed(mean, 4);
-  const half = ((T975[ds.length - 2] ?? 1.96) * std) / Math.sqrt(ds.length);
-  return `${signed(mean, 4)} ± ${fx(std, 4)} [${signed(mean - half, 4)}, ${signed(mean + half, 4)}]`;
+  return `${signed(mean, 4)} ± ${fx(std, 4)}${interval(meanInterval(ds))}`;
 }
 
 /** What the live controller (method `pme`) did over its run, when the file has it. */
