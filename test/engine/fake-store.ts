@@ -164,6 +164,8 @@ export class TieredStore {
   slotOf = new Int32Array(1 << 16);
   linear = new Float32Array(1 << 16);
   linearOptimizer = new Float32Array(1 << 16);
+  /** Touches per token, as the store counts them. */
+  frequency = new Float32Array(1 << 16);
   readonly keys: string[] = [];
   readonly #ids = new Map<string, number>();
   readonly #start: number;
@@ -204,7 +206,9 @@ export class TieredStore {
   key(id: number): string {
     return this.keys[id];
   }
-  touch(): void {}
+  touch(id: number): void {
+    this.frequency[id]++;
+  }
   alive(id: number): boolean {
     return id >= 0 && id < this.keys.length;
   }

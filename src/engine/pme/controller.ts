@@ -105,10 +105,8 @@ export class PmeController implements TokenObserver {
   readonly #pendingSet = new Set<TokenId>();
   /** Window number after which each pruned token may be searched again. */
   readonly #searchedUntil = new Map<TokenId, number>();
-  /** Times each token id was observed (reset when the id is freed). */
-  #seen: Float64Array = new Float64Array(0);
-  /** Per token at D, where its importances started summing, as its #seen and the trainer's
-   *  learned count then (moved on as the importances decay at a window it stays at D). */
+  /** Per token at D, where its importances started summing, as its store frequency (touches) and
+   *  the trainer's learned count then (moved on as the importances decay at a window it stays at D). */
   readonly #searchFrom = new Map<TokenId, SearchStart>();
   /** The sketch's key of each token id: a hash of its key string (0: not computed), so that a
    *  token that reuses an evicted one's id does not inherit its count. */
@@ -169,7 +167,6 @@ export class PmeController implements TokenObserver {
       this.#pendingSet.delete(id);
       this.#searchedUntil.delete(id);
       this.#searchFrom.delete(id);
-      if (id < this.#seen.length) this.#seen[id] = 0;
       this.#goneInWindow?.add(id);
     });
   }
@@ -202,10 +199,6 @@ export class PmeController implements TokenObserver {
     return h;
   }
 
-  #seenOf(id: TokenId): number {
-    return id < this.#seen.length ? this.#seen[id] : 0;
-  }
-
   /** Connects the trainer (whose options must name this controller as `observer`). */
   attach(trainer: Trainer): void {
     if (trainer.options.observer !== this)
@@ -219,12 +212,6 @@ export class PmeController implements TokenObserver {
 
   /** Per token resolved by the trainer: count it, queue it for search when it turns hot. */
   observe(id: TokenId): void {
-    if (id >= this.#seen.length) {
-      const grown = new Float64Array(Math.max(id + 1, 2 * this.#seen.length, 1024));
-      grown.set(this.#seen);
-      this.#seen = grown;
-    }
-    this.#seen[id]++;
     const estimate = this.sketch.add(this.#hashOf(id));
     if (estimate < this.options.hotThreshold) return;
     const store = this.store;
@@ -348,7 +335,7 @@ export class PmeController implements TokenObserver {
       this.#transfer.carryAccumulator(id, acc0 * this.options.promotionCarry);
 
       this.#searchedUntil.set(id, this.#windows + 1 + this.options.researchAfter);
-      this.#searchFrom.set(id, { seen: this.#seenOf(id), learned: this.#trainer?.learned ?? 0 });
+      this.#searchFrom.set(id, { seen: store.frequency[id], learned: this.#trainer?.learned ?? 0 });
       searchBytes += rowD;
       total += extra;
       this.#promoted++;
@@ -358,10 +345,10 @@ export class PmeController implements TokenObserver {
 
   /**
    * Bytes PME keeps outside the store's budget. `sketch`: the hot-token sketch's counters, fixed
-   * (exact, typed arrays). `tokens`: what grows with token ids: the sketch key and the count of
-   * each id (exact, typed arrays), and the promotion queue, its set of live entries, the re-search
-   * marks and the searched tokens' counts at their promotion (estimated: a word per queue entry,
-   * V8 hash-table slots per set or map entry). The importances of searched tokens are the store's
+   * (exact, typed arrays). `tokens`: what grows with token ids: the sketch key of each id (exact,
+   * an Int32Array), and the promotion queue, its set of live entries, the re-search marks and the
+   * searched tokens' start points (estimated: a word per queue entry, V8 hash-table slots per set
+   * or map entry). The importances of searched tokens are the store's
    * own (its top tier's importance slab, in the budget).
    */
   memory(): { sketch: number; tokens: number } {
@@ -369,7 +356,6 @@ export class PmeController implements TokenObserver {
       sketch: this.sketch.bytes,
       tokens:
         this.#keyHash.byteLength +
-        this.#seen.byteLength +
         mapBytesEstimate(this.#searchFrom.size) +
         this.#pending.length * ARRAY_SLOT_BYTES +
         setBytesEstimate(this.#pendingSet.size) +
@@ -444,7 +430,6 @@ export class PmeController implements TokenObserver {
     return {
       [`${PME_PREFIX}sketch.f64`]: new Uint8Array(counts.buffer, counts.byteOffset, counts.byteLength),
       [`${PME_PREFIX}random.f64`]: new Uint8Array(Float64Array.from(this.#random.state()).buffer),
-      [`${PME_PREFIX}seen.f64`]: new Uint8Array(this.#seen.slice().buffer),
       [`${PME_PREFIX}state.json`]: new TextEncoder().encode(JSON.stringify(state)),
     };
   }
@@ -482,7 +467,6 @@ export class PmeController implements TokenObserver {
     if (counts !== null) this.sketch.restore(counts, state.scale);
     const random = f64('random.f64');
     if (random !== null) this.#random.restore(Array.from(random));
-    this.#seen = f64('seen.f64') ?? new Float64Array(0);
     for (const [id, from] of state.searchFrom ?? []) if (this.store.alive(id)) this.#searchFrom.set(id, from);
     this.#recent.clear();
     for (const e of state.recent ?? []) this.#recent.add(e);
@@ -697,7 +681,7 @@ export class PmeController implements TokenObserver {
         // planted split of test/engine/pme.test.ts then kept 14 of 20 rich users, not 19).
         if (recent !== null) {
           const from = this.#searchFrom.get(id) ?? { seen: 0, learned: 0 };
-          const updates = Math.max(1, this.#seenOf(id) - from.seen);
+          const updates = Math.max(1, store.frequency[id] - from.seen);
           const P = probeEvents.length;
           const span = Math.max(P, trainer!.learned - from.learned);
           const f = ((recent.get(id) ?? 0) + 1) / updates / 2 + P / span / 2;
@@ -796,7 +780,7 @@ export class PmeController implements TokenObserver {
           for (let d = 0; d < D; d++) store.tiers[topIndex].importance![row + d] *= o.importanceDecay;
         const from = this.#searchFrom.get(id);
         if (from !== undefined) {
-          const seen = this.#seenOf(id);
+          const seen = store.frequency[id];
           const learned = trainer?.learned ?? 0;
           from.seen = seen - (seen - from.seen) * o.importanceDecay;
           from.learned = learned - (learned - from.learned) * o.importanceDecay;

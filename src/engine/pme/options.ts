@@ -15,6 +15,8 @@ import type { SketchOptions } from './sketch.js';
 export interface PmeStore extends TrainerStore {
   /** Whether `id` names a live token. */
   alive(id: TokenId): boolean;
+  /** Touches per token since it was created (store.ts `touch`): its updates. */
+  readonly frequency: Float32Array;
   readonly tiers: readonly (ModelTier & { readonly count: number })[];
   readonly options: {
     readonly optimizerSlots: number;

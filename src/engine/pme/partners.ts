@@ -15,12 +15,14 @@ import { choleskyInPlace, solveCholesky } from './prune.js';
 /** The probe events' partner sums, indexed by the tokens about to move. */
 export class PartnerMoments {
   readonly D: number;
-  /** Σ of every token's vector per probe row (row-major rows × D), taken before any move. */
+  /** Σ of every token's vector per probe row (row-major rows × D), following the moves (moved). */
   readonly #sums: Float64Array;
   /** p(1 − p) per probe row. */
   readonly #weights: Float64Array;
   /** Probe rows each moving token is in. */
   readonly #rowsOf = new Map<TokenId, number[]>();
+  /** One partner sum less the token's own vector (moment's scratch). */
+  readonly #x: Float64Array;
 
   /** `rows`: the probe events' tokens (Trainer.lookup); `moving`: the tokens the window may move. */
   constructor(
@@ -33,6 +35,7 @@ export class PartnerMoments {
     const n = rows.length;
     this.#sums = new Float64Array(n * D);
     this.#weights = new Float64Array(n);
+    this.#x = new Float64Array(D);
     const p = new Float64Array(n);
     model.predictRows(rows, 0, n, p);
     const v = new Float64Array(D);
@@ -73,7 +76,7 @@ export class PartnerMoments {
     out.fill(0);
     const list = this.#rowsOf.get(id);
     if (list === undefined) return 0;
-    const x = new Float64Array(D);
+    const x = this.#x;
     let trace = 0;
     for (const r of list) {
       const w = this.#weights[r];

@@ -134,8 +134,6 @@ function resizeTokens(
 
 /** The store API the online rule reads on top of PME's: running counts and fields. */
 export interface PopularityStore extends PmeStore {
-  /** Touches per token since it was created (store.ts `touch`). */
-  readonly frequency: Float32Array;
   /** The token's field (its key before the first '='). */
   field(id: TokenId): string;
 }
