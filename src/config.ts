@@ -159,8 +159,8 @@ export const OPTIONS = {
   startSize: {
     env: 'PME_START_SIZE',
     kind: 'int',
-    default: '8',
-    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to. With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short.',
+    default: '16',
+    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to (under a binding budget a larger one keeps fewer tokens resident, each with more dims). With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short.',
   },
   budgetBytes: {
     env: 'PME_BUDGET_BYTES',

@@ -14,6 +14,7 @@ import {
   memoryActions,
   PmeController,
   type PmeOptions,
+  pmeStartSize,
   type WindowReport,
 } from './pme/controller.js';
 import { PopularitySizes } from './pme/popularity.js';
@@ -163,7 +164,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   const ladder = ladderFor(o.dim);
   const kind = o.model ?? 'fm';
   // A model without vectors needs no rows: its tokens start at size 0.
-  const startSize = o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? Math.min(8, o.dim) : o.dim);
+  const startSize = o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? pmeStartSize(ladder) : o.dim);
   const store = new EmbeddingStore({
     ladder,
     startSize,

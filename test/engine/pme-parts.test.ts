@@ -1,6 +1,8 @@
 import t from 'tap';
+import { pmeStartSize } from '../../src/engine/pme/options.js';
 import { chooseSizes, roundUpToLadder, TierLeastSquares } from '../../src/engine/pme/prune.js';
 import { DecayedCountMin } from '../../src/engine/pme/sketch.js';
+import { type StreamEvalOptions, streamEval } from '../../src/engine/stream-eval.js';
 import { createRandom, ZipfSampler } from '../../src/util/random.js';
 
 const LADDER = [0, 2, 4, 8, 16];
@@ -240,4 +242,27 @@ t.test('least squares through a projection: exact in the row space, optimal othe
   let norm = 0;
   for (const x of w) norm += x * x;
   t.ok(Math.abs(zero.solve(w, copy) - norm) < 1e-9);
+});
+
+t.test('PME starts tokens at 16 unless told otherwise, below D on a short ladder', async (t) => {
+  t.equal(pmeStartSize([0, 2, 4, 8, 16, 32, 64]), 16);
+  t.equal(pmeStartSize([0, 2, 4, 8, 16, 32]), 16);
+  t.equal(pmeStartSize([0, 2, 4, 8, 16]), 8, 'D = 16: one size below');
+  t.equal(pmeStartSize([0, 4]), 0);
+  const replay = (o: Partial<StreamEvalOptions>) =>
+    streamEval({
+      synthetic: 2000,
+      dim: 64,
+      seed: 3,
+      pme: true,
+      windowEvents: 0,
+      negatives: 0,
+      batch: 64,
+      ...o,
+    });
+  // No window runs: a token is where the store created it, or at D if it turned hot (promotion).
+  const sizesOf = (r: Awaited<ReturnType<typeof replay>>) =>
+    r.tiers.filter((tier) => tier.tokens > 0).map((tier) => tier.size);
+  t.same(sizesOf(await replay({})), [16, 64], 'tokens at 16, the hot ones at 64');
+  t.same(sizesOf(await replay({ startSize: 8 })), [8, 64], 'an explicit start size wins');
 });

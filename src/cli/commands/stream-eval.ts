@@ -34,7 +34,7 @@ ${learnerUsage(23)}
   --budget-bytes N     hard memory budget of the store. Default none
   --evicted-buckets N  buckets keeping evicted tokens' linear weights (0: off). Default 4096
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
-  --start-size S       size of new tokens. Default D without --pme, 8 with it
+  --start-size S       size of new tokens. Default D without --pme, 16 with it (below D)
   --window-events N    PME window every N events. Default 100000
   --target F           PME: share of full size (every token at D) each window prunes to. Default 0.25
   --negatives N        negatives per positive (positive-only streams). Default 0

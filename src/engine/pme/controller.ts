@@ -38,6 +38,7 @@ export {
   PME_DEFAULTS,
   type PmeOptions,
   type PmeStore,
+  pmeStartSize,
   resolvePmeOptions,
   type WindowReport,
   type WindowTier,

@@ -184,6 +184,27 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   seed: 1,
 });
 
+/**
+ * The size PME's tokens start at, and the smallest a window prunes or cools them to, when the
+ * caller sets none: 16, or the largest size below D on a ladder whose D is at most 16. At a budget
+ * that binds, a larger floor keeps fewer tokens resident (the store evicts the coldest) and gives
+ * each of the others more dims. Measured 8 → 16 with `node dist/bench/pme-windows.js --data-dir DIR
+ * --start-size S` (3 seeds, progressive AUC at 10 / 25 / 50% of full's bytes): ml-latest-small
+ * 0.7790 / 0.7803 / 0.7829 → 0.7801 / 0.7805 / 0.7831 (PME − uniform 16 at 10%: −0.0009 [−0.0013,
+ * −0.0004] → +0.0002 [−0.0000, +0.0004]), criteo-sample 0.7199 / 0.7208 / 0.7213 → 0.7197 / 0.7205 /
+ * 0.7209, avazu-sample 0.6913 / 0.6921 / 0.6923 → 0.6917 / 0.6927 / 0.6925, ml-100k (kept out of
+ * shared/) 0.7584 / 0.7604 / 0.7613 → 0.7581 / 0.7603 / 0.7616, the planted stream (`node
+ * dist/bench/planted.js`, 2M events) 0.6711 / 0.6754 / 0.6795 → 0.6741 / 0.6751 / 0.6795: +0.0003
+ * on the mean of the 15 cells, 8 up, 6 down. Popularity-scaled sizes, at the same floor, gain more
+ * from it (ml-latest-small at 10%: PME − popularity −0.0005 → −0.0010).
+ */
+export function pmeStartSize(ladder: readonly number[]): number {
+  const D = ladder[ladder.length - 1];
+  let size = ladder[0];
+  for (const s of ladder) if (s <= 16 && s < D) size = s;
+  return size;
+}
+
 export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<PmeOptions> {
   const o: PmeOptions = { ...PME_DEFAULTS, sketch: {}, clock: systemClock, ...options };
   const bad = (m: string) => new PmeError('PME_ERR_CONFIG_INVALID', `pme: ${m}`);
