@@ -177,7 +177,8 @@ export interface PruneWindowReport {
   searched: number;
   moved: number;
   demoted: number;
-  /** Tokens raised to a new base size, and the size new tokens start at after the window. */
+  /** Tokens raised to a new base size, and the warmest at the base raised one size up; the size new
+   *  tokens start at after the window. */
   raised: number;
   baseSize: number;
   evicted: number;

@@ -2,6 +2,7 @@ import t from 'tap';
 import { PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
+import { fnv1a } from '../../src/util/hash.js';
 import { dotStream } from '../helpers/dot-stream.js';
 
 // The base size (controller.ts #fill): raised while the target has room for every token below D
@@ -12,7 +13,10 @@ const D = 16;
 /** 20 hot users among 300. */
 const stream = (n: number, seed: number, prefix = '') => dotStream(n, seed, 300, prefix);
 
-function setup(options: { target: number; fill?: boolean }, budgetBytes = Number.POSITIVE_INFINITY) {
+function setup(
+  options: { target: number; fill?: boolean; fillWarmest?: boolean },
+  budgetBytes = Number.POSITIVE_INFINITY,
+) {
   const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, chunkRows: 64, budgetBytes });
   const pme = new PmeController(store, { windowEvents: 0, hotThreshold: 30, ...options });
   const trainer = new Trainer(store, { observer: pme, seed: 1 });
@@ -100,4 +104,51 @@ t.test('when memory turns short the base steps down, and a restart keeps it', as
   t.equal(restored.createSize, 2);
   again.importState(state);
   t.equal(restored.createSize, second.baseSize, 'restored: new tokens start at the base');
+});
+
+t.test('the room the base leaves goes to the warmest tokens at the base, one size up', async (t) => {
+  const TARGET = 0.3;
+  const run = async (fillWarmest: boolean) => {
+    const { store, pme, trainer } = setup({ target: TARGET, fillWarmest });
+    trainer.learn(stream(4000, 1));
+    const report = await pme.runWindow('test');
+    const inTier = (size: number) => {
+      const ids: number[] = [];
+      store.forEachInTier(size, (id) => void ids.push(id));
+      return ids;
+    };
+    const rows = () => {
+      let bytes = 0;
+      for (const tier of store.accounting().tiers) bytes += tier.tokens * store.bytesPerRow(tier.size);
+      return bytes;
+    };
+    return { store, pme, trainer, report, inTier, rows };
+  };
+  const without = await run(false);
+  const { store, pme, trainer, report, inTier, rows } = await run(true);
+  t.equal(report.baseSize, without.report.baseSize, 'the same base');
+  const up = LADDER[LADDER.indexOf(report.baseSize) + 1];
+  t.ok(up < D, `base ${report.baseSize}, one size up ${up} is below D`);
+  t.equal(without.inTier(up).length, 0, 'without it no token is one size above the base');
+  const raised = inTier(up);
+  t.ok(raised.length > 0, `${raised.length} tokens raised to ${up}`);
+  t.ok(report.raised >= raised.length, 'counted as raised');
+  const warmth = (id: number) => pme.sketch.estimate(fnv1a(store.key(id)) | 1);
+  const coolestRaised = Math.min(...raised.map(warmth));
+  const warmestLeft = Math.max(...inTier(report.baseSize).map(warmth));
+  // Warmest first, to within the 1/256 of a doubling its buckets are.
+  t.ok(
+    coolestRaised * 2 ** (1 / 256) >= warmestLeft,
+    `warmest first: ${coolestRaised.toFixed(3)} against ${warmestLeft.toFixed(3)} left`,
+  );
+  const limitNow = () => TARGET * store.accounting().tokens * store.bytesPerRow(D);
+  const limit = limitNow();
+  t.ok(without.rows() < 0.9 * limit, `without it the rows leave room: ${without.rows()} of ${limit}`);
+  t.ok(rows() <= limit && rows() > 0.95 * limit, `the rows fill the target: ${rows()} of ${limit}`);
+  // The next window, on the same stream, keeps the base (the raised tokens count at the base
+  // when it decides whether memory is short).
+  trainer.learn(stream(1000, 3));
+  const next = await pme.runWindow('test');
+  t.equal(next.baseSize, report.baseSize, 'the base stays');
+  t.ok(rows() <= limitNow(), `and the rows within the target: ${rows()} of ${limitNow()}`);
 });

@@ -522,7 +522,9 @@ export class PmeController implements TokenObserver {
    * it there (least squares from their D-space vectors, plus the promotion noise on the new
    * dimensions, so that they can learn). When memory was short since the last window (searched
    * tokens pruned, promotions refused, relief), the base steps down one size instead: new tokens
-   * start there and cooling takes the cold ones down. Returns the tokens raised.
+   * start there and cooling takes the cold ones down. Otherwise, with fillWarmest, what the target
+   * leaves once the base is set goes to the warmest tokens at the base, one size up. Returns the
+   * tokens raised.
    */
   async #fill(pruned: number, gone: ReadonlySet<TokenId>, pacer: Pacer): Promise<number> {
     const store = this.store;
@@ -534,8 +536,13 @@ export class PmeController implements TokenObserver {
     const limit = transfer.rowLimit(acc);
     const top = ladder.indexOf(D);
     const counts = acc.tiers.map((t) => t.tokens);
+    // The tokens one size above the base count at the base: fillWarmest raised them there with
+    // what the base left, and the base steps down only when the tokens do not fit at the base.
     let below = 0;
-    for (let ti = 0; ti < top; ti++) below += counts[ti] * transfer.rowBytes(ladder[ti]);
+    for (let ti = 0; ti < top; ti++)
+      below +=
+        counts[ti] *
+        transfer.rowBytes(ladder[this.options.fillWarmest && ti === this.#base + 1 ? this.#base : ti]);
     // What the tokens at D hold (at least the search share) stays theirs.
     const atD = counts[top] * transfer.rowBytes(D);
     const room = limit - Math.max(atD, this.options.searchShare * limit);
@@ -562,38 +569,97 @@ export class PmeController implements TokenObserver {
     if (base > from) {
       const ids: TokenId[] = [];
       for (let ti = floor; ti < base; ti++) store.forEachInTier(ladder[ti], (id) => void ids.push(id));
-      const model = this.#model;
-      const size = ladder[base];
-      const v = new Float64Array(D);
-      const std = this.options.promotionStd;
-      const random = this.#random;
-      let ls = transfer.solverFor(size);
-      for (let k = 0; k < ids.length; k++) {
-        if (pacer.due(k)) {
-          await pacer.pause();
-          ls = transfer.solverFor(size);
-        }
-        const id = ids[k];
-        if (gone.has(id) || !store.alive(id) || store.sizeOf(id) >= size || isCrossKey(store.key(id)))
-          continue;
-        if (model !== null) model.vectorOf(id, v);
-        else v.fill(0);
-        const acc0 = transfer.meanAccumulator(id);
-        // Into a nested tier the row keeps its dims as they are (its scores too) and only the new
-        // ones get the noise: noise on all of them moved every window's AUC when the base rose
-        // (window step, worst of 3 seeds: criteo-sample at 25% -0.0004, avazu-sample -0.0004; now
-        // -0.0001 and -0.0000).
-        const from = ls.truncates ? store.sizeOf(id) : 0;
-        const moved = transfer.move(id, size, (_src, dst) => {
-          ls.solve(v, dst);
-          for (let i = from; i < size; i++) dst[i] += std * random.normal();
-        });
-        if (!moved) continue;
-        transfer.carryAccumulator(id, acc0 * this.options.promotionCarry);
-        raised++;
+      raised += await this.#raise(ids, ladder[base], Number.POSITIVE_INFINITY, gone, pacer);
+    }
+    if (!short && this.options.fillWarmest && base + 1 < top) {
+      // What the target leaves beside every token as it is goes to the warmest tokens at the base,
+      // one size up. The search share is not held back: the next window's threshold prunes the
+      // searched tokens to what the others leave, as it would for any token above the base.
+      const rows = store.accounting();
+      const spare = limit - transfer.rowsOf(rows);
+      const step = transfer.rowBytes(ladder[base + 1]) - transfer.rowBytes(ladder[base]);
+      if (spare >= step) {
+        const ids: TokenId[] = [];
+        store.forEachInTier(ladder[base], (id) => void ids.push(id));
+        const warmest = await this.#warmestFirst(ids, pacer);
+        raised += await this.#raise(warmest, ladder[base + 1], Math.floor(spare / step), gone, pacer);
       }
     }
     this.#reliefAtLast = transfer.reliefMoves;
+    return raised;
+  }
+
+  /**
+   * `ids` that are not cold (decayed count at least coldThreshold: a cold one would step back down
+   * at the next window), warmest first to within 1/256 of a doubling: a counting sort on a log
+   * scale, paced, so that a window never sorts a store's worth of tokens in one synchronous go.
+   */
+  async #warmestFirst(ids: readonly TokenId[], pacer: Pacer): Promise<TokenId[]> {
+    const BUCKETS = 1 << 14;
+    const bucket = new Int32Array(ids.length);
+    const counts = new Int32Array(BUCKETS);
+    for (let k = 0; k < ids.length; k++) {
+      if (pacer.due(k)) await pacer.pause();
+      const w = this.sketch.estimate(this.#hashOf(ids[k]));
+      if (w < this.options.coldThreshold) {
+        bucket[k] = -1;
+        continue;
+      }
+      const b = Math.min(BUCKETS - 1, Math.max(0, Math.floor(256 * Math.log2(w)) + BUCKETS / 2));
+      bucket[k] = b;
+      counts[b]++;
+    }
+    const next = new Int32Array(BUCKETS);
+    let n = 0;
+    for (let b = BUCKETS - 1; b >= 0; b--) {
+      next[b] = n;
+      n += counts[b];
+    }
+    const out = new Array<TokenId>(n);
+    for (let k = 0; k < ids.length; k++) if (bucket[k] >= 0) out[next[bucket[k]]++] = ids[k];
+    return out;
+  }
+
+  /** Raises up to `most` of `ids` to `size` (least squares from their D-space vectors, plus the
+   *  promotion noise on the new dimensions, so that they can learn). Returns the tokens raised. */
+  async #raise(
+    ids: readonly TokenId[],
+    size: number,
+    most: number,
+    gone: ReadonlySet<TokenId>,
+    pacer: Pacer,
+  ): Promise<number> {
+    const store = this.store;
+    const transfer = this.#transfer;
+    const model = this.#model;
+    const v = new Float64Array(this.D);
+    const std = this.options.promotionStd;
+    const random = this.#random;
+    let ls = transfer.solverFor(size);
+    let raised = 0;
+    for (let k = 0; k < ids.length && raised < most; k++) {
+      if (pacer.due(k)) {
+        await pacer.pause();
+        ls = transfer.solverFor(size);
+      }
+      const id = ids[k];
+      if (gone.has(id) || !store.alive(id) || store.sizeOf(id) >= size || isCrossKey(store.key(id))) continue;
+      if (model !== null) model.vectorOf(id, v);
+      else v.fill(0);
+      const acc0 = transfer.meanAccumulator(id);
+      // Into a nested tier the row keeps its dims as they are (its scores too) and only the new
+      // ones get the noise: noise on all of them moved every window's AUC when the base rose
+      // (window step, worst of 3 seeds: criteo-sample at 25% -0.0004, avazu-sample -0.0004; now
+      // -0.0001 and -0.0000).
+      const from = ls.truncates ? store.sizeOf(id) : 0;
+      const moved = transfer.move(id, size, (_src, dst) => {
+        ls.solve(v, dst);
+        for (let i = from; i < size; i++) dst[i] += std * random.normal();
+      });
+      if (!moved) continue;
+      transfer.carryAccumulator(id, acc0 * this.options.promotionCarry);
+      raised++;
+    }
     return raised;
   }
 
