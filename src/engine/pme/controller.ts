@@ -495,7 +495,7 @@ export class PmeController implements TokenObserver {
 
   /** How often each token at D comes in `rows` (the probe's events, Trainer.lookup). */
   #occurrencesAtD(rows: Rows): Map<TokenId, number> {
-    const top = this.ladder.length - 1;
+    const top = this.ladder.indexOf(this.D);
     const counts = new Map<TokenId, number>();
     for (let r = 0; r < rows.length; r++)
       for (let k = 0; k < rows.counts[r]; k++) {
@@ -575,8 +575,7 @@ export class PmeController implements TokenObserver {
       // What the target leaves beside every token as it is goes to the warmest tokens at the base,
       // one size up. The search share is not held back: the next window's threshold prunes the
       // searched tokens to what the others leave, as it would for any token above the base.
-      const rows = store.accounting();
-      const spare = limit - transfer.rowsOf(rows);
+      const spare = limit - transfer.rowsOf(store.accounting());
       const step = transfer.rowBytes(ladder[base + 1]) - transfer.rowBytes(ladder[base]);
       if (spare >= step) {
         const ids: TokenId[] = [];
@@ -728,6 +727,7 @@ export class PmeController implements TokenObserver {
       o.forecastImportance && trainer !== null && probeEvents.length > 0
         ? this.#occurrencesAtD(trainer.lookup(probeEvents))
         : null;
+    const P = probeEvents.length;
     for (let k = 0; k < all; k++) {
       const id = ids[k];
       const off = store.slotOf[id] * D;
@@ -749,7 +749,6 @@ export class PmeController implements TokenObserver {
         if (recent !== null) {
           const from = this.#searchFrom.get(id) ?? { seen: 0, learned: 0 };
           const updates = Math.max(1, store.frequency[id] - from.seen);
-          const P = probeEvents.length;
           const span = Math.max(P, trainer!.learned - from.learned);
           const f = ((recent.get(id) ?? 0) + 1) / updates / 2 + P / span / 2;
           for (let d = 0; d < D; d++) importance[n * D + d] *= f;
