@@ -160,7 +160,7 @@ export const OPTIONS = {
     env: 'PME_START_SIZE',
     kind: 'int',
     default: '16',
-    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to (under a binding budget a larger one keeps fewer tokens resident, each with more dims). With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short.',
+    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to (under a binding budget a larger one keeps fewer tokens resident, each with more dims). With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short. 16 is the size at the default prune target (0.25 × D); with a lower target or a budget far below full size take the ladder size at or above target × D, 8 at 0.1 (stream-eval --pme does so; the figures are at pmeStartSize in src/engine/pme/options.ts).',
   },
   budgetBytes: {
     env: 'PME_BUDGET_BYTES',

@@ -12,6 +12,7 @@ import { createModel, modelEntry } from './model/index.js';
 import {
   type MemoryActions,
   memoryActions,
+  PME_DEFAULTS,
   PmeController,
   type PmeOptions,
   pmeStartSize,
@@ -164,7 +165,9 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   const ladder = ladderFor(o.dim);
   const kind = o.model ?? 'fm';
   // A model without vectors needs no rows: its tokens start at size 0.
-  const startSize = o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? pmeStartSize(ladder) : o.dim);
+  const target = o.target ?? o.pmeOptions?.target ?? PME_DEFAULTS.target;
+  const startSize =
+    o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? pmeStartSize(ladder, target) : o.dim);
   const store = new EmbeddingStore({
     ladder,
     startSize,
@@ -173,6 +176,10 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     seed: o.seed,
     initStd: o.initStd,
     linearOptimizerSlots: linearOptimizerSlotsOf(o.learner),
+    // Only PME's search reads the top tier's importance slab (D floats a row): without it a
+    // full-size store is 4·(2D + 1) bytes a row, not 4·(3D + 1), and the shares of full's bytes
+    // that the benchmarks give PME are shares of the store a user would run instead.
+    importance: o.pme === true && o.sizing !== 'popularity',
   });
   const pmeOptions = {
     ...o.pmeOptions,

@@ -244,10 +244,14 @@ t.test('least squares through a projection: exact in the row space, optimal othe
   t.ok(Math.abs(zero.solve(w, copy) - norm) < 1e-9);
 });
 
-t.test('PME starts tokens at 16 unless told otherwise, below D on a short ladder', async (t) => {
-  t.equal(pmeStartSize([0, 2, 4, 8, 16, 32, 64]), 16);
-  t.equal(pmeStartSize([0, 2, 4, 8, 16, 32]), 16);
-  t.equal(pmeStartSize([0, 2, 4, 8, 16]), 8, 'D = 16: one size below');
+t.test("PME starts tokens at the target's share of D, at most 16 and below D", async (t) => {
+  const ladder = [0, 2, 4, 8, 16, 32, 64];
+  t.equal(pmeStartSize(ladder), 16, 'the default target, 0.25: 16');
+  t.equal(pmeStartSize(ladder, 0.1), 8, '6.4 dims: the size at or above it');
+  t.equal(pmeStartSize(ladder, 0.05), 4);
+  t.equal(pmeStartSize(ladder, 0.5), 16, 'never above 16');
+  t.equal(pmeStartSize([0, 2, 4, 8, 16, 32]), 8, 'D = 32 at 0.25: 8');
+  t.equal(pmeStartSize([0, 2, 4, 8, 16], 1), 8, 'D = 16: below D whatever the target');
   t.equal(pmeStartSize([0, 4]), 0);
   const replay = (o: Partial<StreamEvalOptions>) =>
     streamEval({
@@ -264,5 +268,32 @@ t.test('PME starts tokens at 16 unless told otherwise, below D on a short ladder
   const sizesOf = (r: Awaited<ReturnType<typeof replay>>) =>
     r.tiers.filter((tier) => tier.tokens > 0).map((tier) => tier.size);
   t.same(sizesOf(await replay({})), [16, 64], 'tokens at 16, the hot ones at 64');
-  t.same(sizesOf(await replay({ startSize: 8 })), [8, 64], 'an explicit start size wins');
+  t.same(sizesOf(await replay({ target: 0.1 })), [8, 64], 'a target of 0.1: at 8');
+  t.same(sizesOf(await replay({ startSize: 4 })), [4, 64], 'an explicit start size wins');
+});
+
+t.test('only a replay with PME keeps the importance slab: full size is 4·(2D + 1) bytes a row', async (t) => {
+  const D = 64;
+  const topBytes = async (o: Partial<StreamEvalOptions>) => {
+    const r = await streamEval({
+      synthetic: 2000,
+      dim: D,
+      seed: 3,
+      startSize: D,
+      pme: false,
+      windowEvents: 0,
+      negatives: 0,
+      batch: 64,
+      ...o,
+    });
+    const top = r.tiers.find((tier) => tier.size === D)!;
+    t.ok(top.tokens > 0, `tokens at ${D}: ${top.tokens}`);
+    return top.bytes;
+  };
+  const full = await topBytes({ pme: false });
+  const pme = await topBytes({ pme: true });
+  const popularity = await topBytes({ pme: true, sizing: 'popularity' });
+  // The same tokens arrive in the same order, so the tier has the same rows in each replay.
+  t.equal(pme / full, (3 * D + 1) / (2 * D + 1), 'params + Adagrad, and the importances with PME');
+  t.equal(popularity, full, 'popularity-scaled sizes read no importance either');
 });

@@ -34,7 +34,8 @@ ${learnerUsage(23)}
   --budget-bytes N     hard memory budget of the store. Default none
   --evicted-buckets N  buckets keeping evicted tokens' linear weights (0: off). Default 4096
   --pme                PME: tokens start small, hot ones are searched at D, windows prune to the budget
-  --start-size S       size of new tokens. Default D without --pme, 16 with it (below D)
+  --start-size S       size of new tokens. Default D without --pme; with it the size at or above
+                       target × D, at most 16 and below D (8 at --target 0.1, 16 at 0.25)
   --window-events N    PME window every N events. Default 100000
   --target F           PME: share of full size (every token at D) each window prunes to. Default 0.25
   --negatives N        negatives per positive (positive-only streams). Default 0
