@@ -206,10 +206,10 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
  * The size PME's tokens start at, and the smallest a window prunes or cools them to, when the
  * caller sets none: the smallest size at or above the target's share of D (target × D), at most
  * 16 and below D. The floor is what a token costs at the least, so a floor above the target's
- * share per token leaves the budget fewer tokens than it has room for: the store evicts the
- * coldest, and at 10% of full's bytes it evicted most of a MovieLens stream's users between their
- * visits. Measured with the full-size store a user would run instead as the reference (no
- * importance slab: stream-eval.ts), start 8 against 16 (`node dist/bench/pme-windows.js --data-dir
+ * share per token leaves the budget fewer tokens than it has room for and the store evicts the
+ * coldest: at 10% of full's bytes a floor of 16 left ml-100k 0.0067 below uniform 8 (0.7507
+ * against 0.7574), an evicted user coming back with a new vector. Measured with the full-size
+ * store a user would run instead as the reference (no importance slab: stream-eval.ts), start 8 against 16 (`node dist/bench/pme-windows.js --data-dir
  * DIR --start-size S`, 3 seeds; the planted stream `node dist/bench/planted.js --events 1000000
  * --users 200000 --seeds 1,2 --start-size S`), progressive AUC for ml-latest-small, criteo-sample,
  * avazu-sample, ml-100k (kept out of shared/) and the planted stream: at 10% of full's bytes
