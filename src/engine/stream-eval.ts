@@ -164,8 +164,11 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
 
   const ladder = ladderFor(o.dim);
   const kind = o.model ?? 'fm';
-  // A model without vectors needs no rows: its tokens start at size 0.
+  // Who sizes the tokens: PME's controller, popularity-scaled sizes, or nobody (every token at the
+  // start size).
+  const sizing = o.pme ? (o.sizing ?? 'pme') : null;
   const target = o.target ?? o.pmeOptions?.target ?? PME_DEFAULTS.target;
+  // A model without vectors needs no rows: its tokens start at size 0.
   const startSize =
     o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? pmeStartSize(ladder, target) : o.dim);
   const store = new EmbeddingStore({
@@ -179,15 +182,15 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     // Only PME's search reads the top tier's importance slab (D floats a row): without it a
     // full-size store is 4·(2D + 1) bytes a row, not 4·(3D + 1), and the shares of full's bytes
     // that the benchmarks give PME are shares of the store a user would run instead.
-    importance: o.pme === true && o.sizing !== 'popularity',
+    importance: sizing === 'pme',
   });
   const pmeOptions = {
     ...o.pmeOptions,
     windowEvents: o.windowEvents,
     ...(o.target === undefined ? {} : { target: o.target }),
   };
-  const popularity = o.pme && o.sizing === 'popularity' ? new PopularitySizes(store, pmeOptions) : null;
-  const controller = o.pme && popularity === null ? new PmeController(store, pmeOptions) : null;
+  const popularity = sizing === 'popularity' ? new PopularitySizes(store, pmeOptions) : null;
+  const controller = sizing === 'pme' ? new PmeController(store, pmeOptions) : null;
   const observer = controller ?? popularity ?? undefined;
   const model = await createModel(kind, store, {
     fm: { ...o.learner },
