@@ -4,6 +4,7 @@
  * start (rules across options included), then frozen. The README's configuration table is
  * generated from OPTIONS (`pme serve --help` prints it too), and a test keeps them equal.
  */
+import { pmeStartSize } from './engine/pme/options.js';
 import { PmeError } from './errors.js';
 
 type Kind = 'string' | 'int' | 'number' | 'list' | 'bool';
@@ -159,8 +160,8 @@ export const OPTIONS = {
   startSize: {
     env: 'PME_START_SIZE',
     kind: 'int',
-    default: '16',
-    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to (under a binding budget a larger one keeps fewer tokens resident, each with more dims). With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short. 16 is the size at the default prune target (0.25 × D); with a lower target or a budget far below full size take the ladder size at or above target × D, 8 at 0.1 (stream-eval --pme does so; the figures are at pmeStartSize in src/engine/pme/options.ts).',
+    default: 'auto',
+    doc: 'Size of a token on first sight, and the smallest a PME window prunes or cools a token to (under a binding budget a larger one keeps fewer tokens resident, each with more dims). With PME on, a window raises the size new tokens start at while the prune target has room for every token at a larger one, and steps it back down when memory runs short. `auto`: the smallest ladder size at or above `--prune-target` × D, at most 16 and below D (16 at the defaults, 8 at a target of 0.1); `stream-eval --pme` takes the same, and the figures in src/engine/pme/options.ts (pmeStartSize) are measured at it.',
   },
   budgetBytes: {
     env: 'PME_BUDGET_BYTES',
@@ -350,8 +351,12 @@ export function flagName(name: string): string {
   return `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 }
 
+/** The default of an option computed from the others once they are read (withComputed). */
+const AUTO = 'auto';
+
 function parseValue(name: string, spec: OptionSpec, raw: string): unknown {
   const where = `${flagName(name)} / ${spec.env}`;
+  if (raw === AUTO && spec.default === AUTO) return AUTO;
   switch (spec.kind) {
     case 'int':
     case 'number': {
@@ -404,6 +409,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const raw = fromFlags.get(name) ?? env[spec.env] ?? spec.default;
     config[name] = parseValue(name, spec, raw);
   }
+  withComputed(config);
   validate(config as Config);
   validateLearner(config as Config, SERVICE_MODELS);
   return Object.freeze(config) as Config;
@@ -430,6 +436,7 @@ export function configFrom(values: ConfigValues = {}): Config {
     const given = (values as Record<string, unknown>)[name];
     config[name] = given === undefined ? parseValue(name, spec, spec.default) : checkValue(name, spec, given);
   }
+  withComputed(config);
   validate(config as Config);
   validateLearner(config as Config, SERVICE_MODELS);
   return Object.freeze(config) as Config;
@@ -590,6 +597,14 @@ function validateLearner(learner: LearnerConfig, models: readonly string[]): voi
       'PME_ERR_CONFIG_INVALID',
       `${flagName('linearOptimizer')} must be ${LINEAR_OPTIMIZERS.join(' or ')}, got "${learner.linearOptimizer}"`,
     );
+}
+
+/** Options left at `auto` take the value the others give them: the start size follows the ladder
+ *  and the prune target, as `stream-eval --pme` does (a fixed 16 was too large a floor at a
+ *  target of 0.1, and was off the ladder of `0,4,8,32`). */
+function withComputed(config: Record<string, unknown>): void {
+  if (config.startSize === AUTO)
+    config.startSize = pmeStartSize((config.ladder as string[]).map(Number), config.pruneTarget as number);
 }
 
 function validate(config: Config): void {

@@ -29,6 +29,30 @@ t.test('defaults, then environment, then flags', async (t) => {
   t.ok(Object.isFrozen(fromFlags));
 });
 
+t.test('the start size follows the ladder and the prune target unless set', async (t) => {
+  t.equal(loadConfig([], {}).startSize, 16, 'a quarter of D = 64');
+  t.equal(loadConfig(['--prune-target', '0.1'], {}).startSize, 8, 'the ladder size at or above 0.1 × 64');
+  t.equal(loadConfig([], { PME_PRUNE_TARGET: '0.5' }).startSize, 16, 'never above 16');
+  t.equal(loadConfig(['--ladder', '0,4,8,32'], {}).startSize, 8, 'a ladder without 16');
+  t.equal(loadConfig(['--ladder', '0,2,4,8'], {}).startSize, 2, 'D = 8');
+  t.equal(loadConfig(['--start-size', 'auto'], { PME_START_SIZE: '4' }).startSize, 16, 'auto as a flag');
+  t.equal(loadConfig(['--prune-target', '0.1'], { PME_START_SIZE: '4' }).startSize, 4, 'a size given wins');
+  t.equal(configFrom({ pruneTarget: 0.1 }).startSize, 8);
+  t.equal(configFrom({ ladder: [0, 4, 8, 32] }).startSize, 8);
+  t.throws(
+    () => loadConfig(['--start-size', 'big'], {}),
+    /--start-size \/ PME_START_SIZE must be a non-negative int/,
+  );
+  t.throws(
+    () => loadConfig(['--seed', 'auto'], {}),
+    /--seed \/ PME_SEED must be a non-negative int/,
+    'auto only where the default is',
+  );
+  // The service's store creates its tokens there.
+  const store = new EmbeddingStore(storeOptions(loadConfig(['--prune-target', '0.1'], {})));
+  t.equal(store.sizeOf(store.getOrCreate('user=1')), 8);
+});
+
 t.test('bad values and unknown flags are clear errors', async (t) => {
   const cases: Array<[string[], Record<string, string>, RegExp]> = [
     [['--port', 'abc'], {}, /--port \/ PME_PORT must be a non-negative int/],

@@ -24,7 +24,7 @@ import { shuffledOrder } from '../util/random.js';
 import { evaluationMetrics } from './metrics.js';
 import { FmModel, type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { type LiveActivity, LiveRun, liveBudgetBytes } from './offline-live.js';
-import type { PmeOptions } from './pme/controller.js';
+import { ladderFor, type PmeOptions } from './pme/controller.js';
 import { mdeSizes } from './pme/popularity.js';
 import { chooseSizes } from './pme/prune.js';
 
@@ -268,13 +268,6 @@ function encode(
     labels[i] = events[i].label;
   }
   return { tokens: Int32Array.from(tokens), offsets, labels, length: events.length };
-}
-
-export function ladderFor(dim: number): number[] {
-  const ladder = [0];
-  for (let s = 2; s < dim; s *= 2) ladder.push(s);
-  ladder.push(dim);
-  return ladder;
 }
 
 /** One model with the given per-token sizes over a fresh store whose token ids are the vocabulary indexes. */

@@ -10,6 +10,7 @@ import { EmbeddingStore } from '../store/index.js';
 import { type FmOptions, linearOptimizerSlotsOf } from './model/fm.js';
 import { createModel, modelEntry } from './model/index.js';
 import {
+  ladderFor,
   type MemoryActions,
   memoryActions,
   PME_DEFAULTS,
@@ -55,13 +56,6 @@ export interface TimelineSample {
   windowAuc: number;
   totalBytes: number;
   tiers: Array<{ size: number; tokens: number; bytes: number }>;
-}
-
-function ladderFor(dim: number): number[] {
-  const ladder = [0];
-  for (let s = 2; s < dim; s *= 2) ladder.push(s);
-  ladder.push(dim);
-  return ladder;
 }
 
 function syntheticEvents(n: number, seed: number): { events: Interaction[]; catalog: CatalogItem[] } {

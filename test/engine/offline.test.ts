@@ -5,13 +5,8 @@ import t from 'tap';
 import { offlineCommand } from '../../src/cli/commands/offline.js';
 import { readEvents, splitEvents } from '../../src/data/index.js';
 import { exactAuc } from '../../src/engine/metrics.js';
-import {
-  ladderFor,
-  liveStartSize,
-  type OfflineResult,
-  runOffline,
-  uniformSizes,
-} from '../../src/engine/offline.js';
+import { liveStartSize, type OfflineResult, runOffline, uniformSizes } from '../../src/engine/offline.js';
+import { ladderFor } from '../../src/engine/pme/options.js';
 import { mdeSizes } from '../../src/engine/pme/popularity.js';
 import { planted } from './planted.js';
 

@@ -34,6 +34,7 @@ import { DecayedCountMin } from './sketch.js';
 import { Transfer } from './transfer.js';
 
 export {
+  ladderFor,
   type MemoryActions,
   PME_DEFAULTS,
   type PmeOptions,

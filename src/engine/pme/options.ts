@@ -202,6 +202,15 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   seed: 1,
 });
 
+/** The ladder of the benchmarks and `stream-eval` / `offline` for D = `dim`: 0, the powers of two
+ *  below D, and D. */
+export function ladderFor(dim: number): number[] {
+  const ladder = [0];
+  for (let s = 2; s < dim; s *= 2) ladder.push(s);
+  ladder.push(dim);
+  return ladder;
+}
+
 /**
  * The size PME's tokens start at, and the smallest a window prunes or cools them to, when the
  * caller sets none: the smallest size at or above the target's share of D (target × D), at most
