@@ -46,6 +46,11 @@ export {
 } from './options.js';
 
 const now = (): number => performance.now();
+/** Evictions the warm share (#warmEvictions) averages over. */
+const WARM_AVERAGE = 128;
+/** Decayed count from which an evicted token counts as warm: seen about twice lately. A token seen
+ *  once and evicted soon after still counts about 1: the tail a stream never comes back to. */
+const WARM_COUNT = 2;
 
 /** Snapshot sections of the controller's state (exportState). */
 const PME_PREFIX = 'pme/';
@@ -132,6 +137,11 @@ export class PmeController implements TokenObserver {
    *  headroom: the rows are full from then on, and (evictForSearch) the coldest tokens are evicted
    *  for the search. */
   #budgetBinds = false;
+  /** Share of the recent budget evictions whose token was warm (WARM_COUNT): an exponential
+   *  average over about 128 evictions (evictForSearch, warmEvictions). */
+  #warmEvictions = 0;
+  /** Whether the store's evictions now are the TTL's (not the budget's). */
+  #expiring = false;
   /** Tokens evicted for being unseen past the store's TTL (in windows and by tick). */
   expired = 0;
   readonly #reports: WindowReport[] = [];
@@ -164,7 +174,12 @@ export class PmeController implements TokenObserver {
       },
     });
     // A token that leaves is forgotten: nothing keeps its id, which the store will reuse.
-    store.onEvict((id) => {
+    store.onEvict((id, key) => {
+      if (!this.#expiring) {
+        const known = id < this.#keyHash.length ? this.#keyHash[id] : 0;
+        const warm = this.sketch.estimate(known !== 0 ? known : fnv1a(key) | 1) >= WARM_COUNT;
+        this.#warmEvictions += ((warm ? 1 : 0) - this.#warmEvictions) / WARM_AVERAGE;
+      }
       if (id < this.#keyHash.length) this.#keyHash[id] = 0;
       this.#pendingSet.delete(id);
       this.#searchedUntil.delete(id);
@@ -174,9 +189,11 @@ export class PmeController implements TokenObserver {
   }
 
   /** Whether the coldest tokens are evicted for the search (option evictForSearch, once the
-   *  budget binds). */
+   *  budget binds, while the tokens the budget evicts have mostly cooled). */
   #evictsForSearch(): boolean {
-    return this.#budgetBinds && this.options.evictForSearch;
+    return (
+      this.#budgetBinds && this.options.evictForSearch && this.#warmEvictions <= this.options.warmEvictions
+    );
   }
 
   /** Whether `id` was promoted since the last window and is still at D: its search runs until then. */
@@ -269,7 +286,17 @@ export class PmeController implements TokenObserver {
     if (this.#running !== null) return;
     const now = this.options.clock.now();
     if (now - this.#timeAtLast >= this.options.windowMs) this.startWindow('time');
-    else this.expired += this.store.evictExpired(now);
+    else this.expired += this.#expire(now);
+  }
+
+  /** The store's TTL evictions (not the budget's: #warmEvictions leaves them out). */
+  #expire(now: Milliseconds): number {
+    this.#expiring = true;
+    try {
+      return this.store.evictExpired(now);
+    } finally {
+      this.#expiring = false;
+    }
   }
 
   #fillAucAfter(): void {
@@ -419,6 +446,7 @@ export class PmeController implements TokenObserver {
       squeezed: this.#squeezed,
       reliefAtLast: this.#reliefAtLast,
       budgetBinds: this.#budgetBinds,
+      warmEvictions: this.#warmEvictions,
       refusedMoves: this.refusedMoves,
       pending: this.#pending,
       queued: [...this.#pendingSet],
@@ -451,6 +479,7 @@ export class PmeController implements TokenObserver {
       squeezed?: number;
       reliefAtLast?: number;
       budgetBinds?: boolean;
+      warmEvictions?: number;
       refusedMoves: number;
       pending: number[];
       queued: number[];
@@ -480,6 +509,7 @@ export class PmeController implements TokenObserver {
     this.#squeezed = state.squeezed ?? 0;
     this.#reliefAtLast = state.reliefAtLast ?? 0;
     this.#budgetBinds = state.budgetBinds ?? false;
+    this.#warmEvictions = state.warmEvictions ?? 0;
     this.store.setCreateSize?.(this.ladder[this.#base]);
     this.#transfer.refusedMoves = state.refusedMoves;
     this.#pending.push(...state.pending);
@@ -952,7 +982,7 @@ export class PmeController implements TokenObserver {
     const raised = o.fill ? await this.#fill(moved, gone, pacer) : 0;
 
     // 6. TTL.
-    const evicted = store.evictExpired(o.clock.now());
+    const evicted = this.#expire(o.clock.now());
     this.expired += evicted;
     const probeAfter = score(probeEvents);
     const aheadAfter = score(aheadEvents);

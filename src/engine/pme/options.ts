@@ -139,7 +139,8 @@ export interface PmeOptions {
    * tokens: promotions go past the headroom, tokens under search keep D until their window, a
    * window keeps up to half the search share for the searched tokens, and the relief steps down no
    * token seen more recently than the coldest at the start size; the store evicts the coldest for
-   * them. Default true (a stream: a token not seen for long is the cheapest to lose). False keeps
+   * them, while they have cooled (warmEvictions). Default true (a stream: a token not seen for long
+   * is the cheapest to lose). False keeps
    * every token resident as long as steps down can make room (offline, where every token comes
    * back each epoch). At 10% of full's bytes, 3 seeds, measured at 623dcc5 (before the store's key
    * table) with `node dist/bench/pme-windows.js --shares 0.1`, and --pme-options
@@ -148,6 +149,23 @@ export interface PmeOptions {
    * 0.6603 and 0.6318 → 0.6462. Without it, PME at a binding budget ran as its start size.
    */
   evictForSearch: boolean;
+  /**
+   * evictForSearch holds while at most this share of the budget's recent evictions (an average
+   * over about 128) took warm tokens: a decayed count of 2 or more, seen about twice lately (a
+   * token seen once and evicted soon after counts about 1: the tail a stream never comes back to).
+   * Where the store already evicts warm tokens, the search would take its room from tokens that
+   * come back: PME then searches within the headroom only. Default 0.5; 1: always. The sketch's
+   * count of each token evicted at 10% of full's bytes, seed 1 (median, 90th percentile): the
+   * planted stream 0.11, 0.22; criteo-sample 0.60, 1.19; avazu-sample 0.68, 1.17; ml-latest-small
+   * 2.09, 8.78; ml-100k (kept out of shared/) 7.53, 42.98. At 0.5 against 1, 3 seeds (`node
+   * dist/bench/pme-windows.js --data-dir DIR`), AUC at 10 / 25 / 50%: ml-100k 0.7575 / 0.7603 /
+   * 0.7610 against 0.7560 / 0.7603 / 0.7610 (at 10%: PME − uniform 8 +0.0001 [−0.0002, +0.0005]
+   * against −0.0014 [−0.0021, −0.0008]), ml-latest-small 0.7789 / 0.7808 / 0.7814 against
+   * 0.7788 / 0.7808 / 0.7814; criteo-sample, avazu-sample and the planted stream (`node
+   * dist/bench/planted.js --events 1000000 --users 200000 --seeds 1,2`) identical. A count of 1
+   * as the bar (coldThreshold) also switched ml-latest-small at 25% off (0.7804).
+   */
+  warmEvictions: number;
   /**
    * A window's searched tokens are sized by a forecast of their importances rather than their sum
    * over the search: per update during the search, times the updates to come (the mean of the
@@ -199,6 +217,7 @@ export const PME_DEFAULTS: Readonly<Omit<PmeOptions, 'clock' | 'sketch'>> = Obje
   fill: true,
   fillWarmest: true,
   evictForSearch: true,
+  warmEvictions: 0.5,
   seed: 1,
 });
 
@@ -268,6 +287,8 @@ export function resolvePmeOptions(options: Partial<PmeOptions> = {}): Readonly<P
   if (typeof o.fill !== 'boolean') throw bad(`fill must be true or false, got ${o.fill}`);
   if (typeof o.fillWarmest !== 'boolean')
     throw bad(`fillWarmest must be true or false, got ${o.fillWarmest}`);
+  if (!(o.warmEvictions >= 0 && o.warmEvictions <= 1))
+    throw bad(`warmEvictions must be in [0, 1], got ${o.warmEvictions}`);
   if (typeof o.evictForSearch !== 'boolean')
     throw bad(`evictForSearch must be true or false, got ${o.evictForSearch}`);
   if (!Number.isInteger(o.seed)) throw bad(`seed must be an integer, got ${o.seed}`);
