@@ -19,7 +19,8 @@ function learn(trainer: Trainer, events: Interaction[]): void {
   for (let i = 0; i < events.length; i += 100) trainer.learn(events.slice(i, i + 100));
 }
 
-function run(budgetBytes: number, evictForSearch: boolean) {
+/** `warmEvictions` 0.5 is the default; 1 lets the search evict whatever the store evicts. */
+function run(budgetBytes: number, evictForSearch: boolean, warmEvictions = 0.5) {
   const store = new EmbeddingStore({ ladder: LADDER, startSize: START, chunkRows: 64, budgetBytes });
   const pme = new PmeController(store, {
     windowEvents: 0,
@@ -27,6 +28,7 @@ function run(budgetBytes: number, evictForSearch: boolean) {
     target: 1,
     searchShare: 0.8,
     evictForSearch,
+    warmEvictions,
   });
   const trainer = new Trainer(store, { observer: pme, seed: 1 });
   pme.attach(trainer);
@@ -108,56 +110,28 @@ t.test('where the budget evicts warm tokens, the search does not evict for itsel
   // 60 users, all seen again and again: a budget of 15% evicts users that come back, not a tail
   // seen once as above.
   const warmEvents = dotStream(6000, 2, 60);
-  const warmRun = (warmEvictions: number) => {
-    const probe = run(Number.POSITIVE_INFINITY, true);
-    learn(probe.trainer, warmEvents);
-    const budgetBytes = Math.floor(probe.store.accounting().totalBytes * 0.15);
-    const store = new EmbeddingStore({ ladder: LADDER, startSize: START, chunkRows: 64, budgetBytes });
-    const pme = new PmeController(store, {
-      windowEvents: 0,
-      hotThreshold: 30,
-      target: 1,
-      searchShare: 0.8,
-      warmEvictions,
-    });
-    const trainer = new Trainer(store, { observer: pme, seed: 1 });
-    pme.attach(trainer);
-    learn(trainer, warmEvents);
-    return store;
-  };
-  const always = warmRun(1);
-  const byDefault = warmRun(0.5);
-  t.ok(always.lastResort.evicted > 0 && byDefault.lastResort.evicted > 0, 'the budget binds in both');
+  const probe = run(Number.POSITIVE_INFINITY, true);
+  learn(probe.trainer, warmEvents);
+  const warmBudget = Math.floor(probe.store.accounting().totalBytes * 0.15);
+  const always = run(warmBudget, true, 1);
+  const byDefault = run(warmBudget, true);
+  learn(always.trainer, warmEvents);
+  learn(byDefault.trainer, warmEvents);
+  const evicted = (r: ReturnType<typeof run>) => r.store.lastResort.evicted;
+  const atD = (r: ReturnType<typeof run>) => r.store.tiers[LADDER.length - 1].count;
+  t.ok(evicted(always) > 0 && evicted(byDefault) > 0, 'the budget binds in both');
   t.ok(
-    byDefault.lastResort.evicted < always.lastResort.evicted,
-    `evicted: ${byDefault.lastResort.evicted} by default, ${always.lastResort.evicted} when the search always evicts`,
+    evicted(byDefault) < evicted(always),
+    `evicted: ${evicted(byDefault)} by default, ${evicted(always)} when the search always evicts`,
   );
   t.ok(
-    byDefault.tiers[LADDER.length - 1].count < always.tiers[LADDER.length - 1].count,
-    `tokens under search at D: ${byDefault.tiers[LADDER.length - 1].count} by default, ${always.tiers[LADDER.length - 1].count} always`,
+    atD(byDefault) < atD(always),
+    `tokens under search at D: ${atD(byDefault)} by default, ${atD(always)} always`,
   );
   // The cold tail of the tests above keeps the search's evictions on by default.
   const cold = run(budget, true);
+  const coldAlways = run(budget, true, 1);
   learn(cold.trainer, events.slice(0, 3000));
-  const coldAlways = new EmbeddingStore({
-    ladder: LADDER,
-    startSize: START,
-    chunkRows: 64,
-    budgetBytes: budget,
-  });
-  const pmeAlways = new PmeController(coldAlways, {
-    windowEvents: 0,
-    hotThreshold: 30,
-    target: 1,
-    searchShare: 0.8,
-    warmEvictions: 1,
-  });
-  const trainerAlways = new Trainer(coldAlways, { observer: pmeAlways, seed: 1 });
-  pmeAlways.attach(trainerAlways);
-  learn(trainerAlways, events.slice(0, 3000));
-  t.equal(
-    cold.store.lastResort.evicted,
-    coldAlways.lastResort.evicted,
-    'a cold tail: the same evictions as always',
-  );
+  learn(coldAlways.trainer, events.slice(0, 3000));
+  t.equal(evicted(cold), evicted(coldAlways), 'a cold tail: the same evictions as always');
 });
