@@ -292,6 +292,15 @@ export class ServiceMetrics {
         setCounter(this, m.recalled, { action: 'recalled' });
       },
     });
+    new Gauge({
+      name: 'pme_warm_evictions_ratio',
+      help: "Share of the budget's recent evictions (about the last 128) that took tokens seen about twice or more lately; above 0.5 PME's search stops evicting for itself and keeps to the headroom",
+      registers,
+      collect() {
+        const m = sources.memory?.();
+        if (m !== undefined) this.set(m.warmEvictions);
+      },
+    });
     const snapshotAge = sources.snapshotAge;
     if (snapshotAge !== undefined)
       new Gauge({

@@ -1,6 +1,6 @@
 import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
-import { PmeController } from '../../src/engine/pme/controller.js';
+import { memoryActions, PmeController } from '../../src/engine/pme/controller.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { dotStream } from '../helpers/dot-stream.js';
@@ -128,10 +128,16 @@ t.test('where the budget evicts warm tokens, the search does not evict for itsel
     atD(byDefault) < atD(always),
     `tokens under search at D: ${atD(byDefault)} by default, ${atD(always)} always`,
   );
+  const warmShare = (r: ReturnType<typeof run>) => memoryActions(r.store, r.pme).warmEvictions;
+  t.ok(
+    warmShare(byDefault) > 0.5,
+    `warm share of the evictions reported: ${warmShare(byDefault).toFixed(2)}`,
+  );
   // The cold tail of the tests above keeps the search's evictions on by default.
   const cold = run(budget, true);
   const coldAlways = run(budget, true, 1);
   learn(cold.trainer, events.slice(0, 3000));
   learn(coldAlways.trainer, events.slice(0, 3000));
   t.equal(evicted(cold), evicted(coldAlways), 'a cold tail: the same evictions as always');
+  t.ok(warmShare(cold) < 0.5, `a cold tail's warm share: ${warmShare(cold).toFixed(2)}`);
 });

@@ -197,6 +197,8 @@ t.test('an idle service runs windows due by time, expires tokens, recalls return
   const text = await (await fetch(`${service.url}/metrics`)).text();
   const expired = Number(/^pme_memory_actions_total\{action="expired"\} (\S+)$/m.exec(text)?.[1]);
   t.equal(expired, tokens, 'each counted as expired');
+  const warm = Number(/^pme_warm_evictions_ratio (\S+)$/m.exec(text)?.[1]);
+  t.equal(warm, 0, "expiry is not the budget's: the warm share of evictions stays 0");
   // The same keys again: each starts from the linear weight it left when it expired (a key whose
   // bucket another key took, of 4,096, starts from 0).
   await producer.sendInteractions(

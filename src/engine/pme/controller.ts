@@ -396,6 +396,11 @@ export class PmeController implements TokenObserver {
   get reliefMoves(): number {
     return this.#transfer.reliefMoves;
   }
+  /** Share of the budget's recent evictions that took warm tokens (MemoryActions.warmEvictions). */
+  get warmEvictions(): number {
+    return this.#warmEvictions;
+  }
+
   get refusedMoves(): number {
     return this.#transfer.refusedMoves;
   }
@@ -1038,7 +1043,9 @@ export function memoryActions(
     readonly refused: number;
     readonly recalled: number;
   },
-  pme: Pick<PmeController, 'reliefMoves' | 'refusedMoves' | 'expired'> | null,
+  pme:
+    | (Pick<PmeController, 'reliefMoves' | 'refusedMoves' | 'expired'> & { readonly warmEvictions?: number })
+    | null,
 ): MemoryActions {
   return {
     relieved: pme?.reliefMoves ?? 0,
@@ -1048,5 +1055,6 @@ export function memoryActions(
     refusedMoves: pme?.refusedMoves ?? 0,
     expired: pme?.expired ?? 0,
     recalled: store.recalled,
+    warmEvictions: pme?.warmEvictions ?? 0,
   };
 }

@@ -342,7 +342,8 @@ export interface WindowReport {
   budgetBytes: number;
 }
 
-/** Counts of what keeps memory within the budget, since start (memoryActions in controller.ts). */
+/** Counts of what keeps memory within the budget, since start, and whether PME's search evicts
+ *  (memoryActions in controller.ts). */
 export interface MemoryActions {
   /** Tokens PME stepped down a size for the budget, their vectors carried (the first resort). */
   relieved: number;
@@ -357,4 +358,7 @@ export interface MemoryActions {
   /** New tokens that started from the linear weight their key left when it was evicted (the
    *  store's evicted-weights table), not from 0. */
   recalled: number;
+  /** Share of the budget's recent evictions (about the last 128) that took warm tokens: above
+   *  PmeOptions.warmEvictions (0.5) the search no longer evicts for itself. */
+  warmEvictions: number;
 }
