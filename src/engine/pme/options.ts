@@ -140,9 +140,8 @@ export interface PmeOptions {
    * window keeps up to half the search share for the searched tokens, and the relief steps down no
    * token seen more recently than the coldest at the start size; the store evicts the coldest for
    * them, while they have cooled (warmEvictions). Default true (a stream: a token not seen for long
-   * is the cheapest to lose). False keeps
-   * every token resident as long as steps down can make room (offline, where every token comes
-   * back each epoch). At 10% of full's bytes, 3 seeds, measured at 623dcc5 (before the store's key
+   * is the cheapest to lose). False keeps every token resident as long as steps down can make room
+   * (offline, where every token comes back each epoch). At 10% of full's bytes, 3 seeds, measured at 623dcc5 (before the store's key
    * table) with `node dist/bench/pme-windows.js --shares 0.1`, and --pme-options
    * '{"evictForSearch":false}' for the run without, off → on: ml-latest-small 0.7771 → 0.7757,
    * criteo-sample 0.6869 → 0.6882, avazu-sample 0.6816 → 0.6836; the planted stream (1M events, seeds 1 and 2) 0.6453 →
