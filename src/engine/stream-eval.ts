@@ -161,7 +161,12 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
   // Who sizes the tokens: PME's controller, popularity-scaled sizes, or nobody (every token at the
   // start size).
   const sizing = o.pme ? (o.sizing ?? 'pme') : null;
-  const target = o.target ?? o.pmeOptions?.target ?? PME_DEFAULTS.target;
+  const pmeOptions = {
+    ...o.pmeOptions,
+    windowEvents: o.windowEvents,
+    ...(o.target === undefined ? {} : { target: o.target }),
+  };
+  const target = pmeOptions.target ?? PME_DEFAULTS.target;
   // A model without vectors needs no rows: its tokens start at size 0.
   const startSize =
     o.startSize ?? (!modelEntry(kind).vectors ? 0 : o.pme ? pmeStartSize(ladder, target) : o.dim);
@@ -178,11 +183,6 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     // that the benchmarks give PME are shares of the store a user would run instead.
     importance: sizing === 'pme',
   });
-  const pmeOptions = {
-    ...o.pmeOptions,
-    windowEvents: o.windowEvents,
-    ...(o.target === undefined ? {} : { target: o.target }),
-  };
   const popularity = sizing === 'popularity' ? new PopularitySizes(store, pmeOptions) : null;
   const controller = sizing === 'pme' ? new PmeController(store, pmeOptions) : null;
   const observer = controller ?? popularity ?? undefined;

@@ -174,10 +174,10 @@ export class PmeController implements TokenObserver {
       },
     });
     // A token that leaves is forgotten: nothing keeps its id, which the store will reuse.
-    store.onEvict((id, key) => {
+    store.onEvict((id) => {
+      // Read before the id is forgotten below (the store calls this with the key still registered).
       if (!this.#expiring) {
-        const known = id < this.#keyHash.length ? this.#keyHash[id] : 0;
-        const warm = this.sketch.estimate(known !== 0 ? known : fnv1a(key) | 1) >= WARM_COUNT;
+        const warm = this.sketch.estimate(this.#hashOf(id)) >= WARM_COUNT;
         this.#warmEvictions += ((warm ? 1 : 0) - this.#warmEvictions) / WARM_AVERAGE;
       }
       if (id < this.#keyHash.length) this.#keyHash[id] = 0;
@@ -400,7 +400,6 @@ export class PmeController implements TokenObserver {
   get warmEvictions(): number {
     return this.#warmEvictions;
   }
-
   get refusedMoves(): number {
     return this.#transfer.refusedMoves;
   }
