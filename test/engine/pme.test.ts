@@ -2,7 +2,9 @@ import t from 'tap';
 import type { Interaction } from '../../src/data/event.js';
 import type { TokenId } from '../../src/engine/model/model.js';
 import { PmeController, type PmeOptions } from '../../src/engine/pme/controller.js';
+import { resolvePmeOptions } from '../../src/engine/pme/options.js';
 import { scoreProbe } from '../../src/engine/pme/probe.js';
+import { Transfer } from '../../src/engine/pme/transfer.js';
 import { Trainer } from '../../src/engine/trainer/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
@@ -280,7 +282,8 @@ t.test('transfer: each moved token is the least-squares fit of its pruned vector
 });
 
 t.test('a moved token keeps its optimizer scale; cold tokens step down one size per window', async (t) => {
-  const { store, pme, trainer } = setup(512, 2);
+  // A target of 1% of full: the rows are over the limit at every window, so cooling has work.
+  const { store, pme, trainer } = setup(512, 2, { target: 0.01 });
   const events = plantedStream(20000);
   for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
   // A cold token created at size 8 (never hot: seen once, long ago in sketch terms).
@@ -305,6 +308,40 @@ t.test('a moved token keeps its optimizer scale; cold tokens step down one size 
   const born = store.getOrCreate('user=cold-at-start', 2);
   await pme.runWindow('test');
   t.equal(store.sizeOf(born), 2, 'a cold token at the start size is not cooled to 0');
+});
+
+t.test('cooling frees only what the limit needs, coldest first', async (t) => {
+  // Under the limit (target 1, no budget): a cold token keeps the size it has room for.
+  {
+    const { store, pme, trainer } = setup(512, 2);
+    const events = plantedStream(20000);
+    for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
+    const id = store.getOrCreate('user=cold', 8);
+    await pme.runWindow('test');
+    t.equal(store.sizeOf(id), 8, 'rows under the limit: not stepped down');
+    t.equal(pme.reports().at(-1)!.demoted, 0);
+  }
+  // Over the target by half a step: the colder of two cold tokens steps down, the other stays.
+  {
+    const store = new TieredStore(D, LADDER, 2);
+    for (let u = 0; u < 40; u++) store.getOrCreate(`user=filler-${u}`, 2);
+    const colder = store.getOrCreate('user=colder', 8);
+    const lessCold = store.getOrCreate('user=less-cold', 8);
+    const live = new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
+    const step = store.bytesPerRow(8) - store.bytesPerRow(4);
+    const pme = new PmeController(store, {
+      windowEvents: 0,
+      hotThreshold: 5,
+      coldThreshold: 2,
+      targetBytes: live - step / 2,
+      headroom: 0,
+      clock: new ManualClock(0),
+    });
+    pme.observe(lessCold); // a decayed count of about 1: cold, but less than never seen
+    await pme.runWindow('test');
+    t.equal(store.sizeOf(colder), 4, 'the coldest steps down');
+    t.equal(store.sizeOf(lessCold), 8, 'one step was all the limit needed');
+  }
 });
 
 t.test("the probe: the window's last events scored just before and just after its moves", async (t) => {

@@ -58,7 +58,8 @@ export interface PmeOptions {
   windowMs: Milliseconds;
   /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
   hotThreshold: number;
-  /** Decayed count under which a token not being searched has cooled and steps down a size. Default 1. */
+  /** Decayed count under which a token not being searched has cooled: a window steps it down a
+   *  size, coldest first, while the rows are over the limit. Default 1. */
   coldThreshold: number;
   /** What every window prunes to, as a share of full size (the bytes the live tokens would take
    *  at size D): PME frees memory before the budget binds. Default 0.25; 1 prunes only what the
