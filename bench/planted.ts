@@ -34,7 +34,7 @@ const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 /** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
-/** PME's start size (an experiment; default the replay's, 8). */
+/** PME's start size (an experiment; default pmeStartSize's: 8 at 10%, 16 at 25% and 50%). */
 const START_SIZE = stringArg('start-size');
 /** Buckets of the store's evicted-weights table for every replay (0: off; default the store's). */
 const EVICTED_BUCKETS = stringArg('evicted-buckets');
@@ -163,6 +163,8 @@ interface Run {
   bytes: number;
   seconds: number;
   evicted: number;
+  /** Share of the budget's last evictions whose token was warm (PME's warmEvictions; 0 else). */
+  warmEvictions: number;
   /** Sized runs (PME, popularity): Spearman(size, planted rank) over the users seen >= MIN_EVENTS
    *  times. */
   rankCorrelation: number | null;
@@ -273,13 +275,14 @@ async function main(): Promise<void> {
         bytes: r.totalEmbeddingBytes,
         seconds: r.seconds,
         evicted: r.memory.evicted,
+        warmEvictions: r.memory.warmEvictions,
         rankCorrelation,
         sizeByRank,
         principalRankCorrelation,
       };
       runs.push(run);
       console.log(
-        `  ${method.padEnd(10)} ${share === null ? '   -' : `${share * 100}%`.padStart(4)}  AUC ${r.auc.toFixed(4)}  logloss ${r.logloss.toFixed(4)}  bytes ${r.totalEmbeddingBytes.toLocaleString('en-US')}  evicted ${r.memory.evicted}  ${r.seconds.toFixed(1)} s` +
+        `  ${method.padEnd(10)} ${share === null ? '   -' : `${share * 100}%`.padStart(4)}  AUC ${r.auc.toFixed(4)}  logloss ${r.logloss.toFixed(4)}  bytes ${r.totalEmbeddingBytes.toLocaleString('en-US')}  evicted ${r.memory.evicted}${method === 'pme' ? ` (warm ${r.memory.warmEvictions.toFixed(2)})` : ''}  ${r.seconds.toFixed(1)} s` +
           (rankCorrelation === null
             ? ''
             : `  size~rank ${rankCorrelation.toFixed(3)}  mean size by rank ${JSON.stringify(sizeByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}`) +

@@ -116,6 +116,11 @@ export const SECTIONS: ReadonlyArray<{ name: string; title: string; file: string
     title: 'A stream where sizes matter: planted ranks, PME against uniform sizes at equal bytes',
     file: 'planted.json',
   },
+  {
+    name: 'planted-5m',
+    title: 'The planted stream at scale: 5M events over 0.9M tokens',
+    file: 'planted-5m.json',
+  },
   { name: 'e2e', title: 'End to end through Kafka', file: 'e2e.json' },
   { name: 'api', title: 'HTTP API latency under training', file: 'api.json' },
   { name: 'replica', title: 'Serving replicas: staleness and catch-up', file: 'replica.json' },
@@ -1085,7 +1090,7 @@ export function generateReport(options: ReportOptions): ReportOutput {
       else if (s.name === 'data') text = renderData(ctx, v);
       else if (s.name === 'e2e') text = renderE2e(ctx, v);
       else if (s.name === 'quality') text = renderQuality(v);
-      else if (s.name === 'planted') text = renderPlanted(v);
+      else if (s.name === 'planted' || s.name === 'planted-5m') text = renderPlanted(v);
       else if (s.name === 'pme-windows') text = renderPmeWindows(v);
       else if (s.name === 'epoch-cost') text = renderEpochCost(v);
       else text = renderGeneric(ctx, s.name, v);
