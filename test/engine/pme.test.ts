@@ -325,8 +325,9 @@ t.test('cooling frees only what the limit needs, coldest first', async (t) => {
   {
     const store = new TieredStore(D, LADDER, 2);
     for (let u = 0; u < 40; u++) store.getOrCreate(`user=filler-${u}`, 2);
-    const colder = store.getOrCreate('user=colder', 8);
+    // The less cold one first: the order the tier lists them in is not the order they cool in.
     const lessCold = store.getOrCreate('user=less-cold', 8);
+    const colder = store.getOrCreate('user=colder', 8);
     const live = new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
     const step = store.bytesPerRow(8) - store.bytesPerRow(4);
     const pme = new PmeController(store, {
