@@ -948,8 +948,9 @@ export class PmeController implements TokenObserver {
     for (let k = 0; k < below.length; k++) {
       if (due(k)) await pause();
       const id = below[k];
+      if (store.tierOf[id] !== belowTier[k]) continue;
       const count = this.sketch.estimate(this.#hashOf(id));
-      if (store.tierOf[id] === belowTier[k] && count < o.coldThreshold) {
+      if (count < o.coldThreshold) {
         cold.push(id);
         coldTier.push(belowTier[k]);
         coldCount.push(count);
