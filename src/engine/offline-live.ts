@@ -67,9 +67,9 @@ export interface LiveActivity {
   promoted: number;
   /** Searched tokens the windows' threshold carried into a smaller tier. */
   moved: number;
-  /** Cooled tokens the windows stepped down a size. */
+  /** Steps down by the windows' cooling (counted in `relieved` too). */
   demoted: number;
-  /** Tokens PME stepped down for the budget between windows (its relief). */
+  /** Steps down by PME's relief: for the budget between windows, and the windows' cooling. */
   relieved: number;
   /** The store's last resort: rows truncated, tokens evicted, tokens refused. */
   truncated: number;

@@ -281,67 +281,93 @@ t.test('transfer: each moved token is the least-squares fit of its pruned vector
   t.ok(report.transferError.mean < 1, `mean transfer error ${report.transferError.mean}`);
 });
 
-t.test('a moved token keeps its optimizer scale; cold tokens step down one size per window', async (t) => {
-  // A target of 1% of full: the rows are over the limit at every window, so cooling has work.
-  const { store, pme, trainer } = setup(512, 2, { target: 0.01 });
-  const events = plantedStream(20000);
-  for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
-  // A cold token created at size 8 (never hot: seen once, long ago in sketch terms).
-  const id = store.getOrCreate('user=cold', 8);
-  const mean = (x: number) => {
-    const tier = store.tiers[store.tierOf[x]];
-    const s = tier.size;
-    let sum = 0;
-    for (let i = 0; i < s; i++) sum += tier.optimizer[store.slotOf[x] * s + i];
-    return s === 0 ? 0 : sum / s;
-  };
-  const opt = store.tiers[store.tierOf[id]];
-  opt.optimizer.fill(2.5, store.slotOf[id] * 8, store.slotOf[id] * 8 + 8);
-  await pme.runWindow('test');
-  t.equal(store.sizeOf(id), 4, 'one step down (8 -> 4), not a cascade to 0');
-  t.ok(Math.abs(mean(id) - 2.5) < 1e-6, `accumulators carried: ${mean(id)}`);
-  await pme.runWindow('test');
-  t.equal(store.sizeOf(id), 2, 'next window: 4 -> 2');
-  await pme.runWindow('test');
-  t.equal(store.sizeOf(id), 2, 'not below the start size (2)');
-  // A cold token born at the start size stays there.
-  const born = store.getOrCreate('user=cold-at-start', 2);
-  await pme.runWindow('test');
-  t.equal(store.sizeOf(born), 2, 'a cold token at the start size is not cooled to 0');
-});
-
-t.test('cooling frees only what the limit needs, coldest first', async (t) => {
-  // Under the limit (target 1, no budget): a cold token keeps the size it has room for.
-  {
-    const { store, pme, trainer } = setup(512, 2);
+t.test(
+  'a moved token keeps its optimizer scale; cooling steps the least recently seen down to the start size',
+  async (t) => {
+    // A target of 1% of full: the rows are over the limit at every window, so cooling has work.
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock });
+    const pme = new PmeController(store, {
+      windowEvents: 0,
+      hotThreshold: 5,
+      target: 0.01,
+      headroom: 0,
+      clock,
+    });
+    const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
+    pme.attach(trainer);
+    // A token at 8, seen before any token of the stream: the least recently seen of all.
+    const id = store.getOrCreate('user=cold', 8);
+    clock.advance(1);
     const events = plantedStream(20000);
     for (let i = 0; i < events.length; i += 200) trainer.learn(events.slice(i, i + 200));
-    const id = store.getOrCreate('user=cold', 8);
+    const mean = (x: number) => {
+      const tier = store.tiers[store.tierOf[x]];
+      const width = tier.size * store.options.optimizerSlots;
+      let sum = 0;
+      for (let i = 0; i < width; i++) sum += tier.optimizer[store.slotOf[x] * width + i];
+      return width === 0 ? 0 : sum / width;
+    };
+    const width = 8 * store.options.optimizerSlots;
+    store.tiers[store.tierOf[id]].optimizer.fill(
+      2.5,
+      store.slotOf[id] * width,
+      (store.slotOf[id] + 1) * width,
+    );
+    const report = await pme.runWindow('test');
+    t.equal(store.sizeOf(id), 2, 'stepped down to the start size (8 -> 4 -> 2)');
+    t.ok(report.demoted >= 2, `${report.demoted} steps down`);
+    t.ok(Math.abs(mean(id) - 2.5) < 1e-6, `accumulators carried: ${mean(id)}`);
     await pme.runWindow('test');
-    t.equal(store.sizeOf(id), 8, 'rows under the limit: not stepped down');
-    t.equal(pme.reports().at(-1)!.demoted, 0);
-  }
-  // Over the target by half a step: the colder of two cold tokens steps down, the other stays.
-  {
-    const store = new TieredStore(D, LADDER, 2);
-    for (let u = 0; u < 40; u++) store.getOrCreate(`user=filler-${u}`, 2);
-    // The less cold one first: the order the tier lists them in is not the order they cool in.
-    const lessCold = store.getOrCreate('user=less-cold', 8);
-    const colder = store.getOrCreate('user=colder', 8);
+    t.equal(store.sizeOf(id), 2, 'not below the start size (2)');
+  },
+);
+
+t.test('cooling frees only what the limit needs, least recently seen first', async (t) => {
+  const clock = new ManualClock(0);
+  /** Two tokens at 8 (the one created first seen last), 40 at the start size seen after both, and
+   *  a controller whose target is under the live bytes by `short` bytes. */
+  const setupCooling = (short: (step: number) => number) => {
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock });
+    const lessCold = store.getOrCreate('user=less-cold', 8, 2);
+    const colder = store.getOrCreate('user=colder', 8, 1);
+    for (let u = 0; u < 40; u++) store.getOrCreate(`user=filler-${u}`, 2, 3);
     const live = new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
     const step = store.bytesPerRow(8) - store.bytesPerRow(4);
     const pme = new PmeController(store, {
       windowEvents: 0,
-      hotThreshold: 5,
-      coldThreshold: 2,
-      targetBytes: live - step / 2,
+      targetBytes: live - short(step),
       headroom: 0,
-      clock: new ManualClock(0),
+      fill: false,
+      clock,
     });
-    pme.observe(lessCold); // a decayed count of about 1: cold, but less than never seen
+    return { store, pme, lessCold, colder };
+  };
+  {
+    // Under the limit: both keep the size they have room for.
+    const { store, pme, lessCold, colder } = setupCooling(() => -1);
     await pme.runWindow('test');
-    t.equal(store.sizeOf(colder), 4, 'the coldest steps down');
+    t.equal(store.sizeOf(colder), 8, 'rows under the limit: not stepped down');
+    t.equal(store.sizeOf(lessCold), 8);
+    t.equal(pme.reports().at(-1)!.demoted, 0);
+  }
+  {
+    // Over the target by half a step: the least recently seen steps down, the other stays.
+    const { store, pme, lessCold, colder } = setupCooling((step) => step / 2);
+    await pme.runWindow('test');
+    t.equal(store.sizeOf(colder), 4, 'the least recently seen steps down');
     t.equal(store.sizeOf(lessCold), 8, 'one step was all the limit needed');
+    t.equal(pme.reports().at(-1)!.demoted, 1);
+  }
+  {
+    // A token at the start size seen before both: it is the store's to evict first, so cooling
+    // steps nobody down (transfer.ts relieve's recency guard).
+    const { store, pme, lessCold, colder } = setupCooling((step) => step / 2);
+    store.getOrCreate('user=oldest', 2, 0);
+    await pme.runWindow('test');
+    t.equal(store.sizeOf(colder), 8, 'an older token at the start size goes first');
+    t.equal(store.sizeOf(lessCold), 8);
+    t.equal(pme.reports().at(-1)!.demoted, 0);
   }
 });
 

@@ -3,8 +3,8 @@
  * window (their importances gather during the ordinary update), then at the end of the window
  * prunes all searched tokens with one global threshold under the memory budget and carries each
  * into the smallest tier that holds its kept dimensions (least squares through that tier's
- * projection). Cooled tokens step down a size, to the start size at most; expired tokens are
- * evicted.
+ * projection). While the rows are over the limit, the least recently seen tokens below D step down,
+ * to the start size at most (cooling); expired tokens are evicted.
  *
  * Windows run in chunks with a yield (setImmediate) between them, so scoring and learning go on
  * during a window; the longest synchronous chunk is measured and reported.
@@ -557,7 +557,7 @@ export class PmeController implements TokenObserver {
    * it there (least squares from their D-space vectors, plus the promotion noise on the new
    * dimensions, so that they can learn). When memory was short since the last window (searched
    * tokens pruned, promotions refused, relief), the base steps down one size instead: new tokens
-   * start there and cooling takes the cold ones down. Otherwise, with fillWarmest, what the target
+   * start there and cooling takes the least recently seen down. Otherwise, with fillWarmest, what the target
    * leaves once the base is set goes to the warmest tokens at the base, one size up. Returns the
    * tokens raised.
    */
@@ -624,8 +624,8 @@ export class PmeController implements TokenObserver {
   }
 
   /**
-   * `ids` that are not cold (decayed count at least coldThreshold: a cold one would step back down
-   * at the next window), warmest first to within 1/256 of a doubling: a counting sort on a log
+   * `ids` that are not cold (decayed count at least coldThreshold: a cold one would be among the
+   * first to step back down), warmest first to within 1/256 of a doubling: a counting sort on a log
    * scale, paced, so that a window never sorts a store's worth of tokens in one synchronous go.
    */
   async #warmestFirst(ids: readonly TokenId[], pacer: Pacer): Promise<TokenId[]> {
@@ -920,67 +920,21 @@ export class PmeController implements TokenObserver {
       await pause();
     }
 
-    // 4. Cooled tokens above the base (pruned to a size they no longer use) step down one size,
-    //    least squares from their D-space vector, coldest first and only while the rows are over
-    //    the limit. Not below the base: stepping rare tokens down to 0 cost every window an AUC
-    //    step on its last events (-0.002 to -0.017 on three datasets) and took capacity a token
-    //    could get back only by turning hot. Stepping every cold token down whether or not the
-    //    rows needed it left the budget unused and cost the events just after: on the planted
-    //    stream (5M events, 50%, seed 1) one window moved 623,273 tokens from 32 to 16, the AUC
-    //    of the next 2,048 events fell from 0.7105 to 0.7074, and 83 MB of the 301 MB budget
-    //    stayed free to the end (AUC 0.6834; 0.6858 now).
-    //    All cold tokens are listed before any moves, so a token steps down once per window
-    //    instead of cascading through every lower tier in the same pass.
-    let demoted = 0;
-    const v = new Float64Array(D);
-    const below: TokenId[] = [];
-    const belowTier: number[] = [];
-    for (let ti = ladder.length - 1; ti > this.#base; ti--) {
-      if (ladder[ti] === D) continue;
-      store.forEachInTier(ladder[ti], (id) => {
-        below.push(id);
-        belowTier.push(ti);
-      });
-    }
-    const cold: TokenId[] = [];
-    const coldTier: number[] = [];
-    const coldCount: number[] = [];
-    for (let k = 0; k < below.length; k++) {
-      if (due(k)) await pause();
-      const id = below[k];
-      if (store.tierOf[id] !== belowTier[k]) continue;
-      const count = this.sketch.estimate(this.#hashOf(id));
-      if (count < o.coldThreshold) {
-        cold.push(id);
-        coldTier.push(belowTier[k]);
-        coldCount.push(count);
-      }
-    }
+    // 4. Cooling: while the rows are over the limit, the least recently seen tokens between the
+    //    start size and D step down one size, least squares from their D-space vector (the
+    //    budget's relief, with its recency guard: a token at the start size seen less recently
+    //    goes first, evicted by the store when the budget asks). Stepping every cold token down
+    //    whether or not the rows needed it left the budget unused and cost the events just after:
+    //    on the planted stream (5M events, 50%, seed 1) one window moved 623,273 tokens from 32
+    //    to 16, the AUC of the next 2,048 events fell from 0.7105 to 0.7074, and 83 MB of the
+    //    301 MB budget stayed free to the end (AUC 0.6834). Listing the cold ones by decayed
+    //    count and stepping down the coldest first (0.6858 there) gave 25% 0.6828 over 3 seeds;
+    //    the least recently seen first gives 0.6837 (uniform 32: 0.6841).
     const atCooling = store.accounting();
-    let over = this.#transfer.rowsOf(atCooling) - this.#transfer.rowLimit(atCooling);
-    const coldestFirst = over > 0 ? byCount(coldCount, 'ascending') : [];
-    for (let c = 0; c < coldestFirst.length && over > 0; c++) {
-      if (due(c)) {
-        await pause();
-        solvers.clear();
-      }
-      const id = cold[coldestFirst[c]];
-      const ti = coldTier[coldestFirst[c]];
-      // Moved, or evicted (its id perhaps reused by a token seen since the listing): not its turn.
-      if (
-        gone.has(id) ||
-        store.tierOf[id] !== ti ||
-        this.sketch.estimate(this.#hashOf(id)) >= o.coldThreshold
-      )
-        continue;
-      if (model !== null) model.vectorOf(id, v);
-      const ls = solverFor(ladder[ti - 1]);
-      const acc0 = this.#transfer.meanAccumulator(id);
-      if (!this.#transfer.move(id, ladder[ti - 1], (_src, dst) => ls.solve(v, dst))) continue;
-      this.#transfer.carryAccumulator(id, acc0);
-      demoted++;
-      over -= this.#transfer.rowBytes(ladder[ti]) - this.#transfer.rowBytes(ladder[ti - 1]);
-    }
+    const over = this.#transfer.rowsOf(atCooling) - this.#transfer.rowLimit(atCooling);
+    const demoted = over > 0 ? this.#transfer.relieve(over, () => false, true, ladder.indexOf(D)) : 0;
+    // A step down can grow the smaller tier by a chunk (store.shrink): its slack goes back.
+    if (demoted > 0) for (const size of ladder) store.compact?.(size);
 
     // 5. The base size follows the room the target leaves.
     const raised = o.fill ? await this.#fill(moved, gone, pacer) : 0;

@@ -58,8 +58,8 @@ export interface PmeOptions {
   windowMs: Milliseconds;
   /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
   hotThreshold: number;
-  /** Decayed count under which a token not being searched has cooled: a window steps it down a
-   *  size, coldest first, while the rows are over the limit. Default 1. */
+  /** Decayed count under which a token has cooled: fillWarmest raises only tokens at or above it
+   *  (a cooled one would be the first to step back down). Default 1. */
   coldThreshold: number;
   /** What every window prunes to, as a share of full size (the bytes the live tokens would take
    *  at size D): PME frees memory before the budget binds. Default 0.25; 1 prunes only what the
@@ -345,7 +345,8 @@ export interface WindowReport {
 /** Counts of what keeps memory within the budget, since start, and whether PME's search evicts
  *  (memoryActions in controller.ts). */
 export interface MemoryActions {
-  /** Tokens PME stepped down a size for the budget, their vectors carried (the first resort). */
+  /** Steps down by PME, vectors carried (the first resort): for the budget, and a window's cooling
+   *  toward the limit. */
   relieved: number;
   /** Tokens the store demoted by truncating their rows (the last resort), and evicted. */
   truncated: number;

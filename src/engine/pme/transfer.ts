@@ -146,9 +146,15 @@ export class Transfer implements BudgetRelief {
    * vector, so it keeps what it learned (a truncation would keep only its first dims). Tokens of the
    * call in progress (`isProtected`) stay. With `recency` (PME's evictForSearch), it stops
    * at a token seen more recently than the coldest at the start size or below: that one goes
-   * first, evicted by the store. Synchronous: the store asks while it makes room.
+   * first, evicted by the store. Tiers from index `top` up stay (PME's cooling keeps D's tokens).
+   * Synchronous: the store asks while it makes room.
    */
-  relieve(bytes: number, isProtected: (id: TokenId) => boolean, recency = false): number {
+  relieve(
+    bytes: number,
+    isProtected: (id: TokenId) => boolean,
+    recency = false,
+    top = this.ladder.length,
+  ): number {
     const store = this.store;
     const model = this.#model();
     if (store.shrink === undefined || store.coldestIn === undefined || store.lastSeen === undefined) return 0;
@@ -162,7 +168,7 @@ export class Transfer implements BudgetRelief {
       const lastSeen = store.lastSeen;
       let best = -1;
       let bestTier = -1;
-      for (let ti = floor + 1; ti < ladder.length; ti++) {
+      for (let ti = floor + 1; ti < top; ti++) {
         if (store.tiers[ti].count === 0) continue;
         const id = store.coldestIn(ladder[ti], isProtected);
         if (id >= 0 && (best < 0 || lastSeen[id] < lastSeen[best])) {
