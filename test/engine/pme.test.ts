@@ -325,50 +325,111 @@ t.test(
 
 t.test('cooling frees only what the limit needs, least recently seen first', async (t) => {
   const clock = new ManualClock(0);
-  /** Two tokens at 8 (the one created first seen last), 40 at the start size seen after both, and
-   *  a controller whose target is under the live bytes by `short` bytes. */
-  const setupCooling = (short: (step: number) => number) => {
-    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock });
+  /** Two tokens at 8 (the one created first seen last), 40 at the start size seen after both, a
+   *  token at the start size seen before all (with `oldest`), and a limit under the live bytes by
+   *  `short` bytes: the target's, or the budget's less its headroom (a budget the store holds
+   *  them in, and the target at 1). */
+  const setupCooling = (short: (step: number) => number, limit: 'target' | 'budget', oldest = false) => {
+    const budgetBytes = limit === 'budget' ? 1.25 * coolingBytes() : Number.POSITIVE_INFINITY;
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock, budgetBytes, evictedBuckets: 0 });
+    if (oldest) store.getOrCreate('user=oldest', 2, 0);
     const lessCold = store.getOrCreate('user=less-cold', 8, 2);
     const colder = store.getOrCreate('user=colder', 8, 1);
     for (let u = 0; u < 40; u++) store.getOrCreate(`user=filler-${u}`, 2, 3);
     const live = new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
     const step = store.bytesPerRow(8) - store.bytesPerRow(4);
+    const bytes = live - short(step);
     const pme = new PmeController(store, {
       windowEvents: 0,
-      targetBytes: live - short(step),
-      headroom: 0,
+      ...(limit === 'target'
+        ? { targetBytes: bytes, headroom: 0 }
+        : { target: 1, searchShare: 0.05, headroom: 1 - bytes / budgetBytes }),
       fill: false,
       clock,
     });
     return { store, pme, lessCold, colder };
   };
+  /** What the store of setupCooling holds, without a budget (and without the evicted tokens'
+   *  table, which a budget sizes). */
+  const coolingBytes = () => {
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock, evictedBuckets: 0 });
+    for (let u = 0; u < 43; u++) store.getOrCreate(`user=filler-${u}`, u < 2 ? 8 : 2, 3);
+    return new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
+  };
+  for (const limit of ['target', 'budget'] as const) {
+    {
+      // Under the limit: both keep the size they have room for.
+      const { store, pme, lessCold, colder } = setupCooling(() => -1, limit);
+      await pme.runWindow('test');
+      t.equal(store.sizeOf(colder), 8, `${limit}: rows under the limit, not stepped down`);
+      t.equal(store.sizeOf(lessCold), 8);
+      t.equal(pme.reports().at(-1)!.demoted, 0);
+    }
+    {
+      // Over the limit by half a step: the least recently seen steps down, the other stays.
+      const { store, pme, lessCold, colder } = setupCooling((step) => step / 2, limit);
+      await pme.runWindow('test');
+      t.equal(store.sizeOf(colder), 4, `${limit}: the least recently seen steps down`);
+      t.equal(store.sizeOf(lessCold), 8, 'one step was all the limit needed');
+      t.equal(pme.reports().at(-1)!.demoted, 1);
+    }
+  }
   {
-    // Under the limit: both keep the size they have room for.
-    const { store, pme, lessCold, colder } = setupCooling(() => -1);
+    // The budget sets the limit and evictions are cold: a token at the start size seen before
+    // both is the store's to evict first, so cooling steps nobody down (relieve's recency guard).
+    const { store, pme, lessCold, colder } = setupCooling((step) => step / 2, 'budget', true);
     await pme.runWindow('test');
-    t.equal(store.sizeOf(colder), 8, 'rows under the limit: not stepped down');
+    t.equal(store.sizeOf(colder), 8, 'budget: an older token at the start size goes first');
     t.equal(store.sizeOf(lessCold), 8);
     t.equal(pme.reports().at(-1)!.demoted, 0);
   }
   {
-    // Over the target by half a step: the least recently seen steps down, the other stays.
-    const { store, pme, lessCold, colder } = setupCooling((step) => step / 2);
+    // The target sets it: nothing will evict that token, so cooling goes on without it.
+    const { store, pme, colder } = setupCooling((step) => step / 2, 'target', true);
     await pme.runWindow('test');
-    t.equal(store.sizeOf(colder), 4, 'the least recently seen steps down');
-    t.equal(store.sizeOf(lessCold), 8, 'one step was all the limit needed');
+    t.equal(store.sizeOf(colder), 4, 'target: the older token at the start size does not stop cooling');
     t.equal(pme.reports().at(-1)!.demoted, 1);
   }
-  {
-    // A token at the start size seen before both: it is the store's to evict first, so cooling
-    // steps nobody down (transfer.ts relieve's recency guard).
-    const { store, pme, lessCold, colder } = setupCooling((step) => step / 2);
-    store.getOrCreate('user=oldest', 2, 0);
-    await pme.runWindow('test');
-    t.equal(store.sizeOf(colder), 8, 'an older token at the start size goes first');
-    t.equal(store.sizeOf(lessCold), 8);
-    t.equal(pme.reports().at(-1)!.demoted, 0);
-  }
+});
+
+t.test('cooling yields to the event loop between chunks of steps', async (t) => {
+  /** Event-loop turns taken while a window of a store with 12 tokens at 8 runs, with a target
+   *  under the live bytes by `short` bytes and 2 steps a chunk. */
+  const turnsOfWindow = async (short: (step: number) => number) => {
+    const clock = new ManualClock(0);
+    const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock });
+    for (let u = 0; u < 12; u++) store.getOrCreate(`user=cooling-${u}`, 8, u);
+    const live = new Transfer(store, resolvePmeOptions(), () => null).liveBytes(store.accounting());
+    const step = store.bytesPerRow(8) - store.bytesPerRow(4);
+    const pme = new PmeController(store, {
+      windowEvents: 0,
+      target: 1,
+      targetBytes: live - short(step),
+      headroom: 0,
+      fill: false,
+      chunk: 2,
+      clock,
+    });
+    let done = false;
+    const window = pme.runWindow('test').finally(() => {
+      done = true;
+    });
+    let turns = 0;
+    while (!done) {
+      await new Promise((resolve) => setImmediate(resolve));
+      turns++;
+    }
+    await window;
+    return { turns, demoted: pme.reports().at(-1)!.demoted };
+  };
+  const idle = await turnsOfWindow(() => -1);
+  const busy = await turnsOfWindow((step) => 10 * step);
+  t.equal(idle.demoted, 0);
+  t.ok(busy.demoted >= 10, `${busy.demoted} steps down`);
+  t.ok(
+    busy.turns - idle.turns >= Math.floor(busy.demoted / 2) - 1,
+    `${busy.turns} turns with ${busy.demoted} steps, ${idle.turns} with none`,
+  );
 });
 
 t.test("the probe: the window's last events scored just before and just after its moves", async (t) => {

@@ -169,7 +169,7 @@ export class PmeController implements TokenObserver {
       relieve: (bytes, isProtected) => {
         this.#budgetBinds = true;
         return this.#evictsForSearch()
-          ? this.#transfer.relieve(bytes, (id) => isProtected(id) || this.#inSearch(id), true)
+          ? this.#transfer.relieve(bytes, (id) => isProtected(id) || this.#inSearch(id), { recency: true })
           : this.#transfer.relieve(bytes, isProtected);
       },
     });
@@ -921,19 +921,34 @@ export class PmeController implements TokenObserver {
     }
 
     // 4. Cooling: while the rows are over the limit, the least recently seen tokens between the
-    //    start size and D step down one size, least squares from their D-space vector (the
-    //    budget's relief, with its recency guard: a token at the start size seen less recently
-    //    goes first, evicted by the store when the budget asks). Stepping every cold token down
-    //    whether or not the rows needed it left the budget unused and cost the events just after:
-    //    on the planted stream (5M events, 50%, seed 1) one window moved 623,273 tokens from 32
-    //    to 16, the AUC of the next 2,048 events fell from 0.7105 to 0.7074, and 83 MB of the
-    //    301 MB budget stayed free to the end (AUC 0.6834). Listing the cold ones by decayed
-    //    count and stepping down the coldest first (0.6858 there) gave 25% 0.6828 over 3 seeds;
-    //    the least recently seen first gives 0.6837 (uniform 32: 0.6841).
-    const atCooling = store.accounting();
-    const over = this.#transfer.rowsOf(atCooling) - this.#transfer.rowLimit(atCooling);
-    const demoted = over > 0 ? this.#transfer.relieve(over, () => false, true, ladder.indexOf(D)) : 0;
-    // A step down can grow the smaller tier by a chunk (store.shrink): its slack goes back.
+    //    start size and D step down a size at a time, least squares from their D-space vector:
+    //    the budget's relief, in chunks of o.chunk steps with a pause between. Where the budget
+    //    sets the limit and the store evicts for the search, with the relief's recency guard: a
+    //    token at the start size seen before them is the store's to evict first (planted stream,
+    //    5M events, 25%, seed 1: 0.6833 with it, 0.6797 without). Where the target sets the limit
+    //    nothing evicts that token, and the guard would stop cooling for good.
+    //    Stepping every cold token down whether or not the rows needed it left the budget unused
+    //    (5M events, 50%, seed 1: one window moved 623,273 tokens from 32 to 16, the next 2,048
+    //    events' AUC fell from 0.7105 to 0.7074, 83 of 301 MB stayed free; AUC 0.6834, now
+    //    0.6858). Stepping down the coldest by decayed count gave 0.6828 at 25% over 3 seeds,
+    //    this 0.6838 (uniform 32: 0.6841).
+    let demoted = 0;
+    for (;;) {
+      const acc = store.accounting();
+      const over = this.#transfer.rowsOf(acc) - this.#transfer.rowLimit(acc);
+      const steps =
+        over > 0
+          ? this.#transfer.relieve(over, () => false, {
+              recency: this.#evictsForSearch() && this.#transfer.budgetLimits(acc),
+              top: ladder.indexOf(D),
+              most: o.chunk,
+            })
+          : 0;
+      demoted += steps;
+      if (steps < o.chunk) break;
+      await pause();
+    }
+    // A step down can grow the smaller tier (store.shrink): its slack goes back.
     if (demoted > 0) for (const size of ladder) store.compact?.(size);
 
     // 5. The base size follows the room the target leaves.

@@ -146,14 +146,14 @@ export class Transfer implements BudgetRelief {
    * vector, so it keeps what it learned (a truncation would keep only its first dims). Tokens of the
    * call in progress (`isProtected`) stay. With `recency` (PME's evictForSearch), it stops
    * at a token seen more recently than the coldest at the start size or below: that one goes
-   * first, evicted by the store. Tiers from index `top` up stay (PME's cooling keeps D's tokens).
-   * Synchronous: the store asks while it makes room.
+   * first, evicted by the store. Tiers from index `top` up stay (PME's cooling keeps D's tokens);
+   * at most `most` steps are taken (a window's cooling paces itself with it). Synchronous: the
+   * store asks while it makes room. Returns the steps taken.
    */
   relieve(
     bytes: number,
     isProtected: (id: TokenId) => boolean,
-    recency = false,
-    top = this.ladder.length,
+    { recency = false, top = this.ladder.length, most = Number.POSITIVE_INFINITY } = {},
   ): number {
     const store = this.store;
     const model = this.#model();
@@ -163,7 +163,7 @@ export class Transfer implements BudgetRelief {
     const floor = this.floor;
     let freed = 0;
     let moved = 0;
-    while (freed < bytes) {
+    while (freed < bytes && moved < most) {
       // The coldest token over every tier that can step down (ties: the smaller tier first).
       const lastSeen = store.lastSeen;
       let best = -1;
