@@ -349,8 +349,8 @@ t.test('cooling frees only what the limit needs, least recently seen first', asy
     });
     return { store, pme, lessCold, colder };
   };
-  /** What the store of setupCooling holds, without a budget (and without the evicted tokens'
-   *  table, which a budget sizes). */
+  /** About what the tokens of setupCooling take in a store without a budget (and without the
+   *  evicted tokens' table, which a budget sizes): 1.25 times it is a budget that holds them. */
   const coolingBytes = () => {
     const store = new EmbeddingStore({ ladder: LADDER, startSize: 2, clock, evictedBuckets: 0 });
     for (let u = 0; u < 43; u++) store.getOrCreate(`user=filler-${u}`, u < 2 ? 8 : 2, 3);

@@ -59,7 +59,7 @@ export interface PmeOptions {
   /** Decayed count at which a token is hot and gets searched at size D. Default 20. */
   hotThreshold: number;
   /** Decayed count under which a token has cooled: fillWarmest raises only tokens at or above it
-   *  (a cooled one would be the first to step back down). Default 1. */
+   *  (a cooled one would be among the first to step back down). Default 1. */
   coldThreshold: number;
   /** What every window prunes to, as a share of full size (the bytes the live tokens would take
    *  at size D): PME frees memory before the budget binds. Default 0.25; 1 prunes only what the
