@@ -638,7 +638,7 @@ export class PmeController implements TokenObserver {
       warm.push(ids[k]);
       counts.push(count);
     }
-    return Array.from(byCount(counts, 'descending'), (k) => warm[k]);
+    return Array.from(warmestFirst(counts), (k) => warm[k]);
   }
 
   /** Raises up to `most` of `ids` to `size` (least squares from their D-space vectors, plus the
@@ -940,7 +940,7 @@ export class PmeController implements TokenObserver {
         over > 0
           ? this.#transfer.relieve(over, () => false, {
               recency: this.#evictsForSearch() && this.#transfer.budgetLimits(acc),
-              top: ladder.indexOf(D),
+              top: topIndex,
               most: o.chunk,
             })
           : 0;
@@ -999,16 +999,16 @@ export class PmeController implements TokenObserver {
 }
 
 /**
- * Indices of `counts` (decayed counts) in order, to within 1/256 of a doubling, ties in index
+ * Indices of `counts` (decayed counts), largest first to within 1/256 of a doubling, ties in index
  * order: a counting sort on a log scale, linear in the number of tokens.
  */
-function byCount(counts: readonly number[], order: 'ascending' | 'descending'): Int32Array {
+function warmestFirst(counts: readonly number[]): Int32Array {
   const BUCKETS = 1 << 14;
   const bucket = new Int32Array(counts.length);
   const sizes = new Int32Array(BUCKETS);
   for (let k = 0; k < counts.length; k++) {
     const b = Math.min(BUCKETS - 1, Math.max(0, Math.floor(256 * Math.log2(counts[k])) + BUCKETS / 2));
-    bucket[k] = order === 'ascending' ? b : BUCKETS - 1 - b;
+    bucket[k] = BUCKETS - 1 - b;
     sizes[bucket[k]]++;
   }
   const next = new Int32Array(BUCKETS);
