@@ -19,10 +19,10 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { SyntheticWorkload } from '../src/data/index.js';
 import { type StreamEvalOptions, type StreamEvalResult, streamEval } from '../src/engine/stream-eval.js';
 import { numberArg, stringArg } from './args.js';
 import { pairedAucBootstrap } from './bootstrap.js';
+import { PLANTED_RANKS, plantedStream } from './planted-stream.js';
 import { meanStd } from './quality-core.js';
 
 const EVENTS = numberArg('events', 2_000_000);
@@ -41,7 +41,6 @@ const EVICTED_BUCKETS = stringArg('evicted-buckets');
 const OUT = stringArg('out') ?? 'bench/results/planted.json';
 const MIN_EVENTS = numberArg('min-events', 200);
 const DIM = 64;
-const RANKS = [2, 4, 8, 16, 32];
 const UNIFORM_SIZES = [4, 8, 16, 32];
 
 /** Ranks 1..n of `values`, ties given their mean rank. */
@@ -184,18 +183,7 @@ async function main(): Promise<void> {
   let counted = 0;
   for (const seed of SEEDS) {
     const t0 = performance.now();
-    const w = new SyntheticWorkload({
-      seed,
-      users: USERS,
-      items: ITEMS,
-      latentDim: 32,
-      userRanks: RANKS,
-      userZipf: 1,
-      itemZipf: 0.8,
-      fields: [{ name: 'category', cardinality: 50 }],
-      positiveRate: 0.3,
-    });
-    const input = { events: w.take(EVENTS), catalog: w.catalog() };
+    const { workload: w, ...input } = plantedStream(seed, EVENTS, USERS, ITEMS);
     const seen = new Map<string, number>();
     for (const e of input.events) seen.set(e.user, (seen.get(e.user) ?? 0) + 1);
     const rich = [...seen].filter(([, n]) => n >= MIN_EVENTS).map(([u]) => u);
@@ -256,7 +244,7 @@ async function main(): Promise<void> {
           byRank.set(rank, [...(byRank.get(rank) ?? []), size]);
         }
         rankCorrelation = spearman(s, p);
-        sizeByRank = Object.fromEntries(RANKS.map((k) => [k, mean(byRank.get(k) ?? [Number.NaN])]));
+        sizeByRank = Object.fromEntries(PLANTED_RANKS.map((k) => [k, mean(byRank.get(k) ?? [Number.NaN])]));
       }
       if (vectors !== undefined && vectors.size > 1) {
         const users = rich.filter((u) => vectors.has(`user=${u}`));
@@ -389,7 +377,7 @@ async function main(): Promise<void> {
     items: ITEMS,
     dim: DIM,
     learner: LEARNER,
-    plantedRanks: RANKS,
+    plantedRanks: PLANTED_RANKS,
     minEvents: MIN_EVENTS,
     richUsers: counted,
     seeds: SEEDS,

@@ -5,8 +5,12 @@
  *   node dist/bench/quality.js [--data-dir ../shared/datasets] [--limit N] [--seeds 3]
  *                              [--venv DIR] [--no-peers] [--keep-export] [--out bench/results/quality.json]
  *                              [--learner '{"linearOptimizer":"ftrl"}'] [--init-std X]
+ *                              [--synthetic-events 1000000] [--synthetic-users N]
  *
- * Per dataset (a missing one is skipped with a line):
+ * The streams: every shared dataset (a missing one is skipped with a line), then a large synthetic
+ * one, bench:planted's stream (planted-stream.ts, seed 1: a heavy tail of users whose preferences
+ * need 2 to 32 dims), --synthetic-events long (0 leaves it out) over --synthetic-users users (one
+ * per five events by default, as bench:planted's 2M over 400,000). Per stream:
  * 1. The stream is read once (src/data readEvents, in time order, ties in file order) and exported
  *    to a plain TSV file (bench/quality-core.ts exportLine: label, user, item, field tokens, as the
  *    trainer builds them). pme learns the very same array in process (streamEval's `input`); the
@@ -37,9 +41,10 @@ import type { CatalogItem, Interaction } from '../src/data/event.js';
 import { readEvents } from '../src/data/index.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { formatBytes } from '../src/util/bytes.js';
-import { stringArg } from './args.js';
+import { numberArg, stringArg } from './args.js';
 import { pairedAucBootstrap } from './bootstrap.js';
 import { foundDatasets } from './datasets.js';
+import { plantedStream } from './planted-stream.js';
 import {
   catalogFieldMap,
   chooseEnd,
@@ -65,6 +70,12 @@ const NO_PEERS = process.argv.includes('--no-peers');
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
 const INIT_STD = stringArg('init-std') === undefined ? undefined : Number(stringArg('init-std'));
 const KEEP_EXPORT = process.argv.includes('--keep-export');
+const SYNTHETIC_EVENTS = numberArg('synthetic-events', 1_000_000);
+const SYNTHETIC_USERS = numberArg('synthetic-users', Math.round(SYNTHETIC_EVENTS / 5));
+if (!(Number.isInteger(SYNTHETIC_EVENTS) && SYNTHETIC_EVENTS >= 0))
+  throw new Error(`--synthetic-events must be an integer >= 0, got ${stringArg('synthetic-events')}`);
+if (!(Number.isInteger(SYNTHETIC_USERS) && SYNTHETIC_USERS >= 1))
+  throw new Error(`--synthetic-users must be an integer >= 1, got ${stringArg('synthetic-users')}`);
 
 /** The share of the stream the learning rate is chosen on. */
 const CHOOSE_SHARE = 0.2;
@@ -577,6 +588,16 @@ function table(rows: SystemResult[]): string {
 
 // ───────────────────────────── main ─────────────────────────────
 
+/** One stream of the bench: a shared dataset read from its file, or the synthetic one. */
+interface QualityStream {
+  name: string;
+  format: string;
+  windowEvents: number;
+  /** What the stream is, when its name does not say (the synthetic one). */
+  about?: string;
+  load(): Promise<{ events: Interaction[]; catalog: CatalogItem[] }>;
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const loadBefore = loadavg();
@@ -586,23 +607,37 @@ async function main(): Promise<void> {
     .map((a) => ` ${a}`)
     .join('')}`;
   const datasets: unknown[] = [];
-  const found = foundDatasets(DATA, (d, path) =>
-    datasets.push({ name: d.name, skipped: `${path} not found` }),
-  );
-  for (const d of found) {
-    const data = d.path;
-    const t0 = Date.now();
-    const read = await readEvents({
-      path: data,
-      format: d.format,
-      itemsPath: d.itemsPath,
-      limit: LIMIT,
+  const streams: QualityStream[] = [
+    ...foundDatasets(DATA, (d, path) => datasets.push({ name: d.name, skipped: `${path} not found` })),
+  ].map((d) => ({
+    name: d.name,
+    format: d.format,
+    windowEvents: d.windowEvents,
+    load: async () => {
+      const read = await readEvents({ path: d.path, format: d.format, itemsPath: d.itemsPath, limit: LIMIT });
+      // readEvents sorts by time already (stable); streamEval's own sort leaves this order as is.
+      return { events: read.events.slice().sort((a, b) => a.timestamp - b.timestamp), catalog: read.catalog };
+    },
+  }));
+  if (SYNTHETIC_EVENTS > 0) {
+    const n = Math.min(SYNTHETIC_EVENTS, LIMIT ?? SYNTHETIC_EVENTS);
+    streams.push({
+      name: 'planted (synthetic)',
+      format: 'synthetic',
+      // bench:planted's: ten windows over the stream.
+      windowEvents: Math.round(n / 10),
+      about: `bench:planted's stream (bench/planted-stream.ts), seed 1: ${n.toLocaleString('en-US')} events over ${SYNTHETIC_USERS.toLocaleString('en-US')} users (Zipf 1), each user's preferences of a planted rank 2 to 32, 20,000 items (Zipf 0.8) with one of 50 categories`,
+      load: async () => {
+        const { events, catalog } = plantedStream(1, n, SYNTHETIC_USERS);
+        return { events, catalog };
+      },
     });
-    // readEvents sorts by time already (stable); streamEval's own sort leaves this order as is.
-    const events = read.events.slice().sort((a, b) => a.timestamp - b.timestamp);
-    const catalog = read.catalog;
+  }
+  for (const d of streams) {
+    const t0 = Date.now();
+    const { events, catalog } = await d.load();
     const labels = Float32Array.from(events, (e) => e.label);
-    const dir = mkdtempSync(join(tmpdir(), `pme-quality-${d.name}-`));
+    const dir = mkdtempSync(join(tmpdir(), `pme-quality-${d.name.replace(/\W+/g, '-')}-`));
     const stream = join(dir, 'stream.tsv');
     const fields = catalogFieldMap(catalog);
     writeFileSync(stream, `${events.map((e) => exportLine(e, fields)).join('\n')}\n`);
@@ -641,6 +676,7 @@ async function main(): Promise<void> {
     datasets.push({
       name: d.name,
       format: d.format,
+      ...(d.about === undefined ? {} : { about: d.about }),
       events: events.length,
       positiveRate: positives / events.length,
       chooseEvents: k,
@@ -672,6 +708,8 @@ async function main(): Promise<void> {
       dim: DIM,
       pmeShare: PME_SHARE,
       limit: LIMIT ?? null,
+      syntheticEvents: SYNTHETIC_EVENTS,
+      syntheticUsers: SYNTHETIC_USERS,
     },
     grids: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.grid])),
     descriptions: Object.fromEntries(SYSTEMS.map((s) => [s.name, s.description])),

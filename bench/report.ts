@@ -843,6 +843,7 @@ function renderQuality(r: unknown): string {
       out.push(`Skipped: ${d.skipped}.`);
       continue;
     }
+    if (typeof d.about === 'string') out.push(`${d.about}.`, '');
     out.push(
       `${int(num(d, 'events'))} events (positive rate ${fx(num(d, 'positiveRate'), 3)}): rate chosen on the first ${int(num(d, 'chooseEvents'))}, scored on the last ${int(num(d, 'scoredEvents'))}. PME budget ${bytes(num(d, 'pmeBudgetBytes'))} (${pct(num(r, 'protocol.pmeShare'))} of full's ${bytes(num(d, 'fullBytes'))}).`,
       '',

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { PLANTED_RANKS, plantedStream } from '../../bench/planted-stream.js';
 import {
   catalogFieldMap,
   chooseEnd,
@@ -155,3 +156,27 @@ t.test('mean ± std and the peers probability files', async (t) => {
   t.equal(p.length, 3);
   t.ok(Number.isNaN(p[2]), 'a diverged prediction stays NaN');
 });
+
+t.test(
+  "the synthetic stream: bench:planted's, the same for a seed, the item's category exported",
+  async (t) => {
+    const a = plantedStream(1, 2000, 400);
+    const b = plantedStream(1, 2000, 400);
+    t.same(a.events, b.events, 'the same seed gives the same stream');
+    t.notSame(plantedStream(2, 2000, 400).events, a.events, 'another seed, another stream');
+    t.equal(a.events.length, 2000);
+    const users = new Set(a.events.map((e) => e.user));
+    t.ok(users.size < 400, `a heavy tail: ${users.size} of 400 users seen`);
+    for (const u of users) t.ok(PLANTED_RANKS.includes(a.workload.rankOf(u)), `user ${u}'s rank is planted`);
+    const fields = catalogFieldMap(a.catalog);
+    for (const e of a.events.slice(0, 50)) {
+      const p = parseExportLine(exportLine(e, fields));
+      t.equal(p.item, `item=${e.item}`);
+      t.same(
+        p.fields,
+        [`category=${a.workload.itemFields(e.item).category}`],
+        "the item's category, from the catalog",
+      );
+    }
+  },
+);

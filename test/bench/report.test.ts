@@ -244,6 +244,17 @@ function writeFakes(dir: string): void {
         bestAgainstPeer: { pme: 'pme fm full', peer: 'vw-linear', delta: 0.0016, ci95: [-0.0004, 0.0035] },
       },
       { name: 'avazu-sample', skipped: 'x/train.csv not found' },
+      {
+        name: 'planted (synthetic)',
+        about: "bench:planted's stream, seed 1",
+        events: 2000,
+        positiveRate: 0.3,
+        chooseEvents: 400,
+        scoredEvents: 1600,
+        fullBytes: 8192,
+        pmeBudgetBytes: 2048,
+        systems: [{ system: 'river-fm', skipped: 'pip install river failed' }],
+      },
     ],
   });
   w('planted.json', {
@@ -438,6 +449,11 @@ t.test('report from fake results: tables, plots, skipped sections with reasons',
   // A section run on another CPU than the machine record says so.
   t.match(md, /_on Other CPU\._/);
   t.match(md, /### avazu-sample\n\nSkipped: x\/train\.csv not found\./);
+  t.match(
+    md,
+    /### planted \(synthetic\)\n\nbench:planted's stream, seed 1\.\n\n2,000 events \(positive rate 0\.300\)/,
+    'a stream that is not a file says what it is',
+  );
   t.match(md, /Not run: river \(pip install river failed\)\./);
   t.match(
     md,
