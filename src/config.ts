@@ -4,7 +4,7 @@
  * start (rules across options included), then frozen. The README's configuration table is
  * generated from OPTIONS (`pme serve --help` prints it too), and a test keeps them equal.
  */
-import { pmeStartSize } from './engine/pme/options.js';
+import { PME_DEFAULTS, pmeStartSize } from './engine/pme/options.js';
 import { PmeError } from './errors.js';
 
 type Kind = 'string' | 'int' | 'number' | 'list' | 'bool';
@@ -204,6 +204,12 @@ export const OPTIONS = {
     kind: 'int',
     default: '0',
     doc: 'The same target in bytes of the store (the lower of the two counts; 0: none). The budget, less a tenth, caps both.',
+  },
+  hotThreshold: {
+    env: 'PME_HOT_THRESHOLD',
+    kind: 'number',
+    default: String(PME_DEFAULTS.hotThreshold),
+    doc: "PME: the decayed count (half-life 100,000 events) at which a token is searched at D; a window then prunes it to the size its importances earn. Lower searches more tokens: on long streams with many returning tokens that pays (the planted stream at 5M events, 10% of full's bytes: 0.6739 at 20, 0.6799 at 5), on short ones it costs a little (ml-latest-small at 25%: 0.7808 at 20, 0.7800 at 5). Figures in src/engine/pme/options.ts (hotThreshold). Above 1.",
   },
   negatives: {
     env: 'PME_NEGATIVES',
@@ -638,6 +644,11 @@ function validate(config: Config): void {
     throw new PmeError(
       'PME_ERR_CONFIG_INVALID',
       `--prune-target must be in (0, 1], got ${config.pruneTarget}`,
+    );
+  if (!(config.hotThreshold > PME_DEFAULTS.coldThreshold))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--hot-threshold must be above ${PME_DEFAULTS.coldThreshold} (the count under which a token has cooled), got ${config.hotThreshold}`,
     );
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');

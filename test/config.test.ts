@@ -1,5 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { streamEvalCommand } from '../src/cli/commands/stream-eval.js';
 import {
   configFrom,
   describeOptions,
@@ -11,9 +14,10 @@ import {
   OPTIONS,
 } from '../src/config.js';
 import { MODEL_KINDS } from '../src/engine/model/index.js';
+import { PME_DEFAULTS } from '../src/engine/pme/options.js';
 import { type StreamEvalOptions, streamEval } from '../src/engine/stream-eval.js';
 import { isPmeError } from '../src/errors.js';
-import { storeOptions } from '../src/service/state.js';
+import { pmeOptions, storeOptions } from '../src/service/state.js';
 import { EmbeddingStore } from '../src/store/index.js';
 
 t.test('defaults, then environment, then flags', async (t) => {
@@ -51,6 +55,16 @@ t.test('the start size follows the ladder and the prune target unless set', asyn
   // The service's store creates its tokens there.
   const store = new EmbeddingStore(storeOptions(loadConfig(['--prune-target', '0.1'], {})));
   t.equal(store.sizeOf(store.getOrCreate('user=1')), 8);
+});
+
+t.test("--hot-threshold reaches the service's PME and is checked", async (t) => {
+  t.equal(pmeOptions(loadConfig([], {})).hotThreshold, PME_DEFAULTS.hotThreshold, 'the controller default');
+  t.equal(pmeOptions(loadConfig(['--hot-threshold', '12'], {})).hotThreshold, 12);
+  t.equal(pmeOptions(loadConfig([], { PME_HOT_THRESHOLD: '2.5' })).hotThreshold, 2.5);
+  t.throws(
+    () => loadConfig(['--hot-threshold', '1'], {}),
+    /--hot-threshold must be above 1 \(the count under which a token has cooled\), got 1/,
+  );
 });
 
 t.test('bad values and unknown flags are clear errors', async (t) => {
@@ -253,4 +267,19 @@ t.test('stream-eval: --init-std reaches the store, --linear-optimizer the model'
   const ftrl = await run('lr', { linearOptimizer: 'ftrl' });
   t.notSame(ftrl, lr, 'ftrl learns otherwise than adagrad');
   t.same(await run('fm', { linearOptimizer: 'ftrl' }, 0), ftrl, 'and the fm at 0 as lr does under ftrl');
+});
+
+t.test('stream-eval --hot-threshold: a lower count searches more tokens; 1 or less is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pme-hot-'));
+  const promoted = async (hot: string) => {
+    const json = join(dir, `${hot}.json`);
+    const args = ['--synthetic', '6000', '--pme', '--window-events', '2000', '--hot-threshold', hot];
+    t.equal(await streamEvalCommand([...args, '--json', json]), 0);
+    const r = JSON.parse(readFileSync(json, 'utf8')) as { windows: Array<{ promoted: number }> };
+    return r.windows.reduce((n, w) => n + w.promoted, 0);
+  };
+  const low = await promoted('3');
+  const high = await promoted('40');
+  t.ok(low > high, `promoted at 3: ${low}, at 40: ${high}`);
+  t.equal(await streamEvalCommand(['--synthetic', '100', '--pme', '--hot-threshold', '1']), 1);
 });

@@ -61,6 +61,7 @@ export function pmeOptions(config: Config): Partial<PmeOptions> {
     targetBytes: config.pruneTargetBytes > 0 ? config.pruneTargetBytes : Number.POSITIVE_INFINITY,
     windowEvents: config.pruneEveryEvents,
     windowMs: config.pruneEveryMs > 0 ? config.pruneEveryMs : Number.POSITIVE_INFINITY,
+    hotThreshold: config.hotThreshold,
   };
 }
 

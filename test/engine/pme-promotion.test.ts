@@ -77,3 +77,27 @@ t.test('a hot token is searched only while its field holds searchFieldTokens liv
   t.equal(store.sizeOf(store.id('user=a')), 8, 'with four users, user=a is searched');
   t.equal(store.sizeOf(store.id('user=b')), 4, 'user=b, seen once, is not');
 });
+
+t.test('by default a token is searched at D once its decayed count reaches 5', async (t) => {
+  // The controller's defaults but for room to search on a tiny store; every field searched.
+  const clock = new ManualClock(0);
+  const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
+  const pme = new PmeController(store, {
+    windowEvents: 0,
+    target: 1,
+    searchShare: 1,
+    headroom: 0,
+    searchFieldTokens: 0,
+    clock,
+  });
+  const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
+  pme.attach(trainer);
+  let events = 0;
+  while (store.id('user=a') < 0 || store.sizeOf(store.id('user=a')) !== 8) {
+    if (events === 30) break;
+    trainer.learn([{ user: 'a', item: `i${events % 3}`, label: events % 2, timestamp: events, fields: {} }]);
+    events++;
+  }
+  t.equal(store.sizeOf(store.id('user=a')), 8, `user=a searched at D after ${events} events`);
+  t.equal(events, 5, 'at its fifth event: a decayed count of 5');
+});

@@ -15,6 +15,7 @@ import {
 import { FORMAT_NAMES } from '../../data/index.js';
 import { initBackend } from '../../engine/backend.js';
 import { MODEL_KINDS, MODELS } from '../../engine/model/index.js';
+import { PME_DEFAULTS } from '../../engine/pme/options.js';
 import { streamEval } from '../../engine/stream-eval.js';
 import { isPmeError, PmeError } from '../../errors.js';
 import { formatBytes } from '../../util/bytes.js';
@@ -38,6 +39,7 @@ ${learnerUsage(23)}
                        target × D, at most 16 and below D (8 at --target 0.1, 16 at 0.25)
   --window-events N    PME window every N events. Default 100000
   --target F           PME: share of full size (every token at D) each window prunes to. Default 0.25
+  --hot-threshold F    PME: decayed count at which a token is searched at D. Default 5
   --negatives N        negatives per positive (positive-only streams). Default 0
   --cross-user-item    one more token per event: the user and item pair's linear weight (VW's -q ui)
   --batch N            mini-batch size. Default 256
@@ -52,6 +54,17 @@ function int(name: string, value: string | undefined, fallback: number): number 
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0)
     throw new PmeError('PME_ERR_CONFIG_INVALID', `--${name} must be an integer >= 0`);
+  return n;
+}
+
+/** --hot-threshold: above the count under which a token has cooled (PME_DEFAULTS.coldThreshold). */
+function hotThreshold(value: string): number {
+  const n = Number(value);
+  if (!(n > PME_DEFAULTS.coldThreshold))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--hot-threshold must be a number above ${PME_DEFAULTS.coldThreshold}, got "${value}"`,
+    );
   return n;
 }
 
@@ -74,6 +87,7 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       'start-size',
       'window-events',
       'target',
+      'hot-threshold',
       'negatives',
       'batch',
       'seed',
@@ -123,6 +137,8 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       startSize: v['start-size'] === undefined ? undefined : int('start-size', v['start-size'], 8),
       windowEvents: int('window-events', v['window-events'], 100_000),
       target: v.target === undefined ? undefined : Number(v.target),
+      pmeOptions:
+        v['hot-threshold'] === undefined ? undefined : { hotThreshold: hotThreshold(v['hot-threshold']) },
       negatives: int('negatives', v.negatives, 0),
       crossUserItem: v['cross-user-item'] === true,
       batch: Math.max(1, int('batch', v.batch, 256)),
