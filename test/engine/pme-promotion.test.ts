@@ -99,5 +99,7 @@ t.test('by default a token is searched at D once its decayed count reaches 5', a
     events++;
   }
   t.equal(store.sizeOf(store.id('user=a')), 8, `user=a searched at D after ${events} events`);
-  t.equal(events, 5, 'at its fifth event: a decayed count of 5');
+  // A count of 5 after five events, less the decay since the first (a hair under 5 or not, by
+  // rounding): the fifth or the sixth event, far before 20.
+  t.ok(events === 5 || events === 6, `at its fifth or sixth event: ${events}`);
 });

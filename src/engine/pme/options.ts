@@ -58,17 +58,21 @@ export interface PmeOptions {
   windowMs: Milliseconds;
   /**
    * Decayed count at which a token is hot and gets searched at size D. Default 5. Measured 20 → 5,
-   * progressive AUC at 10 / 25 / 50% of full's bytes: the planted stream at 5M events over 3M
-   * users (`node --max-old-space-size=16384 dist/bench/planted.js --events 5000000 --users 3000000`
-   * with `--pme-options '{"hotThreshold":5}'`; 3 seeds at 10%, seed 1 at 25 / 50%) 0.6739 →
-   * 0.6799, 0.6833 → 0.6850, 0.6858 → 0.6884; at 2M events over 400,000 users (seed 1) 0.6617 →
-   * 0.6619, 0.6718 → 0.6751, 0.6722 → 0.6761. On a long stream many tokens below 20 come back
-   * often enough to use the dims a search gives them (5M at 10%: 764 tokens searched at 20, about
-   * 4,000 at 5, the store evicting one-shot tokens for them). On the short streams (the shared
+   * progressive AUC at 10 / 25 / 50% of full's bytes, 3 seeds: the planted stream at 5M events
+   * over 3M users (`npm run bench -- --only planted-5m`) 0.6739 → 0.6799, 0.6838 → 0.6850, 0.6860
+   * → 0.6880 (uniform 32: 0.6808, 0.6841, 0.6845); at 2M events over 400,000 users (`--only
+   * planted`) 0.6704 → 0.6707, 0.6793 → 0.6813, 0.6798 → 0.6824. On a long stream many tokens
+   * below 20 come back often enough to use the dims a search gives them (5M at 10%, seed 1: 764
+   * tokens at D at 20; at 5 about 4,000, and 4,000 more pruned to 16 or 32, the store evicting
+   * one-shot tokens for them). On the short streams (the shared
    * ones and ml-100k: `node dist/bench/pme-windows.js --data-dir DIR --pme-options JSON`, 3 seeds)
    * the mean of the 12 cells moved −0.0001, ml-latest-small at 25% the most (0.7808 → 0.7800, still
    * level with uniform 32's 0.7806); ml-100k at 25% 0.7603 → 0.7604. 10 did worse than 5 on both
-   * (5M at 10%, seed 1: 0.6752 against 0.6793; the short streams −0.0002).
+   * (5M at 10%, seed 1: 0.6752 against 0.6793; the short streams −0.0002). Offline (bench:offline,
+   * 5 seeds, test AUC at 10 / 20 / 40% of the parameters) ml-latest-small moved by 0.0002 or less;
+   * criteo-sample 0.7394 / 0.7402 / 0.7403 → 0.7366 / 0.7385 / 0.7393 and avazu-sample 0.7040 /
+   * 0.7019 / 0.7015 → 0.7012 / 0.6998 / 0.6998 (test sets of 800 and 900 rows, seed spread about
+   * 0.01): there criteo-sample's PME falls below uniform and MDE, ties all.
    */
   hotThreshold: number;
   /** Decayed count under which a token has cooled: fillWarmest raises only tokens at or above it
