@@ -6,13 +6,12 @@ import { EmbeddingStore } from '../../src/store/index.js';
 import { ManualClock } from '../../src/util/clock.js';
 
 /** A tiny store (ladder 0, 4, 8) whose PME has room to search (the default target and search
- *  share would allow no row at D), promoting tokens seen 6 times, with its trainer. */
+ *  share would allow no row at D), with its trainer; PME's other options are the defaults. */
 function searching(options: Partial<PmeOptions>) {
   const clock = new ManualClock(0);
   const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
   const pme = new PmeController(store, {
     windowEvents: 0,
-    hotThreshold: 6,
     target: 1,
     searchShare: 1,
     headroom: 0,
@@ -27,7 +26,7 @@ function searching(options: Partial<PmeOptions>) {
 /** The Adagrad accumulators of user=a's row right after the batch that promoted it to D. */
 function promotedAccumulators(promotionCarry: number): Float32Array {
   // Every field searched, however few its tokens.
-  const { store, trainer } = searching({ promotionCarry, searchFieldTokens: 0 });
+  const { store, trainer } = searching({ hotThreshold: 6, promotionCarry, searchFieldTokens: 0 });
   const event = (k: number) => ({ user: 'a', item: `i${k % 3}`, label: k % 2, timestamp: k, fields: {} });
   // Promotion happens at the end of a batch, after its steps: stop at the batch that promotes.
   let k = 0;
@@ -60,7 +59,7 @@ t.test('a promoted row starts its accumulators at promotionCarry × its old row 
 });
 
 t.test('a hot token is searched only while its field holds searchFieldTokens live tokens', async (t) => {
-  const { store, trainer } = searching({ searchFieldTokens: 4 });
+  const { store, trainer } = searching({ hotThreshold: 6, searchFieldTokens: 4 });
   // One user, four items: user=a is the hottest token, but its field holds one token.
   let k = 0;
   const learn = (user: string) => {
@@ -79,19 +78,8 @@ t.test('a hot token is searched only while its field holds searchFieldTokens liv
 });
 
 t.test('by default a token is searched at D once its decayed count reaches 5', async (t) => {
-  // The controller's defaults but for room to search on a tiny store; every field searched.
-  const clock = new ManualClock(0);
-  const store = new EmbeddingStore({ ladder: [0, 4, 8], startSize: 4, clock, seed: 1 });
-  const pme = new PmeController(store, {
-    windowEvents: 0,
-    target: 1,
-    searchShare: 1,
-    headroom: 0,
-    searchFieldTokens: 0,
-    clock,
-  });
-  const trainer = new Trainer(store, { clock, observer: pme, seed: 1 });
-  pme.attach(trainer);
+  // The default hot threshold; every field searched.
+  const { store, trainer } = searching({ searchFieldTokens: 0 });
   let events = 0;
   while (store.id('user=a') < 0 || store.sizeOf(store.id('user=a')) !== 8) {
     if (events === 30) break;
