@@ -71,7 +71,7 @@ const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEv
 const INIT_STD = stringArg('init-std') === undefined ? undefined : Number(stringArg('init-std'));
 const KEEP_EXPORT = process.argv.includes('--keep-export');
 const SYNTHETIC_EVENTS = numberArg('synthetic-events', 1_000_000);
-const SYNTHETIC_USERS = numberArg('synthetic-users', Math.round(SYNTHETIC_EVENTS / 5));
+const SYNTHETIC_USERS = numberArg('synthetic-users', Math.max(1, Math.round(SYNTHETIC_EVENTS / 5)));
 if (!(Number.isInteger(SYNTHETIC_EVENTS) && SYNTHETIC_EVENTS >= 0))
   throw new Error(`--synthetic-events must be an integer >= 0, got ${stringArg('synthetic-events')}`);
 if (!(Number.isInteger(SYNTHETIC_USERS) && SYNTHETIC_USERS >= 1))
