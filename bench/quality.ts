@@ -627,10 +627,7 @@ async function main(): Promise<void> {
       // bench:planted's: ten windows over the stream.
       windowEvents: Math.round(n / 10),
       about: `bench:planted's stream (bench/planted-stream.ts), seed 1: ${n.toLocaleString('en-US')} events over ${SYNTHETIC_USERS.toLocaleString('en-US')} users (Zipf 1), each user's preferences of a planted rank 2 to 32, 20,000 items (Zipf 0.8) with one of 50 categories`,
-      load: async () => {
-        const { events, catalog } = plantedStream(1, n, SYNTHETIC_USERS);
-        return { events, catalog };
-      },
+      load: async () => plantedStream(1, n, SYNTHETIC_USERS),
     });
   }
   for (const d of streams) {

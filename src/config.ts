@@ -613,6 +613,17 @@ function withComputed(config: Record<string, unknown>): void {
     config.startSize = pmeStartSize((config.ladder as string[]).map(Number), config.pruneTarget as number);
 }
 
+/** `--hot-threshold` (service and `stream-eval`): above the count under which a token has cooled
+ *  (PmeOptions.coldThreshold), which PME's own check would name instead of the flag. */
+export function checkHotThreshold(value: number, given: string = String(value)): number {
+  if (!(value > PME_DEFAULTS.coldThreshold))
+    throw new PmeError(
+      'PME_ERR_CONFIG_INVALID',
+      `--hot-threshold must be above ${PME_DEFAULTS.coldThreshold} (the count under which a token has cooled), got ${given}`,
+    );
+  return value;
+}
+
 function validate(config: Config): void {
   const ladder = config.ladder.map(Number);
   if (ladder.some((s) => !Number.isInteger(s) || s < 0) || ladder[0] !== 0)
@@ -645,11 +656,7 @@ function validate(config: Config): void {
       'PME_ERR_CONFIG_INVALID',
       `--prune-target must be in (0, 1], got ${config.pruneTarget}`,
     );
-  if (!(config.hotThreshold > PME_DEFAULTS.coldThreshold))
-    throw new PmeError(
-      'PME_ERR_CONFIG_INVALID',
-      `--hot-threshold must be above ${PME_DEFAULTS.coldThreshold} (the count under which a token has cooled), got ${config.hotThreshold}`,
-    );
+  checkHotThreshold(config.hotThreshold);
   if (config.snapshotIntervalMs < 100)
     throw new PmeError('PME_ERR_CONFIG_INVALID', '--snapshot-interval-ms must be at least 100');
   validateKafkaSecurity(config);

@@ -6,6 +6,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import {
+  checkHotThreshold,
   LEARNER_FLAGS,
   type LearnerConfig,
   learnerFlags,
@@ -15,7 +16,6 @@ import {
 import { FORMAT_NAMES } from '../../data/index.js';
 import { initBackend } from '../../engine/backend.js';
 import { MODEL_KINDS, MODELS } from '../../engine/model/index.js';
-import { PME_DEFAULTS } from '../../engine/pme/options.js';
 import { streamEval } from '../../engine/stream-eval.js';
 import { isPmeError, PmeError } from '../../errors.js';
 import { formatBytes } from '../../util/bytes.js';
@@ -54,17 +54,6 @@ function int(name: string, value: string | undefined, fallback: number): number 
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0)
     throw new PmeError('PME_ERR_CONFIG_INVALID', `--${name} must be an integer >= 0`);
-  return n;
-}
-
-/** --hot-threshold: above the count under which a token has cooled (PME_DEFAULTS.coldThreshold). */
-function hotThreshold(value: string): number {
-  const n = Number(value);
-  if (!(n > PME_DEFAULTS.coldThreshold))
-    throw new PmeError(
-      'PME_ERR_CONFIG_INVALID',
-      `--hot-threshold must be a number above ${PME_DEFAULTS.coldThreshold}, got "${value}"`,
-    );
   return n;
 }
 
@@ -138,7 +127,9 @@ export async function streamEvalCommand(argv: string[]): Promise<number> {
       windowEvents: int('window-events', v['window-events'], 100_000),
       target: v.target === undefined ? undefined : Number(v.target),
       pmeOptions:
-        v['hot-threshold'] === undefined ? undefined : { hotThreshold: hotThreshold(v['hot-threshold']) },
+        v['hot-threshold'] === undefined
+          ? undefined
+          : { hotThreshold: checkHotThreshold(Number(v['hot-threshold']), v['hot-threshold']) },
       negatives: int('negatives', v.negatives, 0),
       crossUserItem: v['cross-user-item'] === true,
       batch: Math.max(1, int('batch', v.batch, 256)),
