@@ -11,6 +11,7 @@ import {
   Trainer,
 } from '../../src/engine/index.js';
 import { EmbeddingStore } from '../../src/store/index.js';
+import { turnsDuring } from '../helpers/wait.js';
 
 function trained() {
   const store = new EmbeddingStore({ seed: 8 });
@@ -172,10 +173,7 @@ t.test('names encoded as they come, some ahead in steps, are the lines of one wh
   add(0, 5);
   t.equal(names(), whole(), 'a first export');
   add(5, 10_000);
-  let turns = 0;
-  const counting = setInterval(() => turns++, 0);
-  await encodeCatalogAhead(trainer);
-  clearInterval(counting);
+  const { turns } = await turnsDuring(() => encodeCatalogAhead(trainer));
   t.ok(turns > 0, `encoding 9,995 names ahead gave other work turns (${turns})`);
   add(10_000, 10_050);
   t.equal(names(), whole(), 'names encoded ahead, then the rest at the export');

@@ -12,3 +12,24 @@ export async function until(
   }
   return Date.now() - started;
 }
+
+/**
+ * Runs `work` and counts the event-loop turns other work got meanwhile: an immediate that re-queues
+ * itself, not a timer, since work of a few ms can finish inside a timer's 1 ms granularity and then
+ * no timer fires (a flaky 0 on a fast machine). Work that never yields counts 0.
+ */
+export async function turnsDuring<T>(work: () => Promise<T>): Promise<{ result: T; turns: number }> {
+  let turns = 0;
+  let counting = true;
+  const count = () => {
+    if (!counting) return;
+    turns++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  try {
+    return { result: await work(), turns };
+  } finally {
+    counting = false;
+  }
+}

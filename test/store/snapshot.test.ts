@@ -14,6 +14,7 @@ import {
 } from '../../src/store/index.js';
 import { removeStaleTemps } from '../../src/store/snapshot.js';
 import { ManualClock } from '../../src/util/clock.js';
+import { turnsDuring } from '../helpers/wait.js';
 import { diffStates } from './helpers.js';
 
 async function tempDir(t: Test): Promise<string> {
@@ -118,12 +119,9 @@ t.test(
     const store = new EmbeddingStore({ seed: 4 });
     for (let i = 0; i < 20_000; i++) store.row(store.getOrCreate(`user=u${i}`, i % 3 === 0 ? 64 : 8)).fill(i);
     store.evict(store.id('user=u7'));
-    let turns = 0;
-    const counting = setInterval(() => turns++, 0);
-    const sliced = await copyStoreInSlices(store);
-    clearInterval(counting);
+    const { result: sliced, turns } = await turnsDuring(() => copyStoreInSlices(store));
     t.equal(diffStates(sliced, copyStore(store)), null, 'every array as copyStore copies it');
-    t.ok(turns > 0, `other work ran during it (${turns} timer turns)`);
+    t.ok(turns > 0, `other work ran during it (${turns} turns)`);
     t.not(sliced.tiers[0].params, store.exportState().tiers[0].params, 'a copy, not a view');
     await writeStoreCopy(sliced, dir);
     const { store: back } = await readSnapshot(dir);
