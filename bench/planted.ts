@@ -172,7 +172,14 @@ interface Run {
   /** Sized runs (PME, popularity): Spearman(principal dimensions a user's learned vector needs
    *  for 90% of its energy, planted rank), same users. */
   principalRankCorrelation: number | null;
+  /** Sized runs: per planted rank, the mean share of a vector's energy in its first LEADING dims,
+   *  over those users at size D (what a cut to LEADING dims would keep; LEADING / D when no dim
+   *  is worth more than another). */
+  leadingEnergyByRank: Record<number, number> | null;
 }
+
+/** The leading dims leadingEnergyByRank measures. */
+const LEADING = 8;
 
 async function main(): Promise<void> {
   const runs: Run[] = [];
@@ -231,6 +238,24 @@ async function main(): Promise<void> {
       let rankCorrelation: number | null = null;
       let sizeByRank: Record<number, number> | null = null;
       let principalRankCorrelation: number | null = null;
+      let leadingEnergyByRank: Record<number, number> | null = null;
+      if (sizes !== undefined && vectors !== undefined) {
+        const byRank = new Map<number, number[]>();
+        for (const [key, v] of vectors) {
+          if (sizes.get(key) !== DIM) continue;
+          let head = 0;
+          let all = 0;
+          for (let d = 0; d < DIM; d++) {
+            all += v[d] * v[d];
+            if (d < LEADING) head += v[d] * v[d];
+          }
+          const rank = w.rankOf(key.slice('user='.length));
+          if (all > 0) byRank.set(rank, [...(byRank.get(rank) ?? []), head / all]);
+        }
+        leadingEnergyByRank = Object.fromEntries(
+          PLANTED_RANKS.map((k) => [k, mean(byRank.get(k) ?? [Number.NaN])]),
+        );
+      }
       if (sizes !== undefined) {
         const s: number[] = [];
         const p: number[] = [];
@@ -267,6 +292,7 @@ async function main(): Promise<void> {
         rankCorrelation,
         sizeByRank,
         principalRankCorrelation,
+        leadingEnergyByRank,
       };
       runs.push(run);
       console.log(
@@ -276,7 +302,10 @@ async function main(): Promise<void> {
             : `  size~rank ${rankCorrelation.toFixed(3)}  mean size by rank ${JSON.stringify(sizeByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(1)) : v))}`) +
           (principalRankCorrelation === null
             ? ''
-            : `  principal dims~rank ${principalRankCorrelation.toFixed(3)}`),
+            : `  principal dims~rank ${principalRankCorrelation.toFixed(3)}`) +
+          (leadingEnergyByRank === null
+            ? ''
+            : `  first ${LEADING} dims' energy by rank (users at ${DIM}) ${JSON.stringify(leadingEnergyByRank, (_k, v) => (typeof v === 'number' ? Number(v.toFixed(3)) : v))}`),
       );
     };
     const full = await replay({ ...base, startSize: DIM });

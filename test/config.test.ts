@@ -133,6 +133,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     PME_PROJECTION_LEARNING_RATE: '0.03',
     PME_LINEAR_LEARNING_RATE: '0.4',
     PME_ADAGRAD_EPSILON: '0.1',
+    PME_PREFIX_LOSS_WEIGHT: '0.5',
   });
   t.strictSame(modelOptionsOf(service), {
     learningRate: 0.2,
@@ -140,6 +141,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     linearLearningRate: 0.4,
     projectionLearningRate: 0.03,
     projection: 'nested',
+    prefixLossWeight: 0.5,
     l2: 0.001,
     epsilon: 0.1,
     linearOptimizer: 'adagrad',
@@ -153,6 +155,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     'linear-learning-rate',
     'projection-learning-rate',
     'projection',
+    'prefix-loss-weight',
     'l2',
     'adagrad-epsilon',
     'linear-optimizer',
@@ -168,6 +171,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
     linearLearningRate: 0.2,
     projectionLearningRate: 0.01,
     projection: 'nested',
+    prefixLossWeight: 0.2,
     l2: 0.001,
     adagradEpsilon: 1e-7,
     linearOptimizer: 'adagrad',
@@ -181,6 +185,7 @@ t.test('the learner options have one name everywhere: service, stream-eval, offl
   );
   t.match(modelOptionsOf(ftrl), { linearOptimizer: 'ftrl', ftrlBeta: 0.5, ftrlL1: 2 });
   t.equal(ftrl.initStd, 0);
+  t.throws(() => learnerFlags({ 'prefix-loss-weight': '-1' }, MODEL_KINDS), /prefix-loss-weight/);
   t.throws(
     () => learnerFlags({ 'linear-optimizer': 'sgd' }, MODEL_KINDS),
     /--linear-optimizer must be adagrad or ftrl/,

@@ -77,6 +77,7 @@ export interface StreamEvalOptions {
       | 'linearLearningRate'
       | 'projectionLearningRate'
       | 'projection'
+      | 'prefixLossWeight'
       | 'l2'
       | 'epsilon'
       | 'linearOptimizer'

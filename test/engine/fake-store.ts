@@ -32,6 +32,7 @@ export function fakeStore(
       params,
       optimizer: new Float32Array(params.length),
       importance: size === dim ? new Float32Array(params.length) : null,
+      count: counts[ti],
     };
   });
   const linear = new Float32Array(sizes.length);
@@ -58,6 +59,7 @@ export class GrowingStore implements ModelStore {
     params: Float32Array;
     optimizer: Float32Array;
     importance: Float32Array | null;
+    count: number;
   }[];
   tierOf = new Uint8Array(4);
   slotOf = new Int32Array(4);
@@ -79,6 +81,7 @@ export class GrowingStore implements ModelStore {
       params: new Float32Array(4 * s),
       optimizer: new Float32Array(4 * s),
       importance: s === dim ? new Float32Array(4 * s) : null,
+      count: 0,
     }));
   }
 
@@ -140,6 +143,7 @@ export class GrowingStore implements ModelStore {
     this.tierOf[id] = this.#tier;
     this.slotOf[id] = id;
     const t = this.tiers[this.#tier];
+    t.count++;
     for (let i = 0; i < t.size; i++) t.params[id * t.size + i] = this.#random.normal() * 0.01;
     return id;
   }

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { SyntheticWorkload } from '../../src/data/index.js';
 import { FmModel } from '../../src/engine/model/fm.js';
 import { logloss, sigmoid } from '../../src/engine/model/math.js';
 import type { ModelStore } from '../../src/engine/model/model.js';
@@ -32,19 +33,28 @@ function padded(store: ModelStore, id: number): Float64Array {
   return v;
 }
 
-/** The FM's logit over zero-padded rows, pair by pair. */
-function paddedLogit(model: FmModel, ids: Int32Array): number {
+/** The FM's logit over zero-padded rows, pair by pair; over their first `dims` dims when given. */
+function paddedLogit(model: FmModel, ids: Int32Array, dims = model.store.dim): number {
   return pairwiseLogit(
     model,
     ids,
-    Array.from(ids, (id) => padded(model.store, id)),
+    Array.from(ids, (id) => padded(model.store, id).subarray(0, dims)),
   );
 }
 
-/** The objective the update descends: logloss + L2/2 on the touched rows and weights. */
-function objective(model: FmModel, label: number): number {
-  return logloss(sigmoid(paddedLogit(model, IDS)), label) + (L2 / 2) * touchedSquares(model.store, IDS);
+/** The objective the rows' update descends: the full score's logloss, plus `prefixWeight` times
+ *  the logloss of each ladder size's prefix below D (FmOptions.prefixLossWeight), plus L2/2 on the
+ *  touched rows and weights. */
+function objective(model: FmModel, ids: Int32Array, label: number, prefixWeight: number): number {
+  let loss = logloss(sigmoid(paddedLogit(model, ids)), label);
+  for (const s of LADDER)
+    if (s > 0 && s < D) loss += prefixWeight * logloss(sigmoid(paddedLogit(model, ids, s)), label);
+  return loss + (L2 / 2) * touchedSquares(model.store, ids);
 }
+
+/** An event of the tokens of sizes 2 and 0 alone: its longest row is 2, so the prefix of 4 scores
+ *  as the whole event (the model stops its prefix work at the event's longest row). */
+const SHORT = Int32Array.from(IDS.filter((id) => SIZES[id] <= 2));
 
 for (const kernels of ['auto', 'js'] as const) {
   for (const shape of [{ D, ladder: LADDER, sizes: SIZES }, BIG])
@@ -81,36 +91,42 @@ for (const kernels of ['auto', 'js'] as const) {
       },
     );
 
-  for (const label of [1, 0]) {
-    t.test(`nested (${kernels}): a step is −∇ of the zero-padded objective (label ${label})`, async (t) => {
-      const reference = new FmModel(fakeStore(D, LADDER, SIZES, 5), {
-        ...SGD,
-        projection: 'nested',
-        kernels,
-      });
-      const updated = new FmModel(fakeStore(D, LADDER, SIZES, 5), { ...SGD, projection: 'nested', kernels });
-      reference.bias = updated.bias = 0.2;
-      updated.step(IDS, IDS.length, label);
-      updated.flush();
-      const h = 1e-3;
-      let worst = 0;
-      for (const id of IDS) {
-        const tier = reference.store.tiers[reference.store.tierOf[id]];
-        const off = reference.store.slotOf[id] * tier.size;
-        for (let i = 0; i < tier.size; i++) {
-          const x = tier.params[off + i];
-          tier.params[off + i] = x + h;
-          const up = objective(reference, label);
-          tier.params[off + i] = x - h;
-          const down = objective(reference, label);
-          tier.params[off + i] = x;
-          const numeric = (up - down) / (2 * h);
-          const analytic = x - updated.store.tiers[reference.store.tierOf[id]].params[off + i];
-          worst = Math.max(worst, Math.abs(numeric - analytic));
+  for (const [label, prefixLossWeight, ids] of [
+    [1, 0, IDS],
+    [0, 0, IDS],
+    [1, 0.5, IDS],
+    [0, 0.5, IDS],
+    [1, 0.5, SHORT],
+  ] as const) {
+    t.test(
+      `nested (${kernels}): a step is −∇ of the zero-padded objective (label ${label}, prefix loss weight ${prefixLossWeight}, sizes ${Array.from(ids, (id) => SIZES[id]).join(' ')})`,
+      async (t) => {
+        const options = { ...SGD, projection: 'nested', kernels, prefixLossWeight } as const;
+        const reference = new FmModel(fakeStore(D, LADDER, SIZES, 5), options);
+        const updated = new FmModel(fakeStore(D, LADDER, SIZES, 5), options);
+        reference.bias = updated.bias = 0.2;
+        updated.step(ids, ids.length, label);
+        updated.flush();
+        const h = 1e-3;
+        let worst = 0;
+        for (const id of ids) {
+          const tier = reference.store.tiers[reference.store.tierOf[id]];
+          const off = reference.store.slotOf[id] * tier.size;
+          for (let i = 0; i < tier.size; i++) {
+            const x = tier.params[off + i];
+            tier.params[off + i] = x + h;
+            const up = objective(reference, ids, label, prefixLossWeight);
+            tier.params[off + i] = x - h;
+            const down = objective(reference, ids, label, prefixLossWeight);
+            tier.params[off + i] = x;
+            const numeric = (up - down) / (2 * h);
+            const analytic = x - updated.store.tiers[reference.store.tierOf[id]].params[off + i];
+            worst = Math.max(worst, Math.abs(numeric - analytic));
+          }
         }
-      }
-      t.ok(worst < 1e-4, `rows: worst |numeric − step| ${worst}`);
-    });
+        t.ok(worst < 1e-4, `rows: worst |numeric − step| ${worst}`);
+      },
+    );
   }
 }
 
@@ -199,4 +215,61 @@ t.test('a snapshot continues only under the projection it was taken with', async
   t.throws(() => importTrainerState(make('nested'), learned), /learned projection for size 2/);
   t.throws(() => importTrainerState(make('learned'), nested), /projection for size 2 does not match/);
   t.doesNotThrow(() => importTrainerState(make('nested'), nested));
+});
+
+t.test('the prefix losses put what most users share in the leading dims', async (t) => {
+  // Users of planted rank 2 live in the first 2 latent axes, which rank-32 users use too: the most
+  // shared directions. With the prefix losses a rank-2 user's vector gathers in the first 2 dims;
+  // without them no dim is worth more than another and each holds about 2/64 of it. Every token
+  // the events touch is at D; one idle token at 8 makes it a store of mixed sizes, where the
+  // prefix losses act (with one size in use they stay off, as the second half checks).
+  const train = (prefixLossWeight: number, mixed: boolean) => {
+    const workload = new SyntheticWorkload({
+      seed: 3,
+      users: 200,
+      items: 1000,
+      latentDim: 32,
+      userRanks: [2, 32],
+      userZipf: 0,
+      itemZipf: 0.3,
+      signal: 4,
+      noise: 0.1,
+    });
+    const store = new EmbeddingStore({ ladder: [0, 2, 4, 8, 16, 32, 64], startSize: 64, seed: 1 });
+    if (mixed) store.getOrCreate('idle=0', 8);
+    const trainer = new Trainer(store, {
+      clock: new ManualClock(0),
+      seed: 1,
+      catalog: workload.catalog(),
+      model: { prefixLossWeight },
+    });
+    for (let i = 0; i < 100; i++) trainer.learn(workload.take(2000));
+    return { workload, store, trainer };
+  };
+  const leadingShare = (prefixLossWeight: number) => {
+    const { workload, store, trainer } = train(prefixLossWeight, true);
+    const shares = new Map<number, number[]>();
+    const v = new Float64Array(64);
+    for (let u = 0; u < 200; u++) {
+      trainer.model.vectorOf(store.id(`user=u${u}`), v);
+      let all = 0;
+      for (let d = 0; d < 64; d++) all += v[d] ** 2;
+      const rank = workload.rankOf(u);
+      shares.set(rank, [...(shares.get(rank) ?? []), (v[0] ** 2 + v[1] ** 2) / all]);
+    }
+    const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
+    return { rank2: mean(shares.get(2)!), rank32: mean(shares.get(32)!) };
+  };
+  const off = leadingShare(0);
+  const on = leadingShare(0.2);
+  t.ok(
+    off.rank2 < 0.06 && off.rank32 < 0.06,
+    `without: ${off.rank2.toFixed(3)} and ${off.rank32.toFixed(3)}`,
+  );
+  t.ok(on.rank2 > 2 * off.rank2, `with: a rank-2 user's first 2 dims hold ${on.rank2.toFixed(3)} of it`);
+  t.ok(on.rank2 > 2 * on.rank32, `a rank-32 user's ${on.rank32.toFixed(3)}`);
+
+  const single = (w: number) =>
+    Array.from(train(w, false).store.tiers.find((tier) => tier.size === 64)!.params);
+  t.strictSame(single(0.2), single(0), 'every token at one size: the rows learn as without them');
 });

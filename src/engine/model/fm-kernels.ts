@@ -365,6 +365,49 @@ export const sgdFullRow: FullRowStep = (e, _opt, imp, off, D, S, V, base, g, lr,
   }
 };
 
+/**
+ * Step of a D-space row e[off .. off + len) (full size, or a nested row's first len dims) under
+ * the prefix losses (FmOptions.prefixLossWeight): dim d's loss gradient is G[d] (S_d − v_d), G[d]
+ * summing the full score's g and the weighted g of every prefix holding d. `imp`, when given,
+ * gains |e_d · g (S_d − v_d)|: the full score's sensitivity, which PME's importances estimate.
+ */
+export type PrefixRowStep = (
+  e: Float32Array,
+  opt: Float32Array,
+  imp: Float32Array | null,
+  off: number,
+  len: number,
+  S: Float64Array,
+  V: Float64Array,
+  base: number,
+  G: Float64Array,
+  g: number,
+  lr: number,
+  l2: number,
+  eps: number,
+) => void;
+
+export const adagradPrefixRow: PrefixRowStep = (e, opt, imp, off, len, S, V, base, G, g, lr, l2, eps) => {
+  for (let d = 0; d < len; d++) {
+    const x = e[off + d];
+    const sv = S[d] - V[base + d];
+    if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
+    const gr = G[d] * sv + l2 * x;
+    const acc = opt[off + d] + gr * gr;
+    opt[off + d] = acc;
+    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+  }
+};
+
+export const sgdPrefixRow: PrefixRowStep = (e, _opt, imp, off, len, S, V, base, G, g, lr, l2) => {
+  for (let d = 0; d < len; d++) {
+    const x = e[off + d];
+    const sv = S[d] - V[base + d];
+    if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
+    e[off + d] = x - lr * (G[d] * sv + l2 * x);
+  }
+};
+
 /** Step of a projected row e[off .. off + s) on its gradient grad[at .. at + s) (+ L2 on e). */
 export type RowStep = (
   e: Float32Array,

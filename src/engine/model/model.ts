@@ -22,6 +22,8 @@ export interface ModelTier {
   readonly params: Float32Array;
   readonly optimizer: Float32Array;
   readonly importance: Float32Array | null;
+  /** Tokens in the tier. */
+  readonly count: number;
 }
 
 /**

@@ -17,7 +17,7 @@ export interface PmeStore extends TrainerStore {
   alive(id: TokenId): boolean;
   /** Touches per token since it was created (store.ts `touch`): its updates. */
   readonly frequency: Float32Array;
-  readonly tiers: readonly (ModelTier & { readonly count: number })[];
+  readonly tiers: readonly ModelTier[];
   readonly options: {
     readonly optimizerSlots: number;
     readonly linearOptimizerSlots: number;
