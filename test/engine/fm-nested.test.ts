@@ -43,18 +43,27 @@ function paddedLogit(model: FmModel, ids: Int32Array, dims = model.store.dim): n
 }
 
 /** The objective the rows' update descends: the full score's logloss, plus `prefixWeight` times
- *  the logloss of each ladder size's prefix below D (FmOptions.prefixLossWeight), plus L2/2 on the
- *  touched rows and weights. */
-function objective(model: FmModel, ids: Int32Array, label: number, prefixWeight: number): number {
+ *  the logloss of the prefix of each size below D that tokens of the store hold
+ *  (FmOptions.prefixLossWeight), plus L2/2 on the touched rows and weights. */
+function objective(
+  model: FmModel,
+  ids: Int32Array,
+  label: number,
+  prefixWeight: number,
+  sizes: number[],
+): number {
   let loss = logloss(sigmoid(paddedLogit(model, ids)), label);
   for (const s of LADDER)
-    if (s > 0 && s < D) loss += prefixWeight * logloss(sigmoid(paddedLogit(model, ids, s)), label);
+    if (s > 0 && s < D && sizes.includes(s))
+      loss += prefixWeight * logloss(sigmoid(paddedLogit(model, ids, s)), label);
   return loss + (L2 / 2) * touchedSquares(model.store, ids);
 }
 
 /** An event of the tokens of sizes 2 and 0 alone: its longest row is 2, so the prefix of 4 scores
  *  as the whole event (the model stops its prefix work at the event's longest row). */
 const SHORT = Int32Array.from(IDS.filter((id) => SIZES[id] <= 2));
+/** A store where no token is at 4: no row is ever cut to 4, and its prefix is not learned from. */
+const NO_FOUR = [8, 2, 0, 2, 8, 2];
 
 for (const kernels of ['auto', 'js'] as const) {
   for (const shape of [{ D, ladder: LADDER, sizes: SIZES }, BIG])
@@ -91,19 +100,20 @@ for (const kernels of ['auto', 'js'] as const) {
       },
     );
 
-  for (const [label, prefixLossWeight, ids] of [
-    [1, 0, IDS],
-    [0, 0, IDS],
-    [1, 0.5, IDS],
-    [0, 0.5, IDS],
-    [1, 0.5, SHORT],
+  for (const [label, prefixLossWeight, sizes, ids] of [
+    [1, 0, SIZES, IDS],
+    [0, 0, SIZES, IDS],
+    [1, 0.5, SIZES, IDS],
+    [0, 0.5, SIZES, IDS],
+    [1, 0.5, SIZES, SHORT],
+    [0, 0.5, NO_FOUR, Int32Array.from(NO_FOUR.keys())],
   ] as const) {
     t.test(
-      `nested (${kernels}): a step is −∇ of the zero-padded objective (label ${label}, prefix loss weight ${prefixLossWeight}, sizes ${Array.from(ids, (id) => SIZES[id]).join(' ')})`,
+      `nested (${kernels}): a step is −∇ of the zero-padded objective (label ${label}, prefix loss weight ${prefixLossWeight}, event sizes ${Array.from(ids, (id) => sizes[id]).join(' ')} of a store of ${[...new Set(sizes)].join(', ')})`,
       async (t) => {
         const options = { ...SGD, projection: 'nested', kernels, prefixLossWeight } as const;
-        const reference = new FmModel(fakeStore(D, LADDER, SIZES, 5), options);
-        const updated = new FmModel(fakeStore(D, LADDER, SIZES, 5), options);
+        const reference = new FmModel(fakeStore(D, LADDER, [...sizes], 5), options);
+        const updated = new FmModel(fakeStore(D, LADDER, [...sizes], 5), options);
         reference.bias = updated.bias = 0.2;
         updated.step(ids, ids.length, label);
         updated.flush();
@@ -115,9 +125,9 @@ for (const kernels of ['auto', 'js'] as const) {
           for (let i = 0; i < tier.size; i++) {
             const x = tier.params[off + i];
             tier.params[off + i] = x + h;
-            const up = objective(reference, ids, label, prefixLossWeight);
+            const up = objective(reference, ids, label, prefixLossWeight, [...sizes]);
             tier.params[off + i] = x - h;
-            const down = objective(reference, ids, label, prefixLossWeight);
+            const down = objective(reference, ids, label, prefixLossWeight, [...sizes]);
             tier.params[off + i] = x;
             const numeric = (up - down) / (2 * h);
             const analytic = x - updated.store.tiers[reference.store.tierOf[id]].params[off + i];
@@ -221,8 +231,9 @@ t.test('the prefix losses put what most users share in the leading dims', async 
   // Users of planted rank 2 live in the first 2 latent axes, which rank-32 users use too: the most
   // shared directions. With the prefix losses a rank-2 user's vector gathers in the first 2 dims;
   // without them no dim is worth more than another and each holds about 2/64 of it. Every token
-  // the events touch is at D; one idle token at 8 makes it a store of mixed sizes, where the
-  // prefix losses act (with one size in use they stay off, as the second half checks).
+  // the events touch is at D; an idle token at each smaller size makes it a store of mixed sizes,
+  // where the prefix of each is learned from (with one size in use there is none, as the second
+  // half checks).
   const train = (prefixLossWeight: number, mixed: boolean) => {
     const workload = new SyntheticWorkload({
       seed: 3,
@@ -236,7 +247,7 @@ t.test('the prefix losses put what most users share in the leading dims', async 
       noise: 0.1,
     });
     const store = new EmbeddingStore({ ladder: [0, 2, 4, 8, 16, 32, 64], startSize: 64, seed: 1 });
-    if (mixed) store.getOrCreate('idle=0', 8);
+    if (mixed) for (const size of [2, 4, 8, 16, 32]) store.getOrCreate(`idle=${size}`, size);
     const trainer = new Trainer(store, {
       clock: new ManualClock(0),
       seed: 1,

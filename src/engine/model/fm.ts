@@ -119,17 +119,22 @@ export interface FmOptions {
   projection: 'learned' | 'nested';
   /**
    * Weight of each nested prefix's own loss (`--prefix-loss-weight`; projection 'nested' only):
-   * every event is also scored on the first s dims alone, for each ladder size 0 < s < D, and the
-   * rows step on the full score's logistic loss plus this weight times each prefix's (Matryoshka
-   * learning), while the store holds tokens of more than one size (#sizesInUse: with one size
-   * nothing is cut). The served score stays the full one; the bias and linear weights step on it
-   * alone. Without it no dim of a D-size row is worth more than another: on the planted stream at
-   * 5M events (PME at 25%, seed 1), the first 8 of 64 dims held 12.6% of a rank-2 user's energy
-   * and 13.6% of a rank-32 user's (8/64 is 12.5%), so a window that cut a row to its first s dims
-   * cut its scores too, whatever the token needed. With it (0.2) the leading dims carry what most
-   * tokens share (31.5% and 18.6%), and a token cut to them keeps more: PME's progressive AUC
-   * there went from 0.6850 to 0.6897 at 25% and from 0.6793 to 0.6848 at 10% (0.1: 0.6842,
-   * 0.5: 0.6851, 1: 0.6850). 0: the full score's loss alone. Default 0.2.
+   * every event is also scored on its first s dims alone, for each size 0 < s < D that tokens of
+   * the store hold (the sizes rows are cut to), and the rows step on the full score's logistic
+   * loss plus this weight times each prefix's (Matryoshka learning). With one size in use nothing
+   * is cut and there is no prefix loss (#sizesInUse). The served score stays the full one; the
+   * bias and linear weights step on it alone. Without it no dim of a D-size row is worth more than
+   * another: on the planted stream at 5M events (PME at 25%, seed 1), the first 8 of 64 dims held
+   * 12.6% of a rank-2 user's energy and 13.6% of a rank-32 user's (8/64 is 12.5%), so a window
+   * that cut a row to its first s dims cut its scores too, whatever the token needed. With it
+   * (0.2, every ladder prefix) the leading dims carry what most tokens share (31.5% and 18.6%),
+   * and a token cut to them keeps more: PME's progressive AUC there went from 0.6850 to 0.6897
+   * at 25%, and at 10% from 0.6793 to 0.6848 (weight 0.1: 0.6842, 0.5: 0.6851, 1: 0.6850).
+   * Prefixes of the sizes in use only, not every ladder size: 0.6851 at 10%, and on ml-100k
+   * (held out; `node dist/bench/pme-windows.js`, 3 seeds, 10 / 25 / 50%) 0.7570 / 0.7602 /
+   * 0.7608 against every prefix's 0.7568 / 0.7599 / 0.7607 (none: 0.7573 / 0.7604 / 0.7609):
+   * a prefix below the start size, where no row is cut, only constrains the leading dims.
+   * 0: the full score's loss alone. Default 0.2.
    */
   prefixLossWeight: number;
   /** L2 on the rows and linear weights touched by a step. Default 1e-6. */
@@ -304,6 +309,7 @@ export class FmModel extends ModelBase implements Model {
    *  the prefixes' probabilities and the per-dim multipliers G, and Σ v_d² over the tokens. */
   readonly #prefixSizes: Int32Array;
   readonly #stepPrefixLoss: PrefixRowStep;
+  readonly #prefixTiers: Int32Array;
   #linearPart = 0;
   readonly #prefixP: Float64Array;
   readonly #dimGrad: Float64Array;
@@ -392,6 +398,7 @@ export class FmModel extends ModelBase implements Model {
     );
     this.#stepPrefixLoss = adagrad ? adagradPrefixRow : sgdPrefixRow;
     this.#prefixP = new Float64Array(this.#prefixSizes.length);
+    this.#prefixTiers = Int32Array.from(this.#prefixSizes, (s) => sizes.indexOf(s));
     this.#dimGrad = new Float64Array(D);
     this.#dimSelf = new Float64Array(D);
     checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
@@ -688,7 +695,7 @@ export class FmModel extends ModelBase implements Model {
 
   /** How many sizes above 0 hold tokens. The prefix losses serve a store of mixed sizes, whose
    *  tokens get cut to a prefix: with every token at one size (full, or uniform) nothing is cut,
-   *  and they would only cost (the planted stream at 5M events, seed 1: full 0.6867 → 0.6857,
+   *  and every ladder prefix cost (the planted stream at 5M events, seed 1: full 0.6867 → 0.6857,
    *  uniform 32 at 10% 0.6820 → 0.6812), so such a store learns as it did without them. */
   #sizesInUse(): number {
     let sizes = 0;
@@ -736,8 +743,10 @@ export class FmModel extends ModelBase implements Model {
     const G = this.#dimGrad;
     let extra = 0;
     b = sizes.length - 1;
+    const tiers = this.store.tiers;
+    const pt = this.#prefixTiers;
     for (let d = top - 1; d >= 0; d--) {
-      for (; b >= 0 && sizes[b] > d; b--) extra += w * (p[b] - label);
+      for (; b >= 0 && sizes[b] > d; b--) if (tiers[pt[b]].count > 0) extra += w * (p[b] - label);
       G[d] = g + extra;
     }
   }
