@@ -305,11 +305,12 @@ export class FmModel extends ModelBase implements Model {
   /** projection 'nested': rows below D are the first s dims of their D-space vector. */
   readonly #nested: boolean;
   /** The prefix losses (prefixLossWeight > 0, nested): the ladder's sizes 0 < s < D, ascending
-   *  (empty: none); the rows' step under them; per event, the bias and linear part of the score,
-   *  the prefixes' probabilities and the per-dim multipliers G, and Σ v_d² over the tokens. */
+   *  (empty: none), and their tiers (a prefix counts while its tier holds tokens); the rows' step
+   *  under them; per event, the bias and linear part of the score, the prefixes' probabilities,
+   *  the per-dim multipliers G, and Σ v_d² over the tokens. */
   readonly #prefixSizes: Int32Array;
-  readonly #stepPrefixLoss: PrefixRowStep;
   readonly #prefixTiers: Int32Array;
+  readonly #stepPrefixLoss: PrefixRowStep;
   #linearPart = 0;
   readonly #prefixP: Float64Array;
   readonly #dimGrad: Float64Array;
@@ -707,8 +708,8 @@ export class FmModel extends ModelBase implements Model {
    * The prefix losses' per-dim multipliers of the event last given to `forward` (nested tiers, so
    * every token's vector is V's first `size` dims): the prefix of s dims scores
    * z_s = linear part + ½ Σ_{d<s} (S_d² − Σ_tokens v_d²), and dim d's multiplier is the full
-   * score's g plus the weighted (p_s − label) of every prefix s > d. Only here, not in forward:
-   * scoring (predict, the read paths) never pays for them.
+   * score's g plus the weighted (p_s − label) of every prefix s > d whose size tokens hold. Only
+   * here, not in forward: scoring (predict, the read paths) never pays for them.
    */
   #prefixGradients(g: number, label: number): void {
     const D = this.dim;
