@@ -730,24 +730,28 @@ export class FmModel extends ModelBase implements Model {
     }
     const sizes = this.#prefixSizes;
     const p = this.#prefixP;
+    const tiers = this.store.tiers;
+    const pt = this.#prefixTiers;
+    // p[b] is the prefix's (p_s − label) times the weight, 0 for a size no token holds.
+    const w = this.options.prefixLossWeight;
     let z = this.#linearPart;
     let b = 0;
     for (let d = 0; d < top && b < sizes.length; d++) {
       z += 0.5 * (S[d] * S[d] - self[d]);
-      if (d + 1 === sizes[b]) p[b++] = sigmoid(z);
+      if (d + 1 === sizes[b]) {
+        p[b] = tiers[pt[b]].count > 0 ? w * (sigmoid(z) - label) : 0;
+        b++;
+      }
     }
     if (b < sizes.length) {
-      const whole = sigmoid(z);
-      for (; b < sizes.length; b++) p[b] = whole;
+      const whole = w * (sigmoid(z) - label);
+      for (; b < sizes.length; b++) p[b] = tiers[pt[b]].count > 0 ? whole : 0;
     }
-    const w = this.options.prefixLossWeight;
     const G = this.#dimGrad;
     let extra = 0;
     b = sizes.length - 1;
-    const tiers = this.store.tiers;
-    const pt = this.#prefixTiers;
     for (let d = top - 1; d >= 0; d--) {
-      for (; b >= 0 && sizes[b] > d; b--) if (tiers[pt[b]].count > 0) extra += w * (p[b] - label);
+      for (; b >= 0 && sizes[b] > d; b--) extra += p[b];
       G[d] = g + extra;
     }
   }
