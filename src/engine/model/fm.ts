@@ -122,7 +122,7 @@ export interface FmOptions {
    * every event is also scored on its first s dims alone, for each size 0 < s < D that tokens of
    * the store hold (the sizes rows are cut to), and the rows step on the full score's logistic
    * loss plus this weight times each prefix's (Matryoshka learning). With one size in use nothing
-   * is cut and there is no prefix loss (#sizesInUse). The served score stays the full one; the
+   * is cut and there is no prefix loss (#prefixesInUse). The served score stays the full one; the
    * bias and linear weights step on it alone. Without it no dim of a D-size row is worth more than
    * another: on the planted stream at 5M events (PME at 25%, seed 1), the first 8 of 64 dims held
    * 12.6% of a rank-2 user's energy and 13.6% of a rank-32 user's (8/64 is 12.5%), so a window
@@ -310,6 +310,8 @@ export class FmModel extends ModelBase implements Model {
    *  the per-dim multipliers G, and Σ v_d² over the tokens. */
   readonly #prefixSizes: Int32Array;
   readonly #prefixTiers: Int32Array;
+  /** Per event: each prefix's weight, 0 for a size no token holds (#prefixesInUse). */
+  readonly #prefixWeight: Float64Array;
   readonly #stepPrefixLoss: PrefixRowStep;
   #linearPart = 0;
   readonly #prefixP: Float64Array;
@@ -400,6 +402,7 @@ export class FmModel extends ModelBase implements Model {
     this.#stepPrefixLoss = adagrad ? adagradPrefixRow : sgdPrefixRow;
     this.#prefixP = new Float64Array(this.#prefixSizes.length);
     this.#prefixTiers = Int32Array.from(this.#prefixSizes, (s) => sizes.indexOf(s));
+    this.#prefixWeight = new Float64Array(this.#prefixSizes.length);
     this.#dimGrad = new Float64Array(D);
     this.#dimSelf = new Float64Array(D);
     checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
@@ -624,7 +627,7 @@ export class FmModel extends ModelBase implements Model {
     const importance = this.#importance;
 
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
-    const prefixLoss = this.#prefixSizes.length > 0 && this.#sizesInUse() > 1;
+    const prefixLoss = this.#prefixSizes.length > 0 && this.#prefixesInUse();
     if (prefixLoss) this.#prefixGradients(g, label);
     const G = this.#dimGrad;
     const stepPrefixLoss = this.#stepPrefixLoss;
@@ -694,14 +697,23 @@ export class FmModel extends ModelBase implements Model {
     }
   }
 
-  /** How many sizes above 0 hold tokens. The prefix losses serve a store of mixed sizes, whose
-   *  tokens get cut to a prefix: with every token at one size (full, or uniform) nothing is cut,
-   *  and every ladder prefix cost (the planted stream at 5M events, seed 1: full 0.6867 → 0.6857,
-   *  uniform 32 at 10% 0.6820 → 0.6812), so such a store learns as it did without them. */
-  #sizesInUse(): number {
-    let sizes = 0;
-    for (const tier of this.store.tiers) if (tier.size > 0 && tier.count > 0) sizes++;
-    return sizes;
+  /** Each prefix's weight for this event (0 where its size holds no token), and whether more than
+   *  one size above 0 holds tokens. The prefix losses serve a store of mixed sizes, whose tokens
+   *  get cut to a prefix: with every token at one size (full, or uniform) nothing is cut, and every
+   *  ladder prefix cost (the planted stream at 5M events, seed 1: full 0.6867 → 0.6857, uniform 32
+   *  at 10% 0.6820 → 0.6812), so such a store learns as it did without them. */
+  #prefixesInUse(): boolean {
+    const tiers = this.store.tiers;
+    const pt = this.#prefixTiers;
+    const weight = this.#prefixWeight;
+    const w = this.options.prefixLossWeight;
+    let sizes = this.topTier >= 0 && tiers[this.topTier].count > 0 ? 1 : 0;
+    for (let b = 0; b < pt.length; b++) {
+      const held = tiers[pt[b]].count > 0;
+      weight[b] = held ? w : 0;
+      if (held) sizes++;
+    }
+    return sizes > 1;
   }
 
   /**
@@ -730,22 +742,20 @@ export class FmModel extends ModelBase implements Model {
     }
     const sizes = this.#prefixSizes;
     const p = this.#prefixP;
-    const tiers = this.store.tiers;
-    const pt = this.#prefixTiers;
-    // p[b] is the prefix's (p_s − label) times the weight, 0 for a size no token holds.
-    const w = this.options.prefixLossWeight;
+    const weight = this.#prefixWeight;
+    // p[b] is the prefix's weight times (p_s − label): 0 for a size no token holds, no sigmoid.
     let z = this.#linearPart;
     let b = 0;
     for (let d = 0; d < top && b < sizes.length; d++) {
       z += 0.5 * (S[d] * S[d] - self[d]);
       if (d + 1 === sizes[b]) {
-        p[b] = tiers[pt[b]].count > 0 ? w * (sigmoid(z) - label) : 0;
+        p[b] = weight[b] === 0 ? 0 : weight[b] * (sigmoid(z) - label);
         b++;
       }
     }
     if (b < sizes.length) {
-      const whole = w * (sigmoid(z) - label);
-      for (; b < sizes.length; b++) p[b] = tiers[pt[b]].count > 0 ? whole : 0;
+      const whole = sigmoid(z) - label;
+      for (; b < sizes.length; b++) p[b] = weight[b] * whole;
     }
     const G = this.#dimGrad;
     let extra = 0;
