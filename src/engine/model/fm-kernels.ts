@@ -367,9 +367,11 @@ export const sgdFullRow: FullRowStep = (e, _opt, imp, off, D, S, V, base, g, lr,
 
 /**
  * Step of a D-space row e[off .. off + len) (full size, or a nested row's first len dims) under
- * the prefix losses (FmOptions.prefixLossWeight): dim d's loss gradient is G[d] (S_d − v_d), G[d]
- * summing the full score's g and the weighted g of every prefix holding d. `imp`, when given,
- * gains |e_d · g (S_d − v_d)|: the full score's sensitivity, which PME's importances estimate.
+ * the prefix losses (FmOptions.prefixLossWeight): dim d's loss gradient is m (S_d − v_d), where
+ * the block of dims [ends[b − 1], ends[b]) holding d has multiplier m = M[b], the full score's g
+ * plus the weighted g of every prefix holding that block (ends: the prefix sizes, then D).
+ * `imp`, when given, gains |e_d · g (S_d − v_d)|: the full score's sensitivity, which PME's
+ * importances estimate.
  */
 export type PrefixRowStep = (
   e: Float32Array,
@@ -380,31 +382,57 @@ export type PrefixRowStep = (
   S: Float64Array,
   V: Float64Array,
   base: number,
-  G: Float64Array,
+  ends: Int32Array,
+  M: Float64Array,
   g: number,
   lr: number,
   l2: number,
   eps: number,
 ) => void;
 
-export const adagradPrefixRow: PrefixRowStep = (e, opt, imp, off, len, S, V, base, G, g, lr, l2, eps) => {
-  for (let d = 0; d < len; d++) {
-    const x = e[off + d];
-    const sv = S[d] - V[base + d];
-    if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
-    const gr = G[d] * sv + l2 * x;
-    const acc = opt[off + d] + gr * gr;
-    opt[off + d] = acc;
-    e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+export const adagradPrefixRow: PrefixRowStep = (
+  e,
+  opt,
+  imp,
+  off,
+  len,
+  S,
+  V,
+  base,
+  ends,
+  M,
+  g,
+  lr,
+  l2,
+  eps,
+) => {
+  let d = 0;
+  for (let b = 0; d < len; b++) {
+    const end = Math.min(ends[b], len);
+    const m = M[b];
+    for (; d < end; d++) {
+      const x = e[off + d];
+      const sv = S[d] - V[base + d];
+      if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
+      const gr = m * sv + l2 * x;
+      const acc = opt[off + d] + gr * gr;
+      opt[off + d] = acc;
+      e[off + d] = x - (lr * gr) / (Math.sqrt(acc) + eps);
+    }
   }
 };
 
-export const sgdPrefixRow: PrefixRowStep = (e, _opt, imp, off, len, S, V, base, G, g, lr, l2) => {
-  for (let d = 0; d < len; d++) {
-    const x = e[off + d];
-    const sv = S[d] - V[base + d];
-    if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
-    e[off + d] = x - lr * (G[d] * sv + l2 * x);
+export const sgdPrefixRow: PrefixRowStep = (e, _opt, imp, off, len, S, V, base, ends, M, g, lr, l2) => {
+  let d = 0;
+  for (let b = 0; d < len; b++) {
+    const end = Math.min(ends[b], len);
+    const m = M[b];
+    for (; d < end; d++) {
+      const x = e[off + d];
+      const sv = S[d] - V[base + d];
+      if (imp !== null) imp[off + d] += Math.abs(x * g * sv);
+      e[off + d] = x - lr * (m * sv + l2 * x);
+    }
   }
 };
 

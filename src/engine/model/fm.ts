@@ -306,8 +306,8 @@ export class FmModel extends ModelBase implements Model {
   readonly #nested: boolean;
   /** The prefix losses (prefixLossWeight > 0, nested): the ladder's sizes 0 < s < D, ascending
    *  (empty: none), and their tiers (a prefix counts while its tier holds tokens); the rows' step
-   *  under them; per event, the bias and linear part of the score, the prefixes' probabilities,
-   *  the per-dim multipliers G, and Σ v_d² over the tokens. */
+   *  under them; per event, the bias and linear part of the score and the prefixes' weighted
+   *  (p_s − label). */
   readonly #prefixSizes: Int32Array;
   readonly #prefixTiers: Int32Array;
   /** Per event: each prefix's weight, 0 for a size no token holds (#prefixesInUse). */
@@ -315,8 +315,12 @@ export class FmModel extends ModelBase implements Model {
   readonly #stepPrefixLoss: PrefixRowStep;
   #linearPart = 0;
   readonly #prefixP: Float64Array;
-  readonly #dimGrad: Float64Array;
-  readonly #dimSelf: Float64Array;
+  /** The blocks of dims between prefix sizes: their ends (the prefix sizes, then D), per event
+   *  each block's multiplier (the full score's g plus the weighted g of each prefix holding it)
+   *  and its Σ v² over the tokens up to the longest prefix. */
+  readonly #blockEnds: Int32Array;
+  readonly #blockGrad: Float64Array;
+  readonly #blockSelf: Float64Array;
   readonly #adagrad: boolean;
   /** The linear weights step by FTRL (else inline, see backward). */
   readonly #ftrl: boolean;
@@ -403,8 +407,9 @@ export class FmModel extends ModelBase implements Model {
     this.#prefixP = new Float64Array(this.#prefixSizes.length);
     this.#prefixTiers = Int32Array.from(this.#prefixSizes, (s) => sizes.indexOf(s));
     this.#prefixWeight = new Float64Array(this.#prefixSizes.length);
-    this.#dimGrad = new Float64Array(D);
-    this.#dimSelf = new Float64Array(D);
+    this.#blockEnds = Int32Array.from([...this.#prefixSizes, D]);
+    this.#blockGrad = new Float64Array(this.#prefixSizes.length + 1);
+    this.#blockSelf = new Float64Array(this.#prefixSizes.length);
     checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
     this.#ftrl = adagrad && o.linearOptimizer === 'ftrl';
     this.#linearParams = linearStepParams(o);
@@ -629,7 +634,8 @@ export class FmModel extends ModelBase implements Model {
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
     const prefixLoss = this.#prefixSizes.length > 0 && this.#prefixesInUse();
     if (prefixLoss) this.#prefixGradients(g, label);
-    const G = this.#dimGrad;
+    const ends = this.#blockEnds;
+    const M = this.#blockGrad;
     const stepPrefixLoss = this.#stepPrefixLoss;
 
     // Shared tiers: with dv = g (S − E P_s), the part of their rows' gradients from the rest of
@@ -672,12 +678,12 @@ export class FmModel extends ModelBase implements Model {
         // dL/de_d = g (S_d − v_d): read straight from the forward's sums, no dv pass.
         const imp = importance ? tier.importance : null;
         if (prefixLoss)
-          stepPrefixLoss(tier.params, tier.optimizer, imp, off, D, S, V, base, G, g, lr, l2, eps);
+          stepPrefixLoss(tier.params, tier.optimizer, imp, off, D, S, V, base, ends, M, g, lr, l2, eps);
         else stepFullRow(tier.params, tier.optimizer, imp, off, D, S, V, base, g, lr, l2, eps);
       } else if (nested) {
         // dL/de_i = g (S_i − v_i) over the first s dims: a full-size step cut to s, no P_s.
         if (prefixLoss)
-          stepPrefixLoss(tier.params, tier.optimizer, null, off, s, S, V, base, G, g, lr, l2, eps);
+          stepPrefixLoss(tier.params, tier.optimizer, null, off, s, S, V, base, ends, M, g, lr, l2, eps);
         else stepPrefixRow(tier.params, tier.optimizer, null, off, s, S, V, base, g, lr, l2, eps);
       } else if (shared[ti] === 0) {
         this.#projectionTouched[ti] = 1;
@@ -717,11 +723,12 @@ export class FmModel extends ModelBase implements Model {
   }
 
   /**
-   * The prefix losses' per-dim multipliers of the event last given to `forward` (nested tiers, so
-   * every token's vector is V's first `size` dims): the prefix of s dims scores
+   * The prefix losses' multipliers of the event last given to `forward` (nested tiers, so every
+   * token's vector is V's first `size` dims): the prefix of s dims scores
    * z_s = linear part + ½ Σ_{d<s} (S_d² − Σ_tokens v_d²), and dim d's multiplier is the full
-   * score's g plus the weighted (p_s − label) of every prefix s > d whose size tokens hold. Only
-   * here, not in forward: scoring (predict, the read paths) never pays for them.
+   * score's g plus the weighted (p_s − label) of every prefix s > d whose size tokens hold: one
+   * per block of dims between two prefix sizes. Only here, not in forward: scoring (predict, the
+   * read paths) never pays for them.
    */
   #prefixGradients(g: number, label: number): void {
     const D = this.dim;
@@ -729,41 +736,51 @@ export class FmModel extends ModelBase implements Model {
     const V = this.#v;
     const S = this.#sum;
     const size = this.#size;
-    const self = this.#dimSelf;
-    // Past the event's longest row S and Σ v² are 0: a longer prefix scores as that row's length,
-    // and no dim there steps. So the work is O(Σ sizes + longest), not O(D) an event (an epoch of
-    // small rows must not cost more than full size's).
+    const ends = this.#blockEnds;
+    const prefixes = ends.length - 1;
+    const self = this.#blockSelf;
+    // Σ v² over the tokens, per block of dims between two prefix sizes. A row's dims past the
+    // longest prefix enter no prefix's score, so a full-size row is read to D / 2 only.
+    self.fill(0);
     let top = 0;
-    for (let k = 0; k < n; k++) if (size[k] > top) top = size[k];
-    self.fill(0, 0, top);
     for (let k = 0; k < n; k++) {
+      const s = size[k];
+      if (s > top) top = s;
       const base = k * D;
-      for (let d = 0, s = size[k]; d < s; d++) self[d] += V[base + d] * V[base + d];
+      let d = 0;
+      for (let b = 0; b < prefixes && d < s; b++) {
+        const end = Math.min(ends[b], s);
+        let sq = 0;
+        for (; d < end; d++) sq += V[base + d] * V[base + d];
+        self[b] += sq;
+      }
     }
-    const sizes = this.#prefixSizes;
+    if (top === 0) return; // no row steps
     const p = this.#prefixP;
     const weight = this.#prefixWeight;
     // p[b] is the prefix's weight times (p_s − label): 0 for a size no token holds, no sigmoid.
+    // Past the event's longest row `top` S and Σ v² are 0: a longer prefix scores as that row's
+    // length. So the work is O(Σ sizes + longest), not O(D) an event (an epoch of small rows must
+    // not cost more than full size's).
     let z = this.#linearPart;
+    let d = 0;
     let b = 0;
-    for (let d = 0; d < top && b < sizes.length; d++) {
-      z += 0.5 * (S[d] * S[d] - self[d]);
-      if (d + 1 === sizes[b]) {
-        p[b] = weight[b] === 0 ? 0 : weight[b] * (sigmoid(z) - label);
-        b++;
-      }
+    for (; b < prefixes; b++) {
+      const end = Math.min(ends[b], top);
+      let sq = 0;
+      for (; d < end; d++) sq += S[d] * S[d];
+      z += 0.5 * (sq - self[b]);
+      p[b] = weight[b] === 0 ? 0 : weight[b] * (sigmoid(z) - label);
+      if (ends[b] >= top) break;
     }
-    if (b < sizes.length) {
+    if (++b < prefixes) {
       const whole = sigmoid(z) - label;
-      for (; b < sizes.length; b++) p[b] = weight[b] * whole;
+      for (; b < prefixes; b++) p[b] = weight[b] * whole;
     }
-    const G = this.#dimGrad;
-    let extra = 0;
-    b = sizes.length - 1;
-    for (let d = top - 1; d >= 0; d--) {
-      for (; b >= 0 && sizes[b] > d; b--) extra += p[b];
-      G[d] = g + extra;
-    }
+    // Block b's multiplier: g plus the weighted g of every prefix holding it (b and longer).
+    const M = this.#blockGrad;
+    M[prefixes] = g;
+    for (b = prefixes - 1; b >= 0; b--) M[b] = M[b + 1] + p[b];
   }
 
   /** Score then learn one event (progressive validation): returns the probability before the update. */
