@@ -7,7 +7,8 @@
  * correlation over the users seen at least --min-events times, and the mean size per planted
  * rank). Beside them, how well the rank shows in the learned vectors themselves: the dimensions a
  * user's vector needs for 90% of its energy in the principal basis of the users' vectors (what a
- * size could follow), against its planted rank. PME against the best uniform size and popularity
+ * size could follow), against its planted rank; and the AUC of sizes that follow the planted rank
+ * exactly (each user at its rank, no budget: what tracking the rank would buy). PME against the best uniform size and popularity
  * comes with the 95% interval over resamples of each seed's stream (bootstrap.ts). Writes
  * bench/results/planted.json (or --out).
  * `--learner` sets model options (FmOptions' names, e.g. '{"projection":"nested"}') for every
@@ -310,6 +311,10 @@ async function main(): Promise<void> {
     };
     const full = await replay({ ...base, startSize: DIM });
     record('full', null, full);
+    // Sizes that follow the planted rank exactly (a size~rank of 1), no budget: each user at its
+    // rank, items and categories at D. What tracking the rank would buy this learner.
+    const ranked = new Map([...seen.keys()].map((u) => [`user=${u}`, w.rankOf(u)]));
+    record('planted rank', null, await replay({ ...base, startSize: DIM, presetSizes: ranked }));
     for (const share of SHARES) {
       const budgetBytes = Math.floor(full.r.totalEmbeddingBytes * share);
       // A sized run, recording each user's final size (for size~rank).

@@ -395,7 +395,7 @@ function renderOffline(ctx: Ctx, dataset: string, main: unknown): string {
     const mean = (m: string) => fx(seedMean(mainRuns, m, 'auc'), 4);
     const has = (m: string) => ofMethod(mainRuns, m).length > 0;
     ctx.headline.push(
-      `| Offline ${dataset}: test AUC, PME (live controller) at ${pct(seedMean(mainRuns, 'pme', 'embeddingParams') / fullParams)} of the parameters vs full, mean of ${seeds} seed${seeds === 1 ? '' : 's'} | ${mean('pme')} vs ${mean('full')} (${has('pme-paper') ? `pme-paper ${mean('pme-paper')}, ` : ''}uniform ${mean('uniform')}, MDE ${mean('mde')}) |`,
+      `| Offline ${dataset}: test AUC at a budget of ${pct(num(main, 'budget'))} of the parameters (PME, the live controller, used ${pct(seedMean(mainRuns, 'pme', 'embeddingParams') / fullParams)}) vs full, mean of ${seeds} seed${seeds === 1 ? '' : 's'} | ${mean('pme')} vs ${mean('full')} (${has('pme-paper') ? `pme-paper ${mean('pme-paper')}, ` : ''}uniform ${mean('uniform')}, MDE ${mean('mde')}) |`,
     );
   }
   return out.join('\n');
@@ -978,6 +978,7 @@ function renderPlanted(r: unknown): string {
   const summary = arr(r, 'summary');
   const shares = [...new Set(summary.map((x) => x.share).filter((x): x is number => typeof x === 'number'))];
   const full = summary.find((x) => x.method === 'full');
+  const ranked = summary.find((x) => x.method === 'planted rank');
   const rows: string[][] = [];
   for (const share of shares) {
     const here = summary.filter((x) => x.share === share);
@@ -1005,7 +1006,7 @@ function renderPlanted(r: unknown): string {
   const seeds = (at(r, 'seeds') as unknown[] | undefined)?.length ?? 0;
   const ranks = at(r, 'plantedRanks');
   return [
-    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. PME − best uniform: the difference of the means, with its 95% interval in brackets when the run has one (a paired block bootstrap of each seed's stream, 200 draws: bench/bootstrap.ts). Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times. Principal dims~rank: the same users' correlation between the principal directions their learned vector needs for 90% of its energy (in the basis of the users' vectors' second moments) and the planted rank: how much of the rank a size could follow in the vectors the method learned.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}`,
+    `${int(num(r, 'events'))} events over ${int(num(r, 'users'))} users (Zipf 1) and ${int(num(r, 'items'))} items; each user has a planted rank drawn from ${Array.isArray(ranks) ? ranks.join(', ') : DASH} (the dimensions its preferences need), items all 32. Progressive AUC over the whole stream, ${seeds} seed${seeds === 1 ? '' : 's'}; each uniform size is held to the same bytes by the store's eviction; popularity: MDE's rule on running counts under PME's windows and limit. PME − best uniform: the difference of the means, with its 95% interval in brackets when the run has one (a paired block bootstrap of each seed's stream, 200 draws: bench/bootstrap.ts). Size~rank: Spearman's correlation between a method's final size and the planted rank over the ${int(num(r, 'richUsers'))} users seen at least ${int(num(r, 'minEvents'))} times. Principal dims~rank: the same users' correlation between the principal directions their learned vector needs for 90% of its energy (in the basis of the users' vectors' second moments) and the planted rank: how much of the rank a size could follow in the vectors the method learned.${full ? ` Full size (D = ${num(r, 'dim')}, no budget): ${fx(num(full, 'auc.mean'), 4)}, ${bytes(num(full, 'bytes'))}.` : ''}${ranked ? ` Sizes that follow the planted rank exactly (each user at its rank, items at D, no budget): ${fx(num(ranked, 'auc.mean'), 4)} ± ${fx(num(ranked, 'auc.std'), 4)}, ${bytes(num(ranked, 'bytes'))}.` : ''}`,
     '',
     mdTable(
       ['budget', 'method', 'AUC', 'PME − best uniform', 'bytes', 'size~rank', 'principal dims~rank'],

@@ -264,7 +264,7 @@ export const OPTIONS = {
     env: 'PME_PREFIX_LOSS_WEIGHT',
     kind: 'number',
     default: '0.2',
-    doc: "Weight of each nested prefix's own loss (Matryoshka learning; `--projection nested` only): every event is also scored on its first s dims alone, for each size s below D that tokens hold (when more than one size is in use), and the rows learn from those scores too (the served score stays the full one). The leading dims then carry what most tokens share, so a token PME cuts to them keeps its scores; 0: the full score's loss alone. On the planted stream (5M events, seed 1) PME at 10% went from 0.6793 to 0.6851 with it (`npm run bench -- --only planted-5m`); figures in the README.",
+    doc: "Weight of each nested prefix's own loss (Matryoshka learning; `--projection nested` only): every event is also scored on its first s dims alone, for each size s below D that tokens hold (when more than one size is in use), and the rows learn from those scores too (the served score stays the full one). The leading dims then carry what most tokens share, so a token PME cuts to them keeps its scores; 0: the full score's loss alone. On the planted stream (5M events, seed 1) PME at 10% went from 0.6793 to 0.6851 with it (`npm run bench -- --only planted-5m`); figures in the README. `pme offline`'s fixed-size methods (uniform, MDE, pme-paper) learn without them: none of their tokens is ever cut.",
   },
   l2: {
     env: 'PME_L2',

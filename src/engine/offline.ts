@@ -297,7 +297,13 @@ class Run {
       const id = this.store.getOrCreate(vocab.keys[v], sizes[v]);
       if (id !== v) throw new Error(`offline: token ${v} got id ${id}`);
     }
-    this.model = new FmModel(this.store, { ...o.model, importance, maxTokens: 256 });
+    // A run's sizes are fixed (uniform, MDE, pme-paper's retrain; the search is all at D): no
+    // token is ever cut to a prefix, so prefix losses would only cost. With them (bench:offline,
+    // 5 seeds, 10 / 20 / 40%) MDE's test AUC was 0.7393 / 0.7387 / 0.7380 on criteo-sample
+    // (without: 0.7403 / 0.7396 / 0.7395), pme-paper's 0.7387 / 0.7390 / 0.7376 (0.7406 / 0.7406
+    // / 0.7386), and an MDE epoch cost 0.83 / 1.03 / 1.47 of full's on ml-latest-small /
+    // criteo-sample / avazu-sample (without: 0.64 / 0.73 / 0.81; bench/results/epoch-cost.json).
+    this.model = new FmModel(this.store, { ...o.model, importance, maxTokens: 256, prefixLossWeight: 0 });
     this.#scratch = new Int32Array(256);
   }
 

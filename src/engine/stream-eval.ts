@@ -100,6 +100,9 @@ export interface StreamEvalOptions {
   evictedBuckets?: number;
   pme: boolean;
   startSize?: number;
+  /** Tokens created before the replay, each at its size (bench:planted's planted-rank sizes: every
+   *  user at the dimensions its preferences need). Default none. */
+  presetSizes?: ReadonlyMap<string, number>;
   windowEvents: number;
   /** With `pme`: who picks the sizes at each window. 'pme' (default) by importance; 'popularity'
    *  by MDE's rule on running counts (popularity.ts), the baseline PME is judged against, under
@@ -184,6 +187,7 @@ export async function streamEval(o: StreamEvalOptions): Promise<StreamEvalResult
     // that the benchmarks give PME are shares of the store a user would run instead.
     importance: sizing === 'pme',
   });
+  for (const [key, size] of o.presetSizes ?? []) store.getOrCreate(key, size);
   const popularity = sizing === 'popularity' ? new PopularitySizes(store, pmeOptions) : null;
   const controller = sizing === 'pme' ? new PmeController(store, pmeOptions) : null;
   const observer = controller ?? popularity ?? undefined;

@@ -70,6 +70,26 @@ t.test('stream-eval tells every live token, its size and its vector at the end w
   t.ok(perSize.size > 1, 'PME left tokens at more than one size');
 });
 
+t.test('stream-eval creates preset tokens at their sizes before the replay', async (t) => {
+  // Without PME nothing resizes a token: the users given a size keep it, the others take the start size.
+  const sizes = new Map<string, number>();
+  const presetSizes = new Map([
+    ['user=u0', 2],
+    ['user=u1', 8],
+  ]);
+  await streamEval({
+    ...base,
+    synthetic: 1000,
+    pme: false,
+    startSize: 16,
+    presetSizes,
+    onToken: (key, size) => sizes.set(key, size),
+  });
+  t.equal(sizes.get('user=u0'), 2);
+  t.equal(sizes.get('user=u1'), 8);
+  t.equal(sizes.get('user=u2'), 16, 'a user not preset: the start size');
+});
+
 t.test("a replay's windows score the events it learns next (the lookahead)", async (t) => {
   const r = await streamEval({ ...base, synthetic: 7000 });
   t.ok(r.windows.length >= 3, `${r.windows.length} windows`);

@@ -255,3 +255,24 @@ t.test('minCount counts the training split only, and folds every split', async (
   t.equal(events[0].fields.tag, 't0', "the caller's events are not rewritten");
   await t.rejects(runOffline(events, [], { minCount: 0 }), /minCount must be an integer >= 1/);
 });
+
+t.test('sizes fixed for a whole run learn without prefix losses; the live pme with them', async (t) => {
+  // Uniform and MDE never cut a token to a prefix: the prefix losses would only cost them. The
+  // live controller cuts, and learns with them.
+  const { events, catalog } = planted(3000, 5, 120, 80, 4);
+  const base = { dim: 16, budget: 0.3, epochs: 2, seed: 3, methods: ['uniform', 'mde', 'pme'] as const };
+  const withWeight = (w: number) =>
+    runOffline(events, catalog, {
+      ...base,
+      methods: [...base.methods],
+      model: { projection: 'nested', prefixLossWeight: w },
+    });
+  const [off, on] = [await withWeight(0), await withWeight(1)];
+  const auc = (r: OfflineResult, m: string) => r.results.find((x) => x.method === m)!.auc;
+  const held = (m: string) =>
+    Object.entries(on.results.find((x) => x.method === m)!.sizes).filter(([s, n]) => Number(s) > 0 && n > 0);
+  t.ok(held('uniform').length > 1 && held('mde').length > 1, 'both hold more than one size above 0');
+  t.equal(auc(on, 'uniform'), auc(off, 'uniform'), 'uniform');
+  t.equal(auc(on, 'mde'), auc(off, 'mde'), 'mde');
+  t.not(auc(on, 'pme'), auc(off, 'pme'), 'pme learns from its prefixes');
+});

@@ -134,7 +134,8 @@ export interface FmOptions {
    * (held out; `node dist/bench/pme-windows.js`, 3 seeds, 10 / 25 / 50%) 0.7570 / 0.7602 /
    * 0.7608 against every prefix's 0.7568 / 0.7599 / 0.7607 (none: 0.7573 / 0.7604 / 0.7609):
    * a prefix below the start size, where no row is cut, only constrains the leading dims.
-   * 0: the full score's loss alone. Default 0.2.
+   * `pme offline`'s fixed-size methods (uniform, MDE, pme-paper) learn without them: none of
+   * their tokens is ever cut (offline.ts). 0: the full score's loss alone. Default 0.2.
    */
   prefixLossWeight: number;
   /** L2 on the rows and linear weights touched by a step. Default 1e-6. */
