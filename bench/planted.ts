@@ -8,9 +8,9 @@
  * rank). Beside them, how well the rank shows in the learned vectors themselves: the dimensions a
  * user's vector needs for 90% of its energy in the principal basis of the users' vectors (what a
  * size could follow), against its planted rank; and the AUC of sizes that follow the planted rank
- * exactly (each user at its rank, no budget: what tracking the rank would buy). PME against the best uniform size and popularity
- * comes with the 95% interval over resamples of each seed's stream (bootstrap.ts). Writes
- * bench/results/planted.json (or --out).
+ * exactly (each user at its rank, no budget: what tracking the rank would buy). PME against the
+ * best uniform size and popularity comes with the 95% interval over resamples of each seed's
+ * stream (bootstrap.ts). Writes bench/results/planted.json (or --out).
  * `--learner` sets model options (FmOptions' names, e.g. '{"projection":"nested"}') for every
  * replay.
  *
@@ -31,7 +31,7 @@ const USERS = numberArg('users', 400_000);
 const ITEMS = numberArg('items', 20_000);
 const SHARES = (stringArg('shares') ?? '0.1,0.25,0.5').split(',').map(Number);
 const SEEDS = (stringArg('seeds') ?? '1,2,3').split(',').map(Number);
-/** PME controller options for an experiment (e.g. '{"restSizing":"popularity"}'). Default none. */
+/** PME controller options for an experiment (e.g. '{"hotThreshold":20}'). Default none. */
 const PME_OPTIONS = JSON.parse(stringArg('pme-options') ?? '{}');
 /** Model options for every replay (e.g. '{"projection":"nested"}'). Default none. */
 const LEARNER = JSON.parse(stringArg('learner') ?? '{}') as NonNullable<StreamEvalOptions['learner']>;
