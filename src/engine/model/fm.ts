@@ -305,11 +305,10 @@ export class FmModel extends ModelBase implements Model {
   readonly #stepPrefixRow: FullRowStep;
   /** projection 'nested': rows below D are the first s dims of their D-space vector. */
   readonly #nested: boolean;
-  /** The prefix losses (prefixLossWeight > 0, nested): the ladder's sizes 0 < s < D, ascending
-   *  (empty: none), and their tiers (a prefix counts while its tier holds tokens); the rows' step
-   *  under them; per event, the bias and linear part of the score and the prefixes' weighted
+  /** The prefix losses (prefixLossWeight > 0, nested): the tiers of the ladder's sizes 0 < s < D,
+   *  ascending (empty: none; a prefix counts while its tier holds tokens); the rows' step under
+   *  them; per event, the bias and linear part of the score and the prefixes' weighted
    *  (p_s − label). */
-  readonly #prefixSizes: Int32Array;
   readonly #prefixTiers: Int32Array;
   /** Per event: each prefix's weight, 0 for a size no token holds (#prefixesInUse). */
   readonly #prefixWeight: Float64Array;
@@ -401,16 +400,15 @@ export class FmModel extends ModelBase implements Model {
     this.#stepFullRow = !adagrad ? sgdFullRow : this.#importance ? adagradFullRowImportance : adagradFullRow;
     this.#stepRow = adagrad ? adagradRow : sgdRow;
     this.#stepPrefixRow = adagrad ? adagradFullRow : sgdFullRow;
-    this.#prefixSizes = Int32Array.from(
-      nested && o.prefixLossWeight > 0 ? sizes.filter((s) => s > 0 && s < D).sort((a, b) => a - b) : [],
-    );
+    const prefixSizes =
+      nested && o.prefixLossWeight > 0 ? sizes.filter((s) => s > 0 && s < D).sort((a, b) => a - b) : [];
     this.#stepPrefixLoss = adagrad ? adagradPrefixRow : sgdPrefixRow;
-    this.#prefixP = new Float64Array(this.#prefixSizes.length);
-    this.#prefixTiers = Int32Array.from(this.#prefixSizes, (s) => sizes.indexOf(s));
-    this.#prefixWeight = new Float64Array(this.#prefixSizes.length);
-    this.#blockEnds = Int32Array.from([...this.#prefixSizes, D]);
-    this.#blockGrad = new Float64Array(this.#prefixSizes.length + 1);
-    this.#blockSelf = new Float64Array(this.#prefixSizes.length);
+    this.#prefixP = new Float64Array(prefixSizes.length);
+    this.#prefixTiers = Int32Array.from(prefixSizes, (s) => sizes.indexOf(s));
+    this.#prefixWeight = new Float64Array(prefixSizes.length);
+    this.#blockEnds = Int32Array.from([...prefixSizes, D]);
+    this.#blockGrad = new Float64Array(prefixSizes.length + 1);
+    this.#blockSelf = new Float64Array(prefixSizes.length);
     checkLinearSlots(store.options.linearOptimizerSlots, o.optimizer, o.linearOptimizer);
     this.#ftrl = adagrad && o.linearOptimizer === 'ftrl';
     this.#linearParams = linearStepParams(o);
@@ -633,7 +631,7 @@ export class FmModel extends ModelBase implements Model {
     const importance = this.#importance;
 
     this.stepBias(g, o.projectionLearningRate, eps, this.#adagrad);
-    const prefixLoss = this.#prefixSizes.length > 0 && this.#prefixesInUse();
+    const prefixLoss = this.#prefixTiers.length > 0 && this.#prefixesInUse();
     if (prefixLoss) this.#prefixGradients(g, label);
     const ends = this.#blockEnds;
     const M = this.#blockGrad;
@@ -774,6 +772,7 @@ export class FmModel extends ModelBase implements Model {
       p[b] = weight[b] === 0 ? 0 : weight[b] * (sigmoid(z) - label);
       if (ends[b] >= top) break;
     }
+    // The prefixes past the block that reached `top` all score the whole event.
     if (++b < prefixes) {
       const whole = sigmoid(z) - label;
       for (; b < prefixes; b++) p[b] = weight[b] * whole;
